@@ -1,0 +1,3 @@
+"""OpenConnector Events and Webhooks as a Kubernetes operator."""
+
+__version__ = "0.1.0"
