@@ -1,0 +1,458 @@
+"""Spec and status models of the five kinds: the single source of truth.
+
+The CRDs in ``crds/``, the offline validator, standalone mode and the operator all read these models.
+The seed's field names (name, slug, type, source, schema, isEnabled, eventType, endpoint, method,
+status, filters, mappingId, targetType, targetId) are kept verbatim.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from openconnector.api.common import (
+    DURATION_PATTERN,
+    K8S_NAME_PATTERN,
+    ApiModel,
+    CelRule,
+    CommonStatus,
+    ConfigMapKeySelector,
+    LastDelivery,
+    LastError,
+    SecretKeySelector,
+)
+
+# Reverse-DNS CloudEvents type (a domain of two or more labels plus a name), optionally ending in
+# a single version suffix such as ".v2".
+EVENT_TYPE_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*(\.[A-Za-z0-9]+([-_][A-Za-z0-9]+)*){2,}$"
+# A Consumer endpoint: URL path segments of unreserved characters, leading slash optional.
+CONSUMER_ENDPOINT_PATTERN = r"^/?[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*$"
+# An EventSubscription endpoint: an absolute http(s) URL, or an internal reference.
+SUBSCRIPTION_ENDPOINT_PATTERN = r"^(https?://[^\s]+|source:[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[^\s]*)?|service:[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)?(:[0-9]{1,5})?(/[^\s]*)?)$"
+HTTP_URL_PATTERN = r"^https?://[^\s]+$"
+_REGISTER_TARGET = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[^/]+$")
+
+PRESERVE = {"x-kubernetes-preserve-unknown-fields": True}
+
+
+def _free_form(description: str) -> dict[str, Any]:
+    """Schema override for a really free-form value (JSON Schema, JSON Logic, mapping templates)."""
+    return {"description": description, **PRESERVE}
+
+
+# --------------------------------------------------------------------------------------------- Event
+
+
+class EventSchema(ApiModel):
+    """Where the JSON Schema of the event's data comes from. Set exactly one field."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="[has(self.inline), has(self.configMapKeyRef), has(self.url)].filter(x, x).size() == 1",
+            message="set exactly one of inline, configMapKeyRef or url",
+        ),
+    )
+
+    inline: dict[str, Any] | None = Field(
+        default=None,
+        description="The JSON Schema itself (draft 2020-12 unless $schema says otherwise).",
+        json_schema_extra=_free_form("The JSON Schema itself (draft 2020-12 unless $schema says otherwise)."),
+    )
+    configMapKeyRef: ConfigMapKeySelector | None = Field(
+        default=None, description="A ConfigMap key holding the JSON Schema as JSON or YAML."
+    )
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https://[^\s]+$",
+        description="An https URL of the schema. It becomes the events' dataschema attribute; the gateway "
+        "does not fetch it, so data is validated only with inline or configMapKeyRef.",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> EventSchema:
+        if sum(x is not None for x in (self.inline, self.configMapKeyRef, self.url)) != 1:
+            raise ValueError(self.cel_rules[0].message)
+        return self
+
+
+class EventSpec(ApiModel):
+    """A CloudEvent type that the gateway can emit or receive."""
+
+    name: str | None = Field(default=None, description="Human-readable name.")
+    slug: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$",
+        description="URL-friendly identifier; used in the data schema URL the gateway publishes.",
+    )
+    type: str = Field(
+        pattern=EVENT_TYPE_PATTERN,
+        max_length=253,
+        description="CloudEvents type, reverse-DNS (e.g. nl.vng.zgw.zaken.zaak.created), with an optional "
+        "single version suffix such as .v2.",
+    )
+    source: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="CloudEvents source URI-reference of emitted events. The NL GOV profile prefers a URN "
+        "in the nld namespace (urn:nld:oin:...:systeem:...) or an absolute URI.",
+    )
+    schema_: EventSchema | None = Field(
+        default=None,
+        alias="schema",
+        description="Optional JSON Schema of the event's data payload; received and emitted data is "
+        "validated against it.",
+    )
+    isEnabled: bool = Field(default=True, description="Whether the event is active.")
+    profile: Literal["nl-gov", "cloudevents"] = Field(
+        default="nl-gov",
+        description="nl-gov checks received events strictly against the NL GOV CloudEvents profile and "
+        "refuses violations; cloudevents only logs and counts them.",
+    )
+
+
+class EventStatus(CommonStatus):
+    """Observed state of an Event."""
+
+    received: int = Field(default=0, description="Events of this type accepted on /events or from consumers.")
+    emitted: int = Field(default=0, description="Events of this type emitted by the gateway and fanned out.")
+    refused: int = Field(default=0, description="Events of this type refused (schema or profile violations).")
+    lastEmitted: datetime | None = Field(default=None, description="When the last event was emitted.")
+
+
+# ------------------------------------------------------------------------------- EventSubscription
+
+
+class DeadLetter(ApiModel):
+    """Where events go once every retry failed."""
+
+    endpoint: str = Field(
+        pattern=SUBSCRIPTION_ENDPOINT_PATTERN,
+        description="URL or internal reference (same forms as the subscription endpoint). Dead-lettered "
+        "events carry the extensions ocerrordest, ocerrorcode and ocerrordata.",
+    )
+
+
+class Delivery(ApiModel):
+    """Retry, backoff, timeout and dead-letter policy (Knative's delivery spec plus backoffMax)."""
+
+    retries: int = Field(default=10, ge=0, le=100, description="Retry attempts after the first one.")
+    backoffPolicy: Literal["exponential", "linear"] = Field(
+        default="exponential",
+        description="exponential waits backoffDelay*2^n, linear waits backoffDelay*n, both with full jitter.",
+    )
+    backoffDelay: str = Field(
+        default="PT0.2S", pattern=DURATION_PATTERN, description="Base delay: ISO-8601 (PT0.2S) or 200ms."
+    )
+    backoffMax: str = Field(
+        default="PT5M", pattern=DURATION_PATTERN, description="Upper bound of one wait, and of Retry-After."
+    )
+    timeout: str = Field(default="PT30S", pattern=DURATION_PATTERN, description="Timeout of each attempt.")
+    deadLetter: DeadLetter | None = Field(
+        default=None, description="Dead-letter sink; without one, exhausted events are counted as dropped."
+    )
+    maxConcurrency: int = Field(default=4, ge=1, le=256, description="Concurrent requests to this endpoint.")
+    autoPauseAfter: int = Field(
+        default=0,
+        ge=0,
+        description="Suspend delivery after this many consecutive failed events (0 = never), as Svix does.",
+    )
+
+
+class OutboundAuth(ApiModel):
+    """Credentials sent to the subscriber; the secret material stays in Secrets."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="self.type == 'none' || has(self.secretRef)",
+            message="secretRef is required unless type is none",
+            field_path=".secretRef",
+        ),
+    )
+
+    type: Literal["none", "bearer", "basic"] = Field(
+        default="none",
+        description="bearer sends Authorization: Bearer <secret>; basic sends the secret 'user:password'.",
+    )
+    secretRef: SecretKeySelector | None = Field(default=None, description="Secret key with the credential.")
+    signingSecretRef: SecretKeySelector | None = Field(
+        default=None,
+        description="Secret key with a Standard Webhooks secret (whsec_...); when set, every request is "
+        "signed with webhook-id, webhook-timestamp and webhook-signature headers.",
+    )
+
+    @model_validator(mode="after")
+    def _secret_needed(self) -> OutboundAuth:
+        if self.type != "none" and self.secretRef is None:
+            raise ValueError("secretRef: required unless type is none")
+        return self
+
+
+class EventSubscriptionSpec(ApiModel):
+    """Routes events of one CloudEvents type, narrowed by filters, to a handler endpoint."""
+
+    eventType: str = Field(
+        min_length=1,
+        max_length=253,
+        description="CloudEvents type to subscribe to (exact match). '*' subscribes to every type.",
+    )
+    endpoint: str = Field(
+        pattern=SUBSCRIPTION_ENDPOINT_PATTERN,
+        description="Handler endpoint: an absolute http(s) URL, 'source:<name>[/path]' (the location of a "
+        "Source in this namespace plus path) or 'service:<name>[.<namespace>][:<port>][/path]' (a "
+        "Kubernetes Service, http://<name>.<namespace>.svc:<port>/path).",
+    )
+    method: Literal["POST", "PUT", "PATCH"] = Field(default="POST", description="HTTP method for delivery.")
+    status: Literal["active", "paused"] = Field(
+        default="active",
+        description="Desired state: paused never delivers. (This is spec, not the status subresource.)",
+    )
+    filters: list[dict[str, Any]] | dict[str, Any] | None = Field(
+        default=None,
+        json_schema_extra=_free_form(
+            "Filters narrowing which events match; all must match. A list of filter objects, each with "
+            "exactly one dialect key: exact, prefix, suffix (maps of attribute to value, case-sensitive), "
+            "all, any (non-empty lists of filters), not (one filter), sql (a CESQL expression) or "
+            "jsonLogic (a JSON Logic rule over {attributes, data}). A plain map {attribute: value} is "
+            "shorthand for [{exact: map}]."
+        ),
+    )
+    source: str | None = Field(default=None, min_length=1, description="Only events with exactly this source.")
+    contentMode: Literal["structured", "binary"] = Field(
+        default="structured",
+        description="structured sends application/cloudevents+json; binary sends ce- headers and the data.",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict, description="Extra HTTP headers on every delivery (no secrets: use auth)."
+    )
+    auth: OutboundAuth | None = Field(default=None, description="Credentials and signing for deliveries.")
+    delivery: Delivery = Field(
+        default_factory=Delivery, description="Retry and dead-letter policy.", json_schema_extra={"default": {}}
+    )
+
+
+class EventSubscriptionStatus(CommonStatus):
+    """Delivery health of an EventSubscription."""
+
+    phase: Literal["Active", "Paused", "Suspended"] | None = Field(
+        default=None,
+        description="Active delivers; Paused follows spec.status; Suspended means the gateway stopped "
+        "delivering (410 Gone or autoPauseAfter) until the spec changes.",
+    )
+    url: str | None = Field(default=None, description="The resolved endpoint URL.")
+    delivered: int = Field(default=0, description="Events delivered successfully.")
+    failed: int = Field(default=0, description="Events that failed after all retries.")
+    retried: int = Field(default=0, description="Retry attempts made.")
+    deadLettered: int = Field(default=0, description="Events sent to the dead-letter sink.")
+    dropped: int = Field(default=0, description="Events lost for want of a dead-letter sink (or on shutdown).")
+    consecutiveFailures: int = Field(default=0, description="Failed events in a row.")
+    successRatio: float | None = Field(default=None, description="Success ratio of recent attempts (0..1).")
+    lastDelivery: LastDelivery | None = Field(default=None, description="The last successful delivery.")
+    lastError: LastError | None = Field(default=None, description="The last failure.")
+
+
+# ------------------------------------------------------------------------------------ Consumer
+
+InboundAuthType = Literal["none", "bearer", "basic", "apiKey", "hmac", "github", "jwt"]
+
+
+class InboundAuth(ApiModel):
+    """How a Consumer authenticates webhook senders. Secret material stays in Secrets."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="self.type == 'none' || (has(self.secretRefs) && self.secretRefs.size() > 0)",
+            message="secretRefs needs at least one entry unless type is none",
+            field_path=".secretRefs",
+        ),
+    )
+
+    type: InboundAuthType = Field(
+        default="none",
+        description="none; bearer (Authorization: Bearer); basic (secret holds user:password); apiKey "
+        "(header carries one of the keys); hmac (Standard Webhooks signature, whsec_ secrets); github "
+        "(X-Hub-Signature-256); jwt (iss = consumer name, algorithm pinned, iat required).",
+    )
+    secretRefs: list[SecretKeySelector] = Field(
+        default_factory=list,
+        description="Secret keys holding the credentials. Several entries allow rotation: any one is valid.",
+    )
+    header: str = Field(default="X-API-Key", min_length=1, description="Header name for apiKey.")
+    algorithms: list[Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384",
+                             "PS512", "ES256", "ES384", "ES512"]] = Field(
+        default_factory=lambda: ["HS256"], description="Accepted JWT algorithms (pinned)."
+    )
+    toleranceSeconds: int = Field(
+        default=300, ge=0, le=3600, description="Allowed clock skew for hmac timestamps and JWT times."
+    )
+
+    @model_validator(mode="after")
+    def _secrets_needed(self) -> InboundAuth:
+        if self.type != "none" and not self.secretRefs:
+            raise ValueError("secretRefs: needs at least one entry unless type is none")
+        return self
+
+
+class ConsumerSpec(ApiModel):
+    """A webhook endpoint: authenticate, map, forward to a target, and optionally emit an event."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="has(self.targetType) == has(self.targetId)",
+            message="targetType and targetId go together",
+            field_path=".targetId",
+        ),
+        CelRule(
+            rule="has(self.targetType) || has(self.event)",
+            message="a consumer needs a target (targetType and targetId) or an event to emit",
+        ),
+        CelRule(
+            rule="!has(self.targetType) || self.targetType != 'register/schema' || "
+            "self.targetId.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[^/]+$')",
+            message="targetId of a register/schema target is <register source name>/<schema>",
+            field_path=".targetId",
+        ),
+    )
+
+    name: str | None = Field(
+        default=None, description="Human-readable name; also the JWT issuer (defaults to metadata.name)."
+    )
+    endpoint: str = Field(
+        pattern=CONSUMER_ENDPOINT_PATTERN,
+        max_length=512,
+        description="Exposed webhook path, served at /webhooks/<endpoint>; a leading slash is optional.",
+    )
+    mappingId: str | None = Field(
+        default=None, pattern=K8S_NAME_PATTERN, description="Name of a Mapping applied to the payload."
+    )
+    targetType: Literal["source", "register/schema"] | None = Field(
+        default=None, description="source forwards to a Source; register/schema stores in a register."
+    )
+    targetId: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=512,
+        description="The Source name, or <register>/<schema> where <register> names a Source of type "
+        "register.",
+    )
+    isEnabled: bool = Field(default=True, description="Whether the consumer is active.")
+    auth: InboundAuth = Field(
+        default_factory=InboundAuth, description="Sender authentication.", json_schema_extra={"default": {}}
+    )
+    allowedIPs: list[str] = Field(
+        default_factory=list, description="CIDRs allowed to call; empty allows everyone."
+    )
+    maxBodyBytes: int = Field(default=1048576, ge=1, le=67108864, description="Largest body accepted.")
+    event: str | None = Field(
+        default=None,
+        pattern=K8S_NAME_PATTERN,
+        description="Name of an Event emitted after each successful ingestion.",
+    )
+
+    @model_validator(mode="after")
+    def _target_rules(self) -> ConsumerSpec:
+        if (self.targetType is None) != (self.targetId is None):
+            raise ValueError("targetId: targetType and targetId go together")
+        if self.targetType is None and self.event is None:
+            raise ValueError("a consumer needs a target (targetType and targetId) or an event to emit")
+        if self.targetType == "register/schema" and self.targetId is not None:
+            if not _REGISTER_TARGET.match(self.targetId):
+                raise ValueError("targetId: a register/schema target is <register source name>/<schema>")
+        return self
+
+
+class ConsumerStatus(CommonStatus):
+    """Ingress health of a Consumer."""
+
+    url: str | None = Field(default=None, description="Path of the webhook endpoint on the gateway.")
+    received: int = Field(default=0, description="Requests received.")
+    forwarded: int = Field(default=0, description="Payloads delivered to the target (or emitted).")
+    rejected: int = Field(default=0, description="Requests refused, all reasons.")
+    rejectedByReason: dict[str, int] = Field(
+        default_factory=dict, description="Requests refused, by reason (auth, mapping, target, ...)."
+    )
+    lastReceived: datetime | None = Field(default=None, description="When the last request arrived.")
+    lastError: LastError | None = Field(default=None, description="The last failure.")
+
+
+# ------------------------------------------------------------------------------------- Mapping
+
+
+class MappingSpec(ApiModel):
+    """An OpenConnector mapping: passThrough, dot-path copy, literals, templates, unset, cast."""
+
+    name: str | None = Field(default=None, description="Human-readable name.")
+    mapping: dict[str, Any] = Field(
+        default_factory=dict,
+        json_schema_extra=_free_form(
+            "Output dot-path -> source. A value that is an existing input dot-path copies it; a list or "
+            "object is set literally; anything else renders as a sandboxed Jinja2 template with the "
+            "input as context. A single key '#' returns the value at the root."
+        ),
+    )
+    unset: list[str] = Field(default_factory=list, description="Output dot-paths removed after mapping.")
+    cast: dict[str, str] = Field(
+        default_factory=dict,
+        description="Output dot-path -> cast name (several separated by commas), e.g. integer, bool, json.",
+    )
+    passThrough: bool = Field(default=False, description="Start from a copy of the input.")
+
+
+class MappingStatus(CommonStatus):
+    """Compile state of a Mapping."""
+
+
+# -------------------------------------------------------------------------------------- Source
+
+
+class SourceAuth(ApiModel):
+    """Credentials the gateway sends to a Source."""
+
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="self.type == 'none' || has(self.secretRef)",
+            message="secretRef is required unless type is none",
+            field_path=".secretRef",
+        ),
+    )
+
+    type: Literal["none", "bearer", "basic", "apiKey"] = Field(default="none", description="Auth scheme.")
+    secretRef: SecretKeySelector | None = Field(default=None, description="Secret key with the credential.")
+    header: str = Field(default="X-API-Key", min_length=1, description="Header name for apiKey.")
+
+    @model_validator(mode="after")
+    def _secret_needed(self) -> SourceAuth:
+        if self.type != "none" and self.secretRef is None:
+            raise ValueError("secretRef: required unless type is none")
+        return self
+
+
+class SourceSpec(ApiModel):
+    """An external system: an API, or an OpenRegister-compatible register."""
+
+    name: str | None = Field(default=None, description="Human-readable name.")
+    location: str = Field(pattern=HTTP_URL_PATTERN, description="Base URL.")
+    type: Literal["api", "register"] = Field(
+        default="api",
+        description="api receives payloads at its location; register stores objects at "
+        "<location>/objects/<register>/<schema> (the OpenRegister objects API).",
+    )
+    register_: str | None = Field(
+        alias="register",
+        default=None,
+        min_length=1,
+        description="Register id at the register API; defaults to the Source's metadata.name.",
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra HTTP headers on every request.")
+    auth: SourceAuth | None = Field(default=None, description="Credentials sent to the source.")
+    timeout: str = Field(default="PT30S", pattern=DURATION_PATTERN, description="Request timeout.")
+
+
+class SourceStatus(CommonStatus):
+    """Health of a Source as a target."""
+
+    requests: int = Field(default=0, description="Requests sent to this source.")
+    failures: int = Field(default=0, description="Requests that failed (network error or non-2xx).")
+    lastError: LastError | None = Field(default=None, description="The last failure.")

@@ -1,0 +1,197 @@
+"""Resources as the reconciler sees them, whatever they came from (the apiserver or YAML files).
+
+Cluster mode and standalone mode differ only in what fills a :class:`ResourceStore`.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel, ValidationError
+
+from openconnector.api.common import GROUP
+from openconnector.api.kinds import KINDS_BY_NAME, Kind
+
+
+class ResourceKey(NamedTuple):
+    kind: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One openconnector.nl object: identity plus its raw spec (validated later, per kind)."""
+
+    kind: str
+    namespace: str
+    name: str
+    spec: Mapping[str, Any]
+    generation: int = 1
+    uid: str = ""
+    # Where it came from, for messages: "examples/zgw.yaml:3" in standalone mode, "" in a cluster.
+    origin: str = ""
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    # metadata.creationTimestamp; orders conflicting resources (the older one wins).
+    created: str = ""
+
+    @property
+    def key(self) -> ResourceKey:
+        return ResourceKey(self.kind, self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class SecretData:
+    """A Secret or ConfigMap: decoded bytes per key."""
+
+    namespace: str
+    name: str
+    data: Mapping[str, bytes]
+    kind: str = "Secret"
+
+    @property
+    def key(self) -> ResourceKey:
+        return ResourceKey(self.kind, self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """A problem with one field of one resource. ``field`` is a path such as spec.filters[0].sql."""
+
+    field: str
+    message: str
+    reason: str = "InvalidSpec"
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+
+def _loc_to_path(loc: tuple[int | str, ...], root: str) -> str:
+    path = root
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif "[" in part or part.startswith(("function-", "list[", "dict[")):
+            # pydantic's union member tags carry no information for the user
+            continue
+        else:
+            path += f".{part}"
+    return path
+
+
+_FIELD_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9]*(?:\.[A-Za-z][A-Za-z0-9]*)*): (.*)$", re.S)
+
+
+def validation_problems(error: ValidationError, root: str = "spec") -> list[FieldProblem]:
+    """Turn pydantic's errors into field-named problems. Model validators prefix their message with a
+    field name ("targetId: ...") so that it lands on the right path."""
+    problems = []
+    for item in error.errors(include_url=False):
+        path = _loc_to_path(tuple(item["loc"]), root)
+        message = str(item["msg"])
+        if message.startswith("Value error, "):
+            message = message[len("Value error, ") :]
+            prefixed = _FIELD_PREFIX.match(message)
+            if prefixed:
+                path = f"{path}.{prefixed.group(1)}"
+                message = prefixed.group(2)
+        if item["type"] == "extra_forbidden":
+            message = "unknown field"
+        elif item["type"] == "missing":
+            message = "required field missing"
+        elif item["type"] == "literal_error":
+            message = f"{item.get('input')!r} is not allowed; {message[0].lower()}{message[1:]}"
+        problems.append(FieldProblem(path, message))
+    return problems
+
+
+def parse_spec(kind: Kind, spec: Mapping[str, Any]) -> tuple[BaseModel | None, list[FieldProblem]]:
+    """Validate a raw spec with the kind's model."""
+    try:
+        return kind.spec.model_validate(dict(spec)), []
+    except ValidationError as error:
+        return None, validation_problems(error)
+
+
+def decode_secret(doc: Mapping[str, Any]) -> SecretData:
+    """A Secret manifest's ``data`` (base64) and ``stringData`` (plain), as Kubernetes merges them."""
+    meta = doc.get("metadata") or {}
+    decoded: dict[str, bytes] = {}
+    for key, value in (doc.get("data") or {}).items():
+        decoded[str(key)] = base64.b64decode(str(value), validate=True)
+    for key, value in (doc.get("stringData") or {}).items():
+        decoded[str(key)] = str(value).encode()
+    return SecretData(str(meta.get("namespace") or "default"), str(meta.get("name", "")), decoded)
+
+
+def decode_configmap(doc: Mapping[str, Any]) -> SecretData:
+    meta = doc.get("metadata") or {}
+    decoded = {str(k): str(v).encode() for k, v in (doc.get("data") or {}).items()}
+    return SecretData(str(meta.get("namespace") or "default"), str(meta.get("name", "")), decoded, "ConfigMap")
+
+
+def resource_from_object(obj: Mapping[str, Any], origin: str = "") -> Resource | None:
+    """A Resource from an object dict (apiserver body or YAML document); None if not one of ours."""
+    api_version = str(obj.get("apiVersion", ""))
+    if api_version.split("/", 1)[0] != GROUP or obj.get("kind") not in KINDS_BY_NAME:
+        return None
+    meta = obj.get("metadata") or {}
+    spec = obj.get("spec")
+    return Resource(
+        kind=str(obj["kind"]),
+        namespace=str(meta.get("namespace") or "default"),
+        name=str(meta.get("name", "")),
+        spec=spec if isinstance(spec, Mapping) else {},
+        generation=int(meta.get("generation") or 1),
+        uid=str(meta.get("uid", "")),
+        origin=origin,
+        annotations=dict(meta.get("annotations") or {}),
+        created=str(meta.get("creationTimestamp") or ""),
+    )
+
+
+class ResourceStore:
+    """The desired state: every resource and Secret the reconciler knows, with a change counter."""
+
+    def __init__(self) -> None:
+        self.resources: dict[ResourceKey, Resource] = {}
+        self.secrets: dict[ResourceKey, SecretData] = {}
+        self.revision = 0
+
+    def apply(self, item: Resource | SecretData) -> bool:
+        """Store an object; returns whether anything changed."""
+        target: dict[ResourceKey, Any] = self.resources if isinstance(item, Resource) else self.secrets
+        if target.get(item.key) == item:
+            return False
+        target[item.key] = item
+        self.revision += 1
+        return True
+
+    def delete(self, key: ResourceKey) -> bool:
+        removed = self.resources.pop(key, None) or self.secrets.pop(key, None)
+        if removed is not None:
+            self.revision += 1
+        return removed is not None
+
+    def replace_all(self, items: Iterable[Resource | SecretData]) -> bool:
+        """Make the store hold exactly ``items`` (a directory rescan); returns whether anything changed."""
+        resources = {i.key: i for i in items if isinstance(i, Resource)}
+        secrets = {i.key: i for i in items if isinstance(i, SecretData)}
+        if resources == self.resources and secrets == self.secrets:
+            return False
+        self.resources, self.secrets = resources, secrets
+        self.revision += 1
+        return True
+
+    def secret_value(self, namespace: str, name: str, key: str, kind: str = "Secret") -> bytes | None:
+        secret = self.secrets.get(ResourceKey(kind, namespace, name))
+        if secret is None:
+            return None
+        return secret.data.get(key)
