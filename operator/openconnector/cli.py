@@ -1,0 +1,120 @@
+"""The ``openconnector`` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from openconnector import __version__
+
+
+def _cmd_crds(args: argparse.Namespace) -> int:
+    from openconnector.api.crdgen import render_all, write_all
+
+    if args.output_dir is not None:
+        for path in write_all(Path(args.output_dir)):
+            print(f"wrote {path}")
+        return 0
+    if args.check is not None:
+        stale = [
+            name
+            for name, text in render_all().items()
+            if not (Path(args.check) / name).is_file() or (Path(args.check) / name).read_text() != text
+        ]
+        for name in stale:
+            print(f"{args.check}/{name} is stale: run `make crds`", file=sys.stderr)
+        return 1 if stale else 0
+    print("---\n".join(render_all().values()), end="")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from openconnector.validate import validate_paths
+
+    missing = [p for p in args.paths if not Path(p).exists()]
+    if missing:
+        for path in missing:
+            print(f"{path}: no such file or directory", file=sys.stderr)
+        return 2
+    findings, checked = validate_paths(Path(p) for p in args.paths)
+    for finding in findings:
+        print(finding)
+    if findings:
+        print(f"{len(findings)} problem(s) in {checked} resource(s)", file=sys.stderr)
+        return 1
+    print(f"ok: {checked} resource(s) valid", file=sys.stderr)
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from openconnector.standalone import serve
+
+    return serve(args)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from openconnector.kube.runner import run
+
+    return run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openconnector",
+        description="OpenConnector Events and Webhooks: a Kubernetes operator and CloudEvents gateway.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    crds = sub.add_parser("crds", help="print (or write, or check) the CustomResourceDefinitions")
+    group = crds.add_mutually_exclusive_group()
+    group.add_argument("--output-dir", metavar="DIR", help="write one file per CRD into DIR")
+    group.add_argument("--check", metavar="DIR", help="exit 1 if the CRDs in DIR are stale")
+    crds.set_defaults(func=_cmd_crds)
+
+    validate = sub.add_parser("validate", help="validate manifests offline (for GitOps pipelines)")
+    validate.add_argument("paths", nargs="+", metavar="FILE|DIR")
+    validate.set_defaults(func=_cmd_validate)
+
+    def gateway_flags(p: argparse.ArgumentParser, default_port: int) -> None:
+        p.add_argument("--host", default="127.0.0.1", help="address the gateway listens on")
+        p.add_argument("--port", type=int, default=default_port, help="gateway port (webhooks, /events, API)")
+        p.add_argument("--metrics-port", type=int, default=0, help="separate Prometheus port (0: on --port)")
+        p.add_argument("--events-token-file", help="file with the bearer token /events requires (optional)")
+        p.add_argument("--allow-unknown-types", action="store_true", help="accept events of undefined types")
+        p.add_argument(
+            "--trusted-proxy", action="append", default=[], metavar="CIDR",
+            help="peers whose X-Forwarded-For is believed for allowedIPs (repeatable)",
+        )  # fmt: skip
+        p.add_argument("--drain-seconds", type=float, default=20.0, help="graceful shutdown deadline")
+
+    serve = sub.add_parser("serve", help="run the gateway standalone on a directory of manifests")
+    serve.add_argument("--manifests", required=True, metavar="DIR", help="YAML files to serve (watched)")
+    gateway_flags(serve, 8080)
+    serve.set_defaults(func=_cmd_serve)
+
+    run = sub.add_parser("run", help="run the operator and the gateway in a cluster")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument("--namespace", action="append", default=[], help="namespace to watch (repeatable)")
+    scope.add_argument("--all-namespaces", action="store_true", help="watch every namespace (default)")
+    run.add_argument("--status-interval", type=float, default=5.0, help="seconds between status patches")
+    run.add_argument("--health-port", type=int, default=8081, help="kopf liveness endpoint port")
+    run.add_argument("--peering", default="", help="kopf peering name (default: standalone, no peering)")
+    gateway_flags(run, 8080)
+    run.set_defaults(func=_cmd_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

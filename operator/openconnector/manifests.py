@@ -1,0 +1,100 @@
+"""Loading Kubernetes YAML manifests from files and directories (standalone mode and the validator)."""
+
+from __future__ import annotations
+
+import binascii
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from openconnector.resources import Resource, SecretData, decode_configmap, decode_secret, resource_from_object
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class Document:
+    """One YAML document and where it was: ``origin`` is ``path:index`` (1-based)."""
+
+    origin: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LoadProblem:
+    origin: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.origin}: {self.message}"
+
+
+def yaml_files(paths: Iterable[Path]) -> list[Path]:
+    """Every YAML file named, or found below a named directory, in a stable order."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file()))
+        else:
+            found.append(path)
+    return found
+
+
+def iter_documents(paths: Iterable[Path]) -> Iterator[Document | LoadProblem]:
+    for path in yaml_files(paths):
+        try:
+            docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+        except (OSError, yaml.YAMLError) as error:
+            yield LoadProblem(str(path), f"cannot read YAML: {error}".replace("\n", " "))
+            continue
+        for index, body in enumerate(docs, start=1):
+            origin = f"{path}:{index}"
+            if body is None:
+                continue
+            if not isinstance(body, dict):
+                yield LoadProblem(origin, "a manifest must be a mapping")
+                continue
+            if body.get("kind") == "List" and isinstance(body.get("items"), list):
+                for item in body["items"]:
+                    if isinstance(item, dict):
+                        yield Document(origin, item)
+                continue
+            yield Document(origin, body)
+
+
+@dataclass
+class LoadedManifests:
+    resources: list[Resource]
+    secrets: list[SecretData]
+    problems: list[LoadProblem]
+    documents: list[Document]
+
+
+def load_manifests(paths: Iterable[Path]) -> LoadedManifests:
+    """Our resources plus the Secrets and ConfigMaps they may reference; other kinds are ignored."""
+    loaded = LoadedManifests([], [], [], [])
+    for item in iter_documents(paths):
+        if isinstance(item, LoadProblem):
+            loaded.problems.append(item)
+            continue
+        loaded.documents.append(item)
+        body = item.body
+        resource = resource_from_object(body, origin=item.origin)
+        if resource is not None:
+            if not resource.name:
+                loaded.problems.append(LoadProblem(item.origin, f"{resource.kind}: metadata.name is required"))
+                continue
+            loaded.resources.append(resource)
+        elif body.get("apiVersion") == "v1" and body.get("kind") in ("Secret", "ConfigMap"):
+            try:
+                decoded = decode_secret(body) if body["kind"] == "Secret" else decode_configmap(body)
+            except (binascii.Error, ValueError) as error:
+                loaded.problems.append(LoadProblem(item.origin, f"Secret data is not valid base64: {error}"))
+                continue
+            loaded.secrets.append(decoded)
+        elif str(body.get("apiVersion", "")).startswith("openconnector.nl/"):
+            loaded.problems.append(LoadProblem(item.origin, f"unknown kind {body.get('kind')!r}"))
+    return loaded

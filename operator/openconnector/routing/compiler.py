@@ -1,0 +1,422 @@
+"""Compile resources and Secrets into a :class:`RoutingTable`.
+
+Pure: no I/O. A problem in one resource becomes that resource's Ready=False result and never stops the
+others from compiling. Expensive leaf compilations (filters, mapping templates, JSON Schemas) are memoised
+by their definition, so a change to one resource recompiles only that resource's parts.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import jsonschema
+import yaml
+from pydantic import BaseModel
+
+from openconnector.api.kinds import CONSUMER, EVENT, EVENT_SUBSCRIPTION, KINDS_BY_NAME, MAPPING, SOURCE
+from openconnector.api.models import (
+    ConsumerSpec,
+    EventSpec,
+    EventSubscriptionSpec,
+    MappingSpec,
+    SecretKeySelector,
+    SourceSpec,
+)
+from openconnector.delivery.durations import parse_duration
+from openconnector.filters import FilterError, compile_filters
+from openconnector.mapping import MappingError, compile_mapping
+from openconnector.resources import FieldProblem, Resource, ResourceKey, SecretData, parse_spec
+from openconnector.routing.table import (
+    ConsumerRoute,
+    DeliverySettings,
+    EventRoute,
+    HttpTarget,
+    InboundAuthSettings,
+    IPNetwork,
+    ResourceResult,
+    RoutingTable,
+    SourceRoute,
+    SubscriptionRoute,
+    normalise_endpoint,
+)
+
+T = TypeVar("T")
+
+
+class CompileProblem(Exception):
+    """Raised inside one resource's compilation; becomes its Ready=False condition."""
+
+    def __init__(self, reason: str, field_path: str, message: str) -> None:
+        super().__init__(f"{field_path}: {message}" if field_path else message)
+        self.reason = reason
+        self.field_path = field_path
+        self.message = message
+
+
+class Memo:
+    """Compiled artefacts kept across snapshots, keyed by their JSON definition."""
+
+    def __init__(self, limit: int = 50_000) -> None:
+        self._store: dict[tuple[str, str], Any] = {}
+        self._limit = limit
+
+    def get(self, namespace: str, definition: Any, build: Callable[[], T]) -> T:
+        key = (namespace, json.dumps(definition, sort_keys=True, default=str))
+        try:
+            return self._store[key]  # type: ignore[no-any-return]
+        except KeyError:
+            pass
+        value = build()
+        if len(self._store) >= self._limit:
+            self._store.clear()
+        self._store[key] = value
+        return value
+
+
+@dataclass
+class _Context:
+    resources: Mapping[ResourceKey, Resource]
+    secrets: Mapping[ResourceKey, SecretData]
+    memo: Memo
+    results: dict[ResourceKey, ResourceResult] = field(default_factory=dict)
+
+    def ok(self, res: Resource, message: str = "compiled", **extra: Any) -> None:
+        self.results[res.key] = ResourceResult(res.key, res.generation, True, "Compiled", message, res.origin, extra)
+
+    def fail(self, res: Resource, reason: str, problems: list[FieldProblem]) -> None:
+        message = "; ".join(str(p) for p in problems)
+        self.results[res.key] = ResourceResult(
+            res.key, res.generation, False, reason, message, res.origin, {}, tuple(problems)
+        )
+
+    def secret(self, namespace: str, ref: SecretKeySelector, field_path: str) -> str:
+        found = self.secrets.get(ResourceKey("Secret", namespace, ref.name))
+        if found is None:
+            raise CompileProblem("SecretNotFound", field_path, f"Secret {ref.name!r} not found")
+        if ref.key not in found.data:
+            raise CompileProblem("SecretNotFound", field_path, f"Secret {ref.name!r} has no key {ref.key!r}")
+        try:
+            return found.data[ref.key].decode("utf-8").strip()
+        except UnicodeDecodeError as error:
+            raise CompileProblem("InvalidSecret", field_path, "Secret value is not UTF-8 text") from error
+
+
+def _ordered(resources: list[Resource]) -> list[Resource]:
+    # The older resource wins a conflict; name order breaks ties (and orders standalone manifests).
+    return sorted(resources, key=lambda r: (r.created or "~", r.namespace, r.name))
+
+
+def _duration(value: str, field_path: str) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise CompileProblem("InvalidSpec", field_path, str(error)) from error
+
+
+def _basic(value: str) -> str:
+    return "Basic " + base64.b64encode(value.encode()).decode()
+
+
+# -------------------------------------------------------------------------------------- per kind
+
+
+def _compile_source(ctx: _Context, res: Resource, spec: SourceSpec) -> SourceRoute:
+    headers = dict(spec.headers)
+    if spec.auth is not None and spec.auth.type != "none" and spec.auth.secretRef is not None:
+        value = ctx.secret(res.namespace, spec.auth.secretRef, "spec.auth.secretRef")
+        if spec.auth.type == "bearer":
+            headers["Authorization"] = f"Bearer {value}"
+        elif spec.auth.type == "basic":
+            headers["Authorization"] = _basic(value)
+        else:
+            headers[spec.auth.header] = value
+    target = HttpTarget(spec.location.rstrip("/"), headers, _duration(spec.timeout, "spec.timeout"))
+    return SourceRoute(res.key, spec.type, target, spec.register_ or res.name)
+
+
+def _json_schema_validator(schema: Mapping[str, Any], field_path: str) -> Callable[[Any], list[str]]:
+    cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+    try:
+        cls.check_schema(schema)
+    except jsonschema.SchemaError as error:
+        where = "/".join(str(p) for p in error.absolute_path)
+        raise CompileProblem("InvalidSchema", field_path, f"not a valid JSON Schema at /{where}: {error.message}")
+    validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+    def validate(data: Any) -> list[str]:
+        return [
+            f"/{'/'.join(str(p) for p in e.absolute_path)}: {e.message}"
+            for e in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+        ]
+
+    return validate
+
+
+def _compile_event(ctx: _Context, res: Resource, spec: EventSpec) -> EventRoute:
+    validate = None
+    dataschema = None
+    if spec.schema_ is not None:
+        if spec.schema_.inline is not None:
+            inline = spec.schema_.inline
+            validate = ctx.memo.get("schema", inline, lambda: _json_schema_validator(inline, "spec.schema.inline"))
+        elif spec.schema_.configMapKeyRef is not None:
+            ref = spec.schema_.configMapKeyRef
+            found = ctx.secrets.get(ResourceKey("ConfigMap", res.namespace, ref.name))
+            if found is None or ref.key not in found.data:
+                raise CompileProblem(
+                    "ConfigMapNotFound", "spec.schema.configMapKeyRef", f"ConfigMap key {ref.name}/{ref.key} not found"
+                )
+            try:
+                loaded = yaml.safe_load(found.data[ref.key])
+            except yaml.YAMLError as error:
+                raise CompileProblem("InvalidSchema", "spec.schema.configMapKeyRef", f"not JSON or YAML: {error}")
+            if not isinstance(loaded, dict):
+                raise CompileProblem("InvalidSchema", "spec.schema.configMapKeyRef", "the schema must be an object")
+            validate = ctx.memo.get(
+                "schema", loaded, lambda: _json_schema_validator(loaded, "spec.schema.configMapKeyRef")
+            )
+        else:
+            dataschema = spec.schema_.url
+    return EventRoute(res.key, spec.type, spec.source, spec.profile, spec.isEnabled, dataschema, validate)
+
+
+def resolve_endpoint(
+    endpoint: str, namespace: str, sources: Mapping[ResourceKey, SourceRoute], field_path: str
+) -> str:
+    """An endpoint URL, or an internal reference (source:<name>[/path], service:<name>[.<ns>][:port][/path])."""
+    if endpoint.startswith(("http://", "https://")):
+        return endpoint
+    scheme, _, rest = endpoint.partition(":")
+    name, slash, path = rest.partition("/")
+    if scheme == "source":
+        source = sources.get(ResourceKey("Source", namespace, name))
+        if source is None:
+            raise CompileProblem("SourceNotFound", field_path, f"Source {name!r} not found or not ready")
+        return source.target.url + (f"/{path}" if slash else "")
+    host, _, port = name.partition(":")
+    service, _, service_ns = host.partition(".")
+    return f"http://{service}.{service_ns or namespace}.svc:{port or '80'}/{path}"
+
+
+def _compile_subscription(
+    ctx: _Context, res: Resource, spec: EventSubscriptionSpec, sources: Mapping[ResourceKey, SourceRoute]
+) -> SubscriptionRoute:
+    definition = spec.filters
+    try:
+        predicate = ctx.memo.get("filters", definition, lambda: compile_filters(definition, path="spec.filters"))
+    except FilterError as error:
+        raise CompileProblem("InvalidFilter", error.path, error.message) from error
+    url = resolve_endpoint(spec.endpoint, res.namespace, sources, "spec.endpoint")
+    d = spec.delivery
+    dead_letter = None
+    if d.deadLetter is not None:
+        dl_url = resolve_endpoint(d.deadLetter.endpoint, res.namespace, sources, "spec.delivery.deadLetter.endpoint")
+        dead_letter = HttpTarget(dl_url, {}, _duration(d.timeout, "spec.delivery.timeout"))
+    delivery = DeliverySettings(
+        retries=d.retries,
+        backoff_policy=d.backoffPolicy,
+        backoff_delay=_duration(d.backoffDelay, "spec.delivery.backoffDelay"),
+        backoff_max=_duration(d.backoffMax, "spec.delivery.backoffMax"),
+        timeout=_duration(d.timeout, "spec.delivery.timeout"),
+        max_concurrency=d.maxConcurrency,
+        auto_pause_after=d.autoPauseAfter,
+        dead_letter=dead_letter,
+    )
+    auth_header = signing = None
+    if spec.auth is not None:
+        if spec.auth.type != "none" and spec.auth.secretRef is not None:
+            value = ctx.secret(res.namespace, spec.auth.secretRef, "spec.auth.secretRef")
+            auth_header = f"Bearer {value}" if spec.auth.type == "bearer" else _basic(value)
+        if spec.auth.signingSecretRef is not None:
+            signing = ctx.secret(res.namespace, spec.auth.signingSecretRef, "spec.auth.signingSecretRef")
+    return SubscriptionRoute(
+        key=res.key,
+        generation=res.generation,
+        event_type=spec.eventType,
+        source=spec.source,
+        paused=spec.status == "paused",
+        matches=predicate,
+        target=HttpTarget(url, dict(spec.headers), delivery.timeout),
+        method=spec.method,
+        content_mode=spec.contentMode,
+        auth_header=auth_header,
+        signing_secret=signing,
+        delivery=delivery,
+    )
+
+
+def _compile_mapping(ctx: _Context, res: Resource, spec: MappingSpec) -> Any:
+    definition = spec.model_dump(by_alias=True, exclude_none=True)
+    try:
+        return ctx.memo.get("mapping", definition, lambda: compile_mapping(definition, name=res.name))
+    except MappingError as error:
+        raise CompileProblem("InvalidMapping", f"spec.{error.path}" if error.path else "spec", error.message) from error
+
+
+def _compile_consumer(
+    ctx: _Context,
+    res: Resource,
+    spec: ConsumerSpec,
+    mappings: Mapping[ResourceKey, Any],
+    sources: Mapping[ResourceKey, SourceRoute],
+    events: Mapping[ResourceKey, EventRoute],
+) -> ConsumerRoute:
+    mapping = mapping_key = None
+    if spec.mappingId is not None:
+        mapping_key = ResourceKey("Mapping", res.namespace, spec.mappingId)
+        if mapping_key not in mappings:
+            why = "not ready" if mapping_key in ctx.resources else "not found"
+            raise CompileProblem("MappingNotFound", "spec.mappingId", f"Mapping {spec.mappingId!r} {why}")
+        mapping = mappings[mapping_key]
+    target = schema = None
+    if spec.targetType == "source" and spec.targetId is not None:
+        target = sources.get(ResourceKey("Source", res.namespace, spec.targetId))
+        if target is None:
+            raise CompileProblem("SourceNotFound", "spec.targetId", f"Source {spec.targetId!r} not found or not ready")
+    elif spec.targetType == "register/schema" and spec.targetId is not None:
+        register, _, schema = spec.targetId.partition("/")
+        target = sources.get(ResourceKey("Source", res.namespace, register))
+        if target is None:
+            raise CompileProblem("SourceNotFound", "spec.targetId", f"register Source {register!r} not found or not ready")
+        if target.type != "register":
+            raise CompileProblem("InvalidTarget", "spec.targetId", f"Source {register!r} is of type {target.type!r}, not register")
+    event = None
+    if spec.event is not None:
+        event = events.get(ResourceKey("Event", res.namespace, spec.event))
+        if event is None:
+            raise CompileProblem("EventNotFound", "spec.event", f"Event {spec.event!r} not found or not ready")
+    networks: list[IPNetwork] = []
+    for index, cidr in enumerate(spec.allowedIPs):
+        try:
+            networks.append(ipaddress.ip_network(cidr, strict=False))
+        except ValueError as error:
+            raise CompileProblem("InvalidSpec", f"spec.allowedIPs[{index}]", str(error)) from error
+    credentials = tuple(
+        ctx.secret(res.namespace, ref, f"spec.auth.secretRefs[{i}]") for i, ref in enumerate(spec.auth.secretRefs)
+    )
+    auth = InboundAuthSettings(
+        type=spec.auth.type,
+        credentials=credentials,
+        header=spec.auth.header,
+        algorithms=tuple(spec.auth.algorithms),
+        tolerance_seconds=spec.auth.toleranceSeconds,
+        issuer=spec.name or res.name,
+    )
+    return ConsumerRoute(
+        key=res.key,
+        endpoint=normalise_endpoint(spec.endpoint),
+        auth=auth,
+        allowed_networks=tuple(networks),
+        max_body_bytes=spec.maxBodyBytes,
+        mapping=mapping,
+        mapping_key=mapping_key,
+        target_type=spec.targetType,
+        target=target,
+        schema=schema,
+        event=event,
+    )
+
+
+# ------------------------------------------------------------------------------------------ main
+
+
+def compile_table(
+    resources: Mapping[ResourceKey, Resource],
+    secrets: Mapping[ResourceKey, SecretData],
+    *,
+    version: int,
+    memo: Memo | None = None,
+) -> RoutingTable:
+    """Compile everything. Never raises for a bad resource: it gets a Ready=False result instead."""
+    ctx = _Context(resources, secrets, memo or Memo())
+    by_kind: dict[str, list[tuple[Resource, BaseModel]]] = {k: [] for k in KINDS_BY_NAME}
+    for res in _ordered(list(resources.values())):
+        spec, problems = parse_spec(KINDS_BY_NAME[res.kind], res.spec)
+        if spec is None:
+            ctx.fail(res, "InvalidSpec", problems)
+            continue
+        by_kind[res.kind].append((res, spec))
+
+    def attempt(res: Resource, build: Callable[[], T]) -> T | None:
+        try:
+            return build()
+        except CompileProblem as problem:
+            ctx.fail(res, problem.reason, [FieldProblem(problem.field_path, problem.message, problem.reason)])
+            return None
+
+    sources: dict[ResourceKey, SourceRoute] = {}
+    for res, spec in by_kind[SOURCE.kind]:
+        route = attempt(res, lambda: _compile_source(ctx, res, spec))  # type: ignore[arg-type]
+        if route is not None:
+            sources[res.key] = route
+            ctx.ok(res, url=route.target.url)
+
+    events: dict[ResourceKey, EventRoute] = {}
+    events_by_type: dict[str, EventRoute] = {}
+    for res, spec in by_kind[EVENT.kind]:
+        event = attempt(res, lambda: _compile_event(ctx, res, spec))  # type: ignore[arg-type]
+        if event is None:
+            continue
+        winner = events_by_type.get(event.type)
+        if event.enabled and winner is not None:
+            where = f"{winner.key.namespace}/{winner.key.name}"
+            ctx.fail(res, "TypeConflict", [FieldProblem("spec.type", f"{event.type!r} is already defined by Event {where}")])
+            continue
+        events[res.key] = event
+        if event.enabled:
+            events_by_type[event.type] = event
+        ctx.ok(res, "compiled" if event.enabled else "disabled (isEnabled: false)")
+
+    mappings: dict[ResourceKey, Any] = {}
+    for res, spec in by_kind[MAPPING.kind]:
+        compiled = attempt(res, lambda: _compile_mapping(ctx, res, spec))  # type: ignore[arg-type]
+        if compiled is not None:
+            mappings[res.key] = compiled
+            ctx.ok(res)
+
+    by_type: dict[str, list[SubscriptionRoute]] = {}
+    wildcard: list[SubscriptionRoute] = []
+    for res, spec in by_kind[EVENT_SUBSCRIPTION.kind]:
+        sub = attempt(res, lambda: _compile_subscription(ctx, res, spec, sources))  # type: ignore[arg-type]
+        if sub is None:
+            continue
+        (wildcard if sub.event_type == "*" else by_type.setdefault(sub.event_type, [])).append(sub)
+        ctx.ok(res, url=sub.target.url)
+
+    consumers: dict[str, ConsumerRoute] = {}
+    for res, spec in by_kind[CONSUMER.kind]:
+        assert isinstance(spec, ConsumerSpec)
+        if not spec.isEnabled:
+            ctx.ok(res, "disabled (isEnabled: false)")
+            continue
+        consumer = attempt(res, lambda: _compile_consumer(ctx, res, spec, mappings, sources, events))  # type: ignore[arg-type]
+        if consumer is None:
+            continue
+        holder = consumers.get(consumer.endpoint)
+        if holder is not None:
+            where = f"{holder.key.namespace}/{holder.key.name}"
+            message = f"/webhooks/{consumer.endpoint} is already served by Consumer {where}"
+            ctx.fail(res, "EndpointConflict", [FieldProblem("spec.endpoint", message)])
+            continue
+        consumers[consumer.endpoint] = consumer
+        ctx.ok(res, url=f"/webhooks/{consumer.endpoint}")
+
+    return RoutingTable(
+        version=version,
+        events_by_type=events_by_type,
+        subscriptions_by_type={t: tuple(s) for t, s in by_type.items()},
+        wildcard_subscriptions=tuple(wildcard),
+        consumers_by_endpoint=consumers,
+        sources=sources,
+        results=ctx.results,
+    )
+
+
+def problems_of(table: RoutingTable) -> list[tuple[ResourceResult, FieldProblem]]:
+    """Every problem of every not-ready resource (for the validator's output)."""
+    return [(r, p) for r in table.results.values() if not r.ready for p in r.problems]
