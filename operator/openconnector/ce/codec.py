@@ -1,0 +1,845 @@
+"""Strict CloudEvents 1.0.2 codec for the HTTP protocol binding and the JSON event format.
+
+Input parsing is our own code: the `cloudevents` SDK invents missing ids and times, accepts 0.3,
+lets `ce-datacontenttype` override Content-Type and decodes invalid UTF-8 escapes. Output is our own
+small serializer too: it keeps `time` as the original RFC 3339 string and encodes header values
+exactly as the binding prescribes, with no SDK object model in the hot path.
+
+Every parse reports *all* problems it finds, each naming the attribute as the sender wrote it
+(`ce-id` in binary mode, `id` in a JSON body, `content-type` for the binary datacontenttype).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import calendar
+import enum
+import functools
+import ipaddress
+import json
+import re
+from collections.abc import Callable, Container, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import cast
+from urllib.parse import quote, unquote_to_bytes
+
+import orjson
+
+__all__ = [
+    "BATCH_CONTENT_TYPE",
+    "CORE_ATTRIBUTES",
+    "EXTENSION_NAME_SOFT_LIMIT",
+    "INT32_MAX",
+    "INT32_MIN",
+    "STRUCTURED_CONTENT_TYPE",
+    "AttributeValue",
+    "CloudEvent",
+    "CloudEventError",
+    "ContentMode",
+    "ParseResult",
+    "Problem",
+    "decode_header_value",
+    "encode_header_value",
+    "is_absolute_uri",
+    "is_json_content_type",
+    "is_rfc3339",
+    "is_uri_reference",
+    "parse_http",
+    "parse_structured",
+    "to_batch",
+    "to_binary",
+    "to_structured",
+    "validate_event",
+]
+
+AttributeValue = str | int | bool
+
+SPECVERSION = "1.0"
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
+BATCH_CONTENT_TYPE = "application/cloudevents-batch+json; charset=utf-8"
+JSON_CONTENT_TYPE = "application/json"
+INT32_MIN = -(2**31)
+INT32_MAX = 2**31 - 1
+# CloudEvents says extension names SHOULD NOT exceed 20 characters; the codec accepts longer
+# names (only MUSTs refuse here) and `check_nlgov` reports them, so strict mode can refuse.
+EXTENSION_NAME_SOFT_LIMIT = 20
+
+REQUIRED_ATTRIBUTES = ("id", "source", "specversion", "type")
+OPTIONAL_ATTRIBUTES = ("datacontenttype", "dataschema", "subject", "time")
+CORE_ATTRIBUTES = frozenset(REQUIRED_ATTRIBUTES + OPTIONAL_ATTRIBUTES)
+
+STATUS_BAD_REQUEST = 400
+STATUS_METHOD_NOT_ALLOWED = 405
+STATUS_UNSUPPORTED_MEDIA_TYPE = 415
+
+
+class ContentMode(enum.StrEnum):
+    """How the event travelled in the HTTP message."""
+
+    BINARY = "binary"
+    STRUCTURED = "structured"
+    BATCH = "batch"
+
+
+@dataclass(frozen=True, slots=True)
+class CloudEvent:
+    """One CloudEvent: context attributes plus data.
+
+    `attributes` holds every context attribute, required, optional and extensions, by its
+    CloudEvents name; `time` stays the original RFC 3339 string. `data` is `None` (no data),
+    `bytes` (binary data: `data_base64`, or a binary-mode body whose content type is not JSON), or
+    the decoded JSON value (a `str` when a non-JSON datacontenttype travelled as a JSON string).
+    Instances are treated as immutable; do not mutate `attributes`.
+    """
+
+    attributes: dict[str, AttributeValue]
+    data: object | None = None
+
+    @property
+    def id(self) -> str:
+        return _as_str(self.attributes["id"])
+
+    @property
+    def type(self) -> str:
+        return _as_str(self.attributes["type"])
+
+    @property
+    def source(self) -> str:
+        return _as_str(self.attributes["source"])
+
+    @property
+    def specversion(self) -> str:
+        return _as_str(self.attributes["specversion"])
+
+    @property
+    def subject(self) -> str | None:
+        return _opt_str(self.attributes.get("subject"))
+
+    @property
+    def time(self) -> str | None:
+        return _opt_str(self.attributes.get("time"))
+
+    @property
+    def datacontenttype(self) -> str | None:
+        return _opt_str(self.attributes.get("datacontenttype"))
+
+    @property
+    def dataschema(self) -> str | None:
+        return _opt_str(self.attributes.get("dataschema"))
+
+    @property
+    def extensions(self) -> dict[str, AttributeValue]:
+        return {k: v for k, v in self.attributes.items() if k not in CORE_ATTRIBUTES}
+
+    def get(self, name: str) -> AttributeValue | None:
+        return self.attributes.get(name)
+
+    def with_attributes(self, **changes: AttributeValue | None) -> CloudEvent:
+        """A copy with attributes set (or removed, for `None`); data is shared."""
+        attributes = dict(self.attributes)
+        for name, value in changes.items():
+            if value is None:
+                attributes.pop(name, None)
+            else:
+                attributes[name] = value
+        return CloudEvent(attributes, self.data)
+
+
+def _as_str(value: AttributeValue) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def _opt_str(value: AttributeValue | None) -> str | None:
+    return value if value is None or isinstance(value, str) else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One reason an event (or a request) is not acceptable.
+
+    `detail` is the complete human message, starting with the attribute as the sender wrote it,
+    e.g. `ce-id: required attribute missing`. `index` is the position in a batch, else None.
+    `status` is the HTTP status this problem alone would earn (400, 405 or 415).
+    """
+
+    attribute: str | None
+    detail: str
+    status: int = STATUS_BAD_REQUEST
+    index: int | None = None
+
+    def __str__(self) -> str:
+        return self.detail if self.index is None else f"event[{self.index}]: {self.detail}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "index": self.index,
+            "attribute": self.attribute,
+            "detail": self.detail,
+            "status": self.status,
+        }
+
+
+class CloudEventError(ValueError):
+    """The request or event is not a valid CloudEvent; `problems` lists every reason found."""
+
+    def __init__(self, problems: Iterable[Problem]) -> None:
+        self.problems: tuple[Problem, ...] = tuple(problems)
+        super().__init__("; ".join(str(p) for p in self.problems) or "invalid CloudEvent")
+
+    @property
+    def status(self) -> int:
+        """The HTTP status for the whole request: 415 beats 405 beats 400."""
+        statuses = {p.status for p in self.problems}
+        for status in (STATUS_UNSUPPORTED_MEDIA_TYPE, STATUS_METHOD_NOT_ALLOWED):
+            if status in statuses:
+                return status
+        return max(statuses, default=STATUS_BAD_REQUEST)
+
+
+@dataclass(frozen=True, slots=True)
+class ParseResult:
+    mode: ContentMode
+    events: tuple[CloudEvent, ...] = field(default_factory=tuple)
+
+
+# --- value grammars -----------------------------------------------------------------------------
+
+_NAME_RE = re.compile(r"[a-z0-9]+")
+
+# CloudEvents String: no C0/C1 controls, no noncharacters, no unpaired surrogates.
+_NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
+    f"{chr(plane * 0x10000 + 0xFFFE)}{chr(plane * 0x10000 + 0xFFFF)}" for plane in range(17)
+)
+_BAD_STRING_CHAR_RE = re.compile(f"[\x00-\x1f\x7f-\x9f\ud800-\udfff{_NONCHARACTERS}]")
+
+# Field ranges in the pattern; only days 29-31 need a calendar look-up afterwards.
+_RFC3339_RE = re.compile(
+    r"([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)"
+    r"(?:\.[0-9]+)?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+)
+_DAYS_IN_MONTH = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+_TOKEN = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
+_QUOTED = r'"(?:[\t !#-\[\]-~\x80-\xff]|\\[\t -~\x80-\xff])*"'
+# RFC 9110 §8.3.1: type "/" subtype *( OWS ";" OWS [ parameter ] )
+_MEDIA_TYPE_RE = re.compile(rf"{_TOKEN}/{_TOKEN}(?:[ \t]*;[ \t]*(?:{_TOKEN}=(?:{_TOKEN}|{_QUOTED}))?)*")
+_PARAM_RE = re.compile(rf"""[ \t]*;[ \t]*({_TOKEN})=({_TOKEN}|{_QUOTED})""")
+
+# RFC 3986: split per Appendix B, then check each component against its ABNF.
+_U = r"A-Za-z0-9\-._~"
+_S = r"!$&'()*+,;="
+_PCT = r"%[0-9A-Fa-f]{2}"
+_URI_SPLIT_RE = re.compile(r"(?:([^:/?#]+):)?(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?(?:#(.*))?", re.DOTALL)
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")
+_PATH_RE = re.compile(rf"(?:[{_U}{_S}:@/]|{_PCT})*")
+_QUERY_RE = re.compile(rf"(?:[{_U}{_S}:@/?]|{_PCT})*")
+_AUTHORITY_RE = re.compile(rf"(?:(?:[{_U}{_S}:]|{_PCT})*@)?(\[[^\]]*\]|(?:[{_U}{_S}]|{_PCT})*)(?::[0-9]*)?")
+_IPVFUTURE_RE = re.compile(rf"[vV][0-9A-Fa-f]+\.[{_U}{_S}:]+")
+
+
+@functools.lru_cache(maxsize=4096)
+def is_uri_reference(value: str) -> bool:
+    """RFC 3986 §4.1 URI-reference (ASCII only; IRIs must be percent-encoded).
+
+    Cached: sources and schemas repeat across events from the same producer.
+    """
+    match = _URI_SPLIT_RE.fullmatch(value)
+    if match is None:  # pragma: no cover - the split pattern matches every string
+        return False
+    scheme, authority, path, query, fragment = match.groups()
+    if scheme is not None and _SCHEME_RE.fullmatch(scheme) is None:
+        return False
+    if authority is not None:
+        auth = _AUTHORITY_RE.fullmatch(authority)
+        if auth is None:
+            return False
+        host = auth.group(1)
+        if host.startswith("[") and not _is_ip_literal(host[1:-1]):
+            return False
+    elif scheme is None and path.startswith(":"):
+        return False  # relative-path: the first segment must not hold a colon
+    if _PATH_RE.fullmatch(path) is None:
+        return False
+    if query is not None and _QUERY_RE.fullmatch(query) is None:
+        return False
+    return fragment is None or _QUERY_RE.fullmatch(fragment) is not None
+
+
+@functools.lru_cache(maxsize=1024)
+def is_absolute_uri(value: str) -> bool:
+    """RFC 3986 §4.3 absolute-URI: a scheme and no fragment (the CloudEvents `URI` type)."""
+    match = _URI_SPLIT_RE.fullmatch(value)
+    return (
+        match is not None
+        and match.group(1) is not None
+        and match.group(5) is None
+        and is_uri_reference(value)
+    )
+
+
+def _is_ip_literal(inner: str) -> bool:
+    if _IPVFUTURE_RE.fullmatch(inner):
+        return True
+    if "%" in inner:  # zone ids are not part of RFC 3986
+        return False
+    try:
+        ipaddress.IPv6Address(inner)
+    except ValueError:
+        return False
+    return True
+
+
+def is_rfc3339(value: str) -> bool:
+    """RFC 3339 §5.6 date-time, with calendar checks (leap years; second 60 for leap seconds)."""
+    match = _RFC3339_RE.fullmatch(value)
+    if match is None:
+        return False
+    day = int(match.group(3))
+    if day <= 28:
+        return True
+    year, month = int(match.group(1)), int(match.group(2))
+    if month == 2 and calendar.isleap(year):
+        return day <= 29
+    return day <= _DAYS_IN_MONTH[month]
+
+
+def is_media_type(value: str) -> bool:
+    """RFC 2046 / RFC 9110 media type with optional parameters."""
+    return _MEDIA_TYPE_RE.fullmatch(value) is not None
+
+
+def _essence(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def is_json_content_type(content_type: str | None) -> bool:
+    """True for application/json, text/json and any `+json` structured syntax suffix."""
+    if content_type is None:
+        return False
+    essence = _essence(content_type)
+    return essence == JSON_CONTENT_TYPE or essence.endswith("+json") or essence == "text/json"
+
+
+def _media_parameters(content_type: str) -> dict[str, str]:
+    semi = content_type.find(";")
+    if semi < 0:
+        return {}
+    params: dict[str, str] = {}
+    for name, raw in _PARAM_RE.findall(content_type[semi:]):
+        params[name.lower()] = _unquote_string(raw) if raw.startswith('"') else raw
+    return params
+
+
+def _bad_string_char(value: str) -> str | None:
+    """The first character a CloudEvents String must not hold, or None."""
+    if value.isascii() and value.isprintable():
+        return None  # fast path: printable ASCII is always fine
+    bad = _BAD_STRING_CHAR_RE.search(value)
+    return None if bad is None else bad.group()
+
+
+def _show(value: object, limit: int = 80) -> str:
+    """A value safe to echo in a message: JSON-quoted, ASCII-escaped, truncated."""
+    text = value if isinstance(value, str) else repr(value)
+    suffix = "…" if len(text) > limit else ""
+    return json.dumps(text[:limit]) + suffix
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+# --- HTTP header values -------------------------------------------------------------------------
+
+# Everything in U+0021..U+007E except `"` and `%` stays literal; the rest is UTF-8 percent-encoded.
+_HEADER_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '"%')
+_HEADER_NEEDS_ENCODING_RE = re.compile(r"[^\x21\x23\x24\x26-\x7e]")
+_BAD_PERCENT_RE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_QUOTED_STRING_RE = re.compile(r'"((?:[\t !#-\[\]-~\x80-\U0010ffff]|\\[\t -~\x80-\U0010ffff])*)"', re.DOTALL)
+_QUOTED_PAIR_RE = re.compile(r"\\(.)", re.DOTALL)
+
+
+def encode_header_value(value: AttributeValue) -> str:
+    """Canonical string form of an attribute value, percent-encoded for an HTTP header."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if _HEADER_NEEDS_ENCODING_RE.search(value) is None:
+        return value
+    return quote(value, safe=_HEADER_SAFE, encoding="utf-8", errors="strict")
+
+
+def _unquote_string(raw: str) -> str:
+    return _QUOTED_PAIR_RE.sub(r"\1", raw[1:-1])
+
+
+def decode_header_value(raw: str) -> str:
+    """Quoted-string unescape, then one round of percent-decoding; raises ValueError if malformed."""
+    value = raw
+    if value.startswith('"'):
+        match = _QUOTED_STRING_RE.fullmatch(value)
+        if match is None:
+            raise ValueError("malformed quoted-string")
+        value = _QUOTED_PAIR_RE.sub(r"\1", match.group(1))
+    if "%" not in value:
+        return value
+    if _BAD_PERCENT_RE.search(value):
+        raise ValueError("malformed percent-encoding (a % must be followed by two hex digits)")
+    try:
+        return unquote_to_bytes(value).decode("utf-8")
+    except UnicodeError:
+        raise ValueError("percent-encoded bytes are not valid UTF-8") from None
+
+
+# --- attribute validation -----------------------------------------------------------------------
+
+Label = Callable[[str], str]
+
+
+def _plain_label(name: str) -> str:
+    return name
+
+
+def _binary_label(name: str) -> str:
+    return "content-type" if name == "datacontenttype" else "ce-" + name
+
+
+def _check_attributes(
+    attributes: Mapping[str, object],
+    label: Label,
+    index: int | None,
+    problems: list[Problem],
+    skip: Container[str] = (),
+) -> None:
+    """Append a Problem for every CloudEvents core rule the attributes break.
+
+    `skip` names attributes already reported by the caller (e.g. an undecodable header), so they
+    are neither checked again nor reported as missing.
+    """
+
+    def add(name: str, detail: str) -> None:
+        problems.append(Problem(label(name), f"{label(name)}: {detail}", STATUS_BAD_REQUEST, index))
+
+    for name in REQUIRED_ATTRIBUTES:
+        if name not in attributes and name not in skip:
+            add(name, "required attribute missing")
+
+    for name, value in attributes.items():
+        if name in skip:
+            continue
+        if name not in CORE_ATTRIBUTES and _NAME_RE.fullmatch(name) is None:
+            problems.append(
+                Problem(label(name), f"extension name {_show(name)}: only [a-z0-9] allowed", index=index)
+            )
+            continue
+        if name == "data":
+            problems.append(Problem(label(name), 'extension name "data": reserved', index=index))
+            continue
+        if isinstance(value, str):
+            bad = _bad_string_char(value)
+            if bad is not None:
+                add(name, f"forbidden character U+{ord(bad):04X} (control, noncharacter or surrogate)")
+                continue
+            checker = _VALUE_CHECKS.get(name)
+            if checker is not None:
+                detail = checker(value)
+                if detail is not None:
+                    add(name, detail)
+        elif name in CORE_ATTRIBUTES:
+            add(name, f"must be a string, got {_json_type(value)}")
+        elif isinstance(value, bool):
+            continue
+        elif isinstance(value, int):
+            if not INT32_MIN <= value <= INT32_MAX:
+                add(name, f"integer {value} outside the signed 32-bit range")
+        elif isinstance(value, float):
+            add(name, f"{value!r} is not an integer (the Integer type holds whole numbers)")
+        else:
+            add(name, f"must be a string, integer or boolean, got {_json_type(value)}")
+
+
+def _check_specversion(value: str) -> str | None:
+    if value == SPECVERSION:
+        return None
+    if not value:
+        return "must be a non-empty string"
+    return f'unsupported specversion {_show(value)}; only "1.0" is accepted'
+
+
+def _check_non_empty(value: str) -> str | None:
+    return None if value else "must be a non-empty string"
+
+
+def _check_source(value: str) -> str | None:
+    if not value:
+        return "must be a non-empty string"
+    return None if is_uri_reference(value) else f"must be a URI-reference (RFC 3986), got {_show(value)}"
+
+
+def _check_dataschema(value: str) -> str | None:
+    if is_absolute_uri(value):
+        return None
+    return f"must be an absolute URI (RFC 3986 §4.3: a scheme, no fragment), got {_show(value)}"
+
+
+def _check_time(value: str) -> str | None:
+    if is_rfc3339(value):
+        return None
+    return f"must be an RFC 3339 timestamp like 2024-06-15T10:30:00Z, got {_show(value)}"
+
+
+def _check_datacontenttype(value: str) -> str | None:
+    if is_media_type(value):
+        return None
+    return f"must be a media type (RFC 2046) like application/json, got {_show(value)}"
+
+
+def _check_dataref(value: str) -> str | None:
+    if value and is_uri_reference(value):
+        return None
+    return f"must be a non-empty URI-reference (RFC 3986), got {_show(value)}"
+
+
+_VALUE_CHECKS: dict[str, Callable[[str], str | None]] = {
+    "specversion": _check_specversion,
+    "id": _check_non_empty,
+    "type": _check_non_empty,
+    "subject": _check_non_empty,
+    "source": _check_source,
+    "dataschema": _check_dataschema,
+    "time": _check_time,
+    "datacontenttype": _check_datacontenttype,
+    # documented CloudEvents extension (and NL GOV attribute) with a defined type
+    "dataref": _check_dataref,
+}
+
+
+def _check_data_shape(event: CloudEvent, label: Label, index: int | None, problems: list[Problem]) -> None:
+    data = event.data
+    if data is None or isinstance(data, bytes | str):
+        return
+    content_type = event.datacontenttype
+    if content_type is not None and not is_json_content_type(content_type):
+        problems.append(
+            Problem(
+                "data",
+                f"data: must be a string or bytes when datacontenttype {_show(content_type)} is not JSON, "
+                f"got {_json_type(data)}",
+                index=index,
+            )
+        )
+
+
+def validate_event(event: CloudEvent, *, index: int | None = None) -> list[Problem]:
+    """Every CloudEvents 1.0.2 core rule `event` breaks (empty list when valid)."""
+    problems: list[Problem] = []
+    _check_attributes(event.attributes, _plain_label, index, problems)
+    _check_data_shape(event, _plain_label, index, problems)
+    return problems
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+
+def parse_http(method: str, headers: Mapping[str, str], body: bytes) -> ParseResult:
+    """Decode an HTTP request into CloudEvents, strictly; raises CloudEventError listing every problem.
+
+    `headers` may be any mapping (case-insensitive or not) or multidict; duplicates are seen
+    through `items()`. The mode follows Content-Type: application/cloudevents+json is structured,
+    application/cloudevents-batch+json is batch, another application/cloudevents* format is 415,
+    anything else is binary.
+    """
+    if method.upper() != "POST":
+        raise CloudEventError(
+            [
+                Problem(
+                    "method",
+                    f"method: CloudEvents are delivered with POST, got {_show(method)}",
+                    STATUS_METHOD_NOT_ALLOWED,
+                )
+            ]
+        )
+    content_types: list[str] = []
+    ce_headers: list[tuple[str, str]] = []
+    for key, value in headers.items():
+        lower = key.lower()
+        if lower == "content-type":
+            content_types.append(value)
+        elif lower.startswith("ce-"):
+            ce_headers.append((lower, value))
+
+    if len(content_types) > 1:
+        raise CloudEventError([Problem("content-type", "content-type: header present more than once")])
+    content_type = content_types[0].strip() if content_types else None
+    essence = _essence(content_type) if content_type else ""
+
+    if essence.startswith("application/cloudevents"):
+        assert content_type is not None
+        if essence == "application/cloudevents+json":
+            _check_format_charset(content_type)
+            return ParseResult(ContentMode.STRUCTURED, (parse_structured(body),))
+        if essence == "application/cloudevents-batch+json":
+            _check_format_charset(content_type)
+            return ParseResult(ContentMode.BATCH, _parse_batch(body))
+        raise CloudEventError(
+            [
+                Problem(
+                    "content-type",
+                    f"content-type: unsupported event format {_show(essence)}; "
+                    "use application/cloudevents+json, application/cloudevents-batch+json or binary mode",
+                    STATUS_UNSUPPORTED_MEDIA_TYPE,
+                )
+            ]
+        )
+    return ParseResult(ContentMode.BINARY, (_parse_binary(content_type, ce_headers, body),))
+
+
+def _check_format_charset(content_type: str) -> None:
+    charset = _media_parameters(content_type).get("charset")
+    if charset is not None and charset.lower() != "utf-8":
+        raise CloudEventError(
+            [
+                Problem(
+                    "content-type",
+                    f"content-type: the JSON event format is UTF-8, got charset {_show(charset)}",
+                    STATUS_UNSUPPORTED_MEDIA_TYPE,
+                )
+            ]
+        )
+
+
+def _parse_binary(content_type: str | None, ce_headers: list[tuple[str, str]], body: bytes) -> CloudEvent:
+    problems: list[Problem] = []
+    attributes: dict[str, AttributeValue] = {}
+    undecodable: set[str] = set()
+    for header, raw in ce_headers:
+        name = header[3:]
+        if name == "datacontenttype":
+            problems.append(
+                Problem(
+                    header,
+                    f"{header}: must not be present in binary mode; Content-Type carries datacontenttype",
+                )
+            )
+            continue
+        if name in attributes or name in undecodable:
+            problems.append(Problem(header, f"{header}: header present more than once"))
+            continue
+        try:
+            attributes[name] = decode_header_value(raw)
+        except ValueError as exc:
+            problems.append(Problem(header, f"{header}: {exc}"))
+            undecodable.add(name)
+    if content_type:
+        attributes["datacontenttype"] = content_type
+    _check_attributes(attributes, _binary_label, None, problems, undecodable)
+
+    data: object | None = None
+    if body:
+        if is_json_content_type(content_type):
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                problems.append(Problem("data", f"data: the body is not valid JSON ({exc})"))
+        else:
+            data = body if isinstance(body, bytes) else bytes(body)
+    if problems:
+        raise CloudEventError(problems)
+    return CloudEvent(attributes, data)
+
+
+def _load_json(body: bytes) -> object:
+    if not body:
+        raise CloudEventError([Problem(None, "body: empty; a JSON CloudEvent is required")])
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise CloudEventError([Problem(None, f"body: not valid JSON ({exc})")]) from None
+
+
+def parse_structured(body: bytes) -> CloudEvent:
+    """One event in the JSON event format (the body of a structured-mode request)."""
+    document = _load_json(body)
+    problems: list[Problem] = []
+    event = _event_from_json(document, None, problems)
+    if problems or event is None:
+        raise CloudEventError(problems)
+    return event
+
+
+def _parse_batch(body: bytes) -> tuple[CloudEvent, ...]:
+    document = _load_json(body)
+    if not isinstance(document, list):
+        raise CloudEventError(
+            [Problem(None, f"body: a batch must be a JSON array, got {_json_type(document)}")]
+        )
+    problems: list[Problem] = []
+    events: list[CloudEvent] = []
+    versions: set[str] = set()
+    for index, item in enumerate(document):
+        event = _event_from_json(item, index, problems)
+        if event is not None:
+            events.append(event)
+        if isinstance(item, dict) and isinstance(item.get("specversion"), str):
+            versions.add(item["specversion"])
+    if len(versions) > 1:
+        problems.append(
+            Problem(
+                "specversion",
+                "specversion: a batch must use one specversion, got "
+                + ", ".join(sorted(map(_show, versions))),
+            )
+        )
+    if problems:
+        raise CloudEventError(problems)
+    return tuple(events)
+
+
+def _event_from_json(document: object, index: int | None, problems: list[Problem]) -> CloudEvent | None:
+    """Build an event from a decoded JSON object; appends problems and returns None when invalid."""
+    if not isinstance(document, dict):
+        problems.append(
+            Problem(None, f"event: must be a JSON object, got {_json_type(document)}", index=index)
+        )
+        return None
+    before = len(problems)
+    attributes: dict[str, object] = {}
+    data: object | None = None
+    data_member: object | None = None
+    base64_member: object | None = None
+    for name, value in document.items():
+        if value is None:
+            continue  # JSON null means unset
+        if name == "data":
+            data_member = value
+        elif name == "data_base64":
+            base64_member = value
+        elif isinstance(value, float) and value.is_integer() and name not in CORE_ATTRIBUTES:
+            attributes[name] = int(value)  # 5.0 is the JSON number 5
+        else:
+            attributes[name] = value  # types are checked with the values below
+
+    if data_member is not None and base64_member is not None:
+        problems.append(Problem("data", 'data: "data" and "data_base64" are mutually exclusive', index=index))
+    elif base64_member is not None:
+        if not isinstance(base64_member, str):
+            problems.append(
+                Problem(
+                    "data_base64",
+                    f"data_base64: must be a base64 string, got {_json_type(base64_member)}",
+                    index=index,
+                )
+            )
+        else:
+            try:
+                data = base64.b64decode(base64_member, validate=True)
+            except (binascii.Error, ValueError):
+                problems.append(
+                    Problem("data_base64", "data_base64: not valid base64 (RFC 4648)", index=index)
+                )
+    elif data_member is not None:
+        content_type = attributes.get("datacontenttype")
+        if content_type is None:
+            # an absent datacontenttype with JSON data means application/json; make it explicit
+            # so a later binary-mode hop sends the right Content-Type
+            attributes["datacontenttype"] = JSON_CONTENT_TYPE
+        elif (
+            isinstance(content_type, str)
+            and not is_json_content_type(content_type)
+            and not isinstance(data_member, str)
+        ):
+            problems.append(
+                Problem(
+                    "data",
+                    f"data: must be a JSON string when datacontenttype {_show(content_type)} is not JSON, "
+                    f"got {_json_type(data_member)}",
+                    index=index,
+                )
+            )
+        data = data_member  # a JSON string stays a string: never parsed a second time
+
+    _check_attributes(attributes, _plain_label, index, problems)
+    if len(problems) > before:
+        return None
+    # every value passed _check_attributes, so each is a str, int or bool
+    return CloudEvent(cast("dict[str, AttributeValue]", attributes), data)
+
+
+# --- serialising --------------------------------------------------------------------------------
+
+
+def _data_is_json(event: CloudEvent) -> bool:
+    content_type = event.datacontenttype
+    return content_type is None or is_json_content_type(content_type)
+
+
+def _json_member(event: CloudEvent) -> dict[str, object]:
+    document: dict[str, object] = dict(event.attributes)
+    data = event.data
+    if data is None:
+        return document
+    if isinstance(data, bytes | bytearray | memoryview):
+        document["data_base64"] = base64.b64encode(data).decode("ascii")
+    elif _data_is_json(event) or isinstance(data, str):
+        document["data"] = data
+    else:
+        raise ValueError(
+            f"data of type {type(data).__name__} cannot be sent with non-JSON datacontenttype "
+            f"{_show(event.datacontenttype)}; use str or bytes"
+        )
+    return document
+
+
+def to_structured(event: CloudEvent) -> tuple[dict[str, str], bytes]:
+    """Structured mode: (headers, body) with the event in the JSON event format."""
+    return {"Content-Type": STRUCTURED_CONTENT_TYPE}, orjson.dumps(_json_member(event))
+
+
+def to_batch(events: Iterable[CloudEvent]) -> tuple[dict[str, str], bytes]:
+    """Batch mode: (headers, body) with a JSON array of events (may be empty)."""
+    return {"Content-Type": BATCH_CONTENT_TYPE}, orjson.dumps([_json_member(e) for e in events])
+
+
+def to_binary(event: CloudEvent) -> tuple[dict[str, str], bytes]:
+    """Binary mode: (headers, body); attributes as percent-encoded `ce-` headers, data as the body."""
+    headers: dict[str, str] = {}
+    content_type: str | None = None
+    for name, value in event.attributes.items():
+        if name == "datacontenttype":
+            content_type = _as_str(value)
+        else:
+            headers["ce-" + name] = encode_header_value(value)
+    data = event.data
+    body: bytes
+    if data is None:
+        body = b""
+    elif isinstance(data, bytes | bytearray | memoryview):
+        body = bytes(data)
+    elif content_type is None or is_json_content_type(content_type):
+        body = orjson.dumps(data)
+        if content_type is None:
+            content_type = JSON_CONTENT_TYPE
+    elif isinstance(data, str):
+        body = data.encode("utf-8")
+    else:
+        raise ValueError(
+            f"data of type {type(data).__name__} cannot be sent with non-JSON datacontenttype "
+            f"{_show(content_type)}; use str or bytes"
+        )
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    return headers, body

@@ -1,0 +1,139 @@
+"""NL GOV profile for CloudEvents (v1.1) checks on top of the CloudEvents core rules.
+
+`check_nlgov` only reports; the caller decides what a problem means: in the strict `nl-gov` profile
+each one refuses the event (HTTP 400), in the lax `cloudevents` profile it is logged and counted.
+The checks assume the event already passed the core codec (`validate_event` / `parse_http`).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+
+from openconnector.ce.codec import (
+    CORE_ATTRIBUTES,
+    EXTENSION_NAME_SOFT_LIMIT,
+    INT32_MAX,
+    CloudEvent,
+    Problem,
+    _show,
+    is_absolute_uri,
+    is_json_content_type,
+)
+
+__all__ = ["SEQUENCE_TYPE_INTEGER", "Profile", "check_nlgov"]
+
+SEQUENCE_TYPE_INTEGER = "Integer"
+
+
+class Profile(enum.StrEnum):
+    """Validation profile: `nl-gov` refuses profile violations, `cloudevents` only warns about them."""
+
+    NL_GOV = "nl-gov"
+    CLOUDEVENTS = "cloudevents"
+
+
+# Reverse domain name notation: a top-level domain (letters, or an IDNA `xn--` label) first, then
+# at least one more label. Labels beyond the domain may hold `_` (e.g. com.github.pull_request).
+_TLD_RE = re.compile(r"(?:[A-Za-z]{2,63}|xn--[A-Za-z0-9\-]{1,59})")
+_LABEL_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-_]*[A-Za-z0-9])?")
+_VERSION_RE = re.compile(r"v[0-9]+")
+_SEQUENCE_RE = re.compile(r"[1-9][0-9]*")
+_OIN_RE = re.compile(r"[0-9]{20}")
+
+
+def _check_type(value: str) -> str | None:
+    labels = value.split(".")
+    hint = "e.g. nl.vng.zgw.zaken.zaak.created or nl.brp.persoon-verhuisd.v2"
+    if len(labels) < 2 or _TLD_RE.fullmatch(labels[0]) is None:
+        return f"must be reverse-DNS notation ({hint}), got {_show(value)}"
+    for label in labels[1:]:
+        if _LABEL_RE.fullmatch(label) is None:
+            return f"label {_show(label)} is not a reverse-DNS label ({hint})"
+    versions = [i for i, label in enumerate(labels) if _VERSION_RE.fullmatch(label)]
+    if len(versions) > 1:
+        return f"must carry a single version (v<N>), got {len(versions)} in {_show(value)}"
+    if versions and versions[0] != len(labels) - 1:
+        return f"the version {_show(labels[versions[0]])} must be the last label"
+    return None
+
+
+def _check_source(value: str) -> str | None:
+    if not is_absolute_uri(value):
+        return (
+            "must be a URN in the nld namespace (urn:nld:oin:<OIN>:systeem:<name>) "
+            f"or an absolute URI, got {_show(value)}"
+        )
+    scheme, _, rest = value.partition(":")
+    if scheme.lower() != "urn":
+        return None
+    nid, _, nss = rest.partition(":")
+    if nid.lower() != "nld":
+        return f"a URN source must use the nld namespace (urn:nld:…), got {_show(value)}"
+    if not nss:
+        return "urn:nld: must name the organisation and system, e.g. urn:nld:oin:<OIN>:systeem:<name>"
+    kind, _, after = nss.partition(":")
+    if kind.lower() == "oin":
+        oin = after.split(":", 1)[0]
+        if _OIN_RE.fullmatch(oin) is None:
+            return f"an OIN is 20 digits, got {_show(oin)}"
+    return None
+
+
+def check_nlgov(event: CloudEvent, *, index: int | None = None) -> list[Problem]:
+    """Every NL GOV profile rule `event` breaks (empty when conformant); all problems are status 400."""
+    problems: list[Problem] = []
+
+    def add(attribute: str, detail: str) -> None:
+        problems.append(Problem(attribute, f"{attribute}: {detail}", 400, index))
+
+    attributes = event.attributes
+    type_ = attributes.get("type")
+    if isinstance(type_, str):
+        detail = _check_type(type_)
+        if detail is not None:
+            add("type", detail)
+
+    source = attributes.get("source")
+    if isinstance(source, str):
+        detail = _check_source(source)
+        if detail is not None:
+            add("source", detail)
+
+    sequence = attributes.get("sequence")
+    sequencetype = attributes.get("sequencetype")
+    if (sequence is None) != (sequencetype is None):
+        missing = "sequencetype" if sequencetype is None else "sequence"
+        add(missing, "sequence and sequencetype must be given together")
+    if sequencetype is not None and sequencetype != SEQUENCE_TYPE_INTEGER:
+        add("sequencetype", f'must be "Integer" (case-sensitive), got {_show(sequencetype)}')
+    if sequence is not None:
+        if not isinstance(sequence, str):
+            add("sequence", f'must be a string (e.g. "42"), got {_show(sequence)}')
+        elif sequencetype == SEQUENCE_TYPE_INTEGER and (
+            _SEQUENCE_RE.fullmatch(sequence) is None or int(sequence) > INT32_MAX
+        ):
+            add(
+                "sequence",
+                f"must be an Integer from 1 to {INT32_MAX} without leading zeros, got {_show(sequence)}",
+            )
+        elif not sequence:
+            add("sequence", "must be a non-empty string")
+
+    content_type = event.datacontenttype
+    if content_type is not None and not is_json_content_type(content_type):
+        add("datacontenttype", f"the payload should be JSON (application/json), got {_show(content_type)}")
+    elif content_type is None and event.data is not None and isinstance(event.data, bytes):
+        add("datacontenttype", "the payload should be JSON; binary data without a content type is not")
+
+    for name in attributes:
+        if name not in CORE_ATTRIBUTES and len(name) > EXTENSION_NAME_SOFT_LIMIT:
+            problems.append(
+                Problem(
+                    name,
+                    f"extension name {_show(name)}: longer than {EXTENSION_NAME_SOFT_LIMIT} characters",
+                    400,
+                    index,
+                )
+            )
+    return problems
