@@ -35,12 +35,16 @@ def validate_paths(paths: Iterable[Path]) -> tuple[list[Finding], int]:
     for res in loaded.resources:
         if res.key in seen:
             findings.append(
-                Finding(res.origin, f"{res.kind}/{res.name}", "metadata.name", f"duplicate of {seen[res.key]}")
+                Finding(
+                    res.origin, f"{res.kind}/{res.name}", "metadata.name", f"duplicate of {seen[res.key]}"
+                )
             )
         seen.setdefault(res.key, res.origin)
     table = compile_table({r.key: r for r in loaded.resources}, {s.key: s for s in loaded.secrets}, version=1)
     for result, problem in problems_of(table):
-        findings.append(Finding(result.origin, f"{result.key.kind}/{result.key.name}", problem.field, problem.message))
+        findings.append(
+            Finding(result.origin, f"{result.key.kind}/{result.key.name}", problem.field, problem.message)
+        )
     findings.sort(key=lambda f: _origin_order(f.origin))
     return findings, len(loaded.resources)
 

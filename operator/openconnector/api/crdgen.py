@@ -37,7 +37,7 @@ def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     if "$ref" not in node:
         return node
     name = node["$ref"].rsplit("/", 1)[-1]
-    merged = copy.deepcopy(defs[name])
+    merged: dict[str, Any] = copy.deepcopy(defs[name])
     for key, value in node.items():
         if key != "$ref":
             merged[key] = value
@@ -80,14 +80,13 @@ def _structural(node: dict[str, Any], defs: dict[str, Any], path: str, *, in_sta
         props = node.get("properties")
         if props:
             out["properties"] = {
-                name: _structural(sub, defs, f"{path}.{name}", in_status=in_status) for name, sub in props.items()
+                name: _structural(sub, defs, f"{path}.{name}", in_status=in_status)
+                for name, sub in props.items()
             }
         elif isinstance(node.get("additionalProperties"), dict):
             value_schema = _resolve(node["additionalProperties"], defs)
             value_schema.setdefault("description", f"Value of an entry of {path.rsplit('.', 1)[-1]}.")
-            out["additionalProperties"] = _structural(
-                value_schema, defs, f"{path}[*]", in_status=in_status
-            )
+            out["additionalProperties"] = _structural(value_schema, defs, f"{path}[*]", in_status=in_status)
         if not out.get("required"):
             out.pop("required", None)
     elif kind == "array":

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pydantic import BaseModel
+
 from openconnector.api.common import API_VERSION, CommonStatus
 from openconnector.api.models import (
     ConsumerSpec,
@@ -17,7 +19,6 @@ from openconnector.api.models import (
     SourceSpec,
     SourceStatus,
 )
-from pydantic import BaseModel
 
 READY = '.status.conditions[?(@.type=="Ready")].status'
 

@@ -219,7 +219,9 @@ class EventSubscriptionSpec(ApiModel):
             "shorthand for [{exact: map}]."
         ),
     )
-    source: str | None = Field(default=None, min_length=1, description="Only events with exactly this source.")
+    source: str | None = Field(
+        default=None, min_length=1, description="Only events with exactly this source."
+    )
     contentMode: Literal["structured", "binary"] = Field(
         default="structured",
         description="structured sends application/cloudevents+json; binary sends ce- headers and the data.",
@@ -229,7 +231,9 @@ class EventSubscriptionSpec(ApiModel):
     )
     auth: OutboundAuth | None = Field(default=None, description="Credentials and signing for deliveries.")
     delivery: Delivery = Field(
-        default_factory=Delivery, description="Retry and dead-letter policy.", json_schema_extra={"default": {}}
+        default_factory=Delivery,
+        description="Retry and dead-letter policy.",
+        json_schema_extra={"default": {}},
     )
 
 
@@ -246,7 +250,9 @@ class EventSubscriptionStatus(CommonStatus):
     failed: int = Field(default=0, description="Events that failed after all retries.")
     retried: int = Field(default=0, description="Retry attempts made.")
     deadLettered: int = Field(default=0, description="Events sent to the dead-letter sink.")
-    dropped: int = Field(default=0, description="Events lost for want of a dead-letter sink (or on shutdown).")
+    dropped: int = Field(
+        default=0, description="Events lost for want of a dead-letter sink (or on shutdown)."
+    )
     consecutiveFailures: int = Field(default=0, description="Failed events in a row.")
     successRatio: float | None = Field(default=None, description="Success ratio of recent attempts (0..1).")
     lastDelivery: LastDelivery | None = Field(default=None, description="The last successful delivery.")
@@ -254,6 +260,15 @@ class EventSubscriptionStatus(CommonStatus):
 
 
 # ------------------------------------------------------------------------------------ Consumer
+
+JwtAlgorithm = Literal[
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"
+]  # fmt: skip
+
+
+def _default_algorithms() -> list[JwtAlgorithm]:
+    return ["HS256"]
+
 
 InboundAuthType = Literal["none", "bearer", "basic", "apiKey", "hmac", "github", "jwt"]
 
@@ -280,9 +295,8 @@ class InboundAuth(ApiModel):
         description="Secret keys holding the credentials. Several entries allow rotation: any one is valid.",
     )
     header: str = Field(default="X-API-Key", min_length=1, description="Header name for apiKey.")
-    algorithms: list[Literal["HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "PS256", "PS384",
-                             "PS512", "ES256", "ES384", "ES512"]] = Field(
-        default_factory=lambda: ["HS256"], description="Accepted JWT algorithms (pinned)."
+    algorithms: list[JwtAlgorithm] = Field(
+        default_factory=_default_algorithms, description="Accepted JWT algorithms (pinned)."
     )
     toleranceSeconds: int = Field(
         default=300, ge=0, le=3600, description="Allowed clock skew for hmac timestamps and JWT times."
@@ -357,9 +371,12 @@ class ConsumerSpec(ApiModel):
             raise ValueError("targetId: targetType and targetId go together")
         if self.targetType is None and self.event is None:
             raise ValueError("a consumer needs a target (targetType and targetId) or an event to emit")
-        if self.targetType == "register/schema" and self.targetId is not None:
-            if not _REGISTER_TARGET.match(self.targetId):
-                raise ValueError("targetId: a register/schema target is <register source name>/<schema>")
+        if (
+            self.targetType == "register/schema"
+            and self.targetId is not None
+            and not _REGISTER_TARGET.match(self.targetId)
+        ):
+            raise ValueError("targetId: a register/schema target is <register source name>/<schema>")
         return self
 
 

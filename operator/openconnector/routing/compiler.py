@@ -18,25 +18,26 @@ import jsonschema
 import yaml
 from pydantic import BaseModel
 
+from openconnector.api.common import SecretKeySelector
 from openconnector.api.kinds import CONSUMER, EVENT, EVENT_SUBSCRIPTION, KINDS_BY_NAME, MAPPING, SOURCE
 from openconnector.api.models import (
     ConsumerSpec,
     EventSpec,
     EventSubscriptionSpec,
     MappingSpec,
-    SecretKeySelector,
     SourceSpec,
 )
 from openconnector.delivery.durations import parse_duration
+from openconnector.delivery.engine import ContentMode, DeliveryTarget
+from openconnector.delivery.health import HealthConfig
+from openconnector.delivery.policy import BackoffPolicy, DeliveryPolicy
 from openconnector.filters import FilterError, compile_filters
 from openconnector.mapping import MappingError, compile_mapping
 from openconnector.resources import FieldProblem, Resource, ResourceKey, SecretData, parse_spec
 from openconnector.routing.table import (
     ConsumerRoute,
-    DeliverySettings,
     EventRoute,
     HttpTarget,
-    InboundAuthSettings,
     IPNetwork,
     ResourceResult,
     RoutingTable,
@@ -44,6 +45,7 @@ from openconnector.routing.table import (
     SubscriptionRoute,
     normalise_endpoint,
 )
+from openconnector.webhook_auth import InboundAuthConfig, inbound_auth_problems
 
 T = TypeVar("T")
 
@@ -86,7 +88,9 @@ class _Context:
     results: dict[ResourceKey, ResourceResult] = field(default_factory=dict)
 
     def ok(self, res: Resource, message: str = "compiled", **extra: Any) -> None:
-        self.results[res.key] = ResourceResult(res.key, res.generation, True, "Compiled", message, res.origin, extra)
+        self.results[res.key] = ResourceResult(
+            res.key, res.generation, True, "Compiled", message, res.origin, extra
+        )
 
     def fail(self, res: Resource, reason: str, problems: list[FieldProblem]) -> None:
         message = "; ".join(str(p) for p in problems)
@@ -113,9 +117,12 @@ def _ordered(resources: list[Resource]) -> list[Resource]:
 
 def _duration(value: str, field_path: str) -> float:
     try:
-        return parse_duration(value)
+        seconds = parse_duration(value, field=field_path)
     except ValueError as error:
-        raise CompileProblem("InvalidSpec", field_path, str(error)) from error
+        raise CompileProblem("InvalidSpec", field_path, str(error).removeprefix(f"{field_path}: ")) from error
+    if seconds <= 0:
+        raise CompileProblem("InvalidSpec", field_path, f"must be longer than zero, got {value!r}")
+    return seconds
 
 
 def _basic(value: str) -> str:
@@ -139,13 +146,15 @@ def _compile_source(ctx: _Context, res: Resource, spec: SourceSpec) -> SourceRou
     return SourceRoute(res.key, spec.type, target, spec.register_ or res.name)
 
 
-def _json_schema_validator(schema: Mapping[str, Any], field_path: str) -> Callable[[Any], list[str]]:
+def _json_schema_validator(schema: dict[str, Any], field_path: str) -> Callable[[Any], list[str]]:
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
         cls.check_schema(schema)
     except jsonschema.SchemaError as error:
         where = "/".join(str(p) for p in error.absolute_path)
-        raise CompileProblem("InvalidSchema", field_path, f"not a valid JSON Schema at /{where}: {error.message}")
+        raise CompileProblem(
+            "InvalidSchema", field_path, f"not a valid JSON Schema at /{where}: {error.message}"
+        ) from None
     validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
 
     def validate(data: Any) -> list[str]:
@@ -163,20 +172,28 @@ def _compile_event(ctx: _Context, res: Resource, spec: EventSpec) -> EventRoute:
     if spec.schema_ is not None:
         if spec.schema_.inline is not None:
             inline = spec.schema_.inline
-            validate = ctx.memo.get("schema", inline, lambda: _json_schema_validator(inline, "spec.schema.inline"))
+            validate = ctx.memo.get(
+                "schema", inline, lambda: _json_schema_validator(inline, "spec.schema.inline")
+            )
         elif spec.schema_.configMapKeyRef is not None:
             ref = spec.schema_.configMapKeyRef
             found = ctx.secrets.get(ResourceKey("ConfigMap", res.namespace, ref.name))
             if found is None or ref.key not in found.data:
                 raise CompileProblem(
-                    "ConfigMapNotFound", "spec.schema.configMapKeyRef", f"ConfigMap key {ref.name}/{ref.key} not found"
+                    "ConfigMapNotFound",
+                    "spec.schema.configMapKeyRef",
+                    f"ConfigMap key {ref.name}/{ref.key} not found",
                 )
             try:
                 loaded = yaml.safe_load(found.data[ref.key])
             except yaml.YAMLError as error:
-                raise CompileProblem("InvalidSchema", "spec.schema.configMapKeyRef", f"not JSON or YAML: {error}")
+                raise CompileProblem(
+                    "InvalidSchema", "spec.schema.configMapKeyRef", f"not JSON or YAML: {error}"
+                ) from None
             if not isinstance(loaded, dict):
-                raise CompileProblem("InvalidSchema", "spec.schema.configMapKeyRef", "the schema must be an object")
+                raise CompileProblem(
+                    "InvalidSchema", "spec.schema.configMapKeyRef", "the schema must be an object"
+                )
             validate = ctx.memo.get(
                 "schema", loaded, lambda: _json_schema_validator(loaded, "spec.schema.configMapKeyRef")
             )
@@ -188,7 +205,8 @@ def _compile_event(ctx: _Context, res: Resource, spec: EventSpec) -> EventRoute:
 def resolve_endpoint(
     endpoint: str, namespace: str, sources: Mapping[ResourceKey, SourceRoute], field_path: str
 ) -> str:
-    """An endpoint URL, or an internal reference (source:<name>[/path], service:<name>[.<ns>][:port][/path])."""
+    """An endpoint URL, or an internal reference: source:<name>[/path] or
+    service:<name>[.<namespace>][:port][/path]."""
     if endpoint.startswith(("http://", "https://")):
         return endpoint
     scheme, _, rest = endpoint.partition(":")
@@ -203,37 +221,69 @@ def resolve_endpoint(
     return f"http://{service}.{service_ns or namespace}.svc:{port or '80'}/{path}"
 
 
+# DeliveryTarget's own field names -> the CR field a user must fix.
+_TARGET_FIELDS = {
+    "url": "spec.endpoint",
+    "headers": "spec.headers",
+    "auth_headers": "spec.auth.secretRef",
+    "signing_secret": "spec.auth.signingSecretRef",
+    "dead_letter": "spec.delivery.deadLetter.endpoint",
+    "backoff_max": "spec.delivery.backoffMax",
+    "backoff_delay": "spec.delivery.backoffDelay",
+    "timeout": "spec.delivery.timeout",
+}
+
+
 def _compile_subscription(
     ctx: _Context, res: Resource, spec: EventSubscriptionSpec, sources: Mapping[ResourceKey, SourceRoute]
 ) -> SubscriptionRoute:
     definition = spec.filters
     try:
-        predicate = ctx.memo.get("filters", definition, lambda: compile_filters(definition, path="spec.filters"))
+        predicate = ctx.memo.get(
+            "filters", definition, lambda: compile_filters(definition, path="spec.filters")
+        )
     except FilterError as error:
         raise CompileProblem("InvalidFilter", error.path, error.message) from error
     url = resolve_endpoint(spec.endpoint, res.namespace, sources, "spec.endpoint")
     d = spec.delivery
     dead_letter = None
     if d.deadLetter is not None:
-        dl_url = resolve_endpoint(d.deadLetter.endpoint, res.namespace, sources, "spec.delivery.deadLetter.endpoint")
-        dead_letter = HttpTarget(dl_url, {}, _duration(d.timeout, "spec.delivery.timeout"))
-    delivery = DeliverySettings(
-        retries=d.retries,
-        backoff_policy=d.backoffPolicy,
-        backoff_delay=_duration(d.backoffDelay, "spec.delivery.backoffDelay"),
-        backoff_max=_duration(d.backoffMax, "spec.delivery.backoffMax"),
-        timeout=_duration(d.timeout, "spec.delivery.timeout"),
-        max_concurrency=d.maxConcurrency,
-        auto_pause_after=d.autoPauseAfter,
-        dead_letter=dead_letter,
-    )
-    auth_header = signing = None
+        dead_letter = resolve_endpoint(
+            d.deadLetter.endpoint, res.namespace, sources, "spec.delivery.deadLetter.endpoint"
+        )
+    auth_headers: dict[str, str] = {}
+    signing = None
     if spec.auth is not None:
         if spec.auth.type != "none" and spec.auth.secretRef is not None:
             value = ctx.secret(res.namespace, spec.auth.secretRef, "spec.auth.secretRef")
-            auth_header = f"Bearer {value}" if spec.auth.type == "bearer" else _basic(value)
+            auth_headers["Authorization"] = f"Bearer {value}" if spec.auth.type == "bearer" else _basic(value)
         if spec.auth.signingSecretRef is not None:
             signing = ctx.secret(res.namespace, spec.auth.signingSecretRef, "spec.auth.signingSecretRef")
+    try:
+        policy = DeliveryPolicy(
+            retries=d.retries,
+            backoff_policy=BackoffPolicy(d.backoffPolicy),
+            backoff_delay=_duration(d.backoffDelay, "spec.delivery.backoffDelay"),
+            backoff_max=_duration(d.backoffMax, "spec.delivery.backoffMax"),
+            timeout=_duration(d.timeout, "spec.delivery.timeout"),
+            dead_letter=dead_letter,
+        )
+        target = DeliveryTarget(
+            key=f"{res.namespace}/{res.name}",
+            url=url,
+            method=spec.method,
+            content_mode=ContentMode(spec.contentMode),
+            headers=dict(spec.headers),
+            auth_headers=auth_headers,
+            signing_secret=signing,
+            policy=policy,
+            health=HealthConfig(auto_pause_after=d.autoPauseAfter or None),
+            max_concurrency=d.maxConcurrency,
+        )
+    except ValueError as error:
+        name, sep, message = str(error).partition(": ")
+        field_path = _TARGET_FIELDS.get(name, "spec") if sep else "spec"
+        raise CompileProblem("InvalidSpec", field_path, message if sep else str(error)) from error
     return SubscriptionRoute(
         key=res.key,
         generation=res.generation,
@@ -241,12 +291,7 @@ def _compile_subscription(
         source=spec.source,
         paused=spec.status == "paused",
         matches=predicate,
-        target=HttpTarget(url, dict(spec.headers), delivery.timeout),
-        method=spec.method,
-        content_mode=spec.contentMode,
-        auth_header=auth_header,
-        signing_secret=signing,
-        delivery=delivery,
+        target=target,
     )
 
 
@@ -255,7 +300,9 @@ def _compile_mapping(ctx: _Context, res: Resource, spec: MappingSpec) -> Any:
     try:
         return ctx.memo.get("mapping", definition, lambda: compile_mapping(definition, name=res.name))
     except MappingError as error:
-        raise CompileProblem("InvalidMapping", f"spec.{error.path}" if error.path else "spec", error.message) from error
+        raise CompileProblem(
+            "InvalidMapping", f"spec.{error.path}" if error.path else "spec", error.message
+        ) from error
 
 
 def _compile_consumer(
@@ -277,19 +324,29 @@ def _compile_consumer(
     if spec.targetType == "source" and spec.targetId is not None:
         target = sources.get(ResourceKey("Source", res.namespace, spec.targetId))
         if target is None:
-            raise CompileProblem("SourceNotFound", "spec.targetId", f"Source {spec.targetId!r} not found or not ready")
+            raise CompileProblem(
+                "SourceNotFound", "spec.targetId", f"Source {spec.targetId!r} not found or not ready"
+            )
     elif spec.targetType == "register/schema" and spec.targetId is not None:
         register, _, schema = spec.targetId.partition("/")
         target = sources.get(ResourceKey("Source", res.namespace, register))
         if target is None:
-            raise CompileProblem("SourceNotFound", "spec.targetId", f"register Source {register!r} not found or not ready")
+            raise CompileProblem(
+                "SourceNotFound", "spec.targetId", f"register Source {register!r} not found or not ready"
+            )
         if target.type != "register":
-            raise CompileProblem("InvalidTarget", "spec.targetId", f"Source {register!r} is of type {target.type!r}, not register")
+            raise CompileProblem(
+                "InvalidTarget",
+                "spec.targetId",
+                f"Source {register!r} is of type {target.type!r}, not register",
+            )
     event = None
     if spec.event is not None:
         event = events.get(ResourceKey("Event", res.namespace, spec.event))
         if event is None:
-            raise CompileProblem("EventNotFound", "spec.event", f"Event {spec.event!r} not found or not ready")
+            raise CompileProblem(
+                "EventNotFound", "spec.event", f"Event {spec.event!r} not found or not ready"
+            )
     networks: list[IPNetwork] = []
     for index, cidr in enumerate(spec.allowedIPs):
         try:
@@ -297,9 +354,10 @@ def _compile_consumer(
         except ValueError as error:
             raise CompileProblem("InvalidSpec", f"spec.allowedIPs[{index}]", str(error)) from error
     credentials = tuple(
-        ctx.secret(res.namespace, ref, f"spec.auth.secretRefs[{i}]") for i, ref in enumerate(spec.auth.secretRefs)
+        ctx.secret(res.namespace, ref, f"spec.auth.secretRefs[{i}]")
+        for i, ref in enumerate(spec.auth.secretRefs)
     )
-    auth = InboundAuthSettings(
+    auth = InboundAuthConfig(
         type=spec.auth.type,
         credentials=credentials,
         header=spec.auth.header,
@@ -307,6 +365,9 @@ def _compile_consumer(
         tolerance_seconds=spec.auth.toleranceSeconds,
         issuer=spec.name or res.name,
     )
+    auth_problems = inbound_auth_problems(auth)
+    if auth_problems:
+        raise CompileProblem("InvalidAuth", "spec.auth", "; ".join(auth_problems))
     return ConsumerRoute(
         key=res.key,
         endpoint=normalise_endpoint(spec.endpoint),
@@ -342,16 +403,16 @@ def compile_table(
             continue
         by_kind[res.kind].append((res, spec))
 
-    def attempt(res: Resource, build: Callable[[], T]) -> T | None:
+    def attempt(res: Resource, build: Callable[..., T], *args: Any) -> T | None:
         try:
-            return build()
+            return build(ctx, res, *args)
         except CompileProblem as problem:
             ctx.fail(res, problem.reason, [FieldProblem(problem.field_path, problem.message, problem.reason)])
             return None
 
     sources: dict[ResourceKey, SourceRoute] = {}
     for res, spec in by_kind[SOURCE.kind]:
-        route = attempt(res, lambda: _compile_source(ctx, res, spec))  # type: ignore[arg-type]
+        route = attempt(res, _compile_source, spec)
         if route is not None:
             sources[res.key] = route
             ctx.ok(res, url=route.target.url)
@@ -359,13 +420,14 @@ def compile_table(
     events: dict[ResourceKey, EventRoute] = {}
     events_by_type: dict[str, EventRoute] = {}
     for res, spec in by_kind[EVENT.kind]:
-        event = attempt(res, lambda: _compile_event(ctx, res, spec))  # type: ignore[arg-type]
+        event = attempt(res, _compile_event, spec)
         if event is None:
             continue
         winner = events_by_type.get(event.type)
         if event.enabled and winner is not None:
             where = f"{winner.key.namespace}/{winner.key.name}"
-            ctx.fail(res, "TypeConflict", [FieldProblem("spec.type", f"{event.type!r} is already defined by Event {where}")])
+            message = f"{event.type!r} is already defined by Event {where}"
+            ctx.fail(res, "TypeConflict", [FieldProblem("spec.type", message)])
             continue
         events[res.key] = event
         if event.enabled:
@@ -374,7 +436,7 @@ def compile_table(
 
     mappings: dict[ResourceKey, Any] = {}
     for res, spec in by_kind[MAPPING.kind]:
-        compiled = attempt(res, lambda: _compile_mapping(ctx, res, spec))  # type: ignore[arg-type]
+        compiled = attempt(res, _compile_mapping, spec)
         if compiled is not None:
             mappings[res.key] = compiled
             ctx.ok(res)
@@ -382,11 +444,11 @@ def compile_table(
     by_type: dict[str, list[SubscriptionRoute]] = {}
     wildcard: list[SubscriptionRoute] = []
     for res, spec in by_kind[EVENT_SUBSCRIPTION.kind]:
-        sub = attempt(res, lambda: _compile_subscription(ctx, res, spec, sources))  # type: ignore[arg-type]
+        sub = attempt(res, _compile_subscription, spec, sources)
         if sub is None:
             continue
         (wildcard if sub.event_type == "*" else by_type.setdefault(sub.event_type, [])).append(sub)
-        ctx.ok(res, url=sub.target.url)
+        ctx.ok(res, url=sub.target.redacted_url)
 
     consumers: dict[str, ConsumerRoute] = {}
     for res, spec in by_kind[CONSUMER.kind]:
@@ -394,7 +456,7 @@ def compile_table(
         if not spec.isEnabled:
             ctx.ok(res, "disabled (isEnabled: false)")
             continue
-        consumer = attempt(res, lambda: _compile_consumer(ctx, res, spec, mappings, sources, events))  # type: ignore[arg-type]
+        consumer = attempt(res, _compile_consumer, spec, mappings, sources, events)
         if consumer is None:
             continue
         holder = consumers.get(consumer.endpoint)

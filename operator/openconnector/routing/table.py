@@ -12,7 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from openconnector.delivery.engine import DeliveryTarget
 from openconnector.resources import FieldProblem, ResourceKey
+from openconnector.webhook_auth import InboundAuthConfig
 
 Predicate = Callable[[Mapping[str, Any], Any], bool]
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -65,18 +67,6 @@ class EventRoute:
 
 
 @dataclass(frozen=True)
-class DeliverySettings:
-    retries: int
-    backoff_policy: Literal["exponential", "linear"]
-    backoff_delay: float
-    backoff_max: float
-    timeout: float
-    max_concurrency: int
-    auto_pause_after: int
-    dead_letter: HttpTarget | None
-
-
-@dataclass(frozen=True)
 class SubscriptionRoute:
     key: ResourceKey
     generation: int
@@ -84,37 +74,19 @@ class SubscriptionRoute:
     source: str | None
     paused: bool
     matches: Predicate
-    target: HttpTarget
-    method: Literal["POST", "PUT", "PATCH"]
-    content_mode: Literal["structured", "binary"]
-    # Secret material resolved from Secrets: never logged, never written to status.
-    auth_header: str | None = field(default=None, repr=False)
-    signing_secret: str | None = field(default=None, repr=False)
-    delivery: DeliverySettings | None = None
+    # Everything the delivery engine needs, secrets included (hidden from repr, never logged).
+    target: DeliveryTarget
 
-    def fingerprint(self) -> tuple[Any, ...]:
-        """What the delivery side depends on: a change means the dispatcher must update the target."""
-        return (
-            self.target, self.method, self.content_mode, self.auth_header, self.signing_secret,
-            self.delivery, self.paused, self.generation,
-        )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class InboundAuthSettings:
-    type: str
-    credentials: tuple[str, ...] = field(repr=False)
-    header: str
-    algorithms: tuple[str, ...]
-    tolerance_seconds: int
-    issuer: str
+    @property
+    def target_key(self) -> str:
+        return self.target.key
 
 
 @dataclass(frozen=True)
 class ConsumerRoute:
     key: ResourceKey
     endpoint: str  # normalised: no leading or trailing slash
-    auth: InboundAuthSettings
+    auth: InboundAuthConfig  # credentials resolved from Secrets
     allowed_networks: tuple[IPNetwork, ...]
     max_body_bytes: int
     mapping: Any | None  # a compiled mapping (openconnector.mapping.CompiledMapping)
@@ -152,7 +124,9 @@ class RoutingTable:
         return [
             sub
             for sub in candidates
-            if not sub.paused and (sub.source is None or sub.source == source) and sub.matches(attributes, data)
+            if not sub.paused
+            and (sub.source is None or sub.source == source)
+            and sub.matches(attributes, data)
         ]
 
     def subscriptions(self) -> list[SubscriptionRoute]:

@@ -1,0 +1,88 @@
+"""The aiohttp application: routes, the problem+json middleware, status API, probes and metrics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from openconnector.gateway.core import GATEWAY_KEY, Gateway
+from openconnector.gateway.ingress import handle_events, handle_events_options
+from openconnector.gateway.problems import problem
+from openconnector.gateway.webhooks import handle_webhook, handle_webhook_options
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_SLUGS = {404: "not-found", 405: "method-not-allowed", 413: "body-too-large", 400: "bad-request"}
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error leaves as problem+json; no traceback ever reaches a client."""
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        headers = {k: v for k, v in error.headers.items() if k.lower() in ("allow", "retry-after")}
+        detail = error.reason if error.status != 404 else f"nothing is served at {request.path}"
+        return problem(error.status, _SLUGS.get(error.status, "error"), detail, headers=headers)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem(500, "internal-error", "the gateway failed to handle the request; it has been logged")
+
+
+async def handle_status(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY_KEY]
+    return web.json_response(
+        {"routingTableVersion": gateway.table.version, "resources": gateway.status_view()}
+    )
+
+
+async def handle_attempts(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY_KEY]
+    key = f"{request.match_info['namespace']}/{request.match_info['name']}"
+    if key not in gateway.dispatcher.target_keys():
+        return problem(404, "unknown-subscription", f"no subscription {key} is routed by this gateway")
+    attempts = [a.to_json() for a in gateway.dispatcher.attempts(key)]
+    return web.json_response({"subscription": key, "attempts": attempts})
+
+
+async def handle_healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def handle_readyz(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY_KEY]
+    if not gateway.ready.is_set():
+        return problem(503, "not-ready", "the first routing table is not built yet")
+    return web.json_response({"status": "ready", "routingTableVersion": gateway.table.version})
+
+
+async def handle_metrics(request: web.Request) -> web.Response:
+    gateway = request.app[GATEWAY_KEY]
+    return web.Response(
+        body=generate_latest(gateway.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+def build_app(gateway: Gateway, *, with_metrics: bool = True) -> web.Application:
+    # Bodies are size-checked per route (settings.max_event_bytes, a consumer's maxBodyBytes); this is
+    # only the outer bound aiohttp enforces for request.read().
+    app = web.Application(middlewares=[problem_middleware], client_max_size=64 * 1024 * 1024)
+    app[GATEWAY_KEY] = gateway
+    app.router.add_post("/events", handle_events)
+    app.router.add_route("OPTIONS", "/events", handle_events_options)
+    app.router.add_post("/webhooks/{endpoint:.+}", handle_webhook)
+    app.router.add_route("OPTIONS", "/webhooks/{endpoint:.+}", handle_webhook_options)
+    app.router.add_get("/api/v1alpha1/status", handle_status)
+    app.router.add_get("/api/v1alpha1/subscriptions/{namespace}/{name}/attempts", handle_attempts)
+    app.router.add_get("/healthz", handle_healthz)
+    app.router.add_get("/readyz", handle_readyz)
+    if with_metrics:
+        app.router.add_get("/metrics", handle_metrics)
+    return app

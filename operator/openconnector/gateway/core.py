@@ -1,0 +1,347 @@
+"""The gateway's state: the installed routing table, the dispatcher, counters and status views.
+
+HTTP handlers (``gateway/app.py``) translate requests into calls on :class:`Gateway`; the operator and
+standalone mode install routing tables and read status bodies. Nothing here parses HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from openconnector.api.kinds import CONSUMER, EVENT, EVENT_SUBSCRIPTION, SOURCE
+from openconnector.ce import CloudEvent, build_event, to_binary, to_structured
+from openconnector.ce.emit import SequenceCounter
+from openconnector.delivery.attempts import Attempt
+from openconnector.delivery.engine import ContentMode, Dispatcher, FinalOutcome
+from openconnector.gateway.metrics import GatewayMetrics
+from openconnector.resources import ResourceKey
+from openconnector.routing.table import EventRoute, RoutingTable, SubscriptionRoute
+from openconnector.status import ConditionBook, ConsumerStats, EventStats, SourceStats, ready_condition
+from openconnector.webhook_auth import ReplayGuard
+
+log = logging.getLogger(__name__)
+
+# (resource key, event type "Normal"|"Warning", reason, message): becomes a Kubernetes Event in a cluster.
+Notice = tuple[ResourceKey, str, str, str]
+NoticeSink = Callable[[ResourceKey, str, str, str], None]
+
+
+@dataclass
+class GatewaySettings:
+    """Gateway-wide settings (flags of ``serve`` and ``run``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    allow_unknown_types: bool = False
+    events_token: str | None = field(default=None, repr=False)
+    trusted_proxies: Sequence[str] = ()
+    max_event_bytes: int = 1024 * 1024
+    drain_seconds: float = 20.0
+    # The emitting installation, used when an Event's source is relative.
+    public_url: str = ""
+    submit_timeout: float = 5.0
+
+
+def encode(event: CloudEvent, mode: ContentMode) -> tuple[Mapping[str, str], bytes]:
+    return to_binary(event) if mode == ContentMode.BINARY else to_structured(event)
+
+
+def add_error_extensions(event: CloudEvent, extensions: Mapping[str, object]) -> CloudEvent:
+    return event.with_attributes(**{k: v for k, v in extensions.items() if isinstance(v, str | int | bool)})
+
+
+def _code_class(status: int | None) -> str:
+    return "error" if status is None else f"{status // 100}xx"
+
+
+class _MetricsObserver:
+    """Feeds delivery outcomes into Prometheus (called inline by the dispatcher: cheap work only)."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._m = metrics
+
+    def on_attempt(self, target_key: str, attempt: Attempt) -> None:
+        namespace, _, name = target_key.partition("/")
+        self._m.delivery_attempts.labels(namespace, name, _code_class(attempt.status_code)).inc()
+        if attempt.latency_ms is not None:
+            self._m.delivery_latency.labels(namespace, name).observe(attempt.latency_ms / 1000)
+        if attempt.attempt > 1:
+            self._m.delivery_retries.labels(namespace, name).inc()
+
+    def on_outcome(self, target_key: str, event_id: str, outcome: FinalOutcome, reason: str | None) -> None:
+        namespace, _, name = target_key.partition("/")
+        label = {"deadLettered": "dead_lettered"}.get(outcome.value, outcome.value)
+        self._m.deliveries.labels(namespace, name, label).inc()
+
+
+class Gateway:
+    def __init__(
+        self, settings: GatewaySettings | None = None, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.settings = settings or GatewaySettings()
+        self.clock = clock
+        self.table = RoutingTable.empty()
+        self.metrics = GatewayMetrics()
+        self.dispatcher: Dispatcher[CloudEvent] = Dispatcher(
+            encode,
+            dead_letter_transform=add_error_extensions,
+            on_paused=self._on_paused,
+            observer=_MetricsObserver(self.metrics),
+            clock=clock,
+        )
+        self.consumer_stats: defaultdict[ResourceKey, ConsumerStats] = defaultdict(ConsumerStats)
+        self.event_stats: defaultdict[ResourceKey, EventStats] = defaultdict(EventStats)
+        self.source_stats: defaultdict[ResourceKey, SourceStats] = defaultdict(SourceStats)
+        self.sequences = SequenceCounter()
+        self.replay_guard = ReplayGuard()
+        self.conditions = ConditionBook(clock)
+        self.ready = asyncio.Event()
+        self._notice_sinks: list[NoticeSink] = []
+        self._health_seen: dict[str, str] = {}
+        self._routes_by_target: dict[str, SubscriptionRoute] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._session: aiohttp.ClientSession | None = None
+        # Status a previous process wrote, applied to lanes as they appear (restart continuity).
+        self._seed_subscriptions: dict[str, Mapping[str, Any]] = {}
+
+    # ----------------------------------------------------------------------------- lifecycle
+
+    async def start(self, tick_interval: float = 1.0) -> None:
+        await self.dispatcher.start()
+        self._spawn(self._tick_forever(tick_interval))
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=30),
+            connector=aiohttp.TCPConnector(limit=100, limit_per_host=20),
+            headers={"User-Agent": "openconnector-gateway"},
+        )
+
+    async def close(self) -> int:
+        """Drain deliveries up to the deadline; returns how many were dropped."""
+        dropped = await self.dispatcher.close(self.settings.drain_seconds)
+        for task in list(self._background):
+            if task.get_coro().__qualname__.endswith("_tick_forever"):  # type: ignore[union-attr]
+                task.cancel()
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=1)
+        if self._session is not None:
+            await self._session.close()
+        return dropped
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("Gateway.start() was not awaited")
+        return self._session
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def add_notice_sink(self, sink: NoticeSink) -> None:
+        self._notice_sinks.append(sink)
+
+    def _notice(self, key: ResourceKey, kind: str, reason: str, message: str) -> None:
+        log.log(logging.WARNING if kind == "Warning" else logging.INFO, "%s %s: %s", key, reason, message)
+        for sink in self._notice_sinks:
+            sink(key, kind, reason, message)
+
+    # ------------------------------------------------------------------------ routing table
+
+    def install(self, table: RoutingTable) -> None:
+        """Swap in a new table and bring the dispatcher's targets in line with it."""
+        previous = self._routes_by_target
+        current: dict[str, SubscriptionRoute] = {}
+        for route in table.subscriptions():
+            key = route.target_key
+            current[key] = route
+            old = previous.get(key)
+            if old is None or old.target != route.target:
+                self.dispatcher.update_target(key, route.target)
+                seed = self._seed_subscriptions.pop(key, None)
+                if seed is not None:
+                    _seed_health(self.dispatcher.health(key), seed)
+            if old is not None and old.generation != route.generation and self.dispatcher.resume(key):
+                self._notice(route.key, "Normal", "Resumed", "spec changed: delivery resumed")
+        for key in previous.keys() - current.keys():
+            self._spawn(self.dispatcher.remove_target(key, drain_deadline=self.settings.drain_seconds))
+            self._health_seen.pop(key, None)
+        for stale in previous.keys() - current.keys():
+            self.conditions.forget(previous[stale].key)
+        self._routes_by_target = current
+        self.table = table
+        self.metrics.routing_version.set(table.version)
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        for result in table.results.values():
+            counts[(result.key.kind, str(result.ready).lower())] += 1
+        for kind in (EVENT, EVENT_SUBSCRIPTION, CONSUMER, SOURCE):
+            for ready in ("true", "false"):
+                self.metrics.routing_resources.labels(kind.kind, ready).set(counts.get((kind.kind, ready), 0))
+        self.ready.set()
+
+    def seed_status(self, key: ResourceKey, status: Mapping[str, Any]) -> None:
+        """Continue from the status a previous process wrote, so a restart does not reset counters."""
+        self.conditions.seed(key, list(status.get("conditions") or []))
+        if key.kind == "EventSubscription":
+            target_key = f"{key.namespace}/{key.name}"
+            if target_key in self.dispatcher.target_keys():
+                _seed_health(self.dispatcher.health(target_key), status)
+            else:
+                self._seed_subscriptions[target_key] = status
+        elif key.kind == "Consumer":
+            self.consumer_stats[key].seed(status)
+        elif key.kind == "Event":
+            self.event_stats[key].seed(status)
+        elif key.kind == "Source":
+            self.source_stats[key].seed(status)
+
+    async def _on_paused(self, target_key: str, reason: str, message: str) -> None:
+        route = self._routes_by_target.get(target_key)
+        if route is not None:
+            self._notice(route.key, "Warning", reason, message)
+
+    # ------------------------------------------------------------------------------ fan-out
+
+    async def publish(self, events: Sequence[CloudEvent]) -> int:
+        """Hand events to delivery; returns how many deliveries were queued. Uses one table for all."""
+        table = self.table
+        queued = 0
+        for event in events:
+            for route in table.match(event.attributes, event.data):
+                await asyncio.wait_for(
+                    self.dispatcher.submit(route.target, event), timeout=self.settings.submit_timeout
+                )
+                queued += 1
+            self.metrics.events_emitted.labels(event.type).inc()
+            defined = table.events_by_type.get(event.type)
+            if defined is not None:
+                stats = self.event_stats[defined.key]
+                stats.emitted += 1
+                stats.last_emitted = self.clock()
+                stats.version += 1
+        return queued
+
+    def emit_for(self, event: EventRoute, data: Any, *, subject: str | None = None) -> CloudEvent:
+        """A new NL GOV event of ``event``'s type (sequence per Event, starting at 1)."""
+        sequence = self.sequences.next(str(event.key))
+        return build_event(
+            type=event.type,
+            source=event.source,
+            data=data,
+            dataschema=event.dataschema,
+            subject=subject,
+            sequence=sequence,
+        )
+
+    # ---------------------------------------------------------------------------- status
+
+    def status_body(self, key: ResourceKey) -> dict[str, Any] | None:
+        """The status subresource body of one resource, or None if the gateway does not know it."""
+        result = self.table.results.get(key)
+        if result is None:
+            return None
+        conditions = [ready_condition(self.conditions, result)]
+        body: dict[str, Any] = {"observedGeneration": result.generation}
+        if key.kind == "EventSubscription":
+            target_key = f"{key.namespace}/{key.name}"
+            route = self._routes_by_target.get(target_key)
+            if route is not None:
+                health = self.dispatcher.health(target_key)
+                body.update(health.snapshot())
+                cond = health.condition
+                conditions.append(
+                    self.conditions.condition(
+                        key, "Healthy", cond.status, cond.reason, cond.message, result.generation
+                    )
+                )
+                body["phase"] = "Paused" if route.paused else ("Suspended" if health.paused else "Active")
+                body["url"] = route.target.redacted_url
+        elif key.kind == "Consumer":
+            body.update(self.consumer_stats[key].snapshot())
+            if "url" in result.extra:
+                body["url"] = result.extra["url"]
+        elif key.kind == "Event":
+            body.update(self.event_stats[key].snapshot())
+        elif key.kind == "Source":
+            body.update(self.source_stats[key].snapshot())
+        body["conditions"] = conditions
+        return body
+
+    def tick(self) -> None:
+        """Periodic: Kubernetes Events on health transitions, and the health gauges."""
+        for target_key, route in self._routes_by_target.items():
+            cond = self.dispatcher.health(target_key).condition
+            self._track_health(route, cond.status, cond.reason, cond.message)
+        self._update_health_gauges()
+
+    async def _tick_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                self.tick()
+            except Exception:  # metrics must never take the gateway down
+                log.exception("health tick failed")
+
+    def _track_health(self, route: SubscriptionRoute, status: str, reason: str, message: str) -> None:
+        """Warn once on a transition to unhealthy, and say so once it recovers."""
+        before = self._health_seen.get(route.target_key)
+        self._health_seen[route.target_key] = status
+        if before == status:
+            return
+        if status == "False" and reason == "DeliveryFailing":
+            self._notice(route.key, "Warning", "Unhealthy", message)
+        elif status == "True" and before == "False":
+            self._notice(route.key, "Normal", "Recovered", message)
+
+    def status_view(self) -> list[dict[str, Any]]:
+        """Everything, for ``GET /api/v1alpha1/status`` (standalone mode's kubectl get)."""
+        view = []
+        for key in sorted(self.table.results, key=lambda k: (k.kind, k.namespace, k.name)):
+            result = self.table.results[key]
+            view.append(
+                {
+                    "kind": key.kind,
+                    "namespace": key.namespace,
+                    "name": key.name,
+                    "origin": result.origin or None,
+                    "status": self.status_body(key),
+                }
+            )
+        return view
+
+    def _update_health_gauges(self) -> None:
+        for target_key in self._routes_by_target:
+            namespace, _, name = target_key.partition("/")
+            health = self.dispatcher.health(target_key)
+            value = {"True": 1, "False": 0}.get(health.condition.status, -1)
+            self.metrics.subscription_healthy.labels(namespace, name).set(value)
+            if health.success_ratio is not None:
+                self.metrics.subscription_success_ratio.labels(namespace, name).set(health.success_ratio)
+            self.metrics.queue_depth.labels(namespace, name).set(self.dispatcher.queue_depth(target_key))
+
+
+def _seed_health(health: Any, status: Mapping[str, Any]) -> None:
+    """Carry counters over from a previous process's status (SubscriptionHealth's counters are public)."""
+    for attr, key in (
+        ("delivered", "delivered"),
+        ("failed", "failed"),
+        ("retried", "retried"),
+        ("dead_lettered", "deadLettered"),
+        ("dropped", "dropped"),
+        ("consecutive_failures", "consecutiveFailures"),
+    ):
+        value = status.get(key)
+        if isinstance(value, int) and value > getattr(health, attr):
+            setattr(health, attr, value)
+
+
+GATEWAY_KEY = web.AppKey("gateway", Gateway)

@@ -1,0 +1,173 @@
+"""``/events``: CloudEvents ingress in binary, structured and batch mode.
+
+The checks after parsing are pure (:func:`check_events`); the handler only moves bytes and answers.
+A batch is accepted or refused as a whole, so a sender never has to work out which half got through.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from openconnector.ce import CloudEvent, CloudEventError, check_nlgov, parse_http
+from openconnector.gateway.core import GATEWAY_KEY, Gateway
+from openconnector.gateway.problems import problem
+from openconnector.routing.table import RoutingTable
+
+log = logging.getLogger(__name__)
+
+MAX_ALLOWED_RATE = "120"
+
+
+@dataclass(frozen=True)
+class EventProblem:
+    index: int | None
+    attribute: str | None
+    detail: str
+    status: int
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "attribute": self.attribute, "detail": self.detail}
+
+
+def check_events(
+    table: RoutingTable, events: Sequence[CloudEvent], *, allow_unknown_types: bool, batch: bool
+) -> tuple[list[EventProblem], list[str]]:
+    """Problems that refuse the request, and warnings (lax-profile violations) that do not."""
+    problems: list[EventProblem] = []
+    warnings: list[str] = []
+    for position, event in enumerate(events):
+        index = position if batch else None
+        defined = table.events_by_type.get(event.type)
+        if defined is None:
+            if not allow_unknown_types:
+                problems.append(
+                    EventProblem(
+                        index,
+                        "type",
+                        f"type: {event.type!r} is not defined by an enabled Event",
+                        422,
+                        "unknown-type",
+                    )
+                )
+            continue
+        for found in check_nlgov(event, index=index):
+            if defined.profile == "nl-gov":
+                problems.append(EventProblem(index, found.attribute, found.detail, 400, "nl-gov-profile"))
+            else:
+                warnings.append(found.detail)
+        if defined.validate_data is not None:
+            if isinstance(event.data, bytes | bytearray):
+                problems.append(
+                    EventProblem(
+                        index,
+                        "data",
+                        "data: must be JSON to validate against the Event's schema",
+                        422,
+                        "schema",
+                    )
+                )
+                continue
+            for error in defined.validate_data(event.data):
+                problems.append(EventProblem(index, "data", f"data{error}", 422, "schema"))
+    return problems, warnings
+
+
+def _token_ok(request: web.Request, token: str) -> bool:
+    header = request.headers.get("Authorization", "")
+    offered = header[7:] if header[:7].lower() == "bearer " else request.query.get("access_token", "")
+    return bool(offered) and hmac.compare_digest(offered.encode(), token.encode())
+
+
+async def handle_events(request: web.Request) -> web.StreamResponse:
+    gateway: Gateway = request.app[GATEWAY_KEY]
+    settings = gateway.settings
+    m = gateway.metrics
+    if settings.events_token and not _token_ok(request, settings.events_token):
+        m.events_refused.labels("unauthorized").inc()
+        return problem(
+            401,
+            "unauthorized",
+            "a valid bearer token is required",
+            headers={"WWW-Authenticate": 'Bearer realm="openconnector"'},
+        )
+    if request.content_length is not None and request.content_length > settings.max_event_bytes:
+        m.events_refused.labels("too-large").inc()
+        return problem(413, "body-too-large", f"the body exceeds {settings.max_event_bytes} bytes")
+    body = await request.read()
+    m.ingress_bytes.labels("/events").inc(len(body))
+    started = time.perf_counter()
+    try:
+        parsed = parse_http(request.method, request.headers, body)
+    except CloudEventError as error:
+        m.events_refused.labels("malformed" if error.status == 400 else "unsupported-media-type").inc()
+        slug = "invalid-cloudevent" if error.status == 400 else "unsupported-media-type"
+        return problem(
+            error.status,
+            slug,
+            "the request is not a valid CloudEvent",
+            errors=[p.as_dict() for p in error.problems],
+        )
+    table = gateway.table
+    problems, warnings = check_events(
+        table,
+        parsed.events,
+        allow_unknown_types=settings.allow_unknown_types,
+        batch=parsed.mode.value == "batch",
+    )
+    m.parse_seconds.labels(parsed.mode.value).observe(time.perf_counter() - started)
+    for event in parsed.events:
+        defined = table.events_by_type.get(event.type)
+        if defined is not None:
+            stats = gateway.event_stats[defined.key]
+            if problems:
+                stats.refused += 1
+            else:
+                stats.received += 1
+            stats.version += 1
+    for warning in warnings:
+        log.warning("NL GOV profile (lax): %s", warning)
+        m.events_profile_warnings.labels("lax").inc()
+    if problems:
+        status = 400 if any(p.status == 400 for p in problems) else 422
+        for p in problems:
+            m.events_refused.labels(p.reason).inc()
+        slug = "invalid-cloudevent" if status == 400 else "event-not-acceptable"
+        return problem(
+            status,
+            slug,
+            f"{len(problems)} problem(s); nothing was accepted",
+            errors=[p.as_dict() for p in problems],
+        )
+    m.events_received.labels(parsed.mode.value).inc(len(parsed.events))
+    try:
+        queued = await gateway.publish(parsed.events)
+    except TimeoutError:
+        return problem(
+            503, "delivery-backlog", "delivery queues are full; retry later", headers={"Retry-After": "5"}
+        )
+    return web.json_response({"accepted": len(parsed.events), "deliveries": queued}, status=202)
+
+
+def webhook_handshake(request: web.Request) -> web.Response:
+    """The CloudEvents HTTP Webhook abuse-protection handshake (OPTIONS)."""
+    origin = request.headers.get("WebHook-Request-Origin")
+    headers = {"Allow": "POST"}
+    if origin:
+        headers["WebHook-Allowed-Origin"] = origin
+        if "WebHook-Request-Rate" in request.headers:
+            headers["WebHook-Allowed-Rate"] = MAX_ALLOWED_RATE
+        else:
+            headers["WebHook-Allowed-Rate"] = "*"
+    return web.Response(status=200, headers=headers)
+
+
+async def handle_events_options(request: web.Request) -> web.Response:
+    return webhook_handshake(request)

@@ -1,0 +1,68 @@
+"""RFC 9457 problem details: every refusal the gateway answers is one of these."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+PROBLEM_BASE = "https://openconnector.nl/problems/"
+
+_TITLES = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Content Too Large",
+    415: "Unsupported Media Type",
+    422: "Unprocessable Content",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+}
+
+
+def problem_body(
+    status: int,
+    slug: str,
+    detail: str,
+    *,
+    errors: Sequence[Mapping[str, Any]] = (),
+    instance: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + slug,
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+    if instance:
+        body["instance"] = instance
+    if errors:
+        body["errors"] = list(errors)
+    body.update(extra)
+    return body
+
+
+def problem(
+    status: int,
+    slug: str,
+    detail: str,
+    *,
+    errors: Sequence[Mapping[str, Any]] = (),
+    headers: Mapping[str, str] | None = None,
+    instance: str | None = None,
+    **extra: Any,
+) -> web.Response:
+    """A problem+json response. ``slug`` names the problem type, e.g. ``invalid-cloudevent``."""
+    body = problem_body(status, slug, detail, errors=errors, instance=instance, **extra)
+    return web.Response(
+        status=status, body=orjson.dumps(body), content_type=PROBLEM_CONTENT_TYPE, headers=headers
+    )

@@ -1,0 +1,246 @@
+"""Cluster mode: Kopf handlers feed the shared reconciler; status and Kubernetes Events flow back.
+
+Handlers are thin: each watch event becomes one ``ResourceStore`` change and a ``notify()``. The
+routing table, status bodies and health decisions are computed by the same code as in standalone mode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import kopf
+
+from openconnector.api.common import GROUP, VERSION
+from openconnector.api.kinds import ALL_KINDS, KINDS_BY_NAME
+from openconnector.gateway.core import Gateway
+from openconnector.kube.client import ApiError, KubeClient
+from openconnector.reconciler import Reconciler
+from openconnector.resources import (
+    ResourceKey,
+    decode_configmap,
+    decode_secret,
+    resource_from_object,
+)
+from openconnector.routing.table import ResourceResult, RoutingTable
+
+log = logging.getLogger(__name__)
+
+ANNOTATION_PREFIX = GROUP
+
+
+@dataclass(frozen=True)
+class StatusPolicy:
+    """When a status body may be written: at most once per ``interval`` per resource, except that a
+    new generation (a spec change: Ready and observedGeneration) is written at once."""
+
+    interval: float = 5.0
+
+    def due(self, *, body: Mapping[str, Any], written: Mapping[str, Any] | None, last_write: float,
+            now: float) -> bool:  # fmt: skip
+        if written is not None and dict(body) == dict(written):
+            return False
+        if written is None or body.get("observedGeneration") != written.get("observedGeneration"):
+            return True
+        if _conditions(body) != _conditions(written):
+            return now - last_write >= min(self.interval, 1.0)
+        return now - last_write >= self.interval
+
+
+def _conditions(body: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    return [
+        (c.get("type", ""), c.get("status", ""), c.get("reason", "")) for c in body.get("conditions") or []
+    ]
+
+
+class OperatorCore:
+    """State shared by the Kopf handlers, the status writer and the event poster."""
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        reconciler: Reconciler,
+        *,
+        namespaces: Sequence[str] = (),
+        status_policy: StatusPolicy | None = None,
+    ) -> None:
+        self.gateway = gateway
+        self.reconciler = reconciler
+        self.namespaces = tuple(namespaces)
+        self.policy = status_policy or StatusPolicy()
+        self.client: KubeClient | None = None
+        self._written: dict[ResourceKey, Mapping[str, Any]] = {}
+        self._last_write: dict[ResourceKey, float] = {}
+        self._last_results: dict[ResourceKey, ResourceResult] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._wake = asyncio.Event()
+        gateway.add_notice_sink(self.notice)
+        reconciler.add_listener(self.on_table)
+
+    # --------------------------------------------------------------------------- watch events
+
+    def on_object(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """One watch event of any kind we follow (our five, Secrets, ConfigMaps)."""
+        kind = body.get("kind")
+        meta = body.get("metadata") or {}
+        namespace = str(meta.get("namespace") or "default")
+        name = str(meta.get("name", ""))
+        if event_type == "DELETED":
+            key = ResourceKey(str(kind), namespace, name)
+            if self.reconciler.store.delete(key):
+                self._written.pop(key, None)
+                self._last_results.pop(key, None)
+                self.reconciler.notify()
+            return
+        changed = False
+        if kind in KINDS_BY_NAME:
+            resource = resource_from_object(body)
+            if resource is None:
+                return
+            if resource.key not in self.reconciler.store.resources:
+                self._seed(resource.key, body.get("status") or {})
+            changed = self.reconciler.store.apply(resource)
+        elif kind == "Secret":
+            changed = self.reconciler.store.apply(decode_secret(body))
+        elif kind == "ConfigMap":
+            changed = self.reconciler.store.apply(decode_configmap(body))
+        if changed:
+            self.reconciler.notify()
+
+    def _seed(self, key: ResourceKey, status: Mapping[str, Any]) -> None:
+        if status:
+            self.gateway.seed_status(key, status)
+            self._written[key] = dict(status)
+            self._last_write[key] = time.monotonic()
+
+    async def initial_sync(self) -> None:
+        """LIST everything once, so that the first routing table is complete (then: ready)."""
+        assert self.client is not None
+        scopes: Sequence[str | None] = self.namespaces or (None,)
+        for namespace in scopes:
+            for kind in ALL_KINDS:
+                for item in await self.client.list_items(KubeClient.custom_path(kind.plural, namespace)):
+                    item.setdefault("kind", kind.kind)
+                    item.setdefault("apiVersion", f"{GROUP}/{VERSION}")
+                    self.on_object("ADDED", item)
+            for plural, kind_name in (("secrets", "Secret"), ("configmaps", "ConfigMap")):
+                for item in await self.client.list_items(KubeClient.core_path(plural, namespace)):
+                    item.setdefault("kind", kind_name)
+                    self.on_object("ADDED", item)
+        self.reconciler.rebuild()
+
+    # ------------------------------------------------------------------------------ status
+
+    def on_table(self, table: RoutingTable) -> None:
+        """After each compile: Warning Events for resources that just failed, Normal when they recover."""
+        for key, result in table.results.items():
+            before = self._last_results.get(key)
+            self._last_results[key] = result
+            if not result.ready and (before is None or before.ready or before.message != result.message):
+                self.notice(key, "Warning", result.reason, result.message)
+            elif result.ready and before is not None and not before.ready:
+                self.notice(key, "Normal", "Compiled", "the resource compiled and is routed")
+        self._wake.set()
+
+    async def flush_status(self) -> int:
+        """Write every status body that is due; returns how many PATCHes were sent."""
+        if self.client is None:
+            return 0
+        self.gateway.tick()
+        sent = 0
+        now = time.monotonic()
+        for key in list(self.gateway.table.results):
+            body = self.gateway.status_body(key)
+            if body is None:
+                continue
+            written = self._written.get(key)
+            if not self.policy.due(
+                body=body, written=written, last_write=self._last_write.get(key, 0.0), now=now
+            ):
+                continue
+            plural = KINDS_BY_NAME[key.kind].plural
+            try:
+                await self.client.patch_status(plural, key.namespace, key.name, body)
+            except ApiError as error:
+                if error.status != 404:  # 404: deleted meanwhile; the DELETED event will follow
+                    log.warning("status of %s not written: %s", key, error)
+                continue
+            self._written[key] = body
+            self._last_write[key] = now
+            sent += 1
+        return sent
+
+    async def status_loop(self, tick: float = 0.5) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=tick)
+            self._wake.clear()
+            try:
+                await self.flush_status()
+            except Exception:  # the apiserver may be briefly away; try again next tick
+                log.exception("status flush failed")
+            await asyncio.sleep(tick)
+
+    # --------------------------------------------------------------------- Kubernetes Events
+
+    def notice(self, key: ResourceKey, type_: str, reason: str, message: str) -> None:
+        if self.client is None:
+            return
+        resource = self.reconciler.store.resources.get(key)
+        if resource is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._post(key, resource.uid, type_, reason, message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _post(self, key: ResourceKey, uid: str, type_: str, reason: str, message: str) -> None:
+        assert self.client is not None
+        try:
+            await self.client.post_event(
+                kind=key.kind, namespace=key.namespace, name=key.name, uid=uid,
+                type_=type_, reason=reason, message=message,
+            )  # fmt: skip
+        except Exception as error:  # an Event is advisory; never let it break routing
+            log.warning("Kubernetes Event for %s not posted: %s", key, error)
+
+
+def build_registry(core: OperatorCore) -> kopf.OperatorRegistry:
+    """Kopf handlers on a registry of their own (no global state: tests build several)."""
+    registry = kopf.OperatorRegistry()
+
+    def on_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        core.on_object(type, dict(body))
+
+    for kind in ALL_KINDS:
+        kopf.on.event(GROUP, VERSION, kind.plural, registry=registry)(on_event)
+    kopf.on.event("", "v1", "secrets", registry=registry)(on_event)
+    kopf.on.event("", "v1", "configmaps", registry=registry)(on_event)
+
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        return login_info(**kwargs)
+
+    @kopf.on.startup(registry=registry)
+    def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_settings(settings)
+
+    return registry
+
+
+def login_info(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In a pod: the ServiceAccount; elsewhere: $KUBECONFIG (what kubectl uses)."""
+    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
+
+def configure_settings(settings: kopf.OperatorSettings) -> None:
+    # Our own annotation prefix, so .status holds only our fields and nothing says "zalando".
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=ANNOTATION_PREFIX)
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.networking.request_timeout = 60

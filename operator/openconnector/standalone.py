@@ -1,0 +1,142 @@
+"""``openconnector serve --manifests DIR``: the gateway without a cluster.
+
+The same reconciler and gateway as in a cluster; only the spec source differs: YAML files in a
+directory, watched so that an edit takes effect without a restart. Secrets come from ``kind: Secret``
+manifests in the directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+from watchfiles import awatch
+
+from openconnector.gateway.app import build_app
+from openconnector.gateway.core import Gateway, GatewaySettings
+from openconnector.manifests import load_manifests
+from openconnector.reconciler import Reconciler
+from openconnector.resources import ResourceStore
+from openconnector.routing.table import RoutingTable
+
+log = logging.getLogger(__name__)
+
+
+def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
+    token = None
+    if getattr(args, "events_token_file", None):
+        token = Path(args.events_token_file).read_text(encoding="utf-8").strip()
+    return GatewaySettings(
+        host=args.host,
+        port=args.port,
+        allow_unknown_types=args.allow_unknown_types,
+        events_token=token,
+        trusted_proxies=tuple(args.trusted_proxy),
+        drain_seconds=args.drain_seconds,
+    )
+
+
+def log_results(table: RoutingTable) -> None:
+    """Standalone mode has no status subresource: say what is not ready in the log."""
+    for result in table.results.values():
+        if not result.ready:
+            where = f" ({result.origin})" if result.origin else ""
+            log.warning("%s not ready%s: %s: %s", result.key, where, result.reason, result.message)
+
+
+@dataclass
+class StandaloneGateway:
+    """A running standalone gateway (also used by tests and benchmarks)."""
+
+    gateway: Gateway
+    reconciler: Reconciler
+    runner: web.AppRunner
+    port: int
+    directories: tuple[Path, ...]
+    _tasks: tuple[asyncio.Task[None], ...] = ()
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.gateway.settings.host}:{self.port}"
+
+    def reload(self) -> bool:
+        """Re-read the directories; returns whether anything changed."""
+        loaded = load_manifests(self.directories)
+        for problem in loaded.problems:
+            log.warning("%s", problem)
+        changed = self.reconciler.store.replace_all([*loaded.resources, *loaded.secrets])
+        if changed:
+            self.reconciler.notify()
+        return changed
+
+    async def _watch(self) -> None:
+        # Small debounce: an editor's save is several events; a second is the promise to the user.
+        async for _ in awatch(*self.directories, debounce=100, step=20, recursive=True):
+            try:
+                self.reload()
+            except Exception:  # a broken file must not stop the watcher
+                log.exception("reloading manifests failed")
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.runner.cleanup()
+        dropped = await self.gateway.close()
+        if dropped:
+            log.error("shutdown dropped %d queued deliveries", dropped)
+
+
+async def start_standalone(
+    directories: Sequence[Path], settings: GatewaySettings, *, watch: bool = True
+) -> StandaloneGateway:
+    gateway = Gateway(settings)
+    await gateway.start()
+    store = ResourceStore()
+    reconciler = Reconciler(store, gateway.install)
+    reconciler.add_listener(log_results)
+    runner = web.AppRunner(build_app(gateway), handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    port = runner.addresses[0][1] if runner.addresses else settings.port
+    standalone = StandaloneGateway(gateway, reconciler, runner, int(port), tuple(directories))
+    standalone.reload()
+    reconciler.rebuild()
+    tasks = [asyncio.create_task(reconciler.run(), name="reconciler")]
+    if watch:
+        tasks.append(asyncio.create_task(standalone._watch(), name="manifest-watcher"))
+    standalone._tasks = tuple(tasks)
+    return standalone
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    directory = Path(args.manifests)
+    standalone = await start_standalone([directory], settings_from_args(args))
+    log.info(
+        "serving %s on %s (webhooks at /webhooks/<endpoint>, events at /events)", directory, standalone.url
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: draining deliveries for up to %.0f s", args.drain_seconds)
+    await standalone.stop()
+    return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    if not Path(args.manifests).exists():
+        log.error("%s: no such file or directory", args.manifests)
+        return 2
+    return asyncio.run(_serve(args))
