@@ -1,0 +1,704 @@
+"""The delivery engine against real loopback sinks that misbehave on cue.
+
+Backoff waits run on a fake clock (``FakeTime``) so retries cost no real time and Retry-After can be
+asserted in that clock; the HTTP traffic itself is real (aiohttp client and servers on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+
+from openconnector.delivery import (
+    Attempt,
+    ContentMode,
+    DeliveryClosedError,
+    DeliveryPolicy,
+    DeliveryTarget,
+    Dispatcher,
+    FinalOutcome,
+    HealthConfig,
+)
+from tests.component.sinks import RecordedRequest, RefusingEndpoint, Reply, Sink
+
+T0 = datetime(2026, 11, 28, 8, 0, 0, tzinfo=UTC).timestamp()
+TOKEN = "s3cr3t-b34rer-t0ken"
+SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+# ------------------------------------------------------------------------------ test doubles
+
+
+@dataclass(frozen=True)
+class Event:
+    """Stands in for the CloudEvents codec's outbound event."""
+
+    id: str
+    type: str = "nl.vng.zgw.zaken.zaak.created"
+    source: str = "urn:nld:oin:00000001823288444000:systeem:test"
+    data: Mapping[str, object] = field(default_factory=lambda: {"zaak": "abc123"})
+    extensions: Mapping[str, object] = field(default_factory=dict)
+
+    def with_extensions(self, **extensions: object) -> Event:
+        return replace(self, extensions={**self.extensions, **extensions})
+
+
+def encode(event: Event, mode: ContentMode) -> tuple[dict[str, str], bytes]:
+    attributes: dict[str, object] = {
+        "specversion": "1.0",
+        "id": event.id,
+        "type": event.type,
+        "source": event.source,
+        **event.extensions,
+    }
+    if mode is ContentMode.STRUCTURED:
+        document = {**attributes, "datacontenttype": "application/json", "data": dict(event.data)}
+        return {"Content-Type": "application/cloudevents+json"}, json.dumps(document).encode()
+    headers = {f"ce-{name}": str(value) for name, value in attributes.items()}
+    headers["Content-Type"] = "application/json"
+    return headers, json.dumps(dict(event.data)).encode()
+
+
+class FakeTime:
+    """Unix clock that only moves when the engine sleeps; every requested sleep is recorded."""
+
+    def __init__(self) -> None:
+        self.now = T0
+        self.sleeps: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+class MaxRng:
+    def uniform(self, a: float, b: float, /) -> float:
+        return b
+
+
+@dataclass
+class Recorder:
+    """DeliveryObserver plus on_paused callback, recording every call."""
+
+    attempts: list[tuple[str, Attempt]] = field(default_factory=list)
+    outcomes: list[tuple[str, str, FinalOutcome, str | None]] = field(default_factory=list)
+    paused: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def on_attempt(self, target_key: str, attempt: Attempt) -> None:
+        self.attempts.append((target_key, attempt))
+
+    def on_outcome(self, target_key: str, event_id: str, outcome: FinalOutcome, reason: str | None) -> None:
+        self.outcomes.append((target_key, event_id, outcome, reason))
+
+    async def on_paused(self, target_key: str, reason: str, message: str) -> None:
+        self.paused.append((target_key, reason, message))
+
+
+FAST = DeliveryPolicy(retries=3, backoff_delay=0.01, backoff_max=30.0, timeout=5.0)
+
+
+def target(
+    url: str, key: str = "default/sub", policy: DeliveryPolicy = FAST, **kwargs: Any
+) -> DeliveryTarget:
+    return DeliveryTarget(key=key, url=url, policy=policy, **kwargs)
+
+
+@pytest.fixture
+def fake_time() -> FakeTime:
+    return FakeTime()
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+async def dispatcher(fake_time: FakeTime, recorder: Recorder) -> AsyncIterator[Dispatcher[Event]]:
+    engine: Dispatcher[Event] = Dispatcher(
+        encode,
+        observer=recorder,
+        on_paused=recorder.on_paused,
+        clock=fake_time.clock,
+        sleep=fake_time.sleep,
+        rng=MaxRng(),
+    )
+    async with engine:
+        yield engine
+
+
+async def settle(dispatcher: Dispatcher[Event], key: str | None = None) -> None:
+    """Wait (bounded, real time) until the dispatcher has nothing queued or in flight."""
+    async with asyncio.timeout(10):
+        await dispatcher.join(key)
+
+
+def sent_event(request: RecordedRequest) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads(request.body)
+    return document
+
+
+# ------------------------------------------------------------------------------------ retries
+
+
+async def test_500_then_200_is_retried_and_delivered_once(
+    dispatcher: Dispatcher[Event], recorder: Recorder
+) -> None:
+    async with Sink(Reply(500, body=b"boom")) as sink:
+        sub = target(sink.url)
+        await dispatcher.submit(sub, Event("e-1"))
+        await settle(dispatcher)
+
+        assert [r.reply.status for r in sink.requests] == [500, 200]
+        assert {sent_event(r)["id"] for r in sink.requests} == {"e-1"}
+        assert sink.requests[0].body == sink.requests[1].body
+        assert sink.requests[0].headers["Content-Type"] == "application/cloudevents+json"
+
+        snapshot = dispatcher.health(sub.key).snapshot()
+        assert {k: snapshot[k] for k in ("delivered", "failed", "retried", "deadLettered", "dropped")} == {
+            "delivered": 1,
+            "failed": 0,
+            "retried": 1,
+            "deadLettered": 0,
+            "dropped": 0,
+        }
+        assert snapshot["consecutiveFailures"] == 0
+        assert snapshot["successRatio"] == 0.5
+        log = dispatcher.attempts(sub.key).to_json()
+        assert [(a["attempt"], a["statusCode"], a["outcome"]) for a in log] == [
+            (1, 500, "retryable"),
+            (2, 200, "success"),
+        ]
+        assert log[0]["error"] == "HTTP 500 Internal Server Error"
+        assert log[0]["retryInSeconds"] == 0.02  # exponential: 0.01 * 2**1, jitter at its maximum
+        assert [(k, a.attempt) for k, a in recorder.attempts] == [(sub.key, 1), (sub.key, 2)]
+        assert recorder.outcomes == [(sub.key, "e-1", FinalOutcome.DELIVERED, None)]
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after"),
+    [
+        (429, "2"),
+        (503, format_datetime(datetime.fromtimestamp(T0 + 2, UTC), usegmt=True)),
+    ],
+)
+async def test_retry_after_is_honoured_no_attempt_before_it(
+    dispatcher: Dispatcher[Event], fake_time: FakeTime, status: int, retry_after: str
+) -> None:
+    async with Sink(Reply(status, headers={"Retry-After": retry_after}), clock=fake_time.clock) as sink:
+        sub = target(sink.url)
+        await dispatcher.submit(sub, Event("e-ra"))
+        await settle(dispatcher)
+
+        first, second = sink.requests
+        assert second.arrived_at - first.arrived_at >= 2.0
+        assert fake_time.sleeps == [pytest.approx(2.0)]  # backoff alone would be 0.02 s
+        assert dispatcher.health(sub.key).delivered == 1
+
+
+async def test_retry_after_is_capped_by_retry_after_max(
+    dispatcher: Dispatcher[Event], fake_time: FakeTime
+) -> None:
+    policy = replace(FAST, retry_after_max=5.0)
+    async with Sink(Reply(429, headers={"Retry-After": "3600"})) as sink:
+        await dispatcher.submit(target(sink.url, policy=policy), Event("e-cap"))
+        await settle(dispatcher)
+        assert len(sink.requests) == 2
+        assert fake_time.sleeps == [5.0]
+
+
+@pytest.mark.looptime
+async def test_retry_after_under_looptime_with_the_default_sleep() -> None:
+    """The same guarantee with the engine's real asyncio.sleep, fast-forwarded by looptime."""
+    loop = asyncio.get_running_loop()
+    engine: Dispatcher[Event] = Dispatcher(encode, rng=MaxRng())
+    async with engine, Sink(Reply(429, headers={"Retry-After": "2"}), clock=loop.time) as sink:
+        sub = target(sink.url)
+        await engine.submit(sub, Event("e-lt"))
+        await engine.join()
+        first, second = sink.requests
+        assert second.arrived_at - first.arrived_at >= 2.0
+        assert engine.health(sub.key).delivered == 1
+
+
+async def test_a_redirect_is_a_failure_and_is_not_followed(dispatcher: Dispatcher[Event]) -> None:
+    async with Sink() as elsewhere, Sink(default=Reply(302, headers={"Location": elsewhere.url})) as sink:
+        sub = target(sink.url)
+        await dispatcher.submit(sub, Event("e-302"))
+        await settle(dispatcher)
+
+        assert len(sink.requests) == 1  # not retried: a redirect does not go away by waiting
+        assert elsewhere.requests == []  # and never followed
+        health = dispatcher.health(sub.key)
+        assert (health.failed, health.dropped, health.delivered) == (1, 1, 0)
+        last_error = health.snapshot()["lastError"]
+        assert isinstance(last_error, dict)
+        assert last_error["statusCode"] == 302
+        assert "not followed" in last_error["message"]
+        assert "no dead-letter sink configured" in last_error["message"]
+
+
+async def test_a_client_error_is_not_retried(dispatcher: Dispatcher[Event]) -> None:
+    async with Sink(default=Reply(400)) as sink:
+        await dispatcher.submit(target(sink.url), Event("e-400"))
+        await settle(dispatcher)
+        assert len(sink.requests) == 1
+
+
+async def test_a_timeout_is_retried(dispatcher: Dispatcher[Event]) -> None:
+    policy = replace(FAST, timeout=0.2)
+    async with Sink(Reply(hang=True)) as sink:
+        sub = target(sink.url, policy=policy)
+        await dispatcher.submit(sub, Event("e-slow"))
+        await settle(dispatcher)
+
+        assert len(sink.requests) == 2
+        first, second = dispatcher.attempts(sub.key)
+        assert (first.status_code, first.error, first.outcome) == (None, "timeout after 0.2s", "retryable")
+        assert (second.status_code, second.outcome) == (200, "success")
+        assert dispatcher.health(sub.key).delivered == 1
+
+
+# ------------------------------------------------------------------------- 410 and auto-pause
+
+
+async def test_410_pauses_the_target_and_dead_letters_what_was_queued(
+    dispatcher: Dispatcher[Event], recorder: Recorder
+) -> None:
+    async with Sink() as dead_letters, Sink(Reply(410)) as sink:
+        policy = replace(FAST, dead_letter=dead_letters.url)
+        sub = target(sink.url, policy=policy, max_concurrency=1)
+        for n in range(3):
+            await dispatcher.submit(sub, Event(f"e-{n}"))
+        await settle(dispatcher)
+
+        assert len(sink.requests) == 1  # after the 410 nothing more goes to the endpoint
+        assert [key for key, _, _ in recorder.paused] == [sub.key]
+        assert recorder.paused[0][1] == "EndpointGone"
+        assert "answered 410 Gone" in recorder.paused[0][2]
+        health = dispatcher.health(sub.key)
+        assert health.paused
+        assert health.condition.to_dict()["reason"] == "EndpointGone"
+        assert (health.failed, health.dead_lettered, health.dropped) == (3, 3, 0)
+
+        letters = [sent_event(r) for r in dead_letters.requests]
+        assert [letter["id"] for letter in letters] == ["e-0", "e-1", "e-2"]
+        assert letters[0]["ocerrorcode"] == 410
+        assert "ocerrorcode" not in letters[1]  # never attempted: there is no status to report
+        assert {letter["ocerrordest"] for letter in letters} == {sink.url}
+
+        # The spec changed (the lead's reconciler calls resume): deliveries flow again.
+        assert dispatcher.resume(sub.key)
+        await dispatcher.submit(sub, Event("e-after"))
+        await settle(dispatcher)
+        assert sent_event(sink.requests[-1])["id"] == "e-after"
+        assert dispatcher.health(sub.key).delivered == 1
+
+
+async def test_auto_pause_after_consecutive_failed_events(
+    dispatcher: Dispatcher[Event], recorder: Recorder
+) -> None:
+    policy = replace(FAST, retries=0)
+    async with Sink(default=Reply(500)) as sink:
+        sub = target(sink.url, policy=policy, max_concurrency=1, health=HealthConfig(auto_pause_after=2))
+        for n in range(4):
+            await dispatcher.submit(sub, Event(f"e-{n}"))
+        await settle(dispatcher)
+
+        assert len(sink.requests) == 2
+        assert [(key, reason) for key, reason, _ in recorder.paused] == [(sub.key, "AutoPaused")]
+        health = dispatcher.health(sub.key)
+        assert (health.failed, health.dropped) == (4, 4)
+        assert health.condition.reason == "AutoPaused"
+
+
+# --------------------------------------------------------------------------------- dead letter
+
+
+async def test_an_endpoint_down_for_the_whole_budget_is_dead_lettered(
+    dispatcher: Dispatcher[Event], fake_time: FakeTime, recorder: Recorder
+) -> None:
+    with RefusingEndpoint() as down:
+        async with Sink() as dead_letters:
+            policy = replace(FAST, retries=2, dead_letter=dead_letters.url)
+            sub = target(down.url + "?access_token=hidden", policy=policy)
+            await dispatcher.submit(sub, Event("e-down"))
+            await settle(dispatcher)
+
+            (letter,) = dead_letters.requests
+            document = sent_event(letter)
+            assert letter.headers["Content-Type"] == "application/cloudevents+json"
+            assert document["id"] == "e-down"
+            assert document["data"] == {"zaak": "abc123"}
+            assert document["ocerrordest"] == down.url  # the query string (may hold tokens) is cut
+            assert "ocerrorcode" not in document  # no response, no code
+            assert "ocerrordata" not in document
+            assert len(fake_time.sleeps) == 2
+
+            health = dispatcher.health(sub.key)
+            assert (health.delivered, health.failed, health.retried) == (0, 1, 2)
+            assert (health.dead_lettered, health.dropped) == (1, 0)
+            log = dispatcher.attempts(sub.key).to_json()
+            assert [(a["destination"], a["attempt"]) for a in log] == [
+                ("subscriber", 1),
+                ("subscriber", 2),
+                ("subscriber", 3),
+                ("deadLetter", 1),
+            ]
+            assert all("connection to" in str(a["error"]) for a in log[:3])
+            assert "hidden" not in json.dumps(log)
+            assert recorder.outcomes == [(sub.key, "e-down", FinalOutcome.DEAD_LETTERED, None)]
+
+
+async def test_dead_letters_carry_the_status_and_the_start_of_the_error_body(
+    dispatcher: Dispatcher[Event],
+) -> None:
+    body = b"upstream exploded: " + b"x" * 5000
+    async with Sink() as dead_letters, Sink(default=Reply(503, body=body)) as sink:
+        policy = replace(FAST, retries=1, dead_letter=dead_letters.url)
+        await dispatcher.submit(target(sink.url, policy=policy), Event("e-503"))
+        await settle(dispatcher)
+
+        document = sent_event(dead_letters.requests[0])
+        assert document["ocerrorcode"] == 503
+        assert base64.b64decode(document["ocerrordata"]) == body[:1024]
+
+
+async def test_a_failing_dead_letter_sink_drops_loudly(
+    dispatcher: Dispatcher[Event], recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Sink(default=Reply(500)) as dead_letters, Sink(default=Reply(500)) as sink:
+        policy = replace(FAST, retries=1, dead_letter=dead_letters.url, dead_letter_retries=2)
+        sub = target(sink.url, policy=policy)
+        with caplog.at_level(logging.ERROR, logger="openconnector.delivery"):
+            await dispatcher.submit(sub, Event("e-lost"))
+            await settle(dispatcher)
+
+        assert len(dead_letters.requests) == 3  # bounded retries towards the dead-letter sink too
+        health = dispatcher.health(sub.key)
+        assert (health.failed, health.dead_lettered, health.dropped) == (1, 0, 1)
+        last_error = health.snapshot()["lastError"]
+        assert isinstance(last_error, dict)
+        assert last_error["message"].startswith(
+            "dropped (deadLetterFailed): retries exhausted after 2 attempt(s)"
+        )
+        assert "dead-lettering failed: HTTP 500" in last_error["message"]
+        assert recorder.outcomes == [(sub.key, "e-lost", FinalOutcome.DROPPED, "deadLetterFailed")]
+        assert any(r.levelno == logging.ERROR and "e-lost" in r.getMessage() for r in caplog.records)
+
+
+# ------------------------------------------------------------------------------------ isolation
+
+
+async def test_a_slow_subscriber_does_not_delay_a_fast_one(dispatcher: Dispatcher[Event]) -> None:
+    gate = asyncio.Event()
+    async with Sink(default=Reply(gate=gate)) as slow_sink, Sink() as fast_sink:
+        slow = target(slow_sink.url, key="default/slow", max_concurrency=2)
+        fast = target(fast_sink.url, key="default/fast")
+        for n in range(6):
+            await dispatcher.submit(slow, Event(f"s-{n}"))
+        for n in range(20):
+            await dispatcher.submit(fast, Event(f"f-{n}"))
+
+        await settle(dispatcher, fast.key)  # completes while every slow request is still held
+        assert len(fast_sink.requests) == 20
+        assert dispatcher.health(fast.key).delivered == 20
+        assert dispatcher.health(slow.key).delivered == 0
+        assert len(slow_sink.requests) <= 2  # the slow lane never exceeds its concurrency
+        assert dispatcher.queue_depth(slow.key) == 6
+
+        gate.set()
+        await settle(dispatcher, slow.key)
+        assert dispatcher.health(slow.key).delivered == 6
+
+
+async def test_back_pressure_and_queue_full_drops(dispatcher: Dispatcher[Event], recorder: Recorder) -> None:
+    gate = asyncio.Event()
+    async with Sink(default=Reply(gate=gate)) as sink:
+        sub = target(sink.url, max_concurrency=1, queue_size=2)
+        assert dispatcher.try_submit(sub, Event("q-1"))
+        await sink.wait_for(1)  # q-1 is in flight, the queue is empty again
+        assert dispatcher.try_submit(sub, Event("q-2"))
+        assert dispatcher.try_submit(sub, Event("q-3"))
+        assert not dispatcher.try_submit(sub, Event("q-4"))  # full: dropped and counted, not silent
+        health = dispatcher.health(sub.key)
+        assert health.dropped == 1
+        assert recorder.outcomes == [(sub.key, "q-4", FinalOutcome.DROPPED, "queueFull")]
+
+        waiting = asyncio.create_task(dispatcher.submit(sub, Event("q-5")))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not waiting.done()  # back-pressure: the caller waits for space
+        gate.set()
+        async with asyncio.timeout(10):
+            await waiting
+        await settle(dispatcher)
+        assert sorted(sent_event(r)["id"] for r in sink.requests) == ["q-1", "q-2", "q-3", "q-5"]
+        assert health.delivered == 4
+
+
+# ------------------------------------------------------------------------------- credentials
+
+
+async def test_the_bearer_token_is_sent_but_never_recorded(
+    dispatcher: Dispatcher[Event], caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Sink() as dead_letters, Sink(Reply(500), Reply(500)) as sink:
+        policy = replace(FAST, retries=1, dead_letter=dead_letters.url)
+        sub = target(sink.url, policy=policy, auth_headers={"Authorization": f"Bearer {TOKEN}"})
+        with caplog.at_level(logging.DEBUG):
+            await dispatcher.submit(sub, Event("e-auth"))
+            await settle(dispatcher)
+
+        assert [r.headers["Authorization"] for r in sink.requests] == [f"Bearer {TOKEN}"] * 2
+        assert "Authorization" not in dead_letters.requests[0].headers  # not leaked to another receiver
+        health = dispatcher.health(sub.key)
+        recorded = [
+            json.dumps(dispatcher.attempts(sub.key).to_json()),
+            json.dumps(health.snapshot()),
+            json.dumps(health.condition.to_dict()),
+            repr(sub),
+            caplog.text,
+        ]
+        assert not [text for text in recorded if TOKEN in text]
+
+
+async def test_deliveries_are_signed_with_standard_webhooks(
+    dispatcher: Dispatcher[Event], fake_time: FakeTime
+) -> None:
+    key = base64.b64decode(SIGNING_SECRET.removeprefix("whsec_"))
+    async with Sink(Reply(503)) as sink:
+        sub = target(sink.url, signing_secret=SIGNING_SECRET)
+        await dispatcher.submit(sub, Event("e-signed"))
+        await settle(dispatcher)
+
+        assert len(sink.requests) == 2
+        for request in sink.requests:
+            msg_id = request.headers["webhook-id"]
+            timestamp = request.headers["webhook-timestamp"]
+            signed = f"{msg_id}.{timestamp}.".encode() + request.body
+            expected = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+            assert expected in request.headers["webhook-signature"].split(" ")
+            assert msg_id == "e-signed"  # stable across retries, so receivers can deduplicate
+        assert [int(r.headers["webhook-timestamp"]) for r in sink.requests] == [int(T0), int(T0 + 0.02)]
+        assert SIGNING_SECRET not in repr(sub)
+
+
+async def test_binary_mode_method_and_static_headers(dispatcher: Dispatcher[Event]) -> None:
+    async with Sink() as sink:
+        sub = target(
+            sink.url,
+            method="PUT",
+            content_mode=ContentMode.BINARY,
+            headers={"X-Tenant": "gemeente-utrecht"},
+        )
+        await dispatcher.submit(sub, Event("e-bin"))
+        await settle(dispatcher)
+        (request,) = sink.requests
+        assert request.method == "PUT"
+        assert request.headers["ce-id"] == "e-bin"
+        assert request.headers["Content-Type"] == "application/json"
+        assert request.headers["X-Tenant"] == "gemeente-utrecht"
+        assert json.loads(request.body) == {"zaak": "abc123"}
+
+
+# ------------------------------------------------------------------------ routing-table changes
+
+
+async def test_update_target_redirects_queued_events_without_losing_them(
+    dispatcher: Dispatcher[Event],
+) -> None:
+    gate = asyncio.Event()
+    async with Sink(Reply(gate=gate)) as old_sink, Sink() as new_sink:
+        sub = target(old_sink.url, max_concurrency=1)
+        for n in range(4):
+            await dispatcher.submit(sub, Event(f"u-{n}"))
+        await old_sink.wait_for(1)
+
+        dispatcher.update_target(sub.key, replace(sub, url=new_sink.url))
+        gate.set()
+        await settle(dispatcher)
+
+        assert [sent_event(r)["id"] for r in old_sink.requests] == ["u-0"]
+        assert [sent_event(r)["id"] for r in new_sink.requests] == ["u-1", "u-2", "u-3"]
+        assert dispatcher.health(sub.key).delivered == 4
+
+
+async def test_submit_with_a_changed_target_replaces_the_registered_one(
+    dispatcher: Dispatcher[Event],
+) -> None:
+    async with Sink() as first, Sink() as second:
+        await dispatcher.submit(target(first.url), Event("a"))
+        await settle(dispatcher)
+        await dispatcher.submit(target(second.url), Event("b"))
+        await settle(dispatcher)
+        assert (len(first.requests), len(second.requests)) == (1, 1)
+        assert dispatcher.target("default/sub").url == second.url
+        assert dispatcher.health("default/sub").delivered == 2  # one lane, one health record
+
+
+async def test_remove_target_drops_what_cannot_be_drained_with_a_count(
+    dispatcher: Dispatcher[Event], recorder: Recorder
+) -> None:
+    async with Sink(default=Reply(hang=True)) as sink:
+        sub = target(sink.url, max_concurrency=1)
+        for n in range(3):
+            await dispatcher.submit(sub, Event(f"r-{n}"))
+        await sink.wait_for(1)
+        assert await dispatcher.remove_target(sub.key, drain_deadline=0.05) == 3
+        assert sub.key not in dispatcher.target_keys()
+        assert sorted(
+            event_id for _, event_id, outcome, reason in recorder.outcomes if reason == "removed"
+        ) == [
+            "r-0",
+            "r-1",
+            "r-2",
+        ]
+
+
+# ------------------------------------------------------------------------------------ shutdown
+
+
+async def test_shutdown_drains_queued_events() -> None:
+    engine: Dispatcher[Event] = Dispatcher(encode)
+    async with Sink(default=Reply(delay=0.01)) as sink:
+        sub = target(sink.url, max_concurrency=1)
+        for n in range(5):
+            await engine.submit(sub, Event(f"d-{n}"))
+        assert await engine.close(drain_deadline=10) == 0
+        assert [sent_event(r)["id"] for r in sink.requests] == [f"d-{n}" for n in range(5)]
+        assert engine.health(sub.key).delivered == 5
+
+
+async def test_shutdown_past_the_deadline_counts_the_rest_as_dropped(
+    recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine: Dispatcher[Event] = Dispatcher(encode, observer=recorder)
+    async with Sink(default=Reply(hang=True)) as sink:
+        sub = target(sink.url, max_concurrency=1)
+        for n in range(3):
+            await engine.submit(sub, Event(f"x-{n}"))
+        await sink.wait_for(1)
+        with caplog.at_level(logging.ERROR, logger="openconnector.delivery"):
+            assert await engine.close(drain_deadline=0.05) == 3
+
+        health = engine.health(sub.key)
+        assert health.dropped == 3
+        last_error = health.snapshot()["lastError"]
+        assert isinstance(last_error, dict)
+        assert last_error["message"].startswith("dropped 3 (shutdown)")
+        assert [outcome for _, _, outcome, _ in recorder.outcomes] == [FinalOutcome.DROPPED] * 3
+        assert "dropped 3 undelivered events for default/sub" in caplog.text
+
+        with pytest.raises(DeliveryClosedError):
+            await engine.submit(sub, Event("late"))
+        assert not engine.try_submit(sub, Event("late"))
+        assert health.dropped == 4
+
+
+async def test_a_waiting_submitter_is_released_by_shutdown() -> None:
+    engine: Dispatcher[Event] = Dispatcher(encode)
+    gate = asyncio.Event()
+    async with Sink(default=Reply(gate=gate)) as sink:
+        sub = target(sink.url, max_concurrency=1, queue_size=1)
+        await engine.submit(sub, Event("w-1"))
+        await sink.wait_for(1)
+        await engine.submit(sub, Event("w-2"))
+        waiting = asyncio.create_task(engine.submit(sub, Event("w-3")))
+        await asyncio.sleep(0)
+        closing = asyncio.create_task(engine.close(drain_deadline=0.05))
+        with pytest.raises(DeliveryClosedError):
+            async with asyncio.timeout(10):
+                await waiting
+        assert await closing == 2
+
+
+# ---------------------------------------------------------------------------------- validation
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"key": ""}, "key: must be a non-empty string"),
+        ({"url": "ftp://x/"}, "url: must be an absolute http:// or https:// URL"),
+        ({"url": "http://user:pw@host/"}, "url: URL must not contain credentials"),
+        ({"url": "http://host:99999/"}, "url: 'http://host:99999/' is not a valid URL"),
+        ({"method": "GET"}, "method: must be one of POST, PUT, PATCH"),
+        ({"content_mode": "batch"}, "content_mode: must be 'structured' or 'binary'"),
+        ({"max_concurrency": 0}, "max_concurrency: must be a positive integer"),
+        ({"queue_size": 0}, "queue_size: must be a positive integer"),
+        (
+            {"headers": {"Content-Type": "text/plain"}},
+            "headers: header 'Content-Type' is set by the delivery",
+        ),
+        ({"headers": {"ce-id": "x"}}, "headers: header 'ce-id' is set by the delivery engine"),
+        ({"headers": {"Authorization": "Bearer x"}}, "headers: put Authorization in auth headers"),
+        ({"headers": {"bad header": "x"}}, "headers: 'bad header' is not a valid HTTP header name"),
+        ({"auth_headers": {"Authorization": "Bearer x\r\nX-Evil: 1"}}, "auth_headers: value of header"),
+        ({"signing_secret": "whsec_!!"}, "signing_secret: the signing secret is not base64"),
+    ],
+)
+def test_delivery_target_validation(kwargs: dict[str, Any], message: str) -> None:
+    fields: dict[str, Any] = {"key": "ns/name", "url": "http://127.0.0.1:8080/events"}
+    fields.update(kwargs)
+    with pytest.raises(ValueError, match="^" + re.escape(message)) as caught:
+        DeliveryTarget(**fields)
+    assert "Evil" not in str(caught.value)  # header values (maybe credentials) are never echoed
+
+
+def test_a_target_copies_its_headers_and_hides_secrets_from_repr() -> None:
+    headers = {"X-A": "1"}
+    sub = DeliveryTarget(
+        key="ns/name",
+        url="http://127.0.0.1:8080/events?access_token=abc",
+        headers=headers,
+        auth_headers={"Authorization": f"Bearer {TOKEN}"},
+        signing_secret=SIGNING_SECRET,
+    )
+    headers["X-A"] = "2"
+    assert sub.headers["X-A"] == "1"
+    assert TOKEN not in repr(sub)
+    assert SIGNING_SECRET not in repr(sub)
+    assert sub.redacted_url == "http://127.0.0.1:8080/events"
+
+
+def test_dispatcher_rejects_a_key_mismatch() -> None:
+    engine: Dispatcher[Event] = Dispatcher(encode)
+    with pytest.raises(ValueError, match=re.escape("target.key: 'a/b' does not match")):
+        engine.update_target("c/d", DeliveryTarget(key="a/b", url="http://127.0.0.1/"))
+
+
+async def test_a_worker_cancelled_from_outside_counts_its_event_and_is_replaced(
+    dispatcher: Dispatcher[Event], recorder: Recorder
+) -> None:
+    """kopf cancels tasks created after it started when it stops; the in-flight event is not lost silently."""
+    async with Sink(Reply(hang=True)) as sink:
+        sub = target(sink.url, max_concurrency=1)
+        await dispatcher.submit(sub, Event("c-1"))
+        await sink.wait_for(1)
+        (worker,) = [t for t in asyncio.all_tasks() if t.get_name().startswith(f"delivery:{sub.key}#")]
+        worker.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await worker
+        assert recorder.outcomes == [(sub.key, "c-1", FinalOutcome.DROPPED, "shutdown")]
+        assert dispatcher.health(sub.key).dropped == 1
+
+        await dispatcher.submit(sub, Event("c-2"))  # a new worker takes over
+        await settle(dispatcher)
+        assert dispatcher.health(sub.key).delivered == 1
