@@ -33,7 +33,9 @@ async def start_gateway() -> AsyncIterator[StartGateway]:
 
     async def start(directory: Path, *, watch: bool = False, **settings: object) -> StandaloneGateway:
         gateway = await start_standalone(
-            [directory], GatewaySettings(port=0, drain_seconds=1.0, **settings), watch=watch  # type: ignore[arg-type]
+            [directory],
+            GatewaySettings(port=0, drain_seconds=1.0, **settings),
+            watch=watch,  # type: ignore[arg-type]
         )
         started.append(gateway)
         return gateway

@@ -5,10 +5,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import aiohttp
 import orjson
 
 from openconnector.webhook_auth import standard_webhook_headers
+from tests.component.client import post
 from tests.component.conftest import StartGateway, example_manifests
 from tests.component.sinks import Reply, Sink
 
@@ -32,15 +32,19 @@ def signed(body: bytes, msg_id: str = "msg_1") -> dict[str, str]:
     return {**headers, "Content-Type": "application/json"}
 
 
-async def test_webhook_is_mapped_stored_emitted_and_delivered(tmp_path: Path, start_gateway: StartGateway) -> None:
-    async with Sink() as subscriber, Sink(Reply(201, body=b'{"id": "obj-42", "identificatie": "ZAAK-2024-0001"}')) as register:
+async def test_webhook_is_mapped_stored_emitted_and_delivered(
+    tmp_path: Path, start_gateway: StartGateway
+) -> None:
+    async with (
+        Sink() as subscriber,
+        Sink(Reply(201, body=b'{"id": "obj-42", "identificatie": "ZAAK-2024-0001"}')) as register,
+    ):
         manifests = example_manifests(tmp_path / "m", subscriber=base(subscriber), register=base(register))
         gw = await start_gateway(manifests)
         body = orjson.dumps(ZAAK)
-        async with aiohttp.ClientSession() as http:
-            async with http.post(f"{gw.url}/webhooks/zaaksysteem/zaken", data=body, headers=signed(body)) as resp:
-                answer = await resp.json()
-                assert resp.status == 201, answer
+        resp = await post(f"{gw.url}/webhooks/zaaksysteem/zaken", body, signed(body))
+        assert resp.status == 201, resp.body
+        answer = resp.json()
         assert answer["id"] == "obj-42"
 
         stored = (await register.wait_for(1))[0]
@@ -68,31 +72,36 @@ async def test_webhook_is_mapped_stored_emitted_and_delivered(tmp_path: Path, st
         assert event["data"]["id"] == "obj-42"
 
 
-async def test_failing_register_answers_502_and_emits_nothing(tmp_path: Path, start_gateway: StartGateway) -> None:
+async def test_failing_register_answers_502_and_emits_nothing(
+    tmp_path: Path, start_gateway: StartGateway
+) -> None:
     async with Sink() as subscriber, Sink(default=Reply(500)) as register:
-        gw = await start_gateway(example_manifests(tmp_path / "m", subscriber=base(subscriber), register=base(register)))
+        gw = await start_gateway(
+            example_manifests(tmp_path / "m", subscriber=base(subscriber), register=base(register))
+        )
         body = orjson.dumps(ZAAK)
-        async with aiohttp.ClientSession() as http:
-            async with http.post(f"{gw.url}/webhooks/zaaksysteem/zaken", data=body, headers=signed(body)) as resp:
-                assert resp.status == 502
-                assert resp.content_type == "application/problem+json"
-                problem = await resp.json()
-            assert problem["targetStatus"] == 500
-            # The sender retries with the same webhook-id: not refused as a replay, still 502.
-            async with http.post(f"{gw.url}/webhooks/zaaksysteem/zaken", data=body, headers=signed(body)) as resp:
-                assert resp.status == 502
+        resp = await post(f"{gw.url}/webhooks/zaaksysteem/zaken", body, signed(body))
+        assert resp.status == 502
+        assert resp.content_type == "application/problem+json"
+        assert resp.json()["targetStatus"] == 500
+        # The sender retries with the same webhook-id: not refused as a replay, still 502.
+        resp = await post(f"{gw.url}/webhooks/zaaksysteem/zaken", body, signed(body))
+        assert resp.status == 502
         await register.wait_for(2)
         assert subscriber.requests == []
 
 
-async def test_schema_violation_answers_422_and_writes_nothing(tmp_path: Path, start_gateway: StartGateway) -> None:
+async def test_schema_violation_answers_422_and_writes_nothing(
+    tmp_path: Path, start_gateway: StartGateway
+) -> None:
     async with Sink() as subscriber, Sink(Reply(201)) as register:
-        gw = await start_gateway(example_manifests(tmp_path / "m", subscriber=base(subscriber), register=base(register)))
+        gw = await start_gateway(
+            example_manifests(tmp_path / "m", subscriber=base(subscriber), register=base(register))
+        )
         body = orjson.dumps({"zaak": {"identificatie": "", "uuid": "x", "status": "open"}})  # minLength 1
-        async with aiohttp.ClientSession() as http:
-            async with http.post(f"{gw.url}/webhooks/zaaksysteem/zaken", data=body, headers=signed(body)) as resp:
-                assert resp.status == 422
-                problem = await resp.json()
+        resp = await post(f"{gw.url}/webhooks/zaaksysteem/zaken", body, signed(body))
+        assert resp.status == 422
+        problem = resp.json()
         assert any("identificatie" in e["detail"] for e in problem["errors"])
         assert register.requests == []
         assert subscriber.requests == []

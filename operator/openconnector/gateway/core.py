@@ -169,7 +169,7 @@ class Gateway:
                 self.dispatcher.update_target(key, route.target)
                 seed = self._seed_subscriptions.pop(key, None)
                 if seed is not None:
-                    _seed_health(self.dispatcher.health(key), seed)
+                    self.dispatcher.health(key).restore(seed)
             if old is not None and old.generation != route.generation and self.dispatcher.resume(key):
                 self._notice(route.key, "Normal", "Resumed", "spec changed: delivery resumed")
         for key in previous.keys() - current.keys():
@@ -194,7 +194,7 @@ class Gateway:
         if key.kind == "EventSubscription":
             target_key = f"{key.namespace}/{key.name}"
             if target_key in self.dispatcher.target_keys():
-                _seed_health(self.dispatcher.health(target_key), status)
+                self.dispatcher.health(target_key).restore(status)
             else:
                 self._seed_subscriptions[target_key] = status
         elif key.kind == "Consumer":
@@ -327,21 +327,6 @@ class Gateway:
             if health.success_ratio is not None:
                 self.metrics.subscription_success_ratio.labels(namespace, name).set(health.success_ratio)
             self.metrics.queue_depth.labels(namespace, name).set(self.dispatcher.queue_depth(target_key))
-
-
-def _seed_health(health: Any, status: Mapping[str, Any]) -> None:
-    """Carry counters over from a previous process's status (SubscriptionHealth's counters are public)."""
-    for attr, key in (
-        ("delivered", "delivered"),
-        ("failed", "failed"),
-        ("retried", "retried"),
-        ("dead_lettered", "deadLettered"),
-        ("dropped", "dropped"),
-        ("consecutive_failures", "consecutiveFailures"),
-    ):
-        value = status.get(key)
-        if isinstance(value, int) and value > getattr(health, attr):
-            setattr(health, attr, value)
 
 
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
