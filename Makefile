@@ -40,7 +40,7 @@ test: lint ## lint, then every test tier: unit, component, operator (kmock), e2e
 
 .PHONY: crds
 crds: $(STAMP) ## regenerate crds/ and the chart's copy from the pydantic models
-	$(BIN)/openconnector crds --output-dir crds
+	$(BIN)/openconnector crds --output-dir crds --reference docs/crd-reference.md
 	@if [ -d charts/openconnector-operator ]; then mkdir -p charts/openconnector-operator/crds && cp crds/*.yaml charts/openconnector-operator/crds/; fi
 
 .PHONY: chart-lint

@@ -12,11 +12,14 @@ from openconnector import __version__
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
-    from openconnector.api.crdgen import render_all, write_all
+    from openconnector.api.crdgen import reference_markdown, render_all, write_all
 
     if args.output_dir is not None:
         for path in write_all(Path(args.output_dir)):
             print(f"wrote {path}")
+        if args.reference is not None:
+            Path(args.reference).write_text(reference_markdown(), encoding="utf-8")
+            print(f"wrote {args.reference}")
         return 0
     if args.check is not None:
         stale = [
@@ -74,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     group = crds.add_mutually_exclusive_group()
     group.add_argument("--output-dir", metavar="DIR", help="write one file per CRD into DIR")
     group.add_argument("--check", metavar="DIR", help="exit 1 if the CRDs in DIR are stale")
+    crds.add_argument(
+        "--reference", metavar="FILE", help="with --output-dir: also write the markdown reference"
+    )
     crds.set_defaults(func=_cmd_crds)
 
     validate = sub.add_parser("validate", help="validate manifests offline (for GitOps pipelines)")

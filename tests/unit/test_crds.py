@@ -59,8 +59,11 @@ def test_schema_is_structural_and_described(name: str) -> None:
 
 def test_checker_catches_a_violation() -> None:
     bad = {"type": "object", "description": "x", "properties": {"a": {"anyOf": [{"type": "string"}]}}}
-    assert structural_violations(bad, "root") == ["root.a: anyOf is not allowed here", "root.a: no type",
-                                                  "root.a: no description"]
+    assert structural_violations(bad, "root") == [
+        "root.a: anyOf is not allowed here",
+        "root.a: no type",
+        "root.a: no description",
+    ]
 
 
 def _columns(kind: str) -> list[str]:
@@ -90,7 +93,9 @@ def test_every_kind_is_namespaced_with_status_category_and_short_names(kind: Any
 def test_seed_field_names_are_verbatim() -> None:
     def spec_fields(kind: str) -> set[str]:
         crd = next(c for c in CRDS.values() if c["spec"]["names"]["kind"] == kind)
-        return set(crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"])
+        return set(
+            crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+        )
 
     assert {"name", "slug", "type", "source", "schema", "isEnabled"} <= spec_fields("Event")
     assert {"eventType", "endpoint", "method", "status", "filters"} <= spec_fields("EventSubscription")
@@ -102,8 +107,16 @@ def test_seed_field_names_are_verbatim() -> None:
 def test_defaults_enums_and_free_form_fields() -> None:
     crd = CRDS["openconnector.nl_eventsubscriptions.yaml"]
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
-    assert spec["method"]["default"] == "POST" and spec["method"]["enum"] == ["POST", "PUT", "PATCH"]
-    assert spec["status"]["default"] == "active" and spec["status"]["enum"] == ["active", "paused"]
+    assert spec["method"]["default"] == "POST"
+    assert spec["method"]["enum"] == ["POST", "PUT", "PATCH"]
+    assert spec["status"]["default"] == "active"
+    assert spec["status"]["enum"] == ["active", "paused"]
     assert spec["filters"][PRESERVE] is True
     assert spec["delivery"]["default"] == {}
     assert spec["delivery"]["properties"]["backoffPolicy"]["enum"] == ["exponential", "linear"]
+
+
+def test_crd_reference_doc_is_not_stale() -> None:
+    from openconnector.api.crdgen import reference_markdown
+
+    assert (ROOT / "docs" / "crd-reference.md").read_text() == reference_markdown(), "run `make crds`"

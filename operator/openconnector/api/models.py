@@ -85,7 +85,7 @@ class EventSpec(ApiModel):
     slug: str | None = Field(
         default=None,
         pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$",
-        description="URL-friendly identifier; used in the data schema URL the gateway publishes.",
+        description="URL-friendly identifier, as in OpenConnector (informational).",
     )
     type: str = Field(
         pattern=EVENT_TYPE_PATTERN,
