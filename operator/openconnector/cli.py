@@ -112,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--peering", default="", help="kopf peering name (default: standalone, no peering)")
     gateway_flags(run, 8080)
     run.set_defaults(func=_cmd_run)
+
+    from openconnector.devtools import add_commands
+
+    add_commands(sub)
     return parser
 
 
