@@ -183,6 +183,7 @@ class Gateway:
         counts: dict[tuple[str, str], int] = defaultdict(int)
         for result in table.results.values():
             counts[(result.key.kind, str(result.ready).lower())] += 1
+            ready_condition(self.conditions, result)  # stamps lastTransitionTime when Ready flips
         for kind in (EVENT, EVENT_SUBSCRIPTION, CONSUMER, SOURCE):
             for ready in ("true", "false"):
                 self.metrics.routing_resources.labels(kind.kind, ready).set(counts.get((kind.kind, ready), 0))
