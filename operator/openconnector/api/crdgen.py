@@ -50,7 +50,10 @@ def _structural(node: dict[str, Any], defs: dict[str, Any], path: str, *, in_sta
 
     if node.get(PRESERVE_KEY):
         out: dict[str, Any] = {"description": node["description"], PRESERVE_KEY: True}
-        if node.get("type") == "object" or "additionalProperties" in node:
+        # Typed as an object when every variant is one (CEL rules can then see the field); a value
+        # that may be a list or a map (filters) stays untyped, which structural schemas allow here.
+        variants = [v for v in node.get("anyOf", [node]) if v != {"type": "null"}]
+        if all(v.get("type") == "object" or "additionalProperties" in v for v in variants):
             out["type"] = "object"
         return out
 

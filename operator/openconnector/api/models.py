@@ -166,7 +166,7 @@ class OutboundAuth(ApiModel):
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
-            rule="self.type == 'none' || has(self.secretRef)",
+            rule="!has(self.type) || self.type == 'none' || has(self.secretRef)",
             message="secretRef is required unless type is none",
             field_path=".secretRef",
         ),
@@ -214,8 +214,8 @@ class EventSubscriptionSpec(ApiModel):
         json_schema_extra=_free_form(
             "Filters narrowing which events match; all must match. A list of filter objects, each with "
             "exactly one dialect key: exact, prefix, suffix (maps of attribute to value, case-sensitive), "
-            "all, any (non-empty lists of filters), not (one filter), sql (a CESQL expression; alias cesql) or "
-            "jsonLogic (a JSON Logic rule over {attributes, data}). A plain map {attribute: value} is "
+            "all, any (non-empty lists of filters), not (one filter), sql (a CESQL expression; alias "
+            "cesql) or jsonLogic (a JSON Logic rule over {attributes, data}). A plain map {attribute: value} is "
             "shorthand for [{exact: map}]."
         ),
     )
@@ -278,7 +278,8 @@ class InboundAuth(ApiModel):
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
-            rule="self.type == 'none' || (has(self.secretRefs) && self.secretRefs.size() > 0)",
+            rule="!has(self.type) || self.type == 'none' || "
+            "(has(self.secretRefs) && self.secretRefs.size() > 0)",
             message="secretRefs needs at least one entry unless type is none",
             field_path=".secretRefs",
         ),
@@ -429,7 +430,7 @@ class SourceAuth(ApiModel):
 
     cel_rules: ClassVar[tuple[CelRule, ...]] = (
         CelRule(
-            rule="self.type == 'none' || has(self.secretRef)",
+            rule="!has(self.type) || self.type == 'none' || has(self.secretRef)",
             message="secretRef is required unless type is none",
             field_path=".secretRef",
         ),

@@ -419,19 +419,21 @@ def compile_table(
 
     events: dict[ResourceKey, EventRoute] = {}
     events_by_type: dict[str, EventRoute] = {}
+    defined_here: dict[tuple[str, str], EventRoute] = {}
     for res, spec in by_kind[EVENT.kind]:
         event = attempt(res, _compile_event, spec)
         if event is None:
             continue
-        winner = events_by_type.get(event.type)
+        winner = defined_here.get((res.namespace, event.type))
         if event.enabled and winner is not None:
-            where = f"{winner.key.namespace}/{winner.key.name}"
-            message = f"{event.type!r} is already defined by Event {where}"
+            message = f"{event.type!r} is already defined by Event {winner.key.name} in this namespace"
             ctx.fail(res, "TypeConflict", [FieldProblem("spec.type", message)])
             continue
         events[res.key] = event
         if event.enabled:
-            events_by_type[event.type] = event
+            defined_here[(res.namespace, event.type)] = event
+            # /events is one endpoint for all namespaces: the oldest definition of a type governs it.
+            events_by_type.setdefault(event.type, event)
         ctx.ok(res, "compiled" if event.enabled else "disabled (isEnabled: false)")
 
     mappings: dict[ResourceKey, Any] = {}
