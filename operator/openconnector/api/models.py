@@ -215,8 +215,8 @@ class EventSubscriptionSpec(ApiModel):
             "Filters narrowing which events match; all must match. A list of filter objects, each with "
             "exactly one dialect key: exact, prefix, suffix (maps of attribute to value, case-sensitive), "
             "all, any (non-empty lists of filters), not (one filter), sql (a CESQL expression; alias "
-            "cesql) or jsonLogic (a JSON Logic rule over {attributes, data}). A plain map {attribute: value} is "
-            "shorthand for [{exact: map}]."
+            "cesql) or jsonLogic (a JSON Logic rule over {attributes, data}). A plain map "
+            "{attribute: value} is shorthand for [{exact: map}]."
         ),
     )
     source: str | None = Field(
