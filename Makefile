@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8080
 IMAGE ?= openconnector-operator:dev
+LINT_PATHS := $(wildcard operator tests bench)
 
 .DEFAULT_GOAL := help
 
@@ -29,8 +30,8 @@ run: $(STAMP) ## serve the gateway standalone on examples/ (http://$(HOST):$(POR
 
 .PHONY: lint
 lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
-	$(BIN)/ruff check operator tests bench
-	$(BIN)/ruff format --check operator tests bench
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 
 .PHONY: test
