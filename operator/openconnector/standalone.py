@@ -21,6 +21,7 @@ from watchfiles import awatch
 
 from openconnector.gateway.app import build_app
 from openconnector.gateway.core import Gateway, GatewaySettings
+from openconnector.gateway.metrics import build_metrics_app
 from openconnector.manifests import load_manifests
 from openconnector.reconciler import Reconciler
 from openconnector.resources import ResourceStore
@@ -36,6 +37,7 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
     return GatewaySettings(
         host=args.host,
         port=args.port,
+        metrics_port=args.metrics_port,
         allow_unknown_types=args.allow_unknown_types,
         events_token=token,
         trusted_proxies=tuple(args.trusted_proxy),
@@ -51,13 +53,31 @@ def log_results(table: RoutingTable) -> None:
             log.warning("%s not ready%s: %s: %s", result.key, where, result.reason, result.message)
 
 
+async def start_servers(gateway: Gateway) -> tuple[list[web.AppRunner], int]:
+    """The gateway's HTTP server (and a separate metrics server with --metrics-port); returns the runners
+    and the gateway's bound port (useful with port 0)."""
+    settings = gateway.settings
+    runner = web.AppRunner(build_app(gateway, with_metrics=not settings.metrics_port), handle_signals=False,
+                           access_log=None)  # fmt: skip
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port).start()
+    runners = [runner]
+    if settings.metrics_port:
+        metrics = web.AppRunner(build_metrics_app(gateway.metrics), handle_signals=False, access_log=None)
+        await metrics.setup()
+        await web.TCPSite(metrics, settings.host, settings.metrics_port).start()
+        runners.append(metrics)
+    port = runner.addresses[0][1] if runner.addresses else settings.port
+    return runners, int(port)
+
+
 @dataclass
 class StandaloneGateway:
     """A running standalone gateway (also used by tests and benchmarks)."""
 
     gateway: Gateway
     reconciler: Reconciler
-    runner: web.AppRunner
+    runners: list[web.AppRunner]
     port: int
     directories: tuple[Path, ...]
     _tasks: tuple[asyncio.Task[None], ...] = ()
@@ -76,9 +96,16 @@ class StandaloneGateway:
             self.reconciler.notify()
         return changed
 
-    async def _watch(self) -> None:
+    async def _watch(self, started: asyncio.Event) -> None:
         # Small debounce: an editor's save is several events; a second is the promise to the user.
-        async for _ in awatch(*self.directories, debounce=100, step=20, recursive=True):
+        # yield_on_timeout gives a first (empty) yield once the watch is live: a rescan then catches
+        # edits made between the first read and the watch starting.
+        async for changes in awatch(
+            *self.directories, debounce=100, step=20, rust_timeout=500, yield_on_timeout=True, recursive=True
+        ):
+            if started.is_set() and not changes:
+                continue
+            started.set()
             try:
                 self.reload()
             except Exception:  # a broken file must not stop the watcher
@@ -90,7 +117,8 @@ class StandaloneGateway:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.runner.cleanup()
+        for runner in self.runners:
+            await runner.cleanup()
         dropped = await self.gateway.close()
         if dropped:
             log.error("shutdown dropped %d queued deliveries", dropped)
@@ -104,17 +132,15 @@ async def start_standalone(
     store = ResourceStore()
     reconciler = Reconciler(store, gateway.install)
     reconciler.add_listener(log_results)
-    runner = web.AppRunner(build_app(gateway), handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
-    port = runner.addresses[0][1] if runner.addresses else settings.port
-    standalone = StandaloneGateway(gateway, reconciler, runner, int(port), tuple(directories))
+    runners, port = await start_servers(gateway)
+    standalone = StandaloneGateway(gateway, reconciler, runners, port, tuple(directories))
     standalone.reload()
     reconciler.rebuild()
     tasks = [asyncio.create_task(reconciler.run(), name="reconciler")]
     if watch:
-        tasks.append(asyncio.create_task(standalone._watch(), name="manifest-watcher"))
+        started = asyncio.Event()
+        tasks.append(asyncio.create_task(standalone._watch(started), name="manifest-watcher"))
+        await asyncio.wait_for(started.wait(), timeout=10)
     standalone._tasks = tuple(tasks)
     return standalone
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,11 +32,11 @@ async def start_gateway() -> AsyncIterator[StartGateway]:
     """Start standalone gateways on free ports; all are stopped at the end of the test."""
     started: list[StandaloneGateway] = []
 
-    async def start(directory: Path, *, watch: bool = False, **settings: object) -> StandaloneGateway:
+    async def start(directory: Path, *, watch: bool = False, **settings: Any) -> StandaloneGateway:
         gateway = await start_standalone(
             [directory],
             GatewaySettings(port=0, drain_seconds=1.0, **settings),
-            watch=watch,  # type: ignore[arg-type]
+            watch=watch,
         )
         started.append(gateway)
         return gateway

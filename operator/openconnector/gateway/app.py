@@ -20,6 +20,18 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _SLUGS = {404: "not-found", 405: "method-not-allowed", 413: "body-too-large", 400: "bad-request"}
 
 
+def _detail(request: web.Request, error: web.HTTPException) -> str:
+    """What went wrong, in terms of this request (aiohttp's own texts are generic)."""
+    if error.status == 404:
+        return f"nothing is served at {request.path}"
+    if error.status == 405:
+        allowed = ", ".join(sorted(m for m in error.headers.get("Allow", "").split(",") if m))
+        return f"{request.method} is not allowed on {request.path}; use {allowed}"
+    text = (error.text or "").strip()
+    # aiohttp's default text is "<status>: <reason>"; a specific text says more than the reason.
+    return text if text and not text.startswith(f"{error.status}:") else error.reason
+
+
 @web.middleware
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error leaves as problem+json; no traceback ever reaches a client."""
@@ -29,8 +41,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         if error.status < 400:
             raise
         headers = {k: v for k, v in error.headers.items() if k.lower() in ("allow", "retry-after")}
-        detail = error.reason if error.status != 404 else f"nothing is served at {request.path}"
-        return problem(error.status, _SLUGS.get(error.status, "error"), detail, headers=headers)
+        slug = _SLUGS.get(error.status, "error")
+        return problem(error.status, slug, _detail(request, error), headers=headers)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem(500, "internal-error", "the gateway failed to handle the request; it has been logged")

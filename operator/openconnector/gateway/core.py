@@ -41,6 +41,8 @@ class GatewaySettings:
 
     host: str = "127.0.0.1"
     port: int = 8080
+    # 0 serves /metrics on the gateway port; another port serves it there only.
+    metrics_port: int = 0
     allow_unknown_types: bool = False
     events_token: str | None = field(default=None, repr=False)
     trusted_proxies: Sequence[str] = ()

@@ -27,22 +27,52 @@ MAX_ALLOWED_RATE = "120"
 
 @dataclass(frozen=True)
 class EventProblem:
+    """One reason to refuse (or, in the lax profile, to warn about) one event of a request."""
+
     index: int | None
     attribute: str | None
     detail: str
     status: int
     reason: str
+    event_type: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return {"index": self.index, "attribute": self.attribute, "detail": self.detail}
 
 
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the body exceeds {limit} bytes")
+        self.limit = limit
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The body, at most ``limit`` bytes; BodyTooLarge as soon as a larger one shows (Content-Length
+    or, for a chunked body, while reading), so an oversized body is never buffered whole."""
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _data_detail(error: str) -> str:
+    # The validator reports "/<json pointer>: message"; the document root reads as plain "data".
+    pointer, _, message = error.partition(": ")
+    return f"data{pointer.rstrip('/')}: {message}"
+
+
 def check_events(
     table: RoutingTable, events: Sequence[CloudEvent], *, allow_unknown_types: bool, batch: bool
-) -> tuple[list[EventProblem], list[str]]:
+) -> tuple[list[EventProblem], list[EventProblem]]:
     """Problems that refuse the request, and warnings (lax-profile violations) that do not."""
     problems: list[EventProblem] = []
-    warnings: list[str] = []
+    warnings: list[EventProblem] = []
     for position, event in enumerate(events):
         index = position if batch else None
         defined = table.events_by_type.get(event.type)
@@ -59,10 +89,10 @@ def check_events(
                 )
             continue
         for found in check_nlgov(event, index=index):
-            if defined.profile == "nl-gov":
-                problems.append(EventProblem(index, found.attribute, found.detail, 400, "nl-gov-profile"))
-            else:
-                warnings.append(found.detail)
+            found_problem = EventProblem(
+                index, found.attribute, found.detail, 400, "nl-gov-profile", event.type
+            )
+            (problems if defined.profile == "nl-gov" else warnings).append(found_problem)
         if defined.validate_data is not None:
             if isinstance(event.data, bytes | bytearray):
                 problems.append(
@@ -76,7 +106,7 @@ def check_events(
                 )
                 continue
             for error in defined.validate_data(event.data):
-                problems.append(EventProblem(index, "data", f"data{error}", 422, "schema"))
+                problems.append(EventProblem(index, "data", _data_detail(error), 422, "schema"))
     return problems, warnings
 
 
@@ -98,10 +128,11 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
             "a valid bearer token is required",
             headers={"WWW-Authenticate": 'Bearer realm="openconnector"'},
         )
-    if request.content_length is not None and request.content_length > settings.max_event_bytes:
+    try:
+        body = await read_limited(request, settings.max_event_bytes)
+    except BodyTooLarge as error:
         m.events_refused.labels("too-large").inc()
-        return problem(413, "body-too-large", f"the body exceeds {settings.max_event_bytes} bytes")
-    body = await request.read()
+        return problem(413, "body-too-large", str(error))
     m.ingress_bytes.labels("/events").inc(len(body))
     started = time.perf_counter()
     try:
@@ -133,8 +164,8 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
                 stats.received += 1
             stats.version += 1
     for warning in warnings:
-        log.warning("NL GOV profile (lax): %s", warning)
-        m.events_profile_warnings.labels("lax").inc()
+        log.warning("NL GOV profile (lax) %s: %s", warning.event_type, warning.detail)
+        m.events_profile_warnings.labels(warning.event_type).inc()
     if problems:
         status = 400 if any(p.status == 400 for p in problems) else 422
         for p in problems:
@@ -153,7 +184,11 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
         return problem(
             503, "delivery-backlog", "delivery queues are full; retry later", headers={"Retry-After": "5"}
         )
-    return web.json_response({"accepted": len(parsed.events), "deliveries": queued}, status=202)
+    answer: dict[str, Any] = {"accepted": len(parsed.events), "deliveries": queued}
+    if warnings:
+        # Accepted anyway (lax profile), but the sender learns what the strict profile would refuse.
+        answer["warnings"] = [w.as_dict() for w in warnings]
+    return web.json_response(answer, status=202)
 
 
 def webhook_handshake(request: web.Request) -> web.Response:

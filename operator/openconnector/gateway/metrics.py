@@ -6,7 +6,15 @@ names a metric defined here.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 PARSE_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01)
@@ -122,3 +130,19 @@ class GatewayMetrics:
             names.add(collector.name)
             names.update(sample.name for sample in collector.samples)
         return names
+
+
+async def _serve_metrics(request: web.Request) -> web.Response:
+    metrics: GatewayMetrics = request.app[METRICS_KEY]
+    return web.Response(body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+METRICS_KEY = web.AppKey("metrics", GatewayMetrics)
+
+
+def build_metrics_app(metrics: GatewayMetrics) -> web.Application:
+    """``/metrics`` alone, for ``--metrics-port`` (scraped without exposing the gateway's routes)."""
+    app = web.Application()
+    app[METRICS_KEY] = metrics
+    app.router.add_get("/metrics", _serve_metrics)
+    return app

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import time
 from typing import Any
 from urllib.parse import quote
 
@@ -18,12 +17,12 @@ from aiohttp import web
 
 from openconnector.ce import CloudEvent, CloudEventError
 from openconnector.gateway.core import GATEWAY_KEY, Gateway
-from openconnector.gateway.ingress import webhook_handshake
+from openconnector.gateway.ingress import BodyTooLarge, read_limited, webhook_handshake
 from openconnector.gateway.problems import problem
 from openconnector.mapping import MappingError
 from openconnector.routing.table import ConsumerRoute, SourceRoute
 from openconnector.status import ConsumerStats
-from openconnector.webhook_auth import AuthFailure, client_ip, verify_inbound
+from openconnector.webhook_auth import AuthFailure, InboundAuthConfigError, client_ip, verify_inbound
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +47,10 @@ def _is_json(content_type: str) -> bool:
 
 
 async def _read_limited(request: web.Request, limit: int) -> bytes:
-    """Read at most ``limit`` bytes; refuse before reading the whole of a larger body."""
-    if request.content_length is not None and request.content_length > limit:
-        raise Refusal(413, "too-large", "body-too-large", f"the body exceeds {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise Refusal(413, "too-large", "body-too-large", f"the body exceeds {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    try:
+        return await read_limited(request, limit)
+    except BodyTooLarge as error:
+        raise Refusal(413, "too-large", "body-too-large", str(error)) from None
 
 
 def _check_ip(gateway: Gateway, consumer: ConsumerRoute, request: web.Request) -> None:
@@ -168,6 +160,12 @@ async def _ingest(gateway: Gateway, consumer: ConsumerRoute, request: web.Reques
             failure.detail,
             headers=headers,
         ) from None
+    except InboundAuthConfigError:
+        # The compiler refuses such configurations, so this is a gateway bug: not the sender's fault.
+        log.error("%s: auth configuration cannot verify requests", consumer.key)
+        raise Refusal(
+            503, "auth-misconfigured", "consumer-misconfigured", "this endpoint cannot verify requests now"
+        ) from None
     try:
         return await _accept(gateway, consumer, request, body)
     except Refusal:
@@ -249,12 +247,12 @@ async def handle_webhook(request: web.Request) -> web.StreamResponse:
         return problem(404, "unknown-endpoint", f"no enabled consumer serves /webhooks/{endpoint.strip('/')}")
     stats: ConsumerStats = gateway.consumer_stats[consumer.key]
     labels = (consumer.key.namespace, consumer.key.name)
-    stats.record_received(time.time())
+    stats.record_received(gateway.clock())
     gateway.metrics.webhooks_received.labels(*labels).inc()
     try:
         response = await _ingest(gateway, consumer, request)
     except Refusal as refusal:
-        stats.record_rejected(refusal.reason, refusal.status, refusal.detail, time.time())
+        stats.record_rejected(refusal.reason, refusal.status, refusal.detail, gateway.clock())
         gateway.metrics.webhooks_rejected.labels(*labels, refusal.reason).inc()
         extra = dict(refusal.extra)
         headers = extra.pop("headers", None)

@@ -27,6 +27,7 @@ from openconnector.api.models import (
     MappingSpec,
     SourceSpec,
 )
+from openconnector.ce import is_uri_reference
 from openconnector.delivery.durations import parse_duration
 from openconnector.delivery.engine import ContentMode, DeliveryTarget
 from openconnector.delivery.health import HealthConfig
@@ -167,6 +168,9 @@ def _json_schema_validator(schema: dict[str, Any], field_path: str) -> Callable[
 
 
 def _compile_event(ctx: _Context, res: Resource, spec: EventSpec) -> EventRoute:
+    if not is_uri_reference(spec.source):
+        # Caught here, not at the first emission, when a target would already hold the payload.
+        raise CompileProblem("InvalidSpec", "spec.source", f"{spec.source!r} is not a URI-reference")
     validate = None
     dataschema = None
     if spec.schema_ is not None:
