@@ -23,7 +23,9 @@ from openconnector.webhook_auth import standard_webhook_headers
 
 async def _sink_handler(request: web.Request) -> web.Response:
     body = await request.read()
-    headers = {k: v for k, v in request.headers.items() if k.lower().startswith(("ce-", "content-type", "webhook-"))}
+    headers = {
+        k: v for k, v in request.headers.items() if k.lower().startswith(("ce-", "content-type", "webhook-"))
+    }
     try:
         shown = orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2).decode()
     except orjson.JSONDecodeError:

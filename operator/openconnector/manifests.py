@@ -10,7 +10,13 @@ from typing import Any
 
 import yaml
 
-from openconnector.resources import Resource, SecretData, decode_configmap, decode_secret, resource_from_object
+from openconnector.resources import (
+    Resource,
+    SecretData,
+    decode_configmap,
+    decode_secret,
+    resource_from_object,
+)
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -85,7 +91,9 @@ def load_manifests(paths: Iterable[Path]) -> LoadedManifests:
         resource = resource_from_object(body, origin=item.origin)
         if resource is not None:
             if not resource.name:
-                loaded.problems.append(LoadProblem(item.origin, f"{resource.kind}: metadata.name is required"))
+                loaded.problems.append(
+                    LoadProblem(item.origin, f"{resource.kind}: metadata.name is required")
+                )
                 continue
             loaded.resources.append(resource)
         elif body.get("apiVersion") == "v1" and body.get("kind") in ("Secret", "ConfigMap"):

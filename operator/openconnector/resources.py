@@ -134,7 +134,9 @@ def decode_secret(doc: Mapping[str, Any]) -> SecretData:
 def decode_configmap(doc: Mapping[str, Any]) -> SecretData:
     meta = doc.get("metadata") or {}
     decoded = {str(k): str(v).encode() for k, v in (doc.get("data") or {}).items()}
-    return SecretData(str(meta.get("namespace") or "default"), str(meta.get("name", "")), decoded, "ConfigMap")
+    return SecretData(
+        str(meta.get("namespace") or "default"), str(meta.get("name", "")), decoded, "ConfigMap"
+    )
 
 
 def resource_from_object(obj: Mapping[str, Any], origin: str = "") -> Resource | None:

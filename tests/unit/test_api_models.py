@@ -19,7 +19,8 @@ def problems(kind: Any, spec: dict[str, Any]) -> list[str]:
 def test_subscription_defaults_follow_the_seed() -> None:
     spec = EventSubscriptionSpec.model_validate({"eventType": "nl.a.b", "endpoint": "https://x.test/h"})
     assert (spec.method, spec.status, spec.contentMode) == ("POST", "active", "structured")
-    assert spec.delivery.retries == 10 and spec.delivery.backoffPolicy == "exponential"
+    assert spec.delivery.retries == 10
+    assert spec.delivery.backoffPolicy == "exponential"
 
 
 @pytest.mark.parametrize(
@@ -47,17 +48,22 @@ def test_subscription_endpoint_forms(endpoint: str, ok: bool) -> None:
     [
         ({"endpoint": "x", "targetType": "source"}, "spec.targetId: targetType and targetId go together"),
         ({"endpoint": "x"}, "spec: a consumer needs a target (targetType and targetId) or an event to emit"),
-        ({"endpoint": "x", "targetType": "register/schema", "targetId": "no-slash"},
-         "spec.targetId: a register/schema target is <register source name>/<schema>"),
-        ({"endpoint": "x", "event": "e", "auth": {"type": "hmac"}},
-         "spec.auth.secretRefs: needs at least one entry unless type is none"),
+        (
+            {"endpoint": "x", "targetType": "register/schema", "targetId": "no-slash"},
+            "spec.targetId: a register/schema target is <register source name>/<schema>",
+        ),
+        (
+            {"endpoint": "x", "event": "e", "auth": {"type": "hmac"}},
+            "spec.auth.secretRefs: needs at least one entry unless type is none",
+        ),
         ({"endpoint": "/bad path", "event": "e"}, "spec.endpoint: String should match pattern"),
         ({"endpoint": "x", "event": "e", "colour": "red"}, "spec.colour: unknown field"),
     ],
 )
 def test_consumer_rules_name_the_field(spec: dict[str, Any], expected: str) -> None:
     found = problems(CONSUMER, spec)
-    assert len(found) == 1 and found[0].startswith(expected), found
+    assert len(found) == 1, found
+    assert found[0].startswith(expected), found
 
 
 def test_consumer_needs_an_endpoint() -> None:
@@ -92,5 +98,7 @@ def test_schema_keeps_its_seed_name() -> None:
 
 
 def test_consumer_register_target() -> None:
-    spec = ConsumerSpec.model_validate({"endpoint": "/a/b", "targetType": "register/schema", "targetId": "zaken/zaak"})
+    spec = ConsumerSpec.model_validate(
+        {"endpoint": "/a/b", "targetType": "register/schema", "targetId": "zaken/zaak"}
+    )
     assert spec.targetId == "zaken/zaak"

@@ -42,16 +42,20 @@ def test_sql_message_says_where(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_unreadable_yaml_and_unknown_kind(tmp_path: Path) -> None:
     (tmp_path / "a.yaml").write_text("kind: [unclosed\n")
-    (tmp_path / "b.yaml").write_text("apiVersion: openconnector.nl/v1alpha1\nkind: Webhook\nmetadata: {name: x}\n")
+    (tmp_path / "b.yaml").write_text(
+        "apiVersion: openconnector.nl/v1alpha1\nkind: Webhook\nmetadata: {name: x}\n"
+    )
     findings, checked = validate_paths([tmp_path])
     assert checked == 0
-    assert [str(f).split(": ", 1)[1].split(":")[0] for f in findings] == ["cannot read YAML", "unknown kind 'Webhook'"]
+    assert [str(f).split(": ", 1)[1].split(":")[0] for f in findings] == [
+        "cannot read YAML",
+        "unknown kind 'Webhook'",
+    ]
 
 
 def test_duplicate_names_are_reported(tmp_path: Path) -> None:
     doc = (
-        "apiVersion: openconnector.nl/v1alpha1\nkind: Mapping\nmetadata: {name: m}\n"
-        "spec: {mapping: {a: b}}\n"
+        "apiVersion: openconnector.nl/v1alpha1\nkind: Mapping\nmetadata: {name: m}\nspec: {mapping: {a: b}}\n"
     )
     (tmp_path / "m.yaml").write_text(doc + "---\n" + doc)
     findings, _ = validate_paths([tmp_path])
