@@ -15,6 +15,16 @@ from openconnector.delivery.health import rfc3339
 from openconnector.resources import ResourceKey
 from openconnector.routing.table import ResourceResult
 
+LastErrorRecord = tuple[float, int | None, str]  # (time, HTTP status or None, message)
+
+
+def last_error_json(record: LastErrorRecord) -> dict[str, Any]:
+    when, code, message = record
+    error: dict[str, Any] = {"time": rfc3339(when), "message": message}
+    if code is not None:
+        error["statusCode"] = code
+    return error
+
 
 @dataclass
 class ConsumerStats:
@@ -24,7 +34,7 @@ class ConsumerStats:
     forwarded: int = 0
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     last_received: float | None = None
-    last_error: tuple[float, int | None, str] | None = None
+    last_error: LastErrorRecord | None = None
     version: int = 0
 
     def record_received(self, now: float) -> None:
@@ -57,11 +67,7 @@ class ConsumerStats:
         if self.last_received is not None:
             out["lastReceived"] = rfc3339(self.last_received)
         if self.last_error is not None:
-            when, code, message = self.last_error
-            error: dict[str, Any] = {"time": rfc3339(when), "message": message}
-            if code is not None:
-                error["statusCode"] = code
-            out["lastError"] = error
+            out["lastError"] = last_error_json(self.last_error)
         return out
 
 
@@ -91,7 +97,7 @@ class EventStats:
 class SourceStats:
     requests: int = 0
     failures: int = 0
-    last_error: tuple[float, int | None, str] | None = None
+    last_error: LastErrorRecord | None = None
     version: int = 0
 
     def seed(self, status: Mapping[str, Any]) -> None:
@@ -101,11 +107,7 @@ class SourceStats:
     def snapshot(self) -> dict[str, Any]:
         out: dict[str, Any] = {"requests": self.requests, "failures": self.failures}
         if self.last_error is not None:
-            when, code, message = self.last_error
-            error: dict[str, Any] = {"time": rfc3339(when), "message": message}
-            if code is not None:
-                error["statusCode"] = code
-            out["lastError"] = error
+            out["lastError"] = last_error_json(self.last_error)
         return out
 
 
