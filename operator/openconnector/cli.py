@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--status-interval", type=float, default=5.0, help="seconds between status patches")
     run.add_argument("--health-port", type=int, default=8081, help="kopf liveness endpoint port")
     run.add_argument("--peering", default="", help="kopf peering name (default: standalone, no peering)")
+    run.add_argument(
+        "--no-kopf-scanning", action="store_true",
+        help="disable Kopf's CRD and namespace discovery (no cluster-scoped read rights needed)",
+    )  # fmt: skip
     gateway_flags(run, 8080)
     run.set_defaults(func=_cmd_run)
 

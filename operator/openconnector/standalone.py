@@ -57,13 +57,16 @@ async def start_servers(gateway: Gateway) -> tuple[list[web.AppRunner], int]:
     """The gateway's HTTP server (and a separate metrics server with --metrics-port); returns the runners
     and the gateway's bound port (useful with port 0)."""
     settings = gateway.settings
+    # shutdown_timeout bounds how long open connections may delay shutdown (inside the pod's grace period).
     runner = web.AppRunner(build_app(gateway, with_metrics=not settings.metrics_port), handle_signals=False,
-                           access_log=None)  # fmt: skip
+                           access_log=None, shutdown_timeout=5.0)  # fmt: skip
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
     runners = [runner]
     if settings.metrics_port:
-        metrics = web.AppRunner(build_metrics_app(gateway.metrics), handle_signals=False, access_log=None)
+        metrics = web.AppRunner(
+            build_metrics_app(gateway.metrics), handle_signals=False, access_log=None, shutdown_timeout=1.0
+        )
         await metrics.setup()
         await web.TCPSite(metrics, settings.host, settings.metrics_port).start()
         runners.append(metrics)

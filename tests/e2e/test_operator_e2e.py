@@ -281,3 +281,26 @@ async def test_restart_keeps_routes_and_counts_without_duplicates(
         await sink.wait_for(2)
         await eventually(lambda: delivered(2), what="delivered=2 after one more event")
         assert [orjson.loads(r.body)["id"] for r in sink.requests] == ["first", "second"]
+
+
+async def test_sigterm_drains_in_flight_deliveries(
+    testbed: Cluster, operator: OperatorProcess, namespace: str, tmp_path_factory: Any
+) -> None:
+    """SIGTERM while a slow subscriber holds a delivery: it completes and is counted, nothing dropped."""
+    await asyncio.to_thread(operator.stop)  # one operator at a time writes status
+    own = OperatorProcess(testbed, tmp_path_factory.mktemp("drain"), namespaces=[namespace])
+    try:
+        async with Sink(Reply(200, delay=2.0)) as sink:
+            await apply(testbed, namespace, EVENT, subscription("slow", f"http://127.0.0.1:{sink.port}/in"))
+            await asyncio.to_thread(own.start)
+            await wait_ready(testbed, namespace, "eventsubscription", "slow")
+            assert await send_event(own, "in-flight") == 202
+            await sink.wait_for(1)
+            await asyncio.to_thread(own.stop)  # SIGTERM, then waits for the exit
+            log = own.log_tail(200)
+            assert "dropped" not in log, log
+            obj = await get_json(testbed, namespace, "eventsubscription", "slow")
+            assert obj["status"]["delivered"] == 1, obj["status"]
+    finally:
+        await asyncio.to_thread(own.stop)
+        await asyncio.to_thread(operator.start)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -147,8 +148,12 @@ class OperatorCore:
                 self.notice(key, "Normal", "Compiled", "the resource compiled and is routed")
         self._wake.set()
 
-    async def flush_status(self) -> int:
-        """Write every status body that is due; returns how many PATCHes were sent."""
+    async def flush_status(self, *, final: bool = False) -> int:
+        """Write every status body that is due; returns how many PATCHes were sent.
+
+        ``final`` (at shutdown) writes every body that differs from the last one written, interval or
+        not: counts since the last write would otherwise be lost to the next process's seed.
+        """
         if self.client is None:
             return 0
         self.gateway.tick()
@@ -159,7 +164,10 @@ class OperatorCore:
             if body is None:
                 continue
             written = self._written.get(key)
-            if not self.policy.due(
+            if final:
+                if written is not None and dict(body) == dict(written):
+                    continue
+            elif not self.policy.due(
                 body=body, written=written, last_write=self._last_write.get(key, 0.0), now=now
             ):
                 continue
@@ -209,12 +217,23 @@ class OperatorCore:
             log.warning("Kubernetes Event for %s not posted: %s", key, error)
 
 
-def build_registry(core: OperatorCore) -> kopf.OperatorRegistry:
-    """Kopf handlers on a registry of their own (no global state: tests build several)."""
+def build_registry(
+    core: OperatorCore, *, loop: asyncio.AbstractEventLoop | None = None
+) -> kopf.OperatorRegistry:
+    """Kopf handlers on a registry of their own (no global state: tests build several).
+
+    ``loop`` is the loop that owns ``core`` when Kopf runs in a thread of its own: watch events are
+    handed over to it. The handler is async because Kopf runs sync handlers in a thread pool, and the
+    store and reconciler are not thread-safe.
+    """
     registry = kopf.OperatorRegistry()
 
-    def on_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-        core.on_object(type, dict(body))
+    async def on_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        event = copy.deepcopy(dict(body))
+        if loop is None or loop is asyncio.get_running_loop():
+            core.on_object(type, event)
+        else:
+            loop.call_soon_threadsafe(core.on_object, type, event)
 
     for kind in ALL_KINDS:
         kopf.on.event(GROUP, VERSION, kind.plural, registry=registry)(on_event)

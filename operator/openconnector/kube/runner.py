@@ -1,16 +1,22 @@
-"""``openconnector run``: Kopf and the aiohttp gateway in one process and one event loop.
+"""``openconnector run``: Kopf and the aiohttp gateway in one process.
 
-Order matters (see docs/architecture.md): the gateway and our long-lived tasks start before Kopf,
-because Kopf cancels tasks created after it started when it shuts down; Kopf owns SIGINT/SIGTERM and
-returns when one arrives; then deliveries drain and the last status is written.
+The gateway (HTTP server, reconciler, delivery, status writer) owns the main event loop and the signals;
+Kopf runs in a thread with its own loop (Kopf's embedding guide). When Kopf stops it cancels every task
+its loop created after it started; in a shared loop that would be the gateway's delivery workers and
+in-flight webhook requests, cut off before they could drain. Kopf's handlers hand each watch event to
+the main loop. On SIGINT/SIGTERM: Kopf stops, then deliveries drain and the last status is written.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
+import signal
+import threading
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,7 +64,7 @@ class ClusterGateway:
         if dropped:
             log.error("shutdown dropped %d queued deliveries", dropped)
         with contextlib.suppress(Exception):
-            await self.core.flush_status()
+            await self.core.flush_status(final=True)
         if self.core.client is not None:
             await self.core.client.close()
 
@@ -90,24 +96,98 @@ async def start_cluster_gateway(args: argparse.Namespace) -> ClusterGateway:
     return ClusterGateway(core, runner, port, tasks)
 
 
+class _KopfThread:
+    """Kopf in a thread with its own event loop; the outcome is reported to the main loop."""
+
+    def __init__(self, operator: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+        self._operator = operator
+        self._main_loop = asyncio.get_running_loop()
+        self.finished: asyncio.Future[None] = self._main_loop.create_future()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._stopping = False
+        self._thread = threading.Thread(target=self._main, name="kopf", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask Kopf to stop (thread-safe, idempotent; also before its loop runs)."""
+        with self._lock:
+            self._stopping = True
+            if self._loop is not None and self._stop is not None:
+                self._loop.call_soon_threadsafe(self._stop.set)
+
+    async def _operate(self) -> None:
+        # Kopf's stop flag lives in Kopf's loop: a threading.Event would park one of that loop's executor
+        # threads in wait(), and asyncio.run() could then never finish if Kopf exited for another reason.
+        stop = asyncio.Event()
+        with self._lock:
+            self._loop, self._stop = asyncio.get_running_loop(), stop
+            if self._stopping:
+                stop.set()
+        await self._operator(stop)
+
+    def _main(self) -> None:
+        error: BaseException | None = None
+        try:
+            asyncio.run(self._operate())
+        except BaseException as exc:  # handed to the main loop and raised there
+            error = exc
+        with contextlib.suppress(RuntimeError):  # the main loop is closed: nobody is waiting any more
+            self._main_loop.call_soon_threadsafe(self._report, error)
+
+    def _report(self, error: BaseException | None) -> None:
+        if self.finished.done():
+            return
+        if error is None:
+            self.finished.set_result(None)
+        else:
+            self.finished.set_exception(error)
+
+
 async def run_kopf(
     core: OperatorCore, args: argparse.Namespace, *, stop_flag: asyncio.Event | None = None,
     ready_flag: asyncio.Event | None = None,
 ) -> None:  # fmt: skip
+    """Run Kopf (in its own thread) until ``stop_flag`` is set or this coroutine is cancelled.
+
+    ``ready_flag`` is set once Kopf's startup handlers ran. A failure of Kopf is raised here.
+    """
     settings = kopf.OperatorSettings()
     configure_settings(settings)
+    registry = build_registry(core, loop=asyncio.get_running_loop())
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
-    await kopf.operator(
-        registry=build_registry(core),
-        settings=settings,
-        standalone=not args.peering,
-        peering_name=args.peering or None,
-        clusterwide=not args.namespace,
-        namespaces=args.namespace,
-        liveness_endpoint=liveness,
-        stop_flag=stop_flag,
-        ready_flag=ready_flag,
-    )
+    kopf_ready: concurrent.futures.Future[None] = concurrent.futures.Future()
+    if ready_flag is not None:
+        asyncio.wrap_future(kopf_ready).add_done_callback(lambda _: ready_flag.set())
+
+    async def operator(stop: asyncio.Event) -> None:
+        await kopf.operator(
+            registry=registry,
+            settings=settings,
+            standalone=not args.peering,
+            peering_name=args.peering or None,
+            clusterwide=not args.namespace,
+            namespaces=args.namespace,
+            liveness_endpoint=liveness,
+            stop_flag=stop,
+            ready_flag=kopf_ready,
+        )
+
+    kopf_thread = _KopfThread(operator)
+    kopf_thread.start()
+    waiting: set[asyncio.Future[Any]] = {kopf_thread.finished}
+    if stop_flag is not None:
+        waiting.add(asyncio.ensure_future(stop_flag.wait()))
+    try:
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        kopf_thread.stop()
+        for waiter in waiting - {kopf_thread.finished}:
+            waiter.cancel()
+        await asyncio.shield(kopf_thread.finished)
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -117,8 +197,12 @@ async def _run(args: argparse.Namespace) -> int:
         cluster.port,
         ", ".join(args.namespace) or "all namespaces",
     )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     try:
-        await run_kopf(cluster.core, args)
+        await run_kopf(cluster.core, args, stop_flag=stop)
     finally:
         log.info("shutting down: draining deliveries for up to %.0f s", args.drain_seconds)
         await cluster.stop()
