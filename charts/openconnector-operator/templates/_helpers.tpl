@@ -1,0 +1,110 @@
+{{/* Names and labels shared by every template. */}}
+
+{{- define "openconnector.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The name of namespaced objects: <release>-<chart>, or <release> if it already contains the chart name. */}}
+{{- define "openconnector.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Cluster-scoped objects carry the release namespace too: two releases of the same name in different
+namespaces (one per tenant, each with watchNamespaces) must not overwrite each other's ClusterRoles. */}}
+{{- define "openconnector.clusterName" -}}
+{{- printf "%s:%s" .Release.Namespace (include "openconnector.fullname" .) }}
+{{- end }}
+
+{{- define "openconnector.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "openconnector.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "openconnector.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "openconnector.labels" -}}
+helm.sh/chart: {{ include "openconnector.chart" . }}
+{{ include "openconnector.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: operator
+app.kubernetes.io/part-of: openconnector
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "openconnector.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "openconnector.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "openconnector.rbacSubjects" -}}
+- kind: ServiceAccount
+  name: {{ include "openconnector.serviceAccountName" . }}
+  namespace: {{ .Release.Namespace }}
+{{- end }}
+
+{{- define "openconnector.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* The Secret that holds the /events token: the user's, or the one this chart creates from eventsToken.value. */}}
+{{- define "openconnector.eventsTokenSecret" -}}
+{{- if .Values.eventsToken.existingSecret }}
+{{- .Values.eventsToken.existingSecret }}
+{{- else }}
+{{- printf "%s-events-token" (include "openconnector.fullname" .) }}
+{{- end }}
+{{- end }}
+
+{{- define "openconnector.eventsTokenDir" -}}
+/etc/openconnector/events-token
+{{- end }}
+
+{{/* RBAC rules on the watched resources, the same in the ClusterRole and in each per-namespace Role.
+Reading: our five kinds (Kopf watches them; the initial LIST builds the first routing table), Secrets and
+ConfigMaps (credentials and settings that resources reference). Writing: only the status subresource
+(merge patch) and new core/v1 Events. */}}
+{{- define "openconnector.watchRules" -}}
+- apiGroups: ["openconnector.nl"]
+  resources: ["consumers", "events", "eventsubscriptions", "mappings", "sources"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["openconnector.nl"]
+  resources: ["consumers/status", "events/status", "eventsubscriptions/status", "mappings/status", "sources/status"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["configmaps", "secrets"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end }}
+
+{{/* Kopf's cluster-scoped discovery: it watches CRDs to notice resources appearing or changing, and, when
+it serves a list of namespaces, lists and watches Namespaces to follow them. */}}
+{{- define "openconnector.scanningRules" -}}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+{{- if .Values.watchNamespaces }}
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
+{{- end }}
