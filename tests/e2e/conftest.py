@@ -9,13 +9,18 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from .harness import chart_install, crds, operator
 from .testbed import STATE_ENV, Cluster, ensure_tools, load_running, start_cluster
+
+__all__ = ["chart_install", "crds", "operator"]  # fixtures shared by every e2e module
 
 E2E_DIR = Path(__file__).resolve().parent
 KEEP_ENV = "OPENCONNECTOR_TESTBED_KEEP"
@@ -36,12 +41,38 @@ def testbed() -> Iterator[Cluster]:
         if attached is not None:
             yield attached
             return
-    cluster = start_cluster(ensure_tools())
+    audit_dir = Path(tempfile.mkdtemp(prefix="openconnector-audit-"))
+    cluster = start_cluster(ensure_tools(), extra_apiserver_args=audit_args(audit_dir))
+    cluster.audit_log = audit_dir / "audit.log"
     try:
         yield cluster
     finally:
         # Keeping the work dir (logs, kubeconfig) helps diagnose a failed run.
-        cluster.stop(remove_workdir=not os.environ.get(KEEP_ENV))
+        keep = bool(os.environ.get(KEEP_ENV))
+        cluster.stop(remove_workdir=not keep)
+        if not keep:
+            shutil.rmtree(audit_dir, ignore_errors=True)
+
+
+def audit_args(directory: Path) -> list[str]:
+    """Audit every request made by a ServiceAccount (the operator under the chart's identity), so the
+    RBAC test can compare what the role grants with what was used."""
+    policy = directory / "audit-policy.yaml"
+    policy.write_text(
+        "apiVersion: audit.k8s.io/v1\n"
+        "kind: Policy\n"
+        "omitStages: [RequestReceived]\n"
+        "rules:\n"
+        "  - level: Metadata\n"
+        "    userGroups: [system:serviceaccounts]\n"
+        "  - level: None\n"
+    )
+    return [
+        f"--audit-policy-file={policy}",
+        f"--audit-log-path={directory / 'audit.log'}",
+        "--audit-log-format=json",
+        "--audit-log-mode=blocking",
+    ]
 
 
 def _dns_label(text: str) -> str:

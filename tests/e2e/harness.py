@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import orjson
 import pytest
 import yaml
 
-from .testbed import Cluster, TestbedError
+from .testbed import Cluster, TestbedError, kubeconfig_for_token, mint_service_account_token
 
 ROOT = Path(__file__).resolve().parents[2]
 OPENCONNECTOR = Path(sys.executable).parent / "openconnector"
@@ -40,11 +41,13 @@ class OperatorProcess:
     """`openconnector run` as a child process, with its log kept for failure messages."""
 
     def __init__(self, cluster: Cluster, workdir: Path, *, kubeconfig: Path | None = None,
-                 namespaces: Sequence[str] = (), status_interval: float = 1.0) -> None:  # fmt: skip
+                 namespaces: Sequence[str] = (), status_interval: float = 1.0,
+                 extra_args: Sequence[str] = ()) -> None:  # fmt: skip
         self.cluster = cluster
         self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.namespaces = tuple(namespaces)
         self.status_interval = status_interval
+        self.extra_args = tuple(extra_args)
         self.log_path = workdir / "operator.log"
         self.port = 0
         self._popen: subprocess.Popen[bytes] | None = None
@@ -61,6 +64,7 @@ class OperatorProcess:
         ]  # fmt: skip
         for namespace in self.namespaces:
             argv += ["--namespace", namespace]
+        argv += self.extra_args
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
         with self.log_path.open("ab") as log:
             self._popen = subprocess.Popen(
@@ -107,11 +111,64 @@ def crds(testbed: Cluster) -> None:
     testbed.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", ROOT / "crds", check=True)
 
 
+CHART = ROOT / "charts" / "openconnector-operator"
+RELEASE = "openconnector"
+RELEASE_NAMESPACE = "openconnector-system"
+
+
+@dataclass(frozen=True)
+class ChartInstall:
+    """The Helm chart rendered and applied to the test bed (no pods run: there is no kubelet)."""
+
+    documents: list[dict[str, Any]]
+    service_account: str
+    namespace: str
+    kubeconfig: Path  # authenticates as the chart's ServiceAccount (TokenRequest API)
+
+    @property
+    def username(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.service_account}"
+
+    def cluster_role_rules(self) -> list[dict[str, Any]]:
+        roles = [d for d in self.documents if d.get("kind") == "ClusterRole"]
+        return [rule for role in roles for rule in role.get("rules", [])]
+
+
+@pytest.fixture(scope="session")
+def chart_install(testbed: Cluster, crds: None, tmp_path_factory: pytest.TempPathFactory) -> ChartInstall:
+    """helm template | kubectl apply --dry-run=server, then for real; a token for its ServiceAccount."""
+    rendered = testbed.helm("template", RELEASE, CHART, "--namespace", RELEASE_NAMESPACE, check=True).stdout
+    testbed.kubectl("create", "namespace", RELEASE_NAMESPACE, check=True)
+    testbed.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered, check=True)
+    testbed.kubectl("apply", "-f", "-", input=rendered, check=True)
+    documents = [d for d in yaml.safe_load_all(rendered) if d]
+    account = next(d for d in documents if d["kind"] == "ServiceAccount")["metadata"]["name"]
+    # RBAC is enforced from an informer cache: wait until the new binding is seen, as a pod started
+    # later would find it, so the RBAC proof does not count a propagation race as a missing rule.
+    user = f"system:serviceaccount:{RELEASE_NAMESPACE}:{account}"
+    deadline = time.monotonic() + 30
+    while (
+        testbed.kubectl("auth", "can-i", "create", "events", "-n", "default", "--as", user).stdout.strip()
+        != "yes"
+    ):
+        if time.monotonic() > deadline:
+            raise TestbedError(f"the chart's role binding for {user} did not take effect within 30 s")
+        time.sleep(0.2)
+    token = mint_service_account_token(testbed.kubeconfig, RELEASE_NAMESPACE, account)
+    kubeconfig = kubeconfig_for_token(
+        testbed.kubeconfig, token, tmp_path_factory.mktemp("chart-identity") / "kubeconfig"
+    )
+    return ChartInstall(documents, account, RELEASE_NAMESPACE, kubeconfig)
+
+
 @pytest.fixture(scope="session")
 def operator(
-    testbed: Cluster, crds: None, tmp_path_factory: pytest.TempPathFactory
+    testbed: Cluster, chart_install: ChartInstall, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[OperatorProcess]:
-    process = OperatorProcess(testbed, tmp_path_factory.mktemp("operator"))
+    """The operator under test, running with nothing but the Helm chart's ServiceAccount and role."""
+    process = OperatorProcess(
+        testbed, tmp_path_factory.mktemp("operator"), kubeconfig=chart_install.kubeconfig
+    )
     process.start()
     try:
         yield process

@@ -18,15 +18,11 @@ from .harness import (
     OperatorProcess,
     apply,
     condition,
-    crds,
     eventually,
     get_json,
     kubectl,
-    operator,
 )
 from .testbed import Cluster
-
-__all__ = ["crds", "operator"]  # fixtures, imported for pytest
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 ZAAK = {"zaak": {"identificatie": "ZAAK-1", "omschrijving": "x", "uuid": "u1", "status": "open"}}
@@ -288,7 +284,15 @@ async def test_sigterm_drains_in_flight_deliveries(
 ) -> None:
     """SIGTERM while a slow subscriber holds a delivery: it completes and is counted, nothing dropped."""
     await asyncio.to_thread(operator.stop)  # one operator at a time writes status
-    own = OperatorProcess(testbed, tmp_path_factory.mktemp("drain"), namespaces=[namespace])
+    own = OperatorProcess(
+        testbed,
+        tmp_path_factory.mktemp("drain"),
+        namespaces=[namespace],
+        kubeconfig=operator.kubeconfig,
+        # One named namespace needs no discovery; without it Kopf would list namespaces, which the
+        # chart grants only when watchNamespaces is set.
+        extra_args=["--no-kopf-scanning"],
+    )
     try:
         async with Sink(Reply(200, delay=2.0)) as sink:
             await apply(testbed, namespace, EVENT, subscription("slow", f"http://127.0.0.1:{sink.port}/in"))

@@ -732,6 +732,7 @@ class Cluster:
     timings: dict[str, float] = field(default_factory=dict)
     readiness_checks: dict[str, float] = field(default_factory=dict)
     owned: bool = True  # False when attached to a test bed that `testbed.py up` started
+    audit_log: Path | None = None  # set when the apiserver was started with an audit policy
     _popens: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
 
     @property

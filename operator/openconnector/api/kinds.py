@@ -87,8 +87,9 @@ EVENT_SUBSCRIPTION = Kind(
     short_names=("evsub", "ocsub"),
     spec=EventSubscriptionSpec,
     status=EventSubscriptionStatus,
-    description="An EventSubscription routes events of a CloudEvents type, narrowed by filters, to a "
-    "handler endpoint, with retries, backoff and dead-lettering. Its status shows delivery health.",
+    description="An EventSubscription routes events of a CloudEvents type published in its namespace, "
+    "narrowed by filters, to a handler endpoint, with retries, backoff and dead-lettering. Its status "
+    "shows delivery health.",
     columns=(
         PrinterColumn("Event-Type", ".spec.eventType"),
         PrinterColumn("Status", ".status.phase", description="Active, Paused or Suspended"),

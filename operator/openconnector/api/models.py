@@ -191,7 +191,8 @@ class OutboundAuth(ApiModel):
 
 
 class EventSubscriptionSpec(ApiModel):
-    """Routes events of one CloudEvents type, narrowed by filters, to a handler endpoint."""
+    """Routes events of one CloudEvents type published in its namespace, narrowed by filters, to a
+    handler endpoint."""
 
     eventType: str = Field(
         min_length=1,

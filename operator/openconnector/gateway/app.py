@@ -89,6 +89,8 @@ def build_app(gateway: Gateway, *, with_metrics: bool = True) -> web.Application
     app[GATEWAY_KEY] = gateway
     app.router.add_post("/events", handle_events)
     app.router.add_route("OPTIONS", "/events", handle_events_options)
+    app.router.add_post("/namespaces/{namespace}/events", handle_events)
+    app.router.add_route("OPTIONS", "/namespaces/{namespace}/events", handle_events_options)
     app.router.add_post("/webhooks/{endpoint:.+}", handle_webhook)
     app.router.add_route("OPTIONS", "/webhooks/{endpoint:.+}", handle_webhook_options)
     app.router.add_get("/api/v1alpha1/status", handle_status)

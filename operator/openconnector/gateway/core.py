@@ -214,23 +214,35 @@ class Gateway:
 
     # ------------------------------------------------------------------------------ fan-out
 
-    async def publish(self, events: Sequence[CloudEvent]) -> int:
-        """Hand events to delivery; returns how many deliveries were queued. Uses one table for all."""
+    async def publish(self, events: Sequence[CloudEvent], namespace: str | None = None) -> int:
+        """Hand events to delivery; returns how many deliveries were queued. Uses one table for all.
+
+        An event is published in ``namespace`` (a Consumer's, or the one named in the /events path), or,
+        without one, in every namespace whose Events define its type. It reaches only the subscriptions
+        of the namespaces it is published in.
+        """
         table = self.table
         queued = 0
         for event in events:
-            for route in table.match(event.attributes, event.data):
-                await asyncio.wait_for(
-                    self.dispatcher.submit(route.target, event), timeout=self.settings.submit_timeout
-                )
-                queued += 1
+            if namespace is not None:
+                namespaces = [namespace]
+            else:
+                # An undefined type only gets here with --allow-unknown-types: the admin's opt-in to
+                # publish it wherever it is subscribed.
+                namespaces = table.namespaces_defining(event.type) or table.namespaces_subscribing(event.type)
+            for ns in namespaces:
+                for route in table.match(ns, event.attributes, event.data):
+                    await asyncio.wait_for(
+                        self.dispatcher.submit(route.target, event), timeout=self.settings.submit_timeout
+                    )
+                    queued += 1
+                defined = table.events_by_namespace_type.get((ns, event.type))
+                if defined is not None:
+                    stats = self.event_stats[defined.key]
+                    stats.emitted += 1
+                    stats.last_emitted = self.clock()
+                    stats.version += 1
             self.metrics.events_emitted.labels(event.type).inc()
-            defined = table.events_by_type.get(event.type)
-            if defined is not None:
-                stats = self.event_stats[defined.key]
-                stats.emitted += 1
-                stats.last_emitted = self.clock()
-                stats.version += 1
         return queued
 
     def emit_for(self, event: EventRoute, data: Any, *, subject: str | None = None) -> CloudEvent:

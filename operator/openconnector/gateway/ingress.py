@@ -18,7 +18,7 @@ from aiohttp import web
 from openconnector.ce import CloudEvent, CloudEventError, check_nlgov, parse_http
 from openconnector.gateway.core import GATEWAY_KEY, Gateway
 from openconnector.gateway.problems import problem
-from openconnector.routing.table import RoutingTable
+from openconnector.routing.table import EventRoute, RoutingTable
 
 log = logging.getLogger(__name__)
 
@@ -67,22 +67,35 @@ def _data_detail(error: str) -> str:
     return f"data{pointer.rstrip('/')}: {message}"
 
 
+def defining_event(table: RoutingTable, event_type: str, namespace: str | None) -> EventRoute | None:
+    """The Event that governs a received event: its namespace's, or for the shared /events the oldest."""
+    if namespace is None:
+        return table.events_by_type.get(event_type)
+    return table.events_by_namespace_type.get((namespace, event_type))
+
+
 def check_events(
-    table: RoutingTable, events: Sequence[CloudEvent], *, allow_unknown_types: bool, batch: bool
+    table: RoutingTable,
+    events: Sequence[CloudEvent],
+    *,
+    allow_unknown_types: bool,
+    batch: bool,
+    namespace: str | None = None,
 ) -> tuple[list[EventProblem], list[EventProblem]]:
     """Problems that refuse the request, and warnings (lax-profile violations) that do not."""
     problems: list[EventProblem] = []
     warnings: list[EventProblem] = []
+    where = f" in namespace {namespace!r}" if namespace is not None else ""
     for position, event in enumerate(events):
         index = position if batch else None
-        defined = table.events_by_type.get(event.type)
+        defined = defining_event(table, event.type, namespace)
         if defined is None:
             if not allow_unknown_types:
                 problems.append(
                     EventProblem(
                         index,
                         "type",
-                        f"type: {event.type!r} is not defined by an enabled Event",
+                        f"type: {event.type!r} is not defined by an enabled Event{where}",
                         422,
                         "unknown-type",
                     )
@@ -117,7 +130,9 @@ def _token_ok(request: web.Request, token: str) -> bool:
 
 
 async def handle_events(request: web.Request) -> web.StreamResponse:
+    """``POST /events`` (published where Events define the type) and ``POST /namespaces/{ns}/events``."""
     gateway: Gateway = request.app[GATEWAY_KEY]
+    namespace = request.match_info.get("namespace")
     settings = gateway.settings
     m = gateway.metrics
     if settings.events_token and not _token_ok(request, settings.events_token):
@@ -152,10 +167,11 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
         parsed.events,
         allow_unknown_types=settings.allow_unknown_types,
         batch=parsed.mode.value == "batch",
+        namespace=namespace,
     )
     m.parse_seconds.labels(parsed.mode.value).observe(time.perf_counter() - started)
     for event in parsed.events:
-        defined = table.events_by_type.get(event.type)
+        defined = defining_event(table, event.type, namespace)
         if defined is not None:
             stats = gateway.event_stats[defined.key]
             if problems:
@@ -179,7 +195,7 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
         )
     m.events_received.labels(parsed.mode.value).inc(len(parsed.events))
     try:
-        queued = await gateway.publish(parsed.events)
+        queued = await gateway.publish(parsed.events, namespace=namespace)
     except TimeoutError:
         return problem(
             503, "delivery-backlog", "delivery queues are full; retry later", headers={"Retry-After": "5"}

@@ -226,7 +226,7 @@ async def _accept(
         except CloudEventError as error:
             raise Refusal(422, "emission", "emission-failed", str(error)) from None
         try:
-            await gateway.publish([event])
+            await gateway.publish([event], namespace=consumer.key.namespace)
         except TimeoutError:
             raise Refusal(
                 503,

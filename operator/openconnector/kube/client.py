@@ -35,8 +35,7 @@ class KubeClient:
             headers=dict(info.as_http_headers()),
             connector=aiohttp.TCPConnector(ssl=info.as_ssl_context(), limit=20),
             timeout=aiohttp.ClientTimeout(total=30),
-            auth=info.as_aiohttp_basic_auth(),
-        )
+        )  # basic auth, if any, is in as_http_headers() (Kopf deprecated as_aiohttp_basic_auth)
         self._field_manager = field_manager
         self.patches = 0  # status PATCHes sent (the benchmark counts them)
         self.events_posted = 0

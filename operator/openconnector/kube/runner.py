@@ -157,6 +157,8 @@ async def run_kopf(
     """
     settings = kopf.OperatorSettings()
     configure_settings(settings)
+    if getattr(args, "no_kopf_scanning", False):
+        settings.scanning.disabled = True  # no CRD/namespace discovery: no cluster-scoped read rights
     registry = build_registry(core, loop=asyncio.get_running_loop())
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
     kopf_ready: concurrent.futures.Future[None] = concurrent.futures.Future()

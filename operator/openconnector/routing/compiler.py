@@ -447,13 +447,16 @@ def compile_table(
             mappings[res.key] = compiled
             ctx.ok(res)
 
-    by_type: dict[str, list[SubscriptionRoute]] = {}
-    wildcard: list[SubscriptionRoute] = []
+    by_type: dict[tuple[str, str], list[SubscriptionRoute]] = {}
+    wildcard: dict[str, list[SubscriptionRoute]] = {}
     for res, spec in by_kind[EVENT_SUBSCRIPTION.kind]:
         sub = attempt(res, _compile_subscription, spec, sources)
         if sub is None:
             continue
-        (wildcard if sub.event_type == "*" else by_type.setdefault(sub.event_type, [])).append(sub)
+        if sub.event_type == "*":
+            wildcard.setdefault(res.namespace, []).append(sub)
+        else:
+            by_type.setdefault((res.namespace, sub.event_type), []).append(sub)
         ctx.ok(res, url=sub.target.redacted_url)
 
     consumers: dict[str, ConsumerRoute] = {}
@@ -477,8 +480,9 @@ def compile_table(
     return RoutingTable(
         version=version,
         events_by_type=events_by_type,
-        subscriptions_by_type={t: tuple(s) for t, s in by_type.items()},
-        wildcard_subscriptions=tuple(wildcard),
+        events_by_namespace_type=defined_here,
+        subscriptions_by_namespace_type={k: tuple(s) for k, s in by_type.items()},
+        wildcard_subscriptions={ns: tuple(s) for ns, s in wildcard.items()},
         consumers_by_endpoint=consumers,
         sources=sources,
         results=ctx.results,

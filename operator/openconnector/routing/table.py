@@ -103,23 +103,33 @@ def normalise_endpoint(endpoint: str) -> str:
 
 @dataclass(frozen=True)
 class RoutingTable:
+    """Events are published in a namespace and reach only that namespace's subscriptions (a namespace is
+    a broker, as in Knative): a tenant cannot subscribe to another namespace's events."""
+
     version: int
+    # Per type, the oldest enabled Event defining it in any namespace (governs the shared /events).
     events_by_type: Mapping[str, EventRoute]
-    subscriptions_by_type: Mapping[str, tuple[SubscriptionRoute, ...]]
-    wildcard_subscriptions: tuple[SubscriptionRoute, ...]
+    # Per (namespace, type): the enabled Event defining the type in that namespace.
+    events_by_namespace_type: Mapping[tuple[str, str], EventRoute]
+    subscriptions_by_namespace_type: Mapping[tuple[str, str], tuple[SubscriptionRoute, ...]]
+    wildcard_subscriptions: Mapping[str, tuple[SubscriptionRoute, ...]]  # per namespace: eventType "*"
     consumers_by_endpoint: Mapping[str, ConsumerRoute]
     sources: Mapping[ResourceKey, SourceRoute]
     results: Mapping[ResourceKey, ResourceResult]
 
     @classmethod
     def empty(cls) -> RoutingTable:
-        return cls(0, {}, {}, (), {}, {}, {})
+        return cls(0, {}, {}, {}, {}, {}, {}, {})
 
-    def match(self, attributes: Mapping[str, Any], data: Any) -> list[SubscriptionRoute]:
-        """Subscriptions an event goes to: O(1) by type, then source and filters of the few candidates."""
-        candidates: Sequence[SubscriptionRoute] = self.subscriptions_by_type.get(attributes["type"], ())
-        if self.wildcard_subscriptions:
-            candidates = (*candidates, *self.wildcard_subscriptions)
+    def match(self, namespace: str, attributes: Mapping[str, Any], data: Any) -> list[SubscriptionRoute]:
+        """Subscriptions an event published in ``namespace`` goes to: O(1) by (namespace, type), then
+        source and filters of the few candidates."""
+        candidates: Sequence[SubscriptionRoute] = self.subscriptions_by_namespace_type.get(
+            (namespace, attributes["type"]), ()
+        )
+        wildcard = self.wildcard_subscriptions.get(namespace)
+        if wildcard:
+            candidates = (*candidates, *wildcard)
         source = attributes.get("source")
         return [
             sub
@@ -129,9 +139,18 @@ class RoutingTable:
             and sub.matches(attributes, data)
         ]
 
+    def namespaces_defining(self, event_type: str) -> list[str]:
+        """Namespaces with an enabled Event of this type: where the shared /events publishes it."""
+        return [ns for (ns, type_) in self.events_by_namespace_type if type_ == event_type]
+
+    def namespaces_subscribing(self, event_type: str) -> list[str]:
+        """Namespaces with a subscription to this type (for undefined types, with --allow-unknown-types)."""
+        found = {ns for (ns, type_) in self.subscriptions_by_namespace_type if type_ == event_type}
+        return sorted(found | set(self.wildcard_subscriptions))
+
     def subscriptions(self) -> list[SubscriptionRoute]:
-        seen = [s for subs in self.subscriptions_by_type.values() for s in subs]
-        return seen + list(self.wildcard_subscriptions)
+        seen = [s for subs in self.subscriptions_by_namespace_type.values() for s in subs]
+        return seen + [s for subs in self.wildcard_subscriptions.values() for s in subs]
 
     def consumer(self, endpoint: str) -> ConsumerRoute | None:
         return self.consumers_by_endpoint.get(normalise_endpoint(endpoint))
