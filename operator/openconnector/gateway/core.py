@@ -177,8 +177,12 @@ class Gateway:
         for key in previous.keys() - current.keys():
             self._spawn(self.dispatcher.remove_target(key, drain_deadline=self.settings.drain_seconds))
             self._health_seen.pop(key, None)
-        for stale in previous.keys() - current.keys():
-            self.conditions.forget(previous[stale].key)
+        # A deleted resource takes its counters and conditions along: one re-created under the same
+        # name starts from zero, as a new object in Kubernetes does.
+        for gone in self.table.results.keys() - table.results.keys():
+            self.conditions.forget(gone)
+            for stats in (self.consumer_stats, self.event_stats, self.source_stats):
+                stats.pop(gone, None)
         self._routes_by_target = current
         self.table = table
         self.metrics.routing_version.set(table.version)

@@ -23,7 +23,6 @@ from typing import Any
 import kopf
 from aiohttp import web
 
-from openconnector.gateway.app import build_app
 from openconnector.gateway.core import Gateway
 from openconnector.kube.client import KubeClient
 from openconnector.kube.operator import (
@@ -35,7 +34,7 @@ from openconnector.kube.operator import (
 )
 from openconnector.reconciler import Reconciler
 from openconnector.resources import ResourceStore
-from openconnector.standalone import settings_from_args
+from openconnector.standalone import settings_from_args, start_servers
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ class ClusterGateway:
     """A running operator + gateway (also used in-process by the e2e and benchmark harnesses)."""
 
     core: OperatorCore
-    runner: web.AppRunner
+    runners: tuple[web.AppRunner, ...]  # the gateway's, and the metrics server's with --metrics-port
     port: int
     tasks: tuple[asyncio.Task[Any], ...]
 
@@ -59,7 +58,8 @@ class ClusterGateway:
         for task in self.tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.runner.cleanup()
+        for runner in self.runners:
+            await runner.cleanup()
         dropped = await self.gateway.close()
         if dropped:
             log.error("shutdown dropped %d queued deliveries", dropped)
@@ -84,16 +84,12 @@ async def start_cluster_gateway(args: argparse.Namespace) -> ClusterGateway:
         raise SystemExit("no Kubernetes credentials: not in a pod and no usable $KUBECONFIG")
     core.client = KubeClient(info)
     await core.initial_sync()
-    runner = web.AppRunner(build_app(gateway), handle_signals=False, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
-    port = int(runner.addresses[0][1]) if runner.addresses else settings.port
+    runners, port = await start_servers(gateway)  # the same servers as standalone mode
     tasks = (
         asyncio.create_task(reconciler.run(), name="reconciler"),
         asyncio.create_task(core.status_loop(), name="status-writer"),
     )
-    return ClusterGateway(core, runner, port, tasks)
+    return ClusterGateway(core, tuple(runners), port, tasks)
 
 
 class _KopfThread:
