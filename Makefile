@@ -29,10 +29,11 @@ run: $(STAMP) ## serve the gateway standalone on examples/ (http://$(HOST):$(POR
 	$(BIN)/openconnector serve --manifests examples/ --host $(HOST) --port $(PORT)
 
 .PHONY: lint
-lint: $(STAMP) ## ruff (lint + format check) and mypy --strict
+lint: $(STAMP) ## ruff (lint + format check) and mypy --strict (package, tests, benchmarks)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
+	$(BIN)/mypy --strict $(LINT_PATHS:operator=)
 
 .PHONY: test
 test: lint ## lint, then every test tier: unit, component, operator (kmock), e2e (real kube-apiserver)
