@@ -109,7 +109,6 @@ def build_parser() -> argparse.ArgumentParser:
     scope.add_argument("--all-namespaces", action="store_true", help="watch every namespace (default)")
     run.add_argument("--status-interval", type=float, default=5.0, help="seconds between status patches")
     run.add_argument("--health-port", type=int, default=8081, help="kopf liveness endpoint port")
-    run.add_argument("--peering", default="", help="kopf peering name (default: standalone, no peering)")
     run.add_argument(
         "--no-kopf-scanning", action="store_true",
         help="disable Kopf's CRD and namespace discovery (no cluster-scoped read rights needed)",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import binascii
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from openconnector.api.common import API_VERSION, K8S_NAME_PATTERN
 from openconnector.resources import (
     Resource,
     SecretData,
@@ -19,6 +21,7 @@ from openconnector.resources import (
 )
 
 YAML_SUFFIXES = (".yaml", ".yml")
+_NAME = re.compile(K8S_NAME_PATTERN)
 
 
 @dataclass(frozen=True)
@@ -90,10 +93,15 @@ def load_manifests(paths: Iterable[Path]) -> LoadedManifests:
         body = item.body
         resource = resource_from_object(body, origin=item.origin)
         if resource is not None:
-            if not resource.name:
-                loaded.problems.append(
-                    LoadProblem(item.origin, f"{resource.kind}: metadata.name is required")
+            if body.get("apiVersion") != API_VERSION:
+                message = (
+                    f"{resource.kind}: apiVersion {body.get('apiVersion')!r} is not served; use {API_VERSION}"
                 )
+                loaded.problems.append(LoadProblem(item.origin, message))
+                continue
+            if not resource.name or not _NAME.fullmatch(resource.name) or len(resource.name) > 253:
+                message = f"{resource.kind}/{resource.name}: metadata.name must be a lowercase RFC 1123 name"
+                loaded.problems.append(LoadProblem(item.origin, message))
                 continue
             loaded.resources.append(resource)
         elif body.get("apiVersion") == "v1" and body.get("kind") in ("Secret", "ConfigMap"):

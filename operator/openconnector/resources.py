@@ -115,7 +115,8 @@ def validation_problems(error: ValidationError, root: str = "spec") -> list[Fiel
 def parse_spec(kind: Kind, spec: Mapping[str, Any]) -> tuple[BaseModel | None, list[FieldProblem]]:
     """Validate a raw spec with the kind's model."""
     try:
-        return kind.spec.model_validate(dict(spec)), []
+        # Strict: "3" is not an integer and "false" is not a boolean, as the apiserver says too.
+        return kind.spec.model_validate(dict(spec), strict=True), []
     except ValidationError as error:
         return None, validation_problems(error)
 

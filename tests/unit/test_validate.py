@@ -64,3 +64,32 @@ def test_duplicate_names_are_reported(tmp_path: Path) -> None:
 
 def test_missing_path_is_exit_2(tmp_path: Path) -> None:
     assert main(["validate", str(tmp_path / "nope")]) == 2
+
+
+def test_types_are_strict_as_on_the_apiserver(tmp_path: Path) -> None:
+    (tmp_path / "s.yaml").write_text(
+        "apiVersion: openconnector.nl/v1alpha1\nkind: EventSubscription\nmetadata: {name: s}\n"
+        "spec: {eventType: nl.a.b.c, endpoint: 'http://127.0.0.1:1/x', delivery: {retries: '3'}}\n"
+        "---\n"
+        "apiVersion: openconnector.nl/v1alpha1\nkind: Event\nmetadata: {name: e}\n"
+        "spec: {type: nl.a.b.c, source: 'urn:nld:x', isEnabled: 'false'}\n"
+    )
+    findings, _ = validate_paths([tmp_path])
+    assert [(f.field, f.message) for f in findings] == [
+        ("spec.delivery.retries", "Input should be a valid integer"),
+        ("spec.isEnabled", "Input should be a valid boolean"),
+    ]
+
+
+def test_unserved_versions_and_bad_names_are_reported(tmp_path: Path) -> None:
+    (tmp_path / "v.yaml").write_text(
+        "apiVersion: openconnector.nl/v9\nkind: Mapping\nmetadata: {name: m}\nspec: {}\n"
+        "---\n"
+        "apiVersion: openconnector.nl/v1alpha1\nkind: Mapping\nmetadata: {name: Bad_Name}\nspec: {}\n"
+    )
+    findings, checked = validate_paths([tmp_path])
+    assert checked == 0
+    assert [f.message for f in findings] == [
+        "Mapping: apiVersion 'openconnector.nl/v9' is not served; use openconnector.nl/v1alpha1",
+        "Mapping/Bad_Name: metadata.name must be a lowercase RFC 1123 name",
+    ]

@@ -111,7 +111,8 @@ def check_nlgov(event: CloudEvent, *, index: int | None = None) -> list[Problem]
         if not isinstance(sequence, str):
             add("sequence", f'must be a string (e.g. "42"), got {_show(sequence)}')
         elif sequencetype == SEQUENCE_TYPE_INTEGER and (
-            _SEQUENCE_RE.fullmatch(sequence) is None or int(sequence) > INT32_MAX
+            # INT32_MAX has 10 digits; the length check also keeps int() off huge strings.
+            _SEQUENCE_RE.fullmatch(sequence) is None or len(sequence) > 10 or int(sequence) > INT32_MAX
         ):
             add(
                 "sequence",

@@ -22,6 +22,7 @@ from openconnector.ce import CloudEvent, build_event, to_binary, to_structured
 from openconnector.ce.emit import SequenceCounter
 from openconnector.delivery.attempts import Attempt
 from openconnector.delivery.engine import ContentMode, Dispatcher, FinalOutcome
+from openconnector.delivery.health import HealthReason
 from openconnector.gateway.metrics import GatewayMetrics
 from openconnector.resources import ResourceKey
 from openconnector.routing.table import EventRoute, RoutingTable, SubscriptionRoute
@@ -171,18 +172,19 @@ class Gateway:
                 self.dispatcher.update_target(key, route.target)
                 seed = self._seed_subscriptions.pop(key, None)
                 if seed is not None:
-                    self.dispatcher.health(key).restore(seed)
+                    self._restore_health(key, route, seed)
             if old is not None and old.generation != route.generation and self.dispatcher.resume(key):
                 self._notice(route.key, "Normal", "Resumed", "spec changed: delivery resumed")
         for key in previous.keys() - current.keys():
+            resource = previous[key].key
+            if resource in table.results:
+                # Not routed for now (it stopped compiling): keep its counters for when it comes back.
+                self._seed_subscriptions[key] = self._health_record(key)
             self._spawn(self.dispatcher.remove_target(key, drain_deadline=self.settings.drain_seconds))
             self._health_seen.pop(key, None)
-        # A deleted resource takes its counters and conditions along: one re-created under the same
-        # name starts from zero, as a new object in Kubernetes does.
+            self.metrics.forget_subscription(*key.split("/", 1))
         for gone in self.table.results.keys() - table.results.keys():
-            self.conditions.forget(gone)
-            for stats in (self.consumer_stats, self.event_stats, self.source_stats):
-                stats.pop(gone, None)
+            self.forget(gone)
         self._routes_by_target = current
         self.table = table
         self.metrics.routing_version.set(table.version)
@@ -195,13 +197,47 @@ class Gateway:
                 self.metrics.routing_resources.labels(kind.kind, ready).set(counts.get((kind.kind, ready), 0))
         self.ready.set()
 
+    def forget(self, key: ResourceKey) -> None:
+        """A deleted resource takes its counters and conditions along: one re-created under the same name
+        (a new object in Kubernetes) starts from zero."""
+        self.conditions.forget(key)
+        for stats in (self.consumer_stats, self.event_stats, self.source_stats):
+            stats.pop(key, None)
+        self._seed_subscriptions.pop(f"{key.namespace}/{key.name}", None)
+
+    def _health_record(self, target_key: str) -> dict[str, Any]:
+        """What a lane's health must carry over: its counters and, while suspended, why."""
+        health = self.dispatcher.health(target_key)
+        record: dict[str, Any] = dict(health.snapshot())
+        if health.paused:
+            cond = health.condition
+            record["phase"] = "Suspended"
+            record["conditions"] = [{"type": "Healthy", "status": "False", "reason": cond.reason,
+                                     "message": cond.message}]  # fmt: skip
+            record["observedGeneration"] = self._routes_by_target[target_key].generation
+        return record
+
+    def _restore_health(self, target_key: str, route: SubscriptionRoute, status: Mapping[str, Any]) -> None:
+        health = self.dispatcher.health(target_key)
+        health.restore(status)
+        # Suspended (410, auto-pause) lasts until the spec changes, also across restarts and not-ready spells.
+        if status.get("phase") == "Suspended" and status.get("observedGeneration") == route.generation:
+            conditions: list[Mapping[str, Any]] = list(status.get("conditions") or [])
+            healthy: Mapping[str, Any] = next((c for c in conditions if c.get("type") == "Healthy"), {})
+            try:
+                reason = HealthReason(healthy.get("reason", HealthReason.ENDPOINT_GONE.value))
+            except ValueError:
+                reason = HealthReason.ENDPOINT_GONE
+            health.pause(reason, str(healthy.get("message") or "suspended before a restart"))
+
     def seed_status(self, key: ResourceKey, status: Mapping[str, Any]) -> None:
         """Continue from the status a previous process wrote, so a restart does not reset counters."""
         self.conditions.seed(key, list(status.get("conditions") or []))
         if key.kind == "EventSubscription":
             target_key = f"{key.namespace}/{key.name}"
-            if target_key in self.dispatcher.target_keys():
-                self.dispatcher.health(target_key).restore(status)
+            route = self._routes_by_target.get(target_key)
+            if route is not None:
+                self._restore_health(target_key, route, status)
             else:
                 self._seed_subscriptions[target_key] = status
         elif key.kind == "Consumer":
@@ -228,8 +264,9 @@ class Gateway:
         table = self.table
         queued = 0
         for event in events:
+            namespaces: Sequence[str]
             if namespace is not None:
-                namespaces = [namespace]
+                namespaces = (namespace,)
             else:
                 # An undefined type only gets here with --allow-unknown-types: the admin's opt-in to
                 # publish it wherever it is subscribed.
@@ -246,7 +283,10 @@ class Gateway:
                     stats.emitted += 1
                     stats.last_emitted = self.clock()
                     stats.version += 1
-            self.metrics.events_emitted.labels(event.type).inc()
+            # Types no Event defines (--allow-unknown-types) share one label: senders choose them freely.
+            self.metrics.events_emitted.labels(
+                event.type if table.namespaces_defining(event.type) else "other"
+            ).inc()
         return queued
 
     def emit_for(self, event: EventRoute, data: Any, *, subject: str | None = None) -> CloudEvent:

@@ -67,11 +67,13 @@ def _data_detail(error: str) -> str:
     return f"data{pointer.rstrip('/')}: {message}"
 
 
-def defining_event(table: RoutingTable, event_type: str, namespace: str | None) -> EventRoute | None:
-    """The Event that governs a received event: its namespace's, or for the shared /events the oldest."""
-    if namespace is None:
-        return table.events_by_type.get(event_type)
-    return table.events_by_namespace_type.get((namespace, event_type))
+def defining_events(table: RoutingTable, event_type: str, namespace: str | None) -> list[EventRoute]:
+    """The Events that govern a received event: its namespace's; for the shared /events, the Event of
+    every namespace it will be published in (each tenant's schema and profile apply to what it gets)."""
+    if namespace is not None:
+        found = table.events_by_namespace_type.get((namespace, event_type))
+        return [found] if found is not None else []
+    return [table.events_by_namespace_type[(ns, event_type)] for ns in table.namespaces_defining(event_type)]
 
 
 def check_events(
@@ -88,8 +90,8 @@ def check_events(
     where = f" in namespace {namespace!r}" if namespace is not None else ""
     for position, event in enumerate(events):
         index = position if batch else None
-        defined = defining_event(table, event.type, namespace)
-        if defined is None:
+        definitions = defining_events(table, event.type, namespace)
+        if not definitions:
             if not allow_unknown_types:
                 problems.append(
                     EventProblem(
@@ -101,25 +103,26 @@ def check_events(
                     )
                 )
             continue
+        # The profile check depends on the event only; strict wins when any definition is strict.
+        strict = any(d.profile == "nl-gov" for d in definitions)
         for found in check_nlgov(event, index=index):
             found_problem = EventProblem(
                 index, found.attribute, found.detail, 400, "nl-gov-profile", event.type
             )
-            (problems if defined.profile == "nl-gov" else warnings).append(found_problem)
-        if defined.validate_data is not None:
+            (problems if strict else warnings).append(found_problem)
+        for defined in definitions:
+            if defined.validate_data is None:
+                continue
+            # On the shared /events, say whose schema refused it: that tenant can be skipped by posting
+            # to /namespaces/<ns>/events instead.
+            several = namespace is None and len(definitions) > 1
+            owner = f" (Event {defined.key.namespace}/{defined.key.name})" if several else ""
             if isinstance(event.data, bytes | bytearray):
-                problems.append(
-                    EventProblem(
-                        index,
-                        "data",
-                        "data: must be JSON to validate against the Event's schema",
-                        422,
-                        "schema",
-                    )
-                )
+                detail = f"data: must be JSON to validate against the Event's schema{owner}"
+                problems.append(EventProblem(index, "data", detail, 422, "schema"))
                 continue
             for error in defined.validate_data(event.data):
-                problems.append(EventProblem(index, "data", _data_detail(error), 422, "schema"))
+                problems.append(EventProblem(index, "data", _data_detail(error) + owner, 422, "schema"))
     return problems, warnings
 
 
@@ -171,8 +174,7 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
     )
     m.parse_seconds.labels(parsed.mode.value).observe(time.perf_counter() - started)
     for event in parsed.events:
-        defined = defining_event(table, event.type, namespace)
-        if defined is not None:
+        for defined in defining_events(table, event.type, namespace):
             stats = gateway.event_stats[defined.key]
             if problems:
                 stats.refused += 1

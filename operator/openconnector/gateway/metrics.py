@@ -123,6 +123,17 @@ class GatewayMetrics:
             registry=r,
         )
 
+    def forget_subscription(self, namespace: str, name: str) -> None:
+        """Drop every series of a deleted subscription, so its last health value does not alert forever."""
+        for metric in (
+            self.deliveries, self.delivery_attempts, self.delivery_retries, self.delivery_latency,
+            self.subscription_healthy, self.subscription_success_ratio, self.queue_depth,
+        ):  # fmt: skip
+            # prometheus_client has no "remove by label prefix"; its series dict is the only index.
+            for labels in list(metric._metrics):
+                if labels[:2] == (namespace, name):
+                    metric.remove(*labels)
+
     def metric_names(self) -> set[str]:
         """Every sample name this registry can export (for the dashboard test)."""
         names: set[str] = set()

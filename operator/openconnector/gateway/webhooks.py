@@ -166,13 +166,16 @@ async def _ingest(gateway: Gateway, consumer: ConsumerRoute, request: web.Reques
         raise Refusal(
             503, "auth-misconfigured", "consumer-misconfigured", "this endpoint cannot verify requests now"
         ) from None
+    accepted = False
     try:
-        return await _accept(gateway, consumer, request, body)
-    except Refusal:
-        # Not accepted: the sender's retry with the same webhook-id must not be refused as a replay.
-        if outcome.replay_key is not None:
+        response = await _accept(gateway, consumer, request, body)
+        accepted = True
+        return response
+    finally:
+        # Not accepted (refused, failed, cancelled): the sender's retry with the same webhook-id must not
+        # be refused as a replay.
+        if not accepted and outcome.replay_key is not None:
             gateway.replay_guard.release(outcome.replay_key)
-        raise
 
 
 async def _accept(
@@ -222,9 +225,17 @@ async def _accept(
 
     if event_route is not None:
         try:
-            event: CloudEvent = gateway.emit_for(event_route, emitted_data, subject=object_id)
+            event: CloudEvent = gateway.emit_for(event_route, emitted_data, subject=object_id or None)
         except CloudEventError as error:
-            raise Refusal(422, "emission", "emission-failed", str(error)) from None
+            if target is None:  # nothing stored yet: the sender may fix and retry
+                raise Refusal(422, "emission", "emission-failed", str(error)) from None
+            # The target already holds the payload: a refusal would make the sender store it twice.
+            log.error("%s: stored, but the event could not be built: %s", consumer.key, error)
+            stats = gateway.consumer_stats[consumer.key]
+            stats.last_error = (gateway.clock(), None, f"stored, but no event emitted: {error}")
+            stats.version += 1
+            answer["eventError"] = str(error)
+            return web.json_response(answer, status=status)
         try:
             await gateway.publish([event], namespace=consumer.key.namespace)
         except TimeoutError:

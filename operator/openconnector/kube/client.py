@@ -5,6 +5,8 @@ patches and Kubernetes Events. It reuses the credentials Kopf logged in with (``
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -119,7 +121,7 @@ class KubeClient:
             "message": message[:1024],
             "source": {"component": "openconnector-operator"},
             "reportingComponent": "openconnector.nl/operator",
-            "reportingInstance": "openconnector-operator",
+            "reportingInstance": os.environ.get("POD_NAME") or socket.gethostname(),
             "firstTimestamp": now[:19] + "Z",
             "lastTimestamp": now[:19] + "Z",
             "count": 1,

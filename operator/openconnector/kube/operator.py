@@ -28,7 +28,7 @@ from openconnector.resources import (
     decode_secret,
     resource_from_object,
 )
-from openconnector.routing.table import ResourceResult, RoutingTable
+from openconnector.routing.table import RoutingTable
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,8 @@ class OperatorCore:
         self.client: KubeClient | None = None
         self._written: dict[ResourceKey, Mapping[str, Any]] = {}
         self._last_write: dict[ResourceKey, float] = {}
-        self._last_results: dict[ResourceKey, ResourceResult] = {}
+        self._last_ready: dict[ResourceKey, tuple[bool, str]] = {}
+        self._touched: dict[ResourceKey, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
         gateway.add_notice_sink(self.notice)
@@ -87,30 +88,40 @@ class OperatorCore:
 
     def on_object(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """One watch event of any kind we follow (our five, Secrets, ConfigMaps)."""
-        kind = body.get("kind")
+        kind = str(body.get("kind"))
         meta = body.get("metadata") or {}
-        namespace = str(meta.get("namespace") or "default")
-        name = str(meta.get("name", ""))
+        key = ResourceKey(kind, str(meta.get("namespace") or "default"), str(meta.get("name", "")))
+        self._touched[key] = time.monotonic()
         if event_type == "DELETED":
-            key = ResourceKey(str(kind), namespace, name)
-            if self.reconciler.store.delete(key):
-                self._written.pop(key, None)
-                self._last_results.pop(key, None)
-                self.reconciler.notify()
+            self._remove(key)
             return
         changed = False
         if kind in KINDS_BY_NAME:
             resource = resource_from_object(body)
             if resource is None:
                 return
-            if resource.key not in self.reconciler.store.resources:
-                self._seed(resource.key, body.get("status") or {})
+            known = self.reconciler.store.resources.get(key)
+            if known is not None and known.uid and resource.uid and known.uid != resource.uid:
+                # Deleted and re-created under the same name (e.g. kubectl replace --force): a new object.
+                self._remove(key)
+                known = None
+            if known is None:
+                self._seed(key, body.get("status") or {})
             changed = self.reconciler.store.apply(resource)
-        elif kind == "Secret":
-            changed = self.reconciler.store.apply(decode_secret(body))
-        elif kind == "ConfigMap":
-            changed = self.reconciler.store.apply(decode_configmap(body))
+        elif kind in ("Secret", "ConfigMap"):
+            decoded = decode_secret(body) if kind == "Secret" else decode_configmap(body)
+            changed = self.reconciler.store.apply(decoded)
+            # Every Secret in the cluster passes by; only those a resource references need a recompile.
+            changed = changed and key in self.reconciler.table.referenced
         if changed:
+            self.reconciler.notify()
+
+    def _remove(self, key: ResourceKey) -> None:
+        if self.reconciler.store.delete(key):
+            self._written.pop(key, None)
+            self._last_write.pop(key, None)
+            self._last_ready.pop(key, None)
+            self.gateway.forget(key)
             self.reconciler.notify()
 
     def _seed(self, key: ResourceKey, status: Mapping[str, Any]) -> None:
@@ -118,33 +129,81 @@ class OperatorCore:
             self.gateway.seed_status(key, status)
             self._written[key] = dict(status)
             self._last_write[key] = time.monotonic()
+            for cond in status.get("conditions") or []:
+                if cond.get("type") == "Ready":
+                    # What the previous process already announced is not announced again.
+                    self._last_ready[key] = (cond.get("status") == "True", str(cond.get("message", "")))
 
-    async def initial_sync(self) -> None:
-        """LIST everything once, so that the first routing table is complete (then: ready)."""
+    async def _list_all(self) -> list[dict[str, Any]]:
         assert self.client is not None
+        items: list[dict[str, Any]] = []
         scopes: Sequence[str | None] = self.namespaces or (None,)
         for namespace in scopes:
             for kind in ALL_KINDS:
                 for item in await self.client.list_items(KubeClient.custom_path(kind.plural, namespace)):
                     item.setdefault("kind", kind.kind)
                     item.setdefault("apiVersion", f"{GROUP}/{VERSION}")
-                    self.on_object("ADDED", item)
+                    items.append(item)
             for plural, kind_name in (("secrets", "Secret"), ("configmaps", "ConfigMap")):
                 for item in await self.client.list_items(KubeClient.core_path(plural, namespace)):
                     item.setdefault("kind", kind_name)
-                    self.on_object("ADDED", item)
+                    items.append(item)
+        return items
+
+    async def initial_sync(self) -> None:
+        """LIST everything once, so that the first routing table is complete (then: ready)."""
+        for item in await self._list_all():
+            self.on_object("ADDED", item)
         self.reconciler.rebuild()
+
+    async def resync(self) -> int:
+        """LIST everything and drop what no longer exists; returns how many objects were dropped.
+
+        A watch never reports objects deleted while it was away (between our LIST and Kopf's start, or
+        across a relist after "410 Gone"), so a periodic LIST is the informer's safety net. An object the
+        watch touched after this LIST began is left alone: the LIST may predate it.
+        """
+        started = time.monotonic()
+        listed: set[ResourceKey] = set()
+        for item in await self._list_all():
+            meta = item.get("metadata") or {}
+            key = ResourceKey(
+                str(item["kind"]), str(meta.get("namespace") or "default"), str(meta.get("name"))
+            )
+            listed.add(key)
+            known = self.reconciler.store.resources.get(key) or self.reconciler.store.secrets.get(key)
+            if known is None and self._touched.get(key, 0.0) < started:
+                self.on_object("ADDED", item)
+        store = self.reconciler.store
+        gone = [
+            k
+            for k in [*store.resources, *store.secrets]
+            if k not in listed and self._touched.get(k, 0.0) < started
+        ]
+        for key in gone:
+            log.info("%s no longer exists (missed by the watch): removed", key)
+            self._remove(key)
+        return len(gone)
+
+    async def resync_loop(self, interval: float = 60.0, first: float = 5.0) -> None:
+        await asyncio.sleep(first)  # once soon after start-up: covers the gap before Kopf's watch began
+        while True:
+            try:
+                await self.resync()
+            except Exception:  # the apiserver may be away: the next round tries again
+                log.exception("resync failed")
+            await asyncio.sleep(interval)
 
     # ------------------------------------------------------------------------------ status
 
     def on_table(self, table: RoutingTable) -> None:
         """After each compile: Warning Events for resources that just failed, Normal when they recover."""
         for key, result in table.results.items():
-            before = self._last_results.get(key)
-            self._last_results[key] = result
-            if not result.ready and (before is None or before.ready or before.message != result.message):
+            before = self._last_ready.get(key)
+            self._last_ready[key] = (result.ready, result.message)
+            if not result.ready and (before is None or before != (False, result.message)):
                 self.notice(key, "Warning", result.reason, result.message)
-            elif result.ready and before is not None and not before.ready:
+            elif result.ready and before is not None and not before[0]:
                 self.notice(key, "Normal", "Compiled", "the resource compiled and is routed")
         self._wake.set()
 
@@ -172,8 +231,11 @@ class OperatorCore:
             ):
                 continue
             plural = KINDS_BY_NAME[key.kind].plural
+            # A merge patch leaves absent keys alone: clear what was written before and is gone now
+            # (an old url, a lastError that no longer applies), or kubectl shows stale fields.
+            patch = {**{k: None for k in (written or {}) if k not in body}, **body}
             try:
-                await self.client.patch_status(plural, key.namespace, key.name, body)
+                await self.client.patch_status(plural, key.namespace, key.name, patch)
             except ApiError as error:
                 if error.status != 404:  # 404: deleted meanwhile; the DELETED event will follow
                     log.warning("status of %s not written: %s", key, error)
@@ -243,6 +305,15 @@ def build_registry(
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         return login_info(**kwargs)
+
+    @kopf.on.probe(id="gateway", registry=registry)
+    async def gateway_loop_responds(**_: Any) -> str:
+        # Kopf's liveness endpoint runs in Kopf's thread: this round trip makes it fail (and the pod
+        # restart) when the gateway's loop, where requests and deliveries run, is stuck.
+        if loop is not None and loop is not asyncio.get_running_loop():
+            probe = asyncio.run_coroutine_threadsafe(asyncio.sleep(0), loop)
+            await asyncio.wait_for(asyncio.wrap_future(probe), timeout=2.0)
+        return "ok"
 
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:

@@ -88,6 +88,7 @@ async def start_cluster_gateway(args: argparse.Namespace) -> ClusterGateway:
     tasks = (
         asyncio.create_task(reconciler.run(), name="reconciler"),
         asyncio.create_task(core.status_loop(), name="status-writer"),
+        asyncio.create_task(core.resync_loop(), name="resync"),
     )
     return ClusterGateway(core, tuple(runners), port, tasks)
 
@@ -165,8 +166,9 @@ async def run_kopf(
         await kopf.operator(
             registry=registry,
             settings=settings,
-            standalone=not args.peering,
-            peering_name=args.peering or None,
+            # No peering: every replica must watch everything to build its own routing table (peering
+            # would pause the watches of all but one replica and freeze their tables).
+            standalone=True,
             clusterwide=not args.namespace,
             namespaces=args.namespace,
             liveness_endpoint=liveness,

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import jsonschema
+import referencing
+import referencing.exceptions
+import referencing.jsonschema
 import yaml
 from pydantic import BaseModel
 
@@ -87,6 +90,7 @@ class _Context:
     secrets: Mapping[ResourceKey, SecretData]
     memo: Memo
     results: dict[ResourceKey, ResourceResult] = field(default_factory=dict)
+    referenced: set[ResourceKey] = field(default_factory=set)
 
     def ok(self, res: Resource, message: str = "compiled", **extra: Any) -> None:
         self.results[res.key] = ResourceResult(
@@ -100,7 +104,9 @@ class _Context:
         )
 
     def secret(self, namespace: str, ref: SecretKeySelector, field_path: str) -> str:
-        found = self.secrets.get(ResourceKey("Secret", namespace, ref.name))
+        key = ResourceKey("Secret", namespace, ref.name)
+        self.referenced.add(key)
+        found = self.secrets.get(key)
         if found is None:
             raise CompileProblem("SecretNotFound", field_path, f"Secret {ref.name!r} not found")
         if ref.key not in found.data:
@@ -147,7 +153,26 @@ def _compile_source(ctx: _Context, res: Resource, spec: SourceSpec) -> SourceRou
     return SourceRoute(res.key, spec.type, target, spec.register_ or res.name)
 
 
+_SCHEMA_URI = "urn:openconnector:event-schema"
+
+
+def _refs(node: Any) -> list[str]:
+    """Every $ref in a schema (JSON Schema keywords may nest anywhere)."""
+    if isinstance(node, dict):
+        found = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return found + [ref for value in node.values() for ref in _refs(value)]
+    if isinstance(node, list):
+        return [ref for value in node for ref in _refs(value)]
+    return []
+
+
 def _json_schema_validator(schema: dict[str, Any], field_path: str) -> Callable[[Any], list[str]]:
+    """A validator that never fetches anything: every $ref must resolve inside the schema itself.
+
+    jsonschema's default registry would fetch remote $refs with blocking I/O on the event loop, per
+    event: a stall, and a way to make the gateway call internal addresses. Unresolvable references are
+    a compile error here, not a failure on every request later.
+    """
     cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
     try:
         cls.check_schema(schema)
@@ -156,13 +181,28 @@ def _json_schema_validator(schema: dict[str, Any], field_path: str) -> Callable[
         raise CompileProblem(
             "InvalidSchema", field_path, f"not a valid JSON Schema at /{where}: {error.message}"
         ) from None
-    validator = cls(schema, format_checker=cls.FORMAT_CHECKER)
+    resource = referencing.Resource.from_contents(
+        schema, default_specification=referencing.jsonschema.DRAFT202012
+    )
+    registry: referencing.Registry[Any] = referencing.Registry().with_resource(_SCHEMA_URI, resource)
+    resolver = registry.resolver(base_uri=_SCHEMA_URI)
+    for ref in _refs(schema):
+        try:
+            resolver.lookup(ref)
+        except referencing.exceptions.Unresolvable:
+            raise CompileProblem(
+                "InvalidSchema",
+                field_path,
+                f"$ref {ref!r} does not resolve inside the schema (nothing is fetched)",
+            ) from None
+    validator = cls(schema, registry=registry, format_checker=cls.FORMAT_CHECKER)
 
     def validate(data: Any) -> list[str]:
-        return [
-            f"/{'/'.join(str(p) for p in e.absolute_path)}: {e.message}"
-            for e in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
-        ]
+        try:
+            errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+        except referencing.exceptions.Unresolvable as error:  # e.g. a $ref inside a nested $id scope
+            return [f"/: the schema could not be applied ({error})"]
+        return [f"/{'/'.join(str(p) for p in e.absolute_path)}: {e.message}" for e in errors]
 
     return validate
 
@@ -181,7 +221,9 @@ def _compile_event(ctx: _Context, res: Resource, spec: EventSpec) -> EventRoute:
             )
         elif spec.schema_.configMapKeyRef is not None:
             ref = spec.schema_.configMapKeyRef
-            found = ctx.secrets.get(ResourceKey("ConfigMap", res.namespace, ref.name))
+            configmap = ResourceKey("ConfigMap", res.namespace, ref.name)
+            ctx.referenced.add(configmap)
+            found = ctx.secrets.get(configmap)
             if found is None or ref.key not in found.data:
                 raise CompileProblem(
                     "ConfigMapNotFound",
@@ -486,6 +528,7 @@ def compile_table(
         consumers_by_endpoint=consumers,
         sources=sources,
         results=ctx.results,
+        referenced=frozenset(ctx.referenced),
     )
 
 

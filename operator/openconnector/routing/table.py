@@ -7,6 +7,7 @@ finish on the snapshot they began with.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -116,6 +117,8 @@ class RoutingTable:
     consumers_by_endpoint: Mapping[str, ConsumerRoute]
     sources: Mapping[ResourceKey, SourceRoute]
     results: Mapping[ResourceKey, ResourceResult]
+    # Secrets and ConfigMaps some resource refers to (found or not): a change to one means a recompile.
+    referenced: frozenset[ResourceKey] = frozenset()
 
     @classmethod
     def empty(cls) -> RoutingTable:
@@ -139,14 +142,28 @@ class RoutingTable:
             and sub.matches(attributes, data)
         ]
 
-    def namespaces_defining(self, event_type: str) -> list[str]:
+    def namespaces_defining(self, event_type: str) -> tuple[str, ...]:
         """Namespaces with an enabled Event of this type: where the shared /events publishes it."""
-        return [ns for (ns, type_) in self.events_by_namespace_type if type_ == event_type]
+        return self._namespaces_by_type[0].get(event_type, ())
 
-    def namespaces_subscribing(self, event_type: str) -> list[str]:
+    def namespaces_subscribing(self, event_type: str) -> tuple[str, ...]:
         """Namespaces with a subscription to this type (for undefined types, with --allow-unknown-types)."""
-        found = {ns for (ns, type_) in self.subscriptions_by_namespace_type if type_ == event_type}
-        return sorted(found | set(self.wildcard_subscriptions))
+        subscribing = self._namespaces_by_type[1].get(event_type, ())
+        return tuple(sorted({*subscribing, *self.wildcard_subscriptions}))
+
+    @functools.cached_property
+    def _namespaces_by_type(self) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[str, ...]]]:
+        # Built once per table, on first use, so the per-event lookups are O(1).
+        defining: dict[str, list[str]] = {}
+        for namespace, type_ in self.events_by_namespace_type:
+            defining.setdefault(type_, []).append(namespace)
+        subscribing: dict[str, list[str]] = {}
+        for namespace, type_ in self.subscriptions_by_namespace_type:
+            subscribing.setdefault(type_, []).append(namespace)
+        return (
+            {t: tuple(sorted(n)) for t, n in defining.items()},
+            {t: tuple(sorted(n)) for t, n in subscribing.items()},
+        )
 
     def subscriptions(self) -> list[SubscriptionRoute]:
         seen = [s for subs in self.subscriptions_by_namespace_type.values() for s in subs]
