@@ -74,6 +74,14 @@ async def start_servers(gateway: Gateway) -> tuple[list[web.AppRunner], int]:
     return runners, int(port)
 
 
+def load_into(store: ResourceStore, directories: Sequence[Path]) -> bool:
+    """Make the store hold what the directories hold; returns whether anything changed."""
+    loaded = load_manifests(directories)
+    for problem in loaded.problems:
+        log.warning("%s", problem)
+    return store.replace_all([*loaded.resources, *loaded.secrets])
+
+
 @dataclass
 class StandaloneGateway:
     """A running standalone gateway (also used by tests and benchmarks)."""
@@ -91,10 +99,7 @@ class StandaloneGateway:
 
     def reload(self) -> bool:
         """Re-read the directories; returns whether anything changed."""
-        loaded = load_manifests(self.directories)
-        for problem in loaded.problems:
-            log.warning("%s", problem)
-        changed = self.reconciler.store.replace_all([*loaded.resources, *loaded.secrets])
+        changed = load_into(self.reconciler.store, self.directories)
         if changed:
             self.reconciler.notify()
         return changed
@@ -135,10 +140,11 @@ async def start_standalone(
     store = ResourceStore()
     reconciler = Reconciler(store, gateway.install)
     reconciler.add_listener(log_results)
+    # The first table is built before the port opens: no request ever sees an empty gateway.
+    load_into(store, directories)
+    reconciler.rebuild()
     runners, port = await start_servers(gateway)
     standalone = StandaloneGateway(gateway, reconciler, runners, port, tuple(directories))
-    standalone.reload()
-    reconciler.rebuild()
     tasks = [asyncio.create_task(reconciler.run(), name="reconciler")]
     if watch:
         started = asyncio.Event()
