@@ -8,16 +8,17 @@
 ARG PYTHON_IMAGE=python:3.11.14-slim-trixie
 
 # ---------------------------------------------------------------------------------------------- builder
-# Builds our wheel and a wheel of every dependency at the versions pyproject.toml pins, so the final stage
-# installs offline from /wheels and needs no build tooling.
+# Builds our wheel and a wheel of every dependency, so the final stage installs offline from /wheels and
+# needs no build tooling. pyproject.toml pins the direct dependencies; constraints.txt pins every
+# transitive one too, so two builds of one commit get the same versions.
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY operator/ operator/
-RUN pip wheel --wheel-dir /wheels .
+RUN pip wheel --wheel-dir /wheels --constraint constraints.txt .
 
 # ---------------------------------------------------------------------------------------------- runtime
 FROM ${PYTHON_IMAGE}

@@ -18,6 +18,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -26,6 +27,8 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from openconnector.cli import build_parser
 from openconnector.gateway.metrics import GatewayMetrics
@@ -216,9 +219,9 @@ def test_full_values_render_every_optional_object(full_render: list[Manifest]) -
         "HTTPRoute",
         "ServiceMonitor",
         "PodDisruptionBudget",
-        "HorizontalPodAutoscaler",
         "NetworkPolicy",
     }
+    # autoscaling.enabled is refused until several replicas are supported (test_one_replica_only).
 
 
 @pytest.mark.parametrize("values", [None, FULL_VALUES], ids=["default-values", "full-values"])
@@ -287,12 +290,13 @@ def test_full_values_exercise_every_option() -> None:
         "httpRoute",
         "serviceMonitor",
         "podDisruptionBudget",
-        "autoscaling",
         "networkPolicy",
         "dashboard",
         "eventsToken",
     ):
         assert full[section]["enabled"] is True, section
+    # The one exception: the chart refuses it (test_one_replica_only), and full-values must render.
+    assert (full["autoscaling"]["enabled"], full["replicaCount"]) == (False, 1)
     assert full["watchNamespaces"]
     untouched = [
         key for key in defaults if key not in full and key not in ("nameOverride", "fullnameOverride")
@@ -418,13 +422,17 @@ def test_watch_namespaces_grants_roles_per_namespace(full_render: list[Manifest]
     assert "--all-namespaces" not in args
 
 
-def test_kopf_scanning_can_be_left_out(helm: Helm) -> None:
+def test_kopf_scanning_can_be_left_out(helm: Helm, default_render: list[Manifest]) -> None:
     namespaced = helm.template("--set-json", 'watchNamespaces=["team-a"]', "--set", "rbac.kopfScanning=false")
     assert not [m for m in namespaced if m["kind"] in CLUSTER_SCOPED], (
         "a tenant install needs no cluster RBAC"
     )
     clusterwide = helm.template("--set", "rbac.kopfScanning=false")
     assert rules_of(one(clusterwide, "ClusterRole")) == WATCH_RULES
+    # Without the rules Kopf is told not to scan, instead of retrying forbidden requests for a minute.
+    for manifests in (namespaced, clusterwide):
+        assert build_parser().parse_args(container(manifests)["args"]).no_kopf_scanning is True
+    assert build_parser().parse_args(container(default_render)["args"]).no_kopf_scanning is False
 
 
 def test_rbac_can_be_managed_elsewhere(helm: Helm) -> None:
@@ -550,6 +558,26 @@ def test_container_arguments_are_a_valid_command_line(helm: Helm, values: Path |
     assert mount["readOnly"] is True
 
 
+def test_gateway_and_health_ports_must_differ(helm: Helm) -> None:
+    error = helm.refused("--set", "ports.http=9000", "--set", "ports.health=9000")
+    assert "ports.http and ports.health are both 9000" in error, error
+    moved = helm.template("--set", "ports.http=9000", "--set", "ports.health=9001")
+    args = build_parser().parse_args(container(moved)["args"])
+    assert (args.port, args.health_port) == (9000, 9001)
+    assert (container_port(moved, "http"), container_port(moved, "health")) == (9000, 9001)
+
+
+@pytest.mark.parametrize("values", [None, FULL_VALUES], ids=["default-values", "full-values"])
+def test_kopf_runs_without_peering(helm: Helm, values: Path | None) -> None:
+    # Peering would pause the watches of every replica but the leader and freeze their routing tables.
+    for extra in ([], ["--set", "rbac.kopfScanning=false"]):
+        args = container(helm.template(*(["-f", str(values)] if values else []), *extra))["args"]
+        assert not [a for a in args if "peering" in a], args
+    documented = [CHART / "templates" / "NOTES.txt", CHART / "values.yaml", ROOT / "docs" / "operations.md"]
+    for path in documented:
+        assert "--peering" not in path.read_text(), f"{path.name} mentions --peering"
+
+
 def test_events_token_secret_is_created_or_referenced(helm: Helm, full_render: list[Manifest]) -> None:
     full = yaml.safe_load(FULL_VALUES.read_text())
     secret = one(full_render, "Secret")
@@ -633,13 +661,7 @@ def test_selectors_select_the_operator_pods(full_render: list[Manifest]) -> None
     monitor = one(full_render, "ServiceMonitor")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
-    hpa = one(full_render, "HorizontalPodAutoscaler")
-    assert hpa["spec"]["scaleTargetRef"] == {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "name": deployment["metadata"]["name"],
-    }
-    assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
+    assert deployment["spec"]["replicas"] == 1
 
 
 def test_service_monitor_scrapes_metrics_keeping_our_namespace_label(full_render: list[Manifest]) -> None:
@@ -661,14 +683,47 @@ def test_network_policy_opens_only_the_gateway_port(full_render: list[Manifest])
     assert policy["egress"] == full["networkPolicy"]["egress"]
 
 
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        (["--set", "replicaCount=2"], "replicaCount=2"),
+        (["-f", str(FULL_VALUES), "--set", "replicaCount=3"], "replicaCount=3"),
+        (["--set", "autoscaling.enabled=true"], "autoscaling.enabled=true"),
+        (["-f", str(FULL_VALUES), "--set", "autoscaling.enabled=true"], "autoscaling.enabled=true"),
+        # The HPA template refuses on its own too, whichever template Helm renders first.
+        (
+            ["--set", "autoscaling.enabled=true", "--show-only", "templates/hpa.yaml"],
+            "autoscaling.enabled=true",
+        ),
+    ],
+)
+def test_one_replica_only(helm: Helm, settings: list[str], named: str) -> None:
+    # Until per-replica status shards exist, replicas would overwrite each other's status counters.
+    error = helm.refused(*settings)
+    assert f"{named} is not supported yet" in error, error
+    assert "docs/architecture.md ('Multi-replica design')" in error, error
+
+
+def test_one_replica_only_allows_zero(helm: Helm) -> None:
+    for count in (0, 1):
+        deployment = one(helm.template("--set", f"replicaCount={count}"), "Deployment")
+        assert deployment["spec"]["replicas"] == count
+
+
 def test_disruption_budget_and_rollout_keep_a_ready_pod(helm: Helm, full_render: list[Manifest]) -> None:
-    assert one(full_render, "PodDisruptionBudget")["spec"] == {
-        "minAvailable": 2,
-        "selector": one(full_render, "PodDisruptionBudget")["spec"]["selector"],
-    }
+    pdb = one(full_render, "PodDisruptionBudget")["spec"]
+    assert pdb == {"maxUnavailable": 1, "selector": pdb["selector"]}, "one replica: never block a drain"
     default_pdb = one(helm.template("--set", "podDisruptionBudget.enabled=true"), "PodDisruptionBudget")
     assert default_pdb["spec"]["maxUnavailable"] == 1
     assert "minAvailable" not in default_pdb["spec"]
+    minimum = one(
+        helm.template(
+            "--set", "podDisruptionBudget.enabled=true", "--set", "podDisruptionBudget.minAvailable=0"
+        ),
+        "PodDisruptionBudget",
+    )
+    assert minimum["spec"]["minAvailable"] == 0
+    assert "maxUnavailable" not in minimum["spec"]
     strategy = one(full_render, "Deployment")["spec"]["strategy"]
     assert strategy["rollingUpdate"]["maxUnavailable"] == 0
 
@@ -822,6 +877,7 @@ def test_dockerfile_builds_a_wheel_and_runs_it_as_non_root() -> None:
         a for name, a in instructions[: instructions.index(("FROM", froms[1]))] if name == "RUN"
     )
     assert "pip wheel" in builder
+    assert "--constraint constraints.txt" in builder, "every transitive dependency pinned"
     runtime = final_stage()
     run = " ".join(a for name, a in runtime if name == "RUN")
     assert "pip install --no-index --find-links=/wheels" in run, "installs only the builder's pinned wheels"
@@ -842,7 +898,7 @@ def test_dockerignore_sends_only_the_sources() -> None:
     rules = [line for line in lines if line and not line.startswith("#")]
     assert rules[0] == "*", "an allow-list: nothing enters the build context unless named"
     allowed = {rule[1:] for rule in rules if rule.startswith("!")}
-    assert allowed == {"pyproject.toml", "README.md", "operator/"}
+    assert allowed == {"pyproject.toml", "README.md", "constraints.txt", "operator/"}
     copied = {
         path
         for name, a in dockerfile_instructions()
@@ -850,3 +906,70 @@ def test_dockerignore_sends_only_the_sources() -> None:
         for path in a.split()[:-1]
     }
     assert copied <= allowed, f"the Dockerfile copies what .dockerignore leaves out: {copied - allowed}"
+
+
+CONSTRAINTS = ROOT / "constraints.txt"
+GENERATE_CONSTRAINTS = (
+    "python3.11 -m venv /tmp/cv && /tmp/cv/bin/pip install . "
+    "&& /tmp/cv/bin/pip freeze --exclude openconnector-operator"
+)
+
+
+def runtime_closure(project: str) -> set[str]:
+    """Canonical names of everything `pip install <project>` installs (no dev extras), from the venv."""
+    found: dict[str, frozenset[str]] = {}
+    todo: list[tuple[str, frozenset[str]]] = [(project, frozenset())]
+    while todo:
+        name, extras = todo.pop()
+        dist = metadata.distribution(name)
+        key = canonicalize_name(dist.metadata["Name"])
+        if key in found and extras <= found[key]:
+            continue
+        found[key] = found.get(key, frozenset()) | extras
+        for text in dist.requires or []:
+            requirement = Requirement(text)
+            environments = [{"extra": extra} for extra in (extras or {""})]
+            if requirement.marker is None or any(requirement.marker.evaluate(e) for e in environments):
+                todo.append((requirement.name, frozenset(requirement.extras)))
+    return set(found) - {canonicalize_name(project)}
+
+
+def constraint_problems(path: Path) -> list[str]:
+    """What keeps `path` from pinning exactly the runtime dependencies, at pyproject.toml's versions."""
+    pins: dict[str, str] = {}
+    problems = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==([A-Za-z0-9.+!-]+)", line)
+        if match is None:
+            problems.append(f"not an exact pin: {line!r}")
+            continue
+        pins[canonicalize_name(match.group(1))] = match.group(2)
+    closure = runtime_closure("openconnector-operator")
+    problems += [f"unpinned runtime dependency: {name}" for name in sorted(closure - set(pins))]
+    problems += [f"not a runtime dependency: {name}" for name in sorted(set(pins) - closure)]
+    for text in metadata.requires("openconnector-operator") or []:
+        requirement = Requirement(text)
+        pinned = pins.get(canonicalize_name(requirement.name))
+        if requirement.marker is None and pinned is not None and pinned not in requirement.specifier:
+            problems.append(f"{requirement.name}=={pinned} contradicts pyproject.toml's {requirement}")
+    return problems
+
+
+def test_constraints_pin_every_runtime_dependency() -> None:
+    assert CONSTRAINTS.is_file(), f"constraints.txt is missing; generate it: {GENERATE_CONSTRAINTS}"
+    problems = constraint_problems(CONSTRAINTS)
+    assert not problems, f"constraints.txt is stale; regenerate it ({GENERATE_CONSTRAINTS}): {problems}"
+
+
+def test_the_constraints_check_notices_gaps(tmp_path: Path) -> None:
+    # Guards the test above: a lock without a transitive dependency, or with a loose pin, is noticed.
+    closure = sorted(runtime_closure("openconnector-operator"))
+    assert {"aiohttp", "kopf", "yarl", "cryptography"} <= set(closure), "transitive and extras followed"
+    lock = tmp_path / "constraints.txt"
+    lock.write_text("".join(f"{name}=={metadata.version(name)}\n" for name in closure[1:]) + "kopf>=1\n")
+    problems = constraint_problems(lock)
+    assert f"unpinned runtime dependency: {closure[0]}" in problems
+    assert "not an exact pin: 'kopf>=1'" in problems

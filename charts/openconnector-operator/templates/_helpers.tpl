@@ -108,3 +108,16 @@ it serves a list of namespaces, lists and watches Namespaces to follow them. */}
   verbs: ["list", "watch"]
 {{- end }}
 {{- end }}
+
+{{/* One replica until per-replica status shards exist: every replica writes the same status fields of the
+same resources, so several would overwrite each other's counters (docs/architecture.md, "Multi-replica
+design"). Included by the Deployment, which every render has, and by the HPA. */}}
+{{- define "openconnector.assertSingleReplica" -}}
+{{- $why := "several replicas would overwrite each other's status counters on every resource until the per-replica status shards designed in docs/architecture.md ('Multi-replica design') are built" }}
+{{- if .Values.autoscaling.enabled }}
+{{- fail (printf "autoscaling.enabled=true is not supported yet: %s. Set autoscaling.enabled=false and replicaCount=1." $why) }}
+{{- end }}
+{{- if gt (int .Values.replicaCount) 1 }}
+{{- fail (printf "replicaCount=%d is not supported yet: %s. Set replicaCount=1 (or 0 to stop the operator)." (int .Values.replicaCount) $why) }}
+{{- end }}
+{{- end }}

@@ -306,7 +306,7 @@ def build_registry(
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         return login_info(**kwargs)
 
-    @kopf.on.probe(id="gateway", registry=registry)
+    @kopf.on.probe(id="gateway", registry=registry, errors=kopf.ErrorsMode.PERMANENT)
     async def gateway_loop_responds(**_: Any) -> str:
         # Kopf's liveness endpoint runs in Kopf's thread: this round trip makes it fail (and the pod
         # restart) when the gateway's loop, where requests and deliveries run, is stuck.
