@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from openconnector.ce import CloudEvent, to_binary, to_structured
 from openconnector.delivery import (
     Attempt,
     ContentMode,
@@ -28,8 +29,11 @@ from openconnector.delivery import (
     DeliveryPolicy,
     DeliveryTarget,
     Dispatcher,
+    EventTooLargeError,
     FinalOutcome,
     HealthConfig,
+    prepare,
+    webhook_message_id,
 )
 from tests.component.sinks import RecordedRequest, RefusingEndpoint, Reply, Sink
 
@@ -143,7 +147,7 @@ async def dispatcher(fake_time: FakeTime, recorder: Recorder) -> AsyncIterator[D
         yield engine
 
 
-async def settle(dispatcher: Dispatcher[Event], key: str | None = None) -> None:
+async def settle(dispatcher: Dispatcher[Any], key: str | None = None) -> None:
     """Wait (bounded, real time) until the dispatcher has nothing queued or in flight."""
     async with asyncio.timeout(10):
         await dispatcher.join(key)
@@ -162,6 +166,7 @@ async def test_500_then_200_is_retried_and_delivered_once(
 ) -> None:
     async with Sink(Reply(500, body=b"boom")) as sink:
         sub = target(sink.url)
+        dispatcher.set_target(sub)
         await dispatcher.submit(sub, Event("e-1"))
         await settle(dispatcher)
 
@@ -203,6 +208,7 @@ async def test_retry_after_is_honoured_no_attempt_before_it(
 ) -> None:
     async with Sink(Reply(status, headers={"Retry-After": retry_after}), clock=fake_time.clock) as sink:
         sub = target(sink.url)
+        dispatcher.set_target(sub)
         await dispatcher.submit(sub, Event("e-ra"))
         await settle(dispatcher)
 
@@ -217,7 +223,9 @@ async def test_retry_after_is_capped_by_retry_after_max(
 ) -> None:
     policy = replace(FAST, retry_after_max=5.0)
     async with Sink(Reply(429, headers={"Retry-After": "3600"})) as sink:
-        await dispatcher.submit(target(sink.url, policy=policy), Event("e-cap"))
+        sub = target(sink.url, policy=policy)
+        dispatcher.set_target(sub)
+        await dispatcher.submit(sub, Event("e-cap"))
         await settle(dispatcher)
         assert len(sink.requests) == 2
         assert fake_time.sleeps == [5.0]
@@ -230,6 +238,7 @@ async def test_retry_after_under_looptime_with_the_default_sleep() -> None:
     engine: Dispatcher[Event] = Dispatcher(encode, rng=MaxRng())
     async with engine, Sink(Reply(429, headers={"Retry-After": "2"}), clock=loop.time) as sink:
         sub = target(sink.url)
+        engine.set_target(sub)
         await engine.submit(sub, Event("e-lt"))
         await engine.join()
         first, second = sink.requests
@@ -240,6 +249,7 @@ async def test_retry_after_under_looptime_with_the_default_sleep() -> None:
 async def test_a_redirect_is_a_failure_and_is_not_followed(dispatcher: Dispatcher[Event]) -> None:
     async with Sink() as elsewhere, Sink(default=Reply(302, headers={"Location": elsewhere.url})) as sink:
         sub = target(sink.url)
+        dispatcher.set_target(sub)
         await dispatcher.submit(sub, Event("e-302"))
         await settle(dispatcher)
 
@@ -256,7 +266,9 @@ async def test_a_redirect_is_a_failure_and_is_not_followed(dispatcher: Dispatche
 
 async def test_a_client_error_is_not_retried(dispatcher: Dispatcher[Event]) -> None:
     async with Sink(default=Reply(400)) as sink:
-        await dispatcher.submit(target(sink.url), Event("e-400"))
+        sub = target(sink.url)
+        dispatcher.set_target(sub)
+        await dispatcher.submit(sub, Event("e-400"))
         await settle(dispatcher)
         assert len(sink.requests) == 1
 
@@ -265,6 +277,7 @@ async def test_a_timeout_is_retried(dispatcher: Dispatcher[Event]) -> None:
     policy = replace(FAST, timeout=0.2)
     async with Sink(Reply(hang=True)) as sink:
         sub = target(sink.url, policy=policy)
+        dispatcher.set_target(sub)
         await dispatcher.submit(sub, Event("e-slow"))
         await settle(dispatcher)
 
@@ -284,6 +297,7 @@ async def test_410_pauses_the_target_and_dead_letters_what_was_queued(
     async with Sink() as dead_letters, Sink(Reply(410)) as sink:
         policy = replace(FAST, dead_letter=dead_letters.url)
         sub = target(sink.url, policy=policy, max_concurrency=1)
+        dispatcher.set_target(sub)
         for n in range(3):
             await dispatcher.submit(sub, Event(f"e-{n}"))
         await settle(dispatcher)
@@ -317,6 +331,7 @@ async def test_auto_pause_after_consecutive_failed_events(
     policy = replace(FAST, retries=0)
     async with Sink(default=Reply(500)) as sink:
         sub = target(sink.url, policy=policy, max_concurrency=1, health=HealthConfig(auto_pause_after=2))
+        dispatcher.set_target(sub)
         for n in range(4):
             await dispatcher.submit(sub, Event(f"e-{n}"))
         await settle(dispatcher)
@@ -338,12 +353,13 @@ async def test_an_endpoint_down_for_the_whole_budget_is_dead_lettered(
         async with Sink() as dead_letters:
             policy = replace(FAST, retries=2, dead_letter=dead_letters.url)
             sub = target(down.url + "?access_token=hidden", policy=policy)
+            dispatcher.set_target(sub)
             await dispatcher.submit(sub, Event("e-down"))
             await settle(dispatcher)
 
             (letter,) = dead_letters.requests
             document = sent_event(letter)
-            assert letter.headers["Content-Type"] == "application/cloudevents+json"
+            assert letter.headers["Content-Type"].startswith("application/cloudevents+json")
             assert document["id"] == "e-down"
             assert document["data"] == {"zaak": "abc123"}
             assert document["ocerrordest"] == down.url  # the query string (may hold tokens) is cut
@@ -372,7 +388,9 @@ async def test_dead_letters_carry_the_status_and_the_start_of_the_error_body(
     body = b"upstream exploded: " + b"x" * 5000
     async with Sink() as dead_letters, Sink(default=Reply(503, body=body)) as sink:
         policy = replace(FAST, retries=1, dead_letter=dead_letters.url)
-        await dispatcher.submit(target(sink.url, policy=policy), Event("e-503"))
+        sub = target(sink.url, policy=policy)
+        dispatcher.set_target(sub)
+        await dispatcher.submit(sub, Event("e-503"))
         await settle(dispatcher)
 
         document = sent_event(dead_letters.requests[0])
@@ -386,6 +404,7 @@ async def test_a_failing_dead_letter_sink_drops_loudly(
     async with Sink(default=Reply(500)) as dead_letters, Sink(default=Reply(500)) as sink:
         policy = replace(FAST, retries=1, dead_letter=dead_letters.url, dead_letter_retries=2)
         sub = target(sink.url, policy=policy)
+        dispatcher.set_target(sub)
         with caplog.at_level(logging.ERROR, logger="openconnector.delivery"):
             await dispatcher.submit(sub, Event("e-lost"))
             await settle(dispatcher)
@@ -410,7 +429,9 @@ async def test_a_slow_subscriber_does_not_delay_a_fast_one(dispatcher: Dispatche
     gate = asyncio.Event()
     async with Sink(default=Reply(gate=gate)) as slow_sink, Sink() as fast_sink:
         slow = target(slow_sink.url, key="default/slow", max_concurrency=2)
+        dispatcher.set_target(slow)
         fast = target(fast_sink.url, key="default/fast")
+        dispatcher.set_target(fast)
         for n in range(6):
             await dispatcher.submit(slow, Event(f"s-{n}"))
         for n in range(20):
@@ -432,6 +453,7 @@ async def test_back_pressure_and_queue_full_drops(dispatcher: Dispatcher[Event],
     gate = asyncio.Event()
     async with Sink(default=Reply(gate=gate)) as sink:
         sub = target(sink.url, max_concurrency=1, queue_size=2)
+        dispatcher.set_target(sub)
         assert dispatcher.try_submit(sub, Event("q-1"))
         await sink.wait_for(1)  # q-1 is in flight, the queue is empty again
         assert dispatcher.try_submit(sub, Event("q-2"))
@@ -462,6 +484,7 @@ async def test_the_bearer_token_is_sent_but_never_recorded(
     async with Sink() as dead_letters, Sink(Reply(500), Reply(500)) as sink:
         policy = replace(FAST, retries=1, dead_letter=dead_letters.url)
         sub = target(sink.url, policy=policy, auth_headers={"Authorization": f"Bearer {TOKEN}"})
+        dispatcher.set_target(sub)
         with caplog.at_level(logging.DEBUG):
             await dispatcher.submit(sub, Event("e-auth"))
             await settle(dispatcher)
@@ -485,6 +508,7 @@ async def test_deliveries_are_signed_with_standard_webhooks(
     key = base64.b64decode(SIGNING_SECRET.removeprefix("whsec_"))
     async with Sink(Reply(503)) as sink:
         sub = target(sink.url, signing_secret=SIGNING_SECRET)
+        dispatcher.set_target(sub)
         await dispatcher.submit(sub, Event("e-signed"))
         await settle(dispatcher)
 
@@ -495,7 +519,8 @@ async def test_deliveries_are_signed_with_standard_webhooks(
             signed = f"{msg_id}.{timestamp}.".encode() + request.body
             expected = "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
             assert expected in request.headers["webhook-signature"].split(" ")
-            assert msg_id == "e-signed"  # stable across retries, so receivers can deduplicate
+            # stable across retries (receivers deduplicate on it) and unique per (source, id)
+            assert msg_id == webhook_message_id(Event("e-signed").source, "e-signed")
         assert [int(r.headers["webhook-timestamp"]) for r in sink.requests] == [int(T0), int(T0 + 0.02)]
         assert SIGNING_SECRET not in repr(sub)
 
@@ -508,6 +533,7 @@ async def test_binary_mode_method_and_static_headers(dispatcher: Dispatcher[Even
             content_mode=ContentMode.BINARY,
             headers={"X-Tenant": "gemeente-utrecht"},
         )
+        dispatcher.set_target(sub)
         await dispatcher.submit(sub, Event("e-bin"))
         await settle(dispatcher)
         (request,) = sink.requests
@@ -527,6 +553,7 @@ async def test_update_target_redirects_queued_events_without_losing_them(
     gate = asyncio.Event()
     async with Sink(Reply(gate=gate)) as old_sink, Sink() as new_sink:
         sub = target(old_sink.url, max_concurrency=1)
+        dispatcher.set_target(sub)
         for n in range(4):
             await dispatcher.submit(sub, Event(f"u-{n}"))
         await old_sink.wait_for(1)
@@ -540,17 +567,21 @@ async def test_update_target_redirects_queued_events_without_losing_them(
         assert dispatcher.health(sub.key).delivered == 4
 
 
-async def test_submit_with_a_changed_target_replaces_the_registered_one(
+async def test_intake_never_reconfigures_a_lane_with_a_stale_target(
     dispatcher: Dispatcher[Event],
 ) -> None:
-    async with Sink() as first, Sink() as second:
-        await dispatcher.submit(target(first.url), Event("a"))
+    """A request holding an old routing table must not switch the lane back to an old URL or secret."""
+    async with Sink() as old_sink, Sink() as new_sink:
+        stale = target(old_sink.url)
+        dispatcher.set_target(stale)
+        dispatcher.update_target(stale.key, replace(stale, url=new_sink.url))
+        await dispatcher.submit(stale, Event("a"))
+        assert dispatcher.try_submit(stale, Event("b"))
+        assert dispatcher.offer([(stale.key, Event("c"))]).accepted
         await settle(dispatcher)
-        await dispatcher.submit(target(second.url), Event("b"))
-        await settle(dispatcher)
-        assert (len(first.requests), len(second.requests)) == (1, 1)
-        assert dispatcher.target("default/sub").url == second.url
-        assert dispatcher.health("default/sub").delivered == 2  # one lane, one health record
+        assert old_sink.requests == []
+        assert sorted(sent_event(r)["id"] for r in new_sink.requests) == ["a", "b", "c"]
+        assert dispatcher.target(stale.key).url == new_sink.url
 
 
 async def test_remove_target_drops_what_cannot_be_drained_with_a_count(
@@ -558,6 +589,7 @@ async def test_remove_target_drops_what_cannot_be_drained_with_a_count(
 ) -> None:
     async with Sink(default=Reply(hang=True)) as sink:
         sub = target(sink.url, max_concurrency=1)
+        dispatcher.set_target(sub)
         for n in range(3):
             await dispatcher.submit(sub, Event(f"r-{n}"))
         await sink.wait_for(1)
@@ -579,6 +611,7 @@ async def test_shutdown_drains_queued_events() -> None:
     engine: Dispatcher[Event] = Dispatcher(encode)
     async with Sink(default=Reply(delay=0.01)) as sink:
         sub = target(sink.url, max_concurrency=1)
+        engine.set_target(sub)
         for n in range(5):
             await engine.submit(sub, Event(f"d-{n}"))
         assert await engine.close(drain_deadline=10) == 0
@@ -592,6 +625,7 @@ async def test_shutdown_past_the_deadline_counts_the_rest_as_dropped(
     engine: Dispatcher[Event] = Dispatcher(encode, observer=recorder)
     async with Sink(default=Reply(hang=True)) as sink:
         sub = target(sink.url, max_concurrency=1)
+        engine.set_target(sub)
         for n in range(3):
             await engine.submit(sub, Event(f"x-{n}"))
         await sink.wait_for(1)
@@ -617,6 +651,7 @@ async def test_a_waiting_submitter_is_released_by_shutdown() -> None:
     gate = asyncio.Event()
     async with Sink(default=Reply(gate=gate)) as sink:
         sub = target(sink.url, max_concurrency=1, queue_size=1)
+        engine.set_target(sub)
         await engine.submit(sub, Event("w-1"))
         await sink.wait_for(1)
         await engine.submit(sub, Event("w-2"))
@@ -690,6 +725,7 @@ async def test_a_worker_cancelled_from_outside_counts_its_event_and_is_replaced(
     """kopf cancels tasks created after it started when it stops; the in-flight event is not lost silently."""
     async with Sink(Reply(hang=True)) as sink:
         sub = target(sink.url, max_concurrency=1)
+        dispatcher.set_target(sub)
         await dispatcher.submit(sub, Event("c-1"))
         await sink.wait_for(1)
         (worker,) = [t for t in asyncio.all_tasks() if t.get_name().startswith(f"delivery:{sub.key}#")]
@@ -702,3 +738,413 @@ async def test_a_worker_cancelled_from_outside_counts_its_event_and_is_replaced(
         await dispatcher.submit(sub, Event("c-2"))  # a new worker takes over
         await settle(dispatcher)
         assert dispatcher.health(sub.key).delivered == 1
+
+
+# ------------------------------------------------------------- encoded lanes and byte accounting
+
+
+class CountingEncoder:
+    """The test encoder, counting calls per content mode; events whose id starts with "bad" fail."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, ContentMode]] = []
+
+    def __call__(self, event: Event, mode: ContentMode) -> tuple[dict[str, str], bytes]:
+        self.calls.append((event.id, mode))
+        if event.id.startswith("bad"):
+            raise ValueError("data cannot be encoded")
+        return encode(event, mode)
+
+
+def size_of(event: Event, mode: ContentMode = ContentMode.STRUCTURED) -> int:
+    return prepare(event, mode, encode).size
+
+
+@pytest.fixture
+def counting() -> CountingEncoder:
+    return CountingEncoder()
+
+
+@pytest.fixture
+async def counted(
+    counting: CountingEncoder, fake_time: FakeTime, recorder: Recorder
+) -> AsyncIterator[Dispatcher[Event]]:
+    engine: Dispatcher[Event] = Dispatcher(
+        counting, observer=recorder, clock=fake_time.clock, sleep=fake_time.sleep, rng=MaxRng()
+    )
+    async with engine:
+        yield engine
+
+
+async def test_fan_out_encodes_once_per_mode_and_counts_shared_bytes_once(
+    counted: Dispatcher[Event], counting: CountingEncoder
+) -> None:
+    gate = asyncio.Event()
+    async with Sink(Reply(500), default=Reply(gate=gate)) as sink:
+        first = target(sink.url, key="ns/first")
+        second = target(sink.url, key="ns/second")
+        binary = target(sink.url, key="ns/binary", content_mode=ContentMode.BINARY)
+        for sub in (first, second, binary):
+            counted.set_target(sub)
+        event = Event("fan-1", data={"payload": "x" * 10_000})
+
+        result = counted.offer([(first.key, event), (second.key, event), (binary.key, event)])
+
+        assert (result.accepted, result.queued, result.skipped, result.full) == (True, 3, [], [])
+        assert counting.calls == [("fan-1", ContentMode.STRUCTURED), ("fan-1", ContentMode.BINARY)]
+        structured, binary_size = size_of(event), size_of(event, ContentMode.BINARY)
+        assert structured > 10_000
+        assert counted.queued_bytes(first.key) == counted.queued_bytes(second.key) == structured
+        assert counted.queued_bytes(binary.key) == binary_size
+        assert counted.queued_bytes() == structured + binary_size  # one held request per mode
+
+        gate.set()
+        await settle(counted)
+        assert len(sink.requests) == 4  # one of them was a 500 and was retried ...
+        assert len(counting.calls) == 2  # ... from the held bytes, not by encoding again
+        assert counted.queued_bytes() == 0
+        assert all(counted.queued_bytes(sub.key) == 0 for sub in (first, second, binary))
+
+
+async def test_a_lane_is_bounded_by_bytes_as_well_as_by_count(
+    counted: Dispatcher[Event], recorder: Recorder
+) -> None:
+    gate = asyncio.Event()
+    async with Sink(default=Reply(gate=gate)) as sink:
+        big = {"payload": "x" * 20_000}
+        one = size_of(Event("b-0", data=big))
+        sub = target(sink.url, max_concurrency=1, queue_bytes=3 * one + one // 2)
+        counted.set_target(sub)
+        for n in range(3):  # one in flight (its bytes stay held) and two waiting
+            assert counted.offer([(sub.key, Event(f"b-{n}", data=big))]).accepted
+        await sink.wait_for(1)
+        assert counted.queued_bytes(sub.key) == 3 * one
+
+        refused = counted.offer([(sub.key, Event("b-3", data=big))])
+        assert (refused.accepted, refused.queued, refused.full, refused.too_large) == (
+            False,
+            0,
+            [sub.key],
+            [],
+        )
+        assert "the queue of default/sub is full" in refused.detail
+        assert counted.queue_depth(sub.key) == 3
+        assert counted.queued_bytes(sub.key) == 3 * one  # nothing was added
+        small = counted.offer([(sub.key, Event("b-small"))])
+        assert small.accepted  # the count limit (1000) is far away; a small event still fits
+
+        assert not counted.try_submit(sub, Event("b-4", data=big))
+        assert recorder.outcomes[-1] == (sub.key, "b-4", FinalOutcome.DROPPED, "queueFull")
+        assert counted.health(sub.key).dropped == 1
+
+        gate.set()
+        await settle(counted)
+        assert counted.health(sub.key).delivered == 4
+        assert counted.queued_bytes() == 0
+
+
+async def test_offer_is_all_or_nothing_and_wait_for_room_wakes_when_the_full_lane_drains(
+    counted: Dispatcher[Event],
+) -> None:
+    gate = asyncio.Event()
+    async with Sink() as open_sink, Sink(default=Reply(gate=gate)) as slow_sink:
+        roomy = target(open_sink.url, key="ns/roomy")
+        tight = target(slow_sink.url, key="ns/tight", max_concurrency=1, queue_size=1)
+        counted.set_target(roomy)
+        counted.set_target(tight)
+        assert counted.offer([(tight.key, Event("t-1"))]).accepted
+        await slow_sink.wait_for(1)  # t-1 in flight
+        assert counted.offer([(tight.key, Event("t-2"))]).accepted  # t-2 waits: the lane is full
+        held = counted.queued_bytes()
+
+        event = Event("both")
+        refused = counted.offer([(roomy.key, event), (tight.key, event)])
+
+        assert (refused.accepted, refused.queued, refused.full, refused.too_large) == (
+            False,
+            0,
+            [tight.key],
+            [],
+        )
+        assert counted.queue_depth(roomy.key) == 0  # the lane with room got nothing either
+        assert counted.queued_bytes() == held
+        waiting = asyncio.create_task(counted.wait_for_room(refused.full))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not waiting.done()
+        await settle(counted, roomy.key)
+        assert open_sink.requests == []
+
+        gate.set()  # t-1 completes, t-2 leaves the queue: room
+        async with asyncio.timeout(10):
+            await waiting
+        accepted = counted.offer([(roomy.key, event), (tight.key, event)])
+        assert (accepted.accepted, accepted.queued) == (True, 2)
+        await settle(counted)
+        assert [sent_event(r)["id"] for r in open_sink.requests] == ["both"]
+        assert [sent_event(r)["id"] for r in slow_sink.requests] == ["t-1", "t-2", "both"]
+
+
+async def test_the_global_byte_budget_refuses_whole_plans_and_wakes_waiters(
+    counting: CountingEncoder, fake_time: FakeTime
+) -> None:
+    data = {"payload": "y" * 5_000}
+    one = size_of(Event("g-1", data=data))
+    engine: Dispatcher[Event] = Dispatcher(
+        counting, max_queued_bytes=2 * one + one // 2, clock=fake_time.clock, sleep=fake_time.sleep
+    )
+    gate = asyncio.Event()
+    async with engine, Sink(default=Reply(gate=gate)) as sink:
+        a = target(sink.url, key="ns/a", max_concurrency=1)
+        b = target(sink.url, key="ns/b", max_concurrency=1)
+        engine.set_target(a)
+        engine.set_target(b)
+        shared = Event("g-1", data=data)
+        assert engine.offer([(a.key, shared), (b.key, shared)]).accepted  # one request held twice
+        assert engine.offer([(a.key, Event("g-2", data=data))]).accepted
+        assert engine.queued_bytes() == 2 * one
+        assert engine.queued_bytes(a.key) == 2 * one
+        assert engine.queued_bytes(b.key) == one
+
+        refused = engine.offer([(b.key, Event("g-3", data=data))])
+        assert (refused.accepted, refused.full, refused.budget_needed) == (False, [], one)
+        assert "delivery buffer is full" in refused.detail
+        assert engine.queue_depth(b.key) == 1
+
+        waiting = asyncio.create_task(engine.wait_for_room(refused.full, needed_bytes=refused.budget_needed))
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not waiting.done()
+        gate.set()
+        async with asyncio.timeout(10):
+            await waiting
+        assert engine.max_queued_bytes - engine.queued_bytes() >= one
+        assert engine.offer([(b.key, Event("g-3", data=data))]).accepted
+        await settle(engine)
+        assert len(sink.requests) == 4
+
+
+async def test_an_event_that_can_never_fit_is_reported_not_waited_for(
+    counted: Dispatcher[Event], recorder: Recorder, fake_time: FakeTime
+) -> None:
+    huge = Event("huge", data={"payload": "z" * 50_000})
+    async with Sink() as sink:
+        sub = target(sink.url, queue_bytes=10_000)
+        counted.set_target(sub)
+
+        result = counted.offer([(sub.key, huge)])
+        assert (result.accepted, result.too_large, result.full, result.budget_needed) == (
+            False,
+            [sub.key],
+            [],
+            0,
+        )
+        assert "holds at most" in result.detail
+        with pytest.raises(EventTooLargeError, match="default/sub"):
+            async with asyncio.timeout(10):
+                await counted.submit(sub, huge)
+        assert not counted.try_submit(sub, huge)
+        assert recorder.outcomes == [(sub.key, "huge", FinalOutcome.DROPPED, "tooLarge")]
+
+        over_queue_size = target(sink.url, key="ns/two", queue_size=1)
+        counted.set_target(over_queue_size)
+        batch = counted.offer([(over_queue_size.key, Event("x-1")), (over_queue_size.key, Event("x-2"))])
+        assert (batch.accepted, batch.too_large) == (False, [over_queue_size.key])
+
+    budget: Dispatcher[Event] = Dispatcher(encode, max_queued_bytes=20_000, clock=fake_time.clock)
+    async with budget:
+        budget.set_target(target("http://127.0.0.1:9/", key="ns/a"))
+        budget.set_target(target("http://127.0.0.1:9/", key="ns/b"))
+        whole = budget.offer([("ns/a", huge), ("ns/b", huge)])
+        assert (whole.accepted, whole.too_large) == (False, ["ns/a", "ns/b"])
+        assert "the gateway holds at most" in whole.detail
+        assert budget.queued_bytes() == 0
+
+
+async def test_an_event_that_cannot_be_encoded_is_dropped_with_a_reason_and_the_rest_queued(
+    counted: Dispatcher[Event], recorder: Recorder
+) -> None:
+    async with Sink() as sink:
+        sub = target(sink.url)
+        counted.set_target(sub)
+        result = counted.offer([(sub.key, Event("bad-1")), (sub.key, Event("good-1"))])
+        assert (result.accepted, result.queued, result.dropped) == (True, 1, [sub.key])
+        await settle(counted)
+        assert [sent_event(r)["id"] for r in sink.requests] == ["good-1"]
+        health = counted.health(sub.key)
+        assert (health.delivered, health.dropped) == (1, 1)
+        last_error = health.snapshot()["lastError"]
+        assert isinstance(last_error, dict)
+        assert (
+            last_error["message"]
+            == "dropped (encodingFailed): encoding failed: ValueError: data cannot be encoded"
+        )
+        assert (sub.key, "bad-1", FinalOutcome.DROPPED, "encodingFailed") in recorder.outcomes
+
+
+# ------------------------------------------------------------------- lanes only from the table
+
+
+async def test_a_removed_target_is_never_resurrected_by_intake(
+    dispatcher: Dispatcher[Event], recorder: Recorder
+) -> None:
+    async with Sink() as sink:
+        sub = target(sink.url)
+        dispatcher.set_target(sub)
+        assert await dispatcher.remove_target(sub.key) == 0
+
+        with pytest.raises(DeliveryClosedError, match="no delivery target 'default/sub'"):
+            await dispatcher.submit(sub, Event("late-1"))
+        assert not dispatcher.try_submit(sub, Event("late-2"))
+        result = dispatcher.offer([(sub.key, Event("late-3"))])
+        assert (result.accepted, result.queued, result.skipped) == (True, 0, [sub.key])
+        async with asyncio.timeout(10):
+            await dispatcher.wait_for_room([sub.key])  # returns at once: re-plan, the key is gone
+
+        assert sub.key not in dispatcher.target_keys()
+        assert recorder.outcomes == [(sub.key, "late-2", FinalOutcome.DROPPED, "unknownTarget")]
+        await asyncio.sleep(0.05)
+        assert sink.requests == []
+
+
+async def test_a_submitter_waiting_on_a_removed_target_fails_instead_of_recreating_it(
+    dispatcher: Dispatcher[Event],
+) -> None:
+    gate = asyncio.Event()
+    async with Sink(default=Reply(gate=gate)) as sink:
+        sub = target(sink.url, max_concurrency=1, queue_size=1)
+        dispatcher.set_target(sub)
+        await dispatcher.submit(sub, Event("r-1"))
+        await sink.wait_for(1)
+        await dispatcher.submit(sub, Event("r-2"))
+        waiting = asyncio.create_task(dispatcher.submit(sub, Event("r-3")))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        removing = asyncio.create_task(dispatcher.remove_target(sub.key, drain_deadline=0.05))
+        with pytest.raises(DeliveryClosedError):
+            async with asyncio.timeout(10):
+                await waiting
+        assert await removing == 2
+        assert sub.key not in dispatcher.target_keys()
+
+
+async def test_offer_and_wait_for_room_after_close() -> None:
+    engine: Dispatcher[Event] = Dispatcher(encode)
+    engine.set_target(target("http://127.0.0.1:9/"))
+    await engine.close()
+    with pytest.raises(DeliveryClosedError):
+        engine.offer([("default/sub", Event("late"))])
+    async with asyncio.timeout(10):
+        await engine.wait_for_room(["default/sub"])
+
+
+async def test_a_content_mode_change_converts_queued_events(dispatcher: Dispatcher[Event]) -> None:
+    gate = asyncio.Event()
+    async with Sink(Reply(gate=gate)) as sink:
+        sub = target(sink.url, max_concurrency=1)
+        dispatcher.set_target(sub)
+        for n in range(3):
+            await dispatcher.submit(sub, Event(f"m-{n}"))
+        await sink.wait_for(1)
+        dispatcher.update_target(sub.key, replace(sub, content_mode=ContentMode.BINARY))
+        gate.set()
+        await settle(dispatcher)
+
+        first, *later = sink.requests
+        assert sent_event(first)["id"] == "m-0"  # was in flight: structured
+        assert [r.headers["ce-id"] for r in later] == ["m-1", "m-2"]
+        assert all(r.headers["Content-Type"] == "application/json" for r in later)
+        assert [json.loads(r.body) for r in later] == [{"zaak": "abc123"}] * 2
+
+
+# ------------------------------------------------------------------- Retry-After and webhook-id
+
+
+async def test_a_retry_after_with_thousands_of_digits_waits_the_cap_and_delivers(
+    dispatcher: Dispatcher[Event], fake_time: FakeTime, recorder: Recorder
+) -> None:
+    policy = replace(FAST, retry_after_max=7.0)
+    async with Sink(Reply(429, headers={"Retry-After": "9" * 5000})) as sink:
+        sub = target(sink.url, policy=policy)
+        dispatcher.set_target(sub)
+        await dispatcher.submit(sub, Event("e-huge-ra"))
+        await settle(dispatcher)
+        assert len(sink.requests) == 2
+        assert fake_time.sleeps == [7.0]
+        assert recorder.outcomes == [(sub.key, "e-huge-ra", FinalOutcome.DELIVERED, None)]
+
+
+async def test_webhook_id_is_unique_per_source_and_id(dispatcher: Dispatcher[Event]) -> None:
+    async with Sink() as sink:
+        sub = target(sink.url, signing_secret=SIGNING_SECRET)
+        dispatcher.set_target(sub)
+        await dispatcher.submit(sub, Event("1", source="urn:example:a"))
+        await dispatcher.submit(sub, Event("1", source="urn:example:b"))
+        await settle(dispatcher)
+        ids = [r.headers["webhook-id"] for r in sink.requests]
+        assert ids == [webhook_message_id("urn:example:a", "1"), webhook_message_id("urn:example:b", "1")]
+        assert ids[0] != ids[1]
+
+
+# --------------------------------------------------------- dead letters with the real CloudEvents
+
+
+def cloudevents_encode(event: CloudEvent, mode: ContentMode) -> tuple[Mapping[str, str], bytes]:
+    """What the gateway injects."""
+    return to_binary(event) if mode is ContentMode.BINARY else to_structured(event)
+
+
+@pytest.mark.parametrize("mode", [ContentMode.STRUCTURED, ContentMode.BINARY])
+async def test_dead_letters_are_structured_cloudevents_with_error_extensions_in_both_modes(
+    fake_time: FakeTime, mode: ContentMode
+) -> None:
+    event = CloudEvent(
+        {
+            "specversion": "1.0",
+            "id": "zaak-42",
+            "source": "urn:nld:oin:00000001823288444000:systeem:zaken",
+            "type": "nl.vng.zgw.zaken.zaak.created",
+            "time": "2026-11-28T08:00:00Z",
+            "datacontenttype": "application/json",
+            "sequence": "42",
+            "sequencetype": "Integer",
+        },
+        {"zaak": "abc123", "omschrijving": "caf\u00e9 \u2013 ok"},
+    )
+    engine: Dispatcher[CloudEvent] = Dispatcher(
+        cloudevents_encode, clock=fake_time.clock, sleep=fake_time.sleep, rng=MaxRng()
+    )
+    error_body = b'{"error": "kapot"}'
+    async with engine, Sink() as dead_letters, Sink(default=Reply(500, body=error_body)) as sink:
+        policy = replace(FAST, retries=1, dead_letter=dead_letters.url)
+        sub = target(sink.url + "?token=hidden", policy=policy, content_mode=mode)
+        engine.set_target(sub)
+        assert engine.offer([(sub.key, event)]).accepted
+        await settle(engine)
+
+        assert len(sink.requests) == 2
+        if mode is ContentMode.BINARY:
+            assert sink.requests[0].headers["ce-id"] == "zaak-42"
+        (letter,) = dead_letters.requests
+        assert letter.headers["Content-Type"] == "application/cloudevents+json; charset=utf-8"
+        document = sent_event(letter)
+        assert document == {
+            **event.attributes,
+            "data": event.data,
+            "ocerrordest": sink.url,
+            "ocerrorcode": 500,
+            "ocerrordata": base64.b64encode(error_body).decode(),
+        }
+        assert engine.health(sub.key).dead_lettered == 1
+
+
+async def test_dead_letters_of_a_custom_encoder_in_binary_mode(dispatcher: Dispatcher[Event]) -> None:
+    async with Sink() as dead_letters, Sink(default=Reply(400, body=b"nope")) as sink:
+        policy = replace(FAST, dead_letter=dead_letters.url)
+        sub = target(sink.url, policy=policy, content_mode=ContentMode.BINARY)
+        dispatcher.set_target(sub)
+        await dispatcher.submit(sub, Event("e-bin-dl"))
+        await settle(dispatcher)
+        document = sent_event(dead_letters.requests[0])
+        assert (document["id"], document["data"]) == ("e-bin-dl", {"zaak": "abc123"})
+        assert (document["ocerrorcode"], base64.b64decode(document["ocerrordata"])) == (400, b"nope")

@@ -20,7 +20,12 @@ from openconnector.delivery.policy import (
     classify,
     parse_retry_after,
 )
-from openconnector.delivery.signing import decode_signing_secret, sign, signature_headers
+from openconnector.delivery.signing import (
+    decode_signing_secret,
+    sign,
+    signature_headers,
+    webhook_message_id,
+)
 
 
 class MaxRng:
@@ -210,6 +215,30 @@ def test_unparseable_retry_after_is_ignored(value: str | None) -> None:
     assert parse_retry_after(value, NOW) is None
 
 
+@pytest.mark.parametrize("value", ["9" * 5000, "1" * 11, "12345678901", " " + "7" * 4301 + " "])
+def test_retry_after_with_more_than_ten_digits_is_the_cap(value: str) -> None:
+    """int() refuses over 4300 digits; the event must not be dropped as an internal error for it."""
+    assert parse_retry_after(value, NOW, maximum=300.0) == 300.0
+    assert parse_retry_after(value, NOW) == 9_999_999_999.0
+
+
+def test_retry_after_leading_zeros_do_not_count_as_digits() -> None:
+    assert parse_retry_after("0" * 5000 + "5", NOW, maximum=300.0) == 5.0
+    assert parse_retry_after("9999999999", NOW) == 9_999_999_999.0  # ten digits: parsed as such
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Wed, 21 Oct 99999999999 07:28:00 GMT",  # OverflowError inside the date parser
+        "Wed, 21 Oct 2015 07:28:00 +99999999999999999999",
+        "Sat, 28 Nov 2026 12:00:30 GMT" + " " * 10 + "x" * 100,  # far longer than any HTTP-date
+    ],
+)
+def test_absurd_retry_after_dates_are_ignored(value: str) -> None:
+    assert parse_retry_after(value, NOW, maximum=300.0) is None
+
+
 # ----------------------------------------------------------------------------------- signing
 
 # The published Standard Webhooks test vector (standard-webhooks reference libraries and Svix).
@@ -228,6 +257,21 @@ def test_signature_reproduces_the_standard_webhooks_test_vector() -> None:
         "webhook-timestamp": "1614265330",
         "webhook-signature": VECTOR_SIGNATURE,
     }
+
+
+def test_webhook_id_hashes_source_and_id() -> None:
+    """CloudEvents ids are unique per source only, so webhook-id must cover both (pinned value)."""
+    source, event_id = "urn:nld:oin:00000001823288444000:systeem:zaken", "zaak-42"
+    message_id = webhook_message_id(source, event_id)
+    assert message_id == "msg_54-a4zh-fdpWQSKABh4PdrEK3Ej5b8RxCOOPsJpuBn4"
+    digest = hashlib.sha256(f"{source}\0{event_id}".encode()).digest()
+    assert message_id == "msg_" + base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    assert re.fullmatch(r"msg_[A-Za-z0-9_-]{43}", message_id)  # url-safe, no padding
+    assert webhook_message_id(source, event_id) == message_id  # stable: the same for every retry
+    assert webhook_message_id("urn:other", event_id) != message_id
+    assert webhook_message_id(source, "zaak-43") != message_id
+    # the separator keeps ("a", "bc") and ("ab", "c") apart
+    assert webhook_message_id("a", "bc") != webhook_message_id("ab", "c")
 
 
 def test_the_whsec_prefix_is_optional() -> None:

@@ -4,27 +4,53 @@ Shape
 -----
 One :class:`Dispatcher` per gateway process. Every subscription is a :class:`DeliveryTarget` with its
 own *lane*: a bounded FIFO queue and up to ``max_concurrency`` worker tasks. Lanes share nothing but
-the pooled ``aiohttp.ClientSession``, so one slow or failing subscriber never delays another. A worker
-holds its event through the backoff waits, so a failing endpoint gets at most ``max_concurrency``
-requests in flight and its queue fills up, instead of being hammered.
+the pooled ``aiohttp.ClientSession`` and the byte budget, so one slow or failing subscriber never delays
+another. A worker holds its event through the backoff waits, so a failing endpoint gets at most
+``max_concurrency`` requests in flight and its queue fills up, instead of being hammered.
 
-Events
+Lanes exist only for installed targets: :meth:`Dispatcher.set_target`/:meth:`~Dispatcher.update_target`
+create them (the routing-table install), :meth:`~Dispatcher.remove_target` ends them. Intake
+(:meth:`~Dispatcher.offer`, :meth:`~Dispatcher.submit`, :meth:`~Dispatcher.try_submit`) never creates or
+reconfigures a lane, so a request still holding an old routing table can neither resurrect a deleted
+subscription nor switch a lane back to an old URL or secret.
+
+What a lane holds
+-----------------
+Not the parsed event (about 15 times its wire size) but the encoded request: a :class:`Prepared` with
+the headers and body the injected :data:`Encoder` ``(event, ContentMode) -> (headers, body)`` produced,
+plus the id, type and source the engine needs. Each event is encoded once per content mode per intake
+call, and every attempt and every lane of a fan-out reuses those bytes. Memory is bounded twice: per
+lane by ``queue_size`` events waiting *and* ``queue_bytes`` held (queued plus in flight), and per
+dispatcher by ``max_queued_bytes`` held in total (a request shared by several lanes counts once).
+Sizes are :attr:`Prepared.size`: body and header bytes plus a fixed estimate of the objects around them.
+
+Intake
 ------
-The engine does not know the CloudEvents codec. It sees events through :class:`DeliverableEvent`
-(``.id`` and ``.type``) and turns them into requests with an injected :data:`Encoder`
-``(event, ContentMode) -> (headers, body)``. Dead-lettered events get the extensions ``ocerrordest``
-(the target URL without query string), ``ocerrorcode`` (the last HTTP status; absent when there was no
-response) and ``ocerrordata`` (base64 of the first 1 KiB of the last response body; absent when empty)
-through an injected :data:`DeadLetterTransform`; the default calls ``event.with_extensions(**ext)``
-(:class:`SupportsExtensions`). Dead letters are always encoded in structured mode (self-describing)
-and sent without the subscriber's credentials.
+:meth:`Dispatcher.offer` takes a whole fan-out plan ``[(target_key, event), …]`` and, without awaiting,
+queues all of it or none of it (:class:`OfferResult` says why not). A caller that wants to wait calls
+:meth:`~Dispatcher.wait_for_room` (bounded by its own timeout) and offers again. Waiters are woken when
+a lane they wait for frees a slot or bytes, or the budget frees enough bytes; there is no FIFO order
+among them, the caller's timeout bounds any unfairness.
+
+Dead letters and content modes
+------------------------------
+Dead-lettered events get the extensions ``ocerrordest`` (the target URL without query string),
+``ocerrorcode`` (the last HTTP status; absent when there was no response) and ``ocerrordata`` (base64 of
+the first 1 KiB of the last response body; absent when empty). They are built from the held request by
+the injected :data:`Reencoder` ``(prepared, mode, extensions) -> (headers, body)``; the default,
+:func:`cloudevents_reencoder`, parses it with the CloudEvents codec, adds the extensions and encodes it
+in structured mode (self-describing), in both content modes. Dead letters are sent without the
+subscriber's credentials or signature. The same reencoder converts held requests when a target's
+``content_mode`` changes while events are queued for it.
 
 Never silently lost
 -------------------
-Every submitted event ends as delivered, dead-lettered or dropped; drops are counted in the lane's
+Every accepted event ends as delivered, dead-lettered or dropped; drops are counted in the lane's
 :class:`SubscriptionHealth`, recorded as its ``lastError`` with a reason, logged at ERROR and reported
 to the observer. Secrets (auth headers, signing secret) are never logged, never put in the attempt log
-or health, and ``repr(target)`` hides them.
+or health, and ``repr(target)`` hides them. Signed deliveries carry ``webhook-id`` =
+:func:`~openconnector.delivery.signing.webhook_message_id` (source and id hashed: ids are only unique
+per source), stable across retries.
 """
 
 from __future__ import annotations
@@ -38,15 +64,15 @@ import re
 import time
 import types
 import uuid
-from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Generic, Protocol, Self, TypeAlias, TypeVar, cast
+from typing import Generic, Protocol, Self, TypeAlias, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
+from openconnector.ce import AttributeValue, parse_http, to_binary, to_structured
 from openconnector.delivery.attempts import Attempt, AttemptLog, Destination
 from openconnector.delivery.health import HealthConfig, HealthReason, SubscriptionHealth
 from openconnector.delivery.policy import (
@@ -59,12 +85,13 @@ from openconnector.delivery.policy import (
     parse_retry_after,
     validate_http_url,
 )
-from openconnector.delivery.signing import decode_signing_secret, signature_headers
+from openconnector.delivery.signing import decode_signing_secret, signature_headers, webhook_message_id
 
 __all__ = [
+    "DEFAULT_MAX_QUEUED_BYTES",
+    "DEFAULT_QUEUE_BYTES",
     "ERROR_DATA_LIMIT",
     "ContentMode",
-    "DeadLetterTransform",
     "DeliverableEvent",
     "DeliveryClosedError",
     "DeliveryObserver",
@@ -72,10 +99,14 @@ __all__ = [
     "Dispatcher",
     "DropReason",
     "Encoder",
+    "EventTooLargeError",
     "FinalOutcome",
+    "OfferResult",
     "PauseCallback",
-    "SupportsExtensions",
-    "extensions_transform",
+    "Prepared",
+    "Reencoder",
+    "cloudevents_reencoder",
+    "prepare",
     "redact_url",
 ]
 
@@ -83,10 +114,18 @@ logger = logging.getLogger("openconnector.delivery")
 
 #: Bytes of a failed response body kept for ``ocerrordata`` (Knative's knativeerrordata does the same).
 ERROR_DATA_LIMIT = 1024
+#: Default bytes one lane may hold (queued and in flight).
+DEFAULT_QUEUE_BYTES = 32 * 1024 * 1024
+#: Default bytes the whole dispatcher may hold: below the chart's 512 Mi limit with room for the rest.
+DEFAULT_MAX_QUEUED_BYTES = 128 * 1024 * 1024
 #: Bytes of any response body read so the pooled connection can be reused; larger bodies close it.
 _RESPONSE_READ_LIMIT = 64 * 1024
 _MESSAGE_LIMIT = 300
 _QUEUE_FULL_LOG_INTERVAL = 10.0
+# Memory around a held request beyond its raw bytes (measured with tracemalloc on CPython 3.11): the
+# Prepared, its header dict, the job and queue slot; and per header the two str objects and dict slot.
+_ITEM_OVERHEAD = 512
+_HEADER_OVERHEAD = 112
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # Headers the engine owns: the encoder sets content/ce-*, the signer webhook-*, aiohttp the framing.
@@ -103,7 +142,7 @@ class ContentMode(StrEnum):
 
 
 class DeliverableEvent(Protocol):
-    """What the engine needs of an event: an id (``webhook-id``, attempt log) and a type (logs)."""
+    """What the engine needs of an event: id and source (``webhook-id``, attempt log), type (logs)."""
 
     @property
     def id(self) -> str: ...
@@ -111,31 +150,77 @@ class DeliverableEvent(Protocol):
     @property
     def type(self) -> str: ...
 
-
-class SupportsExtensions(DeliverableEvent, Protocol):
-    """An event that can return a copy of itself with extra CloudEvents extension attributes."""
-
-    def with_extensions(self, **extensions: object) -> Self: ...
+    @property
+    def source(self) -> str: ...
 
 
 E = TypeVar("E", bound=DeliverableEvent)
 
 #: ``(event, mode) -> (headers, body)``: the CloudEvents codec, injected (Content-Type included).
 Encoder: TypeAlias = Callable[[E, ContentMode], tuple[Mapping[str, str], bytes]]
-#: ``(event, extensions) -> event``: adds the dead-letter error extensions.
-DeadLetterTransform: TypeAlias = Callable[[E, Mapping[str, object]], E]
 #: ``(target_key, reason, message)``: the target stopped delivering (410 or auto-pause). May be async.
 PauseCallback: TypeAlias = Callable[[str, str, str], Awaitable[None] | None]
 
 
-def extensions_transform(event: E, extensions: Mapping[str, object]) -> E:
-    """The default dead-letter transform: ``event.with_extensions(**extensions)``."""
-    with_extensions = getattr(event, "with_extensions", None)
-    if not callable(with_extensions):
-        raise TypeError(
-            f"{type(event).__name__} has no with_extensions(); pass dead_letter_transform to the Dispatcher"
-        )
-    return cast(E, with_extensions(**extensions))
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """One event encoded for one content mode: what a lane holds instead of the event.
+
+    ``headers`` and ``body`` are the encoder's output, sent as they are on every attempt (the engine adds
+    the target's headers, credentials and signature per attempt). ``webhook_id`` is derived once from
+    source and id. ``size`` is the memory accounted for it (see :func:`prepare`).
+    """
+
+    id: str
+    type: str
+    source: str
+    content_mode: ContentMode
+    headers: Mapping[str, str] = field(repr=False)
+    body: bytes = field(repr=False)
+    webhook_id: str
+    size: int
+
+
+def prepare(event: E, mode: ContentMode, encoder: Encoder[E]) -> Prepared:
+    """Encode ``event`` in ``mode`` with ``encoder``; exceptions of the encoder propagate.
+
+    ``size`` = body + header names and values + id, type and source, plus a fixed overhead per request
+    and per header for the Python objects around them.
+    """
+    encoded_headers, body = encoder(event, mode)
+    headers = dict(encoded_headers)
+    body = bytes(body)
+    size = _ITEM_OVERHEAD + len(body) + len(event.id) + len(event.type) + len(event.source)
+    size += sum(len(name) + len(value) + _HEADER_OVERHEAD for name, value in headers.items())
+    return Prepared(
+        id=event.id,
+        type=event.type,
+        source=event.source,
+        content_mode=ContentMode(mode),
+        headers=headers,
+        body=body,
+        webhook_id=webhook_message_id(event.source, event.id),
+        size=size,
+    )
+
+
+#: ``(prepared, mode, extensions) -> (headers, body)``: the held request re-encoded in ``mode`` with
+#: extension attributes added (dead letters: structured with ``ocerror*``; content-mode changes).
+Reencoder: TypeAlias = Callable[
+    [Prepared, ContentMode, Mapping[str, AttributeValue]], tuple[Mapping[str, str], bytes]
+]
+
+
+def cloudevents_reencoder(
+    prepared: Prepared, mode: ContentMode, extensions: Mapping[str, AttributeValue]
+) -> tuple[Mapping[str, str], bytes]:
+    """The default :data:`Reencoder`: parse the held request with the strict CloudEvents codec, set
+    ``extensions`` and encode in ``mode``. Raises ValueError when the held request is not one event."""
+    events = parse_http("POST", prepared.headers, prepared.body).events
+    if len(events) != 1:
+        raise ValueError(f"the held request carries {len(events)} events, expected 1")
+    event = events[0].with_attributes(**extensions) if extensions else events[0]
+    return to_binary(event) if mode is ContentMode.BINARY else to_structured(event)
 
 
 class FinalOutcome(StrEnum):
@@ -148,13 +233,48 @@ class DropReason(StrEnum):
     NO_DEAD_LETTER = "noDeadLetterSink"
     DEAD_LETTER_FAILED = "deadLetterFailed"
     QUEUE_FULL = "queueFull"
+    TOO_LARGE = "tooLarge"
+    UNKNOWN_TARGET = "unknownTarget"
+    ENCODING_FAILED = "encodingFailed"
     SHUTDOWN = "shutdown"
     REMOVED = "removed"
     INTERNAL = "internalError"
 
 
 class DeliveryClosedError(RuntimeError):
-    """``submit`` after ``close()``, or to a target removed while the caller waited for queue space."""
+    """Intake after ``close()``, or ``submit`` to a target that is not installed (or was removed)."""
+
+
+class EventTooLargeError(ValueError):
+    """``submit`` of an event that can never fit its lane's ``queue_bytes`` or the dispatcher's budget."""
+
+
+@dataclass(frozen=True, slots=True)
+class OfferResult:
+    """What :meth:`Dispatcher.offer` did: everything queued (``accepted``) or nothing.
+
+    * ``queued``: deliveries queued (0 unless accepted).
+    * ``skipped``: keys of the plan without an installed lane (never installed, removed, or being
+      removed); nothing is queued for them, accepted or not.
+    * ``dropped``: keys whose event could not be encoded; counted as dropped (``encodingFailed``) in
+      that lane when the offer was accepted, so the caller need not retry for them.
+    * ``full``: keys whose lane lacked room now (events or bytes); wait for room and offer again.
+    * ``budget_needed``: bytes of the dispatcher's budget the plan needs, when the budget lacked room
+      (else 0); wait for room and offer again.
+    * ``too_large``: keys whose part of the plan can never fit (more events than ``queue_size`` or more
+      bytes than ``queue_bytes``), or every key when the plan exceeds ``max_queued_bytes``: answer 413,
+      don't wait.
+    * ``detail``: one human-readable sentence on why not (empty when accepted); no secrets in it.
+    """
+
+    accepted: bool
+    queued: int = 0
+    skipped: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)
+    full: list[str] = field(default_factory=list)
+    budget_needed: int = 0
+    too_large: list[str] = field(default_factory=list)
+    detail: str = ""
 
 
 class DeliveryObserver(Protocol):
@@ -198,6 +318,11 @@ def _validate_headers(headers: Mapping[str, str], field_name: str, *, allow_auth
             raise ValueError(f"{field_name}: value of header {name!r} must be a string without CR, LF or NUL")
 
 
+def _require_positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+
+
 @dataclass(frozen=True, slots=True)
 class DeliveryTarget:
     """One subscription's delivery configuration (immutable; replace it to change it).
@@ -206,7 +331,8 @@ class DeliveryTarget:
     ``auth_headers`` carry credentials resolved from Secrets (e.g. ``{"Authorization": "Bearer …"}``)
     and ``signing_secret`` a Standard Webhooks secret (``whsec_…``): both are hidden from ``repr`` and
     never logged. ``dead_letter_headers`` go to the dead-letter sink only (the subscriber's credentials
-    never do). ``queue_size`` bounds the events waiting in this lane.
+    never do). ``queue_size`` bounds the events waiting in this lane, ``queue_bytes`` the bytes it holds
+    (waiting and in flight, as :attr:`Prepared.size`).
     """
 
     key: str
@@ -220,6 +346,7 @@ class DeliveryTarget:
     health: HealthConfig = field(default_factory=HealthConfig)
     max_concurrency: int = 4
     queue_size: int = 1000
+    queue_bytes: int = DEFAULT_QUEUE_BYTES
     dead_letter_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     _signing_key: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -235,9 +362,8 @@ class DeliveryTarget:
             raise ValueError(
                 f"content_mode: must be 'structured' or 'binary', got {self.content_mode!r}"
             ) from None
-        for name, value in (("max_concurrency", self.max_concurrency), ("queue_size", self.queue_size)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: must be a positive integer, got {value!r}")
+        for name in ("max_concurrency", "queue_size", "queue_bytes"):
+            _require_positive_int(name, getattr(self, name))
         _validate_headers(self.headers, "headers", allow_authorization=False)
         _validate_headers(self.auth_headers, "auth_headers", allow_authorization=True)
         _validate_headers(self.dead_letter_headers, "dead_letter_headers", allow_authorization=True)
@@ -255,9 +381,22 @@ class DeliveryTarget:
         return redact_url(self.url)
 
 
-@dataclass(slots=True)
-class _Job(Generic[E]):
-    event: E
+@dataclass(slots=True, eq=False)
+class _Share:
+    """One held request and how many lanes still hold it: the budget counts it once, until the last."""
+
+    prepared: Prepared
+    holders: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class _Job:
+    share: _Share
+    released: bool = False
+
+    @property
+    def prepared(self) -> Prepared:
+        return self.share.prepared
 
 
 @dataclass(slots=True)
@@ -277,17 +416,18 @@ class _Response:
         return Outcome.PERMANENT if self.fatal else classify(self.status, self.error)
 
 
-class _Lane(Generic[E]):
-    """Per-target state: queue, workers, health and attempt log. Survives target replacement."""
+class _Lane:
+    """Per-target state: queue, workers, held bytes, health and attempt log. Survives target replacement."""
 
     def __init__(self, target: DeliveryTarget, clock: Callable[[], float]) -> None:
         self.target = target
         self.health = SubscriptionHealth(target.health, clock=clock)
         self.attempts = AttemptLog()
-        self.queue: asyncio.Queue[_Job[E]] = asyncio.Queue()
-        self.space_waiters: deque[asyncio.Future[None]] = deque()
+        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self.held_bytes = 0  # queued and in flight
+        self.room_waiters: set[asyncio.Future[None]] = set()
         self.workers: dict[int, asyncio.Task[None]] = {}
-        self.current: dict[int, _Job[E]] = {}
+        self.current: dict[int, _Job] = {}
         self.closed = False
         self.wakeup = asyncio.Event()  # set while paused: cuts backoff waits short
         self.queue_full_logged_at = float("-inf")
@@ -297,19 +437,12 @@ class _Lane(Generic[E]):
     def key(self) -> str:
         return self.target.key
 
-    def has_space(self) -> bool:
-        return self.queue.qsize() < self.target.queue_size
-
-    def wake_one(self) -> None:
-        while self.space_waiters:
-            waiter = self.space_waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-
-    def wake_all(self) -> None:
-        while self.space_waiters:
-            waiter = self.space_waiters.popleft()
+    def notify_room(self) -> None:
+        """Wake everyone waiting for room here (they offer again; those that still don't fit re-wait)."""
+        if not self.room_waiters:
+            return
+        waiters, self.room_waiters = self.room_waiters, set()
+        for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
 
@@ -322,20 +455,36 @@ class _NullObserver:
         pass
 
 
+@dataclass(slots=True)
+class _Encoded:
+    """An intake plan after encoding: what to queue where, and what could not be encoded."""
+
+    entries: list[tuple[_Lane, Prepared]] = field(default_factory=list)
+    failures: list[tuple[_Lane, DeliverableEvent, str]] = field(default_factory=list)
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MiB"
+
+
 class Dispatcher(Generic[E]):
     """Delivers events to targets. Use as ``async with Dispatcher(encoder) as d:`` or call ``close()``.
 
-    ``clock`` is Unix time (timestamps, Retry-After dates, signatures), ``sleep`` the backoff wait and
-    ``rng`` the jitter source; all three are injectable for tests. A ``session`` passed in is used as
-    is and not closed; otherwise one pooled session is created on first use with ``connection_limit``
-    connections in total (0 = unbounded: the sum of the targets' ``max_concurrency`` is the bound).
+    ``encoder`` turns an event into a request per content mode; ``reencoder`` rebuilds a held request
+    (dead letters, content-mode changes). ``max_queued_bytes`` bounds the bytes held by all lanes
+    together. ``clock`` is Unix time (timestamps, Retry-After dates, signatures), ``sleep`` the backoff
+    wait and ``rng`` the jitter source; all three are injectable for tests. A ``session`` passed in is
+    used as is and not closed; otherwise one pooled session is created on first use with
+    ``connection_limit`` connections in total (0 = unbounded: the sum of the targets'
+    ``max_concurrency`` is the bound).
     """
 
     def __init__(
         self,
         encoder: Encoder[E],
         *,
-        dead_letter_transform: DeadLetterTransform[E] = extensions_transform,
+        reencoder: Reencoder = cloudevents_reencoder,
+        max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
         on_paused: PauseCallback | None = None,
         observer: DeliveryObserver | None = None,
         session: aiohttp.ClientSession | None = None,
@@ -345,8 +494,10 @@ class Dispatcher(Generic[E]):
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Rng | None = None,
     ) -> None:
+        _require_positive_int("max_queued_bytes", max_queued_bytes)
         self._encoder = encoder
-        self._dead_letter_transform = dead_letter_transform
+        self._reencoder = reencoder
+        self._max_queued_bytes = max_queued_bytes
         self._on_paused = on_paused
         self._observer: DeliveryObserver = observer or _NullObserver()
         self._session = session
@@ -356,7 +507,9 @@ class Dispatcher(Generic[E]):
         self._clock = clock
         self._sleep = sleep
         self._rng: Rng = rng or random.Random()
-        self._lanes: dict[str, _Lane[E]] = {}
+        self._lanes: dict[str, _Lane] = {}
+        self._held_bytes = 0  # every held request once, however many lanes hold it
+        self._budget_waiters: dict[asyncio.Future[None], int] = {}  # waiter -> bytes it needs
         self._closed = False
         self._callbacks: set[asyncio.Task[None]] = set()
 
@@ -386,7 +539,8 @@ class Dispatcher(Generic[E]):
         lanes = list(self._lanes.values())
         for lane in lanes:
             lane.closed = True
-            lane.wake_all()
+            lane.notify_room()
+        self._notify_budget(everyone=True)
         dropped = await asyncio.gather(
             *(self._shutdown_lane(lane, drain_deadline, DropReason.SHUTDOWN) for lane in lanes)
         )
@@ -404,7 +558,8 @@ class Dispatcher(Generic[E]):
 
     def update_target(self, key: str, target: DeliveryTarget) -> None:
         """Replace the configuration of ``key``; the next attempt of every queued or retrying event uses
-        it (URL, auth, signing, policy, concurrency, queue size). Adds the target when new."""
+        it (URL, auth, signing, policy, content mode, concurrency, queue limits). Adds the target when
+        new. This and :meth:`set_target` are the only ways a lane comes into existence."""
         if target.key != key:
             raise ValueError(f"target.key: {target.key!r} does not match the key being updated {key!r}")
         if self._closed:
@@ -421,7 +576,7 @@ class Dispatcher(Generic[E]):
             lane.health.reconfigure(target.health)
         if lane.workers:  # started: scale workers up (scaling down happens as workers finish)
             self._ensure_workers(lane)
-        lane.wake_all()  # the queue may have grown
+        lane.notify_room()  # the limits may have grown
 
     async def remove_target(self, key: str, *, drain_deadline: float = 10.0) -> int:
         """Stop intake for ``key``, deliver what is queued for up to ``drain_deadline`` seconds, then
@@ -430,7 +585,7 @@ class Dispatcher(Generic[E]):
         if lane is None:
             return 0
         lane.closed = True
-        lane.wake_all()
+        lane.notify_room()
         return await self._shutdown_lane(lane, drain_deadline, DropReason.REMOVED)
 
     def resume(self, key: str) -> bool:
@@ -460,6 +615,14 @@ class Dispatcher(Generic[E]):
         lane = self._lane(key)
         return lane.queue.qsize() + len(lane.current)
 
+    def queued_bytes(self, key: str | None = None) -> int:
+        """Bytes held (queued and in flight) by ``key``'s lane, or by the dispatcher (each request once)."""
+        return self._held_bytes if key is None else self._lane(key).held_bytes
+
+    @property
+    def max_queued_bytes(self) -> int:
+        return self._max_queued_bytes
+
     async def join(self, key: str | None = None) -> None:
         """Wait until ``key`` (or every target) has no queued or in-flight events."""
         lanes = [self._lane(key)] if key is not None else list(self._lanes.values())
@@ -467,64 +630,257 @@ class Dispatcher(Generic[E]):
 
     # ---------------------------------------------------------------------------------- intake
 
-    async def submit(self, target: DeliveryTarget, event: E) -> None:
-        """Queue ``event`` for ``target``, waiting while its queue is full (back-pressure).
+    def offer(self, plan: Sequence[tuple[str, E]]) -> OfferResult:
+        """Queue every ``(target_key, event)`` of ``plan``, or nothing; never awaits.
 
-        ``target`` is registered when its key is new and replaces the registered one when it differs
-        (as :meth:`update_target`). Raises :class:`DeliveryClosedError` once the dispatcher is closed
-        or the target is removed while waiting. Wrap in ``asyncio.wait_for`` to bound the wait.
+        Each event is encoded once per content mode its lanes need. Keys without an installed lane are
+        skipped (lanes are never created here). Accepted only when every lane has room for its part, by
+        count and bytes, and the byte budget has room for the whole plan. Raises
+        :class:`DeliveryClosedError` once the dispatcher is closed.
         """
-        lane = self._intake_lane(target)
-        loop = asyncio.get_running_loop()
-        while not lane.has_space():
-            waiter: asyncio.Future[None] = loop.create_future()
-            lane.space_waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    lane.wake_one()  # pass the slot we were woken for to the next waiter
-                raise
-            finally:
-                with contextlib.suppress(ValueError):
-                    lane.space_waiters.remove(waiter)
-            if self._closed or lane.closed:
-                raise DeliveryClosedError(f"delivery to {lane.key} stopped while waiting for queue space")
-        self._enqueue(lane, event)
-
-    def try_submit(self, target: DeliveryTarget, event: E) -> bool:
-        """Queue ``event`` without waiting. When the queue is full or the dispatcher closed, the event is
-        dropped, counted (reason ``queueFull``/``shutdown``), logged and reported; returns False."""
-        if self._closed:
-            lane = self._lanes.get(target.key)
-            if lane is not None:
-                lane.health.record_dropped(DropReason.SHUTDOWN, "the dispatcher is shutting down")
-            logger.error("dropped event %s for %s: the dispatcher is shutting down", event.id, target.key)
-            self._report_outcome(target.key, event.id, FinalOutcome.DROPPED, DropReason.SHUTDOWN)
-            return False
-        lane = self._intake_lane(target)
-        if not lane.has_space():
-            lane.health.record_dropped(DropReason.QUEUE_FULL, f"queue full ({lane.target.queue_size} events)")
-            self._log_queue_full(lane, event)
-            self._report_outcome(lane.key, event.id, FinalOutcome.DROPPED, DropReason.QUEUE_FULL)
-            return False
-        self._enqueue(lane, event)
-        return True
-
-    def _intake_lane(self, target: DeliveryTarget) -> _Lane[E]:
         if self._closed:
             raise DeliveryClosedError("the dispatcher is closed")
-        lane = self._lanes.get(target.key)
-        if lane is None or (lane.target is not target and lane.target != target):
-            self.update_target(target.key, target)
-            lane = self._lanes[target.key]
-        return lane
+        skipped: list[str] = []
+        wanted: list[tuple[_Lane, E]] = []
+        for key, event in plan:
+            lane = self._lanes.get(key)
+            if lane is None or lane.closed:
+                skipped.append(key)
+            else:
+                wanted.append((lane, event))
+        # Count limits need no encoding: refuse cheaply while a lane is full, before encoding anything.
+        refusal = self._count_refusal(wanted, skipped)
+        if refusal is not None:
+            return refusal
+        return self._admit(self._encode(wanted, {}), skipped)
 
-    def _enqueue(self, lane: _Lane[E], event: E) -> None:
-        lane.queue.put_nowait(_Job(event))
-        self._ensure_workers(lane)
+    async def wait_for_room(self, keys: Collection[str], *, needed_bytes: int = 0) -> None:
+        """Return when any lane of ``keys`` freed a slot or bytes, or (``needed_bytes`` > 0) the byte
+        budget has ``needed_bytes`` free; at once when one of ``keys`` is no longer installed or the
+        dispatcher is closed. Then offer again; bound the wait with ``asyncio.timeout``.
 
-    def _log_queue_full(self, lane: _Lane[E], event: E) -> None:
+        After a refused offer: ``wait_for_room(result.full, needed_bytes=result.budget_needed)``.
+        """
+        if self._closed:
+            return
+        lanes: list[_Lane] = []
+        for key in keys:
+            lane = self._lanes.get(key)
+            if lane is None or lane.closed:
+                return  # the routing changed: the next offer skips it
+            lanes.append(lane)
+        watch_budget = 0 < needed_bytes <= self._max_queued_bytes
+        if watch_budget and self._budget_free() >= needed_bytes:
+            return
+        if not lanes and not watch_budget:
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for lane in lanes:
+            lane.room_waiters.add(waiter)
+        if watch_budget:
+            self._budget_waiters[waiter] = needed_bytes
+        try:
+            await waiter
+        finally:
+            for lane in lanes:
+                lane.room_waiters.discard(waiter)
+            self._budget_waiters.pop(waiter, None)
+
+    async def submit(self, target: DeliveryTarget | str, event: E) -> None:
+        """Queue ``event`` for the installed target with ``target``'s key, waiting while there is no
+        room (back-pressure); wrap in ``asyncio.timeout`` to bound the wait.
+
+        Only the key of a :class:`DeliveryTarget` is used: the installed configuration applies. Raises
+        :class:`DeliveryClosedError` when the key is not installed, the dispatcher is closed, or the
+        target is removed while waiting; :class:`EventTooLargeError` when the event can never fit.
+        """
+        key = target if isinstance(target, str) else target.key
+        cache: dict[tuple[int, ContentMode], Prepared | str] = {}  # encode once, however long we wait
+        while True:
+            if self._closed:
+                raise DeliveryClosedError("the dispatcher is closed")
+            lane = self._lanes.get(key)
+            if lane is None or lane.closed:
+                raise DeliveryClosedError(f"no delivery target {key!r} is installed")
+            wanted = [(lane, event)]
+            result = self._count_refusal(wanted, [])
+            if result is None:
+                result = self._admit(self._encode(wanted, cache), [])
+            if result.accepted:
+                return
+            if result.too_large:
+                raise EventTooLargeError(result.detail)
+            await self.wait_for_room(result.full, needed_bytes=result.budget_needed)
+
+    def try_submit(self, target: DeliveryTarget | str, event: E) -> bool:
+        """Queue ``event`` without waiting; True when queued. Otherwise the event is dropped, counted
+        (reason ``shutdown``, ``unknownTarget``, ``queueFull``, ``tooLarge`` or ``encodingFailed``),
+        logged and reported, and False is returned. Never creates or reconfigures a lane."""
+        key = target if isinstance(target, str) else target.key
+        lane = self._lanes.get(key)
+        if self._closed:
+            if lane is not None:
+                lane.health.record_dropped(DropReason.SHUTDOWN, "the dispatcher is shutting down")
+            logger.error("dropped event %s for %s: the dispatcher is shutting down", event.id, key)
+            self._report_outcome(key, event.id, FinalOutcome.DROPPED, DropReason.SHUTDOWN)
+            return False
+        if lane is None or lane.closed:
+            # No lane, so no health record: the observer (metrics) and the log carry it.
+            logger.error(
+                "dropped event %s (%s): no delivery target %s is installed", event.id, event.type, key
+            )
+            self._report_outcome(key, event.id, FinalOutcome.DROPPED, DropReason.UNKNOWN_TARGET)
+            return False
+        wanted = [(lane, event)]
+        result = self._count_refusal(wanted, [])
+        if result is None:
+            result = self._admit(self._encode(wanted, {}), [])
+        if result.accepted:
+            return result.queued > 0
+        if result.too_large:
+            lane.health.record_dropped(DropReason.TOO_LARGE, result.detail)
+            logger.error("dropped event %s for %s: %s", event.id, lane.key, result.detail)
+            self._report_outcome(lane.key, event.id, FinalOutcome.DROPPED, DropReason.TOO_LARGE)
+            return False
+        lane.health.record_dropped(DropReason.QUEUE_FULL, result.detail)
+        self._log_queue_full(lane, event, result.detail)
+        self._report_outcome(lane.key, event.id, FinalOutcome.DROPPED, DropReason.QUEUE_FULL)
+        return False
+
+    def _count_refusal(self, wanted: Sequence[tuple[_Lane, E]], skipped: list[str]) -> OfferResult | None:
+        """A refusal on event counts (or a lane already at its byte limit), decided before encoding."""
+        counts: dict[_Lane, int] = {}
+        for lane, _ in wanted:
+            counts[lane] = counts.get(lane, 0) + 1
+        too_large = [lane for lane, count in counts.items() if count > lane.target.queue_size]
+        if too_large:
+            lane = too_large[0]
+            detail = (
+                f"{counts[lane]} events for {lane.key} exceed its queue of {lane.target.queue_size} events"
+            )
+            keys = [lane.key for lane in too_large]
+            return OfferResult(False, skipped=skipped, too_large=keys, detail=detail)
+        full = [
+            lane
+            for lane, count in counts.items()
+            if lane.queue.qsize() + count > lane.target.queue_size
+            or lane.held_bytes >= lane.target.queue_bytes
+        ]
+        if not full:
+            return None
+        return OfferResult(
+            False, skipped=skipped, full=[lane.key for lane in full], detail=_full_detail(full[0])
+        )
+
+    def _encode(
+        self, wanted: Sequence[tuple[_Lane, E]], cache: dict[tuple[int, ContentMode], Prepared | str]
+    ) -> _Encoded:
+        """Encode each event once per content mode (``cache`` by event identity: the events are alive
+        in the caller's plan meanwhile). A failure is kept as its message, to count if accepted."""
+        encoded = _Encoded()
+        for lane, event in wanted:
+            mode = lane.target.content_mode
+            slot = (id(event), mode)
+            prepared = cache.get(slot)
+            if prepared is None:
+                try:
+                    prepared = prepare(event, mode, self._encoder)
+                except Exception as error:
+                    prepared = f"encoding failed: {type(error).__name__}: {_clip(str(error))}"
+                cache[slot] = prepared
+            if isinstance(prepared, Prepared):
+                encoded.entries.append((lane, prepared))
+            else:
+                encoded.failures.append((lane, event, prepared))
+        return encoded
+
+    def _admit(self, encoded: _Encoded, skipped: list[str]) -> OfferResult:
+        """All or nothing: queue every entry if every lane and the budget have room. No awaits."""
+        counts: dict[_Lane, int] = {}
+        sizes: dict[_Lane, int] = {}
+        distinct: dict[int, Prepared] = {}
+        for lane, prepared in encoded.entries:
+            counts[lane] = counts.get(lane, 0) + 1
+            sizes[lane] = sizes.get(lane, 0) + prepared.size
+            distinct[id(prepared)] = prepared
+        total = sum(prepared.size for prepared in distinct.values())
+        too_large = [
+            lane
+            for lane in counts
+            if counts[lane] > lane.target.queue_size or sizes[lane] > lane.target.queue_bytes
+        ]
+        if too_large:
+            lane = too_large[0]
+            detail = (
+                f"the event needs {_mib(sizes[lane])} in the queue of {lane.key}, "
+                f"which holds at most {_mib(lane.target.queue_bytes)}"
+            )
+            return OfferResult(False, skipped=skipped, too_large=[x.key for x in too_large], detail=detail)
+        if total > self._max_queued_bytes:
+            detail = (
+                f"the request needs {_mib(total)} of delivery buffer; "
+                f"the gateway holds at most {_mib(self._max_queued_bytes)}"
+            )
+            return OfferResult(False, skipped=skipped, too_large=[lane.key for lane in counts], detail=detail)
+        full = [
+            lane
+            for lane in counts
+            if lane.queue.qsize() + counts[lane] > lane.target.queue_size
+            or lane.held_bytes + sizes[lane] > lane.target.queue_bytes
+        ]
+        budget_needed = total if self._held_bytes + total > self._max_queued_bytes else 0
+        if full or budget_needed:
+            held, limit = _mib(self._held_bytes), _mib(self._max_queued_bytes)
+            detail = _full_detail(full[0]) if full else f"the delivery buffer is full ({held} of {limit})"
+            return OfferResult(
+                False,
+                skipped=skipped,
+                full=[lane.key for lane in full],
+                budget_needed=budget_needed,
+                detail=detail,
+            )
+        shares: dict[int, _Share] = {}
+        for lane, prepared in encoded.entries:
+            share = shares.get(id(prepared))
+            if share is None:
+                share = shares[id(prepared)] = _Share(prepared)
+            share.holders += 1
+            lane.held_bytes += prepared.size
+            lane.queue.put_nowait(_Job(share))
+        self._held_bytes += total
+        for lane in counts:
+            self._ensure_workers(lane)
+        dropped: list[str] = []
+        for lane, event, message in encoded.failures:
+            dropped.append(lane.key)
+            self._drop(lane, event, DropReason.ENCODING_FAILED, message)
+        return OfferResult(True, queued=len(encoded.entries), skipped=skipped, dropped=dropped)
+
+    def _budget_free(self) -> int:
+        return self._max_queued_bytes - self._held_bytes
+
+    def _notify_budget(self, *, everyone: bool = False) -> None:
+        free = self._budget_free()
+        for waiter, needed in list(self._budget_waiters.items()):
+            if everyone or needed <= free:
+                del self._budget_waiters[waiter]
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _release(self, lane: _Lane, job: _Job) -> None:
+        """``job`` left ``lane`` (delivered, dead-lettered or dropped): free its bytes, wake waiters."""
+        if job.released:
+            return
+        job.released = True
+        size = job.prepared.size
+        lane.held_bytes -= size
+        lane.notify_room()
+        job.share.holders -= 1
+        if job.share.holders == 0:
+            self._held_bytes -= size
+            self._notify_budget()
+
+    def _log_queue_full(self, lane: _Lane, event: DeliverableEvent, detail: str) -> None:
         # A flood of identical ERROR lines helps nobody: one line per interval, with the count.
         now = time.monotonic()
         if now - lane.queue_full_logged_at < _QUEUE_FULL_LOG_INTERVAL:
@@ -533,55 +889,60 @@ class Dispatcher(Generic[E]):
         suppressed, lane.queue_full_suppressed = lane.queue_full_suppressed, 0
         lane.queue_full_logged_at = now
         logger.error(
-            "dropped event %s for %s: queue full (%d events)%s",
+            "dropped event %s for %s: %s%s",
             event.id,
             lane.key,
-            lane.target.queue_size,
+            detail,
             f"; {suppressed} more dropped since the last report" if suppressed else "",
         )
 
     # --------------------------------------------------------------------------------- workers
 
-    def _ensure_workers(self, lane: _Lane[E]) -> None:
+    def _ensure_workers(self, lane: _Lane) -> None:
         for index in range(lane.target.max_concurrency):
             if index not in lane.workers:
                 task = asyncio.create_task(self._work(lane, index), name=f"delivery:{lane.key}#{index}")
                 lane.workers[index] = task
 
-    async def _work(self, lane: _Lane[E], index: int) -> None:
+    async def _work(self, lane: _Lane, index: int) -> None:
         try:
             while index < lane.target.max_concurrency:
                 job = await lane.queue.get()
                 lane.current[index] = job  # before any await: shutdown counts it as in flight
-                lane.wake_one()
+                lane.notify_room()  # a queue slot is free (its bytes stay held until the job ends)
                 try:
                     await self._deliver(lane, job)
                 except asyncio.CancelledError:
                     # close()/remove_target() count their own leftovers. Anyone else cancelling us (kopf
                     # cancels tasks created after it started when it stops) must not lose it silently.
                     if not lane.closed:
-                        self._drop(lane, job.event, DropReason.SHUTDOWN, "delivery task cancelled")
+                        self._drop(lane, job.prepared, DropReason.SHUTDOWN, "delivery task cancelled")
                     raise
                 except Exception as error:  # a bug must not lose the event silently
-                    logger.exception("delivery of event %s to %s failed unexpectedly", job.event.id, lane.key)
+                    logger.exception(
+                        "delivery of event %s to %s failed unexpectedly", job.prepared.id, lane.key
+                    )
                     self._drop(
-                        lane, job.event, DropReason.INTERNAL, f"internal error: {type(error).__name__}"
+                        lane, job.prepared, DropReason.INTERNAL, f"internal error: {type(error).__name__}"
                     )
                 finally:
                     lane.current.pop(index, None)
+                    self._release(lane, job)
                     lane.queue.task_done()
         finally:
             if lane.workers.get(index) is asyncio.current_task():
                 del lane.workers[index]
 
-    async def _shutdown_lane(self, lane: _Lane[E], deadline: float, reason: DropReason) -> int:
+    async def _shutdown_lane(self, lane: _Lane, deadline: float, reason: DropReason) -> int:
         if deadline > 0 and (lane.queue.qsize() or lane.current):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(lane.queue.join(), timeout=deadline)
         # No awaits from here until the workers are cancelled: the set of unfinished jobs is fixed.
-        leftovers = list(lane.current.values())
+        leftovers = list(lane.current.values())  # released by their workers' finally
         while not lane.queue.empty():
-            leftovers.append(lane.queue.get_nowait())
+            job = lane.queue.get_nowait()
+            leftovers.append(job)
+            self._release(lane, job)
             lane.queue.task_done()
         workers = list(lane.workers.values())
         for worker in workers:
@@ -595,42 +956,45 @@ class Dispatcher(Generic[E]):
                 "dropped %d undelivered events for %s (%s after %gs)", len(leftovers), lane.key, why, deadline
             )
             for job in leftovers:
-                self._report_outcome(lane.key, job.event.id, FinalOutcome.DROPPED, reason)
+                self._report_outcome(lane.key, job.prepared.id, FinalOutcome.DROPPED, reason)
         return len(leftovers)
 
     # -------------------------------------------------------------------------------- delivery
 
-    async def _deliver(self, lane: _Lane[E], job: _Job[E]) -> None:
-        event = job.event
+    async def _deliver(self, lane: _Lane, job: _Job) -> None:
+        prepared = job.prepared
+        converted: dict[ContentMode, tuple[Mapping[str, str], bytes]] = {}
         attempt = 0
         last: _Response | None = None
         while True:
             target = lane.target  # re-read: update_target applies to the next attempt
             pause = lane.health.pause_reason
             if pause is not None:
-                await self._give_up(lane, event, last, f"delivery paused ({pause[0]}): {pause[1]}")
+                await self._give_up(lane, prepared, last, f"delivery paused ({pause[0]}): {pause[1]}")
                 return
             attempt += 1
             is_retry = attempt > 1
-            last = response = await self._attempt_subscriber(target, event)
+            last = response = await self._attempt_subscriber(target, prepared, converted)
             outcome = response.outcome
             if outcome is Outcome.SUCCESS:
                 assert response.status is not None
                 lane.health.record_success(response.status, response.latency_ms, retry=is_retry)
-                self._record_attempt(lane, event, attempt, response, outcome, Destination.SUBSCRIBER)
-                self._report_outcome(lane.key, event.id, FinalOutcome.DELIVERED, None)
+                self._record_attempt(lane, prepared, attempt, response, outcome, Destination.SUBSCRIBER)
+                self._report_outcome(lane.key, prepared.id, FinalOutcome.DELIVERED, None)
                 return
             message = _describe(response)
             lane.health.record_attempt_failure(response.status, message, retry=is_retry)
             policy = target.policy
             if outcome is Outcome.RETRYABLE and attempt <= policy.retries:
                 delay = self._retry_delay(policy, attempt, response)
-                self._record_attempt(lane, event, attempt, response, outcome, Destination.SUBSCRIBER, delay)
+                self._record_attempt(
+                    lane, prepared, attempt, response, outcome, Destination.SUBSCRIBER, delay
+                )
                 # DEBUG: during an outage this fires per attempt; health, metrics and the attempt log
                 # carry the signal, and dead-letters (WARNING) and drops (ERROR) are logged anyway.
                 logger.debug(
                     "event %s to %s: attempt %d failed (%s); retrying in %.3fs",
-                    event.id,
+                    prepared.id,
                     lane.key,
                     attempt,
                     message,
@@ -638,12 +1002,12 @@ class Dispatcher(Generic[E]):
                 )
                 await self._backoff(lane, delay)
                 continue
-            self._record_attempt(lane, event, attempt, response, outcome, Destination.SUBSCRIBER)
+            self._record_attempt(lane, prepared, attempt, response, outcome, Destination.SUBSCRIBER)
             if outcome is Outcome.GONE:
                 self._pause(lane, HealthReason.ENDPOINT_GONE, f"{target.redacted_url} answered 410 Gone")
             verdict = "retries exhausted" if outcome is Outcome.RETRYABLE else "not retried"
             why = f"{verdict} after {attempt} attempt(s): {message}"
-            await self._give_up(lane, event, response, why)
+            await self._give_up(lane, prepared, response, why)
             return
 
     def _retry_delay(self, policy: DeliveryPolicy, attempt: int, response: _Response) -> float:
@@ -654,7 +1018,7 @@ class Dispatcher(Generic[E]):
                 delay = max(delay, requested)
         return delay
 
-    async def _backoff(self, lane: _Lane[E], delay: float) -> None:
+    async def _backoff(self, lane: _Lane, delay: float) -> None:
         """Wait ``delay`` seconds, or less if the target gets paused meanwhile."""
         if lane.wakeup.is_set():
             return
@@ -666,19 +1030,35 @@ class Dispatcher(Generic[E]):
             sleeper.cancel()
             waker.cancel()
 
-    async def _attempt_subscriber(self, target: DeliveryTarget, event: E) -> _Response:
-        try:
-            encoded_headers, body = self._encoder(event, target.content_mode)
-        except Exception as error:
-            return self._fatal(f"encoding failed: {type(error).__name__}: {_clip(str(error))}")
+    async def _attempt_subscriber(
+        self,
+        target: DeliveryTarget,
+        prepared: Prepared,
+        converted: dict[ContentMode, tuple[Mapping[str, str], bytes]],
+    ) -> _Response:
+        mode = target.content_mode
+        if mode is prepared.content_mode:
+            encoded_headers, body = prepared.headers, prepared.body
+        elif mode in converted:
+            encoded_headers, body = converted[mode]
+        else:
+            # The target's content mode changed after this event was queued: convert once.
+            try:
+                encoded_headers, body = converted[mode] = self._reencoder(prepared, mode, {})
+            except Exception as error:
+                return self._fatal(
+                    f"re-encoding as {mode} failed: {type(error).__name__}: {_clip(str(error))}"
+                )
         headers = dict(target.headers)
         headers.update(encoded_headers)
         headers.update(target.auth_headers)
         if target._signing_key is not None:
-            headers.update(signature_headers(target._signing_key, event.id, int(self._clock()), body))
+            headers.update(
+                signature_headers(target._signing_key, prepared.webhook_id, int(self._clock()), body)
+            )
         return await self._send(target.method, target.url, headers, body, target.policy.timeout)
 
-    async def _give_up(self, lane: _Lane[E], event: E, last: _Response | None, why: str) -> None:
+    async def _give_up(self, lane: _Lane, prepared: Prepared, last: _Response | None, why: str) -> None:
         """The event failed for the subscriber: dead-letter it, or drop it with a reason."""
         target = lane.target
         if lane.health.record_event_failure():
@@ -688,21 +1068,20 @@ class Dispatcher(Generic[E]):
         dead_letter = target.policy.dead_letter
         if dead_letter is None:
             self._drop(
-                lane, event, DropReason.NO_DEAD_LETTER, f"{why}; no dead-letter sink configured", status
+                lane, prepared, DropReason.NO_DEAD_LETTER, f"{why}; no dead-letter sink configured", status
             )
             return
-        extensions: dict[str, object] = {"ocerrordest": target.redacted_url}
+        extensions: dict[str, AttributeValue] = {"ocerrordest": target.redacted_url}
         if last is not None and last.status is not None:
             extensions["ocerrorcode"] = last.status
         if last is not None and last.body_prefix:
             extensions["ocerrordata"] = base64.b64encode(last.body_prefix[:ERROR_DATA_LIMIT]).decode("ascii")
         try:
-            dead = self._dead_letter_transform(event, extensions)
-            headers, body = self._encoder(dead, ContentMode.STRUCTURED)
-        except Exception as error:
+            headers, body = self._reencoder(prepared, ContentMode.STRUCTURED, extensions)
+        except Exception as error:  # CloudEventError, or whatever an injected reencoder raises
             self._drop(
                 lane,
-                event,
+                prepared,
                 DropReason.DEAD_LETTER_FAILED,
                 f"{why}; building the dead letter failed: {type(error).__name__}: {_clip(str(error))}",
                 status,
@@ -710,18 +1089,22 @@ class Dispatcher(Generic[E]):
             return
         request_headers = dict(headers)
         request_headers.update(target.dead_letter_headers)
-        failure = await self._send_dead_letter(lane, event, dead_letter, request_headers, body)
+        failure = await self._send_dead_letter(lane, prepared, dead_letter, request_headers, body)
         if failure is None:
             lane.health.record_dead_lettered()
-            logger.warning("event %s for %s dead-lettered: %s", event.id, lane.key, why)
-            self._report_outcome(lane.key, event.id, FinalOutcome.DEAD_LETTERED, None)
+            logger.warning("event %s for %s dead-lettered: %s", prepared.id, lane.key, why)
+            self._report_outcome(lane.key, prepared.id, FinalOutcome.DEAD_LETTERED, None)
         else:
             self._drop(
-                lane, event, DropReason.DEAD_LETTER_FAILED, f"{why}; dead-lettering failed: {failure}", status
+                lane,
+                prepared,
+                DropReason.DEAD_LETTER_FAILED,
+                f"{why}; dead-lettering failed: {failure}",
+                status,
             )
 
     async def _send_dead_letter(
-        self, lane: _Lane[E], event: E, url: str, headers: dict[str, str], body: bytes
+        self, lane: _Lane, prepared: Prepared, url: str, headers: dict[str, str], body: bytes
     ) -> str | None:
         """POST the dead letter with bounded retries; None on success, else the last error."""
         policy = lane.target.policy
@@ -731,14 +1114,16 @@ class Dispatcher(Generic[E]):
             response = await self._send("POST", url, headers, body, policy.timeout)
             outcome = response.outcome
             if outcome is Outcome.SUCCESS:
-                self._record_attempt(lane, event, attempt, response, outcome, Destination.DEAD_LETTER)
+                self._record_attempt(lane, prepared, attempt, response, outcome, Destination.DEAD_LETTER)
                 return None
             if outcome is Outcome.RETRYABLE and attempt <= policy.dead_letter_retries:
                 delay = self._retry_delay(policy, attempt, response)
-                self._record_attempt(lane, event, attempt, response, outcome, Destination.DEAD_LETTER, delay)
+                self._record_attempt(
+                    lane, prepared, attempt, response, outcome, Destination.DEAD_LETTER, delay
+                )
                 await self._sleep(delay)
                 continue
-            self._record_attempt(lane, event, attempt, response, outcome, Destination.DEAD_LETTER)
+            self._record_attempt(lane, prepared, attempt, response, outcome, Destination.DEAD_LETTER)
             return f"{_describe(response)} from {redact_url(url)} after {attempt} attempt(s)"
 
     def _fatal(self, error: str) -> _Response:
@@ -804,8 +1189,8 @@ class Dispatcher(Generic[E]):
 
     def _record_attempt(
         self,
-        lane: _Lane[E],
-        event: E,
+        lane: _Lane,
+        event: DeliverableEvent,
         number: int,
         response: _Response,
         outcome: Outcome,
@@ -837,17 +1222,22 @@ class Dispatcher(Generic[E]):
             logger.exception("delivery observer on_outcome failed")
 
     def _drop(
-        self, lane: _Lane[E], event: E, reason: DropReason, message: str, status: int | None = None
+        self,
+        lane: _Lane,
+        event: DeliverableEvent,
+        reason: DropReason,
+        message: str,
+        status: int | None = None,
     ) -> None:
         lane.health.record_dropped(reason, message, status)
         logger.error("dropped event %s (%s) for %s: %s", event.id, event.type, lane.key, message)
         self._report_outcome(lane.key, event.id, FinalOutcome.DROPPED, reason)
 
-    def _pause(self, lane: _Lane[E], reason: HealthReason, message: str) -> None:
+    def _pause(self, lane: _Lane, reason: HealthReason, message: str) -> None:
         if lane.health.pause(reason, message):
             self._pause_notify(lane, reason.value, message)
 
-    def _pause_notify(self, lane: _Lane[E], reason: str, message: str) -> None:
+    def _pause_notify(self, lane: _Lane, reason: str, message: str) -> None:
         lane.wakeup.set()
         logger.warning("delivery to %s paused (%s): %s", lane.key, reason, message)
         if self._on_paused is None:
@@ -862,7 +1252,7 @@ class Dispatcher(Generic[E]):
             self._callbacks.add(task)
             task.add_done_callback(self._callbacks.discard)
 
-    def _lane(self, key: str) -> _Lane[E]:
+    def _lane(self, key: str) -> _Lane:
         try:
             return self._lanes[key]
         except KeyError:
@@ -899,6 +1289,14 @@ def _describe(response: _Response) -> str:
     if response.error is not None:
         return response.error
     return f"HTTP {response.status}"
+
+
+def _full_detail(lane: _Lane) -> str:
+    target = lane.target
+    return (
+        f"the queue of {lane.key} is full ({lane.queue.qsize()} of {target.queue_size} events waiting, "
+        f"{_mib(lane.held_bytes)} of {_mib(target.queue_bytes)} held)"
+    )
 
 
 def _clip(text: str) -> str:

@@ -290,6 +290,13 @@ class SubscriptionHealth:
         if changed:
             self._changed()
 
+    def reset(self) -> None:
+        """Start over (the subscription was deleted and re-created under the same name)."""
+        version = self._version
+        self.__init__(self._config, clock=self._clock)  # type: ignore[misc]  # one place sets the fields
+        self._version = version  # still monotonic: writers compare versions
+        self._changed()
+
     def reconfigure(self, config: HealthConfig) -> None:
         """Apply new thresholds, keeping counters and the newest attempts that fit the new window."""
         self._config = config

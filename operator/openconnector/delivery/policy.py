@@ -57,6 +57,10 @@ DEFAULT_DEAD_LETTER_RETRIES = 3
 #: Statuses whose Retry-After header is honoured.
 RETRY_AFTER_STATUSES = frozenset({429, 503})
 _RETRYABLE_4XX = frozenset({408, 429})
+_RETRY_AFTER_MAX_DIGITS = 10
+_RETRY_AFTER_HUGE = float(10**_RETRY_AFTER_MAX_DIGITS - 1)
+# An IMF-fixdate is 29 characters and the obsolete forms are shorter than 40; longer is garbage.
+_HTTP_DATE_MAX_LENGTH = 64
 
 
 class BackoffPolicy(StrEnum):
@@ -252,7 +256,8 @@ def parse_retry_after(value: str | None, now: float, maximum: float | None = Non
 
     ``value`` is delta-seconds (``"120"``) or an HTTP-date (``"Wed, 21 Oct 2015 07:28:00 GMT"``);
     ``now`` is the current Unix time (for HTTP-dates). A date in the past gives 0. The result is capped
-    at ``maximum`` when given.
+    at ``maximum`` when given. Delta-seconds longer than 10 digits (leading zeros aside) are not parsed:
+    they count as 9999999999 seconds, i.e. ``maximum`` when given.
     """
     if value is None:
         return None
@@ -261,11 +266,16 @@ def parse_retry_after(value: str | None, now: float, maximum: float | None = Non
         return None
     seconds: float
     if text.isascii() and text.isdigit():
-        seconds = float(int(text))
+        digits = text.lstrip("0") or "0"
+        # int() refuses over 4300 digits (CPython's DoS guard) and is quadratic below that; anything
+        # over 10 digits (~317 years) means "as long as you allow", so it is the cap, not an error.
+        seconds = _RETRY_AFTER_HUGE if len(digits) > _RETRY_AFTER_MAX_DIGITS else float(int(digits))
     else:
+        if len(text) > _HTTP_DATE_MAX_LENGTH:
+            return None
         try:
             moment = email.utils.parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, OverflowError):
             return None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)  # HTTP-dates are GMT by definition
