@@ -15,6 +15,9 @@ from openconnector.delivery.health import rfc3339
 from openconnector.resources import ResourceKey
 from openconnector.routing.table import ResourceResult
 
+# metav1.Condition allows 32768 characters of message.
+MESSAGE_LIMIT = 32768
+
 LastErrorRecord = tuple[float, int | None, str]  # (time, HTTP status or None, message)
 
 
@@ -129,7 +132,7 @@ class ConditionBook:
             "type": type_,
             "status": status,
             "reason": reason,
-            "message": message[:32768],
+            "message": message[:MESSAGE_LIMIT],
             "lastTransitionTime": previous[1],
             "observedGeneration": generation,
         }

@@ -210,6 +210,11 @@ class Kubectl:
         Apiserver._on_create(body)
         self.emulator.objects[self.reference(kind), ns, name] = body
 
+    def vanish(self, kind: str, name: str, *, namespace: str | None = None) -> None:
+        """Remove an object from storage without a DELETED watch event: a deletion the operator's watch
+        missed (it happened while the watch was away, e.g. across a relist after "410 Gone")."""
+        del self.emulator.objects[self.reference(kind), namespace or self.namespace, name]
+
     async def patch_spec(
         self, kind: str, name: str, spec: Mapping[str, Any], *, namespace: str | None = None
     ) -> dict[str, Any]:

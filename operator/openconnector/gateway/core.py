@@ -21,7 +21,7 @@ from openconnector.api.kinds import CONSUMER, EVENT, EVENT_SUBSCRIPTION, SOURCE
 from openconnector.ce import CloudEvent, build_event, to_binary, to_structured
 from openconnector.ce.emit import SequenceCounter
 from openconnector.delivery.attempts import Attempt
-from openconnector.delivery.engine import ContentMode, Dispatcher, FinalOutcome
+from openconnector.delivery.engine import ContentMode, DeliveryClosedError, Dispatcher, FinalOutcome
 from openconnector.delivery.health import HealthReason
 from openconnector.gateway.metrics import GatewayMetrics
 from openconnector.resources import ResourceKey
@@ -34,6 +34,32 @@ log = logging.getLogger(__name__)
 # (resource key, event type "Normal"|"Warning", reason, message): becomes a Kubernetes Event in a cluster.
 Notice = tuple[ResourceKey, str, str, str]
 NoticeSink = Callable[[ResourceKey, str, str, str], None]
+
+
+# The delivery counters of a subscription's status (what survives a restart or a not-ready spell).
+_COUNTER_FIELDS = frozenset(
+    {
+        "delivered",
+        "failed",
+        "retried",
+        "deadLettered",
+        "dropped",
+        "consecutiveFailures",
+        "lastDelivery",
+        "lastError",
+    }
+)
+
+
+class PublishRefused(Exception):
+    """Events that could not be handed to delivery; nothing of them was queued."""
+
+    def __init__(self, status: int, slug: str, detail: str, *, retry_after: str | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.detail = detail
+        self.headers = {"Retry-After": retry_after} if retry_after else None
 
 
 @dataclass
@@ -56,10 +82,6 @@ class GatewaySettings:
 
 def encode(event: CloudEvent, mode: ContentMode) -> tuple[Mapping[str, str], bytes]:
     return to_binary(event) if mode == ContentMode.BINARY else to_structured(event)
-
-
-def add_error_extensions(event: CloudEvent, extensions: Mapping[str, object]) -> CloudEvent:
-    return event.with_attributes(**{k: v for k, v in extensions.items() if isinstance(v, str | int | bool)})
 
 
 def _code_class(status: int | None) -> str:
@@ -96,7 +118,6 @@ class Gateway:
         self.metrics = GatewayMetrics()
         self.dispatcher: Dispatcher[CloudEvent] = Dispatcher(
             encode,
-            dead_letter_transform=add_error_extensions,
             on_paused=self._on_paused,
             observer=_MetricsObserver(self.metrics),
             clock=clock,
@@ -203,7 +224,13 @@ class Gateway:
         self.conditions.forget(key)
         for stats in (self.consumer_stats, self.event_stats, self.source_stats):
             stats.pop(key, None)
-        self._seed_subscriptions.pop(f"{key.namespace}/{key.name}", None)
+        target_key = f"{key.namespace}/{key.name}"
+        self._seed_subscriptions.pop(target_key, None)
+        if key.kind == "EventSubscription" and target_key in self.dispatcher.target_keys():
+            # Re-created before any table dropped it (delete + create within one compile): same lane,
+            # new object, so its health starts over.
+            self.dispatcher.health(target_key).reset()
+            self._health_seen.pop(target_key, None)
 
     def _health_record(self, target_key: str) -> dict[str, Any]:
         """What a lane's health must carry over: its counters and, while suspended, why."""
@@ -254,15 +281,12 @@ class Gateway:
 
     # ------------------------------------------------------------------------------ fan-out
 
-    async def publish(self, events: Sequence[CloudEvent], namespace: str | None = None) -> int:
-        """Hand events to delivery; returns how many deliveries were queued. Uses one table for all.
-
-        An event is published in ``namespace`` (a Consumer's, or the one named in the /events path), or,
-        without one, in every namespace whose Events define its type. It reaches only the subscriptions
-        of the namespaces it is published in.
-        """
-        table = self.table
-        queued = 0
+    def _plan(
+        self, table: RoutingTable, events: Sequence[CloudEvent], namespace: str | None
+    ) -> tuple[list[tuple[str, CloudEvent]], list[tuple[CloudEvent, Sequence[str]]]]:
+        """Every (subscription, event) delivery, and where each event is published."""
+        plan: list[tuple[str, CloudEvent]] = []
+        placements: list[tuple[CloudEvent, Sequence[str]]] = []
         for event in events:
             namespaces: Sequence[str]
             if namespace is not None:
@@ -272,22 +296,53 @@ class Gateway:
                 # publish it wherever it is subscribed.
                 namespaces = table.namespaces_defining(event.type) or table.namespaces_subscribing(event.type)
             for ns in namespaces:
-                for route in table.match(ns, event.attributes, event.data):
-                    await asyncio.wait_for(
-                        self.dispatcher.submit(route.target, event), timeout=self.settings.submit_timeout
-                    )
-                    queued += 1
+                plan.extend(
+                    (route.target_key, event) for route in table.match(ns, event.attributes, event.data)
+                )
+            placements.append((event, namespaces))
+        return plan, placements
+
+    async def publish(self, events: Sequence[CloudEvent], namespace: str | None = None) -> int:
+        """Hand events to delivery, all or nothing; returns how many deliveries were queued.
+
+        An event is published in ``namespace`` (a Consumer's, or the one named in the /events path), or,
+        without one, in every namespace whose Events define its type; it reaches only the subscriptions
+        of those namespaces. Either every delivery is queued or none is: a sender told to retry (503)
+        never causes a duplicate of half a fan-out. Raises :class:`PublishRefused`.
+        """
+        try:
+            async with asyncio.timeout(self.settings.submit_timeout):
+                while True:
+                    table = self.table  # re-read after a wait: the table may have been swapped
+                    plan, placements = self._plan(table, events, namespace)
+                    result = self.dispatcher.offer(plan)
+                    if result.too_large:
+                        raise PublishRefused(413, "event-too-large", result.detail)
+                    if result.accepted:
+                        break
+                    await self.dispatcher.wait_for_room(result.full, needed_bytes=result.budget_needed)
+        except TimeoutError:
+            raise PublishRefused(
+                503, "delivery-backlog", "delivery queues are full; retry later", retry_after="5"
+            ) from None
+        except DeliveryClosedError:
+            raise PublishRefused(
+                503, "shutting-down", "the gateway is shutting down", retry_after="5"
+            ) from None
+        now = self.clock()
+        for event, namespaces in placements:
+            for ns in namespaces:
                 defined = table.events_by_namespace_type.get((ns, event.type))
                 if defined is not None:
                     stats = self.event_stats[defined.key]
                     stats.emitted += 1
-                    stats.last_emitted = self.clock()
+                    stats.last_emitted = now
                     stats.version += 1
             # Types no Event defines (--allow-unknown-types) share one label: senders choose them freely.
             self.metrics.events_emitted.labels(
                 event.type if table.namespaces_defining(event.type) else "other"
             ).inc()
-        return queued
+        return result.queued
 
     def emit_for(self, event: EventRoute, data: Any, *, subject: str | None = None) -> CloudEvent:
         """A new NL GOV event of ``event``'s type (sequence per Event, starting at 1)."""
@@ -324,6 +379,10 @@ class Gateway:
                 )
                 body["phase"] = "Paused" if route.paused else ("Suspended" if health.paused else "Active")
                 body["url"] = route.target.redacted_url
+            else:
+                # Not routed while it does not compile: its counters are kept aside, and still shown.
+                kept = self._seed_subscriptions.get(target_key) or {}
+                body.update({k: v for k, v in kept.items() if k in _COUNTER_FIELDS})
         elif key.kind == "Consumer":
             body.update(self.consumer_stats[key].snapshot())
             if "url" in result.extra:

@@ -16,7 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from openconnector.ce import CloudEvent, CloudEventError, check_nlgov, parse_http
-from openconnector.gateway.core import GATEWAY_KEY, Gateway
+from openconnector.gateway.core import GATEWAY_KEY, Gateway, PublishRefused
 from openconnector.gateway.problems import problem
 from openconnector.routing.table import EventRoute, RoutingTable
 
@@ -198,10 +198,9 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
     m.events_received.labels(parsed.mode.value).inc(len(parsed.events))
     try:
         queued = await gateway.publish(parsed.events, namespace=namespace)
-    except TimeoutError:
-        return problem(
-            503, "delivery-backlog", "delivery queues are full; retry later", headers={"Retry-After": "5"}
-        )
+    except PublishRefused as refused:
+        m.events_refused.labels(refused.slug).inc()
+        return problem(refused.status, refused.slug, refused.detail, headers=refused.headers)
     answer: dict[str, Any] = {"accepted": len(parsed.events), "deliveries": queued}
     if warnings:
         # Accepted anyway (lax profile), but the sender learns what the strict profile would refuse.

@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from openconnector.ce import CloudEvent, CloudEventError
-from openconnector.gateway.core import GATEWAY_KEY, Gateway
+from openconnector.gateway.core import GATEWAY_KEY, Gateway, PublishRefused
 from openconnector.gateway.ingress import BodyTooLarge, read_limited, webhook_handshake
 from openconnector.gateway.problems import problem
 from openconnector.mapping import MappingError
@@ -229,24 +229,33 @@ async def _accept(
         except CloudEventError as error:
             if target is None:  # nothing stored yet: the sender may fix and retry
                 raise Refusal(422, "emission", "emission-failed", str(error)) from None
-            # The target already holds the payload: a refusal would make the sender store it twice.
-            log.error("%s: stored, but the event could not be built: %s", consumer.key, error)
-            stats = gateway.consumer_stats[consumer.key]
-            stats.last_error = (gateway.clock(), None, f"stored, but no event emitted: {error}")
-            stats.version += 1
-            answer["eventError"] = str(error)
-            return web.json_response(answer, status=status)
+            return _stored_not_emitted(
+                gateway, consumer, answer, status, f"the event could not be built: {error}"
+            )
         try:
             await gateway.publish([event], namespace=consumer.key.namespace)
-        except TimeoutError:
-            raise Refusal(
-                503,
-                "backlog",
-                "delivery-backlog",
-                "delivery queues are full; retry later",
-                headers={"Retry-After": "5"},
-            ) from None
+        except PublishRefused as refused:
+            if target is None:
+                raise Refusal(
+                    refused.status, "backlog", refused.slug, refused.detail, headers=refused.headers
+                ) from None
+            return _stored_not_emitted(gateway, consumer, answer, status, refused.detail)
         answer["eventId"] = event.id
+    return web.json_response(answer, status=status)
+
+
+def _stored_not_emitted(
+    gateway: Gateway, consumer: ConsumerRoute, answer: dict[str, Any], status: int, why: str
+) -> web.Response:
+    """The target already holds the payload, but no event went out. A refusal would make the sender
+    retry and store it twice, so the answer is a success that says what is missing, and the failure is
+    logged and recorded in the Consumer's status (never silent)."""
+    log.error("%s: stored, but no event emitted: %s", consumer.key, why)
+    stats = gateway.consumer_stats[consumer.key]
+    stats.last_error = (gateway.clock(), None, f"stored, but no event emitted: {why}")
+    stats.version += 1
+    gateway.metrics.events_refused.labels("not-emitted-after-store").inc()
+    answer["eventError"] = why
     return web.json_response(answer, status=status)
 
 

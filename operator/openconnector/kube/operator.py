@@ -29,6 +29,7 @@ from openconnector.resources import (
     resource_from_object,
 )
 from openconnector.routing.table import RoutingTable
+from openconnector.status import MESSAGE_LIMIT
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,17 @@ class StatusPolicy:
         if _conditions(body) != _conditions(written):
             return now - last_write >= min(self.interval, 1.0)
         return now - last_write >= self.interval
+
+
+def merge_patch_removing(written: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
+    """``body`` as a JSON merge patch over ``written``: keys that are gone, at any depth, become null."""
+    patch = dict(body)
+    for key, old in written.items():
+        if key not in body:
+            patch[key] = None
+        elif isinstance(old, Mapping) and isinstance(body[key], Mapping):
+            patch[key] = merge_patch_removing(old, body[key])
+    return patch
 
 
 def _conditions(body: Mapping[str, Any]) -> list[tuple[str, str, str]]:
@@ -121,6 +133,7 @@ class OperatorCore:
             self._written.pop(key, None)
             self._last_write.pop(key, None)
             self._last_ready.pop(key, None)
+            # _touched keeps the key as a tombstone: a LIST already under way must not bring it back.
             self.gateway.forget(key)
             self.reconciler.notify()
 
@@ -183,6 +196,10 @@ class OperatorCore:
         for key in gone:
             log.info("%s no longer exists (missed by the watch): removed", key)
             self._remove(key)
+        # Tombstones older than this LIST have done their job.
+        present = {*store.resources, *store.secrets}
+        for key in [k for k, at in self._touched.items() if at < started and k not in present]:
+            del self._touched[key]
         return len(gone)
 
     async def resync_loop(self, interval: float = 60.0, first: float = 5.0) -> None:
@@ -200,8 +217,10 @@ class OperatorCore:
         """After each compile: Warning Events for resources that just failed, Normal when they recover."""
         for key, result in table.results.items():
             before = self._last_ready.get(key)
-            self._last_ready[key] = (result.ready, result.message)
-            if not result.ready and (before is None or before != (False, result.message)):
+            # Compared as stored in the condition (truncated), so a restart recognises it.
+            message = result.message[:MESSAGE_LIMIT]
+            self._last_ready[key] = (result.ready, message)
+            if not result.ready and (before is None or before != (False, message)):
                 self.notice(key, "Warning", result.reason, result.message)
             elif result.ready and before is not None and not before[0]:
                 self.notice(key, "Normal", "Compiled", "the resource compiled and is routed")
@@ -233,7 +252,7 @@ class OperatorCore:
             plural = KINDS_BY_NAME[key.kind].plural
             # A merge patch leaves absent keys alone: clear what was written before and is gone now
             # (an old url, a lastError that no longer applies), or kubectl shows stale fields.
-            patch = {**{k: None for k in (written or {}) if k not in body}, **body}
+            patch = merge_patch_removing(written or {}, body)
             try:
                 await self.client.patch_status(plural, key.namespace, key.name, patch)
             except ApiError as error:
