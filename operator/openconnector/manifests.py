@@ -22,6 +22,8 @@ from openconnector.resources import (
 
 YAML_SUFFIXES = (".yaml", ".yml")
 _NAME = re.compile(K8S_NAME_PATTERN)
+# libyaml's safe loader when PyYAML was built with it: the same documents, about 8x faster.
+_SafeLoader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ def yaml_files(paths: Iterable[Path]) -> list[Path]:
 def iter_documents(paths: Iterable[Path]) -> Iterator[Document | LoadProblem]:
     for path in yaml_files(paths):
         try:
-            docs = list(yaml.safe_load_all(path.read_text(encoding="utf-8")))
+            docs = list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=_SafeLoader))
         except (OSError, yaml.YAMLError) as error:
             yield LoadProblem(str(path), f"cannot read YAML: {error}".replace("\n", " "))
             continue

@@ -96,16 +96,17 @@ class _MetricsObserver:
 
     def on_attempt(self, target_key: str, attempt: Attempt) -> None:
         namespace, _, name = target_key.partition("/")
-        self._m.delivery_attempts.labels(namespace, name, _code_class(attempt.status_code)).inc()
+        m = self._m
+        m.child(m.delivery_attempts, namespace, name, _code_class(attempt.status_code)).inc()
         if attempt.latency_ms is not None:
-            self._m.delivery_latency.labels(namespace, name).observe(attempt.latency_ms / 1000)
+            m.child(m.delivery_latency, namespace, name).observe(attempt.latency_ms / 1000)
         if attempt.attempt > 1:
-            self._m.delivery_retries.labels(namespace, name).inc()
+            m.child(m.delivery_retries, namespace, name).inc()
 
     def on_outcome(self, target_key: str, event_id: str, outcome: FinalOutcome, reason: str | None) -> None:
         namespace, _, name = target_key.partition("/")
         label = {"deadLettered": "dead_lettered"}.get(outcome.value, outcome.value)
-        self._m.deliveries.labels(namespace, name, label).inc()
+        self._m.child(self._m.deliveries, namespace, name, label).inc()
 
 
 class Gateway:
@@ -339,9 +340,8 @@ class Gateway:
                     stats.last_emitted = now
                     stats.version += 1
             # Types no Event defines (--allow-unknown-types) share one label: senders choose them freely.
-            self.metrics.events_emitted.labels(
-                event.type if table.namespaces_defining(event.type) else "other"
-            ).inc()
+            label = event.type if table.namespaces_defining(event.type) else "other"
+            self.metrics.child(self.metrics.events_emitted, label).inc()
         return result.queued
 
     def emit_for(self, event: EventRoute, data: Any, *, subject: str | None = None) -> CloudEvent:
@@ -354,6 +354,9 @@ class Gateway:
             dataschema=event.dataschema,
             subject=subject,
             sequence=sequence,
+            # type, source and dataschema were checked when the Event compiled; a subject (from a
+            # register's answer) was not, so only then is the whole event validated.
+            validate=subject is not None,
         )
 
     # ---------------------------------------------------------------------------- status

@@ -151,7 +151,7 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
     except BodyTooLarge as error:
         m.events_refused.labels("too-large").inc()
         return problem(413, "body-too-large", str(error))
-    m.ingress_bytes.labels("/events").inc(len(body))
+    m.child(m.ingress_bytes, "/events").inc(len(body))
     started = time.perf_counter()
     try:
         parsed = parse_http(request.method, request.headers, body)
@@ -172,7 +172,7 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
         batch=parsed.mode.value == "batch",
         namespace=namespace,
     )
-    m.parse_seconds.labels(parsed.mode.value).observe(time.perf_counter() - started)
+    m.child(m.parse_seconds, parsed.mode.value).observe(time.perf_counter() - started)
     for event in parsed.events:
         for defined in defining_events(table, event.type, namespace):
             stats = gateway.event_stats[defined.key]
@@ -195,7 +195,7 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
             f"{len(problems)} problem(s); nothing was accepted",
             errors=[p.as_dict() for p in problems],
         )
-    m.events_received.labels(parsed.mode.value).inc(len(parsed.events))
+    m.child(m.events_received, parsed.mode.value).inc(len(parsed.events))
     try:
         queued = await gateway.publish(parsed.events, namespace=namespace)
     except PublishRefused as refused:

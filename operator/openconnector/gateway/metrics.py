@@ -6,6 +6,8 @@ names a metric defined here.
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from aiohttp import web
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -15,14 +17,20 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics import MetricWrapperBase
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 PARSE_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01)
 
 
+M = TypeVar("M", bound=MetricWrapperBase)
+
+
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
+        # labels() takes a lock and hashes on every call; the hot path reuses the child series.
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         r = self.registry
         self.events_received = Counter(
             "openconnector_events_received", "CloudEvents accepted on /events", ["mode"], registry=r
@@ -123,6 +131,14 @@ class GatewayMetrics:
             registry=r,
         )
 
+    def child(self, metric: M, *labels: str) -> M:
+        """``metric.labels(*labels)``, cached."""
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
     def forget_subscription(self, namespace: str, name: str) -> None:
         """Drop every series of a deleted subscription, so its last health value does not alert forever."""
         for metric in (
@@ -133,6 +149,8 @@ class GatewayMetrics:
             for labels in list(metric._metrics):
                 if labels[:2] == (namespace, name):
                     metric.remove(*labels)
+        for key in [k for k in self._children if k[1][:2] == (namespace, name)]:
+            del self._children[key]
 
     def metric_names(self) -> set[str]:
         """Every sample name this registry can export (for the dashboard test)."""

@@ -140,7 +140,7 @@ def _object_id(stored: Any, fallback: Any) -> str | None:
 async def _ingest(gateway: Gateway, consumer: ConsumerRoute, request: web.Request) -> web.Response:
     _check_ip(gateway, consumer, request)
     body = await _read_limited(request, consumer.max_body_bytes)
-    gateway.metrics.ingress_bytes.labels("/webhooks").inc(len(body))
+    gateway.metrics.child(gateway.metrics.ingress_bytes, "/webhooks").inc(len(body))
     try:
         outcome = verify_inbound(
             consumer.auth,
@@ -268,7 +268,7 @@ async def handle_webhook(request: web.Request) -> web.StreamResponse:
     stats: ConsumerStats = gateway.consumer_stats[consumer.key]
     labels = (consumer.key.namespace, consumer.key.name)
     stats.record_received(gateway.clock())
-    gateway.metrics.webhooks_received.labels(*labels).inc()
+    gateway.metrics.child(gateway.metrics.webhooks_received, *labels).inc()
     try:
         response = await _ingest(gateway, consumer, request)
     except Refusal as refusal:
@@ -279,7 +279,7 @@ async def handle_webhook(request: web.Request) -> web.StreamResponse:
         errors = extra.pop("errors", ())
         return problem(refusal.status, refusal.slug, refusal.detail, errors=errors, headers=headers, **extra)
     stats.record_forwarded()
-    gateway.metrics.webhooks_forwarded.labels(*labels).inc()
+    gateway.metrics.child(gateway.metrics.webhooks_forwarded, *labels).inc()
     return response
 
 

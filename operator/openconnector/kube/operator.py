@@ -34,6 +34,7 @@ from openconnector.status import MESSAGE_LIMIT
 log = logging.getLogger(__name__)
 
 ANNOTATION_PREFIX = GROUP
+PATCH_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
@@ -232,11 +233,12 @@ class OperatorCore:
         ``final`` (at shutdown) writes every body that differs from the last one written, interval or
         not: counts since the last write would otherwise be lost to the next process's seed.
         """
-        if self.client is None:
+        client = self.client
+        if client is None:
             return 0
         self.gateway.tick()
-        sent = 0
         now = time.monotonic()
+        due: list[tuple[ResourceKey, dict[str, Any], Mapping[str, Any] | None]] = []
         for key in list(self.gateway.table.results):
             body = self.gateway.status_body(key)
             if body is None:
@@ -249,20 +251,27 @@ class OperatorCore:
                 body=body, written=written, last_write=self._last_write.get(key, 0.0), now=now
             ):
                 continue
-            plural = KINDS_BY_NAME[key.kind].plural
+            due.append((key, body, written))
+        # A few PATCHes in flight: one at a time cannot keep up with thousands of resources.
+        limit = asyncio.Semaphore(PATCH_CONCURRENCY)
+
+        async def write(key: ResourceKey, body: dict[str, Any], written: Mapping[str, Any] | None) -> bool:
             # A merge patch leaves absent keys alone: clear what was written before and is gone now
             # (an old url, a lastError that no longer applies), or kubectl shows stale fields.
             patch = merge_patch_removing(written or {}, body)
-            try:
-                await self.client.patch_status(plural, key.namespace, key.name, patch)
-            except ApiError as error:
-                if error.status != 404:  # 404: deleted meanwhile; the DELETED event will follow
-                    log.warning("status of %s not written: %s", key, error)
-                continue
+            async with limit:
+                try:
+                    await client.patch_status(KINDS_BY_NAME[key.kind].plural, key.namespace, key.name, patch)
+                except ApiError as error:
+                    if error.status != 404:  # 404: deleted meanwhile; the DELETED event will follow
+                        log.warning("status of %s not written: %s", key, error)
+                    return False
             self._written[key] = body
             self._last_write[key] = now
-            sent += 1
-        return sent
+            return True
+
+        results = await asyncio.gather(*(write(*item) for item in due))
+        return sum(results)
 
     async def status_loop(self, tick: float = 0.5) -> None:
         while True:

@@ -8,6 +8,7 @@ by their definition, so a change to one resource recompiles only that resource's
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 import json
 from collections.abc import Callable, Mapping
@@ -443,7 +444,10 @@ def compile_table(
     ctx = _Context(resources, secrets, memo or Memo())
     by_kind: dict[str, list[tuple[Resource, BaseModel]]] = {k: [] for k in KINDS_BY_NAME}
     for res in _ordered(list(resources.values())):
-        spec, problems = parse_spec(KINDS_BY_NAME[res.kind], res.spec)
+        kind = KINDS_BY_NAME[res.kind]
+        spec, problems = ctx.memo.get(
+            f"spec:{res.kind}", res.spec, functools.partial(parse_spec, kind, res.spec)
+        )
         if spec is None:
             ctx.fail(res, "InvalidSpec", problems)
             continue
