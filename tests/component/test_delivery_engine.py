@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import format_datetime
@@ -1148,3 +1149,333 @@ async def test_dead_letters_of_a_custom_encoder_in_binary_mode(dispatcher: Dispa
         document = sent_event(dead_letters.requests[0])
         assert (document["id"], document["data"]) == ("e-bin-dl", {"zaak": "abc123"})
         assert (document["ocerrorcode"], base64.b64decode(document["ocerrordata"])) == (400, b"nope")
+
+
+# -------------------------------------------------------- wake-ups: one per freed slot, none lost
+
+
+async def publish(
+    engine: Dispatcher[Event], plan: list[tuple[str, Event]], offers: list[str], name: str
+) -> None:
+    """The gateway's loop: offer the plan, and after a refusal wait for room and offer again."""
+    while True:
+        offers.append(name)
+        result = engine.offer(plan)
+        if result.accepted:
+            return
+        assert not result.too_large
+        await engine.wait_for_room(result.full, needed_bytes=result.budget_needed)
+
+
+async def spin(turns: int = 20) -> None:
+    """Let every runnable task run (no real time passes)."""
+    for _ in range(turns):
+        await asyncio.sleep(0)
+
+
+async def fill(engine: Dispatcher[Event], sink: Sink, *subs: DeliveryTarget) -> None:
+    """Leave each lane (max_concurrency=1, queue_size=1) full: one event in flight, one queued."""
+    for sub in subs:
+        assert engine.offer([(sub.key, Event(f"{sub.key}:in-flight"))]).accepted
+    await sink.wait_for(len(subs))
+    for sub in subs:
+        assert engine.offer([(sub.key, Event(f"{sub.key}:queued"))]).accepted
+
+
+async def test_each_freed_slot_wakes_one_waiter_in_arrival_order_and_none_is_lost(
+    dispatcher: Dispatcher[Event],
+) -> None:
+    senders = 6
+    first, rest = asyncio.Event(), asyncio.Event()
+    async with Sink(Reply(gate=first), default=Reply(gate=rest)) as sink:
+        sub = target(sink.url, max_concurrency=1, queue_size=1)
+        dispatcher.set_target(sub)
+        await fill(dispatcher, sink, sub)
+        offers: list[str] = []
+        names = [f"s-{n}" for n in range(senders)]
+        tasks = [
+            asyncio.create_task(publish(dispatcher, [(sub.key, Event(name))], offers, name)) for name in names
+        ]
+        await spin()
+        assert offers == names  # all refused once, all waiting
+
+        first.set()  # the first event is delivered, the queued one leaves the queue: one free slot
+        await sink.wait_for(2)
+        await spin()
+        assert offers[senders:] == ["s-0"]  # one waiter woken (the longest waiting), not the herd
+        assert [task.done() for task in tasks] == [True] + [False] * (senders - 1)
+
+        rest.set()  # from now on every freed slot goes to the next waiter
+        async with asyncio.timeout(10):
+            await asyncio.gather(*tasks)
+        await settle(dispatcher)
+        delivered = [sent_event(r)["id"] for r in sink.requests]
+        assert delivered == [f"{sub.key}:in-flight", f"{sub.key}:queued", *names]
+        assert len(offers) == 2 * senders  # every sender refused once, queued on its first wake-up
+
+
+async def test_a_woken_waiter_that_does_not_use_the_room_passes_it_on(dispatcher: Dispatcher[Event]) -> None:
+    gate = asyncio.Event()
+    async with Sink(default=Reply(gate=gate)) as sink:
+        sub = target(sink.url, max_concurrency=1, queue_size=1)
+        other = target(sink.url, key="default/other", max_concurrency=1, queue_size=1)
+        dispatcher.set_target(sub)
+        dispatcher.set_target(other)
+        await fill(dispatcher, sink, sub, other)
+        offers: list[str] = []
+        both_event = Event("both")
+        # In arrival order: a plan that also needs the other (full) lane, a caller that leaves as soon
+        # as it is woken, and a sender that only needs `sub`.
+        both = asyncio.create_task(
+            publish(dispatcher, [(sub.key, both_event), (other.key, both_event)], offers, "both")
+        )
+        leaver = asyncio.create_task(dispatcher.wait_for_room([sub.key]))
+        single = asyncio.create_task(publish(dispatcher, [(sub.key, Event("single"))], offers, "single"))
+        await spin()
+        assert offers == ["both", "single"]
+
+        dispatcher.update_target(sub.key, replace(sub, queue_size=2))  # exactly one more slot in `sub`
+        async with asyncio.timeout(10):
+            await single  # `both` was refused again and `leaver` left: each handed the slot on
+            await leaver
+        assert offers == ["both", "single", "both", "single"]
+        assert not both.done()  # still waiting for `other`
+        assert dispatcher.queue_depth(sub.key) == 3
+
+        gate.set()
+        async with asyncio.timeout(10):
+            await both
+        await settle(dispatcher)
+        assert sorted(sent_event(r)["id"] for r in sink.requests).count("both") == 2
+
+
+async def test_waiters_needing_more_than_was_freed_are_asked_once_not_in_a_loop(
+    dispatcher: Dispatcher[Event],
+) -> None:
+    first, rest = asyncio.Event(), asyncio.Event()
+    async with Sink(Reply(gate=first), default=Reply(gate=rest)) as sink:
+        sub = target(sink.url, max_concurrency=1, queue_size=2)
+        dispatcher.set_target(sub)
+        assert dispatcher.offer([(sub.key, Event("in-flight"))]).accepted
+        await sink.wait_for(1)
+        assert dispatcher.offer([(sub.key, Event("q-1")), (sub.key, Event("q-2"))]).accepted
+        offers: list[str] = []
+        pairs = {
+            name: asyncio.create_task(
+                publish(
+                    dispatcher, [(sub.key, Event(f"{name}-1")), (sub.key, Event(f"{name}-2"))], offers, name
+                )
+            )
+            for name in ("a", "b")
+        }
+        await spin()
+        assert offers == ["a", "b"]
+
+        first.set()  # one slot frees up; each pair needs two
+        await sink.wait_for(2)
+        await spin(100)
+        assert offers == ["a", "b", "a", "b"]  # each tried once for that slot, then left waiting
+
+        rest.set()
+        async with asyncio.timeout(10):
+            await asyncio.gather(*pairs.values())
+        await settle(dispatcher)
+        assert dispatcher.health(sub.key).delivered == 7
+
+
+async def test_a_waiter_cancelled_after_its_wake_up_passes_it_on(dispatcher: Dispatcher[Event]) -> None:
+    gate = asyncio.Event()
+    async with Sink(default=Reply(gate=gate)) as sink:
+        sub = target(sink.url, max_concurrency=1, queue_size=1)
+        dispatcher.set_target(sub)
+        await fill(dispatcher, sink, sub)
+        timing_out = asyncio.create_task(dispatcher.wait_for_room([sub.key]))
+        offers: list[str] = []
+        patient = asyncio.create_task(publish(dispatcher, [(sub.key, Event("patient"))], offers, "patient"))
+        await spin()
+
+        dispatcher.update_target(sub.key, replace(sub, queue_size=2))  # one more slot: `timing_out`'s turn
+        timing_out.cancel()  # ... but its caller gives up before it runs (as a timeout would)
+        async with asyncio.timeout(10):
+            await patient
+        with pytest.raises(asyncio.CancelledError):
+            await timing_out
+        assert offers == ["patient", "patient"]
+        gate.set()
+        await settle(dispatcher)
+        assert dispatcher.health(sub.key).delivered == 3
+
+
+async def test_budget_waiters_are_woken_as_far_as_the_freed_bytes_go_and_pass_them_on(
+    counting: CountingEncoder, fake_time: FakeTime
+) -> None:
+    data = {"payload": "y" * 5_000}
+    one = size_of(Event("g-0", data=data))
+    engine: Dispatcher[Event] = Dispatcher(
+        counting, max_queued_bytes=2 * one + one // 2, clock=fake_time.clock, sleep=fake_time.sleep
+    )
+    first, rest = asyncio.Event(), asyncio.Event()
+    async with engine, Sink(Reply(gate=first), default=Reply(gate=rest)) as sink:
+        keys = ["ns/a", "ns/b", "ns/c", "ns/d"]
+        for key in keys:
+            engine.set_target(target(sink.url, key=key, max_concurrency=1))
+        assert engine.offer([("ns/a", Event("g-0", data=data))]).accepted
+        assert engine.offer([("ns/b", Event("g-1", data=data))]).accepted  # the budget holds no third
+        await sink.wait_for(2)
+        leaver = asyncio.create_task(engine.wait_for_room([], needed_bytes=one))
+        offers: list[str] = []
+        senders = [
+            asyncio.create_task(publish(engine, [(key, Event(f"g-{key}", data=data))], offers, key))
+            for key in ("ns/c", "ns/d")
+        ]
+        await spin()
+        assert offers == ["ns/c", "ns/d"]
+
+        first.set()  # one request delivered: its bytes make room for one more, not two
+        async with asyncio.timeout(10):
+            await leaver  # woken first; it leaves without offering, so the bytes go to the next
+            await senders[0]
+        await spin()
+        assert offers == ["ns/c", "ns/d", "ns/c"]  # ns/d was not woken for bytes it could not have
+        assert not senders[1].done()
+
+        rest.set()
+        async with asyncio.timeout(10):
+            await senders[1]
+        await settle(engine)
+        assert offers == ["ns/c", "ns/d", "ns/c", "ns/d"]
+        assert len(sink.requests) == 4
+
+
+async def test_many_senders_on_shared_full_lanes_all_get_through(dispatcher: Dispatcher[Event]) -> None:
+    """No lost wake-ups under churn: plans over several small lanes, some senders giving up midway."""
+    async with Sink(default=Reply(delay=0.001)) as sink:
+        keys = [f"ns/lane-{n}" for n in range(3)]
+        for key in keys:
+            dispatcher.set_target(target(sink.url, key=key, max_concurrency=1, queue_size=2))
+        offers: list[str] = []
+
+        async def sender(n: int) -> None:
+            for i in range(3):
+                event = Event(f"{n}-{i}")
+                plan = [(keys[(n + k) % len(keys)], event) for k in range(1 + n % 2)]
+                await publish(dispatcher, plan, offers, str(n))
+
+        async def quitter() -> None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(0.01):
+                    await dispatcher.wait_for_room(keys[:1])
+
+        quitters = [asyncio.create_task(quitter()) for _ in range(5)]
+        async with asyncio.timeout(30):
+            await asyncio.gather(*(sender(n) for n in range(24)), *quitters)
+        await settle(dispatcher)
+        expected = sum(3 * (1 + n % 2) for n in range(24))
+        assert sum(dispatcher.health(key).delivered for key in keys) == expected
+        assert len(sink.requests) == expected
+
+
+async def test_a_refusal_describes_the_lane_as_it_was_when_refused(dispatcher: Dispatcher[Event]) -> None:
+    gate = asyncio.Event()
+    async with Sink(default=Reply(gate=gate)) as sink:
+        sub = target(sink.url, max_concurrency=1, queue_size=1)
+        dispatcher.set_target(sub)
+        await fill(dispatcher, sink, sub)
+        refused = dispatcher.offer([(sub.key, Event("late"))])
+        gate.set()
+        await settle(dispatcher)
+        # Formatted only now, from the figures at refusal time.
+        assert refused.detail == (
+            "the queue of default/sub is full (1 of 1 events waiting, 0.0 MiB of 32.0 MiB held)"
+        )
+
+
+# ------------------------------------------------------------------------------ lazy lanes
+
+
+async def until(condition: Callable[[], bool], turns: int = 1000) -> None:
+    """Let other tasks run until ``condition`` holds (bounded: no real time involved)."""
+    for _ in range(turns):
+        if condition():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"still false after {turns} turns of the event loop")
+
+
+def lane_tasks(key: str) -> list[asyncio.Task[Any]]:
+    return [t for t in asyncio.all_tasks() if t.get_name().startswith(f"delivery:{key}#")]
+
+
+async def test_a_lane_gets_its_queue_and_workers_on_its_first_event_and_lets_go_when_idle(
+    fake_time: FakeTime, recorder: Recorder
+) -> None:
+    engine: Dispatcher[Event] = Dispatcher(
+        encode, observer=recorder, clock=fake_time.clock, sleep=fake_time.sleep, idle_lane_seconds=0
+    )
+    async with engine, Sink() as sink:
+        sub = target(sink.url, max_concurrency=4)
+        engine.set_target(sub)
+        assert not engine.lane_active(sub.key)
+        assert lane_tasks(sub.key) == []
+        assert engine.queue_depth(sub.key) == 0
+        assert engine.health(sub.key).condition.reason == "NoDeliveries"  # status works before any event
+        assert len(engine.attempts(sub.key)) == 0
+        await engine.join(sub.key)  # nothing to wait for
+
+        assert engine.offer([(sub.key, Event("l-1"))]).accepted
+        assert engine.lane_active(sub.key)
+        assert len(lane_tasks(sub.key)) == 1  # one event: one worker, not max_concurrency of them
+        await settle(engine)
+        await until(lambda: not engine.lane_active(sub.key))  # empty: queue and workers let go
+        assert lane_tasks(sub.key) == []
+
+        await engine.submit(sub, Event("l-2"))  # a fresh queue and worker
+        await settle(engine)
+        assert [sent_event(r)["id"] for r in sink.requests] == ["l-1", "l-2"]
+        assert engine.health(sub.key).delivered == 2  # health and attempt log outlive the queue
+        assert [a.event_id for a in engine.attempts(sub.key)] == ["l-1", "l-2"]
+
+
+async def test_a_busy_lane_starts_workers_as_its_backlog_needs_them(dispatcher: Dispatcher[Event]) -> None:
+    gate = asyncio.Event()
+    async with Sink(default=Reply(gate=gate)) as sink:
+        sub = target(sink.url, max_concurrency=3)
+        dispatcher.set_target(sub)
+        assert dispatcher.offer([(sub.key, Event("b-1")), (sub.key, Event("b-2"))]).accepted
+        assert len(lane_tasks(sub.key)) == 2
+        for n in range(3, 7):
+            assert dispatcher.offer([(sub.key, Event(f"b-{n}"))]).accepted
+        assert len(lane_tasks(sub.key)) == 3  # never more than max_concurrency
+        await sink.wait_for(3)
+        gate.set()
+        await settle(dispatcher)
+        assert dispatcher.health(sub.key).delivered == 6
+
+
+async def test_a_lane_paused_while_idle_stays_paused_when_it_gets_work_again(
+    fake_time: FakeTime, recorder: Recorder
+) -> None:
+    engine: Dispatcher[Event] = Dispatcher(
+        encode, observer=recorder, clock=fake_time.clock, sleep=fake_time.sleep, idle_lane_seconds=0
+    )
+    async with engine, Sink(Reply(410)) as sink:
+        sub = target(sink.url)
+        engine.set_target(sub)
+        await engine.submit(sub, Event("p-1"))
+        await settle(engine)
+        await until(lambda: not engine.lane_active(sub.key))
+        assert engine.health(sub.key).paused
+
+        await engine.submit(sub, Event("p-2"))
+        await settle(engine)
+        assert len(sink.requests) == 1  # nothing sent to a paused target
+        assert recorder.outcomes[-1] == (sub.key, "p-2", FinalOutcome.DROPPED, "noDeadLetterSink")
+
+
+async def test_removing_or_closing_lanes_that_never_had_work(fake_time: FakeTime) -> None:
+    engine: Dispatcher[Event] = Dispatcher(encode, clock=fake_time.clock)
+    for n in range(3):
+        engine.set_target(target("http://127.0.0.1:9/", key=f"ns/quiet-{n}"))
+    assert await engine.remove_target("ns/quiet-0") == 0
+    assert engine.target_keys() == ["ns/quiet-1", "ns/quiet-2"]
+    assert await engine.close(drain_deadline=0) == 0

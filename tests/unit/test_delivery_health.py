@@ -124,6 +124,26 @@ def test_the_window_rolls_over_old_attempts() -> None:
     assert health.condition.status == "True"
 
 
+def test_new_thresholds_before_any_attempt_apply_to_the_first_window() -> None:
+    health = SubscriptionHealth(HealthConfig(window=50, min_attempts=1), clock=Clock())
+    health.reconfigure(HealthConfig(window=3, min_attempts=1))
+    assert health.success_ratio is None
+    health.record_attempt_failure(500, "HTTP 500")
+    for _ in range(3):
+        health.record_success(200, 1.0)
+    assert health.success_ratio == 1.0  # the failure rolled out of a window of 3
+    assert health.condition.message == "success ratio 1.00 over last 3 attempts"
+
+
+def test_a_health_record_takes_no_per_instance_dict() -> None:
+    """10k subscriptions each carry one: slots keep it small."""
+    health = SubscriptionHealth(clock=Clock())
+    with pytest.raises(AttributeError):
+        health.unexpected = 1  # type: ignore[attr-defined]
+    health.reset()
+    assert health.snapshot()["delivered"] == 0
+
+
 def test_transition_time_only_moves_when_status_or_reason_changes() -> None:
     clock = Clock()
     health = SubscriptionHealth(clock=clock)

@@ -9,6 +9,7 @@ part of ``openconnector`` this package imports.
 from openconnector.delivery.attempts import Attempt, AttemptLog, Destination
 from openconnector.delivery.durations import parse_duration
 from openconnector.delivery.engine import (
+    DEFAULT_IDLE_LANE_SECONDS,
     DEFAULT_MAX_QUEUED_BYTES,
     DEFAULT_QUEUE_BYTES,
     ERROR_DATA_LIMIT,
@@ -42,6 +43,7 @@ from openconnector.delivery.policy import (
 from openconnector.delivery.signing import decode_signing_secret, sign, signature_headers, webhook_message_id
 
 __all__ = [
+    "DEFAULT_IDLE_LANE_SECONDS",
     "DEFAULT_MAX_QUEUED_BYTES",
     "DEFAULT_QUEUE_BYTES",
     "ERROR_DATA_LIMIT",

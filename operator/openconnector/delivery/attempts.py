@@ -59,6 +59,8 @@ class Attempt:
 class AttemptLog:
     """The last ``maxlen`` attempts, oldest first."""
 
+    __slots__ = ("_entries", "total")
+
     def __init__(self, maxlen: int = DEFAULT_ATTEMPT_LOG_SIZE) -> None:
         if maxlen < 1:
             raise ValueError(f"maxlen: must be a positive integer, got {maxlen!r}")

@@ -14,6 +14,11 @@ create them (the routing-table install), :meth:`~Dispatcher.remove_target` ends 
 reconfigures a lane, so a request still holding an old routing table can neither resurrect a deleted
 subscription nor switch a lane back to an old URL or secret.
 
+Most subscriptions are quiet, so an installed lane is only its target, health and counters (a few
+hundred bytes). Its queue, workers and wake-up state are created on its first enqueue and released
+again once it has been empty and idle for ``idle_lane_seconds``; workers are started as the backlog
+needs them, up to ``max_concurrency``.
+
 What a lane holds
 -----------------
 Not the parsed event (about 15 times its wire size) but the encoded request: a :class:`Prepared` with
@@ -28,9 +33,17 @@ Intake
 ------
 :meth:`Dispatcher.offer` takes a whole fan-out plan ``[(target_key, event), …]`` and, without awaiting,
 queues all of it or none of it (:class:`OfferResult` says why not). A caller that wants to wait calls
-:meth:`~Dispatcher.wait_for_room` (bounded by its own timeout) and offers again. Waiters are woken when
-a lane they wait for frees a slot or bytes, or the budget frees enough bytes; there is no FIFO order
-among them, the caller's timeout bounds any unfairness.
+:meth:`~Dispatcher.wait_for_room` (bounded by its own timeout) right after the refused offer, and offers
+again when it returns. A refused offer is cheap: its ``detail`` is only formatted when read.
+
+Room is handed out one waiter at a time, not to a herd: a lane that frees a slot or bytes wakes the
+longest-waiting waiter that has not yet been refused since that room was freed; the byte budget wakes
+as many waiters as the freed bytes cover (counting bytes promised to waiters not yet run). A woken
+waiter that does not use the room (refused for another reason, timed out, cancelled) passes it on: as
+it leaves the wait, the lane (or budget) checks again, after its offer, and wakes the next one. So
+nobody sleeps while there is room it could use, and a waiter needing more than is free is asked once
+per freed amount, not on every wake-up. A waiter re-queues at the back after a refusal; the caller's
+timeout bounds what unfairness remains (a plan needing several lanes or slots can be overtaken).
 
 Dead letters and content modes
 ------------------------------
@@ -67,6 +80,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import partial
 from typing import Generic, Protocol, Self, TypeAlias, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -88,6 +102,7 @@ from openconnector.delivery.policy import (
 from openconnector.delivery.signing import decode_signing_secret, signature_headers, webhook_message_id
 
 __all__ = [
+    "DEFAULT_IDLE_LANE_SECONDS",
     "DEFAULT_MAX_QUEUED_BYTES",
     "DEFAULT_QUEUE_BYTES",
     "ERROR_DATA_LIMIT",
@@ -118,10 +133,13 @@ ERROR_DATA_LIMIT = 1024
 DEFAULT_QUEUE_BYTES = 32 * 1024 * 1024
 #: Default bytes the whole dispatcher may hold: below the chart's 512 Mi limit with room for the rest.
 DEFAULT_MAX_QUEUED_BYTES = 128 * 1024 * 1024
+#: Default seconds a lane may sit empty before its queue and workers are released.
+DEFAULT_IDLE_LANE_SECONDS = 30.0
 #: Bytes of any response body read so the pooled connection can be reused; larger bodies close it.
 _RESPONSE_READ_LIMIT = 64 * 1024
 _MESSAGE_LIMIT = 300
 _QUEUE_FULL_LOG_INTERVAL = 10.0
+_NEVER = float("-inf")  # one shared float instead of one per lane
 # Memory around a held request beyond its raw bytes (measured with tracemalloc on CPython 3.11): the
 # Prepared, its header dict, the job and queue slot; and per header the two str objects and dict slot.
 _ITEM_OVERHEAD = 512
@@ -264,7 +282,9 @@ class OfferResult:
     * ``too_large``: keys whose part of the plan can never fit (more events than ``queue_size`` or more
       bytes than ``queue_bytes``), or every key when the plan exceeds ``max_queued_bytes``: answer 413,
       don't wait.
-    * ``detail``: one human-readable sentence on why not (empty when accepted); no secrets in it.
+    * ``detail``: one human-readable sentence on why not (empty when accepted); no secrets in it. Built
+      from ``describe`` when read (a string, or a function of the figures at refusal time): a sender
+      refused while it waits for room never pays for formatting it.
     """
 
     accepted: bool
@@ -274,7 +294,12 @@ class OfferResult:
     full: list[str] = field(default_factory=list)
     budget_needed: int = 0
     too_large: list[str] = field(default_factory=list)
-    detail: str = ""
+    describe: str | Callable[[], str] = field(default="", repr=False, compare=False)
+
+    @property
+    def detail(self) -> str:
+        describe = self.describe
+        return describe if isinstance(describe, str) else describe()
 
 
 class DeliveryObserver(Protocol):
@@ -417,34 +442,95 @@ class _Response:
 
 
 class _Lane:
-    """Per-target state: queue, workers, held bytes, health and attempt log. Survives target replacement."""
+    """An installed target: its configuration, health and attempt log, kept for as long as it is
+    installed (and across target replacement). The queue and workers are in :attr:`runtime`, which
+    exists only while the lane has work (see :class:`_LaneRuntime`)."""
+
+    __slots__ = (
+        "_attempts",
+        "closed",
+        "health",
+        "held_bytes",
+        "queue_full_logged_at",
+        "queue_full_suppressed",
+        "runtime",
+        "target",
+    )
 
     def __init__(self, target: DeliveryTarget, clock: Callable[[], float]) -> None:
         self.target = target
         self.health = SubscriptionHealth(target.health, clock=clock)
-        self.attempts = AttemptLog()
-        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self._attempts: AttemptLog | None = None
         self.held_bytes = 0  # queued and in flight
-        self.room_waiters: set[asyncio.Future[None]] = set()
-        self.workers: dict[int, asyncio.Task[None]] = {}
-        self.current: dict[int, _Job] = {}
+        self.runtime: _LaneRuntime | None = None
         self.closed = False
-        self.wakeup = asyncio.Event()  # set while paused: cuts backoff waits short
-        self.queue_full_logged_at = float("-inf")
+        self.queue_full_logged_at = _NEVER
         self.queue_full_suppressed = 0
 
     @property
     def key(self) -> str:
         return self.target.key
 
-    def notify_room(self) -> None:
-        """Wake everyone waiting for room here (they offer again; those that still don't fit re-wait)."""
-        if not self.room_waiters:
-            return
-        waiters, self.room_waiters = self.room_waiters, set()
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
+    @property
+    def attempts(self) -> AttemptLog:
+        if self._attempts is None:
+            self._attempts = AttemptLog()
+        return self._attempts
+
+    def queued(self) -> int:
+        """Events waiting (not in flight)."""
+        return 0 if self.runtime is None else self.runtime.queue.qsize()
+
+    def has_room(self, runtime: _LaneRuntime) -> bool:
+        """Room for at least one more small event (what any waiter needs at the least)."""
+        target = self.target
+        return runtime.queue.qsize() < target.queue_size and self.held_bytes < target.queue_bytes
+
+
+class _LaneRuntime:
+    """The working part of a lane, created on its first enqueue and released when it went idle."""
+
+    __slots__ = ("current", "queue", "room_version", "waiters", "wakeup", "woken", "workers")
+
+    def __init__(self, paused: bool) -> None:
+        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self.workers: dict[int, asyncio.Task[None]] = {}
+        self.current: dict[int, _Job] = {}  # worker index -> the job it is delivering
+        self.wakeup = asyncio.Event()  # set while paused: cuts backoff waits short
+        if paused:
+            self.wakeup.set()
+        # Sleeping waiters -> room_version when they started waiting. Insertion order is arrival order,
+        # so the versions ascend: once the first one has not seen room freed since, nobody has.
+        self.waiters: dict[_Waiter, int] = {}
+        self.room_version = 0  # bumped whenever a slot or bytes are freed (or the limits change)
+        self.woken = 0  # waiters woken for room here that have not run yet
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued or in flight: room for anything that fits the lane at all."""
+        return not self.current and self.queue.empty()
+
+
+class _Waiter:
+    """One :meth:`Dispatcher.wait_for_room` call, woken at most once.
+
+    ``room`` is the lane runtime whose freed room woke it, ``promised`` the budget bytes promised to it
+    when the budget woke it; neither when it was woken because the routing changed or on close. On
+    leaving the wait it hands either back, so that the next waiter gets its turn if this one does not
+    use the room.
+    """
+
+    __slots__ = ("future", "lane", "promised", "room")
+
+    def __init__(self, future: asyncio.Future[None]) -> None:
+        self.future = future
+        self.lane: _Lane | None = None
+        self.room: _LaneRuntime | None = None
+        self.promised = 0
+
+    def wake(self) -> None:
+        if not self.future.done():
+            self.future.set_result(None)
 
 
 class _NullObserver:
@@ -476,7 +562,8 @@ class Dispatcher(Generic[E]):
     wait and ``rng`` the jitter source; all three are injectable for tests. A ``session`` passed in is
     used as is and not closed; otherwise one pooled session is created on first use with
     ``connection_limit`` connections in total (0 = unbounded: the sum of the targets'
-    ``max_concurrency`` is the bound).
+    ``max_concurrency`` is the bound). A lane's queue and workers are released after
+    ``idle_lane_seconds`` without work (0: as soon as it is empty).
     """
 
     def __init__(
@@ -493,8 +580,15 @@ class Dispatcher(Generic[E]):
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Rng | None = None,
+        idle_lane_seconds: float = DEFAULT_IDLE_LANE_SECONDS,
     ) -> None:
         _require_positive_int("max_queued_bytes", max_queued_bytes)
+        if isinstance(idle_lane_seconds, bool) or not isinstance(idle_lane_seconds, int | float):
+            raise ValueError(f"idle_lane_seconds: must be a number, got {idle_lane_seconds!r}")
+        if not 0 <= idle_lane_seconds < float("inf"):
+            raise ValueError(
+                f"idle_lane_seconds: must be a finite number of seconds, 0 or more, got {idle_lane_seconds!r}"
+            )
         self._encoder = encoder
         self._reencoder = reencoder
         self._max_queued_bytes = max_queued_bytes
@@ -509,7 +603,10 @@ class Dispatcher(Generic[E]):
         self._rng: Rng = rng or random.Random()
         self._lanes: dict[str, _Lane] = {}
         self._held_bytes = 0  # every held request once, however many lanes hold it
-        self._budget_waiters: dict[asyncio.Future[None], int] = {}  # waiter -> bytes it needs
+        self._budget_waiters: dict[_Waiter, int] = {}  # sleeping waiter -> bytes it needs
+        self._budget_promised = 0  # bytes promised to budget waiters woken but not yet run
+        self._budget_least_need = 0  # at most the smallest need of the budget waiters: stop scanning below
+        self._idle_lane_seconds = float(idle_lane_seconds)
         self._closed = False
         self._callbacks: set[asyncio.Task[None]] = set()
 
@@ -539,8 +636,10 @@ class Dispatcher(Generic[E]):
         lanes = list(self._lanes.values())
         for lane in lanes:
             lane.closed = True
-            lane.notify_room()
-        self._notify_budget(everyone=True)
+            _wake_all(lane)
+        waiters, self._budget_waiters = self._budget_waiters, {}
+        for waiter in waiters:
+            waiter.wake()
         dropped = await asyncio.gather(
             *(self._shutdown_lane(lane, drain_deadline, DropReason.SHUTDOWN) for lane in lanes)
         )
@@ -566,7 +665,7 @@ class Dispatcher(Generic[E]):
             raise DeliveryClosedError("the dispatcher is closed")
         lane = self._lanes.get(key)
         if lane is None:
-            self._lanes[key] = _Lane(target, self._clock)
+            self._lanes[key] = _Lane(target, self._clock)  # no queue or workers until it gets work
             return
         if lane.target is target:
             return
@@ -574,9 +673,9 @@ class Dispatcher(Generic[E]):
         lane.target = target
         if target.health != old.health:
             lane.health.reconfigure(target.health)
-        if lane.workers:  # started: scale workers up (scaling down happens as workers finish)
-            self._ensure_workers(lane)
-        lane.notify_room()  # the limits may have grown
+        if lane.runtime is not None:
+            self._ensure_workers(lane, lane.runtime)  # scale up (down happens as workers finish)
+            self._room_freed(lane, lane.runtime)  # the limits may have grown
 
     async def remove_target(self, key: str, *, drain_deadline: float = 10.0) -> int:
         """Stop intake for ``key``, deliver what is queued for up to ``drain_deadline`` seconds, then
@@ -585,7 +684,7 @@ class Dispatcher(Generic[E]):
         if lane is None:
             return 0
         lane.closed = True
-        lane.notify_room()
+        _wake_all(lane)
         return await self._shutdown_lane(lane, drain_deadline, DropReason.REMOVED)
 
     def resume(self, key: str) -> bool:
@@ -594,7 +693,8 @@ class Dispatcher(Generic[E]):
         if lane is None or not lane.health.paused:
             return False
         lane.health.resume()
-        lane.wakeup.clear()
+        if lane.runtime is not None:
+            lane.runtime.wakeup.clear()
         logger.info("delivery to %s resumed", key)
         return True
 
@@ -612,8 +712,12 @@ class Dispatcher(Generic[E]):
 
     def queue_depth(self, key: str) -> int:
         """Events queued or in flight for ``key``."""
-        lane = self._lane(key)
-        return lane.queue.qsize() + len(lane.current)
+        runtime = self._lane(key).runtime
+        return 0 if runtime is None else runtime.queue.qsize() + len(runtime.current)
+
+    def lane_active(self, key: str) -> bool:
+        """Whether ``key``'s lane currently has a queue and workers (it had work recently)."""
+        return self._lane(key).runtime is not None
 
     def queued_bytes(self, key: str | None = None) -> int:
         """Bytes held (queued and in flight) by ``key``'s lane, or by the dispatcher (each request once)."""
@@ -626,7 +730,8 @@ class Dispatcher(Generic[E]):
     async def join(self, key: str | None = None) -> None:
         """Wait until ``key`` (or every target) has no queued or in-flight events."""
         lanes = [self._lane(key)] if key is not None else list(self._lanes.values())
-        await asyncio.gather(*(lane.queue.join() for lane in lanes))
+        runtimes = [lane.runtime for lane in lanes if lane.runtime is not None]
+        await asyncio.gather(*(runtime.queue.join() for runtime in runtimes))
 
     # ---------------------------------------------------------------------------------- intake
 
@@ -655,36 +760,105 @@ class Dispatcher(Generic[E]):
         return self._admit(self._encode(wanted, {}), skipped)
 
     async def wait_for_room(self, keys: Collection[str], *, needed_bytes: int = 0) -> None:
-        """Return when any lane of ``keys`` freed a slot or bytes, or (``needed_bytes`` > 0) the byte
-        budget has ``needed_bytes`` free; at once when one of ``keys`` is no longer installed or the
-        dispatcher is closed. Then offer again; bound the wait with ``asyncio.timeout``.
+        """Return when it is this caller's turn to use room freed in a lane of ``keys`` (a slot or
+        bytes), or (``needed_bytes`` > 0) in the byte budget (``needed_bytes`` free); at once when one
+        of ``keys`` is no longer installed or is idle, or the dispatcher is closed. Then offer again;
+        bound the wait with ``asyncio.timeout``.
 
-        After a refused offer: ``wait_for_room(result.full, needed_bytes=result.budget_needed)``.
+        Call it right after the refused offer, without awaiting anything in between:
+        ``wait_for_room(result.full, needed_bytes=result.budget_needed)``. It waits for room freed
+        *after* it was called. Room is handed to one waiter at a time; one that does not use it (its
+        next offer is refused, or it is cancelled) hands it to the next as it leaves.
         """
         if self._closed:
             return
-        lanes: list[_Lane] = []
+        runtimes: list[_LaneRuntime] = []
         for key in keys:
             lane = self._lanes.get(key)
             if lane is None or lane.closed:
                 return  # the routing changed: the next offer skips it
-            lanes.append(lane)
+            runtime = lane.runtime
+            if runtime is None or runtime.idle:
+                return  # it was drained meanwhile: an idle lane takes whatever can fit it at all
+            runtimes.append(runtime)
         watch_budget = 0 < needed_bytes <= self._max_queued_bytes
         if watch_budget and self._budget_free() >= needed_bytes:
             return
-        if not lanes and not watch_budget:
+        if not runtimes and not watch_budget:
             return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        for lane in lanes:
-            lane.room_waiters.add(waiter)
+        waiter = _Waiter(asyncio.get_running_loop().create_future())
+        for runtime in runtimes:
+            runtime.waiters[waiter] = runtime.room_version
         if watch_budget:
+            if not self._budget_waiters or needed_bytes < self._budget_least_need:
+                self._budget_least_need = needed_bytes
             self._budget_waiters[waiter] = needed_bytes
         try:
-            await waiter
+            await waiter.future
         finally:
-            for lane in lanes:
-                lane.room_waiters.discard(waiter)
+            for runtime in runtimes:
+                runtime.waiters.pop(waiter, None)
             self._budget_waiters.pop(waiter, None)
+            self._hand_on(waiter)
+
+    def _hand_on(self, waiter: _Waiter) -> None:
+        """``waiter`` leaves its wait: give back what it was woken with, and once its caller has had its
+        go (offered, or given up), let the next waiter have any room that is left."""
+        loop = asyncio.get_running_loop()
+        if waiter.room is not None and waiter.lane is not None:
+            waiter.room.woken -= 1
+            loop.call_soon(self._wake_for_room, waiter.lane)
+        if waiter.promised:
+            self._budget_promised -= waiter.promised
+            loop.call_soon(self._wake_for_budget)
+
+    def _room_freed(self, lane: _Lane, runtime: _LaneRuntime) -> None:
+        """A slot or bytes of ``lane`` were freed (or its limits changed): one waiter's turn."""
+        runtime.room_version += 1
+        if runtime.waiters:
+            self._wake_for_room(lane)
+
+    def _wake_for_room(self, lane: _Lane) -> None:
+        """Wake the first waiter of ``lane`` that has not been refused since room was last freed, if
+        there is room and more free slots than waiters already woken for them."""
+        runtime = lane.runtime
+        if runtime is None or not runtime.waiters or lane.closed or not lane.has_room(runtime):
+            return
+        if lane.target.queue_size - runtime.queue.qsize() <= runtime.woken:
+            return  # every free slot already has a waiter on its way
+        version = runtime.room_version
+        for waiter, since in runtime.waiters.items():
+            if since >= version:
+                return  # it (and everyone after it) was refused with the room as it is now
+            if not waiter.future.done():  # done: woken elsewhere or cancelled, leaving shortly
+                break
+        else:
+            return
+        del runtime.waiters[waiter]
+        runtime.woken += 1
+        waiter.lane, waiter.room = lane, runtime
+        waiter.wake()
+
+    def _wake_for_budget(self) -> None:
+        """Wake, oldest first, the budget waiters the free bytes cover (minus those already promised)."""
+        if not self._budget_waiters:
+            return
+        least = self._budget_least_need
+        free = self._budget_free() - self._budget_promised
+        if free < least:
+            return
+        chosen: list[tuple[_Waiter, int]] = []
+        for waiter, needed in self._budget_waiters.items():
+            if needed <= free and not waiter.future.done():
+                chosen.append((waiter, needed))
+                free -= needed
+                if free < least:
+                    break  # nobody else fits
+        for waiter, needed in chosen:
+            del self._budget_waiters[waiter]
+            self._budget_promised += needed
+            waiter.promised = needed
+            waiter.wake()
 
     async def submit(self, target: DeliveryTarget | str, event: E) -> None:
         """Queue ``event`` for the installed target with ``target``'s key, waiting while there is no
@@ -748,28 +922,25 @@ class Dispatcher(Generic[E]):
         return False
 
     def _count_refusal(self, wanted: Sequence[tuple[_Lane, E]], skipped: list[str]) -> OfferResult | None:
-        """A refusal on event counts (or a lane already at its byte limit), decided before encoding."""
+        """A refusal on event counts (or a lane already at its byte limit), decided before encoding.
+
+        The hot path of a sender waiting for a full lane: no formatting here (``detail`` is lazy)."""
         counts: dict[_Lane, int] = {}
         for lane, _ in wanted:
             counts[lane] = counts.get(lane, 0) + 1
-        too_large = [lane for lane, count in counts.items() if count > lane.target.queue_size]
-        if too_large:
-            lane = too_large[0]
-            detail = (
-                f"{counts[lane]} events for {lane.key} exceed its queue of {lane.target.queue_size} events"
-            )
-            keys = [lane.key for lane in too_large]
-            return OfferResult(False, skipped=skipped, too_large=keys, detail=detail)
-        full = [
-            lane
-            for lane, count in counts.items()
-            if lane.queue.qsize() + count > lane.target.queue_size
-            or lane.held_bytes >= lane.target.queue_bytes
-        ]
+        full: list[_Lane] = []
+        for lane, count in counts.items():
+            target = lane.target
+            if count > target.queue_size:
+                too_large = [x.key for x, n in counts.items() if n > x.target.queue_size]
+                describe = partial(_count_detail, count, lane.key, target.queue_size)
+                return OfferResult(False, skipped=skipped, too_large=too_large, describe=describe)
+            if lane.queued() + count > target.queue_size or lane.held_bytes >= target.queue_bytes:
+                full.append(lane)
         if not full:
             return None
         return OfferResult(
-            False, skipped=skipped, full=[lane.key for lane in full], detail=_full_detail(full[0])
+            False, skipped=skipped, full=[lane.key for lane in full], describe=_describe_full(full[0])
         )
 
     def _encode(
@@ -811,33 +982,31 @@ class Dispatcher(Generic[E]):
         ]
         if too_large:
             lane = too_large[0]
-            detail = (
-                f"the event needs {_mib(sizes[lane])} in the queue of {lane.key}, "
-                f"which holds at most {_mib(lane.target.queue_bytes)}"
+            describe = partial(_bytes_detail, sizes[lane], lane.key, lane.target.queue_bytes)
+            return OfferResult(
+                False, skipped=skipped, too_large=[x.key for x in too_large], describe=describe
             )
-            return OfferResult(False, skipped=skipped, too_large=[x.key for x in too_large], detail=detail)
         if total > self._max_queued_bytes:
-            detail = (
-                f"the request needs {_mib(total)} of delivery buffer; "
-                f"the gateway holds at most {_mib(self._max_queued_bytes)}"
-            )
-            return OfferResult(False, skipped=skipped, too_large=[lane.key for lane in counts], detail=detail)
+            describe = partial(_budget_exceeded_detail, total, self._max_queued_bytes)
+            return OfferResult(False, skipped=skipped, too_large=[x.key for x in counts], describe=describe)
         full = [
             lane
             for lane in counts
-            if lane.queue.qsize() + counts[lane] > lane.target.queue_size
+            if lane.queued() + counts[lane] > lane.target.queue_size
             or lane.held_bytes + sizes[lane] > lane.target.queue_bytes
         ]
         budget_needed = total if self._held_bytes + total > self._max_queued_bytes else 0
         if full or budget_needed:
-            held, limit = _mib(self._held_bytes), _mib(self._max_queued_bytes)
-            detail = _full_detail(full[0]) if full else f"the delivery buffer is full ({held} of {limit})"
             return OfferResult(
                 False,
                 skipped=skipped,
                 full=[lane.key for lane in full],
                 budget_needed=budget_needed,
-                detail=detail,
+                describe=(
+                    _describe_full(full[0])
+                    if full
+                    else partial(_budget_full_detail, self._held_bytes, self._max_queued_bytes)
+                ),
             )
         shares: dict[int, _Share] = {}
         for lane, prepared in encoded.entries:
@@ -846,10 +1015,14 @@ class Dispatcher(Generic[E]):
                 share = shares[id(prepared)] = _Share(prepared)
             share.holders += 1
             lane.held_bytes += prepared.size
-            lane.queue.put_nowait(_Job(share))
+            runtime = lane.runtime
+            if runtime is None:
+                runtime = lane.runtime = _LaneRuntime(paused=lane.health.paused)
+            runtime.queue.put_nowait(_Job(share))
         self._held_bytes += total
         for lane in counts:
-            self._ensure_workers(lane)
+            if lane.runtime is not None:
+                self._ensure_workers(lane, lane.runtime)
         dropped: list[str] = []
         for lane, event, message in encoded.failures:
             dropped.append(lane.key)
@@ -859,26 +1032,19 @@ class Dispatcher(Generic[E]):
     def _budget_free(self) -> int:
         return self._max_queued_bytes - self._held_bytes
 
-    def _notify_budget(self, *, everyone: bool = False) -> None:
-        free = self._budget_free()
-        for waiter, needed in list(self._budget_waiters.items()):
-            if everyone or needed <= free:
-                del self._budget_waiters[waiter]
-                if not waiter.done():
-                    waiter.set_result(None)
-
     def _release(self, lane: _Lane, job: _Job) -> None:
-        """``job`` left ``lane`` (delivered, dead-lettered or dropped): free its bytes, wake waiters."""
+        """``job`` left ``lane`` (delivered, dead-lettered or dropped): free its bytes, wake a waiter."""
         if job.released:
             return
         job.released = True
         size = job.prepared.size
         lane.held_bytes -= size
-        lane.notify_room()
+        if lane.runtime is not None:
+            self._room_freed(lane, lane.runtime)
         job.share.holders -= 1
         if job.share.holders == 0:
             self._held_bytes -= size
-            self._notify_budget()
+            self._wake_for_budget()
 
     def _log_queue_full(self, lane: _Lane, event: DeliverableEvent, detail: str) -> None:
         # A flood of identical ERROR lines helps nobody: one line per interval, with the count.
@@ -898,20 +1064,33 @@ class Dispatcher(Generic[E]):
 
     # --------------------------------------------------------------------------------- workers
 
-    def _ensure_workers(self, lane: _Lane) -> None:
-        for index in range(lane.target.max_concurrency):
-            if index not in lane.workers:
-                task = asyncio.create_task(self._work(lane, index), name=f"delivery:{lane.key}#{index}")
-                lane.workers[index] = task
+    def _ensure_workers(self, lane: _Lane, runtime: _LaneRuntime) -> None:
+        """Start workers for what is queued beyond the idle ones, up to ``max_concurrency``."""
+        workers = runtime.workers
+        missing = runtime.queue.qsize() - (len(workers) - len(runtime.current))  # minus the idle ones
+        index = 0
+        while missing > 0 and index < lane.target.max_concurrency:
+            if index not in workers:
+                name = f"delivery:{lane.key}#{index}"
+                workers[index] = asyncio.create_task(self._work(lane, runtime, index), name=name)
+                missing -= 1
+            index += 1
 
-    async def _work(self, lane: _Lane, index: int) -> None:
+    async def _work(self, lane: _Lane, runtime: _LaneRuntime, index: int) -> None:
+        queue = runtime.queue
         try:
             while index < lane.target.max_concurrency:
-                job = await lane.queue.get()
-                lane.current[index] = job  # before any await: shutdown counts it as in flight
-                lane.notify_room()  # a queue slot is free (its bytes stay held until the job ends)
+                if queue.empty():
+                    next_job = await self._next_job(queue)
+                    if next_job is None:
+                        return  # idle: the lane lets go of its queue and workers once all are gone
+                    job = next_job
+                else:
+                    job = queue.get_nowait()
+                runtime.current[index] = job  # before any await: shutdown counts it as in flight
+                self._room_freed(lane, runtime)  # a queue slot is free (its bytes stay held until done)
                 try:
-                    await self._deliver(lane, job)
+                    await self._deliver(lane, runtime, job)
                 except asyncio.CancelledError:
                     # close()/remove_target() count their own leftovers. Anyone else cancelling us (kopf
                     # cancels tasks created after it started when it stops) must not lose it silently.
@@ -926,25 +1105,44 @@ class Dispatcher(Generic[E]):
                         lane, job.prepared, DropReason.INTERNAL, f"internal error: {type(error).__name__}"
                     )
                 finally:
-                    lane.current.pop(index, None)
+                    runtime.current.pop(index, None)
                     self._release(lane, job)
-                    lane.queue.task_done()
+                    queue.task_done()
         finally:
-            if lane.workers.get(index) is asyncio.current_task():
-                del lane.workers[index]
+            if runtime.workers.get(index) is asyncio.current_task():
+                del runtime.workers[index]
+            if index >= lane.target.max_concurrency and not lane.closed and not queue.empty():
+                self._ensure_workers(lane, runtime)  # scaled down: those within the new limit take over
+            elif lane.runtime is runtime and not runtime.workers and runtime.idle and not runtime.waiters:
+                lane.runtime = None  # quiet now: back to a few hundred bytes until its next event
+
+    async def _next_job(self, queue: asyncio.Queue[_Job]) -> _Job | None:
+        """The next job, waiting up to ``idle_lane_seconds`` for one; None when none came."""
+        if self._idle_lane_seconds <= 0:
+            return None
+        try:
+            async with asyncio.timeout(self._idle_lane_seconds):
+                return await queue.get()
+        except TimeoutError:
+            # A job put just as the timeout fired stays queued (get() hands its wake-up on): take it.
+            return None if queue.empty() else queue.get_nowait()
 
     async def _shutdown_lane(self, lane: _Lane, deadline: float, reason: DropReason) -> int:
-        if deadline > 0 and (lane.queue.qsize() or lane.current):
+        runtime = lane.runtime
+        if runtime is None:
+            return 0  # never had work, or went idle: nothing queued or in flight
+        queue = runtime.queue
+        if deadline > 0 and not runtime.idle:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(lane.queue.join(), timeout=deadline)
+                await asyncio.wait_for(queue.join(), timeout=deadline)
         # No awaits from here until the workers are cancelled: the set of unfinished jobs is fixed.
-        leftovers = list(lane.current.values())  # released by their workers' finally
-        while not lane.queue.empty():
-            job = lane.queue.get_nowait()
+        leftovers = list(runtime.current.values())  # released by their workers' finally
+        while not queue.empty():
+            job = queue.get_nowait()
             leftovers.append(job)
             self._release(lane, job)
-            lane.queue.task_done()
-        workers = list(lane.workers.values())
+            queue.task_done()
+        workers = list(runtime.workers.values())
         for worker in workers:
             worker.cancel()
         if workers:
@@ -961,7 +1159,7 @@ class Dispatcher(Generic[E]):
 
     # -------------------------------------------------------------------------------- delivery
 
-    async def _deliver(self, lane: _Lane, job: _Job) -> None:
+    async def _deliver(self, lane: _Lane, runtime: _LaneRuntime, job: _Job) -> None:
         prepared = job.prepared
         converted: dict[ContentMode, tuple[Mapping[str, str], bytes]] = {}
         attempt = 0
@@ -1000,7 +1198,7 @@ class Dispatcher(Generic[E]):
                     message,
                     delay,
                 )
-                await self._backoff(lane, delay)
+                await self._backoff(runtime, delay)
                 continue
             self._record_attempt(lane, prepared, attempt, response, outcome, Destination.SUBSCRIBER)
             if outcome is Outcome.GONE:
@@ -1018,12 +1216,12 @@ class Dispatcher(Generic[E]):
                 delay = max(delay, requested)
         return delay
 
-    async def _backoff(self, lane: _Lane, delay: float) -> None:
+    async def _backoff(self, runtime: _LaneRuntime, delay: float) -> None:
         """Wait ``delay`` seconds, or less if the target gets paused meanwhile."""
-        if lane.wakeup.is_set():
+        if runtime.wakeup.is_set():
             return
         sleeper = asyncio.ensure_future(self._sleep(delay))
-        waker = asyncio.ensure_future(lane.wakeup.wait())
+        waker = asyncio.ensure_future(runtime.wakeup.wait())
         try:
             await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -1238,7 +1436,8 @@ class Dispatcher(Generic[E]):
             self._pause_notify(lane, reason.value, message)
 
     def _pause_notify(self, lane: _Lane, reason: str, message: str) -> None:
-        lane.wakeup.set()
+        if lane.runtime is not None:
+            lane.runtime.wakeup.set()
         logger.warning("delivery to %s paused (%s): %s", lane.key, reason, message)
         if self._on_paused is None:
             return
@@ -1291,12 +1490,45 @@ def _describe(response: _Response) -> str:
     return f"HTTP {response.status}"
 
 
-def _full_detail(lane: _Lane) -> str:
+def _describe_full(lane: _Lane) -> partial[str]:
+    """Why ``lane`` refused, in the figures of now, formatted only if someone reads it."""
     target = lane.target
-    return (
-        f"the queue of {lane.key} is full ({lane.queue.qsize()} of {target.queue_size} events waiting, "
-        f"{_mib(lane.held_bytes)} of {_mib(target.queue_bytes)} held)"
+    return partial(
+        _full_detail, lane.key, lane.queued(), target.queue_size, lane.held_bytes, target.queue_bytes
     )
+
+
+def _full_detail(key: str, waiting: int, queue_size: int, held: int, queue_bytes: int) -> str:
+    return (
+        f"the queue of {key} is full ({waiting} of {queue_size} events waiting, "
+        f"{_mib(held)} of {_mib(queue_bytes)} held)"
+    )
+
+
+def _count_detail(count: int, key: str, queue_size: int) -> str:
+    return f"{count} events for {key} exceed its queue of {queue_size} events"
+
+
+def _bytes_detail(size: int, key: str, queue_bytes: int) -> str:
+    return f"the event needs {_mib(size)} in the queue of {key}, which holds at most {_mib(queue_bytes)}"
+
+
+def _budget_exceeded_detail(total: int, limit: int) -> str:
+    return f"the request needs {_mib(total)} of delivery buffer; the gateway holds at most {_mib(limit)}"
+
+
+def _budget_full_detail(held: int, limit: int) -> str:
+    return f"the delivery buffer is full ({_mib(held)} of {_mib(limit)})"
+
+
+def _wake_all(lane: _Lane) -> None:
+    """``lane`` closed: every waiter returns (its next offer skips the lane)."""
+    runtime = lane.runtime
+    if runtime is None:
+        return
+    waiters, runtime.waiters = runtime.waiters, {}
+    for waiter in waiters:
+        waiter.wake()
 
 
 def _clip(text: str) -> str:

@@ -134,7 +134,28 @@ class _LastError:
 
 
 class SubscriptionHealth:
-    """Mutable health record of one subscription (one delivery target)."""
+    """Mutable health record of one subscription (one delivery target).
+
+    One exists per installed subscription, most of which may never deliver: slots, and the attempt
+    window is only allocated on the first attempt.
+    """
+
+    __slots__ = (
+        "_clock",
+        "_condition",
+        "_config",
+        "_last_delivery",
+        "_last_error",
+        "_paused",
+        "_version",
+        "_window",
+        "consecutive_failures",
+        "dead_lettered",
+        "delivered",
+        "dropped",
+        "failed",
+        "retried",
+    )
 
     CONDITION_TYPE = "Healthy"
 
@@ -147,7 +168,7 @@ class SubscriptionHealth:
         self.dead_lettered = 0
         self.dropped = 0
         self.consecutive_failures = 0
-        self._window: deque[bool] = deque(maxlen=self._config.window)
+        self._window: deque[bool] | None = None  # outcomes of the last attempts, from the first one
         self._last_delivery: _LastDelivery | None = None
         self._last_error: _LastError | None = None
         self._paused: tuple[HealthReason, str] | None = None
@@ -178,9 +199,10 @@ class SubscriptionHealth:
 
     @property
     def success_ratio(self) -> float | None:
-        if not self._window:
+        window = self._window
+        if not window:
             return None
-        return sum(self._window) / len(self._window)
+        return sum(window) / len(window)
 
     @property
     def condition(self) -> HealthCondition:
@@ -219,7 +241,7 @@ class SubscriptionHealth:
 
     def record_success(self, status_code: int, latency_ms: float, *, retry: bool = False) -> None:
         """An attempt the subscriber accepted: the event is delivered."""
-        self._window.append(True)
+        self._note_attempt(True)
         self.retried += retry
         self.delivered += 1
         self.consecutive_failures = 0
@@ -228,7 +250,7 @@ class SubscriptionHealth:
 
     def record_attempt_failure(self, status_code: int | None, message: str, *, retry: bool = False) -> None:
         """A failed attempt (it may be retried); ``retry`` says whether it was itself a retry."""
-        self._window.append(False)
+        self._note_attempt(False)
         self.retried += retry
         self._last_error = _LastError(self._clock(), status_code, message)
         self._changed()
@@ -300,7 +322,8 @@ class SubscriptionHealth:
     def reconfigure(self, config: HealthConfig) -> None:
         """Apply new thresholds, keeping counters and the newest attempts that fit the new window."""
         self._config = config
-        self._window = deque(self._window, maxlen=config.window)
+        if self._window is not None:
+            self._window = deque(self._window, maxlen=config.window)
         self._changed()
 
     def resume(self) -> None:
@@ -312,6 +335,12 @@ class SubscriptionHealth:
         self._changed()
 
     # ---------------------------------------------------------------------------------- internal
+
+    def _note_attempt(self, succeeded: bool) -> None:
+        window = self._window
+        if window is None:
+            window = self._window = deque(maxlen=self._config.window)
+        window.append(succeeded)
 
     def _changed(self) -> None:
         self._version += 1
@@ -327,19 +356,20 @@ class SubscriptionHealth:
         if self._paused is not None:
             return "False", self._paused[0].value, self._paused[1]
         ratio = self.success_ratio
+        attempts = len(self._window) if self._window else 0
         if ratio is None:
             if self.consecutive_failures == 0 and self._last_error is None:
                 return "Unknown", HealthReason.NO_DELIVERIES.value, "no delivery attempts yet"
             ratio_text = "no attempts"
         else:
-            ratio_text = f"success ratio {ratio:.2f} over last {len(self._window)} attempts"
+            ratio_text = f"success ratio {ratio:.2f} over last {attempts} attempts"
         cfg = self._config
         last_error = f"; last error: {self._last_error.message}" if self._last_error else ""
-        if ratio is not None and len(self._window) >= cfg.min_attempts and ratio < cfg.healthy_ratio:
+        if ratio is not None and attempts >= cfg.min_attempts and ratio < cfg.healthy_ratio:
             return (
                 "False",
                 HealthReason.DELIVERY_FAILING.value,
-                f"success ratio {ratio:.2f} < {cfg.healthy_ratio:.2f} over last {len(self._window)} "
+                f"success ratio {ratio:.2f} < {cfg.healthy_ratio:.2f} over last {attempts} "
                 f"attempts{last_error}",
             )
         if self.consecutive_failures >= cfg.min_attempts:
