@@ -304,8 +304,8 @@ def _finding_ingest(ingest: dict[str, Any], profile: dict[str, Any] | None) -> s
         else:
             text += (
                 " No single hot spot: the cost is spread over building a CloudEvent (a uuid4 id, an RFC 3339 "
-                "time), the lane's queue and worker, the attempt record (a uuid4 each), the health window and about "
-                "seven metric series per event."
+                "time), the lane's queue and worker, the attempt record (a uuid4 each), the health window "
+                "and about seven metric series per event."
             )
     return text
 
