@@ -10,6 +10,8 @@ import aiohttp
 import orjson
 from multidict import CIMultiDictProxy
 
+from openconnector.gateway.problems import PROBLEM_BASE, PROBLEM_CONTENT_TYPE
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -37,3 +39,18 @@ async def call(
 
 async def post(url: str, body: bytes, headers: Mapping[str, str] | None = None) -> Answer:
     return await call("POST", url, body=body, headers=headers)
+
+
+def assert_problem(answer: Answer, status: int, slug: str) -> dict[str, Any]:
+    """The answer is an RFC 9457 problem of this status and type; returns its body."""
+    assert answer.status == status, answer.body
+    assert answer.content_type == PROBLEM_CONTENT_TYPE
+    body: dict[str, Any] = answer.json()
+    assert body["type"] == PROBLEM_BASE + slug
+    assert body["status"] == status
+    assert isinstance(body["title"], str)
+    assert body["title"]
+    assert isinstance(body["detail"], str)
+    assert body["detail"]
+    assert "Traceback" not in answer.body.decode()
+    return body

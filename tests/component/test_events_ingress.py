@@ -14,9 +14,8 @@ import orjson
 import pytest
 import yaml
 
-from openconnector.gateway.problems import PROBLEM_BASE, PROBLEM_CONTENT_TYPE
 from openconnector.standalone import StandaloneGateway
-from tests.component.client import Answer, call, post
+from tests.component.client import Answer, assert_problem, call, post
 from tests.component.conftest import StartGateway
 from tests.component.sinks import RecordedRequest, Sink
 
@@ -106,21 +105,6 @@ def binary_headers(event_id: str = "evt-b", **overrides: str) -> dict[str, str]:
 
 async def send(gw: StandaloneGateway, document: object, content_type: str = STRUCTURED) -> Answer:
     return await post(f"{gw.url}/events", orjson.dumps(document), {"Content-Type": content_type})
-
-
-def assert_problem(answer: Answer, status: int, slug: str) -> dict[str, Any]:
-    """The answer is an RFC 9457 problem of this status and type; returns its body."""
-    assert answer.status == status, answer.body
-    assert answer.content_type == PROBLEM_CONTENT_TYPE
-    body: dict[str, Any] = answer.json()
-    assert body["type"] == PROBLEM_BASE + slug
-    assert body["status"] == status
-    assert isinstance(body["title"], str)
-    assert body["title"]
-    assert isinstance(body["detail"], str)
-    assert body["detail"]
-    assert "Traceback" not in answer.body.decode()
-    return body
 
 
 def error_attributes(body: Mapping[str, Any]) -> list[tuple[int | None, str | None]]:

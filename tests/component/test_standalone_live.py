@@ -17,10 +17,9 @@ import orjson
 import pytest
 import yaml
 
-from openconnector.gateway.problems import PROBLEM_BASE, PROBLEM_CONTENT_TYPE
 from openconnector.standalone import StandaloneGateway
 from openconnector.webhook_auth import standard_webhook_headers
-from tests.component.client import Answer, call, post
+from tests.component.client import Answer, assert_problem, call, post
 from tests.component.conftest import StartGateway
 from tests.component.sinks import Reply, Sink
 
@@ -177,16 +176,6 @@ async def watching(gw: StandaloneGateway, directory: Path) -> None:
         return ("Event", "watch-probe") not in await resources(gw)
 
     await within(BUDGET, probe_gone)
-
-
-def assert_problem(answer: Answer, status: int, slug: str) -> dict[str, Any]:
-    assert answer.status == status, answer.body
-    assert answer.content_type == PROBLEM_CONTENT_TYPE
-    body: dict[str, Any] = answer.json()
-    assert body["type"] == PROBLEM_BASE + slug
-    assert body["status"] == status
-    assert body["detail"]
-    return body
 
 
 @pytest.fixture

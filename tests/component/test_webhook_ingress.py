@@ -23,10 +23,9 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from openconnector.gateway.problems import PROBLEM_BASE, PROBLEM_CONTENT_TYPE
 from openconnector.standalone import StandaloneGateway
 from openconnector.webhook_auth import sign_github, standard_webhook_headers
-from tests.component.client import Answer, call, post
+from tests.component.client import Answer, assert_problem, call, post
 from tests.component.conftest import StartGateway
 from tests.component.sinks import RefusingEndpoint, Reply, Sink
 
@@ -127,21 +126,6 @@ def manifests(directory: Path, target: Sink) -> Path:
         ),
         consumer("mapped", "mapped", mappingId="order-to-invoice"),
     )
-
-
-def assert_problem(answer: Answer, status: int, slug: str) -> dict[str, Any]:
-    """The answer is an RFC 9457 problem of this status and type; returns its body."""
-    assert answer.status == status, answer.body
-    assert answer.content_type == PROBLEM_CONTENT_TYPE
-    body: dict[str, Any] = answer.json()
-    assert body["type"] == PROBLEM_BASE + slug
-    assert body["status"] == status
-    assert isinstance(body["title"], str)
-    assert body["title"]
-    assert isinstance(body["detail"], str)
-    assert body["detail"]
-    assert "Traceback" not in answer.body.decode()
-    return body
 
 
 def assert_forwarded(answer: Answer, target: Sink, count: int = 1) -> None:
