@@ -20,6 +20,7 @@ from aiohttp import web
 from openconnector.api.kinds import CONSUMER, EVENT, EVENT_SUBSCRIPTION, SOURCE
 from openconnector.ce import CloudEvent, build_event, to_binary, to_structured
 from openconnector.ce.emit import SequenceCounter
+from openconnector.consumers.replay import ReplayGuard
 from openconnector.delivery.attempts import Attempt
 from openconnector.delivery.engine import ContentMode, DeliveryClosedError, Dispatcher, FinalOutcome
 from openconnector.delivery.health import HealthReason
@@ -27,7 +28,6 @@ from openconnector.gateway.metrics import GatewayMetrics
 from openconnector.resources import ResourceKey
 from openconnector.routing.table import EventRoute, RoutingTable, SubscriptionRoute
 from openconnector.status import ConditionBook, ConsumerStats, EventStats, SourceStats, ready_condition
-from openconnector.webhook_auth import ReplayGuard
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from openconnector.refusal import Refusal
+
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://openconnector.nl/problems/"
 
@@ -65,4 +67,16 @@ def problem(
     body = problem_body(status, slug, detail, errors=errors, instance=instance, **extra)
     return web.Response(
         status=status, body=orjson.dumps(body), content_type=PROBLEM_CONTENT_TYPE, headers=headers
+    )
+
+
+def refusal_problem(refusal: Refusal) -> web.Response:
+    """The problem+json answer for a :class:`~openconnector.refusal.Refusal`."""
+    return problem(
+        refusal.status,
+        refusal.slug,
+        refusal.detail,
+        errors=refusal.errors,
+        headers=refusal.headers,
+        **refusal.members,
     )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import ipaddress
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -32,6 +31,8 @@ from openconnector.api.models import (
     SourceSpec,
 )
 from openconnector.ce import is_uri_reference
+from openconnector.consumers.allow_list import IpAllowList
+from openconnector.consumers.verifiers import InboundAuthConfig, InboundAuthConfigError, compile_verifier
 from openconnector.delivery.durations import parse_duration
 from openconnector.delivery.engine import ContentMode, DeliveryTarget
 from openconnector.delivery.health import HealthConfig
@@ -43,14 +44,12 @@ from openconnector.routing.table import (
     ConsumerRoute,
     EventRoute,
     HttpTarget,
-    IPNetwork,
     ResourceResult,
     RoutingTable,
     SourceRoute,
     SubscriptionRoute,
     normalise_endpoint,
 )
-from openconnector.webhook_auth import InboundAuthConfig, inbound_auth_problems
 
 T = TypeVar("T")
 
@@ -394,12 +393,11 @@ def _compile_consumer(
             raise CompileProblem(
                 "EventNotFound", "spec.event", f"Event {spec.event!r} not found or not ready"
             )
-    networks: list[IPNetwork] = []
-    for index, cidr in enumerate(spec.allowedIPs):
-        try:
-            networks.append(ipaddress.ip_network(cidr, strict=False))
-        except ValueError as error:
-            raise CompileProblem("InvalidSpec", f"spec.allowedIPs[{index}]", str(error)) from error
+    try:
+        allow_list = IpAllowList(spec.allowedIPs)
+    except ValueError as error:
+        where, _, message = str(error).partition(": ")
+        raise CompileProblem("InvalidSpec", "spec.allowedIPs" + where.removeprefix("ips"), message) from error
     credentials = tuple(
         ctx.secret(res.namespace, ref, f"spec.auth.secretRefs[{i}]")
         for i, ref in enumerate(spec.auth.secretRefs)
@@ -412,14 +410,15 @@ def _compile_consumer(
         tolerance_seconds=spec.auth.toleranceSeconds,
         issuer=spec.name or res.name,
     )
-    auth_problems = inbound_auth_problems(auth)
-    if auth_problems:
-        raise CompileProblem("InvalidAuth", "spec.auth", "; ".join(auth_problems))
+    try:
+        verifier = compile_verifier(auth)
+    except InboundAuthConfigError as error:
+        raise CompileProblem("InvalidAuth", "spec.auth", "; ".join(error.problems)) from None
     return ConsumerRoute(
         key=res.key,
         endpoint=normalise_endpoint(spec.endpoint),
-        auth=auth,
-        allowed_networks=tuple(networks),
+        verifier=verifier,
+        allow_list=allow_list,
         max_body_bytes=spec.maxBodyBytes,
         mapping=mapping,
         mapping_key=mapping_key,

@@ -8,17 +8,16 @@ finish on the snapshot they began with.
 from __future__ import annotations
 
 import functools
-import ipaddress
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from openconnector.consumers.allow_list import IpAllowList
+from openconnector.consumers.verifiers import InboundVerifier
 from openconnector.delivery.engine import DeliveryTarget
 from openconnector.resources import FieldProblem, ResourceKey
-from openconnector.webhook_auth import InboundAuthConfig
 
 Predicate = Callable[[Mapping[str, Any], Any], bool]
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 DataValidator = Callable[[Any], list[str]]
 
 
@@ -40,7 +39,7 @@ class ResourceResult:
 
 @dataclass(frozen=True)
 class HttpTarget:
-    """Somewhere the gateway sends HTTP requests: a Source, a subscriber or a dead-letter sink."""
+    """Where a Source is: its location, the headers (auth included) and timeout of every request to it."""
 
     url: str
     headers: Mapping[str, str]
@@ -87,8 +86,8 @@ class SubscriptionRoute:
 class ConsumerRoute:
     key: ResourceKey
     endpoint: str  # normalised: no leading or trailing slash
-    auth: InboundAuthConfig  # credentials resolved from Secrets
-    allowed_networks: tuple[IPNetwork, ...]
+    verifier: InboundVerifier  # the auth block, credentials resolved from Secrets and compiled once
+    allow_list: IpAllowList  # allowedIPs
     max_body_bytes: int
     mapping: Any | None  # a compiled mapping (openconnector.mapping.CompiledMapping)
     mapping_key: ResourceKey | None

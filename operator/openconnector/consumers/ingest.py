@@ -1,0 +1,203 @@
+"""What a Consumer does with one authenticated-to-be webhook request, step by step.
+
+The gateway's handler (``gateway/webhooks.py``) checks the allow-list, reads the body within the limit and
+calls :func:`ingest`, which runs the remaining steps in order and stops at the first that refuses
+(raising a :class:`~openconnector.refusal.Refusal`): authentication and replay refusal, JSON, mapping, the
+Event's schema, the target, then emission. Everything that needs the network or the gateway's state goes
+through :class:`ConsumerPorts`, so this module has no HTTP server or client in it.
+
+The target must accept before anything is emitted. Once the target holds the payload, a failure to emit
+is not a refusal (the sender's retry would store it twice): the answer is a success that says what is
+missing (``eventError``), and the port records it in the Consumer's status.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+
+from openconnector.ce import CloudEvent, CloudEventError, check_nlgov
+from openconnector.consumers.replay import ReplayStore, admit
+from openconnector.consumers.targets import TargetCall, object_id, target_answer, target_call
+from openconnector.mapping import MappingError
+from openconnector.refusal import Refusal
+
+if TYPE_CHECKING:
+    from openconnector.routing.table import ConsumerRoute, EventRoute
+
+__all__ = ["ConsumerPorts", "InboundRequest", "WebhookAnswer", "event_disabled_reason", "ingest"]
+
+log = logging.getLogger(__name__)
+
+_JSON_TYPES = ("application/json", "text/json")
+
+
+@dataclass(frozen=True)
+class InboundRequest:
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    content_type: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class WebhookAnswer:
+    status: int
+    body: dict[str, Any]
+
+
+class ConsumerPorts(Protocol):
+    """What :func:`ingest` needs from the gateway."""
+
+    @property
+    def replay_store(self) -> ReplayStore: ...
+
+    def now(self) -> float: ...
+
+    async def call_target(self, consumer: ConsumerRoute, call: TargetCall) -> tuple[int, bytes]:
+        """POST ``call``; (status, at most MAX_ANSWER_BYTES of the answer); Refusal when unreachable."""
+
+    def build_event(self, event: EventRoute, data: Any, subject: str | None) -> CloudEvent:
+        """A new event of ``event``'s type; CloudEventError when it cannot be built."""
+
+    async def publish(self, event: CloudEvent, namespace: str) -> None:
+        """Hand the event to delivery; a Refusal (503 + Retry-After) when it cannot be queued."""
+
+    def stored_not_emitted(self, consumer: ConsumerRoute, why: str) -> None:
+        """Record that the target holds the payload but no event went out."""
+
+
+def event_disabled_reason(event: EventRoute) -> str:
+    """Why a Consumer emits nothing: its Event is disabled (also the Consumer's status message)."""
+    return f"Event {event.key.name!r} is disabled (isEnabled: false): no event is emitted"
+
+
+def _is_json(content_type: str) -> bool:
+    essence = content_type.split(";", 1)[0].strip().lower()
+    return essence in _JSON_TYPES or essence.endswith("+json")
+
+
+def _parse_payload(request: InboundRequest) -> Any:
+    if not _is_json(request.content_type):
+        raise Refusal(
+            415,
+            "unsupported-media-type",
+            f"expected a JSON body, got Content-Type {request.content_type!r}",
+        )
+    try:
+        return orjson.loads(request.body)
+    except orjson.JSONDecodeError as error:
+        raise Refusal(400, "invalid-json", f"the body is not valid JSON: {error}") from None
+
+
+def _mapped(consumer: ConsumerRoute, payload: Any) -> Any:
+    if consumer.mapping is None:
+        return payload
+    try:
+        return consumer.mapping.apply(payload)
+    except MappingError as error:
+        raise Refusal(
+            422,
+            "mapping-failed",
+            f"mapping failed at {error.path}: {error.message}",
+            label="mapping",
+            path=error.path,
+        ) from None
+
+
+def _schema_violations(event: EventRoute | None, data: Any) -> Sequence[str]:
+    if event is None or not event.enabled or event.validate_data is None:
+        return ()
+    return event.validate_data(data)
+
+
+async def ingest(consumer: ConsumerRoute, request: InboundRequest, ports: ConsumerPorts) -> WebhookAnswer:
+    """Authenticate, map, validate, store and emit one request; a Refusal at the first step that fails."""
+    outcome = consumer.verifier.verify(
+        headers=request.headers, query=request.query, body=request.body, now=ports.now()
+    )
+    outcome = await admit(ports.replay_store, outcome, scope=str(consumer.key), now=ports.now())
+    accepted = False
+    try:
+        answer = await _accept(consumer, request, ports)
+        accepted = True
+        return answer
+    finally:
+        # Not accepted (refused, failed, cancelled): the sender's retry with the same webhook-id must not
+        # be refused as a replay.
+        if not accepted and outcome.replay_key is not None:
+            await ports.replay_store.forget(outcome.replay_key)
+
+
+async def _accept(consumer: ConsumerRoute, request: InboundRequest, ports: ConsumerPorts) -> WebhookAnswer:
+    payload = _mapped(consumer, _parse_payload(request))
+    event = consumer.event
+    if event is not None and not event.enabled and consumer.target is None:
+        # Nothing would be stored and nothing emitted: a 2xx would claim work that is not done.
+        raise Refusal(409, "event-disabled", event_disabled_reason(event))
+    # The Event's schema governs the emitted data, so the mapped object is checked before anything is
+    # stored. A register's answer (emitted instead) is not checked again: the register stored it under
+    # its own schema, and refusing after the store would only lose the event.
+    violations = _schema_violations(event, payload)
+    if violations:
+        raise Refusal(
+            422,
+            "schema-violation",
+            "the mapped object does not match the schema",
+            label="schema",
+            errors=[{"detail": v} for v in violations],
+        )
+
+    answer: dict[str, Any] = {}
+    status = 200
+    subject: str | None = None
+    emitted_data: Any = payload
+    target = consumer.target
+    if target is not None:
+        call = target_call(target, consumer.target_type, consumer.schema, payload)
+        target_status, raw = await ports.call_target(consumer, call)
+        stored = target_answer(target_status, raw)
+        answer["targetStatus"] = target_status
+        if consumer.target_type == "register/schema":
+            subject = object_id(stored, payload)
+            if isinstance(stored, dict):
+                emitted_data = stored
+            status = 201
+            answer["id"] = subject
+
+    if event is None:
+        return WebhookAnswer(status, answer)
+    if not event.enabled:
+        answer["eventError"] = event_disabled_reason(event)
+        return WebhookAnswer(status, answer)
+
+    def not_emitted(why: str) -> WebhookAnswer:
+        ports.stored_not_emitted(consumer, why)
+        answer["eventError"] = why
+        return WebhookAnswer(status, answer)
+
+    try:
+        built = ports.build_event(event, emitted_data, subject or None)
+    except CloudEventError as error:
+        if target is None:  # nothing stored yet: the sender may fix and retry
+            raise Refusal(422, "emission-failed", str(error), label="emission") from None
+        return not_emitted(f"the event could not be built: {error}")
+    if event.profile == "nl-gov":
+        profile_problems = check_nlgov(built)
+        if profile_problems:
+            why = "the event breaks the NL GOV profile: " + "; ".join(p.detail for p in profile_problems)
+            if target is None:
+                raise Refusal(422, "emission-failed", why, label="emission")
+            return not_emitted(why)
+    try:
+        await ports.publish(built, consumer.key.namespace)
+    except Refusal as refused:
+        if target is None:
+            raise
+        return not_emitted(refused.detail)
+    answer["eventId"] = built.id
+    return WebhookAnswer(status, answer)
