@@ -47,7 +47,7 @@ crds: $(STAMP) ## regenerate crds/ and the chart's copy from the pydantic models
 
 .PHONY: chart-lint
 chart-lint: $(STAMP) ## helm lint + template the chart (default and full values)
-	$(BIN)/pytest -q -p no:cacheprovider tests/unit/test_chart.py
+	$(BIN)/pytest -q -p no:cacheprovider tests/chart/test_chart.py
 
 .PHONY: bench
 bench: $(STAMP) ## run the benchmarks and regenerate docs/benchmarks.md

@@ -15,9 +15,9 @@ import pytest
 import yaml
 
 from openconnector.standalone import StandaloneGateway
-from tests.component.client import Answer, assert_problem, call, post
 from tests.component.conftest import StartGateway
-from tests.component.sinks import RecordedRequest, Sink
+from tests.support.http import Answer, assert_problem, call, post
+from tests.support.sinks import RecordedRequest, Sink
 
 API = "openconnector.nl/v1alpha1"
 STRUCTURED = "application/cloudevents+json"

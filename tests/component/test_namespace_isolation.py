@@ -7,9 +7,9 @@ from pathlib import Path
 import orjson
 import yaml
 
-from tests.component.client import post
 from tests.component.conftest import StartGateway
-from tests.component.sinks import Sink
+from tests.support.http import post
+from tests.support.sinks import Sink
 
 TYPE = "nl.example.thing.created"
 SOURCE = "urn:nld:oin:00000001823288444000:systeem:test"

@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from openconnector.standalone import StandaloneGateway
 from openconnector.webhook_auth import sign_github, standard_webhook_headers
-from tests.component.client import Answer, assert_problem, call, post
 from tests.component.conftest import StartGateway
-from tests.component.sinks import RefusingEndpoint, Reply, Sink
+from tests.support.http import Answer, assert_problem, call, post
+from tests.support.sinks import RefusingEndpoint, Reply, Sink
 
 API = "openconnector.nl/v1alpha1"
 JSON = {"Content-Type": "application/json"}

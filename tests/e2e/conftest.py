@@ -31,6 +31,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if Path(item.path).resolve().is_relative_to(E2E_DIR):
             item.add_marker(pytest.mark.e2e)
+    # Audits of the whole run (the RBAC proof reads everything the operator did) go last, whatever
+    # their file names and however the run was ordered or selected.
+    items.sort(key=lambda item: item.get_closest_marker("audits_the_run") is not None)
 
 
 @pytest.fixture(scope="session")

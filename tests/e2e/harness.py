@@ -190,19 +190,6 @@ async def get_json(cluster: Cluster, namespace: str, *what: str) -> Any:
     return orjson.loads(result.stdout)
 
 
-async def eventually(check: Any, *, within: float = 10.0, every: float = 0.2, what: str = "condition") -> Any:
-    """Poll an async check until it returns something truthy; fail with its last value after ``within``."""
-    deadline = time.monotonic() + within
-    last: Any = None
-    while True:
-        last = await check()
-        if last:
-            return last
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"{what} not reached within {within} s; last value: {last!r}")
-        await asyncio.sleep(every)
-
-
 def condition(obj: dict[str, Any], type_: str) -> dict[str, Any] | None:
     for cond in (obj.get("status") or {}).get("conditions") or []:
         if cond.get("type") == type_:

@@ -9,13 +9,13 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.support.polling import eventually_blocking
 
 from .testbed import (
     STATE_ENV,
@@ -28,21 +28,6 @@ from .testbed import (
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRD_FILES = sorted((REPO_ROOT / "crds").glob("*.yaml"))
-
-
-def _eventually(
-    attempt: Callable[[], subprocess.CompletedProcess[str]],
-    done: Callable[[subprocess.CompletedProcess[str]], bool],
-    *,
-    within: float = 15.0,
-) -> subprocess.CompletedProcess[str]:
-    """Retry until ``done`` (bounded); RBAC and discovery caches catch up asynchronously."""
-    deadline = time.monotonic() + within
-    result = attempt()
-    while not done(result) and time.monotonic() < deadline:
-        time.sleep(0.2)
-        result = attempt()
-    return result
 
 
 def _json(result: subprocess.CompletedProcess[str]) -> Any:
@@ -115,9 +100,10 @@ def test_rbac_denies_an_unbound_service_account_until_a_role_is_bound(
         namespace,
         check=True,
     )
-    allowed = _eventually(
+    allowed = eventually_blocking(
         lambda: testbed.kubectl("get", "secrets", "-n", namespace, kubeconfig=as_probe),
-        lambda result: result.returncode == 0,
+        until=lambda result: result.returncode == 0,
+        within=15.0,
     )
     assert allowed.returncode == 0, allowed.stderr
     cluster_wide = testbed.kubectl(
@@ -197,11 +183,12 @@ if CRD_FILES:
             group, names = crd["spec"]["group"], crd["spec"]["names"]
             for version in (v["name"] for v in crd["spec"]["versions"] if v.get("served")):
                 # Other e2e tests may already have objects of this kind: check the served list type only.
-                listed = _eventually(
+                listed = eventually_blocking(
                     functools.partial(
                         testbed.kubectl, "get", "--raw", f"/apis/{group}/{version}/{names['plural']}"
                     ),
-                    lambda result: result.returncode == 0,
+                    until=lambda result: result.returncode == 0,
+                    within=15.0,
                 )
                 body = _json(listed)
                 list_kind = names.get("listKind", f"{names['kind']}List")

@@ -8,8 +8,6 @@ Events to it, the test drives the gateway's HTTP API and loopback sinks. Kopf lo
 from __future__ import annotations
 
 import asyncio
-import inspect
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,25 +20,12 @@ from openconnector.cli import build_parser
 from openconnector.gateway.core import Gateway
 from openconnector.kube.operator import OperatorCore
 from openconnector.kube.runner import ClusterGateway, run_kopf, start_cluster_gateway
-from tests.component.client import Answer, call, post
+from tests.support.http import Answer, call, post
+from tests.support.polling import eventually
 
 from .kube import NAMESPACE, Apiserver, Kubectl, condition, install_crds, watching
 
 STARTUP_SECONDS = 15.0
-
-
-async def eventually(probe: Callable[[], object], *, within: float = 5.0, what: str = "") -> None:
-    """Poll ``probe`` (sync or async) until it returns something truthy; fail after ``within`` seconds."""
-    deadline = time.monotonic() + within
-    while True:
-        result = probe()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {within} s: {what or probe}")
-        await asyncio.sleep(0.02)
 
 
 @dataclass

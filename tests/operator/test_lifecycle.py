@@ -12,10 +12,11 @@ import orjson
 import pytest
 
 from openconnector.kube.operator import OperatorCore
-from tests.component.client import call
-from tests.component.sinks import Reply, Sink
+from tests.support.http import call
+from tests.support.polling import eventually
+from tests.support.sinks import Reply, Sink
 
-from .conftest import StartOperator, eventually
+from .conftest import StartOperator
 from .kube import NAMESPACE, Kubectl
 from .specs import cloud_event, event_spec, subscription_spec
 

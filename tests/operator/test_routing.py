@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import orjson
 
-from tests.component.sinks import Sink
+from tests.support.sinks import Sink
 
 from .conftest import StartOperator
 from .kube import Kubectl, condition

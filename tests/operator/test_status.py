@@ -8,9 +8,10 @@ from typing import Any
 import kmock
 import pytest
 
-from tests.component.sinks import Sink
+from tests.support.polling import eventually
+from tests.support.sinks import Sink
 
-from .conftest import RunningOperator, StartOperator, eventually
+from .conftest import RunningOperator, StartOperator
 from .kube import NAMESPACE, Kubectl, condition, ready_reason
 from .specs import cloud_event, event_spec, subscription_spec
 

@@ -32,6 +32,7 @@ from openconnector.api.models import (
 )
 from openconnector.ce import is_uri_reference
 from openconnector.consumers.allow_list import IpAllowList
+from openconnector.consumers.ingest import event_disabled_reason
 from openconnector.consumers.verifiers import InboundAuthConfig, InboundAuthConfigError, compile_verifier
 from openconnector.delivery.durations import parse_duration
 from openconnector.delivery.engine import ContentMode, DeliveryTarget
@@ -92,9 +93,9 @@ class _Context:
     results: dict[ResourceKey, ResourceResult] = field(default_factory=dict)
     referenced: set[ResourceKey] = field(default_factory=set)
 
-    def ok(self, res: Resource, message: str = "compiled", **extra: Any) -> None:
+    def ok(self, res: Resource, message: str = "compiled", reason: str = "Compiled", **extra: Any) -> None:
         self.results[res.key] = ResourceResult(
-            res.key, res.generation, True, "Compiled", message, res.origin, extra
+            res.key, res.generation, True, reason, message, res.origin, extra
         )
 
     def fail(self, res: Resource, reason: str, problems: list[FieldProblem]) -> None:
@@ -520,6 +521,11 @@ def compile_table(
             ctx.fail(res, "EndpointConflict", [FieldProblem("spec.endpoint", message)])
             continue
         consumers[consumer.endpoint] = consumer
+        if consumer.event is not None and not consumer.event.enabled:
+            # Served (a target still stores), but says why nothing is emitted.
+            message = event_disabled_reason(consumer.event)
+            ctx.ok(res, message, "EventDisabled", url=f"/webhooks/{consumer.endpoint}")
+            continue
         ctx.ok(res, url=f"/webhooks/{consumer.endpoint}")
 
     return RoutingTable(

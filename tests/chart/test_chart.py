@@ -1,4 +1,5 @@
-"""The Helm chart and the container image, checked offline (no cluster, no Docker engine).
+"""The Helm chart and the container image, checked offline (no cluster, no Docker engine); its own tier
+(tests/chart), not the unit tier: it runs helm.
 
 helm comes from tests/e2e/testbed.py (extracted once from a PyPI wheel into the test bed cache) and runs
 with its cache/config/data homes in temporary directories. Rendered manifests of built-in kinds are
@@ -51,7 +52,7 @@ Manifest = dict[str, Any]
 
 
 def load_testbed() -> ModuleType:
-    """tests/e2e/testbed.py by path: tests/unit is not a package, so `tests.e2e` may not be importable."""
+    """tests/e2e/testbed.py by path: tests/chart is not a package, so `tests.e2e` may not be importable."""
     name = "openconnector_chart_testbed"
     if name in sys.modules:
         return sys.modules[name]

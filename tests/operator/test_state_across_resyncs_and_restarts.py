@@ -1,28 +1,19 @@
-"""Review fixes of the operator, each proved against kmock: ghosts dropped by the resync, counters that
-survive not-ready spells, restarts and re-creation, stale status fields cleared, recompiles only for
-referenced Secrets, no repeated Warning Events after a restart, and the gateway-loop liveness probe."""
+"""The operator's state across resyncs and restarts, against kmock: ghosts dropped by the resync, counters
+that survive not-ready spells, restarts and re-creation, stale status fields cleared, recompiles only for
+referenced Secrets, and no repeated Warning Events after a restart."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from collections.abc import Callable
 from typing import Any
 
-import kopf
 import pytest
-from kopf._cogs.structs import ephemera
-from kopf._core.actions import lifecycles
-from kopf._core.engines import activities, indexing
-from kopf._core.intents import causes
 
-from openconnector.gateway.core import Gateway
-from openconnector.kube.operator import OperatorCore, build_registry
-from openconnector.reconciler import Reconciler
-from openconnector.resources import ResourceKey, ResourceStore
-from tests.component.sinks import RefusingEndpoint, Reply, Sink
+from openconnector.resources import ResourceKey
+from tests.support.polling import eventually
+from tests.support.sinks import RefusingEndpoint, Reply, Sink
 
-from .conftest import RunningOperator, StartOperator, eventually
+from .conftest import RunningOperator, StartOperator
 from .kube import NAMESPACE, Apiserver, Kubectl, condition, ready_reason
 from .specs import ZAAK_UPDATED, cloud_event, event_spec, subscription_spec
 
@@ -485,56 +476,3 @@ async def test_a_problem_that_changed_while_the_operator_was_away_is_announced(
         lambda: len(kube.core_events(name="intake", type_="Warning")) == 2, what="a second Warning Event"
     )
     assert "zaak-in-v2" in kube.core_events(name="intake", type_="Warning")[-1]["message"]
-
-
-# ------------------------------------------------------------------------------ 8. the Kopf probe
-
-
-def probe_registry(loop: asyncio.AbstractEventLoop) -> kopf.OperatorRegistry:
-    """The operator's Kopf registry for a gateway that runs on ``loop``."""
-    gateway = Gateway()
-    return build_registry(OperatorCore(gateway, Reconciler(ResourceStore(), gateway.install)), loop=loop)
-
-
-def probe_in_a_thread(registry: kopf.OperatorRegistry) -> tuple[threading.Thread, list[object]]:
-    """Collect the probes in another thread on a loop of its own, as Kopf's liveness endpoint does
-    (kopf/_core/engines/probing.py: run_activity over the PROBE handlers, every handler at once)."""
-    outcome: list[object] = []
-
-    async def collect() -> dict[str, object]:
-        results = await activities.run_activity(
-            lifecycle=lifecycles.all_at_once,
-            registry=registry,
-            settings=kopf.OperatorSettings(),
-            activity=causes.Activity.PROBE,
-            indices=indexing.OperatorIndexers().indices,
-            memo=ephemera.AnyMemo(kopf.Memo()),
-        )
-        return {str(handler_id): result for handler_id, result in results.items()}
-
-    def main() -> None:
-        try:
-            outcome.append(asyncio.run(collect()))
-        except BaseException as error:  # the outcome is what the test asserts
-            outcome.append(error)
-
-    return threading.Thread(target=main, name="probe", daemon=True), outcome
-
-
-async def test_the_gateway_probe_passes_while_the_gateway_loop_runs() -> None:
-    thread, outcome = probe_in_a_thread(probe_registry(asyncio.get_running_loop()))
-    thread.start()
-    await asyncio.to_thread(thread.join)
-    assert outcome == [{"gateway": "ok"}]
-
-
-async def test_the_gateway_probe_fails_at_once_while_the_gateway_loop_is_blocked() -> None:
-    thread, outcome = probe_in_a_thread(probe_registry(asyncio.get_running_loop()))
-    thread.start()
-    # Joining blocks this loop (the gateway's) until the probe gives up: a probe that Kopf retried
-    # after its backoff (60 s) instead of failing would still be running when the join times out.
-    thread.join(timeout=10)
-    assert not thread.is_alive()
-    (error,) = outcome
-    assert isinstance(error, activities.ActivityError)
-    assert isinstance(error.__cause__, TimeoutError)

@@ -1,5 +1,6 @@
 """RBAC proof: the operator ran every e2e test with only the chart's ServiceAccount, was never refused,
-and the chart's role grants nothing it did not use. (Named to run after the other e2e modules.)"""
+and the chart's role grants nothing it did not use. Marked ``audits_the_run``: the e2e conftest runs it after
+every other test, whatever the file names."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections import Counter
 from typing import Any
 
 import orjson
+import pytest
 
 from .harness import ChartInstall, OperatorProcess
 from .testbed import Cluster
@@ -34,6 +36,7 @@ def granted(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
     }
 
 
+@pytest.mark.audits_the_run
 def test_the_operator_was_never_refused_and_used_every_grant(
     testbed: Cluster, operator: OperatorProcess, chart_install: ChartInstall
 ) -> None:
