@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from openconnector.consumers.allow_list import IpAllowList, TrustedProxies
 from openconnector.consumers.replay import ReplayGuard, ReplayStore
-from openconnector.consumers.standard_webhooks import sign_github, standard_webhook_headers
+from openconnector.consumers.standard_webhooks import standard_webhook_headers
 from openconnector.consumers.verifiers import (
     ASYMMETRIC_JWT_ALGORITHMS,
     HMAC_JWT_ALGORITHMS,
@@ -21,7 +21,6 @@ from openconnector.consumers.verifiers import (
     InboundAuthConfigError,
     InboundVerifier,
     compile_verifier,
-    inbound_auth_problems,
 )
 
 __all__ = [
@@ -40,7 +39,5 @@ __all__ = [
     "ReplayStore",
     "TrustedProxies",
     "compile_verifier",
-    "inbound_auth_problems",
-    "sign_github",
     "standard_webhook_headers",
 ]

@@ -19,10 +19,10 @@ import pytest
 import yaml
 
 from openconnector.standalone import StandaloneGateway
-from openconnector.webhook_auth import standard_webhook_headers
 from tests.component.conftest import StartGateway
 from tests.support.http import Answer, assert_problem, call, post
 from tests.support.polling import eventually
+from tests.support.signing import standard_webhook_headers
 from tests.support.sinks import Reply, Sink
 
 API = "openconnector.nl/v1alpha1"

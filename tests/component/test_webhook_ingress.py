@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from openconnector.standalone import StandaloneGateway
-from openconnector.webhook_auth import sign_github, standard_webhook_headers
 from tests.component.conftest import StartGateway
 from tests.support.http import Answer, assert_problem, call, post
+from tests.support.signing import sign_github, standard_webhook_headers
 from tests.support.sinks import RefusingEndpoint, Reply, Sink
 
 API = "openconnector.nl/v1alpha1"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import orjson
 
-from openconnector.webhook_auth import standard_webhook_headers
 from tests.component.conftest import StartGateway, example_manifests
 from tests.support.http import post
+from tests.support.signing import standard_webhook_headers
 from tests.support.sinks import Reply, Sink
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -9,9 +9,9 @@ from typing import Any
 import orjson
 import yaml
 
-from openconnector.webhook_auth import standard_webhook_headers
 from tests.support.http import post
 from tests.support.polling import eventually
+from tests.support.signing import standard_webhook_headers
 from tests.support.sinks import Reply, Sink
 
 from .harness import (

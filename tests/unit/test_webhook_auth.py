@@ -19,13 +19,13 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
+from tests.support.signing import sign_github
 
 from openconnector.consumers.allow_list import IpAllowList, TrustedProxies
 from openconnector.consumers.replay import ReplayGuard, admit
 from openconnector.consumers.standard_webhooks import (
     decode_secret,
     sign,
-    sign_github,
     standard_webhook_headers,
 )
 from openconnector.consumers.verifiers import (
@@ -34,7 +34,6 @@ from openconnector.consumers.verifiers import (
     InboundAuthConfig,
     InboundAuthConfigError,
     compile_verifier,
-    inbound_auth_problems,
 )
 
 VECTORS: dict[str, Any] = json.loads(
@@ -71,6 +70,15 @@ def verify(
     if guard is None:
         return outcome
     return asyncio.run(admit(guard, outcome, scope=scope, now=now))
+
+
+def inbound_auth_problems(config: InboundAuthConfig) -> list[str]:
+    """Every reason the configuration cannot work (empty when it compiles)."""
+    try:
+        compile_verifier(config)
+    except InboundAuthConfigError as error:
+        return list(error.problems)
+    return []
 
 
 def sign_standard_webhook(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -691,7 +699,7 @@ PROXIES = ["10.0.0.0/8", "fd00::/8"]
     ],
 )
 def test_client_ip(remote: str, forwarded_for: str | None, expected: str) -> None:
-    assert TrustedProxies(PROXIES).client_ip(remote, forwarded_for) == expected
+    assert str(TrustedProxies(PROXIES).client_address(remote, forwarded_for)) == expected
 
 
 def ip_allowed(

@@ -73,11 +73,6 @@ class TrustedProxies:
                 return hop
         return current  # every hop is a trusted proxy: the left-most one is the client
 
-    def client_ip(self, remote: str, forwarded_for: str | None) -> str:
-        """The client address as text; the peer text itself when unparseable."""
-        address = self.client_address(remote, forwarded_for)
-        return remote if address is None else str(address)
-
 
 class IpAllowList:
     """Allowed client ranges, parsed once. An empty allow-list allows everyone."""

@@ -38,7 +38,6 @@ __all__ = [
     "matching_key",
     "message_headers",
     "sign",
-    "sign_github",
     "signature_headers",
     "standard_webhook_headers",
     "webhook_message_id",
@@ -144,8 +143,3 @@ def matching_key(keys: Sequence[bytes], message_id: str, timestamp: str, body: b
             if hmac.compare_digest(digest, given) and matched < 0:
                 matched = index
     return matched
-
-
-def sign_github(secret: str, body: bytes) -> str:
-    """GitHub's ``X-Hub-Signature-256`` value (``sha256=<hex>``): not Standard Webhooks, but its sibling."""
-    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()

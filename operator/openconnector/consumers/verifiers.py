@@ -66,7 +66,6 @@ __all__ = [
     "InboundAuthConfigError",
     "InboundVerifier",
     "compile_verifier",
-    "inbound_auth_problems",
 ]
 
 AuthType = Literal["none", "bearer", "basic", "apiKey", "hmac", "github", "jwt"]
@@ -340,11 +339,6 @@ def compile_verifier(config: InboundAuthConfig) -> InboundVerifier:
     if verifier is None:
         raise InboundAuthConfigError(problems)
     return verifier
-
-
-def inbound_auth_problems(config: InboundAuthConfig) -> list[str]:
-    """Every reason the configuration cannot work (empty when usable), for status conditions."""
-    return _build(config)[1]
 
 
 # --------------------------------------------------------------------------- verification helpers

@@ -133,8 +133,13 @@ def _duration(value: str, field_path: str) -> float:
     return seconds
 
 
-def _basic(value: str) -> str:
-    return "Basic " + base64.b64encode(value.encode()).decode()
+def _auth_header(auth_type: str, credential: str, api_key_header: str = "X-API-Key") -> tuple[str, str]:
+    """The one header that carries an outbound credential (to a Source or a subscriber)."""
+    if auth_type == "bearer":
+        return "Authorization", f"Bearer {credential}"
+    if auth_type == "basic":
+        return "Authorization", "Basic " + base64.b64encode(credential.encode()).decode()
+    return api_key_header, credential
 
 
 # -------------------------------------------------------------------------------------- per kind
@@ -144,12 +149,8 @@ def _compile_source(ctx: _Context, res: Resource, spec: SourceSpec) -> SourceRou
     headers = dict(spec.headers)
     if spec.auth is not None and spec.auth.type != "none" and spec.auth.secretRef is not None:
         value = ctx.secret(res.namespace, spec.auth.secretRef, "spec.auth.secretRef")
-        if spec.auth.type == "bearer":
-            headers["Authorization"] = f"Bearer {value}"
-        elif spec.auth.type == "basic":
-            headers["Authorization"] = _basic(value)
-        else:
-            headers[spec.auth.header] = value
+        name, header_value = _auth_header(spec.auth.type, value, spec.auth.header)
+        headers[name] = header_value
     target = HttpTarget(spec.location.rstrip("/"), headers, _duration(spec.timeout, "spec.timeout"))
     return SourceRoute(res.key, spec.type, target, spec.register_ or res.name)
 
@@ -303,7 +304,8 @@ def _compile_subscription(
     if spec.auth is not None:
         if spec.auth.type != "none" and spec.auth.secretRef is not None:
             value = ctx.secret(res.namespace, spec.auth.secretRef, "spec.auth.secretRef")
-            auth_headers["Authorization"] = f"Bearer {value}" if spec.auth.type == "bearer" else _basic(value)
+            name, header_value = _auth_header(spec.auth.type, value)
+            auth_headers[name] = header_value
         if spec.auth.signingSecretRef is not None:
             signing = ctx.secret(res.namespace, spec.auth.signingSecretRef, "spec.auth.signingSecretRef")
     try:
