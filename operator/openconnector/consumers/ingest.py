@@ -1,10 +1,11 @@
-"""What a Consumer does with one authenticated-to-be webhook request, step by step.
+"""What a Consumer does with one webhook request, step by step.
 
-The gateway's handler (``gateway/webhooks.py``) checks the allow-list, reads the body within the limit and
-calls :func:`ingest`, which runs the remaining steps in order and stops at the first that refuses
-(raising a :class:`~openconnector.refusal.Refusal`): authentication and replay refusal, JSON, mapping, the
-Event's schema, the target, then emission. Everything that needs the network or the gateway's state goes
-through :class:`ConsumerPorts`, so this module has no HTTP server or client in it.
+The gateway's handler (``gateway/webhooks.py``) finds the Consumer and calls :func:`receive`, which runs
+the steps in order and stops at the first that refuses (a :class:`~openconnector.refusal.Refusal`): the
+client address, the body within the limit, authentication and replay refusal, JSON, mapping, the Event's
+schema, the target, then emission. Everything that needs the network or the gateway's state (reading the
+body, calling the target, building and publishing the event, counters) goes through
+:class:`ConsumerPorts`, so this module has no HTTP server or client in it.
 
 The target must accept before anything is emitted. Once the target holds the payload, a failure to emit
 is not a refusal (the sender's retry would store it twice): the answer is a success that says what is
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from openconnector.ce import CloudEvent, CloudEventError, check_nlgov
+from openconnector.consumers.allow_list import IpAddress
 from openconnector.consumers.replay import ReplayStore, admit
 from openconnector.consumers.targets import TargetCall, object_id, target_answer, target_call
 from openconnector.mapping import MappingError
@@ -29,7 +31,14 @@ from openconnector.refusal import Refusal
 if TYPE_CHECKING:
     from openconnector.routing.table import ConsumerRoute, EventRoute
 
-__all__ = ["ConsumerPorts", "InboundRequest", "WebhookAnswer", "event_disabled_reason", "ingest"]
+__all__ = [
+    "ConsumerPorts",
+    "InboundRequest",
+    "WebhookAnswer",
+    "event_disabled_reason",
+    "ingest",
+    "receive",
+]
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +60,27 @@ class WebhookAnswer:
 
 
 class ConsumerPorts(Protocol):
-    """What :func:`ingest` needs from the gateway."""
+    """What :func:`receive` needs from the gateway (and from the request being served)."""
 
     @property
     def replay_store(self) -> ReplayStore: ...
 
     def now(self) -> float: ...
+
+    def client_address(self) -> IpAddress | None:
+        """The client: the peer, or what trusted proxies say it is (None when unparseable)."""
+
+    async def read_request(self, limit: int) -> InboundRequest:
+        """The request with its body, at most ``limit`` bytes (a 413 Refusal as soon as it is larger)."""
+
+    def received(self, consumer: ConsumerRoute) -> None:
+        """Count a request to the Consumer."""
+
+    def refused(self, consumer: ConsumerRoute, refusal: Refusal) -> None:
+        """Count and record a refused request."""
+
+    def forwarded(self, consumer: ConsumerRoute) -> None:
+        """Count an accepted request."""
 
     async def call_target(self, consumer: ConsumerRoute, call: TargetCall) -> tuple[int, bytes]:
         """POST ``call``; (status, at most MAX_ANSWER_BYTES of the answer); Refusal when unreachable."""
@@ -115,8 +139,25 @@ def _schema_violations(event: EventRoute | None, data: Any) -> Sequence[str]:
     return event.validate_data(data)
 
 
+async def receive(consumer: ConsumerRoute, ports: ConsumerPorts) -> WebhookAnswer | Refusal:
+    """Serve one request to ``consumer``: its answer, or the Refusal of the first step that failed.
+
+    Every request is counted as received, then as forwarded or refused (with the refusal's label)."""
+    ports.received(consumer)
+    try:
+        if not consumer.allow_list.allows(ports.client_address()):
+            raise Refusal(403, "forbidden", "the client address is not allowed", label="ip-not-allowed")
+        request = await ports.read_request(consumer.max_body_bytes)
+        answer = await ingest(consumer, request, ports)
+    except Refusal as refusal:
+        ports.refused(consumer, refusal)
+        return refusal
+    ports.forwarded(consumer)
+    return answer
+
+
 async def ingest(consumer: ConsumerRoute, request: InboundRequest, ports: ConsumerPorts) -> WebhookAnswer:
-    """Authenticate, map, validate, store and emit one request; a Refusal at the first step that fails."""
+    """Authenticate, map, validate, store and emit one request whose client and size were accepted."""
     outcome = consumer.verifier.verify(
         headers=request.headers, query=request.query, body=request.body, now=ports.now()
     )

@@ -1,25 +1,24 @@
 """``/webhooks/<endpoint>``: the HTTP adapter of Consumer ingress.
 
-The handler finds the Consumer, checks the client address, reads the body within the Consumer's limit
-and hands the rest to :func:`openconnector.consumers.ingest.ingest` (authentication, mapping, schema,
-target, emission). :class:`_GatewayPorts` gives that pipeline the gateway's HTTP client, clock, replay
-store, event builder and publisher. Every refusal is a :class:`~openconnector.refusal.Refusal`, counted
-here and rendered as problem+json by ``gateway/problems.py``.
+The handler finds the Consumer and hands the request to :func:`openconnector.consumers.ingest.receive`
+(client address, size limit, authentication, mapping, schema, target, emission). :class:`_GatewayPorts`
+gives that pipeline this request, the gateway's HTTP client, clock, replay store, counters, event builder
+and publisher. Every refusal is a :class:`~openconnector.refusal.Refusal`, rendered as problem+json by
+``gateway/problems.py``.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from openconnector.ce import CloudEvent
-from openconnector.consumers.allow_list import TrustedProxies
-from openconnector.consumers.ingest import InboundRequest, ingest
+from openconnector.consumers.allow_list import IpAddress, TrustedProxies
+from openconnector.consumers.ingest import InboundRequest, receive
 from openconnector.consumers.replay import ReplayStore
 from openconnector.consumers.targets import (
     MAX_ANSWER_BYTES,
@@ -31,38 +30,30 @@ from openconnector.gateway.core import GATEWAY_KEY, Gateway, PublishRefused
 from openconnector.gateway.ingress import BodyTooLarge, read_limited, webhook_handshake
 from openconnector.gateway.problems import problem, refusal_problem
 from openconnector.refusal import Refusal
+from openconnector.resources import ResourceKey
 from openconnector.routing.table import ConsumerRoute, EventRoute
-from openconnector.status import ConsumerStats
+
+__all__ = ["handle_webhook", "handle_webhook_options"]
 
 log = logging.getLogger(__name__)
 
 
 @functools.cache
 def _trusted_proxies(cidrs: tuple[str, ...]) -> TrustedProxies:
+    # --trusted-proxy is fixed for the gateway's life: parsed once, on the first webhook.
     return TrustedProxies(cidrs)
 
 
-def _check_ip(gateway: Gateway, consumer: ConsumerRoute, request: web.Request) -> None:
-    if not consumer.allow_list:
-        return
-    proxies = _trusted_proxies(tuple(gateway.settings.trusted_proxies))
-    address = proxies.client_address(request.remote or "", request.headers.get("X-Forwarded-For"))
-    if not consumer.allow_list.allows(address):
-        raise Refusal(403, "forbidden", "the client address is not allowed", label="ip-not-allowed")
-
-
-async def _read_limited(request: web.Request, limit: int) -> bytes:
-    try:
-        return await read_limited(request, limit)
-    except BodyTooLarge as error:
-        raise Refusal(413, "body-too-large", str(error), label="too-large") from None
+def _labels(key: ResourceKey) -> tuple[str, str]:
+    return key.namespace, key.name
 
 
 class _GatewayPorts:
-    """The gateway as :class:`openconnector.consumers.ingest.ConsumerPorts`."""
+    """The gateway and one request as :class:`openconnector.consumers.ingest.ConsumerPorts`."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, request: web.Request) -> None:
         self._gateway = gateway
+        self._request = request
 
     @property
     def replay_store(self) -> ReplayStore:
@@ -70,6 +61,38 @@ class _GatewayPorts:
 
     def now(self) -> float:
         return self._gateway.clock()
+
+    def client_address(self) -> IpAddress | None:
+        proxies = _trusted_proxies(tuple(self._gateway.settings.trusted_proxies))
+        return proxies.client_address(
+            self._request.remote or "", self._request.headers.get("X-Forwarded-For")
+        )
+
+    async def read_request(self, limit: int) -> InboundRequest:
+        request = self._request
+        try:
+            body = await read_limited(request, limit)
+        except BodyTooLarge as error:
+            raise Refusal(413, "body-too-large", str(error), label="too-large") from None
+        metrics = self._gateway.metrics
+        metrics.child(metrics.ingress_bytes, "/webhooks").inc(len(body))
+        return InboundRequest(request.headers, request.query, request.content_type or "", body)
+
+    def received(self, consumer: ConsumerRoute) -> None:
+        gateway = self._gateway
+        gateway.consumer_stats[consumer.key].record_received(gateway.clock())
+        gateway.metrics.child(gateway.metrics.webhooks_received, *_labels(consumer.key)).inc()
+
+    def refused(self, consumer: ConsumerRoute, refusal: Refusal) -> None:
+        gateway = self._gateway
+        stats = gateway.consumer_stats[consumer.key]
+        stats.record_rejected(refusal.label, refusal.status, refusal.detail, gateway.clock())
+        gateway.metrics.webhooks_rejected.labels(*_labels(consumer.key), refusal.label).inc()
+
+    def forwarded(self, consumer: ConsumerRoute) -> None:
+        gateway = self._gateway
+        gateway.consumer_stats[consumer.key].record_forwarded()
+        gateway.metrics.child(gateway.metrics.webhooks_forwarded, *_labels(consumer.key)).inc()
 
     async def call_target(self, consumer: ConsumerRoute, call: TargetCall) -> tuple[int, bytes]:
         gateway = self._gateway
@@ -79,7 +102,7 @@ class _GatewayPorts:
         stats.requests += 1
         stats.version += 1
         outcomes = gateway.metrics.target_requests
-        labels = (source.key.namespace, source.key.name)
+        labels = _labels(source.key)
         try:
             async with gateway.session.post(
                 call.url,
@@ -125,34 +148,16 @@ class _GatewayPorts:
         gateway.metrics.events_refused.labels("not-emitted-after-store").inc()
 
 
-async def _ingest(gateway: Gateway, consumer: ConsumerRoute, request: web.Request) -> web.Response:
-    _check_ip(gateway, consumer, request)
-    body = await _read_limited(request, consumer.max_body_bytes)
-    gateway.metrics.child(gateway.metrics.ingress_bytes, "/webhooks").inc(len(body))
-    inbound = InboundRequest(request.headers, request.query, request.content_type or "", body)
-    answer = await ingest(consumer, inbound, _GatewayPorts(gateway))
-    return web.json_response(answer.body, status=answer.status)
-
-
 async def handle_webhook(request: web.Request) -> web.StreamResponse:
     gateway: Gateway = request.app[GATEWAY_KEY]
     endpoint = request.match_info["endpoint"]
     consumer = gateway.table.consumer(endpoint)
     if consumer is None:
         return problem(404, "unknown-endpoint", f"no enabled consumer serves /webhooks/{endpoint.strip('/')}")
-    stats: ConsumerStats = gateway.consumer_stats[consumer.key]
-    labels = (consumer.key.namespace, consumer.key.name)
-    stats.record_received(gateway.clock())
-    gateway.metrics.child(gateway.metrics.webhooks_received, *labels).inc()
-    try:
-        response = await _ingest(gateway, consumer, request)
-    except Refusal as refusal:
-        stats.record_rejected(refusal.label, refusal.status, refusal.detail, gateway.clock())
-        gateway.metrics.webhooks_rejected.labels(*labels, refusal.label).inc()
-        return refusal_problem(refusal)
-    stats.record_forwarded()
-    gateway.metrics.child(gateway.metrics.webhooks_forwarded, *labels).inc()
-    return response
+    answer = await receive(consumer, _GatewayPorts(gateway, request))
+    if isinstance(answer, Refusal):
+        return refusal_problem(answer)
+    return web.json_response(answer.body, status=answer.status)
 
 
 async def handle_webhook_options(request: web.Request) -> web.Response:
@@ -160,6 +165,3 @@ async def handle_webhook_options(request: web.Request) -> web.Response:
     if gateway.table.consumer(request.match_info["endpoint"]) is None:
         return problem(404, "unknown-endpoint", "no enabled consumer serves this endpoint")
     return webhook_handshake(request)
-
-
-__all__: Sequence[str] = ("handle_webhook", "handle_webhook_options")
