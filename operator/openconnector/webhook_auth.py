@@ -6,38 +6,11 @@ Kept so that code written against ``openconnector.webhook_auth`` keeps importing
 
 from __future__ import annotations
 
+from openconnector.consumers import verifiers
 from openconnector.consumers.allow_list import IpAllowList, TrustedProxies
 from openconnector.consumers.replay import ReplayGuard, ReplayStore
 from openconnector.consumers.standard_webhooks import standard_webhook_headers
-from openconnector.consumers.verifiers import (
-    ASYMMETRIC_JWT_ALGORITHMS,
-    HMAC_JWT_ALGORITHMS,
-    JWT_DEFAULT_LIFETIME_SECONDS,
-    SUPPORTED_JWT_ALGORITHMS,
-    AuthFailure,
-    AuthOutcome,
-    AuthType,
-    InboundAuthConfig,
-    InboundAuthConfigError,
-    InboundVerifier,
-    compile_verifier,
-)
+from openconnector.consumers.verifiers import *  # noqa: F403
 
-__all__ = [
-    "ASYMMETRIC_JWT_ALGORITHMS",
-    "HMAC_JWT_ALGORITHMS",
-    "JWT_DEFAULT_LIFETIME_SECONDS",
-    "SUPPORTED_JWT_ALGORITHMS",
-    "AuthFailure",
-    "AuthOutcome",
-    "AuthType",
-    "InboundAuthConfig",
-    "InboundAuthConfigError",
-    "InboundVerifier",
-    "IpAllowList",
-    "ReplayGuard",
-    "ReplayStore",
-    "TrustedProxies",
-    "compile_verifier",
-    "standard_webhook_headers",
-]
+__all__ = ["IpAllowList", "ReplayGuard", "ReplayStore", "TrustedProxies", "standard_webhook_headers"]
+__all__ += verifiers.__all__
