@@ -154,7 +154,8 @@ async def handle_webhook(request: web.Request) -> web.StreamResponse:
     consumer = gateway.table.consumer(endpoint)
     if consumer is None:
         return problem(404, "unknown-endpoint", f"no enabled consumer serves /webhooks/{endpoint.strip('/')}")
-    answer = await receive(consumer, _GatewayPorts(gateway, request))
+    ports = _GatewayPorts(gateway, request)
+    answer = await receive(consumer, ports)
     if isinstance(answer, Refusal):
         return refusal_problem(answer)
     return web.json_response(answer.body, status=answer.status)
