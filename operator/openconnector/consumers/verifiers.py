@@ -119,7 +119,7 @@ class InboundAuthConfig:
 
 
 class InboundAuthConfigError(ValueError):
-    """The auth configuration cannot work (a server-side problem, not the sender's): map it to 500/503."""
+    """The auth configuration cannot work; `problems` become the Consumer's `InvalidAuth` condition."""
 
     def __init__(self, problems: Sequence[str]) -> None:
         super().__init__("; ".join(problems))
