@@ -1,18 +1,33 @@
-"""The consumers package is pure, and inbound and outbound Standard Webhooks read a secret the same way."""
+"""The consumers package is pure, its verifiers and allow-lists are compiled with the Consumer's route,
+and inbound and outbound Standard Webhooks read a secret the same way."""
 
 from __future__ import annotations
 
 import base64
+import ipaddress
 import subprocess
 import sys
 
 import pytest
 
 from openconnector.consumers.standard_webhooks import SecretError, decode_secret
-from openconnector.consumers.verifiers import InboundAuthConfig, InboundAuthConfigError, compile_verifier
+from openconnector.consumers.verifiers import (
+    InboundAuthConfig,
+    InboundAuthConfigError,
+    InboundVerifier,
+    compile_verifier,
+)
 from openconnector.delivery.signing import decode_signing_secret
+from openconnector.resources import Resource, SecretData
+from openconnector.routing.compiler import compile_table
 
 KEY = b"k" * 24
+EVENT = Resource(
+    kind="Event",
+    namespace="ns",
+    name="thing",
+    spec={"type": "nl.example.thing.created", "source": "urn:nld:x"},
+)
 PADDED = base64.b64encode(KEY + b"!").decode()  # 25 bytes: base64 with padding
 
 
@@ -47,3 +62,41 @@ def test_a_secret_refused_outbound_is_refused_inbound(secret: str) -> None:
         compile_verifier(InboundAuthConfig("hmac", (secret,)))
     assert refused.value.problems[0].startswith("credentials[0]: ")
     assert secret.removeprefix("whsec_") not in str(refused.value) or not secret.removeprefix("whsec_")
+
+
+def test_a_consumers_verifier_and_allow_list_are_compiled_with_its_route() -> None:
+    secret = SecretData("ns", "hook", {"key": f"whsec_{PADDED}".encode()})
+    consumer = Resource(
+        kind="Consumer",
+        namespace="ns",
+        name="orders",
+        spec={
+            "endpoint": "orders",
+            "event": "thing",
+            "allowedIPs": ["192.0.2.0/24"],
+            "auth": {"type": "hmac", "secretRefs": [{"name": "hook", "key": "key"}]},
+        },
+    )
+    resources = {r.key: r for r in (consumer, EVENT)}
+    table = compile_table(resources, {secret.key: secret}, version=1)
+
+    route = table.consumer("orders")
+    assert route is not None
+    assert isinstance(route.verifier, InboundVerifier)
+    assert route.verifier.hmac_keys == (KEY + b"!",)  # decoded once, here, not per request
+    assert route.allow_list.allows(ipaddress.ip_address("192.0.2.9"))
+    assert not route.allow_list.allows(ipaddress.ip_address("198.51.100.1"))
+
+
+def test_an_unusable_allow_list_entry_names_its_field() -> None:
+    consumer = Resource(
+        kind="Consumer",
+        namespace="ns",
+        name="orders",
+        spec={"endpoint": "o", "event": "thing", "allowedIPs": ["10.0.0.0/8", "x"]},
+    )
+    table = compile_table({r.key: r for r in (consumer, EVENT)}, {}, version=1)
+
+    result = table.results[consumer.key]
+    assert (result.ready, result.reason) == (False, "InvalidSpec")
+    assert result.message == "spec.allowedIPs[1]: 'x' is not an IP address or CIDR range"
