@@ -26,6 +26,8 @@ from typing import Any, Self
 from aiohttp import web
 from multidict import CIMultiDict, CIMultiDictProxy
 
+from tests.support.polling import WITHIN
+
 __all__ = ["RecordedRequest", "RefusingEndpoint", "Reply", "Sink", "replies"]
 
 HOST = "127.0.0.1"
@@ -115,8 +117,9 @@ class Sink:
         """Append replies; they are used in order before falling back to ``default``."""
         self._script.extend(replies)
 
-    async def wait_for(self, count: int, within: float = 5.0) -> list[RecordedRequest]:
-        """Wait (real time) until at least ``count`` requests arrived; returns all of them."""
+    async def wait_for(self, count: int, within: float = WITHIN) -> list[RecordedRequest]:
+        """Wait (loop time) until at least ``count`` requests arrived; returns all of them. ``within`` is
+        a ceiling, the same as :func:`tests.support.polling.eventually`'s."""
         async with asyncio.timeout(within):
             async with self._arrived:
                 await self._arrived.wait_for(lambda: len(self.requests) >= count)
