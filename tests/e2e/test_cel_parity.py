@@ -46,7 +46,7 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("EventSubscription", "ftp-endpoint", {**SUB, "endpoint": "ftp://x"}),
     ("EventSubscription", "source-reference", {**SUB, "endpoint": "source:api/in"}),
     ("EventSubscription", "filters-list",
-     {**SUB, "filters": [{"sql": "true"}, {"not": {"exact": {"a": "b"}}}, {"any": [{"prefix": {"a": "b"}}]}]}),
+     {**SUB, "filters": [{"sql": "true"}, {"not": {"exact": {"a": "b"}}}, {"any": [{"sql": "true"}]}]}),
     ("EventSubscription", "filters-shorthand-map", {**SUB, "filters": {"subject": "x"}}),
     ("EventSubscription", "filters-misspelt-dialect", {**SUB, "filters": [{"sqll": "source LIKE 'x%'"}]}),
     ("EventSubscription", "filters-regex-string", {**SUB, "filters": [{"regex": "^x"}]}),
