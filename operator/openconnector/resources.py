@@ -113,7 +113,9 @@ def validation_problems(error: ValidationError, root: str = "spec") -> list[Fiel
             message = "required field missing"
         elif item["type"] == "literal_error":
             message = f"{item.get('input')!r} is not allowed; {message[0].lower()}{message[1:]}"
-        problems.append(FieldProblem(path, message))
+        # The filters' shape is checked by the model, their values by the compiler: one reason for both.
+        reason = "InvalidFilter" if path.startswith("spec.filters") else "InvalidSpec"
+        problems.append(FieldProblem(path, message, reason))
     return problems
 
 
