@@ -21,7 +21,7 @@ SECRET = {"name": "s", "key": "k"}
 SUB = {"eventType": "nl.a.b.c", "endpoint": URL}
 HOOK = {"endpoint": "a/b", "event": "e"}
 REGISTER = "register/schema"
-EVENT = {"type": "nl.a.b.c", "source": "s"}
+EVENT = {"type": "nl.a.b.c", "source": "urn:nld:x"}
 CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("Consumer", "valid-source-target", {"endpoint": "a/b", "targetType": "source", "targetId": "api"}),
     ("Consumer", "valid-event-only", {"endpoint": "a/b", "event": "e"}),
@@ -59,10 +59,17 @@ CASES: list[tuple[str, str, dict[str, Any]]] = [
     ("EventSubscription", "filters-deep-typo", {**SUB, "filters": [{"all": [{"not": {"sqll": "true"}}]}]}),
     ("Event", "valid", {"type": "nl.a.b.c", "source": "urn:nld:x"}),
     ("Event", "two-schema-forms", {**EVENT, "schema": {"url": "https://x.t/s", "inline": {}}}),
-    ("Event", "no-schema-form", {"type": "nl.a.b.c", "source": "s", "schema": {}}),
-    ("Event", "inline-schema", {"type": "nl.a.b.c", "source": "s", "schema": {"inline": {"type": "object"}}}),
-    ("Event", "not-reverse-dns", {"type": "created", "source": "s"}),
-    ("Event", "bad-profile", {"type": "nl.a.b.c", "source": "s", "profile": "strict"}),
+    ("Event", "no-schema-form", {**EVENT, "schema": {}}),
+    ("Event", "inline-schema", {**EVENT, "schema": {"inline": {"type": "object"}}}),
+    ("Event", "not-reverse-dns", {**EVENT, "type": "created"}),
+    ("Event", "bad-profile", {**EVENT, "profile": "strict"}),
+    ("Event", "nlgov-urn-uuid", {**EVENT, "source": "urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66"}),
+    ("Event", "nlgov-https", {**EVENT, "source": "https://zaken.example.nl"}),
+    ("Event", "nlgov-oin", {**EVENT, "source": "urn:nld:oin:00000001823288444000:systeem:zaken"}),
+    ("Event", "nlgov-relative", {**EVENT, "source": "zaaksysteem"}),
+    ("Event", "nlgov-short-oin", {**EVENT, "source": "urn:nld:oin:123:systeem:zaken"}),
+    ("Event", "nlgov-empty-nld", {**EVENT, "source": "urn:nld:"}),
+    ("Event", "cloudevents-relative", {**EVENT, "source": "zaaksysteem", "profile": "cloudevents"}),
     ("Source", "valid", {"location": "http://127.0.0.1:1"}),
     ("Source", "bearer-without-secret", {"location": "http://127.0.0.1:1", "auth": {"type": "bearer"}}),
     ("Source", "not-http", {"location": "ftp://x"}),

@@ -24,6 +24,7 @@ from openconnector.api.common import (
     LastError,
     SecretKeySelector,
 )
+from openconnector.ce.nlgov import check_source
 from openconnector.filters.dialects import unknown_dialect_message
 
 # Reverse-DNS CloudEvents type (a domain of two or more labels plus a name), optionally ending in
@@ -84,6 +85,21 @@ class EventSchema(ApiModel):
 class EventSpec(ApiModel):
     """A CloudEvent type that the gateway can emit or receive."""
 
+    # The NL GOV source rule of ce/nlgov.check_source, coarser (RE2 has no RFC 3986 grammar): the
+    # routing-table compiler runs check_source itself, so what CEL lets through still ends not Ready.
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="self.profile != 'nl-gov' || ("
+            "self.source.matches('^[A-Za-z][A-Za-z0-9+.-]*:[^#[:space:]]*$')"
+            " && (!self.source.lowerAscii().startsWith('urn:nld:') || self.source.size() > 8)"
+            " && (!self.source.lowerAscii().startsWith('urn:nld:oin:')"
+            " || self.source.matches('^[uU][rR][nN]:[nN][lL][dD]:[oO][iI][nN]:[0-9]{20}(:.*)?$')))",
+            message="with profile nl-gov, source must be an absolute URI (preferably "
+            "urn:nld:oin:<20-digit OIN>:systeem:<name>)",
+            field_path=".source",
+        ),
+    )
+
     name: str | None = Field(default=None, description="Human-readable name.")
     slug: str | None = Field(
         default=None,
@@ -99,8 +115,10 @@ class EventSpec(ApiModel):
     source: str = Field(
         min_length=1,
         max_length=2048,
-        description="CloudEvents source URI-reference of emitted events. The NL GOV profile prefers a URN "
-        "in the nld namespace (urn:nld:oin:...:systeem:...) or an absolute URI.",
+        description="CloudEvents source of emitted events: a URI-reference. With profile nl-gov it must "
+        "be an absolute URI: the NL GOV profile recommends a URN in the nld namespace "
+        "(urn:nld:oin:<20-digit OIN>:systeem:<name>); an https URL or a URN in another namespace "
+        "(urn:uuid:...) is accepted too.",
     )
     schema_: EventSchema | None = Field(
         default=None,
@@ -114,6 +132,14 @@ class EventSpec(ApiModel):
         description="nl-gov checks received events strictly against the NL GOV CloudEvents profile and "
         "refuses violations; cloudevents only logs and counts them.",
     )
+
+    @model_validator(mode="after")
+    def _nlgov_source(self) -> EventSpec:
+        if self.profile == "nl-gov":
+            problem = check_source(self.source)
+            if problem is not None:
+                raise ValueError(f"source: {problem}")
+        return self
 
 
 class EventStatus(CommonStatus):
