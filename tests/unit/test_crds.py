@@ -75,10 +75,11 @@ def _columns(kind: str) -> list[str]:
 
 
 def test_printer_columns_match_the_brief() -> None:
+    # issue 16: HEALTHY by default (an unhealthy subscription showed as "Active True"), and REASON.
     assert _columns("EventSubscription") == [
-        "EVENT-TYPE", "STATUS", "READY", "DELIVERED", "FAILED", "LAST-DELIVERY", "AGE",
+        "EVENT-TYPE", "STATUS", "READY", "HEALTHY", "REASON", "DELIVERED", "FAILED", "LAST-DELIVERY", "AGE",
     ]  # fmt: skip
-    assert _columns("Consumer") == ["ENDPOINT", "TARGET", "READY", "RECEIVED", "AGE"]
+    assert _columns("Consumer") == ["ENDPOINT", "TARGET", "READY", "REASON", "RECEIVED", "AGE"]
     assert _columns("Event")[:2] == ["TYPE", "ENABLED"]
     assert {"EMITTED", "AGE"} <= set(_columns("Event"))
 
