@@ -351,8 +351,14 @@ def build_registry(
 
 
 def login_info(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """In a pod: the ServiceAccount; elsewhere: $KUBECONFIG (what kubectl uses)."""
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    """In a pod: the ServiceAccount; elsewhere: $KUBECONFIG, read by the official ``kubernetes`` client
+    as kubectl reads it, so exec plugins (EKS, GKE, AKS/kubelogin) and OIDC users work too (Kopf's own
+    kubeconfig reader knows only tokens and certificates). It runs again when the apiserver answers 401,
+    which re-runs an exec plugin for a fresh token."""
+    try:
+        return kopf.login_via_client(**kwargs)
+    except kopf.LoginError:
+        return None
 
 
 def configure_settings(settings: kopf.OperatorSettings) -> None:
