@@ -12,7 +12,6 @@ from importlib import metadata
 from pathlib import Path
 
 import kopf
-import kubernetes.config.kube_config
 import pytest
 import yaml
 from packaging.requirements import Requirement
@@ -28,9 +27,8 @@ print(json.dumps({"apiVersion": "client.authentication.k8s.io/v1", "kind": "Exec
 
 
 def use_kubeconfig(monkeypatch: pytest.MonkeyPatch, path: Path) -> None:
-    """$KUBECONFIG as the process would have had it from the start (the client reads it at import)."""
+    """$KUBECONFIG, read at login (the client itself reads it once, at import)."""
     monkeypatch.setenv("KUBECONFIG", str(path))
-    monkeypatch.setattr(kubernetes.config.kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
 
 
