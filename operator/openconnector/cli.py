@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from openconnector import __version__
+from openconnector.logformat import configure_logging
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-format", default="text", choices=["text", "json"],
+        help="json: one object per line (time, level, logger, message, object) for log pipelines",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
 
     crds = sub.add_parser("crds", help="print (or write, or check) the CustomResourceDefinitions")
@@ -124,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     result: int = args.func(args)
     return result
 
