@@ -80,3 +80,16 @@ def test_json_log_lines() -> None:
 def test_log_format_option() -> None:
     assert build_parser().parse_args(["--log-format", "json", "crds"]).log_format == "json"
     assert build_parser().parse_args(["crds"]).log_format == "text"
+
+
+def test_help_shows_defaults_and_where_run_finds_credentials(capsys: pytest.CaptureFixture[str]) -> None:
+    # issue 16: --help showed no defaults and did not say which cluster `run` talks to.
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "$KUBECONFIG" in text
+    assert "inside a pod, the ServiceAccount" in text
+    assert "gateway port (webhooks, /events, API) (default: 8080)" in text
+    assert "(default: 5.0)" in text  # --status-interval
+    assert "separate Prometheus port (0: on --port) (default: 0)" in text
+    assert "(default: None)" not in text
