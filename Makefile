@@ -63,8 +63,6 @@ chart-lint: $(STAMP) ## helm lint + template the chart (default and full values)
 bench: $(STAMP) ## run the benchmarks and regenerate docs/benchmarks.md
 	$(BIN)/python -m bench.run
 
-CLUSTER_ENV := $(VENV)/cluster.env
-
 .PHONY: cluster
 cluster: $(STAMP) ## start the loopback test bed (etcd + kube-apiserver), then: eval "$(make -s env)"
 	@echo "[cluster] 1/2 tools: kube-apiserver (built from Go modules), etcd, kubectl, helm"
@@ -72,7 +70,7 @@ cluster: $(STAMP) ## start the loopback test bed (etcd + kube-apiserver), then: 
 	@started=$$(date +%s); $(BIN)/python tests/e2e/testbed.py build \
 	  && echo "[cluster] 1/2 done in $$(( $$(date +%s) - started ))s"
 	@echo "[cluster] 2/2 start etcd + kube-apiserver on 127.0.0.1 (expected: about 5 s)"
-	@started=$$(date +%s); $(BIN)/python tests/e2e/testbed.py up > $(CLUSTER_ENV) \
+	@started=$$(date +%s); $(BIN)/python tests/e2e/testbed.py up > /dev/null \
 	  && echo "[cluster] 2/2 done in $$(( $$(date +%s) - started ))s"
 	@$(BIN)/python tests/e2e/testbed.py env 2>&1 >/dev/null | sed 's/^\[testbed\]/[cluster]/'
 	@echo "[cluster] use it in this shell:  eval \"\$$(make -s env)\""
