@@ -29,11 +29,15 @@ TYPE = "nl.vng.zgw.zaken.zaak.created"
 API = "openconnector.nl/v1alpha1"
 
 
-def examples_for(subscriber: Sink, register: Sink) -> str:
-    """examples/ as `kubectl apply -f examples/` sends it, pointed at this test's loopback sinks."""
+def examples_for(subscriber: Sink, register: Sink, namespace: str) -> str:
+    """examples/ as `kubectl apply -f examples/` sends it, pointed at this test's loopback sinks, with the
+    Consumer's endpoint made unique: one gateway serves every namespace, and endpoints are unique per
+    gateway (other tests apply the examples too)."""
     text = "\n---\n".join(p.read_text() for p in sorted((ROOT / "examples").glob("*.yaml")))
-    return text.replace("http://127.0.0.1:9000", f"http://127.0.0.1:{subscriber.port}").replace(
-        "http://127.0.0.1:9100", f"http://127.0.0.1:{register.port}"
+    return (
+        text.replace("http://127.0.0.1:9000", f"http://127.0.0.1:{subscriber.port}")
+        .replace("http://127.0.0.1:9100", f"http://127.0.0.1:{register.port}")
+        .replace("endpoint: zaaksysteem/zaken", f"endpoint: {namespace}/zaken")
     )
 
 
@@ -42,10 +46,10 @@ def subscription(name: str, url: str, **spec: Any) -> dict[str, Any]:
             "spec": {"eventType": TYPE, "endpoint": url, **spec}}  # fmt: skip
 
 
-async def send_webhook(operator: OperatorProcess, msg_id: str) -> int:
+async def send_webhook(operator: OperatorProcess, endpoint: str, msg_id: str) -> int:
     headers = standard_webhook_headers((SECRET,), msg_id, int(time.time()), PAYLOAD)
     answer = await post(
-        f"{operator.url}/webhooks/zaaksysteem/zaken", PAYLOAD, {**headers, "Content-Type": "application/json"}
+        f"{operator.url}/webhooks/{endpoint}", PAYLOAD, {**headers, "Content-Type": "application/json"}
     )
     return answer.status
 
@@ -73,17 +77,23 @@ async def status_of(testbed: Cluster, namespace: str, kind: str, name: str) -> d
 
 async def test_readme_walkthrough(testbed: Cluster, operator: OperatorProcess, namespace: str) -> None:
     async with Sink() as subscriber, Sink(Reply(201, body=b'{"id": "ZAAK-1"}')) as register:
+        examples, endpoint = examples_for(subscriber, register, namespace), f"{namespace}/zaken"
         # kubectl apply -n demo -f examples/
-        await kubectl(testbed, "apply", "-n", namespace, "-f", "-", input=examples_for(subscriber, register))
+        await kubectl(testbed, "apply", "-n", namespace, "-f", "-", input=examples)
+
+        seen: list[dict[str, str]] = []
 
         async def all_ready() -> Any:
-            rows = await table(testbed, namespace, "openconnector")
-            return rows if len(rows) == 5 and all(r.get("READY") == "True" for r in rows) else None
+            seen[:] = await table(testbed, namespace, "openconnector")
+            return len(seen) == 5 and all(r.get("READY") == "True" for r in seen)
 
-        await eventually(all_ready, within=20, what="every example resource READY True")
+        try:
+            await eventually(all_ready, within=20, what="every example resource READY True")
+        except AssertionError as error:
+            raise AssertionError(f"{error}: {seen}") from None
 
         # Deliver: a signed webhook becomes a zaak.created CloudEvent at the subscriber.
-        assert await send_webhook(operator, "msg_walkthrough_1") == 201
+        assert await send_webhook(operator, endpoint, "msg_walkthrough_1") == 201
         (delivered,) = await subscriber.wait_for(1, within=10)
         assert orjson.loads(delivered.body)["type"] == TYPE
 
@@ -142,10 +152,10 @@ async def test_readme_walkthrough(testbed: Cluster, operator: OperatorProcess, n
         assert "Handler 'on_event' succeeded" not in log  # DEBUG, not INFO
 
         # Delete: the webhook endpoint is gone, and so are the resources.
-        await kubectl(testbed, "delete", "-n", namespace, "-f", "-", input=examples_for(subscriber, register))
+        await kubectl(testbed, "delete", "-n", namespace, "-f", "-", input=examples)
 
         async def endpoint_gone() -> Any:
-            return (await call("OPTIONS", f"{operator.url}/webhooks/zaaksysteem/zaken")).status == 404
+            return (await call("OPTIONS", f"{operator.url}/webhooks/{endpoint}")).status == 404
 
         await eventually(endpoint_gone, within=10, what="the Consumer's endpoint answering 404")
         rows = await table(testbed, namespace, "openconnector")

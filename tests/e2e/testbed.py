@@ -1232,6 +1232,14 @@ def _shell_exports(env: Mapping[str, str]) -> str:
     return "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env.items())
 
 
+def _cluster_exports(cluster: Cluster, path: Path) -> str:
+    """What `up` and `env` print for eval: the cluster's environment, and kubectl and helm as the test bed
+    uses them first on PATH ($PATH expands when the line is eval'ed)."""
+    tools = sorted({str(cluster.tools.kubectl.parent), str(cluster.tools.helm.parent)})
+    path_line = f'export PATH={":".join(shlex.quote(t) for t in tools)}:"$PATH"\n'
+    return _shell_exports({**cluster.env(), STATE_ENV: str(path)}) + path_line
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     started = time.monotonic()
     tools = ensure_tools(cache_root())
@@ -1272,7 +1280,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     cluster = start_cluster(ready_timeout=args.ready_timeout, die_with_parent=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     _private_write(path, json.dumps(cluster.to_state(), indent=2).encode())
-    sys.stdout.write(_shell_exports({**cluster.env(), STATE_ENV: str(path)}))
+    sys.stdout.write(_cluster_exports(cluster, path))
     return 0
 
 
@@ -1281,10 +1289,7 @@ def _cmd_env(args: argparse.Namespace) -> int:
     cluster = load_running(path)
     if cluster is None:
         raise TestbedError(f"no running test bed (state {path}); run `make cluster` (testbed.py up)")
-    sys.stdout.write(_shell_exports({**cluster.env(), STATE_ENV: str(path)}))
-    # kubectl and helm as the test bed uses them, first on PATH; $PATH expands when the line is eval'ed.
-    tools = sorted({str(cluster.tools.kubectl.parent), str(cluster.tools.helm.parent)})
-    sys.stdout.write(f'export PATH={":".join(shlex.quote(t) for t in tools)}:"$PATH"\n')
+    sys.stdout.write(_cluster_exports(cluster, path))
     _stderr_log(f"kubectl: {cluster.tools.kubectl}")
     _stderr_log(f"helm:    {cluster.tools.helm}")
     return 0

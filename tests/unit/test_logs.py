@@ -52,7 +52,7 @@ def test_a_not_ready_resource_is_logged_once_per_change(caplog: pytest.LogCaptur
 
 
 def test_kopf_success_lines_are_debug(caplog: pytest.LogCaptureFixture) -> None:
-    kopf_objects = logging.getLogger("kopf.objects.test")
+    kopf_objects = logging.getLogger("test.kopf-objects")  # kopf's own loggers may not propagate
     kopf_objects.addFilter(KopfSuccessToDebug())
     with caplog.at_level(logging.INFO):
         kopf_objects.info("Handler 'on_event' succeeded.")
