@@ -13,13 +13,23 @@ LINT_PATHS := $(wildcard operator tests bench)
 
 .PHONY: help
 help: ## list the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) \
+	  | sed -e 's|$$(HOST)|$(HOST)|g' -e 's|$$(PORT)|$(PORT)|g' \
+	  | awk -F':.*## ' '{ name[NR] = $$1; text[NR] = $$2; if (length($$1) > width) width = length($$1) } \
+	      END { for (i = 1; i <= NR; i++) printf "  make %-*s  %s\n", width, name[i], text[i] }'
 
+# pip is quiet but its progress is not: one line per package resolved, then what was installed.
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	@echo "[install] creating $(VENV) with $(PYTHON) (a fresh install takes about 1-2 min)"
+	@set -o pipefail; started=$$(date +%s); \
+	$(PYTHON) -m venv $(VENV) \
+	&& $(BIN)/pip install --quiet --upgrade pip \
+	&& echo "[install] pip install -e '.[dev]' ($$(( $$(date +%s) - started ))s)" \
+	&& $(BIN)/pip install --progress-bar off -e '.[dev]' \
+	  | awk '/^Collecting / { n++; printf "[install]   %3d %s\n", n, $$2; fflush() } \
+	         /^Successfully installed/ { printf "[install] installed %d packages\n", NF - 2 }' \
+	&& echo "[install] done in $$(( $$(date +%s) - started ))s"
+	@touch $(STAMP)
 
 .PHONY: install
 install: $(STAMP) ## create .venv and install the package with its dev tools
@@ -54,8 +64,21 @@ bench: $(STAMP) ## run the benchmarks and regenerate docs/benchmarks.md
 	$(BIN)/python -m bench.run
 
 .PHONY: cluster
-cluster: $(STAMP) ## start the loopback test bed (etcd + kube-apiserver); prints KUBECONFIG
-	$(BIN)/python tests/e2e/testbed.py up
+cluster: $(STAMP) ## start the loopback test bed (etcd + kube-apiserver), then: eval "$(make -s env)"
+	@echo "[cluster] 1/2 tools: kube-apiserver (built from Go modules), etcd, kubectl, helm"
+	@echo "[cluster]     expected: about 10 min the first time (the build), under a second once cached"
+	@started=$$(date +%s); $(BIN)/python tests/e2e/testbed.py build \
+	  && echo "[cluster] 1/2 done in $$(( $$(date +%s) - started ))s"
+	@echo "[cluster] 2/2 start etcd + kube-apiserver on 127.0.0.1 (expected: about 5 s)"
+	@started=$$(date +%s); $(BIN)/python tests/e2e/testbed.py up > /dev/null \
+	  && echo "[cluster] 2/2 done in $$(( $$(date +%s) - started ))s"
+	@$(BIN)/python tests/e2e/testbed.py env 2>&1 >/dev/null | sed 's/^\[testbed\]/[cluster]/'
+	@echo "[cluster] use it in this shell:  eval \"\$$(make -s env)\""
+	@echo "[cluster] then: kubectl get namespaces; $(BIN)/openconnector run --namespace demo"
+
+.PHONY: env
+env: ## print the test bed's exports (KUBECONFIG; kubectl and helm on PATH) for eval
+	@$(BIN)/python tests/e2e/testbed.py env 2>/dev/null || { echo "no test bed running: make cluster" >&2; exit 1; }
 
 .PHONY: cluster-down
 cluster-down: $(STAMP) ## stop the test bed started by `make cluster`

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from openconnector import __version__
+from openconnector.logformat import configure_logging
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
@@ -64,13 +64,40 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run(args)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default, unless there is none to show (None, False, an empty list)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        default = action.default
+        if default is None or default is False or default == [] or default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+RUN_DESCRIPTION = (
+    "Run the operator and the gateway against a cluster. Credentials: inside a pod, the ServiceAccount; "
+    "elsewhere $KUBECONFIG (or ~/.kube/config) and its current context, read as kubectl reads it, so exec "
+    "plugins (EKS, GKE, AKS) and OIDC work. The CRDs must be installed (kubectl apply -f crds/)."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="openconnector",
         description="OpenConnector Events and Webhooks: a Kubernetes operator and CloudEvents gateway.",
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="least severe level logged",
+    )
+    parser.add_argument(
+        "--log-format", default="text", choices=["text", "json"],
+        help="json: one object per line (time, level, logger, message, object) for log pipelines",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
 
     crds = sub.add_parser("crds", help="print (or write, or check) the CustomResourceDefinitions")
@@ -103,7 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     gateway_flags(serve, 8080)
     serve.set_defaults(func=_cmd_serve)
 
-    run = sub.add_parser("run", help="run the operator and the gateway in a cluster")
+    run = sub.add_parser(
+        "run", help="run the operator and the gateway against a cluster ($KUBECONFIG or in-cluster)",
+        description=RUN_DESCRIPTION,
+    )  # fmt: skip
     scope = run.add_mutually_exclusive_group()
     scope.add_argument("--namespace", action="append", default=[], help="namespace to watch (repeatable)")
     scope.add_argument("--all-namespaces", action="store_true", help="watch every namespace (default)")
@@ -119,12 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     from openconnector.devtools import add_commands
 
     add_commands(sub)
+    for command in sub.choices.values():
+        command.formatter_class = _HelpFormatter
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.log_level, args.log_format)
     result: int = args.func(args)
     return result
 

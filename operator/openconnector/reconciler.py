@@ -12,13 +12,39 @@ import logging
 import time
 from collections.abc import Callable
 
-from openconnector.resources import ResourceStore
+from openconnector.resources import ResourceKey, ResourceStore
 from openconnector.routing.compiler import Memo, compile_table
-from openconnector.routing.table import RoutingTable
+from openconnector.routing.table import ResourceResult, RoutingTable
 
 log = logging.getLogger(__name__)
 
 TableListener = Callable[[RoutingTable], None]
+
+
+class NotReadyLog:
+    """Logs each not-ready resource once per change, naming kind/namespace/name, the field and the reason
+    (and, in standalone mode, the file), and once more when it is ready again; a table that changes
+    nothing about it logs nothing. In a cluster the same is in each resource's status."""
+
+    def __init__(self, logger: logging.Logger = log) -> None:
+        self._logger = logger
+        self._seen: dict[ResourceKey, tuple[int, str, str]] = {}
+
+    def __call__(self, table: RoutingTable) -> None:
+        current: dict[ResourceKey, ResourceResult] = {
+            key: result for key, result in table.results.items() if not result.ready
+        }
+        for key, result in current.items():
+            said = (result.generation, result.reason, result.message)
+            if self._seen.get(key) != said:
+                self._seen[key] = said
+                where = f" ({result.origin})" if result.origin else ""
+                self._logger.warning("%s not ready%s: %s: %s", key, where, result.reason, result.message)
+        for key in list(self._seen):
+            if key not in current:
+                del self._seen[key]
+                if key in table.results:
+                    self._logger.info("%s is ready again", key)
 
 
 class Reconciler:
@@ -31,7 +57,7 @@ class Reconciler:
     ) -> None:
         self.store = store
         self._install = install
-        self._listeners: list[TableListener] = []
+        self._listeners: list[TableListener] = [NotReadyLog()]
         self._debounce = debounce_seconds
         self._dirty = asyncio.Event()
         self._compiled = asyncio.Condition()

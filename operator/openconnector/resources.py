@@ -6,6 +6,7 @@ Cluster mode and standalone mode differ only in what fills a :class:`ResourceSto
 from __future__ import annotations
 
 import base64
+import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -86,7 +87,10 @@ def _loc_to_path(loc: tuple[int | str, ...], root: str) -> str:
     return path
 
 
-_FIELD_PREFIX = re.compile(r"^([A-Za-z][A-Za-z0-9]*(?:\.[A-Za-z][A-Za-z0-9]*)*): (.*)$", re.S)
+# "targetId: ...", "auth.secretRef: ..." or, relative to a list, "[0].any[1]: ...".
+_FIELD_PREFIX = re.compile(
+    r"^((?:\[\d+\]|[A-Za-z][A-Za-z0-9]*)(?:\.[A-Za-z][A-Za-z0-9]*|\[\d+\])*): (.*)$", re.S
+)
 
 
 def validation_problems(error: ValidationError, root: str = "spec") -> list[FieldProblem]:
@@ -100,7 +104,8 @@ def validation_problems(error: ValidationError, root: str = "spec") -> list[Fiel
             message = message[len("Value error, ") :]
             prefixed = _FIELD_PREFIX.match(message)
             if prefixed:
-                path = f"{path}.{prefixed.group(1)}"
+                relative = prefixed.group(1)
+                path += relative if relative.startswith("[") else f".{relative}"
                 message = prefixed.group(2)
         if item["type"] == "extra_forbidden":
             message = "unknown field"
@@ -108,7 +113,9 @@ def validation_problems(error: ValidationError, root: str = "spec") -> list[Fiel
             message = "required field missing"
         elif item["type"] == "literal_error":
             message = f"{item.get('input')!r} is not allowed; {message[0].lower()}{message[1:]}"
-        problems.append(FieldProblem(path, message))
+        # The filters' shape is checked by the model, their values by the compiler: one reason for both.
+        reason = "InvalidFilter" if path.startswith("spec.filters") else "InvalidSpec"
+        problems.append(FieldProblem(path, message, reason))
     return problems
 
 
@@ -184,14 +191,25 @@ class ResourceStore:
         return removed is not None
 
     def replace_all(self, items: Iterable[Resource | SecretData]) -> bool:
-        """Make the store hold exactly ``items`` (a directory rescan); returns whether anything changed."""
-        resources = {i.key: i for i in items if isinstance(i, Resource)}
+        """Make the store hold exactly ``items`` (a directory rescan); returns whether anything changed.
+
+        Files carry no metadata.generation, so the store counts it as the apiserver does: a resource
+        whose spec changed gets its stored generation + 1. observedGeneration then moves, and a
+        subscription suspended by 410 or autoPauseAfter resumes when its spec changes."""
+        resources = {i.key: self._next_generation(i) for i in items if isinstance(i, Resource)}
         secrets = {i.key: i for i in items if isinstance(i, SecretData)}
         if resources == self.resources and secrets == self.secrets:
             return False
         self.resources, self.secrets = resources, secrets
         self.revision += 1
         return True
+
+    def _next_generation(self, resource: Resource) -> Resource:
+        stored = self.resources.get(resource.key)
+        if stored is None:
+            return resource
+        generation = stored.generation + 1 if stored.spec != resource.spec else stored.generation
+        return dataclasses.replace(resource, generation=generation)
 
     def secret_value(self, namespace: str, name: str, key: str, kind: str = "Secret") -> bytes | None:
         secret = self.secrets.get(ResourceKey(kind, namespace, name))

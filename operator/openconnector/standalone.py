@@ -25,7 +25,6 @@ from openconnector.gateway.metrics import build_metrics_app
 from openconnector.manifests import load_manifests
 from openconnector.reconciler import Reconciler
 from openconnector.resources import ResourceStore
-from openconnector.routing.table import RoutingTable
 
 log = logging.getLogger(__name__)
 
@@ -43,14 +42,6 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
         trusted_proxies=tuple(args.trusted_proxy),
         drain_seconds=args.drain_seconds,
     )
-
-
-def log_results(table: RoutingTable) -> None:
-    """Standalone mode has no status subresource: say what is not ready in the log."""
-    for result in table.results.values():
-        if not result.ready:
-            where = f" ({result.origin})" if result.origin else ""
-            log.warning("%s not ready%s: %s: %s", result.key, where, result.reason, result.message)
 
 
 async def start_servers(gateway: Gateway) -> tuple[list[web.AppRunner], int]:
@@ -139,7 +130,6 @@ async def start_standalone(
     await gateway.start()
     store = ResourceStore()
     reconciler = Reconciler(store, gateway.install)
-    reconciler.add_listener(log_results)
     # The first table is built before the port opens: no request ever sees an empty gateway.
     load_into(store, directories)
     reconciler.rebuild()

@@ -93,7 +93,9 @@ def test_wire_names_are_camel_case() -> None:
 
 
 def test_schema_keeps_its_seed_name() -> None:
-    spec = EVENT.spec.model_validate({"type": "nl.a.b", "source": "s", "schema": {"url": "https://x.test/s"}})
+    spec = EVENT.spec.model_validate(
+        {"type": "nl.a.b", "source": "urn:nld:s", "schema": {"url": "https://x.test/s"}}
+    )
     assert "schema" in spec.model_dump(by_alias=True)
 
 

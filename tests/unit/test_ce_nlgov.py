@@ -41,6 +41,8 @@ CONFORMANT_CASES: list[tuple[str, CloudEvent]] = [
         event(source="urn:nld:gemeente-Bergen%20%28L%29.burgerzakensysteem"),
     ),
     ("source with an upper-case NID", event(source="urn:NLD:kvknr:09220932.burgerzakensysteem")),
+    # issue 16: an absolute URI is accepted, and a URN in another namespace is one.
+    ("source a URN outside nld", event(source="urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66")),
     ("no sequence at all", event(drop=("sequence", "sequencetype"))),
     ("sequence 1", event(sequence="1")),
     ("sequence at 2^31-1", event(sequence="2147483647")),
@@ -68,7 +70,6 @@ VIOLATIONS: list[tuple[str, CloudEvent, str]] = [
     ("type with a slash", event(type="nl.brp/persoon"), "type"),
     ("source relative", event(source="/sensors/1"), "source"),
     ("source an opaque string", event(source="BRP-component"), "source"),
-    ("source a URN outside nld", event(source="urn:uuid:6e8bc430-9c3a-11d9-9669-0800200c9a66"), "source"),
     ("source an empty nld URN", event(source="urn:nld:"), "source"),
     ("source with a short OIN", event(source="urn:nld:oin:123:systeem:x"), "source"),
     ("sequence without sequencetype", event(drop=("sequencetype",)), "sequencetype"),

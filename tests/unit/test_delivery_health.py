@@ -89,7 +89,7 @@ def test_version_increases_on_every_change_only() -> None:
 def test_ratio_below_threshold_turns_unhealthy_with_a_precise_message() -> None:
     clock = Clock()
     health = SubscriptionHealth(HealthConfig(window=10, healthy_ratio=0.8, min_attempts=5), clock=clock)
-    for _ in range(2):
+    for _ in range(5):
         health.record_success(200, 1.0)
     assert health.condition.status == "True"
     assert health.condition.reason == HealthReason.DELIVERY_SUCCEEDING
@@ -105,12 +105,21 @@ def test_ratio_below_threshold_turns_unhealthy_with_a_precise_message() -> None:
     assert condition.to_dict()["lastTransitionTime"] == "2026-11-28T08:01:00Z"
 
 
-def test_few_attempts_do_not_flap_the_condition() -> None:
+def test_below_the_minimum_sample_health_is_unknown() -> None:
+    # issue 16: "DeliverySucceeding" at 0 % success over 2 attempts; a sample that small says nothing.
     health = SubscriptionHealth(HealthConfig(min_attempts=5), clock=Clock())
     health.record_attempt_failure(500, "HTTP 500")
+    health.record_attempt_failure(500, "HTTP 500")
+    assert (health.condition.status, health.condition.reason) == ("Unknown", "NotEnoughAttempts")
+    assert health.condition.message == (
+        "success ratio 0.00 over last 2 attempts; 5 are needed to judge; last error: HTTP 500"
+    )
     health.record_success(200, 1.0, retry=True)
-    assert health.condition.status == "True"
-    assert health.condition.message == "success ratio 0.50 over last 2 attempts"
+    assert (health.condition.status, health.condition.reason) == ("Unknown", "NotEnoughAttempts")
+    for _ in range(7):
+        health.record_success(200, 1.0)
+    assert (health.condition.status, health.condition.reason) == ("True", "DeliverySucceeding")
+    assert health.condition.message == "success ratio 0.80 over last 10 attempts"
 
 
 def test_the_window_rolls_over_old_attempts() -> None:

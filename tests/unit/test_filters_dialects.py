@@ -91,9 +91,17 @@ def test_null_attribute_is_missing() -> None:
 # Shorthand: a plain attribute map is {exact: map}.
 
 
-def test_shorthand_map_in_list() -> None:
-    assert matches([{"type": "nl.vng.zaken.zaak.created"}]) is True
-    assert matches([{"type": "nl.vng.zaken.zaak.created", "subject": "other"}]) is False
+def test_shorthand_map_only_as_the_whole_value() -> None:
+    # issue 16: [{type: x}] used to be an exact match; a list item must be a filter object.
+    for filters in (
+        [{"type": "nl.vng.zaken.zaak.created"}],
+        [{"any": [{"type": "nl.vng.zaken.zaak.created"}]}],
+        [{"not": {"type": "nl.vng.zaken.zaak.created"}}],
+    ):
+        errors = validate_filters(filters)
+        assert len(errors) == 1, filters
+        assert 'unknown dialect "type"' in errors[0].message
+        assert "{exact: {type: ...}}" in errors[0].message
 
 
 def test_shorthand_map_at_top_level() -> None:
@@ -140,8 +148,6 @@ NESTING_CASES: list[tuple[object, bool]] = [
         True,
     ),
     ([{"any": [{"all": [CREATED, DELETED]}, {"all": [BRP, {"not": CREATED}]}]}], False),
-    ([{"any": [{"type": "nl.vng.zaken.zaak.created"}, DELETED]}], True),  # shorthand nested
-    ([{"not": {"type": "nl.vng.zaken.zaak.created"}}], False),
 ]
 
 
@@ -193,7 +199,7 @@ def test_jsonlogic(rule: object, expected: bool) -> None:
 
 def test_every_dialect_together() -> None:
     filters = [
-        {"type": "nl.vng.zaken.zaak.created"},
+        {"exact": {"type": "nl.vng.zaken.zaak.created"}},
         {"prefix": {"source": "urn:nld:oin:"}},
         {"any": [{"suffix": {"subject": "/123"}}, {"sql": "sequence > 100"}]},
         {"not": {"jsonLogic": {"===": [{"var": "data.zaak.status"}, "closed"]}}},
@@ -303,7 +309,7 @@ INVALID: list[tuple[object, str]] = [
     ([{"exact": {"type": ""}}], "filters[0].exact.type: value must not be empty"),
     ([{"prefix": {"type": None}}], "filters[0].prefix.type: value must be a string, got null"),
     ([{"exact": {"type": 1.5}}], "filters[0].exact.type: value must be a string, got a number"),
-    ([{"type": ""}], "filters[0].type: value must not be empty"),
+    ({"type": ""}, "filters.type: value must not be empty"),
     (
         {"Type": "x"},
         'filters: invalid attribute name "Type": CloudEvents attribute names use only a-z and 0-9',

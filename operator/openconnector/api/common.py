@@ -125,7 +125,8 @@ class CommonStatus(ApiModel):
     conditions: list[Condition] = Field(
         default_factory=list,
         description="Current state: Ready (compiled and references resolved) and, where deliveries "
-        "happen, Healthy (recent success ratio above the threshold).",
+        "happen, Healthy (success ratio of the last 50 attempts at least 0.8; Unknown with reason "
+        "NotEnoughAttempts while fewer than 5 attempts exist).",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
 

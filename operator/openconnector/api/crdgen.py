@@ -14,16 +14,21 @@ from typing import Any
 
 import yaml
 
+from openconnector.api import models
 from openconnector.api.common import CATEGORY, GROUP, VERSION
 from openconnector.api.kinds import ALL_KINDS, Kind
+from openconnector.api.models import ITEMS_MODEL_KEY
 
 PRESERVE_KEY = "x-kubernetes-preserve-unknown-fields"
+# A model that refers to itself (Filter) is unrolled this many levels; below that, a free-form object
+# that keeps the model's own key checks (minProperties, maxProperties, oneOf of required keys).
+UNROLL_DEPTH = 2
 # JSON Schema keywords that carry over unchanged into the structural schema.
 _KEPT = {
     "type", "description", "default", "enum", "pattern", "minimum", "maximum", "exclusiveMinimum",
     "exclusiveMaximum", "minLength", "maxLength", "minItems", "maxItems", "uniqueItems", "required",
     "x-kubernetes-validations", "nullable", "example", "x-kubernetes-list-type",
-    "x-kubernetes-list-map-keys",
+    "x-kubernetes-list-map-keys", "minProperties", "maxProperties",
 }  # fmt: skip
 # Formats the apiserver understands; others are dropped rather than silently ignored by it.
 _FORMATS = {"date-time", "int32", "int64", "byte", "date"}
@@ -45,7 +50,36 @@ def _resolve(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _structural(node: dict[str, Any], defs: dict[str, Any], path: str, *, in_status: bool) -> dict[str, Any]:
+def _key_checks(node: dict[str, Any]) -> dict[str, Any]:
+    """An object's checks on which keys it has: they stay structural without typing the values."""
+    out: dict[str, Any] = {k: node[k] for k in ("minProperties", "maxProperties") if k in node}
+    one_of = node.get("oneOf")
+    if one_of and all(set(variant) == {"required"} for variant in one_of):
+        out["oneOf"] = one_of
+    return out
+
+
+def _items_model_schema(name: str, defs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    raw = getattr(models, name).model_json_schema(
+        by_alias=True, mode="validation", ref_template="#/$defs/{model}"
+    )
+    return raw, {**defs, **raw.pop("$defs", {})}
+
+
+def _structural(
+    node: dict[str, Any], defs: dict[str, Any], path: str, *, in_status: bool, unrolled: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    if "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        if unrolled.count(name) >= UNROLL_DEPTH:
+            target = _resolve(node, defs)
+            return {
+                "description": target["description"],
+                "type": "object",
+                PRESERVE_KEY: True,
+                **_key_checks(target),
+            }
+        unrolled = (*unrolled, name)
     node = _resolve(node, defs)
 
     if node.get(PRESERVE_KEY):
@@ -55,6 +89,10 @@ def _structural(node: dict[str, Any], defs: dict[str, Any], path: str, *, in_sta
         variants = [v for v in node.get("anyOf", [node]) if v != {"type": "null"}]
         if all(v.get("type") == "object" or "additionalProperties" in v for v in variants):
             out["type"] = "object"
+        if ITEMS_MODEL_KEY in node:
+            # Only a list value has items, so a map value (the filters shorthand) stays free-form.
+            item, item_defs = _items_model_schema(node[ITEMS_MODEL_KEY], defs)
+            out["items"] = _structural(item, item_defs, f"{path}[*]", in_status=in_status, unrolled=unrolled)
         return out
 
     # Optional[X] arrives as anyOf [X, null]: the optionality is expressed by "required" instead.
@@ -62,14 +100,15 @@ def _structural(node: dict[str, Any], defs: dict[str, Any], path: str, *, in_sta
         variants = [v for v in node["anyOf"] if v != {"type": "null"}]
         if len(variants) != 1:
             raise SchemaError(f"{path}: a union of several types is not structural; mark it free-form")
-        merged = _resolve(variants[0], defs)
-        merged = {**merged, **{k: v for k, v in node.items() if k != "anyOf"}}
-        return _structural(merged, defs, path, in_status=in_status)
+        # The variant's $ref (if any) is resolved by the recursive call, which counts self-references.
+        merged = {**variants[0], **{k: v for k, v in node.items() if k != "anyOf"}}
+        return _structural(merged, defs, path, in_status=in_status, unrolled=unrolled)
 
     if "const" in node:
         node = {**node, "enum": [node["const"]]}
 
     out = {k: v for k, v in node.items() if k in _KEPT}
+    out.update(_key_checks(node))
     if node.get("format") in _FORMATS:
         out["format"] = node["format"]
     if "default" in out and (out["default"] is None or in_status):
@@ -84,19 +123,22 @@ def _structural(node: dict[str, Any], defs: dict[str, Any], path: str, *, in_sta
         props = node.get("properties")
         if props:
             out["properties"] = {
-                name: _structural(sub, defs, f"{path}.{name}", in_status=in_status)
+                name: _structural(sub, defs, f"{path}.{name}", in_status=in_status, unrolled=unrolled)
                 for name, sub in props.items()
             }
         elif isinstance(node.get("additionalProperties"), dict):
             value_schema = _resolve(node["additionalProperties"], defs)
             value_schema.setdefault("description", f"Value of an entry of {path.rsplit('.', 1)[-1]}.")
-            out["additionalProperties"] = _structural(value_schema, defs, f"{path}[*]", in_status=in_status)
+            out["additionalProperties"] = _structural(
+                value_schema, defs, f"{path}[*]", in_status=in_status, unrolled=unrolled
+            )
         if not out.get("required"):
             out.pop("required", None)
     elif kind == "array":
-        item = _resolve(node["items"], defs)
-        item.setdefault("description", f"An entry of {path.rsplit('.', 1)[-1]}.")
-        out["items"] = _structural(item, defs, f"{path}[*]", in_status=in_status)
+        item = dict(node["items"])
+        if "$ref" not in item:
+            item.setdefault("description", f"An entry of {path.rsplit('.', 1)[-1]}.")
+        out["items"] = _structural(item, defs, f"{path}[*]", in_status=in_status, unrolled=unrolled)
     return out
 
 
@@ -204,7 +246,9 @@ def write_all(directory: Path) -> list[Path]:
 # ------------------------------------------------------------------------------ reference docs
 
 
-def _rows(schema: dict[str, Any], prefix: str, required: set[str]) -> list[str]:
+def _rows(
+    schema: dict[str, Any], prefix: str, required: set[str], seen: frozenset[object] = frozenset()
+) -> list[str]:
     rows = []
     for name, node in (schema.get("properties") or {}).items():
         path = f"{prefix}.{name}"
@@ -228,11 +272,14 @@ def _rows(schema: dict[str, Any], prefix: str, required: set[str]) -> list[str]:
         description = " ".join(node.get("description", "").split()).replace("|", "\\|")
         extra = f" ({'; '.join(notes)})" if notes else ""
         rows.append(f"| `{path}` | {kind} | {description}{extra} |")
-        child = node.get("items") if kind.startswith("[]") else node
-        if isinstance(child, dict) and child.get("properties"):
-            rows.extend(
-                _rows(child, path + ("[]" if kind.startswith("[]") else ""), set(child.get("required", [])))
-            )
+        # A free-form field can still describe the items of its list form (filters).
+        listed = kind.startswith("[]") or "items" in node
+        child = node.get("items") if listed else node
+        # A model that contains itself (Filter) is listed once.
+        fields = frozenset(child.get("properties") or ()) if isinstance(child, dict) else frozenset()
+        if isinstance(child, dict) and fields and fields not in seen:
+            inner = seen | {fields}
+            rows.extend(_rows(child, path + ("[]" if listed else ""), set(child.get("required", [])), inner))
     return rows
 
 

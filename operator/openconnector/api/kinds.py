@@ -21,6 +21,10 @@ from openconnector.api.models import (
 )
 
 READY = '.status.conditions[?(@.type=="Ready")].status'
+# The first condition that is not True: conditions are written Ready first, so this is the Ready
+# reason of a resource that is not ready, else the Healthy reason of a subscription that is not healthy
+# (the apiserver prints the first match); empty when all is well.
+REASON = '.status.conditions[?(@.status!="True")].reason'
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,7 @@ EVENT = Kind(
         PrinterColumn("Type", ".spec.type", description="CloudEvents type"),
         PrinterColumn("Enabled", ".spec.isEnabled", "boolean"),
         PrinterColumn("Ready", READY),
+        PrinterColumn("Reason", REASON, description="Why it is not ready"),
         PrinterColumn("Emitted", ".status.emitted", "integer"),
         PrinterColumn("Received", ".status.received", "integer", priority=1),
         AGE,
@@ -94,7 +99,8 @@ EVENT_SUBSCRIPTION = Kind(
         PrinterColumn("Event-Type", ".spec.eventType"),
         PrinterColumn("Status", ".status.phase", description="Active, Paused or Suspended"),
         PrinterColumn("Ready", READY),
-        PrinterColumn("Healthy", '.status.conditions[?(@.type=="Healthy")].status', priority=1),
+        PrinterColumn("Healthy", '.status.conditions[?(@.type=="Healthy")].status'),
+        PrinterColumn("Reason", REASON, description="Why it is not ready, or not healthy"),
         PrinterColumn("Delivered", ".status.delivered", "integer"),
         PrinterColumn("Failed", ".status.failed", "integer"),
         PrinterColumn("Last-Delivery", ".status.lastDelivery.time", "date"),
@@ -116,6 +122,7 @@ CONSUMER = Kind(
         PrinterColumn("Endpoint", ".spec.endpoint"),
         PrinterColumn("Target", ".spec.targetId"),
         PrinterColumn("Ready", READY),
+        PrinterColumn("Reason", REASON, description="Why it is not ready"),
         PrinterColumn("Received", ".status.received", "integer"),
         PrinterColumn("Rejected", ".status.rejected", "integer", priority=1),
         AGE,
@@ -129,7 +136,11 @@ MAPPING = Kind(
     spec=MappingSpec,
     status=MappingStatus,
     description="A Mapping transforms a payload (OpenConnector semantics, sandboxed Jinja2 templates).",
-    columns=(PrinterColumn("Ready", READY), AGE),
+    columns=(
+        PrinterColumn("Ready", READY),
+        PrinterColumn("Reason", REASON, description="Why it is not ready"),
+        AGE,
+    ),
 )
 
 SOURCE = Kind(
@@ -143,6 +154,7 @@ SOURCE = Kind(
         PrinterColumn("Type", ".spec.type"),
         PrinterColumn("Location", ".spec.location"),
         PrinterColumn("Ready", READY),
+        PrinterColumn("Reason", REASON, description="Why it is not ready"),
         AGE,
     ),
 )

@@ -11,7 +11,7 @@ import re
 from datetime import datetime
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from openconnector.api.common import (
     DURATION_PATTERN,
@@ -24,6 +24,8 @@ from openconnector.api.common import (
     LastError,
     SecretKeySelector,
 )
+from openconnector.ce.nlgov import check_source
+from openconnector.filters.dialects import unknown_dialect_message
 
 # Reverse-DNS CloudEvents type (a domain of two or more labels plus a name), optionally ending in
 # a single version suffix such as ".v2".
@@ -36,6 +38,8 @@ HTTP_URL_PATTERN = r"^https?://[^\s]+$"
 _REGISTER_TARGET = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[^/]+$")
 
 PRESERVE = {"x-kubernetes-preserve-unknown-fields": True}
+# On a free-form field: the name of the model (in this module) that the items of its list form follow.
+ITEMS_MODEL_KEY = "x-openconnector-items-model"
 
 
 def _free_form(description: str) -> dict[str, Any]:
@@ -81,6 +85,21 @@ class EventSchema(ApiModel):
 class EventSpec(ApiModel):
     """A CloudEvent type that the gateway can emit or receive."""
 
+    # The NL GOV source rule of ce/nlgov.check_source, coarser (RE2 has no RFC 3986 grammar): the
+    # routing-table compiler runs check_source itself, so what CEL lets through still ends not Ready.
+    cel_rules: ClassVar[tuple[CelRule, ...]] = (
+        CelRule(
+            rule="self.profile != 'nl-gov' || ("
+            "self.source.matches('^[A-Za-z][A-Za-z0-9+.-]*:[^#[:space:]]*$')"
+            " && (!self.source.lowerAscii().startsWith('urn:nld:') || self.source.size() > 8)"
+            " && (!self.source.lowerAscii().startsWith('urn:nld:oin:')"
+            " || self.source.matches('^[uU][rR][nN]:[nN][lL][dD]:[oO][iI][nN]:[0-9]{20}(:.*)?$')))",
+            message="with profile nl-gov, source must be an absolute URI (preferably "
+            "urn:nld:oin:<20-digit OIN>:systeem:<name>)",
+            field_path=".source",
+        ),
+    )
+
     name: str | None = Field(default=None, description="Human-readable name.")
     slug: str | None = Field(
         default=None,
@@ -96,8 +115,10 @@ class EventSpec(ApiModel):
     source: str = Field(
         min_length=1,
         max_length=2048,
-        description="CloudEvents source URI-reference of emitted events. The NL GOV profile prefers a URN "
-        "in the nld namespace (urn:nld:oin:...:systeem:...) or an absolute URI.",
+        description="CloudEvents source of emitted events: a URI-reference. With profile nl-gov it must "
+        "be an absolute URI: the NL GOV profile recommends a URN in the nld namespace "
+        "(urn:nld:oin:<20-digit OIN>:systeem:<name>); an https URL or a URN in another namespace "
+        "(urn:uuid:...) is accepted too.",
     )
     schema_: EventSchema | None = Field(
         default=None,
@@ -111,6 +132,14 @@ class EventSpec(ApiModel):
         description="nl-gov checks received events strictly against the NL GOV CloudEvents profile and "
         "refuses violations; cloudevents only logs and counts them.",
     )
+
+    @model_validator(mode="after")
+    def _nlgov_source(self) -> EventSpec:
+        if self.profile == "nl-gov":
+            problem = check_source(self.source)
+            if problem is not None:
+                raise ValueError(f"source: {problem}")
+        return self
 
 
 class EventStatus(CommonStatus):
@@ -190,6 +219,88 @@ class OutboundAuth(ApiModel):
         return self
 
 
+# The keys of a filter object: the dialects plus cesql, Knative's name for sql.
+FILTER_KEYS = ("exact", "prefix", "suffix", "all", "any", "not", "sql", "cesql", "jsonLogic")
+
+
+class Filter(ApiModel):
+    """A filter object: exactly one dialect key."""
+
+    # The CRD carries this shape for the list form of spec.filters (nested filters two levels deep,
+    # deeper ones by their keys only), so the apiserver refuses a misspelt dialect at apply time; the
+    # routing-table compiler checks the values (CESQL syntax, attribute names) at every depth.
+
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        frozen=True,
+        json_schema_extra={
+            "minProperties": 1,
+            "maxProperties": 1,
+            "oneOf": [{"required": [key]} for key in FILTER_KEYS],
+        },
+    )
+
+    exact: dict[str, Any] | None = Field(
+        default=None,
+        json_schema_extra=_free_form("Attribute name -> value; each must be present and equal."),
+    )
+    prefix: dict[str, Any] | None = Field(
+        default=None,
+        json_schema_extra=_free_form("Attribute name -> value; each must be present and start with it."),
+    )
+    suffix: dict[str, Any] | None = Field(
+        default=None,
+        json_schema_extra=_free_form("Attribute name -> value; each must be present and end with it."),
+    )
+    all: list[Filter] | None = Field(default=None, min_length=1, description="Every nested filter matches.")
+    any: list[Filter] | None = Field(default=None, min_length=1, description="Some nested filter matches.")
+    not_: Filter | None = Field(default=None, alias="not", description="The nested filter does not match.")
+    sql: str | None = Field(default=None, description="A Boolean CESQL v1 expression.")
+    cesql: str | None = Field(default=None, description="Alias of sql (Knative's key).")
+    jsonLogic: dict[str, Any] | None = Field(
+        default=None,
+        json_schema_extra=_free_form("A JSON Logic rule over {attributes, data}; a truthy result matches."),
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_dialect_key(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if key not in FILTER_KEYS:
+                    raise ValueError(unknown_dialect_message(str(key), value))
+            if len(data) != 1:
+                raise ValueError(f"a filter object has exactly one dialect key, got {len(data)}")
+        return data
+
+
+_FILTER_LIST: TypeAdapter[list[Filter]] = TypeAdapter(list[Filter])
+_FILTERS_DESCRIPTION = (
+    "Filters narrowing which events match; all must match. A list of filter objects, each with exactly one "
+    "dialect key: exact, prefix, suffix (maps of attribute to value, case-sensitive), all, any (non-empty "
+    "lists of filters), not (one filter), sql (a CESQL expression; alias cesql) or jsonLogic (a JSON Logic "
+    "rule over {attributes, data}). A plain map {attribute: value} as the whole value is shorthand for "
+    "[{exact: map}]; the items of a list are always filter objects."
+)
+
+
+# A list or a map, so free-form; the CRD generator gives the list form's items the Filter schema.
+_FILTERS_SCHEMA = {**_free_form(_FILTERS_DESCRIPTION), ITEMS_MODEL_KEY: "Filter"}
+
+
+def _filter_list_problem(error: ValidationError) -> str:
+    """The first problem of a filter list as "[0].all[1]: message" (relative to spec.filters)."""
+    item = error.errors(include_url=False)[0]
+    path = ""
+    for part in item["loc"]:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    message = str(item["msg"]).removeprefix("Value error, ")
+    if item["type"] == "extra_forbidden":
+        message = "unknown field"
+    return f"{path}: {message}"
+
+
 class EventSubscriptionSpec(ApiModel):
     """Routes events of one CloudEvents type published in its namespace, narrowed by filters, to a
     handler endpoint."""
@@ -211,14 +322,7 @@ class EventSubscriptionSpec(ApiModel):
         description="Desired state: paused never delivers. (This is spec, not the status subresource.)",
     )
     filters: list[dict[str, Any]] | dict[str, Any] | None = Field(
-        default=None,
-        json_schema_extra=_free_form(
-            "Filters narrowing which events match; all must match. A list of filter objects, each with "
-            "exactly one dialect key: exact, prefix, suffix (maps of attribute to value, case-sensitive), "
-            "all, any (non-empty lists of filters), not (one filter), sql (a CESQL expression; alias "
-            "cesql) or jsonLogic (a JSON Logic rule over {attributes, data}). A plain map "
-            "{attribute: value} is shorthand for [{exact: map}]."
-        ),
+        default=None, json_schema_extra=_FILTERS_SCHEMA
     )
     source: str | None = Field(
         default=None, min_length=1, description="Only events with exactly this source."
@@ -236,6 +340,17 @@ class EventSubscriptionSpec(ApiModel):
         description="Retry and dead-letter policy.",
         json_schema_extra={"default": {}},
     )
+
+    @field_validator("filters")
+    @classmethod
+    def _list_items_are_filter_objects(cls, filters: Any) -> Any:
+        # The shape the CRD's schema checks at apply time; the compiler checks the rest.
+        if isinstance(filters, list):
+            try:
+                _FILTER_LIST.validate_python(filters, strict=True)
+            except ValidationError as error:
+                raise ValueError(_filter_list_problem(error)) from None
+        return filters
 
 
 class EventSubscriptionStatus(CommonStatus):

@@ -90,11 +90,14 @@ class CloudEvent:
     CloudEvents name; `time` stays the original RFC 3339 string. `data` is `None` (no data),
     `bytes` (binary data: `data_base64`, or a binary-mode body whose content type is not JSON), or
     the decoded JSON value (a `str` when a non-JSON datacontenttype travelled as a JSON string).
-    Instances are treated as immutable; do not mutate `attributes`.
+    `data_null` marks an explicit JSON null (`"data": null`, or a binary JSON body `null`): `data` is
+    then `None` too, but the event is sent on with `"data": null`, since the JSON format tells an
+    explicit null from an absent member. Instances are treated as immutable; do not mutate `attributes`.
     """
 
     attributes: dict[str, AttributeValue]
     data: object | None = None
+    data_null: bool = False
 
     @property
     def id(self) -> str:
@@ -143,7 +146,7 @@ class CloudEvent:
                 attributes.pop(name, None)
             else:
                 attributes[name] = value
-        return CloudEvent(attributes, self.data)
+        return CloudEvent(attributes, self.data, self.data_null)
 
 
 def _as_str(value: AttributeValue) -> str:
@@ -649,17 +652,19 @@ def _parse_binary(content_type: str | None, ce_headers: list[tuple[str, str]], b
     _check_attributes(attributes, _binary_label, None, problems, undecodable)
 
     data: object | None = None
+    data_null = False
     if body:
         if is_json_content_type(content_type):
             try:
                 data = orjson.loads(body)
+                data_null = data is None
             except orjson.JSONDecodeError as exc:
                 problems.append(Problem("data", f"data: the body is not valid JSON ({exc})"))
         else:
             data = body if isinstance(body, bytes) else bytes(body)
     if problems:
         raise CloudEventError(problems)
-    return CloudEvent(attributes, data)
+    return CloudEvent(attributes, data, data_null)
 
 
 def _load_json(body: bytes) -> object:
@@ -721,9 +726,11 @@ def _event_from_json(document: object, index: int | None, problems: list[Problem
     data: object | None = None
     data_member: object | None = None
     base64_member: object | None = None
+    data_null = False
     for name, value in document.items():
         if value is None:
-            continue  # JSON null means unset
+            data_null = data_null or name == "data"  # an explicit null is data; kept through delivery
+            continue  # JSON null means unset for attributes
         if name == "data":
             data_member = value
         elif name == "data_base64":
@@ -776,7 +783,7 @@ def _event_from_json(document: object, index: int | None, problems: list[Problem
     if len(problems) > before:
         return None
     # every value passed _check_attributes, so each is a str, int or bool
-    return CloudEvent(cast("dict[str, AttributeValue]", attributes), data)
+    return CloudEvent(cast("dict[str, AttributeValue]", attributes), data, data_null and data is None)
 
 
 # --- serialising --------------------------------------------------------------------------------
@@ -791,6 +798,8 @@ def _json_member(event: CloudEvent) -> dict[str, object]:
     document: dict[str, object] = dict(event.attributes)
     data = event.data
     if data is None:
+        if event.data_null:
+            document["data"] = None
         return document
     if isinstance(data, bytes | bytearray | memoryview):
         document["data_base64"] = base64.b64encode(data).decode("ascii")
@@ -825,7 +834,10 @@ def to_binary(event: CloudEvent) -> tuple[dict[str, str], bytes]:
             headers["ce-" + name] = encode_header_value(value)
     data = event.data
     body: bytes
-    if data is None:
+    if data is None and event.data_null and (content_type is None or is_json_content_type(content_type)):
+        body = b"null"
+        content_type = content_type or JSON_CONTENT_TYPE
+    elif data is None:
         body = b""
     elif isinstance(data, bytes | bytearray | memoryview):
         body = bytes(data)

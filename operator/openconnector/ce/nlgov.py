@@ -21,7 +21,7 @@ from openconnector.ce.codec import (
     is_json_content_type,
 )
 
-__all__ = ["SEQUENCE_TYPE_INTEGER", "Profile", "check_nlgov"]
+__all__ = ["SEQUENCE_TYPE_INTEGER", "Profile", "check_nlgov", "check_source"]
 
 SEQUENCE_TYPE_INTEGER = "Integer"
 
@@ -58,18 +58,22 @@ def _check_type(value: str) -> str | None:
     return None
 
 
-def _check_source(value: str) -> str | None:
+def check_source(value: str) -> str | None:
+    """Why ``value`` is not an NL GOV source, or None. The profile recommends a URN in the nld namespace
+    and accepts an absolute URI; a URN in another namespace (urn:uuid:…) is an absolute URI, so it is
+    accepted like an https URL. Only the nld namespace has a structure to check (a 20-digit OIN).
+    Event.spec.source of an nl-gov Event is checked with this same function (and a CEL mirror)."""
     if not is_absolute_uri(value):
         return (
-            "must be a URN in the nld namespace (urn:nld:oin:<OIN>:systeem:<name>) "
-            f"or an absolute URI, got {_show(value)}"
+            "must be an absolute URI, preferably a URN in the nld namespace "
+            f"(urn:nld:oin:<OIN>:systeem:<name>), got {_show(value)}"
         )
     scheme, _, rest = value.partition(":")
     if scheme.lower() != "urn":
         return None
     nid, _, nss = rest.partition(":")
     if nid.lower() != "nld":
-        return f"a URN source must use the nld namespace (urn:nld:…), got {_show(value)}"
+        return None
     if not nss:
         return "urn:nld: must name the organisation and system, e.g. urn:nld:oin:<OIN>:systeem:<name>"
     kind, _, after = nss.partition(":")
@@ -96,7 +100,7 @@ def check_nlgov(event: CloudEvent, *, index: int | None = None) -> list[Problem]
 
     source = attributes.get("source")
     if isinstance(source, str):
-        detail = _check_source(source)
+        detail = check_source(source)
         if detail is not None:
             add("source", detail)
 

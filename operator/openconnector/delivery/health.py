@@ -18,8 +18,9 @@ Counting model (every submitted event ends in exactly one of delivered / deadLet
 ``Healthy`` condition: ``Unknown``/``NoDeliveries`` before any attempt; ``False`` with reason
 ``EndpointGone`` (410) or ``AutoPaused`` (``auto_pause_after`` consecutive failed events) while paused;
 ``False``/``DeliveryFailing`` when the ratio is below ``healthy_ratio`` over at least ``min_attempts``
-attempts, or ``consecutiveFailures`` reached ``min_attempts`` (a quiet endpoint that is down); otherwise
-``True``/``DeliverySucceeding``.
+attempts, or ``consecutiveFailures`` reached ``min_attempts`` (a quiet endpoint that is down);
+``Unknown``/``NotEnoughAttempts`` while the window holds fewer than ``min_attempts`` attempts (a ratio
+over two attempts says nothing, either way); otherwise ``True``/``DeliverySucceeding``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ ConditionStatus = Literal["True", "False", "Unknown"]
 
 class HealthReason(StrEnum):
     NO_DELIVERIES = "NoDeliveries"
+    NOT_ENOUGH_ATTEMPTS = "NotEnoughAttempts"
     DELIVERY_SUCCEEDING = "DeliverySucceeding"
     DELIVERY_FAILING = "DeliveryFailing"
     ENDPOINT_GONE = "EndpointGone"
@@ -380,4 +382,10 @@ class SubscriptionHealth:
             )
         if ratio is None:
             return "Unknown", HealthReason.NO_DELIVERIES.value, f"no delivery attempts yet{last_error}"
+        if attempts < cfg.min_attempts:
+            return (
+                "Unknown",
+                HealthReason.NOT_ENOUGH_ATTEMPTS.value,
+                f"{ratio_text}; {cfg.min_attempts} are needed to judge{last_error}",
+            )
         return "True", HealthReason.DELIVERY_SUCCEEDING.value, ratio_text

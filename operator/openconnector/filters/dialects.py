@@ -13,9 +13,12 @@ matches every event. Each filter object has exactly one dialect key:
 - ``jsonLogic``: a JSON Logic rule object over ``{"attributes": {...}, "data": ...}`` (see
   `openconnector.filters.jsonlogic`); a truthy result matches.
 
-A plain map whose keys are attribute names (``{type: nl.vng.zaken.zaak.created}``), as a list element or as
-the whole ``filters`` value, is shorthand for ``{exact: map}``: OpenConnector's "attribute matching". A map
-whose value is itself a map or list is taken as a misspelt dialect and rejected.
+A plain map whose keys are attribute names (``{type: nl.vng.zaken.zaak.created}``) as the whole ``filters``
+value is shorthand for ``[{exact: map}]``: OpenConnector's "attribute matching". Only the whole value: an
+element of the list (or of ``all``/``any``, or the value of ``not``) must be a filter object with exactly one
+dialect key, so a misspelt dialect (``[{sqll: "..."}]``) is an error rather than an exact match on an
+attribute that no event has. A shorthand map whose value is itself a map or list is taken as a misspelt
+dialect and rejected too.
 
 Compilation validates everything and reports problems as `FilterError` with the path of the offending
 field (``filters[1].any[0].sql: syntax error at column 7: ...``). The compiled `Predicate` is pure, never
@@ -33,7 +36,15 @@ from typing import Final, TypeAlias
 from openconnector.filters.cesql import CesqlCompileError, CesqlType, attribute_value, compile_cesql
 from openconnector.filters.jsonlogic import JsonLogicError, compile_jsonlogic
 
-__all__ = ["DIALECTS", "MAX_DEPTH", "FilterError", "Predicate", "compile_filters", "validate_filters"]
+__all__ = [
+    "DIALECTS",
+    "MAX_DEPTH",
+    "FilterError",
+    "Predicate",
+    "compile_filters",
+    "unknown_dialect_message",
+    "validate_filters",
+]
 
 #: Event attributes (``str | int | bool`` values) and event data -> does the event match?
 Predicate: TypeAlias = Callable[[Mapping[str, object], object], bool]
@@ -114,7 +125,7 @@ class _Compiler:
             return _MATCH_ALL
         if isinstance(filters, Mapping):
             # A lone filter object or an attribute map instead of a list; {} matches everything like [].
-            return self.filter_object(filters, path, depth=1) if filters else _MATCH_ALL
+            return self.filter_object(filters, path, depth=1, shorthand=True) if filters else _MATCH_ALL
         if isinstance(filters, list | tuple):
             nodes = [
                 self.filter_object(item, f"{path}[{index}]", depth=1) for index, item in enumerate(filters)
@@ -122,7 +133,7 @@ class _Compiler:
             return _conjunction(nodes)
         return self._fail(path, f"must be a list of filter objects, got {_type_name(filters)}")
 
-    def filter_object(self, value: object, path: str, *, depth: int) -> _Node:
+    def filter_object(self, value: object, path: str, *, depth: int, shorthand: bool = False) -> _Node:
         if not isinstance(value, Mapping):
             return self._fail(path, f"must be a filter object with one dialect key, got {_type_name(value)}")
         if depth > MAX_DEPTH:
@@ -148,10 +159,8 @@ class _Compiler:
                 )
             return self.dialect(_ALIASES.get(key, key), value[key], f"{path}.{key}", depth)
         for key in keys:
-            if isinstance(value[key], Mapping | list | tuple):
-                return self._fail(
-                    path, f'unknown dialect "{key}" (expected one of {_EXPECTED_DIALECTS}){_hint(key)}'
-                )
+            if not shorthand or isinstance(value[key], Mapping | list | tuple):
+                return self._fail(path, unknown_dialect_message(key, value[key]))
         # Shorthand: a plain attribute map means {exact: map}.
         return self.attribute_match("exact", value, path)
 
@@ -372,6 +381,15 @@ def _type_name(value: object) -> str:
     if isinstance(value, list | tuple):
         return "a list"
     return type(value).__name__
+
+
+def unknown_dialect_message(key: str, value: object) -> str:
+    """Why a key of a filter object is refused: the nearest dialect name if it looks misspelt, else how
+    an attribute match is written there."""
+    hint = _hint(key)
+    if not hint and not isinstance(value, Mapping | list | tuple):
+        hint = f"; match the attribute with {{exact: {{{key}: ...}}}}"
+    return f'unknown dialect "{key}" (expected one of {_EXPECTED_DIALECTS}){hint}'
 
 
 def _hint(key: str) -> str:

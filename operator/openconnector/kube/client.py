@@ -1,13 +1,15 @@
 """A small async Kubernetes API client for what Kopf does not do for us: the initial LIST, status
-patches and Kubernetes Events. It reuses the credentials Kopf logged in with (``kopf.ConnectionInfo``).
+patches and Kubernetes Events. It uses the credentials of the same login as Kopf (``kopf.ConnectionInfo``)
+and logs in again once when the apiserver answers 401 (an exec plugin's token expired).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,14 +32,25 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+Login = Callable[[], "kopf.ConnectionInfo | None"]
+
+
+def _session(info: kopf.ConnectionInfo) -> aiohttp.ClientSession:
+    return aiohttp.ClientSession(
+        headers=dict(info.as_http_headers()),
+        connector=aiohttp.TCPConnector(ssl=info.as_ssl_context(), limit=20),
+        timeout=aiohttp.ClientTimeout(total=30),
+    )  # basic auth, if any, is in as_http_headers() (Kopf deprecated as_aiohttp_basic_auth)
+
+
 class KubeClient:
-    def __init__(self, info: kopf.ConnectionInfo, *, field_manager: str = "openconnector-operator") -> None:
+    def __init__(
+        self, info: kopf.ConnectionInfo, *, field_manager: str = "openconnector-operator",
+        login: Login | None = None,
+    ) -> None:  # fmt: skip
         self._server = info.server.rstrip("/")
-        self._session = aiohttp.ClientSession(
-            headers=dict(info.as_http_headers()),
-            connector=aiohttp.TCPConnector(ssl=info.as_ssl_context(), limit=20),
-            timeout=aiohttp.ClientTimeout(total=30),
-        )  # basic auth, if any, is in as_http_headers() (Kopf deprecated as_aiohttp_basic_auth)
+        self._session = _session(info)
+        self._login = login
         self._field_manager = field_manager
         self.patches = 0  # status PATCHes sent (the benchmark counts them)
         self.events_posted = 0
@@ -59,10 +72,33 @@ class KubeClient:
     def core_path(plural: str, namespace: str | None = None) -> str:
         return f"/api/v1/namespaces/{namespace}/{plural}" if namespace else f"/api/v1/{plural}"
 
+    async def _relogin(self) -> bool:
+        """New credentials after a 401; the login may run an exec plugin, so not on the event loop."""
+        if self._login is None:
+            return False
+        info = await asyncio.to_thread(self._login)
+        if info is None:
+            return False
+        old, self._session = self._session, _session(info)
+        self._server = info.server.rstrip("/")
+        await old.close()
+        log.info("logged in again after the apiserver answered 401")
+        return True
+
     async def _request(
         self, method: str, path: str, *, body: Any = None, content_type: str = "application/json",
         params: Mapping[str, str] | None = None,
     ) -> Any:  # fmt: skip
+        try:
+            return await self._request_once(method, path, body, content_type, params)
+        except ApiError as error:
+            if error.status != 401 or not await self._relogin():
+                raise
+            return await self._request_once(method, path, body, content_type, params)
+
+    async def _request_once(
+        self, method: str, path: str, body: Any, content_type: str, params: Mapping[str, str] | None
+    ) -> Any:
         data = orjson.dumps(body) if body is not None else None
         headers = {"Content-Type": content_type} if data is not None else {}
         async with self._session.request(

@@ -10,12 +10,14 @@ import asyncio
 import contextlib
 import copy
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import kopf
+import kubernetes.config.kube_config
 
 from openconnector.api.common import GROUP, VERSION
 from openconnector.api.kinds import ALL_KINDS, KINDS_BY_NAME
@@ -351,8 +353,18 @@ def build_registry(
 
 
 def login_info(**kwargs: Any) -> kopf.ConnectionInfo | None:
-    """In a pod: the ServiceAccount; elsewhere: $KUBECONFIG (what kubectl uses)."""
-    return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+    """In a pod: the ServiceAccount; elsewhere: $KUBECONFIG, read by the official ``kubernetes`` client
+    as kubectl reads it, so exec plugins (EKS, GKE, AKS/kubelogin) and OIDC users work too (Kopf's own
+    kubeconfig reader knows only tokens and certificates). It runs again when the apiserver answers 401,
+    which re-runs an exec plugin for a fresh token."""
+    # The client reads $KUBECONFIG once, when it is imported; read it now, as kubectl would.
+    kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION = os.environ.get(
+        "KUBECONFIG", "~/.kube/config"
+    )
+    try:
+        return kopf.login_via_client(**kwargs)
+    except kopf.LoginError:
+        return None
 
 
 def configure_settings(settings: kopf.OperatorSettings) -> None:

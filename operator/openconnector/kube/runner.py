@@ -79,10 +79,16 @@ async def start_cluster_gateway(args: argparse.Namespace) -> ClusterGateway:
         gateway, reconciler, namespaces=args.namespace, status_policy=StatusPolicy(args.status_interval)
     )
     kopf_settings = kopf.OperatorSettings()
-    info = login_info(settings=kopf_settings, logger=log)
+
+    def login() -> kopf.ConnectionInfo | None:
+        return login_info(settings=kopf_settings, logger=log)
+
+    info = login()
     if info is None:
-        raise SystemExit("no Kubernetes credentials: not in a pod and no usable $KUBECONFIG")
-    core.client = KubeClient(info)
+        raise SystemExit(
+            "no Kubernetes credentials: not in a pod, and $KUBECONFIG (or ~/.kube/config) is not usable"
+        )
+    core.client = KubeClient(info, login=login)
     await core.initial_sync()
     runners, port = await start_servers(gateway)  # the same servers as standalone mode
     tasks = (

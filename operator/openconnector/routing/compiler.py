@@ -451,7 +451,7 @@ def compile_table(
             f"spec:{res.kind}", res.spec, functools.partial(parse_spec, kind, res.spec)
         )
         if spec is None:
-            ctx.fail(res, "InvalidSpec", problems)
+            ctx.fail(res, problems[0].reason, problems)  # InvalidFilter for spec.filters
             continue
         by_kind[res.kind].append((res, spec))
 
