@@ -138,7 +138,7 @@ async def start_standalone(
     gateway = Gateway(settings)
     await gateway.start()
     store = ResourceStore()
-    reconciler = Reconciler(store, gateway.install)
+    reconciler = Reconciler(store, gateway.install, egress=settings.egress)
     reconciler.add_listener(log_results)
     # The first table is built before the port opens: no request ever sees an empty gateway.
     load_into(store, directories)

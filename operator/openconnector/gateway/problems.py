@@ -10,6 +10,9 @@ from aiohttp import web
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://openconnector.nl/problems/"
+# At most this many entries in `errors`; `errorCount` then says how many there were. A refusal's size
+# must not grow with what a client sends.
+MAX_LISTED_ERRORS = 100
 
 _TITLES = {
     400: "Bad Request",
@@ -46,7 +49,9 @@ def problem_body(
     if instance:
         body["instance"] = instance
     if errors:
-        body["errors"] = list(errors)
+        body["errors"] = list(errors[:MAX_LISTED_ERRORS])
+        if len(errors) > MAX_LISTED_ERRORS:
+            body["errorCount"] = len(errors)
     body.update(extra)
     return body
 
