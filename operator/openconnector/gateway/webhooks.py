@@ -16,10 +16,12 @@ import orjson
 from aiohttp import web
 
 from openconnector.ce import CloudEvent, CloudEventError
+from openconnector.ce.depth import json_depth_exceeds
 from openconnector.gateway.core import GATEWAY_KEY, Gateway, PublishRefused
 from openconnector.gateway.ingress import BodyTooLarge, read_limited, webhook_handshake
 from openconnector.gateway.problems import problem
 from openconnector.mapping import MappingError
+from openconnector.mapping.runner import apply_mapping
 from openconnector.routing.table import ConsumerRoute, SourceRoute
 from openconnector.status import ConsumerStats
 from openconnector.webhook_auth import AuthFailure, InboundAuthConfigError, client_ip, verify_inbound
@@ -182,16 +184,20 @@ async def _accept(
     gateway: Gateway, consumer: ConsumerRoute, request: web.Request, body: bytes
 ) -> web.Response:
     payload = _parse_payload(request, body)
+    max_depth = gateway.settings.limits.max_json_depth
+    if json_depth_exceeds(payload, max_depth):
+        raise Refusal(422, "too-deep", "too-deep", f"the body nests deeper than {max_depth} levels")
     if consumer.mapping is not None:
-        try:
-            payload = consumer.mapping.apply(payload)
+        try:  # off the event loop, within a cost budget (openconnector.mapping.runner)
+            payload = await apply_mapping(consumer.mapping, payload, max_depth)
         except MappingError as error:
             raise Refusal(
                 422,
                 "mapping",
-                "mapping-failed",
-                f"mapping failed at {error.path}: {error.message}",
+                "mapping-budget-exceeded" if error.budget else "mapping-failed",
+                f"Mapping {error.mapping!r} failed at {error.path}: {error.message}",
                 path=error.path,
+                mapping=error.mapping,
             ) from None
     event_route = consumer.event
     if consumer.target_type == "register/schema" and event_route is not None and event_route.validate_data:
