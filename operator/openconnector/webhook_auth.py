@@ -606,7 +606,7 @@ def _verify_jwt(verifier: _Verifier, headers: Mapping[str, str], now: float) -> 
 
     try:
         claims = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise invalid from None
     if not isinstance(claims, dict):
         raise invalid
