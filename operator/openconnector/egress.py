@@ -245,10 +245,13 @@ class EgressResolver(AbstractResolver):
         await self._resolver.close()
 
 
-def connector_for(policy: EgressPolicy, **kwargs: object) -> aiohttp.TCPConnector:
-    """A TCPConnector whose every name lookup goes through the policy (``kwargs`` go to TCPConnector).
+def connector_for(
+    policy: EgressPolicy, *, dns: AbstractResolver | None = None, **kwargs: object
+) -> aiohttp.TCPConnector:
+    """A TCPConnector whose every name lookup goes through the policy (``kwargs`` go to TCPConnector;
+    ``dns`` replaces aiohttp's default resolver underneath, e.g. in tests).
 
     aiohttp does not call the resolver for a literal IP address; literal addresses cannot be rebound, so
     the compile-time check of the URL covers them.
     """
-    return aiohttp.TCPConnector(resolver=EgressResolver(policy), **kwargs)  # type: ignore[arg-type]
+    return aiohttp.TCPConnector(resolver=EgressResolver(policy, dns), **kwargs)  # type: ignore[arg-type]
