@@ -136,7 +136,9 @@ class GatewayRunner(web.AppRunner):
     """An AppRunner whose server enforces ``limits``."""
 
     def __init__(self, app: web.Application, *, limits: RequestLimits, **kwargs: Any) -> None:
-        super().__init__(app, keepalive_timeout=limits.keepalive_timeout, **kwargs)
+        # lingering_time: after an early answer (413, 408) aiohttp reads the rest of the body to let the
+        # client see the answer; its 10 s default would let a slow client hold the connection that long.
+        super().__init__(app, keepalive_timeout=limits.keepalive_timeout, lingering_time=1.0, **kwargs)
         self._limits = limits
 
     async def _make_server(self) -> Server:
