@@ -37,7 +37,8 @@ def resource(kind: str, name: str, spec: Mapping[str, Any]) -> dict[str, Any]:
 def hardening_manifests(directory: Path, sink: Sink) -> Path:
     """A lax Event delivered to the sink, a Source at the sink, and Consumers: open, heavy, jwt."""
     docs = [
-        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "credentials"}, "stringData": {"jwt": JWT_SECRET}},
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "credentials"},
+         "stringData": {"jwt": JWT_SECRET}},
         resource("Event", "lax", {"name": "Lax", "type": LAX_TYPE, "source": "/s", "profile": "cloudevents"}),
         resource(
             "EventSubscription",
@@ -227,7 +228,7 @@ async def test_a_client_leaving_mid_body_logs_no_traceback(
 ) -> None:
     head = b"POST /events HTTP/1.1\r\nHost: x\r\nContent-Type: application/cloudevents+json\r\n"
     for _ in range(5):
-        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        _, writer = await asyncio.open_connection("127.0.0.1", gw.port)
         writer.write(head + b"Content-Length: 1000\r\n\r\n" + b'{"specversion"')
         await writer.drain()
         await asyncio.sleep(0.05)
