@@ -46,27 +46,72 @@ def add_limit_flags(parser: argparse.ArgumentParser) -> None:
     """The flags of :class:`RequestLimits` and the egress policy (``serve`` and ``run``)."""
     d = RequestLimits()
     add = parser.add_argument
-    add("--max-json-depth", type=int, default=d.max_json_depth, metavar="N",
-        help=f"deepest JSON nesting accepted anywhere (1..{MAX_ALLOWED_DEPTH})")
-    add("--header-timeout", type=float, default=d.header_timeout, metavar="SECONDS",
-        help="time a connection has to send a complete request head")
-    add("--body-timeout", type=float, default=d.body_timeout, metavar="SECONDS",
-        help="time a request body has to arrive")
-    add("--keepalive-timeout", type=float, default=d.keepalive_timeout, metavar="SECONDS",
-        help="idle keep-alive connections are closed after this")
-    add("--max-connections", type=int, default=d.max_connections, metavar="N",
-        help="open client connections; more are answered 503 and closed")
-    add("--egress-preset", choices=PRESETS, default="default",
-        help="default: deny link-local and cloud metadata; strict: also loopback and private ranges")
-    add("--egress-deny", action="append", default=[], metavar="CIDR",
-        help="also deny this range (repeatable)")
-    add("--egress-allow", action="append", default=[], metavar="CIDR",
-        help="allow this range even if denied (repeatable)")
-    add("--egress-deny-host", action="append", default=[], metavar="HOST",
-        help="deny a host name and its subdomains")
+    add(
+        "--max-json-depth",
+        type=int,
+        default=d.max_json_depth,
+        metavar="N",
+        help=f"deepest JSON nesting accepted anywhere (1..{MAX_ALLOWED_DEPTH})",
+    )
+    add(
+        "--header-timeout",
+        type=float,
+        default=d.header_timeout,
+        metavar="SECONDS",
+        help="time a connection has to send a complete request head",
+    )
+    add(
+        "--body-timeout",
+        type=float,
+        default=d.body_timeout,
+        metavar="SECONDS",
+        help="time a request body has to arrive",
+    )
+    add(
+        "--keepalive-timeout",
+        type=float,
+        default=d.keepalive_timeout,
+        metavar="SECONDS",
+        help="idle keep-alive connections are closed after this",
+    )
+    add(
+        "--max-connections",
+        type=int,
+        default=d.max_connections,
+        metavar="N",
+        help="open client connections; more are answered 503 and closed",
+    )
+    add(
+        "--egress-preset",
+        choices=PRESETS,
+        default="default",
+        help="default: deny link-local and cloud metadata; strict: also loopback and private ranges",
+    )
+    add(
+        "--egress-deny", action="append", default=[], metavar="CIDR", help="also deny this range (repeatable)"
+    )
+    add(
+        "--egress-allow",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="allow this range even if denied (repeatable)",
+    )
+    add(
+        "--egress-deny-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="deny a host name and its subdomains",
+    )
     add("--egress-allow-host", action="append", default=[], metavar="HOST", help="allow a denied host name")
-    add("--egress-allow-service-namespace", action="append", default=[], metavar="NS",
-        help="namespace service: references may point into from other namespaces ('*': any)")  # fmt: skip
+    add(
+        "--egress-allow-service-namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="namespace service: references may point into from other namespaces ('*': any)",
+    )
 
 
 def limits_from_args(args: argparse.Namespace) -> RequestLimits:
