@@ -131,3 +131,10 @@ async def test_a_runaway_render_does_not_block_the_event_loop() -> None:
         task.cancel()
     assert raised.value.budget
     assert ticks > 0  # the loop ran while the render was busy
+
+
+@pytest.mark.parametrize(("cast", "value"), [("integer", "9" * 30), ("jsonToArray", "[1" + "0" * 30 + "]")])
+def test_mapped_output_that_cannot_be_encoded_is_a_mapping_error(cast: str, value: str) -> None:
+    mapping = compile_mapping({"passThrough": True, "cast": {"v": cast}})
+    with pytest.raises(MappingError, match="cannot be encoded"):
+        apply_mapping_sync(mapping, {"v": value}, 64)

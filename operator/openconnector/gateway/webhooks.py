@@ -230,6 +230,9 @@ async def _accept(
         answer.update({"targetStatus": target_status, "id": object_id})
 
     if event_route is not None:
+        if json_depth_exceeds(emitted_data, max_depth):  # only a target's answer can be: it could not be sent
+            why = f"the stored object nests deeper than {max_depth} levels"
+            return _stored_not_emitted(gateway, consumer, answer, status, why)
         try:
             event: CloudEvent = gateway.emit_for(event_route, emitted_data, subject=object_id or None)
         except CloudEventError as error:

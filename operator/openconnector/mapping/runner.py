@@ -8,8 +8,9 @@ checks at every operation it intercepts: a runaway stops itself cooperatively an
 every render and each single operation is size-bounded, so nothing needs killing from outside; a thread
 hand-off costs tens of microseconds where a process round-trip would pickle the payload both ways.
 
-The output is checked against the gateway's nesting limit, so a Mapping (dot paths, `jsonToArray`,
-`json_decode`) cannot build a document the gateway could not forward or emit.
+The output is checked against the gateway's nesting limit and must encode as JSON, so a Mapping (dot
+paths, `jsonToArray`, `json_decode`, an `integer` cast of a 30-digit string) cannot build a document the
+gateway could not forward or emit.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import Final
+
+import orjson
 
 from openconnector.ce.depth import json_depth_exceeds
 from openconnector.mapping.engine import CompiledMapping, MappingError
@@ -40,6 +43,11 @@ def apply_mapping_sync(mapping: CompiledMapping, payload: object, max_depth: int
         raise MappingError(
             "mapping", f"the mapped object nests deeper than {max_depth} levels", mapping=mapping.name
         )
+    try:  # what is forwarded and emitted must encode: e.g. a cast can yield an integer beyond 64 bits
+        orjson.dumps(result)
+    except orjson.JSONEncodeError as error:
+        message = f"the mapped object cannot be encoded as JSON ({error})"
+        raise MappingError("mapping", message, mapping=mapping.name) from None
     return result
 
 
