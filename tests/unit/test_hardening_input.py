@@ -7,6 +7,7 @@ unbounded answer).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -24,6 +25,7 @@ from openconnector.filters.cesql import ErrorKind, compile_cesql
 from openconnector.gateway.limits import MAX_ALLOWED_DEPTH, RequestLimits
 from openconnector.gateway.problems import MAX_LISTED_ERRORS, problem_body
 from openconnector.gateway.ratelog import RateLimitedLog
+from openconnector.gateway.server import install_loop_error_log
 from openconnector.mapping import MappingError, compile_mapping
 from openconnector.webhook_auth import AuthFailure, InboundAuthConfig, verify_inbound
 
@@ -181,3 +183,19 @@ def test_rate_limited_log_writes_one_line_per_interval(caplog: pytest.LogCapture
         limited.warning("k", "later")
     assert written.count(True) == 1
     assert [r.getMessage() for r in caplog.records] == ["line 0", "later (999 similar suppressed)"]
+
+
+def test_accept_errors_are_logged_rarely(caplog: pytest.LogCaptureFixture) -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        install_loop_error_log(loop)
+        with caplog.at_level(logging.ERROR, logger="openconnector.gateway.server"):
+            for _ in range(10_000):  # what EMFILE produced: 87,412 tracebacks in 25 s
+                loop.call_exception_handler(
+                    {"message": "socket.accept() out of system resource", "exception": OSError(24, "EMFILE")}
+                )
+    finally:
+        loop.close()
+    lines = [r for r in caplog.records if "socket.accept()" in r.getMessage()]
+    assert len(lines) == 1
+    assert lines[0].exc_info is not None

@@ -26,7 +26,9 @@ class RateLimitedLog:
         self._next: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def log(self, level: int, key: str, message: str, *args: object) -> bool:
+    def log(
+        self, level: int, key: str, message: str, *args: object, exc_info: BaseException | None = None
+    ) -> bool:
         """Log now or count as suppressed; returns whether a line was written."""
         now = self._clock()
         if now < self._next.get(key, float("-inf")):
@@ -40,7 +42,7 @@ class RateLimitedLog:
         if suppressed:
             message += " (%d similar suppressed)"
             args = (*args, suppressed)
-        self._logger.log(level, message, *args)
+        self._logger.log(level, message, *args, exc_info=exc_info)
         return True
 
     def info(self, key: str, message: str, *args: object) -> bool:
@@ -49,5 +51,5 @@ class RateLimitedLog:
     def warning(self, key: str, message: str, *args: object) -> bool:
         return self.log(logging.WARNING, key, message, *args)
 
-    def error(self, key: str, message: str, *args: object) -> bool:
-        return self.log(logging.ERROR, key, message, *args)
+    def error(self, key: str, message: str, *args: object, exc_info: BaseException | None = None) -> bool:
+        return self.log(logging.ERROR, key, message, *args, exc_info=exc_info)

@@ -157,6 +157,8 @@ def install_loop_error_log(loop: asyncio.AbstractEventLoop) -> None:
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         message = str(context.get("message", "event loop error"))
         exception = context.get("exception")
-        _LOOP_ERRORS.error(message, "%s: %r", message, exception)
+        # The first of each kind keeps its traceback (a bug shows); repeats within 10 s are counted.
+        error = exception if isinstance(exception, BaseException) else None
+        _LOOP_ERRORS.error(message, "%s", message, exc_info=error)
 
     loop.set_exception_handler(handler)
