@@ -8,6 +8,7 @@ unbounded answer).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -18,7 +19,16 @@ import orjson
 import pytest
 
 from openconnector.ce import CloudEventError, parse_http
-from openconnector.ce.codec import MAX_PROBLEMS, is_media_type, parse_media_type, parse_structured
+from openconnector.ce.codec import (
+    MAX_PROBLEMS,
+    decode_header_value,
+    is_absolute_uri,
+    is_media_type,
+    is_rfc3339,
+    is_uri_reference,
+    parse_media_type,
+    parse_structured,
+)
 from openconnector.ce.depth import json_depth_exceeds
 from openconnector.delivery.durations import parse_duration
 from openconnector.filters.cesql import ErrorKind, compile_cesql
@@ -199,3 +209,31 @@ def test_accept_errors_are_logged_rarely(caplog: pytest.LogCaptureFixture) -> No
     lines = [r for r in caplog.records if "socket.accept()" in r.getMessage()]
     assert len(lines) == 1
     assert lines[0].exc_info is not None
+
+
+ADVERSARIAL = [
+    "a" * 200_000 + "!",
+    "a-" * 100_000 + "!",
+    "%" * 200_000,
+    "%4" * 100_000 + "%",
+    "//" + "a:" * 100_000 + "@[",
+    "//" + "@" * 100_000,
+    "x:" + "/" * 100_000 + "?" + "#" * 10,
+    '"' + "\\" * 200_001,
+    "2024-06-15T10:30:00" + "0" * 200_000,
+]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("value", ADVERSARIAL, ids=range(len(ADVERSARIAL)))
+def test_every_codec_grammar_is_linear_on_adversarial_values(value: str) -> None:
+    """The URI, timestamp, header-value and media-type grammars on 200 KB hostile values: each call
+    must return (a backtracking pattern would take hours); the per-test timeout is the assertion."""
+    started = time.process_time()
+    is_uri_reference.__wrapped__(value)
+    is_absolute_uri.__wrapped__(value)
+    is_rfc3339(value)
+    is_media_type(value)
+    with contextlib.suppress(ValueError):
+        decode_header_value(value)
+    assert time.process_time() - started < 30
