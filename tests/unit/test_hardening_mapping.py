@@ -138,3 +138,13 @@ def test_mapped_output_that_cannot_be_encoded_is_a_mapping_error(cast: str, valu
     mapping = compile_mapping({"passThrough": True, "cast": {"v": cast}})
     with pytest.raises(MappingError, match="cannot be encoded"):
         apply_mapping_sync(mapping, {"v": value}, 64)
+
+
+@pytest.mark.timeout(20)
+def test_format_strings_from_input_are_checked_in_linear_time() -> None:
+    # The old width check rescanned to the end after every "%(": 200,000 of them took ~70 s.
+    with pytest.raises(TemplateRenderError):
+        render("{{ value % 1 }}", value="%(" * 200_000)
+    with pytest.raises(TemplateRenderError, match="width"):
+        render("{{ value|format(1) }}", value="%(a(b))99999d")
+    assert render("{{ '%%%5.1f' % 3.14159 }}") == "%  3.1"

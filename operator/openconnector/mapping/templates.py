@@ -94,7 +94,8 @@ _REFUSED_STR_METHODS: Final = frozenset(
      "format_map"}
 )  # fmt: skip
 
-_PRINTF_SPEC_RE: Final = re.compile(r"%(?:\([^)]*\))?[-+ #0]*(\*|\d+)?(?:\.(\*|\d+))?")
+_PRINTF_FLAGS: Final = frozenset("-+ #0")
+_MAX_WIDTH_DIGITS: Final = len(str(10_000))
 
 
 class TemplateCompileError(Exception):
@@ -199,12 +200,40 @@ def _check_width(width: object, what: str) -> None:
 
 
 def _check_printf(fmt: str) -> None:
-    for match in _PRINTF_SPEC_RE.finditer(fmt):
-        for number in match.groups():
-            if number == "*":
+    r"""Refuse `*` and over-wide widths/precisions in a %-format string.
+
+    A single left-to-right scan, as CPython parses it (mapping keys may nest parentheses): a regex with
+    a `\([^)]*\)` key group rescans to the end after every `%(`, quadratic on `%(%(%(…` — and the
+    format string can be input data (`{{ value % 1 }}`).
+    """
+    length = len(fmt)
+    position = fmt.find("%")
+    while 0 <= position < length - 1:
+        position += 1
+        if fmt[position] == "(":
+            depth = 1
+            position += 1
+            while position < length and depth:
+                depth += {"(": 1, ")": -1}.get(fmt[position], 0)
+                position += 1
+        while position < length and fmt[position] in _PRINTF_FLAGS:
+            position += 1
+        for part in ("width", "precision"):
+            if part == "precision":
+                if position >= length or fmt[position] != ".":
+                    break
+                position += 1
+            if position < length and fmt[position] == "*":
                 raise SecurityError("'*' widths are not allowed in format strings")
-            if number is not None:
-                _check_width(int(number), "format")
+            digits_end = position
+            while digits_end < length and fmt[digits_end].isdigit():
+                digits_end += 1
+            if digits_end - position > _MAX_WIDTH_DIGITS:
+                raise SecurityError(f"format {part} is more than the limit of {_MAX_WIDTH}")
+            if digits_end > position:
+                _check_width(int(fmt[position:digits_end]), "format")
+            position = digits_end
+        position = fmt.find("%", position + (position < length and fmt[position] == "%"))
 
 
 def _loop_budget(iterable: Iterable[Any]) -> Iterator[Any]:
