@@ -188,10 +188,10 @@ MAX_PROBLEMS: Final = 100
 class CloudEventError(ValueError):
     """The request or event is not a valid CloudEvent; `problems` lists every reason found."""
 
-    def __init__(self, problems: Iterable[Problem], *, complete: bool = True) -> None:
+    def __init__(self, problems: Iterable[Problem], *, complete: bool | None = None) -> None:
         self.problems: tuple[Problem, ...] = tuple(problems)
         # False when checking stopped early (MAX_PROBLEMS): there may be more than those listed.
-        self.complete = complete
+        self.complete = len(self.problems) < MAX_PROBLEMS if complete is None else complete
         listed = "; ".join(str(p) for p in self.problems[:MAX_PROBLEMS])
         super().__init__(listed or "invalid CloudEvent")
 
@@ -531,6 +531,8 @@ def _check_attributes(
             add(name, "required attribute missing")
 
     for name, value in attributes.items():
+        if len(problems) >= MAX_PROBLEMS:
+            return  # 100,000 bad extension attributes must not cost 100,000 problems
         if name in skip:
             continue
         if name not in CORE_ATTRIBUTES and _NAME_RE.fullmatch(name) is None:
