@@ -51,6 +51,7 @@ from openconnector.routing.table import (
     SubscriptionRoute,
     normalise_endpoint,
 )
+from openconnector.schema_guard import linear_validator_class, schema_pattern_problems
 from openconnector.webhook_auth import InboundAuthConfig, inbound_auth_problems
 
 T = TypeVar("T")
@@ -199,7 +200,9 @@ def _json_schema_validator(schema: dict[str, Any], field_path: str) -> Callable[
                 field_path,
                 f"$ref {ref!r} does not resolve inside the schema (nothing is fetched)",
             ) from None
-    validator = cls(schema, registry=registry, format_checker=cls.FORMAT_CHECKER)
+    for problem in schema_pattern_problems(schema):  # linear-time validation: openconnector.schema_guard
+        raise CompileProblem("InvalidSchema", field_path, problem)
+    validator = linear_validator_class(cls)(schema, registry=registry, format_checker=cls.FORMAT_CHECKER)
 
     def validate(data: Any) -> list[str]:
         try:
