@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from openconnector import __version__
+from openconnector.gateway.limits import add_limit_flags
 from openconnector.logformat import configure_logging
 
 
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="peers whose X-Forwarded-For is believed for allowedIPs (repeatable)",
         )  # fmt: skip
         p.add_argument("--drain-seconds", type=float, default=20.0, help="graceful shutdown deadline")
+        add_limit_flags(p)
 
     serve = sub.add_parser("serve", help="run the gateway standalone on a directory of manifests")
     serve.add_argument("--manifests", required=True, metavar="DIR", help="YAML files to serve (watched)")

@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from openconnector.egress import EgressPolicy
 from openconnector.resources import ResourceKey, ResourceStore
 from openconnector.routing.compiler import Memo, compile_table
 from openconnector.routing.table import ResourceResult, RoutingTable
@@ -54,8 +55,10 @@ class Reconciler:
         install: TableListener,
         *,
         debounce_seconds: float = 0.02,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self.store = store
+        self.egress = egress
         self._install = install
         self._listeners: list[TableListener] = [NotReadyLog()]
         self._debounce = debounce_seconds
@@ -77,7 +80,9 @@ class Reconciler:
         """Compile the store now and install the result."""
         revision = self.store.revision
         started = time.perf_counter()
-        table = compile_table(self.store.resources, self.store.secrets, version=revision, memo=self.memo)
+        table = compile_table(
+            self.store.resources, self.store.secrets, version=revision, memo=self.memo, egress=self.egress
+        )
         self.last_compile_seconds = time.perf_counter() - started
         self._install(table)
         self.table = table

@@ -21,7 +21,9 @@ from watchfiles import awatch
 
 from openconnector.gateway.app import build_app
 from openconnector.gateway.core import Gateway, GatewaySettings
+from openconnector.gateway.limits import egress_from_args, limits_from_args
 from openconnector.gateway.metrics import build_metrics_app
+from openconnector.gateway.server import GatewayRunner, install_loop_error_log
 from openconnector.manifests import load_manifests
 from openconnector.reconciler import Reconciler
 from openconnector.resources import ResourceStore
@@ -41,6 +43,8 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
         events_token=token,
         trusted_proxies=tuple(args.trusted_proxy),
         drain_seconds=args.drain_seconds,
+        limits=limits_from_args(args),
+        egress=egress_from_args(args),
     )
 
 
@@ -49,11 +53,12 @@ async def start_servers(gateway: Gateway) -> tuple[list[web.AppRunner], int]:
     and the gateway's bound port (useful with port 0)."""
     settings = gateway.settings
     # shutdown_timeout bounds how long open connections may delay shutdown (inside the pod's grace period).
-    runner = web.AppRunner(build_app(gateway, with_metrics=not settings.metrics_port), handle_signals=False,
-                           access_log=None, shutdown_timeout=5.0)  # fmt: skip
+    install_loop_error_log(asyncio.get_running_loop())
+    runner = GatewayRunner(build_app(gateway, with_metrics=not settings.metrics_port), handle_signals=False,
+                           access_log=None, shutdown_timeout=5.0, limits=settings.limits)  # fmt: skip
     await runner.setup()
     await web.TCPSite(runner, settings.host, settings.port).start()
-    runners = [runner]
+    runners: list[web.AppRunner] = [runner]
     if settings.metrics_port:
         metrics = web.AppRunner(
             build_metrics_app(gateway.metrics), handle_signals=False, access_log=None, shutdown_timeout=1.0
@@ -129,7 +134,7 @@ async def start_standalone(
     gateway = Gateway(settings)
     await gateway.start()
     store = ResourceStore()
-    reconciler = Reconciler(store, gateway.install)
+    reconciler = Reconciler(store, gateway.install, egress=settings.egress)
     # The first table is built before the port opens: no request ever sees an empty gateway.
     load_into(store, directories)
     reconciler.rebuild()

@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from .harness import OperatorProcess, apply, condition, eventually, get_json, kubectl
+from tests.support.polling import eventually
+
+from .harness import OperatorProcess, apply, condition, get_json, kubectl
 from .testbed import Cluster
 
 PLUGIN = """\

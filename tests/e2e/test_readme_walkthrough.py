@@ -19,8 +19,9 @@ import yaml
 from openconnector.webhook_auth import standard_webhook_headers
 from tests.component.client import call, post
 from tests.component.sinks import Reply, Sink
+from tests.support.polling import eventually
 
-from .harness import ROOT, OperatorProcess, apply, condition, eventually, get_json, kubectl
+from .harness import ROOT, OperatorProcess, apply, condition, get_json, kubectl
 from .testbed import Cluster
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # examples/00-secrets.yaml

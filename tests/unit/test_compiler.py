@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from openconnector.egress import EgressPolicy
 from openconnector.resources import Resource, ResourceKey, SecretData
 from openconnector.routing.compiler import Memo, compile_table, resolve_endpoint
 from openconnector.routing.table import RoutingTable
@@ -110,7 +111,8 @@ def test_internal_endpoint_references() -> None:
     source = res("Source", "api", {"location": "http://127.0.0.1:9100/base/"})
     t = table(source, sub("via-source", endpoint="source:api/hooks"))
     assert t.subscriptions()[0].target.url == "http://127.0.0.1:9100/base/hooks"
-    assert resolve_endpoint("service:notifier.apps:8080/in", "ns", {}, "spec.endpoint") == (
+    into_apps = EgressPolicy.build(allow_service_namespaces=["apps"])  # other namespaces: refused by default
+    assert resolve_endpoint("service:notifier.apps:8080/in", "ns", {}, "spec.endpoint", into_apps) == (
         "http://notifier.apps.svc:8080/in"
     )
     assert resolve_endpoint("service:notifier", "ns", {}, "spec.endpoint") == "http://notifier.ns.svc:80/"

@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 
 from openconnector.ce import CloudEvent, CloudEventError, check_nlgov
+from openconnector.ce.depth import json_depth_exceeds
 from openconnector.consumers.allow_list import IpAddress
 from openconnector.consumers.replay import ReplayStore, admit
 from openconnector.consumers.targets import TargetCall, object_id, target_answer, target_call
 from openconnector.mapping import MappingError
+from openconnector.mapping.runner import apply_mapping
 from openconnector.refusal import Refusal
 
 if TYPE_CHECKING:
@@ -64,6 +66,10 @@ class ConsumerPorts(Protocol):
 
     @property
     def replay_store(self) -> ReplayStore: ...
+
+    @property
+    def max_json_depth(self) -> int:
+        """The deepest nesting the gateway accepts (``--max-json-depth``)."""
 
     def now(self) -> float: ...
 
@@ -118,18 +124,19 @@ def _parse_payload(request: InboundRequest) -> Any:
         raise Refusal(400, "invalid-json", f"the body is not valid JSON: {error}") from None
 
 
-def _mapped(consumer: ConsumerRoute, payload: Any) -> Any:
+async def _mapped(consumer: ConsumerRoute, payload: Any, max_depth: int) -> Any:
     if consumer.mapping is None:
         return payload
-    try:
-        return consumer.mapping.apply(payload)
+    try:  # off the event loop, within a cost budget (openconnector.mapping.runner)
+        return await apply_mapping(consumer.mapping, payload, max_depth)
     except MappingError as error:
         raise Refusal(
             422,
-            "mapping-failed",
-            f"mapping failed at {error.path}: {error.message}",
+            "mapping-budget-exceeded" if error.budget else "mapping-failed",
+            f"Mapping {error.mapping!r} failed at {error.path}: {error.message}",
             label="mapping",
             path=error.path,
+            mapping=error.mapping,
         ) from None
 
 
@@ -175,7 +182,11 @@ async def ingest(consumer: ConsumerRoute, request: InboundRequest, ports: Consum
 
 
 async def _accept(consumer: ConsumerRoute, request: InboundRequest, ports: ConsumerPorts) -> WebhookAnswer:
-    payload = _mapped(consumer, _parse_payload(request))
+    payload = _parse_payload(request)
+    max_depth = ports.max_json_depth
+    if json_depth_exceeds(payload, max_depth):
+        raise Refusal(422, "too-deep", f"the body nests deeper than {max_depth} levels", label="too-deep")
+    payload = await _mapped(consumer, payload, max_depth)
     event = consumer.event
     if event is not None and not event.enabled and consumer.target is None:
         # Nothing would be stored and nothing emitted: a 2xx would claim work that is not done.
@@ -221,6 +232,8 @@ async def _accept(consumer: ConsumerRoute, request: InboundRequest, ports: Consu
         answer["eventError"] = why
         return WebhookAnswer(status, answer)
 
+    if json_depth_exceeds(emitted_data, max_depth):  # only a target's answer can be: it could not be sent
+        return not_emitted(f"the stored object nests deeper than {max_depth} levels")
     try:
         built = ports.build_event(event, emitted_data, subject or None)
     except CloudEventError as error:

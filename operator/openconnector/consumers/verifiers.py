@@ -467,9 +467,15 @@ def _claim_number(claims: Mapping[str, object], name: str) -> float | None:
     value = claims.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(name)
-    return float(value)
+    try:  # an int beyond float range (`"exp": 10**400`) is refused, not an OverflowError
+        number = float(value)
+    except OverflowError:
+        raise ValueError(name) from None
+    if not math.isfinite(number):
+        raise ValueError(name)
+    return number
 
 
 def _verify_jwt(verifier: InboundVerifier, headers: Mapping[str, str], now: float) -> AuthOutcome:
@@ -515,7 +521,7 @@ def _verify_jwt(verifier: InboundVerifier, headers: Mapping[str, str], now: floa
 
     try:
         claims = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise invalid from None
     if not isinstance(claims, dict):
         raise invalid

@@ -18,7 +18,9 @@ from __future__ import annotations
 import math
 import re
 
-__all__ = ["parse_duration"]
+__all__ = ["MAX_DURATION_LENGTH", "parse_duration"]
+
+MAX_DURATION_LENGTH = 64
 
 _NUMBER = r"\d+(?:[.,]\d+)?"
 _ISO = re.compile(
@@ -46,6 +48,8 @@ def parse_duration(value: object, *, field: str = "duration") -> float:
             f"{field}: expected a duration string such as 'PT0.2S' or '200ms', got {type(value).__name__}"
         )
     text = value.strip()
+    if len(text) > MAX_DURATION_LENGTH:  # bounds the regex work on tenant input, whatever the pattern
+        raise ValueError(f"{field}: longer than {MAX_DURATION_LENGTH} characters")
     if not text:
         raise ValueError(f"{field}: empty duration; use e.g. 'PT0.2S' or '200ms'")
     if text.startswith("-"):

@@ -906,7 +906,10 @@ def _like_matcher(pattern: str) -> Callable[[str], bool]:
 
     The pattern is split at unescaped ``%`` into fixed-length segments (literals and ``_``). Matching the
     first segment at the start, the last at the end and the middle ones leftmost-first in between is exact
-    for such patterns and runs in linear time for any input, unlike a ``.*``-based regular expression.
+    for such patterns and never backtracks across segments, unlike a ``.*``-based regular expression.
+    Literal segments are found with ``str.find`` (linear); a segment holding ``_`` is searched by a regex
+    of ``.`` and literals, which costs up to text length × segment width, so that product is capped
+    (`LIKE_MAX_COST`) and a larger one is an evaluation error rather than a stall of the event loop.
     """
     segments: list[list[str | None]] = [[]]  # None stands for '_' (any one character)
     position = 0
@@ -925,7 +928,30 @@ def _like_matcher(pattern: str) -> Callable[[str], bool]:
         position += 1
     compiled = [_compile_segment(segment) for segment in segments]
     widths = [len(segment) for segment in segments]
+    wildcard_width = sum(width for width, c in zip(widths, compiled, strict=True) if not isinstance(c, str))
+    if wildcard_width:
+        return _cost_capped(_segments_matcher(compiled, widths), wildcard_width)
+    return _segments_matcher(compiled, widths)
 
+
+# Characters × pattern positions one LIKE may compare (~10 ms of regex work): 1 MiB of text against a
+# segment of 16 `_`-holding positions still passes.
+LIKE_MAX_COST: Final = 1 << 24
+
+
+def _cost_capped(matcher: Callable[[str], bool], wildcard_width: int) -> Callable[[str], bool]:
+    def capped(text: str) -> bool:
+        if len(text) * wildcard_width > LIKE_MAX_COST:
+            raise CesqlEvaluationError(
+                ErrorKind.FUNCTION_EVALUATION,
+                f"LIKE: a {len(text)}-character value against {wildcard_width} '_' positions is too costly",
+            )
+        return matcher(text)
+
+    return capped
+
+
+def _segments_matcher(compiled: list[str | re.Pattern[str]], widths: list[int]) -> Callable[[str], bool]:
     if len(compiled) == 1:
         only = compiled[0]
         if isinstance(only, str):

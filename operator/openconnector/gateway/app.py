@@ -9,7 +9,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from openconnector.gateway.core import GATEWAY_KEY, Gateway
-from openconnector.gateway.ingress import handle_events, handle_events_options
+from openconnector.gateway.ingress import ClientGone, handle_events, handle_events_options
 from openconnector.gateway.problems import problem
 from openconnector.gateway.webhooks import handle_webhook, handle_webhook_options
 
@@ -17,7 +17,13 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-_SLUGS = {404: "not-found", 405: "method-not-allowed", 413: "body-too-large", 400: "bad-request"}
+_SLUGS = {
+    404: "not-found",
+    405: "method-not-allowed",
+    408: "request-timeout",
+    413: "body-too-large",
+    400: "bad-request",
+}
 
 
 def _detail(request: web.Request, error: web.HTTPException) -> str:
@@ -37,10 +43,16 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
     """Every error leaves as problem+json; no traceback ever reaches a client."""
     try:
         return await handler(request)
+    except ClientGone:
+        # Nobody is left to read an answer, and it is not the gateway's fault: no traceback.
+        log.debug("client disconnected mid-body on %s %s", request.method, request.path)
+        return problem(400, "client-disconnected", "the client closed the connection before the body arrived")
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        headers = {k: v for k, v in error.headers.items() if k.lower() in ("allow", "retry-after")}
+        headers = {
+            k: v for k, v in error.headers.items() if k.lower() in ("allow", "retry-after", "connection")
+        }
         slug = _SLUGS.get(error.status, "error")
         return problem(error.status, slug, _detail(request, error), headers=headers)
     except Exception:

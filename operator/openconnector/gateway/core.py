@@ -24,6 +24,8 @@ from openconnector.consumers.replay import ReplayGuard
 from openconnector.delivery.attempts import Attempt
 from openconnector.delivery.engine import ContentMode, DeliveryClosedError, Dispatcher, FinalOutcome
 from openconnector.delivery.health import HealthReason
+from openconnector.egress import EgressPolicy, connector_for
+from openconnector.gateway.limits import RequestLimits
 from openconnector.gateway.metrics import GatewayMetrics
 from openconnector.resources import ResourceKey
 from openconnector.routing.table import EventRoute, RoutingTable, SubscriptionRoute
@@ -78,6 +80,8 @@ class GatewaySettings:
     # The emitting installation, used when an Event's source is relative.
     public_url: str = ""
     submit_timeout: float = 5.0
+    limits: RequestLimits = field(default_factory=RequestLimits)
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
 
 
 def encode(event: CloudEvent, mode: ContentMode) -> tuple[Mapping[str, str], bytes]:
@@ -145,7 +149,7 @@ class Gateway:
         self._spawn(self._tick_forever(tick_interval))
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=30),
-            connector=aiohttp.TCPConnector(limit=100, limit_per_host=20),
+            connector=connector_for(self.settings.egress, limit=100, limit_per_host=20),
             headers={"User-Agent": "openconnector-gateway"},
         )
 

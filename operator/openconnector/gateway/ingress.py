@@ -6,6 +6,7 @@ A batch is accepted or refused as a whole, so a sender never has to work out whi
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -13,14 +14,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+import aiohttp.http_exceptions
 from aiohttp import web
 
 from openconnector.ce import CloudEvent, CloudEventError, check_nlgov, parse_http
+from openconnector.ce.codec import MAX_PROBLEMS
+from openconnector.ce.depth import json_depth_exceeds
 from openconnector.gateway.core import GATEWAY_KEY, Gateway, PublishRefused
 from openconnector.gateway.problems import problem
+from openconnector.gateway.ratelog import RateLimitedLog
 from openconnector.routing.table import EventRoute, RoutingTable
 
 log = logging.getLogger(__name__)
+_LAX_LOG = RateLimitedLog(log, interval=60.0)
 
 MAX_ALLOWED_RATE = "120"
 
@@ -46,19 +53,57 @@ class BodyTooLarge(Exception):
         self.limit = limit
 
 
+class ClientGone(Exception):
+    """The client closed the connection before its body arrived; there is nobody to answer."""
+
+
 async def read_limited(request: web.Request, limit: int) -> bytes:
     """The body, at most ``limit`` bytes; BodyTooLarge as soon as a larger one shows (Content-Length
-    or, for a chunked body, while reading), so an oversized body is never buffered whole."""
+    or, for a chunked body, while reading), so an oversized body is never buffered whole.
+
+    The whole body must arrive within the gateway's body timeout (408 problem+json otherwise); a client
+    that disconnects mid-body raises ClientGone, which the middleware drops without a traceback.
+    """
     if request.content_length is not None and request.content_length > limit:
         raise BodyTooLarge(limit)
+    timeout = request.app[GATEWAY_KEY].settings.limits.body_timeout
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge(limit)
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            text=f"the body did not arrive within {timeout:g} s", headers={"Connection": "close"}
+        ) from None
+    except (
+        ConnectionError,
+        aiohttp.ClientPayloadError,
+        aiohttp.http_exceptions.HttpProcessingError,
+    ) as error:
+        if request.transport is None or request.transport.is_closing():
+            raise ClientGone(str(error)) from None
+        raise web.HTTPBadRequest(text=f"the body could not be read: {error}") from None
     return b"".join(chunks)
+
+
+def depth_problems(events: Sequence[CloudEvent], max_depth: int, *, batch: bool) -> list[EventProblem]:
+    """Events whose data nests deeper than the gateway accepts (it could not be delivered)."""
+    return [
+        EventProblem(
+            position if batch else None,
+            "data",
+            f"data: nested deeper than {max_depth} levels (the gateway's limit)",
+            422,
+            "too-deep",
+        )
+        for position, event in enumerate(events)
+        if not isinstance(event.data, bytes | bytearray) and json_depth_exceeds(event.data, max_depth)
+    ]
 
 
 def _data_detail(error: str) -> str:
@@ -89,6 +134,8 @@ def check_events(
     warnings: list[EventProblem] = []
     where = f" in namespace {namespace!r}" if namespace is not None else ""
     for position, event in enumerate(events):
+        if len(problems) >= MAX_PROBLEMS:
+            break  # the work per request is bounded like the answer; more problems would not be listed
         index = position if batch else None
         definitions = defining_events(table, event.type, namespace)
         if not definitions:
@@ -158,13 +205,26 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
     except CloudEventError as error:
         m.events_refused.labels("malformed" if error.status == 400 else "unsupported-media-type").inc()
         slug = "invalid-cloudevent" if error.status == 400 else "unsupported-media-type"
+        stopped = "" if error.complete else f"; checking stopped after {len(error.problems)} problems"
         return problem(
             error.status,
             slug,
-            "the request is not a valid CloudEvent",
+            f"the request is not a valid CloudEvent{stopped}",
             errors=[p.as_dict() for p in error.problems],
         )
     table = gateway.table
+    too_deep = depth_problems(
+        parsed.events, settings.limits.max_json_depth, batch=parsed.mode.value == "batch"
+    )
+    if too_deep:
+        m.events_refused.labels("too-deep").inc(len(too_deep))
+        return problem(
+            422,
+            "too-deep",
+            f"{len(too_deep)} event(s) nest deeper than {settings.limits.max_json_depth} levels; "
+            "nothing was accepted",
+            errors=[p.as_dict() for p in too_deep],
+        )
     problems, warnings = check_events(
         table,
         parsed.events,
@@ -182,7 +242,10 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
                 stats.received += 1
             stats.version += 1
     for warning in warnings:
-        log.warning("NL GOV profile (lax) %s: %s", warning.event_type, warning.detail)
+        # Counted per event; logged at most once a minute per event type (a sender controls the rate).
+        _LAX_LOG.warning(
+            warning.event_type, "NL GOV profile (lax) %s: %s", warning.event_type, warning.detail
+        )
         m.events_profile_warnings.labels(warning.event_type).inc()
     if problems:
         status = 400 if any(p.status == 400 for p in problems) else 422

@@ -12,6 +12,9 @@ from openconnector.refusal import Refusal
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://openconnector.nl/problems/"
+# At most this many entries in `errors`; `errorCount` then says how many there were. A refusal's size
+# must not grow with what a client sends.
+MAX_LISTED_ERRORS = 100
 
 _TITLES = {
     400: "Bad Request",
@@ -19,6 +22,7 @@ _TITLES = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    408: "Request Timeout",
     409: "Conflict",
     413: "Content Too Large",
     415: "Unsupported Media Type",
@@ -48,7 +52,9 @@ def problem_body(
     if instance:
         body["instance"] = instance
     if errors:
-        body["errors"] = list(errors)
+        body["errors"] = list(errors[:MAX_LISTED_ERRORS])
+        if len(errors) > MAX_LISTED_ERRORS:
+            body["errorCount"] = len(errors)
     body.update(extra)
     return body
 

@@ -59,6 +59,10 @@ class _GatewayPorts:
     def replay_store(self) -> ReplayStore:
         return self._gateway.replay_guard
 
+    @property
+    def max_json_depth(self) -> int:
+        return self._gateway.settings.limits.max_json_depth
+
     def now(self) -> float:
         return self._gateway.clock()
 

@@ -74,7 +74,7 @@ async def start_cluster_gateway(args: argparse.Namespace) -> ClusterGateway:
     settings = settings_from_args(args)
     gateway = Gateway(settings)
     await gateway.start()
-    reconciler = Reconciler(ResourceStore(), gateway.install)
+    reconciler = Reconciler(ResourceStore(), gateway.install, egress=settings.egress)
     core = OperatorCore(
         gateway, reconciler, namespaces=args.namespace, status_policy=StatusPolicy(args.status_interval)
     )

@@ -394,7 +394,7 @@ def _cast_json_to_array(value: object, _ctx: CastContext) -> object:
     text = html.unescape(_to_php_string(value, "jsonToArray"))
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested ~1,000 deep
         raise CastFailure(f"cannot cast {describe_value(value)} to jsonToArray: not valid JSON") from None
 
 

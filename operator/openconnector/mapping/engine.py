@@ -35,6 +35,7 @@ from typing import Final
 from openconnector.mapping.casts import DELETE, Cast, CastContext, CastFailure, parse_cast
 from openconnector.mapping.templates import (
     CompiledTemplate,
+    TemplateBudgetError,
     TemplateCompileError,
     TemplateRenderError,
     compile_template,
@@ -61,11 +62,13 @@ _Problem = Callable[[str, str], None]
 class MappingError(Exception):
     """A problem in a Mapping or in applying it; `path` names the field (`cast.price`, `mapping.label`)."""
 
-    def __init__(self, path: str, message: str, *, mapping: str = "") -> None:
+    def __init__(self, path: str, message: str, *, mapping: str = "", budget: bool = False) -> None:
         super().__init__(f"{path}: {message}")
         self.path = path
         self.message = message
         self.mapping = mapping
+        # True when a render ran out of its cost or CPU budget (the Mapping, not the input, is at fault).
+        self.budget = budget
 
     def __repr__(self) -> str:
         return f"MappingError({self.path!r}, {self.message!r})"
@@ -240,9 +243,8 @@ class CompiledMapping:
                 try:
                     results.append(self._apply_one(item))
                 except MappingError as error:
-                    raise MappingError(
-                        error.path, f"list item {index}: {error.message}", mapping=self.name
-                    ) from None
+                    message = f"list item {index}: {error.message}"
+                    raise MappingError(error.path, message, mapping=self.name, budget=error.budget) from None
             return results
         return self._apply_one(payload)
 
@@ -263,6 +265,10 @@ class CompiledMapping:
             elif rule.template is not None:
                 try:
                     value = rule.template.render(source)
+                except TemplateBudgetError as error:
+                    raise MappingError(
+                        f"mapping.{rule.key}", error.message, mapping=self.name, budget=True
+                    ) from None
                 except TemplateRenderError as error:
                     raise self._error(f"mapping.{rule.key}", f"template error: {error.message}") from None
             else:

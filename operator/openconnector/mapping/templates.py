@@ -8,8 +8,13 @@ cluster tenant and runs inside the shared gateway:
 - compile-time refusals: `macro`, `call`, `include`, `import`, `extends`, `block` and `recursive` loops
   (a mapping value needs none of them, and they are the routes to unbounded recursion);
 - at most `MAX_LOOP_ITERATIONS` loop iterations per render (all loops together);
-- strings and lists built with `~`, `+`, `*` and the padding filters/methods stay under
-  `MAX_STRING_LENGTH`, integers under `MAX_INT_BITS`;
+- strings, bytes and lists built with `~`, `+`, `*` and the padding filters/methods stay under
+  `MAX_STRING_LENGTH`, integers under `MAX_INT_BITS`; padding methods of bytes are refused like those of
+  strings, and `sum` adds numbers only (`sum(start=[])` over lists is quadratic);
+- a cost budget shared by every render of one mapping application (see :class:`RenderBudget`): each
+  operation, call, filter, attribute access and loop step is charged, plus the size of what it reads or
+  builds, and the CPU time of the rendering thread is checked at each charge. So the cost of a request is
+  bounded, not only the number of iterations: 100,000 iterations of heavy work are refused;
 - the rendered text is at most `MAX_RENDERED_LENGTH` characters, counted while it streams.
 
 Choices: autoescape is off (the output is JSON, not HTML); undefined variables raise
@@ -23,12 +28,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import contextvars
+import functools
 import json
 import re
+import time
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Final
 
 import jinja2
@@ -36,9 +43,11 @@ from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
 from jinja2.filters import do_format, do_indent, sync_do_join, sync_do_slice
+from jinja2.filters import sync_do_sum as do_sum_sync
 from jinja2.nodes import EvalContext
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.utils import _PassArg
 
 from openconnector.mapping.casts import lenient_b64decode, transliterate_ascii
 
@@ -46,12 +55,16 @@ __all__ = [
     "MAX_INT_BITS",
     "MAX_LOOP_ITERATIONS",
     "MAX_RENDERED_LENGTH",
+    "MAX_RENDER_COST",
     "MAX_STRING_LENGTH",
     "CompiledTemplate",
+    "RenderBudget",
+    "TemplateBudgetError",
     "TemplateCompileError",
     "TemplateRenderError",
     "compile_template",
     "looks_like_template",
+    "render_budget",
 ]
 
 MAX_LOOP_ITERATIONS: Final = 100_000
@@ -73,13 +86,16 @@ _REFUSED_NODES: Final[Mapping[type[nodes.Node], str]] = {
     nodes.Block: "block",
 }
 
-# String methods that can inflate a small string into a huge one (the filters of the same name are guarded).
+_SEQUENCES: Final = (str, bytes, bytearray, list, tuple)
+
+# str and bytes methods that can inflate a small value into a huge one (same-name filters are guarded).
 _REFUSED_STR_METHODS: Final = frozenset(
     {"center", "ljust", "rjust", "zfill", "expandtabs", "replace", "join", "translate", "maketrans", "format",
      "format_map"}
 )  # fmt: skip
 
-_PRINTF_SPEC_RE: Final = re.compile(r"%(?:\([^)]*\))?[-+ #0]*(\*|\d+)?(?:\.(\*|\d+))?")
+_PRINTF_FLAGS: Final = frozenset("-+ #0")
+_MAX_WIDTH_DIGITS: Final = len(str(10_000))
 
 
 class TemplateCompileError(Exception):
@@ -98,6 +114,10 @@ class TemplateRenderError(Exception):
         self.message = message
 
 
+class TemplateBudgetError(TemplateRenderError):
+    """The render ran out of its cost or CPU budget."""
+
+
 def looks_like_template(text: str) -> bool:
     """True when the string contains Jinja syntax; anything else is a literal."""
     return any(marker in text for marker in _TEMPLATE_MARKERS)
@@ -106,14 +126,67 @@ def looks_like_template(text: str) -> bool:
 # --------------------------------------------------------------------------- limits
 
 
-@dataclass
-class _RenderBudget:
-    loop_iterations: int = 0
+# One operation costs as much as copying this many characters (roughly, in CPython time).
+OPERATION_COST: Final = 100
+# Per mapping application (one request): ~200,000 operations or ~20 MB of strings built or read.
+MAX_RENDER_COST: Final = 20_000_000
+# CPU seconds of the rendering thread per mapping application.
+MAX_RENDER_CPU_SECONDS: Final = 1.0
 
 
-_BUDGET: contextvars.ContextVar[_RenderBudget | None] = contextvars.ContextVar(
+class RenderBudgetExceeded(SecurityError):
+    """The render's cost or CPU budget ran out."""
+
+
+class RenderBudget:
+    """Cost and CPU-time budget of one mapping application; shared by every template it renders.
+
+    The sandbox calls :meth:`charge` from every operation it intercepts, so a runaway stops at the next
+    operation after the budget ends (each single operation is bounded by the size limits).
+    """
+
+    __slots__ = ("cost", "deadline", "limit", "loop_iterations")
+
+    def __init__(self, limit: int = MAX_RENDER_COST, cpu_seconds: float = MAX_RENDER_CPU_SECONDS) -> None:
+        self.cost = 0
+        self.limit = limit
+        self.loop_iterations = 0
+        self.deadline = time.thread_time() + cpu_seconds
+
+    def charge(self, units: int) -> None:
+        self.cost += units
+        if self.cost > self.limit:
+            raise RenderBudgetExceeded(f"the render cost budget ({self.limit} units) is exhausted")
+        if time.thread_time() > self.deadline:
+            raise RenderBudgetExceeded("the render CPU time budget is exhausted")
+
+
+_BUDGET: contextvars.ContextVar[RenderBudget | None] = contextvars.ContextVar(
     "mapping_template_budget", default=None
 )
+
+
+@contextlib.contextmanager
+def render_budget(budget: RenderBudget | None = None) -> Iterator[RenderBudget]:
+    """Renders inside share one budget (a new one unless given); used per mapping application."""
+    active = budget if budget is not None else RenderBudget()
+    token = _BUDGET.set(active)
+    try:
+        yield active
+    finally:
+        _BUDGET.reset(token)
+
+
+def _charge(units: int) -> None:
+    budget = _BUDGET.get()
+    if budget is not None:
+        budget.charge(units)
+
+
+def _size(value: object) -> int:
+    if isinstance(value, str | bytes | bytearray | list | tuple | dict):
+        return len(value)
+    return 1
 
 
 def _check_length(length: int, what: str) -> None:
@@ -127,12 +200,40 @@ def _check_width(width: object, what: str) -> None:
 
 
 def _check_printf(fmt: str) -> None:
-    for match in _PRINTF_SPEC_RE.finditer(fmt):
-        for number in match.groups():
-            if number == "*":
+    r"""Refuse `*` and over-wide widths/precisions in a %-format string.
+
+    A single left-to-right scan, as CPython parses it (mapping keys may nest parentheses): a regex with
+    a `\([^)]*\)` key group rescans to the end after every `%(`, quadratic on `%(%(%(…` — and the
+    format string can be input data (`{{ value % 1 }}`).
+    """
+    length = len(fmt)
+    position = fmt.find("%")
+    while 0 <= position < length - 1:
+        position += 1
+        if fmt[position] == "(":
+            depth = 1
+            position += 1
+            while position < length and depth:
+                depth += {"(": 1, ")": -1}.get(fmt[position], 0)
+                position += 1
+        while position < length and fmt[position] in _PRINTF_FLAGS:
+            position += 1
+        for part in ("width", "precision"):
+            if part == "precision":
+                if position >= length or fmt[position] != ".":
+                    break
+                position += 1
+            if position < length and fmt[position] == "*":
                 raise SecurityError("'*' widths are not allowed in format strings")
-            if number is not None:
-                _check_width(int(number), "format")
+            digits_end = position
+            while digits_end < length and fmt[digits_end].isdigit():
+                digits_end += 1
+            if digits_end - position > _MAX_WIDTH_DIGITS:
+                raise SecurityError(f"format {part} is more than the limit of {_MAX_WIDTH}")
+            if digits_end > position:
+                _check_width(int(fmt[position:digits_end]), "format")
+            position = digits_end
+        position = fmt.find("%", position + (position < length and fmt[position] == "%"))
 
 
 def _loop_budget(iterable: Iterable[Any]) -> Iterator[Any]:
@@ -142,6 +243,7 @@ def _loop_budget(iterable: Iterable[Any]) -> Iterator[Any]:
             budget.loop_iterations += 1
             if budget.loop_iterations > MAX_LOOP_ITERATIONS:
                 raise SecurityError(f"more than {MAX_LOOP_ITERATIONS} loop iterations in one render")
+            budget.charge(OPERATION_COST)
         yield item
 
 
@@ -264,7 +366,7 @@ class _MappingTemplateEnvironment(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "+", "%"})
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
-        if isinstance(obj, str) and attr in _REFUSED_STR_METHODS:
+        if isinstance(obj, str | bytes | bytearray) and attr in _REFUSED_STR_METHODS:
             return False
         return super().is_safe_attribute(obj, attr, value)
 
@@ -275,7 +377,7 @@ class _MappingTemplateEnvironment(ImmutableSandboxedEnvironment):
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         if operator == "*":
             for sequence, times in ((left, right), (right, left)):
-                if isinstance(sequence, str | list | tuple) and isinstance(times, int):
+                if isinstance(sequence, _SEQUENCES) and isinstance(times, int):
                     _check_length(len(sequence) * max(times, 0), "repetition result")
             if (
                 _is_int(left)
@@ -292,16 +394,45 @@ class _MappingTemplateEnvironment(ImmutableSandboxedEnvironment):
             ):
                 raise SecurityError(f"integer power would exceed {MAX_INT_BITS} bits")
         elif operator == "+":
-            if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+            if isinstance(left, _SEQUENCES) and isinstance(right, _SEQUENCES):
                 _check_length(len(left) + len(right), "concatenation result")
-        elif operator == "%" and isinstance(left, str):
-            _check_printf(left)
-        return super().call_binop(context, operator, left, right)
+        elif operator == "%" and isinstance(left, str | bytes | bytearray):
+            _check_printf(left.decode("latin-1") if isinstance(left, bytes | bytearray) else left)
+        _charge(OPERATION_COST)
+        result = super().call_binop(context, operator, left, right)
+        _charge(_size(result))
+        return result
+
+    def call_unop(self, context: Context, operator: str, arg: Any) -> Any:
+        _charge(OPERATION_COST)
+        return super().call_unop(context, operator, arg)
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        _charge(OPERATION_COST)
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        _charge(OPERATION_COST)
+        return super().getitem(obj, argument)
+
+    def call(
+        __self,
+        __context: Context,
+        __obj: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        _charge(OPERATION_COST + sum(_size(a) for a in args))
+        result = super().call(__context, __obj, *args, **kwargs)
+        _charge(_size(result))
+        return result
 
     def guarded_concat(self, parts: Iterable[Any]) -> str:
         # Values join the way they print in {{ }}: null as "", booleans as true/false, arrays as JSON.
         texts = [str(_finalize(part)) for part in parts]
-        _check_length(sum(len(text) for text in texts), "concatenation result")
+        total = sum(len(text) for text in texts)
+        _check_length(total, "concatenation result")
+        _charge(OPERATION_COST + total)
         return "".join(texts)
 
 
@@ -333,10 +464,36 @@ def _build_environment() -> _MappingTemplateEnvironment:
             "slice": _guarded_slice,
             "replace": _guarded_replace,
             "join": _guarded_join,
+            "sum": _guarded_sum,
             _LOOP_BUDGET_FILTER: _loop_budget,
         }
     )
+    for name, function in list(environment.filters.items()):
+        if name != _LOOP_BUDGET_FILTER:
+            environment.filters[name] = _charged_filter(function)
     return environment
+
+
+def _guarded_sum(iterable: Iterable[Any], attribute: str | int | None = None, start: Any = 0) -> Any:
+    # Python's sum(start=[]) concatenates lists one by one: quadratic, in one uninterruptible call.
+    if isinstance(start, bool) or not isinstance(start, int | float):
+        raise SecurityError("sum: start must be a number")
+    return do_sum_sync(_ENVIRONMENT, iterable, attribute, start)
+
+
+def _charged_filter(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The filter, charging the render budget for its input and its result."""
+    value_position = 1 if _PassArg.from_obj(function) is not None else 0
+
+    @functools.wraps(function)
+    def charged(*args: Any, **kwargs: Any) -> Any:
+        value = args[value_position] if len(args) > value_position else None
+        _charge(OPERATION_COST + _size(value))
+        result = function(*args, **kwargs)
+        _charge(_size(result))
+        return result
+
+    return charged
 
 
 _ENVIRONMENT: Final = _build_environment()
@@ -353,7 +510,8 @@ class CompiledTemplate:
 
     def render(self, context: Mapping[str, object]) -> str:
         """Render with `context` as the variables; raises TemplateRenderError with a user-facing message."""
-        budget_token = _BUDGET.set(_RenderBudget())
+        # Inside a mapping application the budget is shared by all its renders; alone, a render has its own.
+        budget_token = _BUDGET.set(_BUDGET.get() or RenderBudget())
         pieces: list[str] = []
         length = 0
         try:
@@ -362,10 +520,13 @@ class CompiledTemplate:
                 if length > MAX_RENDERED_LENGTH:
                     raise TemplateRenderError(f"the rendered text exceeds {MAX_RENDERED_LENGTH} characters")
                 pieces.append(piece)
+                _charge(len(piece))
         except TemplateRenderError:
             raise
         except jinja2.UndefinedError as error:
             raise TemplateRenderError(f"{error.message or error}") from None
+        except RenderBudgetExceeded as error:
+            raise TemplateBudgetError(str(error)) from None
         except SecurityError as error:
             raise TemplateRenderError(f"refused by the sandbox: {error}") from None
         except RecursionError:

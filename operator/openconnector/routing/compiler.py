@@ -38,6 +38,7 @@ from openconnector.delivery.durations import parse_duration
 from openconnector.delivery.engine import ContentMode, DeliveryTarget
 from openconnector.delivery.health import HealthConfig
 from openconnector.delivery.policy import BackoffPolicy, DeliveryPolicy
+from openconnector.egress import EgressPolicy
 from openconnector.filters import FilterError, compile_filters
 from openconnector.mapping import MappingError, compile_mapping
 from openconnector.resources import FieldProblem, Resource, ResourceKey, SecretData, parse_spec
@@ -51,6 +52,7 @@ from openconnector.routing.table import (
     SubscriptionRoute,
     normalise_endpoint,
 )
+from openconnector.schema_guard import linear_validator_class, schema_pattern_problems
 
 T = TypeVar("T")
 
@@ -90,6 +92,7 @@ class _Context:
     resources: Mapping[ResourceKey, Resource]
     secrets: Mapping[ResourceKey, SecretData]
     memo: Memo
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
     results: dict[ResourceKey, ResourceResult] = field(default_factory=dict)
     referenced: set[ResourceKey] = field(default_factory=set)
 
@@ -151,6 +154,7 @@ def _compile_source(ctx: _Context, res: Resource, spec: SourceSpec) -> SourceRou
         value = ctx.secret(res.namespace, spec.auth.secretRef, "spec.auth.secretRef")
         name, header_value = _auth_header(spec.auth.type, value, spec.auth.header)
         headers[name] = header_value
+    _check_egress(ctx.egress, spec.location, "spec.location")
     target = HttpTarget(spec.location.rstrip("/"), headers, _duration(spec.timeout, "spec.timeout"))
     return SourceRoute(res.key, spec.type, target, spec.register_ or res.name)
 
@@ -197,7 +201,9 @@ def _json_schema_validator(schema: dict[str, Any], field_path: str) -> Callable[
                 field_path,
                 f"$ref {ref!r} does not resolve inside the schema (nothing is fetched)",
             ) from None
-    validator = cls(schema, registry=registry, format_checker=cls.FORMAT_CHECKER)
+    for problem in schema_pattern_problems(schema):  # linear-time validation: openconnector.schema_guard
+        raise CompileProblem("InvalidSchema", field_path, problem)
+    validator = linear_validator_class(cls)(schema, registry=registry, format_checker=cls.FORMAT_CHECKER)
 
     def validate(data: Any) -> list[str]:
         try:
@@ -250,12 +256,24 @@ def _compile_event(ctx: _Context, res: Resource, spec: EventSpec) -> EventRoute:
     return EventRoute(res.key, spec.type, spec.source, spec.profile, spec.isEnabled, dataschema, validate)
 
 
+def _check_egress(egress: EgressPolicy, url: str, field_path: str) -> None:
+    refusal = egress.url_refusal(url)
+    if refusal is not None:
+        raise CompileProblem("EgressDenied", field_path, refusal)
+
+
 def resolve_endpoint(
-    endpoint: str, namespace: str, sources: Mapping[ResourceKey, SourceRoute], field_path: str
+    endpoint: str,
+    namespace: str,
+    sources: Mapping[ResourceKey, SourceRoute],
+    field_path: str,
+    egress: EgressPolicy | None = None,
 ) -> str:
     """An endpoint URL, or an internal reference: source:<name>[/path] or
-    service:<name>[.<namespace>][:port][/path]."""
+    service:<name>[.<namespace>][:port][/path]; refused (CompileProblem) when the egress policy denies it."""
+    egress = egress or EgressPolicy()
     if endpoint.startswith(("http://", "https://")):
+        _check_egress(egress, endpoint, field_path)
         return endpoint
     scheme, _, rest = endpoint.partition(":")
     name, slash, path = rest.partition("/")
@@ -266,6 +284,9 @@ def resolve_endpoint(
         return source.target.url + (f"/{path}" if slash else "")
     host, _, port = name.partition(":")
     service, _, service_ns = host.partition(".")
+    refusal = egress.service_refusal(namespace, service_ns or namespace)
+    if refusal is not None:
+        raise CompileProblem("EgressDenied", field_path, refusal)
     return f"http://{service}.{service_ns or namespace}.svc:{port or '80'}/{path}"
 
 
@@ -292,12 +313,12 @@ def _compile_subscription(
         )
     except FilterError as error:
         raise CompileProblem("InvalidFilter", error.path, error.message) from error
-    url = resolve_endpoint(spec.endpoint, res.namespace, sources, "spec.endpoint")
+    url = resolve_endpoint(spec.endpoint, res.namespace, sources, "spec.endpoint", ctx.egress)
     d = spec.delivery
     dead_letter = None
     if d.deadLetter is not None:
         dead_letter = resolve_endpoint(
-            d.deadLetter.endpoint, res.namespace, sources, "spec.delivery.deadLetter.endpoint"
+            d.deadLetter.endpoint, res.namespace, sources, "spec.delivery.deadLetter.endpoint", ctx.egress
         )
     auth_headers: dict[str, str] = {}
     signing = None
@@ -441,9 +462,10 @@ def compile_table(
     *,
     version: int,
     memo: Memo | None = None,
+    egress: EgressPolicy | None = None,
 ) -> RoutingTable:
     """Compile everything. Never raises for a bad resource: it gets a Ready=False result instead."""
-    ctx = _Context(resources, secrets, memo or Memo())
+    ctx = _Context(resources, secrets, memo or Memo(), egress or EgressPolicy())
     by_kind: dict[str, list[tuple[Resource, BaseModel]]] = {k: [] for k in KINDS_BY_NAME}
     for res in _ordered(list(resources.values())):
         kind = KINDS_BY_NAME[res.kind]
