@@ -21,8 +21,10 @@ from openconnector.api.kinds import CONSUMER, EVENT, EVENT_SUBSCRIPTION, SOURCE
 from openconnector.ce import CloudEvent, build_event, to_binary, to_structured
 from openconnector.ce.emit import SequenceCounter
 from openconnector.delivery.attempts import Attempt
-from openconnector.delivery.engine import ContentMode, DeliveryClosedError, Dispatcher, FinalOutcome
 from openconnector.delivery.health import HealthReason
+from openconnector.delivery.memory import Dispatcher
+from openconnector.delivery.outcomes import DeliveryClosedError, FinalOutcome
+from openconnector.delivery.target import ContentMode
 from openconnector.gateway.metrics import GatewayMetrics
 from openconnector.resources import ResourceKey
 from openconnector.routing.table import EventRoute, RoutingTable, SubscriptionRoute

@@ -33,9 +33,9 @@ from openconnector.api.models import (
 )
 from openconnector.ce import is_uri_reference
 from openconnector.delivery.durations import parse_duration
-from openconnector.delivery.engine import ContentMode, DeliveryTarget
 from openconnector.delivery.health import HealthConfig
 from openconnector.delivery.policy import BackoffPolicy, DeliveryPolicy
+from openconnector.delivery.target import ContentMode, DeliveryTarget
 from openconnector.filters import FilterError, compile_filters
 from openconnector.mapping import MappingError, compile_mapping
 from openconnector.resources import FieldProblem, Resource, ResourceKey, SecretData, parse_spec

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from openconnector.delivery.engine import DeliveryTarget
+from openconnector.delivery.target import DeliveryTarget
 from openconnector.resources import FieldProblem, ResourceKey
 from openconnector.webhook_auth import InboundAuthConfig
 
