@@ -37,7 +37,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 
 import jwt
 from cryptography import x509
@@ -153,10 +153,25 @@ class AuthOutcome:
     message_id: str | None = None
     """hmac: `webhook-id`; github: `X-GitHub-Delivery` — the sender's idempotency key."""
     replay_key: str | None = None
+    replay_ttl: float = 0.0
+    """Seconds the replay key must be remembered (hmac: 2 × tolerance + 1)."""
     """hmac with a ReplayGuard: the key remembered; `ReplayGuard.release` it when the message is not
     accepted (e.g. the target failed), so the sender's retry with the same webhook-id is not refused."""
     claims: Mapping[str, object] = field(default_factory=dict)
     """jwt: the verified claims."""
+
+
+class ReplayStore(Protocol):
+    """Replay-guard ids shared beyond this process (and kept across restarts), checked after the
+    in-memory :class:`ReplayGuard`; the JetStream bus provides one backed by a KV bucket."""
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        """Remember ``key`` for ``ttl`` seconds; False when it was remembered already (a replay)."""
+        ...
+
+    async def release(self, key: str) -> None:
+        """Forget ``key`` (its message was not accepted)."""
+        ...
 
 
 class ReplayGuard:
@@ -525,7 +540,13 @@ def _verify_hmac(
         # A message is acceptable while |now - timestamp| <= tolerance, i.e. at most 2×tolerance from now.
         if not replay_guard.first_seen(replay_key, now=now, ttl=2 * tolerance + 1):
             raise AuthFailure(401, "replayed", "this message was already received")
-    return AuthOutcome("hmac", credential_index=matched, message_id=msg_id, replay_key=replay_key)
+    return AuthOutcome(
+        "hmac",
+        credential_index=matched,
+        message_id=msg_id,
+        replay_key=replay_key,
+        replay_ttl=2 * tolerance + 1,
+    )
 
 
 def _verify_github(verifier: _Verifier, headers: Mapping[str, str], body: bytes) -> AuthOutcome:

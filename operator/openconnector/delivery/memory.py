@@ -318,6 +318,15 @@ class Dispatcher(Generic[E]):
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def ready(self) -> bool:
+        """Intake works (until closed): nothing outside the process to wait for."""
+        return not self._closed
+
+    @property
+    def readiness_detail(self) -> str:
+        return "the dispatcher is closed" if self._closed else ""
+
     async def close(self, drain_deadline: float = 10.0) -> int:
         """Stop intake, let lanes finish queued and in-flight events for up to ``drain_deadline``
         seconds, then cancel and count the rest as dropped (reason ``shutdown``). Returns that count."""
@@ -447,6 +456,10 @@ class Dispatcher(Generic[E]):
         if refusal is not None:
             return refusal
         return self._admit(self._encode(wanted, {}), skipped)
+
+    async def store(self, plan: Sequence[tuple[str, E]]) -> OfferResult:
+        """:meth:`offer` for the :class:`~openconnector.delivery.bus.DeliveryBus` protocol."""
+        return self.offer(plan)
 
     async def wait_for_room(self, keys: Collection[str], *, needed_bytes: int = 0) -> None:
         """Return when it is this caller's turn to use room freed in a lane of ``keys`` (a slot or

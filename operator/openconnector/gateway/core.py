@@ -12,7 +12,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -21,15 +21,24 @@ from openconnector.api.kinds import CONSUMER, EVENT, EVENT_SUBSCRIPTION, SOURCE
 from openconnector.ce import CloudEvent, build_event, to_binary, to_structured
 from openconnector.ce.emit import SequenceCounter
 from openconnector.delivery.attempts import Attempt
+from openconnector.delivery.bus import DeliveryBus
 from openconnector.delivery.health import HealthReason
 from openconnector.delivery.memory import Dispatcher
-from openconnector.delivery.outcomes import DeliveryClosedError, FinalOutcome
+from openconnector.delivery.outcomes import (
+    BusUnavailableError,
+    DeliveryClosedError,
+    EventTooLargeError,
+    FinalOutcome,
+)
 from openconnector.delivery.target import ContentMode
 from openconnector.gateway.metrics import GatewayMetrics
 from openconnector.resources import ResourceKey
 from openconnector.routing.table import EventRoute, RoutingTable, SubscriptionRoute
 from openconnector.status import ConditionBook, ConsumerStats, EventStats, SourceStats, ready_condition
-from openconnector.webhook_auth import ReplayGuard
+from openconnector.webhook_auth import ReplayGuard, ReplayStore
+
+if TYPE_CHECKING:
+    from openconnector.delivery.jetstream import JetStreamSettings
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +89,9 @@ class GatewaySettings:
     # The emitting installation, used when an Event's source is relative.
     public_url: str = ""
     submit_timeout: float = 5.0
+    # The delivery bus: "memory" (default) or "jetstream" (then ``jetstream`` says where and how).
+    bus: str = "memory"
+    jetstream: JetStreamSettings | None = None
 
 
 def encode(event: CloudEvent, mode: ContentMode) -> tuple[Mapping[str, str], bytes]:
@@ -119,12 +131,25 @@ class Gateway:
         self.clock = clock
         self.table = RoutingTable.empty()
         self.metrics = GatewayMetrics()
-        self.dispatcher: Dispatcher[CloudEvent] = Dispatcher(
-            encode,
-            on_paused=self._on_paused,
-            observer=_MetricsObserver(self.metrics),
-            clock=clock,
-        )
+        self.dispatcher: DeliveryBus[CloudEvent]
+        # Replay-guard ids shared by every process and kept across restarts (JetStream bus only).
+        self.replay_store: ReplayStore | None = None
+        if self.settings.bus == "jetstream":
+            from openconnector.delivery.jetstream import JetStreamBus, JetStreamReplayStore, JetStreamSettings
+
+            bus: JetStreamBus[CloudEvent] = JetStreamBus(
+                encode,
+                self.settings.jetstream or JetStreamSettings(),
+                on_paused=self._on_paused,
+                observer=_MetricsObserver(self.metrics),
+                clock=clock,
+            )
+            self.dispatcher = bus
+            self.replay_store = JetStreamReplayStore(bus)
+        else:
+            self.dispatcher = Dispatcher(
+                encode, on_paused=self._on_paused, observer=_MetricsObserver(self.metrics), clock=clock
+            )
         self.consumer_stats: defaultdict[ResourceKey, ConsumerStats] = defaultdict(ConsumerStats)
         self.event_stats: defaultdict[ResourceKey, EventStats] = defaultdict(EventStats)
         self.source_stats: defaultdict[ResourceKey, SourceStats] = defaultdict(SourceStats)
@@ -318,7 +343,7 @@ class Gateway:
                 while True:
                     table = self.table  # re-read after a wait: the table may have been swapped
                     plan, placements = self._plan(table, events, namespace)
-                    result = self.dispatcher.offer(plan)
+                    result = await self.dispatcher.store(plan)
                     if result.too_large:
                         raise PublishRefused(413, "event-too-large", result.detail)
                     if result.accepted:
@@ -332,6 +357,12 @@ class Gateway:
             raise PublishRefused(
                 503, "shutting-down", "the gateway is shutting down", retry_after="5"
             ) from None
+        except BusUnavailableError as error:
+            raise PublishRefused(
+                503, "bus-unavailable", error.detail, retry_after=str(error.retry_after)
+            ) from None
+        except EventTooLargeError as error:
+            raise PublishRefused(413, "event-too-large", str(error)) from None
         now = self.clock()
         for event, namespaces in placements:
             for ns in namespaces:

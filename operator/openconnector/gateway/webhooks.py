@@ -16,6 +16,7 @@ import orjson
 from aiohttp import web
 
 from openconnector.ce import CloudEvent, CloudEventError
+from openconnector.delivery.outcomes import BusUnavailableError
 from openconnector.gateway.core import GATEWAY_KEY, Gateway, PublishRefused
 from openconnector.gateway.ingress import BodyTooLarge, read_limited, webhook_handshake
 from openconnector.gateway.problems import problem
@@ -168,6 +169,8 @@ async def _ingest(gateway: Gateway, consumer: ConsumerRoute, request: web.Reques
         ) from None
     accepted = False
     try:
+        if outcome.replay_key is not None and gateway.replay_store is not None:
+            await _claim_shared(gateway, outcome.replay_key, outcome.replay_ttl)
         response = await _accept(gateway, consumer, request, body)
         accepted = True
         return response
@@ -176,6 +179,20 @@ async def _ingest(gateway: Gateway, consumer: ConsumerRoute, request: web.Reques
         # be refused as a replay.
         if not accepted and outcome.replay_key is not None:
             gateway.replay_guard.release(outcome.replay_key)
+            if gateway.replay_store is not None:
+                await gateway.replay_store.release(outcome.replay_key)
+
+
+async def _claim_shared(gateway: Gateway, key: str, ttl: float) -> None:
+    """The replay guard shared by every gateway process (JetStream bus): refuse a replay it knows."""
+    assert gateway.replay_store is not None
+    try:
+        fresh = await gateway.replay_store.claim(key, ttl)
+    except BusUnavailableError as error:
+        headers = {"Retry-After": str(error.retry_after)}
+        raise Refusal(503, "bus-unavailable", "bus-unavailable", error.detail, headers=headers) from None
+    if not fresh:
+        raise Refusal(401, "auth-replayed", "unauthorized", "this message was already received")
 
 
 async def _accept(
