@@ -6,12 +6,12 @@ server is killed (and its store removed) when the context ends.
 
 from __future__ import annotations
 
-import asyncio
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -37,7 +37,7 @@ def _free_port() -> int:
 
 
 class NatsServer:
-    """``async with NatsServer() as server: server.url``; ``stop()``/``start()`` simulate an outage
+    """``with NatsServer() as server: server.url``; ``stop()``/``start()`` simulate an outage
     (same port, same store: what was stored survives)."""
 
     def __init__(self) -> None:
@@ -49,31 +49,31 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    async def start(self) -> None:
+    def start(self) -> None:
         command = [nats_server_binary(), "-js", "-a", "127.0.0.1", "-p", str(self.port), "-sd", self.store]
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        async with asyncio.timeout(10):
-            while True:
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", self.port)
-                except OSError:
-                    await asyncio.sleep(0.02)
-                    continue
-                writer.close()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
                 return
+            except OSError:
+                if time.monotonic() > deadline or self._process.poll() is not None:
+                    raise RuntimeError(f"nats-server did not start on port {self.port}") from None
+                time.sleep(0.02)
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
         if self._process is not None:
             self._process.kill()
-            await asyncio.to_thread(self._process.wait)
+            self._process.wait()
             self._process = None
 
-    async def __aenter__(self) -> Self:
-        await self.start()
+    def __enter__(self) -> Self:
+        self.start()
         return self
 
-    async def __aexit__(
+    def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self.stop()
+        self.stop()
         shutil.rmtree(self.store, ignore_errors=True)

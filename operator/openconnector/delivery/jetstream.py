@@ -102,6 +102,7 @@ from openconnector.delivery.outcomes import (
     DeliveryObserver,
     DropReason,
     EventTooLargeError,
+    FinalOutcome,
     NullObserver,
     OfferResult,
     PauseCallback,
@@ -202,6 +203,10 @@ class _Subscription:
         self.pending = 0  # last known stored-but-unfinished deliveries (consumer info)
         self.closed = False
         self.consumer_ready = asyncio.Event()
+        # Suspension entries at or below this KV revision are history here (written by this process,
+        # or older than a resume): the watcher does not apply them again.
+        self.revision_floor = 0
+        self.revision_seen = 0
 
     @property
     def key(self) -> str:
@@ -497,6 +502,8 @@ class JetStreamBus(Generic[E]):
         if dropped:
             sub.health.record_dropped_many(dropped, DropReason.REMOVED, "subscription removed")
             logger.error("dropped %d undelivered events for %s (subscription removed)", dropped, key)
+            for _ in range(dropped):  # the ids stay in the stream: the count is what metrics need
+                self._deliverer.report_outcome(key, "", FinalOutcome.DROPPED, DropReason.REMOVED)
         if self._suspensions is not None:
             with contextlib.suppress(Exception):
                 await self._suspensions.delete(escape_token(key))
@@ -507,6 +514,7 @@ class JetStreamBus(Generic[E]):
         if sub is None or not sub.health.paused:
             return False
         sub.health.resume()
+        sub.revision_floor = max(sub.revision_floor, sub.revision_seen)
         logger.info("delivery to %s resumed", key)
         if self._suspensions is not None:
             self._spawn(self._forget_suspension(key), f"jetstream-resume:{key}")
@@ -827,6 +835,10 @@ class JetStreamBus(Generic[E]):
                     if key is None:
                         continue
                     sub = self._subs[key]
+                    revision = entry.revision or 0
+                    sub.revision_seen = max(sub.revision_seen, revision)
+                    if revision <= sub.revision_floor:
+                        continue
                     if entry.operation in ("DEL", "PURGE"):
                         if sub.health.paused:
                             sub.health.resume()
@@ -846,7 +858,19 @@ class JetStreamBus(Generic[E]):
         record = json.dumps(
             {"reason": reason, "message": message, "fingerprint": suspension_fingerprint(state.target)}
         ).encode()
-        self._spawn(_quietly(self._suspensions.put(escape_token(state.key), record)), "jetstream-suspend")
+        self._spawn(self._store_suspension(state.key, record), "jetstream-suspend")
+
+    async def _store_suspension(self, key: str, record: bytes) -> None:
+        if self._suspensions is None:
+            return
+        try:
+            revision = await self._suspensions.put(escape_token(key), record)
+        except Exception as failure:
+            logger.warning("storing the suspension of %s failed: %s", key, failure)
+            return
+        sub = self._subs.get(key)
+        if sub is not None:
+            sub.revision_floor = max(sub.revision_floor, revision)
 
     async def _forget_suspension(self, key: str) -> None:
         if self._suspensions is not None:
