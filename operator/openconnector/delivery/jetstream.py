@@ -779,6 +779,12 @@ class JetStreamBus(Generic[E]):
                 delay = None
             else:
                 delay, _ = await deliverer.try_once(sub, prepared, attempt, converted)
+        except asyncio.CancelledError:
+            # Shutdown or removal past its deadline: hand the message back at once (the next
+            # process need not wait for AckWait); it stays stored either way.
+            keeper.cancel()
+            await _quietly(message.nak())
+            raise
         except Exception as error:  # a bug must not lose the event silently
             logger.exception("delivery of event %s to %s failed unexpectedly", prepared.id, sub.key)
             self._deliverer.drop(
