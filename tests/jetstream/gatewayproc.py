@@ -171,6 +171,11 @@ class GatewayProcess:
                 os.kill(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
 
+    def log_lines(self) -> list[str]:
+        with contextlib.suppress(OSError):
+            return self.log.read_text(errors="replace").splitlines()
+        return []
+
     def log_tail(self, lines: int = 30) -> str:
         with contextlib.suppress(OSError):
             return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])

@@ -40,6 +40,7 @@ class PublishReport:
     not_accepted: set[str] = field(default_factory=set)
     attempts: int = 0
     statuses: Counter[int] = field(default_factory=Counter)
+    statuses_by_target: dict[str, Counter[int]] = field(default_factory=dict)
     connection_errors: int = 0
     refusal_times: list[float] = field(default_factory=list)
     malformed_refusals: list[str] = field(default_factory=list)
@@ -128,6 +129,7 @@ class Publisher:
             self.report.refusal_times.append(time.monotonic())
             return 0.2
         self.report.statuses[status] += 1
+        self.report.statuses_by_target.setdefault(target, Counter())[status] += 1
         if 200 <= status < 300:
             return None
         if status == 503:

@@ -41,6 +41,10 @@ STEADY_DELIVERY = {
 def counts_line(name: str, report: PublishReport, sink: CountingSink) -> str:
     delivered = sink.delivered()
     lost = report.accepted - delivered
+    by_target = {
+        target.rsplit(":", 1)[-1]: dict(sorted(counts.items()))
+        for target, counts in report.statuses_by_target.items()
+    }
     return (
         f"[{name}] sent {report.sent}, accepted {len(report.accepted)}, "
         f"not accepted {len(report.not_accepted)}, delivered unique {len(delivered & report.accepted)}"
@@ -48,6 +52,7 @@ def counts_line(name: str, report: PublishReport, sink: CountingSink) -> str:
         f"duplicates {sink.duplicates()}, lost {len(lost)}, dead-lettered {len(sink.dead_letters)}; "
         f"publish attempts {report.attempts}, answers {dict(sorted(report.statuses.items()))}, "
         f"no connection {report.connection_errors}, refused window {report.refused_window_s:.1f} s"
+        + (f" (answers per gateway {by_target})" if len(by_target) > 1 else "")
     )
 
 
@@ -228,10 +233,14 @@ async def test_nats_down_at_publish_is_a_503_never_a_202(
     missing = await sink.wait_delivered(expected, within=45)
     await asyncio.sleep(2)  # a refused event that was delivered anyway would show up by now
 
+    warnings = [line for line in gateway.log_lines() if " WARNING " in line or " ERROR " in line]
     show(
-        counts_line("NATS down", down, sink)
-        + f"; /readyz 503 within {not_ready_in:.1f} s, 200 again {ready_in:.1f} s after NATS returned; "
-        f"after recovery accepted {len(after.accepted)}/20"
+        f"[NATS down] while down: sent {down.sent}, accepted {len(down.accepted)}, answers "
+        f"{dict(down.statuses)}, no answer {down.connection_errors}, refused window "
+        f"{down.refused_window_s:.1f} s, delivered anyway {len(sink.delivered() & down.not_accepted)}; "
+        f"/readyz 503 within {not_ready_in:.1f} s, 200 again {ready_in:.1f} s after NATS returned; "
+        f"before/after: accepted {len(expected)}, delivered {len(expected & sink.delivered())}, "
+        f"lost {len(missing)}, duplicates {sink.duplicates()}; warnings logged {len(warnings)}"
     )
     assert_well_formed(down)
     assert not down.accepted, f"{len(down.accepted)} events answered 2xx while NATS was down"
@@ -240,3 +249,5 @@ async def test_nats_down_at_publish_is_a_503_never_a_202(
     assert not (sink.delivered() & down.not_accepted), "a refused event was delivered"
     assert len(after.accepted) == 20
     assert not missing, sorted(missing)[:5]
+    # The log says why, once per outage, not once per refused request.
+    assert 1 <= len(warnings) <= 5, warnings
