@@ -153,10 +153,10 @@ class AuthOutcome:
     message_id: str | None = None
     """hmac: `webhook-id`; github: `X-GitHub-Delivery` — the sender's idempotency key."""
     replay_key: str | None = None
-    replay_ttl: float = 0.0
-    """Seconds the replay key must be remembered (hmac: 2 × tolerance + 1)."""
     """hmac with a ReplayGuard: the key remembered; `ReplayGuard.release` it when the message is not
     accepted (e.g. the target failed), so the sender's retry with the same webhook-id is not refused."""
+    replay_ttl: float = field(default=0.0, compare=False)
+    """Seconds the replay key must be remembered (hmac: 2 × tolerance + 1); 0 without a replay key."""
     claims: Mapping[str, object] = field(default_factory=dict)
     """jwt: the verified claims."""
 
@@ -545,7 +545,7 @@ def _verify_hmac(
         credential_index=matched,
         message_id=msg_id,
         replay_key=replay_key,
-        replay_ttl=2 * tolerance + 1,
+        replay_ttl=2 * tolerance + 1 if replay_key is not None else 0.0,
     )
 
 
