@@ -9,7 +9,7 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -874,43 +874,73 @@ def _goal_rows(body: str) -> list[str]:
     return [line for line in body.splitlines() if line.startswith("| ") and not line.startswith("| goal |")]
 
 
-def merge_partial(new: str, old: str) -> str:
-    """``new`` rendered from a partial run, with what only ``old`` knows kept: the sections of benchmarks
-    that did not run (new says "Not run yet."), their goal rows, and the findings about them."""
+def _merged_preamble(new: str, old: str) -> str:
+    """The new preamble, but "Last run:" is the old one (the sections kept come from it), followed by
+    the partial run's own line."""
+    old_last = next((line for line in old.splitlines() if line.startswith("Last run:")), None)
+    if old_last is None:
+        return new
+    lines = []
+    for line in new.splitlines(keepends=True):
+        if line.startswith("Last run:"):
+            lines.append(old_last + "\n\n" + line.replace("Last run:", "Last partial run:", 1))
+        elif not line.startswith("Last partial run:"):
+            lines.append(line)
+    return "".join(lines)
+
+
+# How each benchmark's findings begin (see section_findings), so a partial run replaces only its own.
+FINDING_PREFIXES = {
+    "ingest": ("- **ingest→deliver",),
+    "bus": ("- **durable bus",),
+    "ingress": ("- **CloudEvents ingress",),
+    "memory": ("- **memory:",),
+    "reconcile": ("- **apply → live", "- **status under load"),
+}
+
+
+def merge_partial(new: str, old: str, ran: Collection[str]) -> str:
+    """``new`` rendered from the results of the benchmarks that ``ran``, with what only ``old`` knows
+    kept: the sections of the others (new says "Not run yet."), their goal rows and findings."""
     new_sections, old_sections = _sections(new), _sections(old)
     merged = []
     for heading, body in new_sections.items():
         if heading == "## Goals\n" and heading in old_sections:
-            fresh = _goal_rows(body)
-            fresh_goals = {row.split(" | ")[0] for row in fresh}
-            kept = [
-                row for row in _goal_rows(old_sections[heading]) if row.split(" | ")[0] not in fresh_goals
-            ]
-            table, _, rest = body.partition("\n\n###")
-            lines = [line for line in table.splitlines() if line not in fresh]
-            findings_new = rest.split("\n", 1)[1] if rest else ""
-            old_rest = old_sections[heading].partition("\n\n###")[2]
-            findings_old = old_rest.split("\n", 1)[1] if old_rest else ""
-            bullets = [b for b in findings_old.strip().splitlines() if b.startswith("- ")]
-            bullets += [
-                b for b in findings_new.strip().splitlines() if b.startswith("- ") and b not in bullets
-            ]
-            findings = "\n".join(bullets) if bullets else "Every measured goal is met."
-            body = "\n".join([*lines, *kept, *fresh]) + "\n\n### Where we fall short\n\n" + findings + "\n\n"
+            body = _merged_goals(body, old_sections[heading], ran)
         elif body.strip() == "Not run yet." and heading in old_sections:
             body = old_sections[heading]
+        elif heading == "" and "" in old_sections:
+            body = _merged_preamble(body, old_sections[""])
         merged.append(heading + body)
     return "".join(merged)
 
 
-def write_report(results_dir: Path, docs: Path, img_dir: Path, *, partial: bool = False) -> list[Path]:
-    """Render the report; after a ``partial`` run keep what the existing report says about the rest."""
+def _merged_goals(new: str, old: str, ran: Collection[str]) -> str:
+    fresh = _goal_rows(new)
+    fresh_goals = {row.split(" | ")[0] for row in fresh}
+    kept = [row for row in _goal_rows(old) if row.split(" | ")[0] not in fresh_goals]
+    table, _, rest = new.partition("\n\n###")
+    lines = [line for line in table.splitlines() if line not in fresh]
+    findings_new = rest.split("\n", 1)[1] if rest else ""
+    old_rest = old.partition("\n\n###")[2]
+    findings_old = old_rest.split("\n", 1)[1] if old_rest else ""
+    # The findings about benchmarks that ran are this run's; the others' are kept.
+    stale = tuple(prefix for name in ran for prefix in FINDING_PREFIXES.get(name, ()))
+    bullets = [b for b in findings_old.strip().splitlines() if b.startswith("- ") and not b.startswith(stale)]
+    bullets += [b for b in findings_new.strip().splitlines() if b.startswith("- ")]
+    findings = "\n".join(bullets) if bullets else "Every measured goal is met."
+    return "\n".join([*lines, *kept, *fresh]) + "\n\n### Where we fall short\n\n" + findings + "\n\n"
+
+
+def write_report(results_dir: Path, docs: Path, img_dir: Path) -> list[Path]:
+    """Render the report; where a benchmark has no result (a partial run), keep what the existing
+    report says about it."""
     results = load_results(results_dir)
     plots = make_plots(results, img_dir)
     docs.parent.mkdir(parents=True, exist_ok=True)
     text = render(results, plots, docs)
-    if partial and docs.is_file():
-        text = merge_partial(text, docs.read_text())
+    if set(results) != set(ORDER) and docs.is_file():
+        text = merge_partial(text, docs.read_text(), set(results))
     docs.write_text(text)
     return list(plots.values())
 

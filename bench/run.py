@@ -123,8 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctx = Context(config, args.results_dir, Path(work), args.loadgen, args.quiet)
         results = asyncio.run(run_benchmarks(names, ctx))
     if not args.no_docs:
-        partial = len(names) < len(BENCHMARKS)
-        written = write_report(args.results_dir, args.docs, args.img_dir, partial=partial)
+        written = write_report(args.results_dir, args.docs, args.img_dir)
         ctx.say(f"wrote {args.docs} and {len(written)} plot(s) in {args.img_dir}")
     ctx.say(f"goals ({time.monotonic() - began:.0f} s in total):")
     for line in goal_lines(results):
