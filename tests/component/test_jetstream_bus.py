@@ -20,11 +20,14 @@ import yaml
 
 from openconnector.delivery import BusUnavailableError, DeliveryTarget
 from openconnector.delivery.jetstream import JetStreamBus, JetStreamReplayStore, JetStreamSettings
+from openconnector.standalone import StandaloneGateway
 from tests.component.client import assert_problem, call, post
 from tests.component.conftest import StartGateway
 from tests.component.natsserver import NatsServer
 from tests.component.sinks import Reply, Sink
 from tests.component.test_delivery_engine import FAST, Event, Recorder, encode
+from tests.component.test_webhook_ingress import JSON, PAYLOAD, assert_forwarded, hmac_headers
+from tests.component.test_webhook_ingress import manifests as webhook_manifests
 
 _streams = itertools.count(1)
 
@@ -293,3 +296,26 @@ async def test_the_gateway_answers_503_never_202_while_nats_is_down(
         await sink.wait_for(2)
         delivered = {orjson.loads(r.body)["id"] for r in sink.requests}
         assert delivered == {"e-1", "e-3"}  # e-2 was refused, and nothing of it is delivered
+
+
+async def test_a_replayed_webhook_id_is_refused_after_a_gateway_restart(
+    server: NatsServer, tmp_path: Path, start_gateway: StartGateway
+) -> None:
+    async with Sink() as target:
+        directory = webhook_manifests(tmp_path / "m", target)
+        jetstream = settings_for(server, f"W{next(_streams)}")
+        first = await start_gateway(directory, bus="jetstream", jetstream=jetstream)
+        await until(lambda: ready(first))
+        headers = {**JSON, **hmac_headers(PAYLOAD)}
+        assert_forwarded(await post(f"{first.url}/webhooks/auth/hmac", PAYLOAD, headers), target)
+        await first.stop()
+
+        second = await start_gateway(directory, bus="jetstream", jetstream=jetstream)
+        await until(lambda: ready(second))
+        replay = await post(f"{second.url}/webhooks/auth/hmac", PAYLOAD, headers)
+        assert_problem(replay, 401, "unauthorized")  # the in-memory guard of `second` never saw it
+        assert len(target.requests) == 1
+
+
+async def ready(gateway: StandaloneGateway) -> bool:
+    return (await call("GET", f"{gateway.url}/readyz")).status == 200
