@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 #: Seconds added to the per-attempt timeout for AckWait: time to read the answer and record it.
-ACK_WAIT_MARGIN = 15.0
+ACK_WAIT_MARGIN = 5.0
 MSG_ID_HEADER = "Nats-Msg-Id"
 #: The held request's attributes and HTTP headers (JSON, ASCII); the message body is the HTTP body.
 META_HEADER = "Oc-Meta"

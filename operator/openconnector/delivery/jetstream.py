@@ -347,6 +347,9 @@ class JetStreamBus(Generic[E]):
 
         async def reconnected() -> None:
             self._set_state(True)
+            if self._provisioned.is_set():
+                # A server that lost its memory-stored stream (or a new cluster) gets it back.
+                self._spawn(self._reprovision(), "jetstream-reprovision")
 
         async def error(failure: Exception) -> None:
             self._unready_reason = f"{type(failure).__name__}: {clip(str(failure))}"
@@ -391,6 +394,12 @@ class JetStreamBus(Generic[E]):
         self._spawn(self._watch_suspensions(), "jetstream-suspensions")
         for sub in self._subs.values():
             self._start_puller(sub)
+
+    async def _reprovision(self) -> None:
+        try:
+            await self._provision()
+        except Exception as failure:
+            logger.warning("re-provisioning the stream after a reconnect failed: %s", failure)
 
     async def _provision(self) -> None:
         """Create or update the stream, the attempt-log stream and the KV buckets (idempotent)."""
