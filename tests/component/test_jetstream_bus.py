@@ -142,6 +142,29 @@ async def test_a_full_stream_refuses_the_whole_request_and_stores_none_of_it(bus
         assert ids(sink) == ["fits"]  # nothing of the refused request is delivered
 
 
+async def test_a_re_created_subscription_gets_only_what_is_published_after_it_became_live(
+    buses: Buses,
+) -> None:
+    recorder = Recorder()
+    gate = asyncio.Event()
+    async with Sink(Reply(gate=gate)) as held, Sink() as sink:
+        bus = await buses.start(recorder)
+        sub = DeliveryTarget(key="default/sub", url=held.url, policy=FAST, max_concurrency=1)
+        bus.set_target(sub)
+        for n in range(3):
+            await bus.submit(sub, Event(f"old-{n}"))
+        await held.wait_for(1)
+        assert await bus.remove_target(sub.key, drain_deadline=0.05) == 3  # its consumer is deleted
+        gate.set()
+
+        bus.set_target(replace(sub, url=sink.url))  # the same name, a new subscription
+        await bus.submit(sub, Event("new"))
+        await settle(bus)
+        assert ids(sink) == ["new"]
+        dropped = [reason for _, _, outcome, reason in recorder.outcomes if reason == "removed"]
+        assert len(dropped) == 3
+
+
 async def test_nats_down_refuses_then_recovers(server: NatsServer, buses: Buses) -> None:
     async with Sink() as sink:
         bus = await buses.start(storage="file")
