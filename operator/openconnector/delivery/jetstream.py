@@ -48,7 +48,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
-import functools
 import hashlib
 import json
 import logging
@@ -199,7 +198,7 @@ class _Subscription:
         self.live_since = live_since  # the consumer delivers what was published from then on
         self.puller: asyncio.Task[None] | None = None
         self.in_flight: set[asyncio.Task[None]] = set()
-        self.room = asyncio.Event()  # set when an in-flight delivery finished
+        self.room = asyncio.Event()  # set when the target changed: the pullers are re-counted
         self.pending = 0  # last known stored-but-unfinished deliveries (consumer info)
         self.closed = False
         self.consumer_ready = asyncio.Event()
@@ -728,40 +727,72 @@ class JetStreamBus(Generic[E]):
         )
 
     async def _pull_forever(self, sub: _Subscription) -> None:
-        """Pull this subscription's messages while it is installed; each one is one delivery task."""
+        """Keep ``maxConcurrency`` pullers on this subscription's consumer while it is installed.
+
+        Each puller fetches one message at a time (a lingering pull: delivered as soon as it is
+        stored) and delivers it before fetching the next, so this process never holds more than
+        ``maxConcurrency`` attempts of it; MaxAckPending bounds all processes together.
+        """
         await self._load_state(sub)
-        pull: JetStreamContext.PullSubscription | None = None
         while not sub.closed:
             try:
-                if pull is None:
-                    await self._ensure_consumer(sub)
-                    sub.consumer_ready.set()
-                    pull = await self._jetstream().pull_subscribe_bind(
-                        durable=consumer_name(sub.key), stream=self.settings.stream
-                    )
-                free = sub.target.max_concurrency - len(sub.in_flight)
-                if free <= 0:
-                    sub.room.clear()
-                    await sub.room.wait()
-                    continue
-                try:
-                    messages = await pull.fetch(free, timeout=_FETCH_WAIT)
-                except nats.errors.TimeoutError:
-                    continue
-                for message in messages:
-                    task = asyncio.ensure_future(self._handle(sub, message))
-                    sub.in_flight.add(task)
-                    task.add_done_callback(functools.partial(_finished, sub))
+                await self._ensure_consumer(sub)
+                break
             except asyncio.CancelledError:
                 raise
             except Exception as failure:
-                # NATS away, the consumer deleted underneath us, …: rebind once it is back.
-                logger.debug("pulling %s failed: %s; retrying", sub.key, failure)
-                if pull is not None:
-                    with contextlib.suppress(Exception):
-                        await pull.unsubscribe()
-                pull = None
+                logger.debug("creating the consumer of %s failed: %s; retrying", sub.key, failure)
                 await asyncio.sleep(_RECONNECT_WAIT)
+        sub.consumer_ready.set()
+        workers: dict[int, asyncio.Task[None]] = {}
+        try:
+            while not sub.closed:
+                for index in range(sub.target.max_concurrency):
+                    worker = workers.get(index)
+                    if worker is None or worker.done():
+                        workers[index] = asyncio.ensure_future(self._pull_one_by_one(sub, index))
+                sub.room.clear()
+                await sub.room.wait()  # set when the target changes (maxConcurrency may have grown)
+        finally:
+            for worker in workers.values():
+                worker.cancel()
+            await asyncio.gather(*workers.values(), return_exceptions=True)
+
+    async def _pull_one_by_one(self, sub: _Subscription, index: int) -> None:
+        pull: JetStreamContext.PullSubscription | None = None
+        try:
+            while not sub.closed and index < sub.target.max_concurrency:
+                try:
+                    if pull is None:
+                        pull = await self._jetstream().pull_subscribe_bind(
+                            durable=consumer_name(sub.key), stream=self.settings.stream
+                        )
+                    try:
+                        messages = await pull.fetch(1, timeout=_FETCH_WAIT)
+                    except nats.errors.TimeoutError:
+                        continue
+                    for message in messages:
+                        # Its own task: stopping the pullers must not cut an attempt short.
+                        task = asyncio.ensure_future(self._handle(sub, message))
+                        sub.in_flight.add(task)
+                        task.add_done_callback(sub.in_flight.discard)
+                        await asyncio.wait({task})
+                except asyncio.CancelledError:
+                    raise
+                except Exception as failure:
+                    # NATS away, the consumer deleted underneath us, …: rebind (and re-create) later.
+                    logger.debug("pulling %s failed: %s; retrying", sub.key, failure)
+                    if pull is not None:
+                        with contextlib.suppress(Exception):
+                            await pull.unsubscribe()
+                    pull = None
+                    await asyncio.sleep(_RECONNECT_WAIT)
+                    with contextlib.suppress(Exception):
+                        await self._ensure_consumer(sub)
+        finally:
+            if pull is not None:
+                with contextlib.suppress(Exception):
+                    await pull.unsubscribe()
 
     async def _handle(self, sub: _Subscription, message: Msg) -> None:
         """One delivery attempt of one stored message, then ack or NAK it."""
@@ -955,11 +986,6 @@ class JetStreamReplayStore:
 
 def _replay_key(key: str) -> str:
     return _REPLAY_KEY_PREFIX + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _finished(sub: _Subscription, task: asyncio.Task[None]) -> None:
-    sub.in_flight.discard(task)
-    sub.room.set()
 
 
 async def _keep_alive(message: Msg, interval: float) -> None:
