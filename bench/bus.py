@@ -136,6 +136,7 @@ def summarise(ctx: Context, closed: list[dict[str, Any]], open_runs: list[dict[s
     closed_summary: dict[str, Any] = {
         "delivered_per_s": _spreads(closed, "delivered_per_s"),
         "accepted_per_s": _spreads(closed, "accepted_per_s"),
+        "drained_per_s": _spreads(closed, "drained_per_s"),
         "ratio_jetstream_memory": spread(paired_ratios(closed, "delivered_per_s", "jetstream", "memory")),
         "ratio_memory_baseline": spread(paired_ratios(closed, "delivered_per_s", "memory", "baseline")),
         "ratio_jetstream_baseline": spread(paired_ratios(closed, "delivered_per_s", "jetstream", "baseline")),
