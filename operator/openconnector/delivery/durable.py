@@ -18,6 +18,7 @@ Nothing here does I/O, so the rules are unit-tested without a server (``tests/un
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -56,6 +57,7 @@ META_HEADER = "Oc-Meta"
 _SAFE = re.compile(r"[A-Za-z0-9-]")
 
 
+@functools.lru_cache(maxsize=8192)  # per message and attempt, over a few subscription names
 def escape_token(text: str) -> str:
     """``text`` as one NATS subject token / consumer-name part: letters, digits and ``-`` as they are,
     everything else (``.``, ``/``, ``_``, non-ASCII) as ``_`` + hex of its UTF-8 bytes. Injective."""

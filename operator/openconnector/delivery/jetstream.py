@@ -262,6 +262,8 @@ class JetStreamBus(Generic[E]):
         self._prefix = settings.stream
         self._attempt_stream = f"{settings.stream}_ATTEMPTS"
         self._attempt_prefix = f"{settings.stream}_attempts"
+        self._attempt_backlog: list[tuple[str, Attempt]] = []
+        self._attempt_flusher: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -805,7 +807,7 @@ class JetStreamBus(Generic[E]):
             await _quietly(message.term())
             return
         attempt = message.metadata.num_delivered
-        keeper = asyncio.ensure_future(_keep_alive(message, consumer_settings(sub.target).ack_wait / 3))
+        keeper = _KeepAlive(message, consumer_settings(sub.target).ack_wait / 3)
         try:
             converted: dict[ContentMode, tuple[Mapping[str, str], bytes]] = {}
             deliverer = self._deliverer
@@ -928,8 +930,16 @@ class JetStreamBus(Generic[E]):
         nc = self._nc
         if nc is None or not nc.is_connected:
             return
-        subject = f"{self._attempt_prefix}.{escape_token(key)}"
-        self._spawn(_quietly(nc.publish(subject, attempt_to_record(attempt))), "jetstream-attempt")
+        self._attempt_backlog.append((f"{self._attempt_prefix}.{escape_token(key)}", attempt))
+        if self._attempt_flusher is None or self._attempt_flusher.done():
+            self._attempt_flusher = self._spawn(self._flush_attempts(), "jetstream-attempts")
+
+    async def _flush_attempts(self) -> None:
+        """Publish the recorded attempts (one task for a burst of them, not one per attempt)."""
+        while self._attempt_backlog and self._nc is not None:
+            batch, self._attempt_backlog = self._attempt_backlog, []
+            for subject, attempt in batch:
+                await _quietly(self._nc.publish(subject, attempt_to_record(attempt)))
 
     async def _read_attempts(self, key: str) -> list[Attempt]:
         js = self._jetstream()
@@ -988,11 +998,24 @@ def _replay_key(key: str) -> str:
     return _REPLAY_KEY_PREFIX + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-async def _keep_alive(message: Msg, interval: float) -> None:
-    """Tell JetStream a long attempt (or dead letter) is still being worked on."""
-    while True:
-        await asyncio.sleep(max(interval, 0.5))
-        await _quietly(message.in_progress())
+class _KeepAlive:
+    """Tells JetStream a long attempt (or dead letter) is still being worked on: a timer, not a task,
+    because almost every attempt finishes long before it fires."""
+
+    def __init__(self, message: Msg, interval: float) -> None:
+        self._message = message
+        self._interval = max(interval, 0.5)
+        self._pending: set[asyncio.Task[None]] = set()
+        self._handle = asyncio.get_running_loop().call_later(self._interval, self._fire)
+
+    def _fire(self) -> None:
+        task = asyncio.ensure_future(_quietly(self._message.in_progress()))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        self._handle = asyncio.get_running_loop().call_later(self._interval, self._fire)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
 
 
 async def _quietly(awaitable: Awaitable[Any]) -> None:
