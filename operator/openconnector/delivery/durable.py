@@ -4,7 +4,7 @@ Nothing here does I/O, so the rules are unit-tested without a server (``tests/un
 
 * **Subjects and consumers.** One stream holds every delivery; a delivery of an event to subscription
   ``namespace/name`` is one message on ``<prefix>.d.<namespace>.<name>`` (tokens escaped, see
-  :func:`escape_token`), and each subscription has one durable pull consumer filtered on its subject.
+  :func:`escape_token`), and each subscription has one durable consumer filtered on its subject.
 * **Message ids.** The last message a request publishes carries ``Nats-Msg-Id`` =
   :func:`request_msg_id` of the request's deliveries: (namespace, source, id, subscription) of each,
   hashed. A sender's retry of the same request within the stream's duplicate window is therefore

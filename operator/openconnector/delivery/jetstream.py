@@ -6,8 +6,9 @@ One stream (``--jetstream-stream``, default ``OPENCONNECTOR``, limits retention,
 delivery: a delivery of an event to subscription ``ns/name`` is one message on
 ``<stream>.d.<ns>.<name>`` whose body is the encoded HTTP body and whose ``Oc-Meta`` header carries the
 event's id, type, source, content mode and HTTP headers (:mod:`openconnector.delivery.durable`).
-Each subscription has one durable pull consumer filtered on its subject; every gateway process pulls
-from it, so the work is shared and ``MaxAckPending`` = ``maxConcurrency`` bounds the deliveries in
+Each subscription has one durable consumer filtered on its subject, pushing to a deliver subject that
+every gateway process subscribes to in one queue group: the work is shared, each message goes to one
+process as soon as it is stored, and ``MaxAckPending`` = ``maxConcurrency`` bounds the deliveries in
 flight across all processes.
 
 All or nothing
@@ -120,8 +121,8 @@ logger = logging.getLogger("openconnector.delivery")
 MAX_BATCH = 1000
 _DUPLICATE_IN_BATCH = 10201  # "atomic publish batch contains duplicate message id": stored before
 _RETRY_AFTER = 5  # seconds a refused sender is asked to wait
-_FETCH_WAIT = 5.0  # seconds one pull request waits for messages
 _RECONNECT_WAIT = 1.0
+_PENDING_REFRESH = 5.0  # seconds between reads of a consumer's backlog (the queue-depth gauge)
 _REPLAY_KEY_PREFIX = "r_"
 
 
@@ -183,7 +184,7 @@ class _DurableAttemptLog(AttemptLog):
 
 
 class _Subscription:
-    """One installed target on this process: its configuration, health, attempt log and puller."""
+    """One installed target on this process: its configuration, health, attempt log and receiver."""
 
     def __init__(
         self,
@@ -196,9 +197,8 @@ class _Subscription:
         self.health = SubscriptionHealth(target.health, clock=clock)
         self.attempts: AttemptLog = _DurableAttemptLog(key=target.key, publish=publish)
         self.live_since = live_since  # the consumer delivers what was published from then on
-        self.puller: asyncio.Task[None] | None = None
+        self.receiver: asyncio.Task[None] | None = None
         self.in_flight: set[asyncio.Task[None]] = set()
-        self.room = asyncio.Event()  # set when the target changed: the pullers are re-counted
         self.pending = 0  # last known stored-but-unfinished deliveries (consumer info)
         self.closed = False
         self.consumer_ready = asyncio.Event()
@@ -301,14 +301,14 @@ class JetStreamBus(Generic[E]):
         )
 
     async def close(self, drain_deadline: float = 10.0) -> int:
-        """Stop pulling; let in-flight deliveries finish for up to ``drain_deadline`` seconds. What is
+        """Stop receiving; let in-flight deliveries finish for up to ``drain_deadline`` seconds. What is
         not finished stays stored and is redelivered (to another process, or after a restart): nothing
         is dropped, so this returns 0."""
         if self._closed:
             return 0
         self._closed = True
         subs = list(self._subs.values())
-        await asyncio.gather(*(self._stop_puller(sub, drain_deadline) for sub in subs))
+        await asyncio.gather(*(self._stop_receiving(sub, drain_deadline) for sub in subs))
         await self._deliverer.wait_callbacks(drain_deadline)
         for task in list(self._tasks):
             task.cancel()
@@ -394,7 +394,7 @@ class JetStreamBus(Generic[E]):
         self._set_state(self._nc.is_connected)
         self._spawn(self._watch_suspensions(), "jetstream-suspensions")
         for sub in self._subs.values():
-            self._start_puller(sub)
+            self._start_receiving(sub)
 
     async def _reprovision(self) -> None:
         try:
@@ -477,7 +477,7 @@ class JetStreamBus(Generic[E]):
                 target, self._clock, time.time(), self.record_attempt_durably
             )
             if self._provisioned.is_set():
-                self._start_puller(sub)
+                self._start_receiving(sub)
             return
         if sub.target is target:
             return
@@ -486,7 +486,6 @@ class JetStreamBus(Generic[E]):
             sub.health.reconfigure(target.health)
         if consumer_settings(old) != consumer_settings(target) and self._provisioned.is_set():
             self._spawn(self._ensure_consumer(sub), f"jetstream-consumer:{key}")
-        sub.room.set()
 
     async def remove_target(self, key: str, *, drain_deadline: float = 10.0) -> int:
         """Stop delivering ``key`` here, then delete its consumer: what it still held is counted as
@@ -494,7 +493,7 @@ class JetStreamBus(Generic[E]):
         sub = self._subs.pop(key, None)
         if sub is None:
             return 0
-        await self._stop_puller(sub, drain_deadline)
+        await self._stop_receiving(sub, drain_deadline)
         if self._js is None:
             return 0
         dropped = 0
@@ -543,7 +542,8 @@ class JetStreamBus(Generic[E]):
         return self._sub(key).attempts
 
     def queue_depth(self, key: str) -> int:
-        """Stored deliveries not yet finished, as last seen (refreshed while pulling), or in flight here."""
+        """Stored deliveries not yet finished (the consumer's figure, refreshed every few seconds), or
+        those in flight here when more."""
         sub = self._sub(key)
         return max(sub.pending, len(sub.in_flight))
 
@@ -686,18 +686,18 @@ class JetStreamBus(Generic[E]):
                     break
                 await asyncio.sleep(0.02)
 
-    # ------------------------------------------------------------------------------- pulling
+    # ----------------------------------------------------------------------------- receiving
 
-    def _start_puller(self, sub: _Subscription) -> None:
-        if sub.puller is None and not sub.closed and not self._closed:
-            sub.puller = self._spawn(self._pull_forever(sub), f"jetstream-pull:{sub.key}")
+    def _start_receiving(self, sub: _Subscription) -> None:
+        if sub.receiver is None and not sub.closed and not self._closed:
+            sub.receiver = self._spawn(self._receive_forever(sub), f"jetstream-receive:{sub.key}")
 
-    async def _stop_puller(self, sub: _Subscription, deadline: float) -> None:
+    async def _stop_receiving(self, sub: _Subscription, deadline: float) -> None:
         sub.closed = True
-        if sub.puller is not None:
-            sub.puller.cancel()
+        if sub.receiver is not None:
+            sub.receiver.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sub.puller
+                await sub.receiver
         if sub.in_flight:
             await asyncio.wait(set(sub.in_flight), timeout=max(deadline, 0.001))
         for task in list(sub.in_flight):  # left stored: redelivered after AckWait
@@ -718,6 +718,8 @@ class JetStreamBus(Generic[E]):
             self.settings.stream,
             ConsumerConfig(
                 durable_name=name,
+                deliver_subject=self._deliver_subject(sub.key),
+                deliver_group=name,
                 filter_subject=delivery_subject(self._prefix, sub.key),
                 deliver_policy=deliver_policy,
                 opt_start_time=opt_start_time,
@@ -728,12 +730,15 @@ class JetStreamBus(Generic[E]):
             ),
         )
 
-    async def _pull_forever(self, sub: _Subscription) -> None:
-        """Keep ``maxConcurrency`` pullers on this subscription's consumer while it is installed.
+    def _deliver_subject(self, key: str) -> str:
+        return f"_OC_DELIVER.{self._prefix}.{consumer_name(key)}"
 
-        Each puller fetches one message at a time (a lingering pull: delivered as soon as it is
-        stored) and delivers it before fetching the next, so this process never holds more than
-        ``maxConcurrency`` attempts of it; MaxAckPending bounds all processes together.
+    async def _receive_forever(self, sub: _Subscription) -> None:
+        """Receive this subscription's messages while it is installed, one task per message.
+
+        The consumer pushes to a deliver subject that every gateway process subscribes to in one queue
+        group, so NATS hands each message to one process, as soon as it is stored (no fetch round trip),
+        and MaxAckPending = ``maxConcurrency`` bounds the attempts in flight across all of them.
         """
         await self._load_state(sub)
         while not sub.closed:
@@ -746,55 +751,28 @@ class JetStreamBus(Generic[E]):
                 logger.debug("creating the consumer of %s failed: %s; retrying", sub.key, failure)
                 await asyncio.sleep(_RECONNECT_WAIT)
         sub.consumer_ready.set()
-        workers: dict[int, asyncio.Task[None]] = {}
-        try:
-            while not sub.closed:
-                for index in range(sub.target.max_concurrency):
-                    worker = workers.get(index)
-                    if worker is None or worker.done():
-                        workers[index] = asyncio.ensure_future(self._pull_one_by_one(sub, index))
-                sub.room.clear()
-                await sub.room.wait()  # set when the target changes (maxConcurrency may have grown)
-        finally:
-            for worker in workers.values():
-                worker.cancel()
-            await asyncio.gather(*workers.values(), return_exceptions=True)
+        nc = self._nc
+        assert nc is not None
 
-    async def _pull_one_by_one(self, sub: _Subscription, index: int) -> None:
-        pull: JetStreamContext.PullSubscription | None = None
+        async def received(message: Msg) -> None:
+            if sub.closed:
+                return  # not ours any more: redelivered after AckWait (or dropped with the consumer)
+            task = asyncio.ensure_future(self._handle(sub, message))
+            sub.in_flight.add(task)
+            task.add_done_callback(sub.in_flight.discard)
+
+        subscription = await nc.subscribe(
+            self._deliver_subject(sub.key), queue=consumer_name(sub.key), cb=received
+        )
         try:
-            while not sub.closed and index < sub.target.max_concurrency:
-                try:
-                    if pull is None:
-                        pull = await self._jetstream().pull_subscribe_bind(
-                            durable=consumer_name(sub.key), stream=self.settings.stream
-                        )
-                    try:
-                        messages = await pull.fetch(1, timeout=_FETCH_WAIT)
-                    except nats.errors.TimeoutError:
-                        continue
-                    for message in messages:
-                        # Its own task: stopping the pullers must not cut an attempt short.
-                        task = asyncio.ensure_future(self._handle(sub, message))
-                        sub.in_flight.add(task)
-                        task.add_done_callback(sub.in_flight.discard)
-                        await asyncio.wait({task})
-                except asyncio.CancelledError:
-                    raise
-                except Exception as failure:
-                    # NATS away, the consumer deleted underneath us, …: rebind (and re-create) later.
-                    logger.debug("pulling %s failed: %s; retrying", sub.key, failure)
-                    if pull is not None:
-                        with contextlib.suppress(Exception):
-                            await pull.unsubscribe()
-                    pull = None
-                    await asyncio.sleep(_RECONNECT_WAIT)
-                    with contextlib.suppress(Exception):
-                        await self._ensure_consumer(sub)
-        finally:
-            if pull is not None:
+            while True:  # until cancelled by _stop_receiving; meanwhile keep the backlog figure fresh
+                await asyncio.sleep(_PENDING_REFRESH)
                 with contextlib.suppress(Exception):
-                    await pull.unsubscribe()
+                    info = await self._jetstream().consumer_info(self.settings.stream, consumer_name(sub.key))
+                    sub.pending = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
 
     async def _handle(self, sub: _Subscription, message: Msg) -> None:
         """One delivery attempt of one stored message, then ack or NAK it."""
