@@ -77,6 +77,20 @@ def duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def replicas(text: str) -> int:
+    """``--jetstream-replicas``: 1 to 5 (JetStream's limit)."""
+    if not text.isdigit() or not 1 <= int(text) <= 5:
+        raise argparse.ArgumentTypeError(f"must be 1 to 5, got {text!r}")
+    return int(text)
+
+
+def stream_name(text: str) -> str:
+    """``--jetstream-stream``: letters, digits, ``-`` and ``_`` (it also names the KV buckets)."""
+    if not 0 < len(text) <= 32 or not all(c.isascii() and (c.isalnum() or c in "-_") for c in text):
+        raise argparse.ArgumentTypeError(f"letters, digits, '-' and '_' (at most 32), got {text!r}")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="openconnector",
@@ -121,9 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
         bus.add_argument("--nats-tls-ca", metavar="FILE", help="CA bundle to verify the NATS servers")
         bus.add_argument("--nats-tls-cert", metavar="FILE", help="client certificate for NATS (mutual TLS)")
         bus.add_argument("--nats-tls-key", metavar="FILE", help="key of --nats-tls-cert")
-        bus.add_argument("--jetstream-stream", default="OPENCONNECTOR", metavar="NAME", help="stream name")
         bus.add_argument(
-            "--jetstream-replicas", type=int, default=1, metavar="N", help="stream replicas (1-5)"
+            "--jetstream-stream",
+            type=stream_name,
+            default="OPENCONNECTOR",
+            metavar="NAME",
+            help="stream name",
+        )
+        bus.add_argument(
+            "--jetstream-replicas", type=replicas, default=1, metavar="N", help="stream replicas (1-5)"
         )
         bus.add_argument(
             "--jetstream-storage", choices=["file", "memory"], default="file", help="stream storage"

@@ -172,3 +172,29 @@ def test_routing_imports_no_aiohttp_engine() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("command", ["serve", "run"])
+def test_the_bus_flags_reach_the_gateway_settings(command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from openconnector.cli import build_parser
+    from openconnector.standalone import settings_from_args
+
+    monkeypatch.setenv("OPENCONNECTOR_NATS_TOKEN", "t0ken")
+    extra = ["--manifests", "examples"] if command == "serve" else []
+    flags = (
+        "--bus jetstream --nats-url nats://127.0.0.1:4222,nats://127.0.0.1:4223 --jetstream-stream EVENTS "
+        "--jetstream-replicas 3 --jetstream-storage memory --jetstream-max-bytes 1048576 "
+        "--jetstream-max-age 7d --jetstream-duplicate-window 5m"
+    )
+    args = build_parser().parse_args([command, *extra, *flags.split()])
+    settings = settings_from_args(args)
+    assert settings.bus == "jetstream"
+    jetstream = settings.jetstream
+    assert jetstream is not None
+    assert jetstream.servers == ("nats://127.0.0.1:4222", "nats://127.0.0.1:4223")
+    assert (jetstream.stream, jetstream.replicas, jetstream.storage) == ("EVENTS", 3, "memory")
+    assert (jetstream.max_bytes, jetstream.max_age, jetstream.duplicate_window) == (1048576, 7 * 86400, 300)
+    assert jetstream.token == "t0ken"
+    assert "t0ken" not in repr(jetstream)
+    defaults = settings_from_args(build_parser().parse_args([command, *extra]))
+    assert (defaults.bus, defaults.jetstream) == ("memory", None)

@@ -148,7 +148,9 @@ class JetStreamSettings:
     def __post_init__(self) -> None:
         if not self.servers:
             raise ValueError("nats url: at least one server is needed")
-        if not self.stream or any(c in self.stream for c in ".*> \t") or len(self.stream) > 32:
+        if not 0 < len(self.stream) <= 32 or not all(
+            c.isascii() and (c.isalnum() or c in "-_") for c in self.stream
+        ):
             raise ValueError(f"jetstream stream: {self.stream!r} is not a valid stream name")
         if self.storage not in ("file", "memory"):
             raise ValueError(f"jetstream storage: must be file or memory, got {self.storage!r}")
