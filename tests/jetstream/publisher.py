@@ -43,6 +43,7 @@ class PublishReport:
     statuses_by_target: dict[str, Counter[int]] = field(default_factory=dict)
     connection_errors: int = 0
     refusal_times: list[float] = field(default_factory=list)
+    refusals_503: list[tuple[float, str]] = field(default_factory=list)  # (time, target)
     malformed_refusals: list[str] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     began: float = 0.0
@@ -134,6 +135,7 @@ class Publisher:
             return None
         if status == 503:
             self.report.refusal_times.append(time.monotonic())
+            self.report.refusals_503.append((time.monotonic(), target))
             if not retry_after.isdigit() or not content_type.startswith(PROBLEM_JSON):
                 self.report.malformed_refusals.append(
                     f"{event_id}: Retry-After={retry_after!r} Content-Type={content_type!r} {text[:200]!r}"

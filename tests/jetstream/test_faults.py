@@ -86,10 +86,20 @@ async def test_sigkill_of_one_of_two_gateways_loses_nothing(
     killed_at = publisher.progress
     await asyncio.sleep(3)
     await first.start()
+    ready_again = time.monotonic()
     report = await publishing
     missing = await sink.wait_delivered(report.accepted, within=60, stalled=20)
 
-    show(counts_line("gateway SIGKILL", report, sink) + f"; killed after {killed_at} events")
+    after_restart = [t - ready_again for t, target in report.refusals_503 if target == first.url]
+    show(
+        counts_line("gateway SIGKILL", report, sink)
+        + f"; killed after {killed_at} events; 503s of the restarted gateway "
+        + (
+            f"{min(after_restart):+.1f}..{max(after_restart):+.1f} s from its /readyz 200"
+            if after_restart
+            else "none"
+        )
+    )
     assert_well_formed(report)
     assert len(report.accepted) >= 4_900, "the surviving gateway kept accepting"
     assert not missing, f"{len(missing)} accepted events never delivered, e.g. {sorted(missing)[:5]}"
