@@ -382,7 +382,8 @@ class JetStreamBus(Generic[E]):
             except Exception as failure:  # unreachable, refused, TLS or auth: say so once, retry
                 self._set_state(False, f"cannot connect to {', '.join(settings.servers)}: {failure!s}")
                 await asyncio.sleep(_RECONNECT_WAIT)
-        assert self._nc is not None
+        if self._nc is None:
+            return  # closed before NATS was ever reached
         self._js = self._nc.jetstream(timeout=settings.publish_timeout)
         self._connected = True
         while not self._closed:
@@ -401,6 +402,9 @@ class JetStreamBus(Generic[E]):
     async def _reprovision(self) -> None:
         try:
             await self._provision()
+            for sub in list(self._subs.values()):
+                if sub.consumer_ready.is_set() and not sub.closed:
+                    await self._ensure_consumer(sub)
         except Exception as failure:
             logger.warning("re-provisioning the stream after a reconnect failed: %s", failure)
 
@@ -783,7 +787,10 @@ class JetStreamBus(Generic[E]):
                 message.headers.get(META_HEADER, "") if message.headers else "", message.data
             )
         except ValueError as error:
-            logger.error("message on %s is not a delivery (%s): discarded", message.subject, error)
+            why = f"a stored message is not a delivery ({error})"
+            sub.health.record_dropped(DropReason.INTERNAL, why)
+            logger.error("dropped a message on %s for %s: %s", message.subject, sub.key, why)
+            self._deliverer.report_outcome(sub.key, "", FinalOutcome.DROPPED, DropReason.INTERNAL)
             await _quietly(message.term())
             return
         attempt = message.metadata.num_delivered
