@@ -107,6 +107,27 @@ async def test_what_a_stopped_process_left_is_delivered_by_the_next(buses: Buses
         assert second.health(sub.key).delivered == 3
 
 
+async def test_two_processes_share_the_work_and_max_concurrency_bounds_both(buses: Buses) -> None:
+    gate = asyncio.Event()
+    async with Sink(default=Reply(gate=gate)) as sink:
+        first, second = await buses.start(), await buses.start()
+        sub = DeliveryTarget(key="default/sub", url=sink.url, policy=FAST, max_concurrency=2)
+        first.set_target(sub)
+        second.set_target(sub)
+        for n in range(10):
+            await (first if n % 2 else second).submit(sub, Event(f"s-{n}"))
+        await sink.wait_for(2)
+        await asyncio.sleep(0.3)  # room for a third request, if anything allowed one
+        assert len(sink.requests) == 2  # MaxAckPending = maxConcurrency, across both processes
+        gate.set()
+        await settle(first)
+        await settle(second)
+        shares = (first.health(sub.key).delivered, second.health(sub.key).delivered)
+        print(f"delivered by each process: {shares}")
+        assert sorted(ids(sink)) == sorted(f"s-{n}" for n in range(10))
+        assert sum(shares) == 10
+
+
 async def test_a_retried_request_is_stored_once_within_the_duplicate_window(buses: Buses) -> None:
     async with Sink() as sink:
         bus = await buses.start()

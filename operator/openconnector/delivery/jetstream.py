@@ -491,7 +491,7 @@ class JetStreamBus(Generic[E]):
         if target.health != old.health:
             sub.health.reconfigure(target.health)
         if consumer_settings(old) != consumer_settings(target) and self._provisioned.is_set():
-            self._spawn(self._ensure_consumer(sub), f"jetstream-consumer:{key}")
+            self._spawn(self._reconfigure_consumer(sub), f"jetstream-consumer:{key}")
 
     async def remove_target(self, key: str, *, drain_deadline: float = 10.0) -> int:
         """Stop delivering ``key`` here, then delete its consumer: what it still held is counted as
@@ -713,13 +713,26 @@ class JetStreamBus(Generic[E]):
         """Create the subscription's consumer, or bring its settings in line (keeping its start)."""
         js = self._jetstream()
         name = consumer_name(sub.key)
-        settings = consumer_settings(sub.target)
         start = datetime.datetime.fromtimestamp(sub.live_since - 1.0, datetime.UTC)
-        deliver_policy, opt_start_time = DeliverPolicy.BY_START_TIME, start
-        with contextlib.suppress(nats.js.errors.NotFoundError):
-            existing = await js.consumer_info(self.settings.stream, name)
-            deliver_policy = existing.config.deliver_policy or deliver_policy
-            opt_start_time = existing.config.opt_start_time
+        for last_try in (False, True):
+            deliver_policy, opt_start_time = DeliverPolicy.BY_START_TIME, start
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                existing = await js.consumer_info(self.settings.stream, name)
+                deliver_policy = existing.config.deliver_policy or deliver_policy
+                opt_start_time = existing.config.opt_start_time
+            try:
+                await self._add_consumer(sub, deliver_policy, opt_start_time)
+                return
+            except nats.js.errors.APIError:
+                if last_try:
+                    raise  # else: another process created it just now, with its start: take that
+
+    async def _add_consumer(
+        self, sub: _Subscription, deliver_policy: DeliverPolicy, opt_start_time: datetime.datetime | None
+    ) -> None:
+        js = self._jetstream()
+        name = consumer_name(sub.key)
+        settings = consumer_settings(sub.target)
         await js.add_consumer(
             self.settings.stream,
             ConsumerConfig(
@@ -736,6 +749,12 @@ class JetStreamBus(Generic[E]):
             ),
         )
 
+    async def _reconfigure_consumer(self, sub: _Subscription) -> None:
+        try:
+            await self._ensure_consumer(sub)
+        except Exception as failure:
+            logger.warning("updating the consumer of %s failed: %s", sub.key, failure)
+
     def _deliver_subject(self, key: str) -> str:
         return f"_OC_DELIVER.{self._prefix}.{consumer_name(key)}"
 
@@ -747,16 +766,6 @@ class JetStreamBus(Generic[E]):
         and MaxAckPending = ``maxConcurrency`` bounds the attempts in flight across all of them.
         """
         await self._load_state(sub)
-        while not sub.closed:
-            try:
-                await self._ensure_consumer(sub)
-                break
-            except asyncio.CancelledError:
-                raise
-            except Exception as failure:
-                logger.debug("creating the consumer of %s failed: %s; retrying", sub.key, failure)
-                await asyncio.sleep(_RECONNECT_WAIT)
-        sub.consumer_ready.set()
         nc = self._nc
         assert nc is not None
 
@@ -767,9 +776,22 @@ class JetStreamBus(Generic[E]):
             sub.in_flight.add(task)
             task.add_done_callback(sub.in_flight.discard)
 
+        # Join the queue group first: whichever process creates the consumer, this one takes its share.
         subscription = await nc.subscribe(
             self._deliver_subject(sub.key), queue=consumer_name(sub.key), cb=received
         )
+        while not sub.closed:
+            try:
+                await self._ensure_consumer(sub)
+                break
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
+                raise
+            except Exception as failure:
+                logger.debug("creating the consumer of %s failed: %s; retrying", sub.key, failure)
+                await asyncio.sleep(_RECONNECT_WAIT)
+        sub.consumer_ready.set()
         try:
             while True:  # until cancelled by _stop_receiving; meanwhile keep the backlog figure fresh
                 await asyncio.sleep(_PENDING_REFRESH)
