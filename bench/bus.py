@@ -19,12 +19,14 @@ costs a process of its own on the same two cores.
 from __future__ import annotations
 
 import datetime
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from bench.context import Context, envelope, goal
 from bench.harness import (
+    REPO,
     Proc,
     SinkClient,
     cpu_seconds,
@@ -80,7 +82,23 @@ async def run(ctx: Context) -> dict[str, Any]:
         finally:
             stop_all(procs)
     result["ready_s"] = {"memory": memory_ready, "jetstream": jetstream_ready}
+    result["code"] = code_version()
     return envelope(NAME, ctx, started, **result)
+
+
+def code_version() -> str:
+    """The commit the gateway ran, ``+changes`` when operator/ differed from it (the bus is young and
+    its figures move with every change)."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "operator"], cwd=REPO, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit or 'unknown'}{'+changes' if changed else ''}"
 
 
 async def _measure(
