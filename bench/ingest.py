@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import statistics
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,9 @@ async def measure(
     load = await run_load(spec, ctx.loadgen)
     in_window = await sink.count()
     accepted = int(load["ok"])
+    drain_began = time.monotonic()
     delivered = await sink.wait_count(accepted * fanout, drain_s)
+    drained_s = time.monotonic() - drain_began
     cpu = cpu_seconds(pid) - cpu_before if pid else None
     stats = await sink.stats()
     duration = float(load["duration_s"]) or spec.duration
@@ -63,6 +66,9 @@ async def measure(
         "errors": int(load["errors"]),
         "delivered_in_window": in_window,
         "delivered_total": delivered,
+        # After the load stopped: how long the rest took to arrive (a backlog shows here).
+        "drain_s": drained_s,
+        "drained_per_s": (delivered - in_window) / drained_s if delivered > in_window and drained_s else None,
         "expected_deliveries": accepted * fanout,
         "lost": max(0, accepted * fanout - delivered),
         "accepted_per_s": accepted / duration,

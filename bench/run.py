@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import fanout, ingest, ingress, match, memory, profiling, reconcile
+from bench import bus, fanout, ingest, ingress, match, memory, profiling, reconcile
 from bench.context import CONFIGS, Context, envelope
 from bench.harness import REPO
 from bench.report import write_report
@@ -36,6 +36,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "match": match.run,
     "ingress": ingress.run,
     "ingest": ingest.run,
+    "bus": bus.run,
     "fanout": fanout.run,
     "memory": memory.run,
     "profile": profiling.run,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,6 +83,32 @@ RUN_DESCRIPTION = (
 )
 
 
+def duration(text: str) -> float:
+    """A duration flag: Go-style (``2m``, ``168h``), ISO-8601 (``PT2M``) or whole days (``7d``)."""
+    from openconnector.delivery.durations import parse_duration
+
+    try:
+        if text.endswith("d") and text[:-1].isdigit():
+            return int(text[:-1]) * 86400.0
+        return parse_duration(text, field="duration")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def replicas(text: str) -> int:
+    """``--jetstream-replicas``: 1 to 5 (JetStream's limit)."""
+    if not text.isdigit() or not 1 <= int(text) <= 5:
+        raise argparse.ArgumentTypeError(f"must be 1 to 5, got {text!r}")
+    return int(text)
+
+
+def stream_name(text: str) -> str:
+    """``--jetstream-stream``: letters, digits, ``-`` and ``_`` (it also names the KV buckets)."""
+    if not 0 < len(text) <= 32 or not all(c.isascii() and (c.isalnum() or c in "-_") for c in text):
+        raise argparse.ArgumentTypeError(f"letters, digits, '-' and '_' (at most 32), got {text!r}")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="openconnector",
@@ -114,6 +141,54 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("paths", nargs="+", metavar="FILE|DIR")
     validate.set_defaults(func=_cmd_validate)
 
+    def bus_flags(p: argparse.ArgumentParser) -> None:
+        env = os.environ.get
+        bus = p.add_argument_group("delivery bus")
+        bus.add_argument(
+            "--bus", choices=["memory", "jetstream"], default=env("OPENCONNECTOR_BUS", "memory"),
+            help="memory: in-process queues (default); jetstream: durable on NATS JetStream "
+            "(env OPENCONNECTOR_BUS)",
+        )  # fmt: skip
+        bus.add_argument(
+            "--nats-url", metavar="URL[,URL...]",
+            default=env("OPENCONNECTOR_NATS_URL", "nats://127.0.0.1:4222"),
+            help="NATS servers for --bus jetstream (env OPENCONNECTOR_NATS_URL)",
+        )  # fmt: skip
+        bus.add_argument("--nats-creds", metavar="FILE", help="NATS user credentials file (JWT + NKey seed)")
+        bus.add_argument(
+            "--nats-token-file",
+            metavar="FILE",
+            help="file with the NATS token (or env OPENCONNECTOR_NATS_TOKEN)",
+        )
+        bus.add_argument("--nats-tls-ca", metavar="FILE", help="CA bundle to verify the NATS servers")
+        bus.add_argument("--nats-tls-cert", metavar="FILE", help="client certificate for NATS (mutual TLS)")
+        bus.add_argument("--nats-tls-key", metavar="FILE", help="key of --nats-tls-cert")
+        bus.add_argument(
+            "--jetstream-stream",
+            type=stream_name,
+            default="OPENCONNECTOR",
+            metavar="NAME",
+            help="stream name",
+        )
+        bus.add_argument(
+            "--jetstream-replicas", type=replicas, default=1, metavar="N", help="stream replicas (1-5)"
+        )
+        bus.add_argument(
+            "--jetstream-storage", choices=["file", "memory"], default="file", help="stream storage"
+        )
+        bus.add_argument(
+            "--jetstream-max-bytes", type=int, default=-1, metavar="BYTES",
+            help="stream size limit; when full, requests are refused with 503 (-1: unlimited)",
+        )  # fmt: skip
+        bus.add_argument(
+            "--jetstream-max-age", type=duration, default=duration("7d"), metavar="DURATION",
+            help="how long stored deliveries are kept (e.g. 7d, 168h)",
+        )  # fmt: skip
+        bus.add_argument(
+            "--jetstream-duplicate-window", type=duration, default=duration("2m"), metavar="DURATION",
+            help="a sender's retry of the same request within this window is stored once",
+        )  # fmt: skip
+
     def gateway_flags(p: argparse.ArgumentParser, default_port: int) -> None:
         p.add_argument("--host", default="127.0.0.1", help="address the gateway listens on")
         p.add_argument("--port", type=int, default=default_port, help="gateway port (webhooks, /events, API)")
@@ -126,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         )  # fmt: skip
         p.add_argument("--drain-seconds", type=float, default=20.0, help="graceful shutdown deadline")
         add_limit_flags(p)
+        bus_flags(p)
 
     serve = sub.add_parser("serve", help="run the gateway standalone on a directory of manifests")
     serve.add_argument("--manifests", required=True, metavar="DIR", help="YAML files to serve (watched)")

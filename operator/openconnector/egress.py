@@ -1,8 +1,8 @@
 """The egress policy: which addresses the gateway may send to (subscribers, dead-letter sinks, Sources).
 
-Pure except for :class:`EgressResolver`. A URL is checked when a resource compiles (the status names the
-refused field and why) and again when a connection is made, after DNS resolution, so a name that later
-resolves to a refused address (DNS rebinding) is refused too.
+Pure; the connect-time check is :mod:`openconnector.egress_resolver`. A URL is checked when a resource
+compiles (the status names the refused field and why) and again when a connection is made, after DNS
+resolution, so a name that later resolves to a refused address (DNS rebinding) is refused too.
 
 In-cluster subscribers live at private ClusterIPs, so the default policy cannot refuse private ranges as a
 SaaS gateway would. The default denies what no subscriber legitimately is: link-local ranges and the
@@ -16,14 +16,10 @@ namespace is allowed (``--egress-allow-service-namespace``, ``*`` for all).
 from __future__ import annotations
 
 import ipaddress
-import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlsplit
-
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
 
 __all__ = [
     "DEFAULT_DENIED_HOSTS",
@@ -32,8 +28,6 @@ __all__ = [
     "STRICT_DENIED_NETWORKS",
     "EgressDenied",
     "EgressPolicy",
-    "EgressResolver",
-    "connector_for",
     "parse_host_address",
 ]
 
@@ -214,44 +208,3 @@ class EgressPolicy:
 
 def _host_key(host: str) -> str:
     return host.strip().lower().rstrip(".")
-
-
-class EgressResolver(AbstractResolver):
-    """Resolves with the wrapped resolver, then refuses when any answer is a denied address.
-
-    Refusing on *any* denied answer (not just dropping it) keeps a name with one public and one metadata
-    address from reaching the metadata address on a retry.
-    """
-
-    def __init__(self, policy: EgressPolicy, resolver: AbstractResolver | None = None) -> None:
-        self._policy = policy
-        self._resolver = resolver if resolver is not None else aiohttp.DefaultResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        refusal = self._policy.host_refusal(host)
-        if refusal is not None:
-            raise OSError(f"egress to {host} refused: {refusal}")
-        results = await self._resolver.resolve(host, port, family)
-        for result in results:
-            address = parse_host_address(result["host"])
-            refusal = None if address is None else self._policy.address_refusal(address)
-            if refusal is not None:
-                raise OSError(f"egress to {host} refused after resolution: {refusal}")
-        return results
-
-    async def close(self) -> None:
-        await self._resolver.close()
-
-
-def connector_for(
-    policy: EgressPolicy, *, dns: AbstractResolver | None = None, **kwargs: object
-) -> aiohttp.TCPConnector:
-    """A TCPConnector whose every name lookup goes through the policy (``kwargs`` go to TCPConnector;
-    ``dns`` replaces aiohttp's default resolver underneath, e.g. in tests).
-
-    aiohttp does not call the resolver for a literal IP address; literal addresses cannot be rebound, so
-    the compile-time check of the URL covers them.
-    """
-    return aiohttp.TCPConnector(resolver=EgressResolver(policy, dns), **kwargs)  # type: ignore[arg-type]

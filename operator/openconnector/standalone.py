@@ -11,10 +11,12 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 from watchfiles import awatch
@@ -28,6 +30,9 @@ from openconnector.manifests import load_manifests
 from openconnector.reconciler import Reconciler
 from openconnector.resources import ResourceStore
 
+if TYPE_CHECKING:
+    from openconnector.delivery.jetstream import JetStreamSettings
+
 log = logging.getLogger(__name__)
 
 
@@ -35,6 +40,7 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
     token = None
     if getattr(args, "events_token_file", None):
         token = Path(args.events_token_file).read_text(encoding="utf-8").strip()
+    bus = getattr(args, "bus", "memory")
     return GatewaySettings(
         host=args.host,
         port=args.port,
@@ -45,6 +51,31 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
         drain_seconds=args.drain_seconds,
         limits=limits_from_args(args),
         egress=egress_from_args(args),
+        bus=bus,
+        jetstream=jetstream_settings_from_args(args) if bus == "jetstream" else None,
+    )
+
+
+def jetstream_settings_from_args(args: argparse.Namespace) -> JetStreamSettings:
+    """The ``--nats-*`` and ``--jetstream-*`` flags (see ``openconnector serve --help``)."""
+    from openconnector.delivery.jetstream import JetStreamSettings
+
+    token = os.environ.get("OPENCONNECTOR_NATS_TOKEN") or None
+    if args.nats_token_file:
+        token = Path(args.nats_token_file).read_text(encoding="utf-8").strip()
+    return JetStreamSettings(
+        servers=tuple(url.strip() for url in args.nats_url.split(",") if url.strip()),
+        stream=args.jetstream_stream,
+        replicas=args.jetstream_replicas,
+        storage=args.jetstream_storage,
+        max_bytes=args.jetstream_max_bytes,
+        max_age=args.jetstream_max_age,
+        duplicate_window=args.jetstream_duplicate_window,
+        creds_file=args.nats_creds,
+        token=token,
+        tls_ca=args.nats_tls_ca,
+        tls_cert=args.nats_tls_cert,
+        tls_key=args.nats_tls_key,
     )
 
 

@@ -13,7 +13,8 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from openconnector.api.kinds import EVENT_SUBSCRIPTION, SOURCE
-from openconnector.egress import EgressPolicy, EgressResolver, connector_for, parse_host_address
+from openconnector.egress import EgressPolicy, parse_host_address
+from openconnector.egress_resolver import EgressResolver, connector_for
 from openconnector.resources import Resource, ResourceKey
 from openconnector.routing.compiler import compile_table
 

@@ -121,3 +121,80 @@ design"). Included by the Deployment, which every render has, and by the HPA. */
 {{- fail (printf "replicaCount=%d is not supported yet: %s. Set replicaCount=1 (or 0 to stop the operator)." (int .Values.replicaCount) $why) }}
 {{- end }}
 {{- end }}
+
+{{/* The event bus (docs/operations.md, "Durable delivery on NATS JetStream"): the flags of `openconnector
+run`, and the Secrets with NATS credentials and TLS material, mounted read-only. */}}
+{{- define "openconnector.natsDir" -}}
+/etc/openconnector/nats
+{{- end }}
+
+{{- define "openconnector.assertBus" -}}
+{{- if and (eq .Values.bus.type "jetstream") (not .Values.bus.jetstream.url) }}
+{{- fail "bus.type=jetstream needs bus.jetstream.url, the NATS server URL(s), e.g. nats://nats.nats.svc:4222" }}
+{{- end }}
+{{- if and .Values.bus.jetstream.tlsClientCert (not .Values.bus.jetstream.tlsSecret) }}
+{{- fail "bus.jetstream.tlsClientCert needs bus.jetstream.tlsSecret, the Secret with tls.crt and tls.key" }}
+{{- end }}
+{{- end }}
+
+{{- define "openconnector.busArgs" -}}
+{{- if eq .Values.bus.type "jetstream" }}
+{{- with .Values.bus.jetstream }}
+- --bus=jetstream
+- {{ printf "--nats-url=%s" .url | quote }}
+{{- if .credentialsSecret }}
+- --nats-creds={{ include "openconnector.natsDir" $ }}/creds/{{ .credentialsKey }}
+{{- end }}
+{{- if .tlsSecret }}
+- --nats-tls-ca={{ include "openconnector.natsDir" $ }}/tls/ca.crt
+{{- if .tlsClientCert }}
+- --nats-tls-cert={{ include "openconnector.natsDir" $ }}/tls/tls.crt
+- --nats-tls-key={{ include "openconnector.natsDir" $ }}/tls/tls.key
+{{- end }}
+{{- end }}
+- --jetstream-stream={{ .stream }}
+- --jetstream-replicas={{ int .replicas }}
+- --jetstream-storage={{ .storage }}
+- --jetstream-max-bytes={{ int64 .maxBytes }}
+- --jetstream-max-age={{ .maxAge }}
+- --jetstream-duplicate-window={{ .duplicateWindow }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "openconnector.busVolumeMounts" -}}
+{{- if eq .Values.bus.type "jetstream" }}
+{{- if .Values.bus.jetstream.credentialsSecret }}
+- name: nats-creds
+  mountPath: {{ include "openconnector.natsDir" . }}/creds
+  readOnly: true
+{{- end }}
+{{- if .Values.bus.jetstream.tlsSecret }}
+- name: nats-tls
+  mountPath: {{ include "openconnector.natsDir" . }}/tls
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "openconnector.busVolumes" -}}
+{{- if eq .Values.bus.type "jetstream" }}
+{{- with .Values.bus.jetstream }}
+{{- if .credentialsSecret }}
+- name: nats-creds
+  secret:
+    secretName: {{ .credentialsSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ .credentialsKey }}
+        path: {{ .credentialsKey }}
+{{- end }}
+{{- if .tlsSecret }}
+- name: nats-tls
+  secret:
+    secretName: {{ .tlsSecret }}
+    defaultMode: 0440
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}

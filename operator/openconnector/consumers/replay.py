@@ -14,7 +14,7 @@ from typing import Protocol
 
 from openconnector.consumers.verifiers import AuthFailure, AuthOutcome
 
-__all__ = ["ReplayGuard", "ReplayStore", "admit"]
+__all__ = ["ReplayGuard", "ReplayStore", "TieredReplayStore", "admit"]
 
 
 class ReplayStore(Protocol):
@@ -87,6 +87,30 @@ class ReplayGuard:
             del self._expiry[digest]
             return True
         return False
+
+
+class TieredReplayStore:
+    """The process's own :class:`ReplayGuard` first, then a store shared by every process (the JetStream
+    bus's KV bucket), so a replay is refused by any replica and after a restart, and a replay this process
+    saw itself costs no round trip."""
+
+    def __init__(self, local: ReplayGuard, shared: ReplayStore) -> None:
+        self.local = local
+        self.shared = shared
+
+    async def remember(self, key: str, *, now: float, ttl: float) -> bool:
+        if not await self.local.remember(key, now=now, ttl=ttl):
+            return False
+        try:
+            fresh = await self.shared.remember(key, now=now, ttl=ttl)
+        except BaseException:
+            await self.local.forget(key)  # not accepted: the sender's retry must get through
+            raise
+        return fresh
+
+    async def forget(self, key: str) -> None:
+        await self.local.forget(key)
+        await self.shared.forget(key)
 
 
 async def admit(store: ReplayStore, outcome: AuthOutcome, *, scope: str, now: float) -> AuthOutcome:

@@ -84,6 +84,8 @@ async def handle_readyz(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY_KEY]
     if not gateway.ready.is_set():
         return problem(503, "not-ready", "the first routing table is not built yet")
+    if not gateway.dispatcher.ready:
+        return problem(503, "bus-unavailable", gateway.dispatcher.readiness_detail)
     return web.json_response({"status": "ready", "routingTableVersion": gateway.table.version})
 
 

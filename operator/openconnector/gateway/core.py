@@ -12,7 +12,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 from aiohttp import web
@@ -20,16 +20,28 @@ from aiohttp import web
 from openconnector.api.kinds import CONSUMER, EVENT, EVENT_SUBSCRIPTION, SOURCE
 from openconnector.ce import CloudEvent, build_event, to_binary, to_structured
 from openconnector.ce.emit import SequenceCounter
-from openconnector.consumers.replay import ReplayGuard
+from openconnector.consumers.replay import ReplayGuard, ReplayStore, TieredReplayStore
 from openconnector.delivery.attempts import Attempt
-from openconnector.delivery.engine import ContentMode, DeliveryClosedError, Dispatcher, FinalOutcome
+from openconnector.delivery.bus import DeliveryBus
 from openconnector.delivery.health import HealthReason
-from openconnector.egress import EgressPolicy, connector_for
+from openconnector.delivery.memory import Dispatcher
+from openconnector.delivery.outcomes import (
+    BusUnavailableError,
+    DeliveryClosedError,
+    EventTooLargeError,
+    FinalOutcome,
+)
+from openconnector.delivery.target import ContentMode
+from openconnector.egress import EgressPolicy
+from openconnector.egress_resolver import connector_for
 from openconnector.gateway.limits import RequestLimits
 from openconnector.gateway.metrics import GatewayMetrics
 from openconnector.resources import ResourceKey
 from openconnector.routing.table import EventRoute, RoutingTable, SubscriptionRoute
 from openconnector.status import ConditionBook, ConsumerStats, EventStats, SourceStats, ready_condition
+
+if TYPE_CHECKING:
+    from openconnector.delivery.jetstream import JetStreamSettings
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +94,9 @@ class GatewaySettings:
     submit_timeout: float = 5.0
     limits: RequestLimits = field(default_factory=RequestLimits)
     egress: EgressPolicy = field(default_factory=EgressPolicy)
+    # The delivery bus: "memory" (default) or "jetstream" (then ``jetstream`` says where and how).
+    bus: str = "memory"
+    jetstream: JetStreamSettings | None = None
 
 
 def encode(event: CloudEvent, mode: ContentMode) -> tuple[Mapping[str, str], bytes]:
@@ -121,17 +136,36 @@ class Gateway:
         self.clock = clock
         self.table = RoutingTable.empty()
         self.metrics = GatewayMetrics()
-        self.dispatcher: Dispatcher[CloudEvent] = Dispatcher(
-            encode,
-            on_paused=self._on_paused,
-            observer=_MetricsObserver(self.metrics),
-            clock=clock,
-        )
+        self.dispatcher: DeliveryBus[CloudEvent]
+        self.replay_guard = ReplayGuard()
+        # Replay refusal: this process's guard, and with the JetStream bus also ids shared by every process
+        # and kept across restarts.
+        self.replay_store: ReplayStore = self.replay_guard
+        if self.settings.bus == "jetstream":
+            from openconnector.delivery.jetstream import JetStreamBus, JetStreamReplayStore, JetStreamSettings
+
+            bus: JetStreamBus[CloudEvent] = JetStreamBus(
+                encode,
+                self.settings.jetstream or JetStreamSettings(),
+                on_paused=self._on_paused,
+                observer=_MetricsObserver(self.metrics),
+                egress=self.settings.egress,
+                clock=clock,
+            )
+            self.dispatcher = bus
+            self.replay_store = TieredReplayStore(self.replay_guard, JetStreamReplayStore(bus))
+        else:
+            self.dispatcher = Dispatcher(
+                encode,
+                on_paused=self._on_paused,
+                observer=_MetricsObserver(self.metrics),
+                egress=self.settings.egress,
+                clock=clock,
+            )
         self.consumer_stats: defaultdict[ResourceKey, ConsumerStats] = defaultdict(ConsumerStats)
         self.event_stats: defaultdict[ResourceKey, EventStats] = defaultdict(EventStats)
         self.source_stats: defaultdict[ResourceKey, SourceStats] = defaultdict(SourceStats)
         self.sequences = SequenceCounter()
-        self.replay_guard = ReplayGuard()
         self.conditions = ConditionBook(clock)
         self.ready = asyncio.Event()
         self._notice_sinks: list[NoticeSink] = []
@@ -320,7 +354,7 @@ class Gateway:
                 while True:
                     table = self.table  # re-read after a wait: the table may have been swapped
                     plan, placements = self._plan(table, events, namespace)
-                    result = self.dispatcher.offer(plan)
+                    result = await self.dispatcher.store(plan)
                     if result.too_large:
                         raise PublishRefused(413, "event-too-large", result.detail)
                     if result.accepted:
@@ -334,6 +368,12 @@ class Gateway:
             raise PublishRefused(
                 503, "shutting-down", "the gateway is shutting down", retry_after="5"
             ) from None
+        except BusUnavailableError as error:
+            raise PublishRefused(
+                503, "bus-unavailable", error.detail, retry_after=str(error.retry_after)
+            ) from None
+        except EventTooLargeError as error:
+            raise PublishRefused(413, "event-too-large", str(error)) from None
         now = self.clock()
         for event, namespaces in placements:
             for ns in namespaces:

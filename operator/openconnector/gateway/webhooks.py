@@ -57,7 +57,7 @@ class _GatewayPorts:
 
     @property
     def replay_store(self) -> ReplayStore:
-        return self._gateway.replay_guard
+        return self._gateway.replay_store
 
     @property
     def max_json_depth(self) -> int:

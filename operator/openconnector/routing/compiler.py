@@ -35,9 +35,9 @@ from openconnector.consumers.allow_list import IpAllowList
 from openconnector.consumers.ingest import event_disabled_reason
 from openconnector.consumers.verifiers import InboundAuthConfig, InboundAuthConfigError, compile_verifier
 from openconnector.delivery.durations import parse_duration
-from openconnector.delivery.engine import ContentMode, DeliveryTarget
 from openconnector.delivery.health import HealthConfig
 from openconnector.delivery.policy import BackoffPolicy, DeliveryPolicy
+from openconnector.delivery.target import ContentMode, DeliveryTarget
 from openconnector.egress import EgressPolicy
 from openconnector.filters import FilterError, compile_filters
 from openconnector.mapping import MappingError, compile_mapping

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from openconnector.consumers.allow_list import IpAllowList
 from openconnector.consumers.verifiers import InboundVerifier
-from openconnector.delivery.engine import DeliveryTarget
+from openconnector.delivery.target import DeliveryTarget
 from openconnector.resources import FieldProblem, ResourceKey
 
 Predicate = Callable[[Mapping[str, Any], Any], bool]

@@ -1,4 +1,4 @@
-"""The delivery engine: fan-out to subscribers with retries, backoff, Retry-After and dead-lettering.
+"""The in-memory bus: fan-out to per-subscription lanes with admission control (the default bus).
 
 Shape
 -----
@@ -69,341 +69,54 @@ per source), stable across retries.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import logging
 import random
-import re
 import time
-import types
-import uuid
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from functools import partial
-from typing import Generic, Protocol, Self, TypeAlias, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from typing import Generic, Self
 
 import aiohttp
 
-from openconnector.ce import AttributeValue, parse_http, to_binary, to_structured
-from openconnector.delivery.attempts import Attempt, AttemptLog, Destination
-from openconnector.delivery.health import HealthConfig, HealthReason, SubscriptionHealth
-from openconnector.delivery.policy import (
-    RETRY_AFTER_STATUSES,
-    DeliveryPolicy,
-    Outcome,
-    Rng,
-    backoff_delay,
-    classify,
-    parse_retry_after,
-    validate_http_url,
+from openconnector.delivery.attempts import AttemptLog
+from openconnector.delivery.health import SubscriptionHealth
+from openconnector.delivery.outcomes import (
+    DeliveryClosedError,
+    DeliveryObserver,
+    DropReason,
+    EventTooLargeError,
+    FinalOutcome,
+    NullObserver,
+    OfferResult,
+    PauseCallback,
 )
-from openconnector.delivery.signing import decode_signing_secret, signature_headers, webhook_message_id
+from openconnector.delivery.policy import Rng
+from openconnector.delivery.prepared import (
+    DeliverableEvent,
+    E,
+    Encoder,
+    Prepared,
+    Reencoder,
+    cloudevents_reencoder,
+    prepare,
+)
+from openconnector.delivery.retry import Deliverer, DeliveryState
+from openconnector.delivery.sending import HttpSender, Response, clip
+from openconnector.delivery.target import ContentMode, DeliveryTarget, require_positive_int
+from openconnector.egress import EgressPolicy
 
-__all__ = [
-    "DEFAULT_IDLE_LANE_SECONDS",
-    "DEFAULT_MAX_QUEUED_BYTES",
-    "DEFAULT_QUEUE_BYTES",
-    "ERROR_DATA_LIMIT",
-    "ContentMode",
-    "DeliverableEvent",
-    "DeliveryClosedError",
-    "DeliveryObserver",
-    "DeliveryTarget",
-    "Dispatcher",
-    "DropReason",
-    "Encoder",
-    "EventTooLargeError",
-    "FinalOutcome",
-    "OfferResult",
-    "PauseCallback",
-    "Prepared",
-    "Reencoder",
-    "cloudevents_reencoder",
-    "prepare",
-    "redact_url",
-]
+__all__ = ["DEFAULT_IDLE_LANE_SECONDS", "DEFAULT_MAX_QUEUED_BYTES", "Dispatcher"]
 
 logger = logging.getLogger("openconnector.delivery")
 
-#: Bytes of a failed response body kept for ``ocerrordata`` (Knative's knativeerrordata does the same).
-ERROR_DATA_LIMIT = 1024
-#: Default bytes one lane may hold (queued and in flight).
-DEFAULT_QUEUE_BYTES = 32 * 1024 * 1024
 #: Default bytes the whole dispatcher may hold: below the chart's 512 Mi limit with room for the rest.
 DEFAULT_MAX_QUEUED_BYTES = 128 * 1024 * 1024
 #: Default seconds a lane may sit empty before its queue and workers are released.
 DEFAULT_IDLE_LANE_SECONDS = 30.0
-#: Bytes of any response body read so the pooled connection can be reused; larger bodies close it.
-_RESPONSE_READ_LIMIT = 64 * 1024
-_MESSAGE_LIMIT = 300
 _QUEUE_FULL_LOG_INTERVAL = 10.0
 _NEVER = float("-inf")  # one shared float instead of one per lane
-# Memory around a held request beyond its raw bytes (measured with tracemalloc on CPython 3.11): the
-# Prepared, its header dict, the job and queue slot; and per header the two str objects and dict slot.
-_ITEM_OVERHEAD = 512
-_HEADER_OVERHEAD = 112
-
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-# Headers the engine owns: the encoder sets content/ce-*, the signer webhook-*, aiohttp the framing.
-_RESERVED_HEADERS = frozenset({"content-type", "content-length", "host", "transfer-encoding", "connection"})
-_RESERVED_PREFIXES = ("ce-", "webhook-")
-_METHODS = frozenset({"POST", "PUT", "PATCH"})
-
-
-class ContentMode(StrEnum):
-    """CloudEvents HTTP content mode of a delivery (values match the CRD's ``contentMode``)."""
-
-    STRUCTURED = "structured"
-    BINARY = "binary"
-
-
-class DeliverableEvent(Protocol):
-    """What the engine needs of an event: id and source (``webhook-id``, attempt log), type (logs)."""
-
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def type(self) -> str: ...
-
-    @property
-    def source(self) -> str: ...
-
-
-E = TypeVar("E", bound=DeliverableEvent)
-
-#: ``(event, mode) -> (headers, body)``: the CloudEvents codec, injected (Content-Type included).
-Encoder: TypeAlias = Callable[[E, ContentMode], tuple[Mapping[str, str], bytes]]
-#: ``(target_key, reason, message)``: the target stopped delivering (410 or auto-pause). May be async.
-PauseCallback: TypeAlias = Callable[[str, str, str], Awaitable[None] | None]
-
-
-@dataclass(frozen=True, slots=True)
-class Prepared:
-    """One event encoded for one content mode: what a lane holds instead of the event.
-
-    ``headers`` and ``body`` are the encoder's output, sent as they are on every attempt (the engine adds
-    the target's headers, credentials and signature per attempt). ``webhook_id`` is derived once from
-    source and id. ``size`` is the memory accounted for it (see :func:`prepare`).
-    """
-
-    id: str
-    type: str
-    source: str
-    content_mode: ContentMode
-    headers: Mapping[str, str] = field(repr=False)
-    body: bytes = field(repr=False)
-    webhook_id: str
-    size: int
-
-
-def prepare(event: E, mode: ContentMode, encoder: Encoder[E]) -> Prepared:
-    """Encode ``event`` in ``mode`` with ``encoder``; exceptions of the encoder propagate.
-
-    ``size`` = body + header names and values + id, type and source, plus a fixed overhead per request
-    and per header for the Python objects around them.
-    """
-    encoded_headers, body = encoder(event, mode)
-    headers = dict(encoded_headers)
-    body = bytes(body)
-    size = _ITEM_OVERHEAD + len(body) + len(event.id) + len(event.type) + len(event.source)
-    size += sum(len(name) + len(value) + _HEADER_OVERHEAD for name, value in headers.items())
-    return Prepared(
-        id=event.id,
-        type=event.type,
-        source=event.source,
-        content_mode=ContentMode(mode),
-        headers=headers,
-        body=body,
-        webhook_id=webhook_message_id(event.source, event.id),
-        size=size,
-    )
-
-
-#: ``(prepared, mode, extensions) -> (headers, body)``: the held request re-encoded in ``mode`` with
-#: extension attributes added (dead letters: structured with ``ocerror*``; content-mode changes).
-Reencoder: TypeAlias = Callable[
-    [Prepared, ContentMode, Mapping[str, AttributeValue]], tuple[Mapping[str, str], bytes]
-]
-
-
-def cloudevents_reencoder(
-    prepared: Prepared, mode: ContentMode, extensions: Mapping[str, AttributeValue]
-) -> tuple[Mapping[str, str], bytes]:
-    """The default :data:`Reencoder`: parse the held request with the strict CloudEvents codec, set
-    ``extensions`` and encode in ``mode``. Raises ValueError when the held request is not one event."""
-    events = parse_http("POST", prepared.headers, prepared.body).events
-    if len(events) != 1:
-        raise ValueError(f"the held request carries {len(events)} events, expected 1")
-    event = events[0].with_attributes(**extensions) if extensions else events[0]
-    return to_binary(event) if mode is ContentMode.BINARY else to_structured(event)
-
-
-class FinalOutcome(StrEnum):
-    DELIVERED = "delivered"
-    DEAD_LETTERED = "deadLettered"
-    DROPPED = "dropped"
-
-
-class DropReason(StrEnum):
-    NO_DEAD_LETTER = "noDeadLetterSink"
-    DEAD_LETTER_FAILED = "deadLetterFailed"
-    QUEUE_FULL = "queueFull"
-    TOO_LARGE = "tooLarge"
-    UNKNOWN_TARGET = "unknownTarget"
-    ENCODING_FAILED = "encodingFailed"
-    SHUTDOWN = "shutdown"
-    REMOVED = "removed"
-    INTERNAL = "internalError"
-
-
-class DeliveryClosedError(RuntimeError):
-    """Intake after ``close()``, or ``submit`` to a target that is not installed (or was removed)."""
-
-
-class EventTooLargeError(ValueError):
-    """``submit`` of an event that can never fit its lane's ``queue_bytes`` or the dispatcher's budget."""
-
-
-@dataclass(frozen=True, slots=True)
-class OfferResult:
-    """What :meth:`Dispatcher.offer` did: everything queued (``accepted``) or nothing.
-
-    * ``queued``: deliveries queued (0 unless accepted).
-    * ``skipped``: keys of the plan without an installed lane (never installed, removed, or being
-      removed); nothing is queued for them, accepted or not.
-    * ``dropped``: keys whose event could not be encoded; counted as dropped (``encodingFailed``) in
-      that lane when the offer was accepted, so the caller need not retry for them.
-    * ``full``: keys whose lane lacked room now (events or bytes); wait for room and offer again.
-    * ``budget_needed``: bytes of the dispatcher's budget the plan needs, when the budget lacked room
-      (else 0); wait for room and offer again.
-    * ``too_large``: keys whose part of the plan can never fit (more events than ``queue_size`` or more
-      bytes than ``queue_bytes``), or every key when the plan exceeds ``max_queued_bytes``: answer 413,
-      don't wait.
-    * ``detail``: one human-readable sentence on why not (empty when accepted); no secrets in it. Built
-      from ``describe`` when read (a string, or a function of the figures at refusal time): a sender
-      refused while it waits for room never pays for formatting it.
-    """
-
-    accepted: bool
-    queued: int = 0
-    skipped: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)
-    full: list[str] = field(default_factory=list)
-    budget_needed: int = 0
-    too_large: list[str] = field(default_factory=list)
-    describe: str | Callable[[], str] = field(default="", repr=False, compare=False)
-
-    @property
-    def detail(self) -> str:
-        describe = self.describe
-        return describe if isinstance(describe, str) else describe()
-
-
-class DeliveryObserver(Protocol):
-    """Metrics hooks (the gateway exports Prometheus from these). Called inline: keep them cheap."""
-
-    def on_attempt(self, target_key: str, attempt: Attempt) -> None: ...
-
-    def on_outcome(
-        self, target_key: str, event_id: str, outcome: FinalOutcome, reason: str | None
-    ) -> None: ...
-
-
-def redact_url(url: str) -> str:
-    """``url`` without user info, query string or fragment: safe for logs, status and ``ocerrordest``."""
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        netloc = host if parts.port is None else f"{host}:{parts.port}"
-        return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-    except ValueError:
-        return "<invalid url>"
-
-
-def _validate_headers(headers: Mapping[str, str], field_name: str, *, allow_authorization: bool) -> None:
-    for name, value in headers.items():
-        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
-            raise ValueError(f"{field_name}: {name!r} is not a valid HTTP header name")
-        lower = name.lower()
-        if lower in _RESERVED_HEADERS or lower.startswith(_RESERVED_PREFIXES):
-            raise ValueError(
-                f"{field_name}: header {name!r} is set by the delivery engine and cannot be overridden"
-            )
-        if lower == "authorization" and not allow_authorization:
-            raise ValueError(
-                f"{field_name}: put Authorization in auth headers (from a Secret), not plain headers"
-            )
-        # Say which header is wrong, but never echo a value: it may be a credential.
-        if not isinstance(value, str) or any(c in value for c in "\r\n\0"):
-            raise ValueError(f"{field_name}: value of header {name!r} must be a string without CR, LF or NUL")
-
-
-def _require_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}: must be a positive integer, got {value!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryTarget:
-    """One subscription's delivery configuration (immutable; replace it to change it).
-
-    ``key`` identifies the subscription (``namespace/name``). ``headers`` are plain extra headers;
-    ``auth_headers`` carry credentials resolved from Secrets (e.g. ``{"Authorization": "Bearer …"}``)
-    and ``signing_secret`` a Standard Webhooks secret (``whsec_…``): both are hidden from ``repr`` and
-    never logged. ``dead_letter_headers`` go to the dead-letter sink only (the subscriber's credentials
-    never do). ``queue_size`` bounds the events waiting in this lane, ``queue_bytes`` the bytes it holds
-    (waiting and in flight, as :attr:`Prepared.size`).
-    """
-
-    key: str
-    url: str
-    method: str = "POST"
-    content_mode: ContentMode = ContentMode.STRUCTURED
-    headers: Mapping[str, str] = field(default_factory=dict)
-    auth_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-    signing_secret: str | None = field(default=None, repr=False)
-    policy: DeliveryPolicy = field(default_factory=DeliveryPolicy)
-    health: HealthConfig = field(default_factory=HealthConfig)
-    max_concurrency: int = 4
-    queue_size: int = 1000
-    queue_bytes: int = DEFAULT_QUEUE_BYTES
-    dead_letter_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
-    _signing_key: bytes | None = field(default=None, init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.key, str) or not self.key:
-            raise ValueError("key: must be a non-empty string such as 'namespace/name'")
-        validate_http_url(self.url, "url")
-        if self.method not in _METHODS:
-            raise ValueError(f"method: must be one of POST, PUT, PATCH, got {self.method!r}")
-        try:
-            object.__setattr__(self, "content_mode", ContentMode(self.content_mode))
-        except ValueError:
-            raise ValueError(
-                f"content_mode: must be 'structured' or 'binary', got {self.content_mode!r}"
-            ) from None
-        for name in ("max_concurrency", "queue_size", "queue_bytes"):
-            _require_positive_int(name, getattr(self, name))
-        _validate_headers(self.headers, "headers", allow_authorization=False)
-        _validate_headers(self.auth_headers, "auth_headers", allow_authorization=True)
-        _validate_headers(self.dead_letter_headers, "dead_letter_headers", allow_authorization=True)
-        # Private copies: a caller mutating its dict must not change a live target.
-        object.__setattr__(self, "headers", types.MappingProxyType(dict(self.headers)))
-        object.__setattr__(self, "auth_headers", types.MappingProxyType(dict(self.auth_headers)))
-        object.__setattr__(
-            self, "dead_letter_headers", types.MappingProxyType(dict(self.dead_letter_headers))
-        )
-        if self.signing_secret is not None:
-            object.__setattr__(self, "_signing_key", decode_signing_secret(self.signing_secret))
-
-    @property
-    def redacted_url(self) -> str:
-        return redact_url(self.url)
 
 
 @dataclass(slots=True, eq=False)
@@ -422,23 +135,6 @@ class _Job:
     @property
     def prepared(self) -> Prepared:
         return self.share.prepared
-
-
-@dataclass(slots=True)
-class _Response:
-    """What one HTTP request produced. ``fatal`` marks errors retrying cannot fix (e.g. encoding)."""
-
-    status: int | None
-    error: str | None
-    started: float
-    latency_ms: float
-    retry_after: str | None = None
-    body_prefix: bytes = b""
-    fatal: bool = False
-
-    @property
-    def outcome(self) -> Outcome:
-        return Outcome.PERMANENT if self.fatal else classify(self.status, self.error)
 
 
 class _Lane:
@@ -533,14 +229,6 @@ class _Waiter:
             self.future.set_result(None)
 
 
-class _NullObserver:
-    def on_attempt(self, target_key: str, attempt: Attempt) -> None:
-        pass
-
-    def on_outcome(self, target_key: str, event_id: str, outcome: FinalOutcome, reason: str | None) -> None:
-        pass
-
-
 @dataclass(slots=True)
 class _Encoded:
     """An intake plan after encoding: what to queue where, and what could not be encoded."""
@@ -577,12 +265,13 @@ class Dispatcher(Generic[E]):
         session: aiohttp.ClientSession | None = None,
         connection_limit: int = 0,
         user_agent: str = "openconnector-delivery",
+        egress: EgressPolicy | None = None,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         rng: Rng | None = None,
         idle_lane_seconds: float = DEFAULT_IDLE_LANE_SECONDS,
     ) -> None:
-        _require_positive_int("max_queued_bytes", max_queued_bytes)
+        require_positive_int("max_queued_bytes", max_queued_bytes)
         if isinstance(idle_lane_seconds, bool) or not isinstance(idle_lane_seconds, int | float):
             raise ValueError(f"idle_lane_seconds: must be a number, got {idle_lane_seconds!r}")
         if not 0 <= idle_lane_seconds < float("inf"):
@@ -590,17 +279,26 @@ class Dispatcher(Generic[E]):
                 f"idle_lane_seconds: must be a finite number of seconds, 0 or more, got {idle_lane_seconds!r}"
             )
         self._encoder = encoder
-        self._reencoder = reencoder
         self._max_queued_bytes = max_queued_bytes
-        self._on_paused = on_paused
-        self._observer: DeliveryObserver = observer or _NullObserver()
-        self._session = session
-        self._owns_session = session is None
-        self._connection_limit = connection_limit
-        self._user_agent = user_agent
         self._clock = clock
         self._sleep = sleep
-        self._rng: Rng = rng or random.Random()
+        self._sender = HttpSender(
+            session=session,
+            connection_limit=connection_limit,
+            user_agent=user_agent,
+            clock=clock,
+            egress=egress,
+        )
+        self._deliverer = Deliverer(
+            self._sender,
+            reencoder,
+            observer or NullObserver(),
+            on_paused=on_paused,
+            clock=clock,
+            sleep=sleep,
+            rng=rng or random.Random(),
+            on_stop=self._on_stop,
+        )
         self._lanes: dict[str, _Lane] = {}
         self._held_bytes = 0  # every held request once, however many lanes hold it
         self._budget_waiters: dict[_Waiter, int] = {}  # sleeping waiter -> bytes it needs
@@ -608,7 +306,6 @@ class Dispatcher(Generic[E]):
         self._budget_least_need = 0  # at most the smallest need of the budget waiters: stop scanning below
         self._idle_lane_seconds = float(idle_lane_seconds)
         self._closed = False
-        self._callbacks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------------------- lifecycle
 
@@ -621,11 +318,20 @@ class Dispatcher(Generic[E]):
 
     async def start(self) -> None:
         """Create the pooled session now (otherwise it is created on first delivery)."""
-        self._ensure_session()
+        self._sender.start()
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def ready(self) -> bool:
+        """Intake works (until closed): nothing outside the process to wait for."""
+        return not self._closed
+
+    @property
+    def readiness_detail(self) -> str:
+        return "the dispatcher is closed" if self._closed else ""
 
     async def close(self, drain_deadline: float = 10.0) -> int:
         """Stop intake, let lanes finish queued and in-flight events for up to ``drain_deadline``
@@ -643,10 +349,8 @@ class Dispatcher(Generic[E]):
         dropped = await asyncio.gather(
             *(self._shutdown_lane(lane, drain_deadline, DropReason.SHUTDOWN) for lane in lanes)
         )
-        if self._callbacks:
-            await asyncio.wait(set(self._callbacks), timeout=max(drain_deadline, 0.1))
-        if self._owns_session and self._session is not None:
-            await self._session.close()
+        await self._deliverer.wait_callbacks(drain_deadline)
+        await self._sender.close()
         return sum(dropped)
 
     # --------------------------------------------------------------------------------- targets
@@ -758,6 +462,10 @@ class Dispatcher(Generic[E]):
         if refusal is not None:
             return refusal
         return self._admit(self._encode(wanted, {}), skipped)
+
+    async def store(self, plan: Sequence[tuple[str, E]]) -> OfferResult:
+        """:meth:`offer` for the :class:`~openconnector.delivery.bus.DeliveryBus` protocol."""
+        return self.offer(plan)
 
     async def wait_for_room(self, keys: Collection[str], *, needed_bytes: int = 0) -> None:
         """Return when it is this caller's turn to use room freed in a lane of ``keys`` (a slot or
@@ -896,14 +604,14 @@ class Dispatcher(Generic[E]):
             if lane is not None:
                 lane.health.record_dropped(DropReason.SHUTDOWN, "the dispatcher is shutting down")
             logger.error("dropped event %s for %s: the dispatcher is shutting down", event.id, key)
-            self._report_outcome(key, event.id, FinalOutcome.DROPPED, DropReason.SHUTDOWN)
+            self._deliverer.report_outcome(key, event.id, FinalOutcome.DROPPED, DropReason.SHUTDOWN)
             return False
         if lane is None or lane.closed:
             # No lane, so no health record: the observer (metrics) and the log carry it.
             logger.error(
                 "dropped event %s (%s): no delivery target %s is installed", event.id, event.type, key
             )
-            self._report_outcome(key, event.id, FinalOutcome.DROPPED, DropReason.UNKNOWN_TARGET)
+            self._deliverer.report_outcome(key, event.id, FinalOutcome.DROPPED, DropReason.UNKNOWN_TARGET)
             return False
         wanted = [(lane, event)]
         result = self._count_refusal(wanted, [])
@@ -914,11 +622,11 @@ class Dispatcher(Generic[E]):
         if result.too_large:
             lane.health.record_dropped(DropReason.TOO_LARGE, result.detail)
             logger.error("dropped event %s for %s: %s", event.id, lane.key, result.detail)
-            self._report_outcome(lane.key, event.id, FinalOutcome.DROPPED, DropReason.TOO_LARGE)
+            self._deliverer.report_outcome(lane.key, event.id, FinalOutcome.DROPPED, DropReason.TOO_LARGE)
             return False
         lane.health.record_dropped(DropReason.QUEUE_FULL, result.detail)
         self._log_queue_full(lane, event, result.detail)
-        self._report_outcome(lane.key, event.id, FinalOutcome.DROPPED, DropReason.QUEUE_FULL)
+        self._deliverer.report_outcome(lane.key, event.id, FinalOutcome.DROPPED, DropReason.QUEUE_FULL)
         return False
 
     def _count_refusal(self, wanted: Sequence[tuple[_Lane, E]], skipped: list[str]) -> OfferResult | None:
@@ -957,7 +665,7 @@ class Dispatcher(Generic[E]):
                 try:
                     prepared = prepare(event, mode, self._encoder)
                 except Exception as error:
-                    prepared = f"encoding failed: {type(error).__name__}: {_clip(str(error))}"
+                    prepared = f"encoding failed: {type(error).__name__}: {clip(str(error))}"
                 cache[slot] = prepared
             if isinstance(prepared, Prepared):
                 encoded.entries.append((lane, prepared))
@@ -1026,7 +734,7 @@ class Dispatcher(Generic[E]):
         dropped: list[str] = []
         for lane, event, message in encoded.failures:
             dropped.append(lane.key)
-            self._drop(lane, event, DropReason.ENCODING_FAILED, message)
+            self._deliverer.drop(lane, event, DropReason.ENCODING_FAILED, message)
         return OfferResult(True, queued=len(encoded.entries), skipped=skipped, dropped=dropped)
 
     def _budget_free(self) -> int:
@@ -1095,13 +803,15 @@ class Dispatcher(Generic[E]):
                     # close()/remove_target() count their own leftovers. Anyone else cancelling us (kopf
                     # cancels tasks created after it started when it stops) must not lose it silently.
                     if not lane.closed:
-                        self._drop(lane, job.prepared, DropReason.SHUTDOWN, "delivery task cancelled")
+                        self._deliverer.drop(
+                            lane, job.prepared, DropReason.SHUTDOWN, "delivery task cancelled"
+                        )
                     raise
                 except Exception as error:  # a bug must not lose the event silently
                     logger.exception(
                         "delivery of event %s to %s failed unexpectedly", job.prepared.id, lane.key
                     )
-                    self._drop(
+                    self._deliverer.drop(
                         lane, job.prepared, DropReason.INTERNAL, f"internal error: {type(error).__name__}"
                     )
                 finally:
@@ -1154,67 +864,23 @@ class Dispatcher(Generic[E]):
                 "dropped %d undelivered events for %s (%s after %gs)", len(leftovers), lane.key, why, deadline
             )
             for job in leftovers:
-                self._report_outcome(lane.key, job.prepared.id, FinalOutcome.DROPPED, reason)
+                self._deliverer.report_outcome(lane.key, job.prepared.id, FinalOutcome.DROPPED, reason)
         return len(leftovers)
 
     # -------------------------------------------------------------------------------- delivery
-
     async def _deliver(self, lane: _Lane, runtime: _LaneRuntime, job: _Job) -> None:
+        """Attempt until delivered or given up, sleeping through the backoff (cut short by a pause)."""
         prepared = job.prepared
         converted: dict[ContentMode, tuple[Mapping[str, str], bytes]] = {}
         attempt = 0
-        last: _Response | None = None
-        while True:
-            target = lane.target  # re-read: update_target applies to the next attempt
-            pause = lane.health.pause_reason
-            if pause is not None:
-                await self._give_up(lane, prepared, last, f"delivery paused ({pause[0]}): {pause[1]}")
-                return
+        last: Response | None = None
+        deliverer = self._deliverer
+        while not await deliverer.give_up_if_paused(lane, prepared, last):
             attempt += 1
-            is_retry = attempt > 1
-            last = response = await self._attempt_subscriber(target, prepared, converted)
-            outcome = response.outcome
-            if outcome is Outcome.SUCCESS:
-                assert response.status is not None
-                lane.health.record_success(response.status, response.latency_ms, retry=is_retry)
-                self._record_attempt(lane, prepared, attempt, response, outcome, Destination.SUBSCRIBER)
-                self._report_outcome(lane.key, prepared.id, FinalOutcome.DELIVERED, None)
+            delay, last = await deliverer.try_once(lane, prepared, attempt, converted)
+            if delay is None:
                 return
-            message = _describe(response)
-            lane.health.record_attempt_failure(response.status, message, retry=is_retry)
-            policy = target.policy
-            if outcome is Outcome.RETRYABLE and attempt <= policy.retries:
-                delay = self._retry_delay(policy, attempt, response)
-                self._record_attempt(
-                    lane, prepared, attempt, response, outcome, Destination.SUBSCRIBER, delay
-                )
-                # DEBUG: during an outage this fires per attempt; health, metrics and the attempt log
-                # carry the signal, and dead-letters (WARNING) and drops (ERROR) are logged anyway.
-                logger.debug(
-                    "event %s to %s: attempt %d failed (%s); retrying in %.3fs",
-                    prepared.id,
-                    lane.key,
-                    attempt,
-                    message,
-                    delay,
-                )
-                await self._backoff(runtime, delay)
-                continue
-            self._record_attempt(lane, prepared, attempt, response, outcome, Destination.SUBSCRIBER)
-            if outcome is Outcome.GONE:
-                self._pause(lane, HealthReason.ENDPOINT_GONE, f"{target.redacted_url} answered 410 Gone")
-            verdict = "retries exhausted" if outcome is Outcome.RETRYABLE else "not retried"
-            why = f"{verdict} after {attempt} attempt(s): {message}"
-            await self._give_up(lane, prepared, response, why)
-            return
-
-    def _retry_delay(self, policy: DeliveryPolicy, attempt: int, response: _Response) -> float:
-        delay = backoff_delay(policy, attempt, self._rng)
-        if response.status in RETRY_AFTER_STATUSES:
-            requested = parse_retry_after(response.retry_after, self._clock(), policy.max_retry_after)
-            if requested is not None:
-                delay = max(delay, requested)
-        return delay
+            await self._backoff(runtime, delay)
 
     async def _backoff(self, runtime: _LaneRuntime, delay: float) -> None:
         """Wait ``delay`` seconds, or less if the target gets paused meanwhile."""
@@ -1228,266 +894,16 @@ class Dispatcher(Generic[E]):
             sleeper.cancel()
             waker.cancel()
 
-    async def _attempt_subscriber(
-        self,
-        target: DeliveryTarget,
-        prepared: Prepared,
-        converted: dict[ContentMode, tuple[Mapping[str, str], bytes]],
-    ) -> _Response:
-        mode = target.content_mode
-        if mode is prepared.content_mode:
-            encoded_headers, body = prepared.headers, prepared.body
-        elif mode in converted:
-            encoded_headers, body = converted[mode]
-        else:
-            # The target's content mode changed after this event was queued: convert once.
-            try:
-                encoded_headers, body = converted[mode] = self._reencoder(prepared, mode, {})
-            except Exception as error:
-                return self._fatal(
-                    f"re-encoding as {mode} failed: {type(error).__name__}: {_clip(str(error))}"
-                )
-        headers = dict(target.headers)
-        headers.update(encoded_headers)
-        headers.update(target.auth_headers)
-        if target._signing_key is not None:
-            headers.update(
-                signature_headers(target._signing_key, prepared.webhook_id, int(self._clock()), body)
-            )
-        return await self._send(target.method, target.url, headers, body, target.policy.timeout)
-
-    async def _give_up(self, lane: _Lane, prepared: Prepared, last: _Response | None, why: str) -> None:
-        """The event failed for the subscriber: dead-letter it, or drop it with a reason."""
-        target = lane.target
-        if lane.health.record_event_failure():
-            reason, message = lane.health.pause_reason or (HealthReason.AUTO_PAUSED.value, "")
-            self._pause_notify(lane, reason, message)
-        status = last.status if last is not None else None
-        dead_letter = target.policy.dead_letter
-        if dead_letter is None:
-            self._drop(
-                lane, prepared, DropReason.NO_DEAD_LETTER, f"{why}; no dead-letter sink configured", status
-            )
-            return
-        extensions: dict[str, AttributeValue] = {"ocerrordest": target.redacted_url}
-        if last is not None and last.status is not None:
-            extensions["ocerrorcode"] = last.status
-        if last is not None and last.body_prefix:
-            extensions["ocerrordata"] = base64.b64encode(last.body_prefix[:ERROR_DATA_LIMIT]).decode("ascii")
-        try:
-            headers, body = self._reencoder(prepared, ContentMode.STRUCTURED, extensions)
-        except Exception as error:  # CloudEventError, or whatever an injected reencoder raises
-            self._drop(
-                lane,
-                prepared,
-                DropReason.DEAD_LETTER_FAILED,
-                f"{why}; building the dead letter failed: {type(error).__name__}: {_clip(str(error))}",
-                status,
-            )
-            return
-        request_headers = dict(headers)
-        request_headers.update(target.dead_letter_headers)
-        failure = await self._send_dead_letter(lane, prepared, dead_letter, request_headers, body)
-        if failure is None:
-            lane.health.record_dead_lettered()
-            logger.warning("event %s for %s dead-lettered: %s", prepared.id, lane.key, why)
-            self._report_outcome(lane.key, prepared.id, FinalOutcome.DEAD_LETTERED, None)
-        else:
-            self._drop(
-                lane,
-                prepared,
-                DropReason.DEAD_LETTER_FAILED,
-                f"{why}; dead-lettering failed: {failure}",
-                status,
-            )
-
-    async def _send_dead_letter(
-        self, lane: _Lane, prepared: Prepared, url: str, headers: dict[str, str], body: bytes
-    ) -> str | None:
-        """POST the dead letter with bounded retries; None on success, else the last error."""
-        policy = lane.target.policy
-        attempt = 0
-        while True:
-            attempt += 1
-            response = await self._send("POST", url, headers, body, policy.timeout)
-            outcome = response.outcome
-            if outcome is Outcome.SUCCESS:
-                self._record_attempt(lane, prepared, attempt, response, outcome, Destination.DEAD_LETTER)
-                return None
-            if outcome is Outcome.RETRYABLE and attempt <= policy.dead_letter_retries:
-                delay = self._retry_delay(policy, attempt, response)
-                self._record_attempt(
-                    lane, prepared, attempt, response, outcome, Destination.DEAD_LETTER, delay
-                )
-                await self._sleep(delay)
-                continue
-            self._record_attempt(lane, prepared, attempt, response, outcome, Destination.DEAD_LETTER)
-            return f"{_describe(response)} from {redact_url(url)} after {attempt} attempt(s)"
-
-    def _fatal(self, error: str) -> _Response:
-        return _Response(status=None, error=error, started=self._clock(), latency_ms=0.0, fatal=True)
-
-    async def _send(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes, timeout_s: float
-    ) -> _Response:
-        session = self._ensure_session()
-        started = self._clock()
-        begin = time.perf_counter()
-
-        def elapsed_ms() -> float:
-            return (time.perf_counter() - begin) * 1000.0
-
-        try:
-            async with session.request(
-                method,
-                url,
-                headers=headers,
-                data=body,
-                allow_redirects=False,  # the webhook spec: 3xx is a failure, never followed
-                timeout=aiohttp.ClientTimeout(total=timeout_s),
-            ) as reply:
-                status = reply.status
-                retry_after = reply.headers.get("Retry-After")
-                prefix = b""
-                # Read (a bounded part of) the body so the pooled connection can be reused, and to keep
-                # the start of an error body for ocerrordata. A broken body does not change the verdict.
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
-                    prefix = await _read_prefix(reply.content, _RESPONSE_READ_LIMIT)
-                return _Response(
-                    status=status,
-                    error=None if 200 <= status <= 299 else _status_text(status, reply.reason),
-                    started=started,
-                    latency_ms=elapsed_ms(),
-                    retry_after=retry_after,
-                    body_prefix=b"" if 200 <= status <= 299 else prefix[:ERROR_DATA_LIMIT],
-                )
-        except TimeoutError:
-            error = f"timeout after {timeout_s:g}s"
-        except aiohttp.ClientConnectorError as failure:
-            detail = failure.os_error.strerror or type(failure.os_error).__name__
-            error = f"connection to {redact_url(url)} failed: {detail}"
-        except (aiohttp.ClientError, OSError) as failure:
-            text = str(failure).replace(url, redact_url(url))
-            error = f"{type(failure).__name__}: {text}" if text else type(failure).__name__
-        return _Response(status=None, error=_clip(error), started=started, latency_ms=elapsed_ms())
-
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._session is None or (self._owns_session and self._session.closed):
-            connector = aiohttp.TCPConnector(limit=self._connection_limit, limit_per_host=0)
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                headers={"User-Agent": self._user_agent},
-                # Subscribers must not be able to plant cookies that reach other subscribers.
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-            self._owns_session = True
-        return self._session
-
-    # ---------------------------------------------------------------------- bookkeeping & hooks
-
-    def _record_attempt(
-        self,
-        lane: _Lane,
-        event: DeliverableEvent,
-        number: int,
-        response: _Response,
-        outcome: Outcome,
-        destination: Destination,
-        retry_in: float | None = None,
-    ) -> None:
-        entry = Attempt(
-            request_id=uuid.uuid4().hex,
-            event_id=event.id,
-            attempt=number,
-            time=response.started,
-            status_code=response.status,
-            latency_ms=response.latency_ms,
-            error=None if outcome is Outcome.SUCCESS else _describe(response),
-            outcome=outcome.value,
-            destination=destination,
-            retry_in=retry_in,
-        )
-        lane.attempts.append(entry)
-        try:
-            self._observer.on_attempt(lane.key, entry)
-        except Exception:
-            logger.exception("delivery observer on_attempt failed")
-
-    def _report_outcome(self, key: str, event_id: str, outcome: FinalOutcome, reason: str | None) -> None:
-        try:
-            self._observer.on_outcome(key, event_id, outcome, reason)
-        except Exception:
-            logger.exception("delivery observer on_outcome failed")
-
-    def _drop(
-        self,
-        lane: _Lane,
-        event: DeliverableEvent,
-        reason: DropReason,
-        message: str,
-        status: int | None = None,
-    ) -> None:
-        lane.health.record_dropped(reason, message, status)
-        logger.error("dropped event %s (%s) for %s: %s", event.id, event.type, lane.key, message)
-        self._report_outcome(lane.key, event.id, FinalOutcome.DROPPED, reason)
-
-    def _pause(self, lane: _Lane, reason: HealthReason, message: str) -> None:
-        if lane.health.pause(reason, message):
-            self._pause_notify(lane, reason.value, message)
-
-    def _pause_notify(self, lane: _Lane, reason: str, message: str) -> None:
-        if lane.runtime is not None:
-            lane.runtime.wakeup.set()
-        logger.warning("delivery to %s paused (%s): %s", lane.key, reason, message)
-        if self._on_paused is None:
-            return
-        try:
-            result = self._on_paused(lane.key, reason, message)
-        except Exception:
-            logger.exception("on_paused callback failed for %s", lane.key)
-            return
-        if result is not None:
-            task = asyncio.ensure_future(_guarded(result, lane.key))
-            self._callbacks.add(task)
-            task.add_done_callback(self._callbacks.discard)
+    def _on_stop(self, state: DeliveryState, reason: str, message: str) -> None:
+        """A lane stopped delivering (410, auto-pause): cut its backoff waits short."""
+        if isinstance(state, _Lane) and state.runtime is not None:
+            state.runtime.wakeup.set()
 
     def _lane(self, key: str) -> _Lane:
         try:
             return self._lanes[key]
         except KeyError:
             raise KeyError(f"no delivery target {key!r}") from None
-
-
-async def _guarded(awaitable: Awaitable[None], key: str) -> None:
-    try:
-        await awaitable
-    except Exception:
-        logger.exception("on_paused callback failed for %s", key)
-
-
-async def _read_prefix(stream: aiohttp.StreamReader, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = await stream.read(limit - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
-def _status_text(status: int, phrase: str | None) -> str:
-    text = f"HTTP {status}" + (f" {phrase}" if phrase else "")
-    if 300 <= status <= 399:
-        text += " (redirects are not followed)"
-    return text
-
-
-def _describe(response: _Response) -> str:
-    if response.error is not None:
-        return response.error
-    return f"HTTP {response.status}"
 
 
 def _describe_full(lane: _Lane) -> partial[str]:
@@ -1529,7 +945,3 @@ def _wake_all(lane: _Lane) -> None:
     waiters, runtime.waiters = runtime.waiters, {}
     for waiter in waiters:
         waiter.wake()
-
-
-def _clip(text: str) -> str:
-    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"

@@ -1,0 +1,79 @@
+"""The delivery bus: the one seam between intake (the gateway) and delivery.
+
+Two implementations: :class:`~openconnector.delivery.memory.Dispatcher` (in-memory lanes, the default;
+nothing to run, nothing survives the process) and
+:class:`~openconnector.delivery.jetstream.JetStreamBus` (NATS JetStream; accepted means stored, and
+several gateway processes share the work). The gateway only talks to this protocol.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from typing import Protocol, TypeVar
+
+from openconnector.delivery.attempts import AttemptLog
+from openconnector.delivery.health import SubscriptionHealth
+from openconnector.delivery.outcomes import OfferResult
+from openconnector.delivery.prepared import DeliverableEvent
+from openconnector.delivery.target import DeliveryTarget
+
+__all__ = ["DeliveryBus"]
+
+E_contra = TypeVar("E_contra", bound=DeliverableEvent, contravariant=True)
+
+
+class DeliveryBus(Protocol[E_contra]):
+    """What the gateway needs of a bus.
+
+    Targets: :meth:`set_target`/:meth:`update_target` (the routing-table install) are the only ways a
+    subscription comes into existence; :meth:`remove_target` ends it (what is pending is drained for
+    up to the deadline, the rest counted as dropped).
+
+    Intake: :meth:`store` takes a whole fan-out plan ``[(target_key, event), …]`` and stores all of it
+    or none of it. A refusal for lack of room says so in the :class:`OfferResult` (``full``,
+    ``budget_needed``: call :meth:`wait_for_room`, then store again); a bus that cannot store at all
+    now raises :class:`~openconnector.delivery.outcomes.BusUnavailableError` (answer 503).
+    """
+
+    async def start(self) -> None: ...
+
+    async def close(self, drain_deadline: float = 10.0) -> int: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def ready(self) -> bool:
+        """Whether intake can store now (False while a durable bus is unreachable)."""
+        ...
+
+    @property
+    def readiness_detail(self) -> str:
+        """Why not ready (empty when ready)."""
+        ...
+
+    def set_target(self, target: DeliveryTarget) -> None: ...
+
+    def update_target(self, key: str, target: DeliveryTarget) -> None: ...
+
+    async def remove_target(self, key: str, *, drain_deadline: float = 10.0) -> int: ...
+
+    def resume(self, key: str) -> bool: ...
+
+    def target_keys(self) -> list[str]: ...
+
+    def target(self, key: str) -> DeliveryTarget: ...
+
+    def health(self, key: str) -> SubscriptionHealth: ...
+
+    def attempts(self, key: str) -> AttemptLog: ...
+
+    def queue_depth(self, key: str) -> int: ...
+
+    async def store(self, plan: Sequence[tuple[str, E_contra]]) -> OfferResult: ...
+
+    async def wait_for_room(self, keys: Collection[str], *, needed_bytes: int = 0) -> None: ...
+
+    async def submit(self, target: DeliveryTarget | str, event: E_contra) -> None: ...
+
+    async def join(self, key: str | None = None) -> None: ...

@@ -1,0 +1,208 @@
+"""The JetStream bus's rules, as pure functions: names, message ids, consumer settings, NAK delays.
+
+Nothing here does I/O, so the rules are unit-tested without a server (``tests/unit/test_durable.py``).
+
+* **Subjects and consumers.** One stream holds every delivery; a delivery of an event to subscription
+  ``namespace/name`` is one message on ``<prefix>.d.<namespace>.<name>`` (tokens escaped, see
+  :func:`escape_token`), and each subscription has one durable consumer filtered on its subject.
+* **Message ids.** The last message a request publishes carries ``Nats-Msg-Id`` =
+  :func:`request_msg_id` of the request's deliveries: (namespace, source, id, subscription) of each,
+  hashed. A sender's retry of the same request within the stream's duplicate window is therefore
+  recognised and stored once (ids are only unique per source, and one event reaches several
+  subscriptions, hence all four parts).
+* **Consumer settings** (:func:`consumer_settings`): AckWait = per-attempt timeout + margin (an attempt
+  whose process died is redelivered after it), MaxDeliver = retries + 2 (the extra delivery only ever
+  finishes an event whose last attempt was cut off by a crash: it is dead-lettered or dropped, never
+  silently left), MaxAckPending = ``maxConcurrency`` (a bound across every gateway process).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from openconnector.delivery.attempts import Attempt, Destination
+from openconnector.delivery.prepared import Prepared
+from openconnector.delivery.signing import webhook_message_id
+from openconnector.delivery.target import ContentMode, DeliveryTarget
+
+__all__ = [
+    "ACK_WAIT_MARGIN",
+    "META_HEADER",
+    "MSG_ID_HEADER",
+    "ConsumerSettings",
+    "attempt_from_record",
+    "attempt_to_record",
+    "consumer_name",
+    "consumer_settings",
+    "decode_meta",
+    "delivery_subject",
+    "encode_meta",
+    "escape_token",
+    "nak_delay",
+    "request_msg_id",
+    "suspension_fingerprint",
+]
+
+#: Seconds added to the per-attempt timeout for AckWait: time to read the answer and record it.
+ACK_WAIT_MARGIN = 5.0
+MSG_ID_HEADER = "Nats-Msg-Id"
+#: The held request's attributes and HTTP headers (JSON, ASCII); the message body is the HTTP body.
+META_HEADER = "Oc-Meta"
+_SAFE = re.compile(r"[A-Za-z0-9-]")
+
+
+@functools.lru_cache(maxsize=8192)  # per message and attempt, over a few subscription names
+def escape_token(text: str) -> str:
+    """``text`` as one NATS subject token / consumer-name part: letters, digits and ``-`` as they are,
+    everything else (``.``, ``/``, ``_``, non-ASCII) as ``_`` + hex of its UTF-8 bytes. Injective."""
+    out: list[str] = []
+    for char in text:
+        if _SAFE.fullmatch(char):
+            out.append(char)
+        else:
+            out.extend(f"_{byte:02x}" for byte in char.encode("utf-8", "surrogatepass"))
+    return "".join(out) or "_"
+
+
+def delivery_subject(prefix: str, key: str) -> str:
+    """The subject of subscription ``key`` (``namespace/name``) under ``prefix``."""
+    namespace, _, name = key.partition("/")
+    return f"{prefix}.d.{escape_token(namespace)}.{escape_token(name)}"
+
+
+def consumer_name(key: str) -> str:
+    """The durable consumer of subscription ``key``."""
+    return "sub_" + escape_token(key)
+
+
+def request_msg_id(deliveries: Iterable[tuple[str, str, str, str]]) -> str:
+    """``Nats-Msg-Id`` of a request: SHA-256 over its (namespace, source, id, subscription) tuples.
+
+    The order is irrelevant (sorted), so the same request recomputed from the same table gets the same
+    id. Each part is length-prefixed, so no choice of strings makes two different requests collide.
+    """
+    digest = hashlib.sha256()
+    for part in sorted(set(deliveries)):
+        for text in part:
+            data = text.encode("utf-8", "surrogatepass")
+            digest.update(len(data).to_bytes(4, "big"))
+            digest.update(data)
+    return "oc-" + digest.hexdigest()[:48]
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerSettings:
+    """The JetStream consumer settings a target implies (seconds; see the module docstring)."""
+
+    ack_wait: float
+    max_deliver: int
+    max_ack_pending: int
+
+
+def consumer_settings(target: DeliveryTarget) -> ConsumerSettings:
+    policy = target.policy
+    return ConsumerSettings(
+        ack_wait=policy.timeout + ACK_WAIT_MARGIN,
+        max_deliver=policy.retries + 2,
+        max_ack_pending=target.max_concurrency,
+    )
+
+
+def nak_delay(delay: float) -> float:
+    """The NAK delay for a retry ``delay`` seconds away: never negative, at least a millisecond (a
+    NAK without delay is redelivered at once, which is not what a backoff of 0.0004 s means either)."""
+    return max(delay, 0.001)
+
+
+def suspension_fingerprint(target: DeliveryTarget) -> str:
+    """What a suspension (410, auto-pause) is tied to: the delivery configuration, without secrets.
+    A suspension stored for another configuration no longer applies (the spec changed meanwhile)."""
+    policy = target.policy
+    document = {
+        "url": target.url,
+        "method": target.method,
+        "mode": target.content_mode.value,
+        "policy": [policy.retries, policy.backoff_policy.value, policy.backoff_delay, policy.backoff_max],
+        "timeout": policy.timeout,
+        "deadLetter": policy.dead_letter,
+        "health": repr(target.health),
+    }
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def encode_meta(prepared: Prepared) -> str:
+    return json.dumps(
+        {
+            "id": prepared.id,
+            "type": prepared.type,
+            "source": prepared.source,
+            "mode": prepared.content_mode.value,
+            "headers": dict(prepared.headers),
+        },
+        separators=(",", ":"),
+    )
+
+
+def decode_meta(meta: str, body: bytes) -> Prepared:
+    """The held request back from a message; ValueError when the meta header is not ours."""
+    try:
+        document = json.loads(meta)
+        headers = {str(k): str(v) for k, v in dict(document["headers"]).items()}
+        event_id, event_type, source = str(document["id"]), str(document["type"]), str(document["source"])
+        mode = ContentMode(document["mode"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"not a delivery message: {type(error).__name__}") from None
+    return Prepared(
+        id=event_id,
+        type=event_type,
+        source=source,
+        content_mode=mode,
+        headers=headers,
+        body=body,
+        webhook_id=webhook_message_id(source, event_id),
+        size=len(body),
+    )
+
+
+def attempt_to_record(attempt: Attempt) -> bytes:
+    return json.dumps(
+        {
+            "r": attempt.request_id,
+            "e": attempt.event_id,
+            "a": attempt.attempt,
+            "t": attempt.time,
+            "s": attempt.status_code,
+            "l": attempt.latency_ms,
+            "x": attempt.error,
+            "o": attempt.outcome,
+            "d": attempt.destination.value,
+            "n": attempt.retry_in,
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+def attempt_from_record(data: bytes) -> Attempt | None:
+    """An attempt stored by :func:`attempt_to_record`; None for anything else."""
+    try:
+        record: Mapping[str, Any] = json.loads(data)
+        return Attempt(
+            request_id=str(record["r"]),
+            event_id=str(record["e"]),
+            attempt=int(record["a"]),
+            time=float(record["t"]),
+            status_code=None if record["s"] is None else int(record["s"]),
+            latency_ms=float(record["l"]),
+            error=None if record["x"] is None else str(record["x"]),
+            outcome=str(record["o"]),
+            destination=Destination(record["d"]),
+            retry_in=None if record["n"] is None else float(record["n"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None

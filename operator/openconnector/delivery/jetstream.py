@@ -1,0 +1,1068 @@
+"""The JetStream bus: accepted means stored in NATS JetStream; any gateway process delivers any event.
+
+Shape
+-----
+One stream (``--jetstream-stream``, default ``OPENCONNECTOR``, limits retention, discard new) holds every
+delivery: a delivery of an event to subscription ``ns/name`` is one message on
+``<stream>.d.<ns>.<name>`` whose body is the encoded HTTP body and whose ``Oc-Meta`` header carries the
+event's id, type, source, content mode and HTTP headers (:mod:`openconnector.delivery.durable`).
+Each subscription has one durable consumer filtered on its subject, pushing to a deliver subject that
+every gateway process subscribes to in one queue group: the work is shared, each message goes to one
+process as soon as it is stored, and ``MaxAckPending`` = ``maxConcurrency`` bounds the deliveries in
+flight across all processes.
+
+All or nothing
+--------------
+:meth:`JetStreamBus.store` publishes every delivery of a request as one **atomic batch** (JetStream's
+ADR-50 atomic batch publish, ``allow_atomic`` on the stream): the server commits all messages of the
+batch or none, so a refused request (503) leaves nothing that could be delivered, and there is no
+staging area to clean up. A request of one delivery is a plain publish. The batch's last message (or
+the single message) carries ``Nats-Msg-Id`` = hash of the request's (namespace, source, id,
+subscription) tuples: a sender's retry of the same request within the stream's duplicate window
+(``--jetstream-duplicate-window``, default 2 min) is recognised (the server answers "duplicate") and
+stored once. A retry after the window, or a request that only partly overlaps an earlier one, is
+stored again: deliveries are at-least-once.
+
+Delivery
+--------
+A message is one attempt: :meth:`~openconnector.delivery.retry.Deliverer.try_once` decides, and the
+message is acked (delivered, dead-lettered or dropped) or NAKed with the retry delay (policy backoff
+with full jitter, capped by ``backoffMax``, at least Retry-After). ``num_delivered`` is the attempt
+number. While an attempt (or the dead letter) takes long, ``in_progress()`` keeps it from being
+redelivered; when its process dies, the message comes back after AckWait. The extra delivery beyond
+``retries + 1`` only finishes an event whose last attempt was cut off (dead letter or counted drop).
+
+State that survives a restart
+-----------------------------
+* suspensions (410, auto-pause) in the KV bucket ``<stream>_suspensions``, tied to the delivery
+  configuration (:func:`~openconnector.delivery.durable.suspension_fingerprint`) and watched by
+  every process, so a 410 seen by one process stops the others too;
+* the attempt log, the last 100 per subscription, in the stream ``<stream>_ATTEMPTS``;
+* the Standard Webhooks replay-guard ids of Consumers in the KV bucket ``<stream>_replay``
+  (:class:`JetStreamReplayStore`).
+
+Health counters are per process (like the in-memory bus).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import hashlib
+import json
+import logging
+import random
+import ssl
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Self
+
+import aiohttp
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.kv import KeyValue
+
+from openconnector.delivery.attempts import DEFAULT_ATTEMPT_LOG_SIZE, Attempt, AttemptLog
+from openconnector.delivery.durable import (
+    META_HEADER,
+    MSG_ID_HEADER,
+    attempt_from_record,
+    attempt_to_record,
+    consumer_name,
+    consumer_settings,
+    decode_meta,
+    delivery_subject,
+    encode_meta,
+    escape_token,
+    nak_delay,
+    request_msg_id,
+    suspension_fingerprint,
+)
+from openconnector.delivery.health import HealthReason, SubscriptionHealth
+from openconnector.delivery.outcomes import (
+    BusUnavailableError,
+    DeliveryClosedError,
+    DeliveryObserver,
+    DropReason,
+    EventTooLargeError,
+    FinalOutcome,
+    NullObserver,
+    OfferResult,
+    PauseCallback,
+)
+from openconnector.delivery.policy import Rng
+from openconnector.delivery.prepared import E, Encoder, Prepared, Reencoder, cloudevents_reencoder, prepare
+from openconnector.delivery.retry import Deliverer, DeliveryState
+from openconnector.delivery.sending import HttpSender, clip
+from openconnector.delivery.target import ContentMode, DeliveryTarget
+from openconnector.egress import EgressPolicy
+from openconnector.refusal import Refusal
+
+__all__ = ["MAX_BATCH", "JetStreamBus", "JetStreamReplayStore", "JetStreamSettings"]
+
+logger = logging.getLogger("openconnector.delivery")
+
+#: Most messages one atomic batch may hold (the server's limit); a larger fan-out is refused (413).
+MAX_BATCH = 1000
+_DUPLICATE_IN_BATCH = 10201  # "atomic publish batch contains duplicate message id": stored before
+_RETRY_AFTER = 5  # seconds a refused sender is asked to wait
+_RECONNECT_WAIT = 1.0
+_PENDING_REFRESH = 5.0  # seconds between reads of a consumer's backlog (the queue-depth gauge)
+_REPLAY_KEY_PREFIX = "r_"
+
+
+@dataclass(frozen=True)
+class JetStreamSettings:
+    """Connection and stream settings (the ``--nats-*`` and ``--jetstream-*`` flags)."""
+
+    servers: tuple[str, ...] = ("nats://127.0.0.1:4222",)
+    stream: str = "OPENCONNECTOR"
+    replicas: int = 1
+    storage: str = "file"
+    max_bytes: int = -1
+    max_age: float = 7 * 24 * 3600.0
+    duplicate_window: float = 120.0
+    creds_file: str | None = None
+    token: str | None = field(default=None, repr=False)
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    publish_timeout: float = 4.0  # below the gateway's submit timeout (5 s): a timeout is our answer
+    name: str = "openconnector-gateway"
+
+    def __post_init__(self) -> None:
+        if not self.servers:
+            raise ValueError("nats url: at least one server is needed")
+        if not 0 < len(self.stream) <= 32 or not all(
+            c.isascii() and (c.isalnum() or c in "-_") for c in self.stream
+        ):
+            raise ValueError(f"jetstream stream: {self.stream!r} is not a valid stream name")
+        if self.storage not in ("file", "memory"):
+            raise ValueError(f"jetstream storage: must be file or memory, got {self.storage!r}")
+        if not 1 <= self.replicas <= 5:
+            raise ValueError(f"jetstream replicas: must be 1 to 5, got {self.replicas}")
+
+    @property
+    def storage_type(self) -> StorageType:
+        return StorageType.FILE if self.storage == "file" else StorageType.MEMORY
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        if not (self.tls_ca or self.tls_cert):
+            return None
+        context = ssl.create_default_context(cafile=self.tls_ca)
+        if self.tls_cert:
+            context.load_cert_chain(self.tls_cert, self.tls_key)
+        return context
+
+
+class _DurableAttemptLog(AttemptLog):
+    """The attempt log of this process, each entry also published to the attempt-log stream."""
+
+    __slots__ = ("_key", "_publish")
+
+    def __init__(self, *, key: str, publish: Callable[[str, Attempt], None]) -> None:
+        super().__init__()
+        self._key = key
+        self._publish = publish
+
+    def append(self, attempt: Attempt) -> None:
+        super().append(attempt)
+        self._publish(self._key, attempt)
+
+
+class _Subscription:
+    """One installed target on this process: its configuration, health, attempt log and receiver."""
+
+    def __init__(
+        self,
+        target: DeliveryTarget,
+        clock: Callable[[], float],
+        live_since: float,
+        publish: Callable[[str, Attempt], None],
+    ) -> None:
+        self.target = target
+        self.health = SubscriptionHealth(target.health, clock=clock)
+        self.attempts: AttemptLog = _DurableAttemptLog(key=target.key, publish=publish)
+        self.live_since = live_since  # the consumer delivers what was published from then on
+        self.receiver: asyncio.Task[None] | None = None
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self.pending = 0  # last known stored-but-unfinished deliveries (consumer info)
+        self.closed = False
+        self.consumer_ready = asyncio.Event()
+        # Suspension entries at or below this KV revision are history here (written by this process,
+        # or older than a resume): the watcher does not apply them again.
+        self.revision_floor = 0
+        self.revision_seen = 0
+
+    @property
+    def key(self) -> str:
+        return self.target.key
+
+
+class JetStreamBus(Generic[E]):
+    """The durable bus (see the module docstring). Same constructor hooks as the in-memory
+    :class:`~openconnector.delivery.memory.Dispatcher`; ``clock`` and ``sleep`` drive signatures,
+    Retry-After dates and dead-letter retries (retries of subscribers wait in JetStream)."""
+
+    def __init__(
+        self,
+        encoder: Encoder[E],
+        settings: JetStreamSettings,
+        *,
+        reencoder: Reencoder = cloudevents_reencoder,
+        on_paused: PauseCallback | None = None,
+        observer: DeliveryObserver | None = None,
+        session: aiohttp.ClientSession | None = None,
+        connection_limit: int = 0,
+        user_agent: str = "openconnector-delivery",
+        egress: EgressPolicy | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: Rng | None = None,
+    ) -> None:
+        self.settings = settings
+        self._encoder = encoder
+        self._clock = clock
+        self._sender = HttpSender(
+            session=session,
+            connection_limit=connection_limit,
+            user_agent=user_agent,
+            clock=clock,
+            egress=egress,
+        )
+        self._deliverer = Deliverer(
+            self._sender,
+            reencoder,
+            observer or NullObserver(),
+            on_paused=on_paused,
+            clock=clock,
+            sleep=sleep,
+            rng=rng or random.Random(),
+            on_stop=self._on_stop,
+        )
+        self._subs: dict[str, _Subscription] = {}
+        self._nc: NatsClient | None = None
+        self._js: JetStreamContext | None = None
+        self._suspensions: KeyValue | None = None
+        self._replay: KeyValue | None = None
+        self._provisioned = asyncio.Event()
+        self._connected = False
+        self._unready_reason = "connecting to NATS"
+        self._logged_state: bool | None = None
+        self._closed = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._prefix = settings.stream
+        self._attempt_stream = f"{settings.stream}_ATTEMPTS"
+        self._attempt_prefix = f"{settings.stream}_attempts"
+        self._attempt_backlog: list[tuple[str, Attempt]] = []
+        self._attempt_flusher: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Connect and provision in the background; intake answers 503 until that is done."""
+        self._sender.start()
+        self._spawn(self._connect_forever(), "jetstream-connect")
+
+    async def wait_ready(self, deadline: float = 10.0) -> None:
+        """Wait until connected and provisioned (tests, and callers that prefer to start ready)."""
+        async with asyncio.timeout(deadline):
+            await self._provisioned.wait()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def ready(self) -> bool:
+        return not self._closed and self._connected and self._provisioned.is_set()
+
+    @property
+    def readiness_detail(self) -> str:
+        if self._closed:
+            return "the delivery bus is closed"
+        return (
+            "" if self.ready else f"the event bus (NATS JetStream) is not available: {self._unready_reason}"
+        )
+
+    async def close(self, drain_deadline: float = 10.0) -> int:
+        """Stop receiving; let in-flight deliveries finish for up to ``drain_deadline`` seconds. What is
+        not finished stays stored and is redelivered (to another process, or after a restart): nothing
+        is dropped, so this returns 0."""
+        if self._closed:
+            return 0
+        self._closed = True
+        subs = list(self._subs.values())
+        await asyncio.gather(*(self._stop_receiving(sub, drain_deadline) for sub in subs))
+        await self._deliverer.wait_callbacks(drain_deadline)
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._nc is not None and not self._nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+        await self._sender.close()
+        return 0
+
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _set_state(self, connected: bool, reason: str = "") -> None:
+        self._connected = connected
+        if reason:
+            self._unready_reason = reason
+        ready = self.ready
+        if ready != self._logged_state:  # once per transition, not per request
+            self._logged_state = ready
+            if ready:
+                logger.info("event bus (NATS JetStream, stream %s) available", self.settings.stream)
+            else:
+                logger.warning("event bus (NATS JetStream) unavailable: %s", self._unready_reason)
+
+    async def _connect_forever(self) -> None:
+        settings = self.settings
+
+        async def disconnected() -> None:
+            if not self._closed:
+                self._set_state(False, "disconnected from NATS")
+
+        async def reconnected() -> None:
+            self._set_state(True)
+            if self._provisioned.is_set():
+                # A server that lost its memory-stored stream (or a new cluster) gets it back.
+                self._spawn(self._reprovision(), "jetstream-reprovision")
+
+        async def error(failure: Exception) -> None:
+            self._unready_reason = f"{type(failure).__name__}: {clip(str(failure))}"
+
+        options: dict[str, Any] = {
+            "servers": list(settings.servers),
+            "name": settings.name,
+            "allow_reconnect": True,
+            "max_reconnect_attempts": -1,
+            "reconnect_time_wait": _RECONNECT_WAIT,
+            "connect_timeout": 2,
+            "disconnected_cb": disconnected,
+            "reconnected_cb": reconnected,
+            "error_cb": error,
+        }
+        if settings.creds_file:
+            options["user_credentials"] = settings.creds_file
+        if settings.token:
+            options["token"] = settings.token
+        tls = settings.tls_context()
+        if tls is not None:
+            options["tls"] = tls
+        while not self._closed:
+            try:
+                self._nc = await nats.connect(**options)
+                break
+            except Exception as failure:  # unreachable, refused, TLS or auth: say so once, retry
+                self._set_state(False, f"cannot connect to {', '.join(settings.servers)}: {failure!s}")
+                await asyncio.sleep(_RECONNECT_WAIT)
+        if self._nc is None:
+            return  # closed before NATS was ever reached
+        self._js = self._nc.jetstream(timeout=settings.publish_timeout)
+        self._connected = True
+        while not self._closed:
+            try:
+                await self._provision()
+                break
+            except Exception as failure:
+                self._set_state(self._nc.is_connected, f"provisioning the stream failed: {failure!s}")
+                await asyncio.sleep(_RECONNECT_WAIT)
+        self._provisioned.set()
+        self._set_state(self._nc.is_connected)
+        self._spawn(self._watch_suspensions(), "jetstream-suspensions")
+        for sub in self._subs.values():
+            self._start_receiving(sub)
+
+    async def _reprovision(self) -> None:
+        try:
+            await self._provision()
+            for sub in list(self._subs.values()):
+                if sub.consumer_ready.is_set() and not sub.closed:
+                    await self._ensure_consumer(sub)
+        except Exception as failure:
+            logger.warning("re-provisioning the stream after a reconnect failed: %s", failure)
+
+    async def _provision(self) -> None:
+        """Create or update the stream, the attempt-log stream and the KV buckets (idempotent)."""
+        js = self._jetstream()
+        settings = self.settings
+        config = StreamConfig(
+            name=settings.stream,
+            subjects=[f"{self._prefix}.>"],
+            retention=RetentionPolicy.LIMITS,
+            discard=DiscardPolicy.NEW,  # full: refuse new requests (503), never drop stored ones
+            max_bytes=settings.max_bytes,
+            max_age=settings.max_age,
+            duplicate_window=settings.duplicate_window,
+            storage=settings.storage_type,
+            num_replicas=settings.replicas,
+            allow_atomic=True,
+        )
+        await _create_or_update_stream(js, config)
+        await _create_or_update_stream(
+            js,
+            StreamConfig(
+                name=self._attempt_stream,
+                subjects=[f"{self._attempt_prefix}.>"],
+                retention=RetentionPolicy.LIMITS,
+                discard=DiscardPolicy.OLD,
+                max_msgs_per_subject=DEFAULT_ATTEMPT_LOG_SIZE,
+                max_age=settings.max_age,
+                storage=settings.storage_type,
+                num_replicas=settings.replicas,
+            ),
+        )
+        self._suspensions = await _bucket(
+            js,
+            KeyValueConfig(
+                bucket=f"{settings.stream}_suspensions",
+                storage=settings.storage_type,
+                replicas=settings.replicas,
+            ),
+        )
+        self._replay = await _bucket(
+            js,
+            KeyValueConfig(
+                bucket=f"{settings.stream}_replay",
+                storage=settings.storage_type,
+                replicas=settings.replicas,
+                ttl=24 * 3600.0,  # an upper bound; each id carries its own TTL
+                limit_marker_ttl=1.0,
+            ),
+        )
+
+    def _jetstream(self) -> JetStreamContext:
+        if self._js is None:
+            raise BusUnavailableError(self.readiness_detail or "not connected to NATS", _RETRY_AFTER)
+        return self._js
+
+    @property
+    def replay_bucket(self) -> KeyValue | None:
+        return self._replay
+
+    # -------------------------------------------------------------------------------- targets
+
+    def set_target(self, target: DeliveryTarget) -> None:
+        self.update_target(target.key, target)
+
+    def update_target(self, key: str, target: DeliveryTarget) -> None:
+        """Install or reconfigure ``key``; a new subscription gets what is published from now on."""
+        if target.key != key:
+            raise ValueError(f"target.key: {target.key!r} does not match the key being updated {key!r}")
+        if self._closed:
+            raise DeliveryClosedError("the bus is closed")
+        sub = self._subs.get(key)
+        if sub is None:
+            sub = self._subs[key] = _Subscription(
+                target, self._clock, time.time(), self.record_attempt_durably
+            )
+            if self._provisioned.is_set():
+                self._start_receiving(sub)
+            return
+        if sub.target is target:
+            return
+        old, sub.target = sub.target, target
+        if target.health != old.health:
+            sub.health.reconfigure(target.health)
+        if consumer_settings(old) != consumer_settings(target) and self._provisioned.is_set():
+            self._spawn(self._reconfigure_consumer(sub), f"jetstream-consumer:{key}")
+
+    async def remove_target(self, key: str, *, drain_deadline: float = 10.0) -> int:
+        """Stop delivering ``key`` here, then delete its consumer: what it still held is counted as
+        dropped (reason ``removed``). Returns that count (0 when another process deleted it first)."""
+        sub = self._subs.pop(key, None)
+        if sub is None:
+            return 0
+        await self._stop_receiving(sub, drain_deadline)
+        if self._js is None:
+            return 0
+        dropped = 0
+        try:
+            info = await self._js.consumer_info(self.settings.stream, consumer_name(key))
+            dropped = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+            await self._js.delete_consumer(self.settings.stream, consumer_name(key))
+            with contextlib.suppress(Exception):
+                await self._js.purge_stream(self.settings.stream, subject=delivery_subject(self._prefix, key))
+        except nats.js.errors.NotFoundError:
+            return 0
+        except Exception as failure:
+            logger.warning("removing the consumer of %s failed: %s", key, failure)
+            return 0
+        if dropped:
+            sub.health.record_dropped_many(dropped, DropReason.REMOVED, "subscription removed")
+            logger.error("dropped %d undelivered events for %s (subscription removed)", dropped, key)
+            for _ in range(dropped):  # the ids stay in the stream: the count is what metrics need
+                self._deliverer.report_outcome(key, "", FinalOutcome.DROPPED, DropReason.REMOVED)
+        if self._suspensions is not None:
+            with contextlib.suppress(Exception):
+                await self._suspensions.delete(escape_token(key))
+        return dropped
+
+    def resume(self, key: str) -> bool:
+        sub = self._subs.get(key)
+        if sub is None or not sub.health.paused:
+            return False
+        sub.health.resume()
+        sub.revision_floor = max(sub.revision_floor, sub.revision_seen)
+        logger.info("delivery to %s resumed", key)
+        if self._suspensions is not None:
+            self._spawn(self._forget_suspension(key), f"jetstream-resume:{key}")
+        return True
+
+    def target_keys(self) -> list[str]:
+        return list(self._subs)
+
+    def target(self, key: str) -> DeliveryTarget:
+        return self._sub(key).target
+
+    def health(self, key: str) -> SubscriptionHealth:
+        return self._sub(key).health
+
+    def attempts(self, key: str) -> AttemptLog:
+        return self._sub(key).attempts
+
+    def queue_depth(self, key: str) -> int:
+        """Stored deliveries not yet finished (the consumer's figure, refreshed every few seconds), or
+        those in flight here when more."""
+        sub = self._sub(key)
+        return max(sub.pending, len(sub.in_flight))
+
+    def _sub(self, key: str) -> _Subscription:
+        try:
+            return self._subs[key]
+        except KeyError:
+            raise KeyError(f"no delivery target {key!r}") from None
+
+    # --------------------------------------------------------------------------------- intake
+
+    async def store(self, plan: Sequence[tuple[str, E]]) -> OfferResult:
+        """Store every delivery of ``plan`` in one atomic batch, or none (see the module docstring).
+
+        Raises :class:`BusUnavailableError` when JetStream cannot store it now (unreachable, stream
+        full, timed out): nothing of the request is delivered then."""
+        if self._closed:
+            raise DeliveryClosedError("the bus is closed")
+        skipped: list[str] = []
+        dropped: list[tuple[_Subscription, E, str]] = []
+        cache: dict[tuple[int, ContentMode], Prepared | str] = {}
+        messages: list[tuple[str, Prepared]] = []
+        tuples: list[tuple[str, str, str, str]] = []
+        for key, event in plan:
+            sub = self._subs.get(key)
+            if sub is None or sub.closed:
+                skipped.append(key)
+                continue
+            mode = sub.target.content_mode
+            slot = (id(event), mode)
+            prepared = cache.get(slot)
+            if prepared is None:
+                try:
+                    prepared = prepare(event, mode, self._encoder)
+                except Exception as error:
+                    prepared = f"encoding failed: {type(error).__name__}: {clip(str(error))}"
+                cache[slot] = prepared
+            if isinstance(prepared, str):
+                dropped.append((sub, event, prepared))
+                continue
+            namespace = key.partition("/")[0]
+            messages.append((key, prepared))
+            tuples.append((namespace, prepared.source, prepared.id, key))
+        if len(messages) > MAX_BATCH:
+            return OfferResult(
+                False,
+                skipped=skipped,
+                too_large=sorted({key for key, _ in messages}),
+                describe=f"the request fans out to {len(messages)} deliveries; at most {MAX_BATCH} "
+                "can be stored at once",
+            )
+        if messages:
+            await self._publish(messages, request_msg_id(tuples))
+        for sub, event, message in dropped:
+            self._deliverer.drop(sub, event, DropReason.ENCODING_FAILED, message)
+        return OfferResult(
+            True, queued=len(messages), skipped=skipped, dropped=[sub.key for sub, _, _ in dropped]
+        )
+
+    async def _publish(self, messages: Sequence[tuple[str, Prepared]], msg_id: str) -> None:
+        nc, js = self._nc, self._js
+        if nc is None or js is None or not self.ready or not nc.is_connected:
+            raise BusUnavailableError(self.readiness_detail or "not connected to NATS", _RETRY_AFTER)
+        limit = nc.max_payload
+        for _, prepared in messages:
+            if len(prepared.body) > limit:
+                raise EventTooLargeError(
+                    f"the event needs {len(prepared.body)} bytes; the event bus takes at most {limit}"
+                )
+        timeout = self.settings.publish_timeout
+        try:
+            if len(messages) == 1:
+                key, prepared = messages[0]
+                headers = {META_HEADER: encode_meta(prepared), MSG_ID_HEADER: msg_id}
+                await js.publish(
+                    delivery_subject(self._prefix, key), prepared.body, timeout=timeout, headers=headers
+                )
+                return
+            batch = uuid.uuid4().hex
+            last = len(messages)
+            for number, (key, prepared) in enumerate(messages, 1):
+                headers = {
+                    META_HEADER: encode_meta(prepared),
+                    "Nats-Batch-Id": batch,
+                    "Nats-Batch-Sequence": str(number),
+                }
+                subject = delivery_subject(self._prefix, key)
+                if number < last:
+                    await nc.publish(subject, prepared.body, headers=headers)
+                    continue
+                headers["Nats-Batch-Commit"] = "1"
+                headers[MSG_ID_HEADER] = msg_id
+                reply = await nc.request(subject, prepared.body, timeout=timeout, headers=headers)
+                answer = json.loads(reply.data)
+                problem = answer.get("error") if isinstance(answer, dict) else None
+                if problem and problem.get("err_code") != _DUPLICATE_IN_BATCH:
+                    description = clip(str(problem.get("description")))
+                    raise BusUnavailableError(
+                        f"the event bus refused to store the request: {description}", _RETRY_AFTER
+                    )
+        except BusUnavailableError:
+            raise
+        except nats.js.errors.APIError as failure:
+            description = failure.description or type(failure).__name__
+            raise BusUnavailableError(
+                f"the event bus refused to store the request: {clip(description)}", _RETRY_AFTER
+            ) from None
+        except (nats.errors.Error, TimeoutError, OSError, ValueError) as failure:
+            raise BusUnavailableError(
+                f"the event bus did not confirm storing the request: {type(failure).__name__}",
+                _RETRY_AFTER,
+            ) from None
+
+    async def wait_for_room(self, keys: Collection[str], *, needed_bytes: int = 0) -> None:
+        """JetStream has no local room to wait for: a full stream refuses (503) instead."""
+        return
+
+    async def submit(self, target: DeliveryTarget | str, event: E) -> None:
+        """Store ``event`` for the installed target with ``target``'s key (raises like :meth:`store`)."""
+        key = target if isinstance(target, str) else target.key
+        if key not in self._subs:
+            raise DeliveryClosedError(f"no delivery target {key!r} is installed")
+        result = await self.store([(key, event)])
+        if result.too_large:
+            raise EventTooLargeError(result.detail)
+
+    async def join(self, key: str | None = None) -> None:
+        """Wait until ``key`` (or every target) has nothing stored unfinished and nothing in flight
+        here (polls the consumers; bound it with ``asyncio.timeout``)."""
+        await self._provisioned.wait()
+        js = self._jetstream()
+        keys = [key] if key is not None else list(self._subs)
+        for name in keys:
+            sub = self._sub(name)
+            await sub.consumer_ready.wait()
+            while True:
+                info = await js.consumer_info(self.settings.stream, consumer_name(name))
+                sub.pending = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+                if sub.pending == 0 and not sub.in_flight:
+                    break
+                await asyncio.sleep(0.02)
+
+    # ----------------------------------------------------------------------------- receiving
+
+    def _start_receiving(self, sub: _Subscription) -> None:
+        if sub.receiver is None and not sub.closed and not self._closed:
+            sub.receiver = self._spawn(self._receive_forever(sub), f"jetstream-receive:{sub.key}")
+
+    async def _stop_receiving(self, sub: _Subscription, deadline: float) -> None:
+        sub.closed = True
+        if sub.receiver is not None:
+            sub.receiver.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await sub.receiver
+        if sub.in_flight:
+            await asyncio.wait(set(sub.in_flight), timeout=max(deadline, 0.001))
+        for task in list(sub.in_flight):  # left stored: redelivered after AckWait
+            task.cancel()
+
+    async def _ensure_consumer(self, sub: _Subscription) -> None:
+        """Create the subscription's consumer, or bring its settings in line (keeping its start)."""
+        js = self._jetstream()
+        name = consumer_name(sub.key)
+        start = datetime.datetime.fromtimestamp(sub.live_since - 1.0, datetime.UTC)
+        for last_try in (False, True):
+            deliver_policy, opt_start_time = DeliverPolicy.BY_START_TIME, start
+            with contextlib.suppress(nats.js.errors.NotFoundError):
+                existing = await js.consumer_info(self.settings.stream, name)
+                deliver_policy = existing.config.deliver_policy or deliver_policy
+                opt_start_time = existing.config.opt_start_time
+            try:
+                await self._add_consumer(sub, deliver_policy, opt_start_time)
+                return
+            except nats.js.errors.APIError:
+                if last_try:
+                    raise  # else: another process created it just now, with its start: take that
+
+    async def _add_consumer(
+        self, sub: _Subscription, deliver_policy: DeliverPolicy, opt_start_time: datetime.datetime | None
+    ) -> None:
+        js = self._jetstream()
+        name = consumer_name(sub.key)
+        settings = consumer_settings(sub.target)
+        await js.add_consumer(
+            self.settings.stream,
+            ConsumerConfig(
+                durable_name=name,
+                deliver_subject=self._deliver_subject(sub.key),
+                deliver_group=name,
+                filter_subject=delivery_subject(self._prefix, sub.key),
+                deliver_policy=deliver_policy,
+                opt_start_time=opt_start_time,
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=settings.ack_wait,
+                max_deliver=settings.max_deliver,
+                max_ack_pending=settings.max_ack_pending,
+            ),
+        )
+
+    async def _reconfigure_consumer(self, sub: _Subscription) -> None:
+        try:
+            await self._ensure_consumer(sub)
+        except Exception as failure:
+            logger.warning("updating the consumer of %s failed: %s", sub.key, failure)
+
+    def _deliver_subject(self, key: str) -> str:
+        return f"_OC_DELIVER.{self._prefix}.{consumer_name(key)}"
+
+    async def _receive_forever(self, sub: _Subscription) -> None:
+        """Receive this subscription's messages while it is installed, one task per message.
+
+        The consumer pushes to a deliver subject that every gateway process subscribes to in one queue
+        group, so NATS hands each message to one process, as soon as it is stored (no fetch round trip),
+        and MaxAckPending = ``maxConcurrency`` bounds the attempts in flight across all of them.
+        """
+        await self._load_state(sub)
+        nc = self._nc
+        assert nc is not None
+
+        async def received(message: Msg) -> None:
+            if sub.closed:
+                return  # not ours any more: redelivered after AckWait (or dropped with the consumer)
+            task = asyncio.ensure_future(self._handle(sub, message))
+            sub.in_flight.add(task)
+            task.add_done_callback(sub.in_flight.discard)
+
+        # Join the queue group first: whichever process creates the consumer, this one takes its share.
+        subscription = await nc.subscribe(
+            self._deliver_subject(sub.key), queue=consumer_name(sub.key), cb=received
+        )
+        while not sub.closed:
+            try:
+                await self._ensure_consumer(sub)
+                break
+            except asyncio.CancelledError:
+                with contextlib.suppress(Exception):
+                    await subscription.unsubscribe()
+                raise
+            except Exception as failure:
+                logger.debug("creating the consumer of %s failed: %s; retrying", sub.key, failure)
+                await asyncio.sleep(_RECONNECT_WAIT)
+        sub.consumer_ready.set()
+        try:
+            while True:  # until cancelled by _stop_receiving; meanwhile keep the backlog figure fresh
+                await asyncio.sleep(_PENDING_REFRESH)
+                with contextlib.suppress(Exception):
+                    info = await self._jetstream().consumer_info(self.settings.stream, consumer_name(sub.key))
+                    sub.pending = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()
+
+    async def _handle(self, sub: _Subscription, message: Msg) -> None:
+        """One delivery attempt of one stored message, then ack or NAK it."""
+        try:
+            prepared = decode_meta(
+                message.headers.get(META_HEADER, "") if message.headers else "", message.data
+            )
+        except ValueError as error:
+            why = f"a stored message is not a delivery ({error})"
+            sub.health.record_dropped(DropReason.INTERNAL, why)
+            logger.error("dropped a message on %s for %s: %s", message.subject, sub.key, why)
+            self._deliverer.report_outcome(sub.key, "", FinalOutcome.DROPPED, DropReason.INTERNAL)
+            await _quietly(message.term())
+            return
+        attempt = message.metadata.num_delivered
+        keeper = _KeepAlive(message, consumer_settings(sub.target).ack_wait / 3)
+        try:
+            converted: dict[ContentMode, tuple[Mapping[str, str], bytes]] = {}
+            deliverer = self._deliverer
+            if await deliverer.give_up_if_paused(sub, prepared, None):
+                delay: float | None = None
+            elif attempt > sub.target.policy.retries + 1:
+                # The last attempt's process died before it finished: finish the event now.
+                await deliverer.give_up(
+                    sub, prepared, None, f"retries exhausted after {attempt - 1} attempt(s)"
+                )
+                delay = None
+            else:
+                delay, _ = await deliverer.try_once(sub, prepared, attempt, converted)
+        except asyncio.CancelledError:
+            # Shutdown or removal past its deadline: hand the message back at once (the next
+            # process need not wait for AckWait); it stays stored either way.
+            keeper.cancel()
+            await _quietly(message.nak())
+            raise
+        except Exception as error:  # a bug must not lose the event silently
+            logger.exception("delivery of event %s to %s failed unexpectedly", prepared.id, sub.key)
+            self._deliverer.drop(
+                sub, prepared, DropReason.INTERNAL, f"internal error: {type(error).__name__}"
+            )
+            delay = None
+        finally:
+            keeper.cancel()
+        if delay is None:
+            await _quietly(message.ack())
+        else:
+            await _quietly(message.nak(delay=nak_delay(delay)))
+
+    # ----------------------------------------------------------------------- shared state
+
+    async def _load_state(self, sub: _Subscription) -> None:
+        """What previous processes left: a suspension, and the recent attempt log."""
+        with contextlib.suppress(Exception):
+            await self._apply_suspension(sub)
+        with contextlib.suppress(Exception):
+            for attempt in await self._read_attempts(sub.key):
+                AttemptLog.append(sub.attempts, attempt)  # already stored: not published again
+
+    async def _apply_suspension(self, sub: _Subscription) -> None:
+        if self._suspensions is None:
+            return
+        try:
+            entry = await self._suspensions.get(escape_token(sub.key))
+        except nats.js.errors.KeyNotFoundError:
+            return
+        self._suspend_from(sub, entry.value or b"")
+
+    def _suspend_from(self, sub: _Subscription, value: bytes) -> None:
+        try:
+            record = json.loads(value)
+            reason, message, fingerprint = record["reason"], record["message"], record["fingerprint"]
+            health_reason = HealthReason(reason)
+        except (KeyError, TypeError, ValueError):
+            return
+        if fingerprint != suspension_fingerprint(sub.target):
+            return  # suspended under another configuration: the spec changed since
+        if sub.health.pause(health_reason, str(message)):
+            logger.warning("delivery to %s suspended (%s): %s", sub.key, reason, message)
+
+    async def _watch_suspensions(self) -> None:
+        """Follow suspensions and resumptions made by other processes."""
+        while not self._closed and self._suspensions is not None:
+            try:
+                watcher = await self._suspensions.watchall(include_history=False)
+                async for entry in watcher:
+                    if entry is None:
+                        continue
+                    key = next((k for k in self._subs if escape_token(k) == entry.key), None)
+                    if key is None:
+                        continue
+                    sub = self._subs[key]
+                    revision = entry.revision or 0
+                    sub.revision_seen = max(sub.revision_seen, revision)
+                    if revision <= sub.revision_floor:
+                        continue
+                    if entry.operation in ("DEL", "PURGE"):
+                        if sub.health.paused:
+                            sub.health.resume()
+                            logger.info("delivery to %s resumed", key)
+                    else:
+                        self._suspend_from(sub, entry.value or b"")
+            except asyncio.CancelledError:
+                raise
+            except Exception as failure:
+                logger.debug("watching suspensions failed: %s; retrying", failure)
+                await asyncio.sleep(_RECONNECT_WAIT)
+
+    def _on_stop(self, state: DeliveryState, reason: str, message: str) -> None:
+        """A subscription stopped delivering (410, auto-pause): tell every process, durably."""
+        if self._suspensions is None:
+            return
+        record = json.dumps(
+            {"reason": reason, "message": message, "fingerprint": suspension_fingerprint(state.target)}
+        ).encode()
+        self._spawn(self._store_suspension(state.key, record), "jetstream-suspend")
+
+    async def _store_suspension(self, key: str, record: bytes) -> None:
+        if self._suspensions is None:
+            return
+        try:
+            revision = await self._suspensions.put(escape_token(key), record)
+        except Exception as failure:
+            logger.warning("storing the suspension of %s failed: %s", key, failure)
+            return
+        sub = self._subs.get(key)
+        if sub is not None:
+            sub.revision_floor = max(sub.revision_floor, revision)
+
+    async def _forget_suspension(self, key: str) -> None:
+        if self._suspensions is not None:
+            with contextlib.suppress(Exception):
+                await self._suspensions.delete(escape_token(key))
+
+    def record_attempt_durably(self, key: str, attempt: Attempt) -> None:
+        """Append ``attempt`` to ``key``'s attempt log in JetStream (no wait for the acknowledgement)."""
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            return
+        self._attempt_backlog.append((f"{self._attempt_prefix}.{escape_token(key)}", attempt))
+        if self._attempt_flusher is None or self._attempt_flusher.done():
+            self._attempt_flusher = self._spawn(self._flush_attempts(), "jetstream-attempts")
+
+    async def _flush_attempts(self) -> None:
+        """Publish the recorded attempts (one task for a burst of them, not one per attempt)."""
+        while self._attempt_backlog and self._nc is not None:
+            batch, self._attempt_backlog = self._attempt_backlog, []
+            for subject, attempt in batch:
+                await _quietly(self._nc.publish(subject, attempt_to_record(attempt)))
+
+    async def _read_attempts(self, key: str) -> list[Attempt]:
+        js = self._jetstream()
+        subject = f"{self._attempt_prefix}.{escape_token(key)}"
+        pull = await js.pull_subscribe(
+            subject,
+            durable=None,
+            stream=self._attempt_stream,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.NONE, deliver_policy=DeliverPolicy.ALL, inactive_threshold=5.0
+            ),
+        )
+        found: list[Attempt] = []
+        try:
+            with contextlib.suppress(nats.errors.TimeoutError):
+                for message in await pull.fetch(DEFAULT_ATTEMPT_LOG_SIZE, timeout=0.5):
+                    attempt = attempt_from_record(message.data)
+                    if attempt is not None:
+                        found.append(attempt)
+        finally:
+            with contextlib.suppress(Exception):
+                await pull.unsubscribe()
+        return found
+
+
+class JetStreamReplayStore:
+    """Standard Webhooks replay-guard ids in a KV bucket: a ``webhook-id`` accepted by any process is
+    refused as a replay by every process, also after a restart, until its TTL passes."""
+
+    def __init__(self, bus: JetStreamBus[Any]) -> None:
+        self._bus = bus
+
+    def _bucket(self) -> KeyValue:
+        bucket = self._bus.replay_bucket
+        if bucket is None or not self._bus.ready:
+            raise BusUnavailableError(self._bus.readiness_detail or "the replay store is not available")
+        return bucket
+
+    async def remember(self, key: str, *, now: float, ttl: float) -> bool:
+        """Remember ``key`` for ``ttl`` seconds; False when it is remembered already (a replay).
+
+        A bus that cannot answer refuses the request (503 + Retry-After): accepting it unchecked could let
+        a replay through, refusing it as a replay would lose a fresh message."""
+        try:
+            bucket = self._bucket()
+            await bucket.create(_replay_key(key), b"", msg_ttl=max(1.0, ttl))
+        except nats.js.errors.KeyWrongLastSequenceError:
+            return False
+        except BusUnavailableError as error:
+            raise _bus_refusal(error.detail, error.retry_after) from None
+        except (nats.errors.Error, TimeoutError) as failure:
+            raise _bus_refusal(f"the replay store did not answer: {type(failure).__name__}", 5) from None
+        return True
+
+    async def forget(self, key: str) -> None:
+        with contextlib.suppress(Exception):
+            await self._bucket().purge(_replay_key(key))
+
+
+def _bus_refusal(detail: str, retry_after: int) -> Refusal:
+    headers = {"Retry-After": str(max(1, retry_after))}
+    return Refusal(503, "bus-unavailable", detail, headers=headers)
+
+
+def _replay_key(key: str) -> str:
+    return _REPLAY_KEY_PREFIX + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class _KeepAlive:
+    """Tells JetStream a long attempt (or dead letter) is still being worked on: a timer, not a task,
+    because almost every attempt finishes long before it fires."""
+
+    def __init__(self, message: Msg, interval: float) -> None:
+        self._message = message
+        self._interval = max(interval, 0.5)
+        self._pending: set[asyncio.Task[None]] = set()
+        self._handle = asyncio.get_running_loop().call_later(self._interval, self._fire)
+
+    def _fire(self) -> None:
+        task = asyncio.ensure_future(_quietly(self._message.in_progress()))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+        self._handle = asyncio.get_running_loop().call_later(self._interval, self._fire)
+
+    def cancel(self) -> None:
+        self._handle.cancel()
+
+
+async def _quietly(awaitable: Awaitable[Any]) -> None:
+    """Acks and NAKs are best effort: a lost one means a redelivery, which at-least-once allows."""
+    try:
+        await awaitable
+    except asyncio.CancelledError:
+        raise
+    except Exception as failure:
+        logger.debug("JetStream acknowledgement failed: %s", failure)
+
+
+async def _bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
+    try:
+        return await js.create_key_value(config)
+    except nats.js.errors.BadRequestError:
+        return await js.key_value(config.bucket)  # exists with other settings: use it as it is
+
+
+async def _create_or_update_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    try:
+        await js.add_stream(config)
+    except nats.js.errors.BadRequestError:
+        await js.update_stream(config)  # exists with other settings: ours win (idempotent start-up)
