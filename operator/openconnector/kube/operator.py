@@ -48,6 +48,11 @@ class EventPoster:
         self._uid_of = uid_of
         self._tasks: set[asyncio.Task[Any]] = set()
 
+    @property
+    def pending(self) -> int:
+        """Events decided on and not yet answered by the apiserver."""
+        return len(self._tasks)
+
     def notice(self, key: ResourceKey, type_: str, reason: str, message: str) -> None:
         if self.client is None:
             return
