@@ -142,6 +142,18 @@ class EventSpec(ApiModel):
         return self
 
 
+# The status shards (status/shards.py): the same two fields on every kind with counters.
+REPLICAS_DESCRIPTION = (
+    "Per replica (pod name): the counts of that replica alone; the top-level counters are the sum over "
+    "these and retired. Written by each replica for itself; a departed replica's entry is folded into "
+    "retired by the holder of the status Lease."
+)
+RETIRED_DESCRIPTION = (
+    "Counts of replicas that are gone (and of a status written before replicas existed), so that a "
+    "rolling update loses nothing."
+)
+
+
 class EventCounters(ApiModel):
     """Counters of an Event, summed over replicas."""
 
@@ -159,8 +171,8 @@ class EventShard(EventCounters):
 class EventStatus(EventShard, CommonStatus):
     """Observed state of an Event."""
 
-    replicas: dict[str, EventShard] = Field(default_factory=dict, description="Per replica (pod name): the counts of that replica alone; the top-level counters are the sum over these and retired. Written by each replica for itself; a departed replica's entry is folded into retired by the holder of the status Lease.")
-    retired: EventCounters | None = Field(default=None, description="Counts of replicas that are gone (and of a status written before replicas existed), so that a rolling update loses nothing.")
+    replicas: dict[str, EventShard] = Field(default_factory=dict, description=REPLICAS_DESCRIPTION)
+    retired: EventCounters | None = Field(default=None, description=RETIRED_DESCRIPTION)
 
 
 # ------------------------------------------------------------------------------- EventSubscription
@@ -404,8 +416,10 @@ class EventSubscriptionStatus(EventSubscriptionShard, CommonStatus):
     successRatio: the worst replica; lastDelivery, lastError: the latest)."""
 
     url: str | None = Field(default=None, description="The resolved endpoint URL.")
-    replicas: dict[str, EventSubscriptionReplica] = Field(default_factory=dict, description="Per replica (pod name): the counts of that replica alone; the top-level counters are the sum over these and retired. Written by each replica for itself; a departed replica's entry is folded into retired by the holder of the status Lease.")
-    retired: EventSubscriptionCounters | None = Field(default=None, description="Counts of replicas that are gone (and of a status written before replicas existed), so that a rolling update loses nothing.")
+    replicas: dict[str, EventSubscriptionReplica] = Field(
+        default_factory=dict, description=REPLICAS_DESCRIPTION
+    )
+    retired: EventSubscriptionCounters | None = Field(default=None, description=RETIRED_DESCRIPTION)
 
 
 class EventSubscriptionReplica(EventSubscriptionShard):
@@ -558,8 +572,8 @@ class ConsumerStatus(ConsumerShard, CommonStatus):
     """Ingress health of a Consumer."""
 
     url: str | None = Field(default=None, description="Path of the webhook endpoint on the gateway.")
-    replicas: dict[str, ConsumerShard] = Field(default_factory=dict, description="Per replica (pod name): the counts of that replica alone; the top-level counters are the sum over these and retired. Written by each replica for itself; a departed replica's entry is folded into retired by the holder of the status Lease.")
-    retired: ConsumerCounters | None = Field(default=None, description="Counts of replicas that are gone (and of a status written before replicas existed), so that a rolling update loses nothing.")
+    replicas: dict[str, ConsumerShard] = Field(default_factory=dict, description=REPLICAS_DESCRIPTION)
+    retired: ConsumerCounters | None = Field(default=None, description=RETIRED_DESCRIPTION)
 
 
 # ------------------------------------------------------------------------------------- Mapping
@@ -651,5 +665,5 @@ class SourceShard(SourceCounters):
 class SourceStatus(SourceShard, CommonStatus):
     """Health of a Source as a target."""
 
-    replicas: dict[str, SourceShard] = Field(default_factory=dict, description="Per replica (pod name): the counts of that replica alone; the top-level counters are the sum over these and retired. Written by each replica for itself; a departed replica's entry is folded into retired by the holder of the status Lease.")
-    retired: SourceCounters | None = Field(default=None, description="Counts of replicas that are gone (and of a status written before replicas existed), so that a rolling update loses nothing.")
+    replicas: dict[str, SourceShard] = Field(default_factory=dict, description=REPLICAS_DESCRIPTION)
+    retired: SourceCounters | None = Field(default=None, description=RETIRED_DESCRIPTION)

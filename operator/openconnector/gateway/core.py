@@ -169,6 +169,8 @@ class Gateway:
         self.sequences = SequenceCounter()
         self.conditions = ConditionBook(clock)
         self.ready = asyncio.Event()
+        # Set on SIGTERM, before the drain: /readyz answers 503 so the Service stops sending here.
+        self.draining = False
         self._notice_sinks: list[NoticeSink] = []
         self._health_seen: dict[str, str] = {}
         self._routes_by_target: dict[str, SubscriptionRoute] = {}

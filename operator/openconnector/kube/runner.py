@@ -244,8 +244,13 @@ async def _run(args: argparse.Namespace) -> int:
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def begin_shutdown() -> None:
+        cluster.gateway.draining = True  # not ready from now on: the Service stops sending here
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, begin_shutdown)
     try:
         await run_kopf(cluster.core, args, stop_flag=stop)
     finally:
