@@ -156,7 +156,7 @@ async def test_two_replicas_write_shards_whose_sums_equal_the_deliveries_and_sur
         # 409s come only from writes made under a resourceVersion precondition (the holder's fold and
         # repairs): a handful per resource, whatever the event count.
         resources = len(SUBSCRIPTIONS) + 1
-        print(f"status PATCHes: {patches}, of which 409: {conflicts}")  # noqa: T201 (shown with -s)
+        print(f"status PATCHes: {patches}, of which 409: {conflicts}")  # shown with -s
         assert conflicts <= 3 * resources, (patches, conflicts)
         assert patches > 0
         for process in replicas:
