@@ -175,7 +175,8 @@ async def ingest(cfg: Config, log_dir: Path, repeats: int) -> dict[str, Any]:
             urls = [f"{p.url}/webhooks/{INGEST_ENDPOINT}" for p in procs[1:]]
             sink = SinkClient(sink_proc)
             await _closed(sink, urls, cfg.connections, cfg.warmup_s or 1.0)
-            one, two = [], []
+            one: list[float] = []
+            two: list[float] = []
             for rep in range(repeats):
                 order = ("one", "two") if rep % 2 == 0 else ("two", "one")
                 for system in order:
