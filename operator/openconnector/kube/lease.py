@@ -42,6 +42,7 @@ class ReplicaLeases:
         self._clock = clock
         self._wall = wall
         self._own: dict[str, Any] | None = None
+        self.unavailable = False
         self._last_beat: float | None = None
         self._holder_until = 0.0
         # name -> (resourceVersion, when it was first seen with it); None: first seen missing
@@ -84,9 +85,13 @@ class ReplicaLeases:
             try:
                 self._own = await self.client.create_object(self._path(), self._lease(name, self.pod))
             except ApiError as error:
+                if error.status in (403, 404):
+                    self._unavailable(error)
+                    return
                 if error.status != 409:
                     raise
                 self._own = await self.client.get_object(self._path(name))
+            self.unavailable = False
         else:
             renewed = dict(self._own)
             renewed["spec"] = {**self._own.get("spec", {}), "renewTime": rfc3339_micro(self._wall())}
@@ -99,9 +104,22 @@ class ReplicaLeases:
                 return
         self._last_beat = self._clock()
 
+    def _unavailable(self, error: ApiError) -> None:
+        # Leases forbidden (RBAC of one's own without the Lease rule) or not served: then no replica can
+        # hold the Lease either, so no shard is ever folded, and writing this replica's shard stays safe.
+        if not self.unavailable:
+            log.warning(
+                "status Leases unavailable in namespace %s (%s): status shards are written, but shards of "
+                "departed replicas are not folded into retired (grant get/create/update/delete on leases)",
+                self.namespace, error,
+            )  # fmt: skip
+        self.unavailable = True
+
     def fresh(self) -> bool:
         """Whether this replica's heartbeat is current: a replica that could not renew for a whole lease
         duration may have been declared gone, and must not write its shard back."""
+        if self.unavailable:
+            return True
         return self._last_beat is not None and self._clock() - self._last_beat < self.duration
 
     # ---------------------------------------------------------------------------- holder

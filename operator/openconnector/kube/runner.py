@@ -128,7 +128,7 @@ async def lease_loop(core: OperatorCore, leases: ReplicaLeases) -> None:
     interval = max(0.2, leases.duration / 3)
     while True:
         await asyncio.sleep(interval)
-        if not await _beat_once(leases):
+        if not await _beat_once(leases) or leases.unavailable:
             continue
         try:
             if await leases.hold():
