@@ -9,7 +9,8 @@
   load (the connections split over the replicas); deliveries/s of two against one, ABBA-ordered.
   Both measured in the same run on the same machine: the figure is the ratio.
 
-    python -m bench.replicas [--size tiny|full] [--skip-apiserver] [--skip-ingest]
+    python -m bench.run --only replicas      (renders its section of docs/benchmarks.md)
+    python -m bench.replicas [--size tiny|full] [--skip-apiserver] [--skip-ingest]   (JSON only)
 """
 
 from __future__ import annotations
@@ -27,13 +28,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.context import FULL, TINY, Config
+from bench.context import FULL, TINY, Config, Context, envelope, goal
 from bench.harness import Proc, SinkClient, start_gateway, start_sink, stop_all
 from bench.loadgen import LoadSpec, run_load
 from bench.manifests import INGEST_ENDPOINT, ingest_manifests, write_dir
 from bench.reconcile import STATUS_INTERVAL_S, LiveRecorder, _apply, _cluster, _settled, _testbed
 from bench.stats import latency_summary
 
+NAME = "replicas"
+GOAL_LIVE_S = 1.0
 REPLICAS = ("bench-replica-a", "bench-replica-b")
 LIVE_TIMEOUT_S = 120.0
 KOPF_STOP_S = 15.0
@@ -193,6 +196,45 @@ async def ingest(cfg: Config, log_dir: Path, repeats: int) -> dict[str, Any]:
         "ratio_two_over_one": sorted(ratios)[len(ratios) // 2] if ratios else None,
         "cpus": os.cpu_count(),
     }
+
+
+async def run(ctx: Context) -> dict[str, Any]:
+    """Both parts, as ``python -m bench.run --only replicas`` runs them."""
+    started = datetime.datetime.now(datetime.UTC)
+    cfg = ctx.config
+    api = await apiserver(cfg, ctx.log_dir)
+    p99s = {pod: r["sent_to_live_ms"]["p99"] / 1000 for pod, r in api["replicas"].items()}
+    steady = api["steady"]
+    ctx.say(
+        f"replicas: apply→live p99 {', '.join(f'{pod} {s:.2f} s' for pod, s in p99s.items())} for "
+        f"{api['resources']:,} subscriptions; {steady['patches_per_s']:.1f} status PATCH/s of both under "
+        f"{steady['rate']:g} events/s (policy bound {steady['bound_per_s']:.0f}/s), "
+        f"{steady['conflicts_409']} 409s"
+    )
+    throughput = await ingest(cfg, ctx.log_dir, cfg.repeats)
+    ctx.say(f"replicas: ingest→deliver two replicas / one = {throughput['ratio_two_over_one'] or 0:.2f}")
+    worst = max(p99s.values()) if p99s else None
+    goals = [
+        goal(
+            f"apply → route live with two replicas, {api['resources']:,} EventSubscriptions "
+            "(p99, worse replica)",
+            f"< {GOAL_LIVE_S:g} s",
+            worst,
+            met=None
+            if worst is None
+            else worst < GOAL_LIVE_S and all(r["all_live"] for r in api["replicas"].values()),
+            unit="s",
+        ),
+        goal(
+            "status PATCH/s of two replicas under load, against the policy (2 × resources / interval)",
+            f"≤ {steady['bound_per_s']:.0f} /s",
+            steady["patches_per_s"],
+            met=steady["patches_per_s"] <= steady["bound_per_s"],
+            unit="/s",
+            note=f"{steady['conflicts_409']} answered 409",
+        ),
+    ]
+    return envelope(NAME, ctx, started, apiserver=api, ingest=throughput, goals=goals)
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
