@@ -734,14 +734,15 @@ def section_replicas(result: dict[str, Any]) -> str:
     two = ", ".join(f"{v:,.0f}" for v in ingest["two_replicas_per_s"])
     return (
         "Two replicas (`bench/replicas.py`), each wired as `openconnector run` with its own pod name, in "
-        f"one process on a real kube-apiserver, watching one namespace. {api['resources']:,} EventSubscriptions "
-        "server-side-applied from a separate process; apply→live per replica (request sent → first routing "
-        "table of that replica routing it):\n\n"
+        "one process on a real kube-apiserver, watching one namespace. "
+        f"{api['resources']:,} EventSubscriptions server-side-applied from a separate process; "
+        "apply→live per replica (request sent → first routing table of that replica routing it):\n\n"
         + _table(["replica", "routed", "apply→live p50 / p99 / max ms"], rows)
         + f"\nThen {steady['rate']:g} events/s (open loop, split over both replicas, memory bus) for "
         f"{steady['duration_s']:.0f} s: {steady['status_patches']} status PATCHes of both replicas, "
         f"{steady['patches_per_s']:.1f}/s against the policy's bound of {steady['bound_per_s']:.0f}/s "
-        "(each replica at most one write per resource per status interval), {steady['conflicts_409']} answered 409.\n\n"
+        "(each replica at most one write per resource per status interval), "
+        f"{steady['conflicts_409']} answered 409.\n\n"
         "Ingest → deliver, memory bus: `openconnector serve` as one process and as two, the same "
         "closed-loop load (connections split over the replicas), ABBA-ordered, deliveries/s reaching the "
         "sink: one replica "
