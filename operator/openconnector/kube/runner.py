@@ -55,11 +55,10 @@ class ClusterGateway:
         return self.core.gateway
 
     async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # The heartbeat goes on through the drain: a drain longer than the lease duration must not get
+        # this replica declared gone (and its shard folded) before its last status write.
+        heartbeat = [task for task in self.tasks if task.get_name() == LEASE_TASK]
+        await _cancel([task for task in self.tasks if task not in heartbeat])
         for runner in self.runners:
             await runner.cleanup()
         dropped = await self.gateway.close()
@@ -67,6 +66,7 @@ class ClusterGateway:
             log.error("shutdown dropped %d queued deliveries", dropped)
         with contextlib.suppress(Exception):
             await self.core.flush_status(final=True)
+        await _cancel(heartbeat)
         if self.leases is not None:
             # After the last write: the holder folds this replica's shard into retired.
             with contextlib.suppress(Exception):
@@ -109,9 +109,20 @@ async def start_cluster_gateway(args: argparse.Namespace) -> ClusterGateway:
         asyncio.create_task(reconciler.run(), name="reconciler"),
         asyncio.create_task(core.writer.loop(), name="status-writer"),
         asyncio.create_task(core.resync_loop(), name="resync"),
-        asyncio.create_task(lease_loop(core, leases), name="status-leases"),
+        asyncio.create_task(lease_loop(core, leases), name=LEASE_TASK),
     )
     return ClusterGateway(core, tuple(runners), port, tasks, leases)
+
+
+LEASE_TASK = "status-leases"
+
+
+async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def _beat_once(leases: ReplicaLeases) -> bool:
