@@ -54,7 +54,7 @@ def _args(namespace: str, pod: str) -> argparse.Namespace:
     )  # fmt: skip
 
 
-async def apiserver(cfg: Config, log_dir: Path) -> dict[str, Any]:
+async def apiserver(cfg: Config, log_dir: Path, pods: tuple[str, ...] = REPLICAS) -> dict[str, Any]:
     from openconnector.kube.runner import run_kopf, start_cluster_gateway
 
     testbed = _testbed()
@@ -70,7 +70,7 @@ async def apiserver(cfg: Config, log_dir: Path) -> dict[str, Any]:
     kopf: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
     try:
         recorders = []
-        for pod in REPLICAS:
+        for pod in pods:
             gateway = await start_cluster_gateway(_args(namespace, pod))
             gateways.append(gateway)
             recorder = LiveRecorder(namespace, gateway.core.reconciler)
@@ -97,7 +97,7 @@ async def apiserver(cfg: Config, log_dir: Path) -> dict[str, Any]:
         applied = await _apply(cluster, namespace, count, sink_proc.url)
         names = set(applied["acked_ns"])
         per_replica = {}
-        for pod, recorder in zip(REPLICAS, recorders, strict=True):
+        for pod, recorder in zip(pods, recorders, strict=True):
             all_live = await recorder.wait(names, LIVE_TIMEOUT_S)
             latencies = [
                 (recorder.live_ns[n] - applied["sent_ns"][n]) / 1e6 for n in names if n in recorder.live_ns
@@ -202,7 +202,11 @@ async def run(ctx: Context) -> dict[str, Any]:
     """Both parts, as ``python -m bench.run --only replicas`` runs them."""
     started = datetime.datetime.now(datetime.UTC)
     cfg = ctx.config
+    # The same measurement with one replica, in this run, on this machine: the baseline.
+    single = await apiserver(cfg, ctx.log_dir, REPLICAS[:1])
     api = await apiserver(cfg, ctx.log_dir)
+    api["one_replica"] = single
+    single_p99 = single["replicas"][REPLICAS[0]]["sent_to_live_ms"]["p99"] / 1000
     p99s = {pod: r["sent_to_live_ms"]["p99"] / 1000 for pod, r in api["replicas"].items()}
     steady = api["steady"]
     ctx.say(
@@ -224,6 +228,7 @@ async def run(ctx: Context) -> dict[str, Any]:
             if worst is None
             else worst < GOAL_LIVE_S and all(r["all_live"] for r in api["replicas"].values()),
             unit="s",
+            note=f"one replica in the same run: {single_p99:.2f} s",
         ),
         goal(
             "status PATCH/s of two replicas under load, against the policy (2 × resources / interval)",

@@ -730,6 +730,11 @@ def section_replicas(result: dict[str, Any]) -> str:
          " / ".join(f"{r['sent_to_live_ms'][q]:.0f}" for q in ("p50", "p99", "max"))]
         for pod, r in api["replicas"].items()
     ]  # fmt: skip
+    alone = (api.get("one_replica") or {}).get("replicas") or {}
+    single = (
+        " / ".join(f"{r['sent_to_live_ms'][q]:.0f}" for r in alone.values() for q in ("p50", "p99", "max"))
+        or "not measured"
+    )
     one = ", ".join(f"{v:,.0f}" for v in ingest["one_replica_per_s"])
     two = ", ".join(f"{v:,.0f}" for v in ingest["two_replicas_per_s"])
     return (
@@ -738,6 +743,7 @@ def section_replicas(result: dict[str, Any]) -> str:
         f"{api['resources']:,} EventSubscriptions server-side-applied from a separate process; "
         "apply→live per replica (request sent → first routing table of that replica routing it):\n\n"
         + _table(["replica", "routed", "apply→live p50 / p99 / max ms"], rows)
+        + f"\nBaseline in the same run, the same apply with one replica: p50 / p99 / max {single} ms.\n"
         + f"\nThen {steady['rate']:g} events/s (open loop, split over both replicas, memory bus) for "
         f"{steady['duration_s']:.0f} s: {steady['status_patches']} status PATCHes of both replicas, "
         f"{steady['patches_per_s']:.1f}/s against the policy's bound of {steady['bound_per_s']:.0f}/s "
