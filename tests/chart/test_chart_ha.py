@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import kubernetes_validate
 import pytest
-
 from tests.chart.test_chart import (
     CHART,
     KUBE_VERSIONS,
