@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import bus, fanout, ingest, ingress, match, memory, profiling, reconcile
+from bench import bus, fanout, ingest, ingress, match, memory, profiling, reconcile, replicas
 from bench.context import CONFIGS, Context, envelope
 from bench.harness import REPO
 from bench.report import write_report
@@ -41,6 +41,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "memory": memory.run,
     "profile": profiling.run,
     "reconcile": reconcile.run,
+    "replicas": replicas.run,
 }
 
 DEFAULT_RESULTS = REPO / "bench" / "results"

@@ -109,6 +109,23 @@ def stream_name(text: str) -> str:
     return text
 
 
+def add_replica_flags(run: argparse.ArgumentParser) -> None:
+    """Identity of this replica for the status shards and their Leases (``kube/lease.py``)."""
+    from openconnector.kube.client import pod_name, pod_namespace  # cluster mode only: kopf is heavy
+
+    run.add_argument(
+        "--pod-name", default=pod_name(), help="this replica's status shard ($POD_NAME, else the host name)"
+    )
+    run.add_argument(
+        "--pod-namespace", default=pod_namespace(),
+        help="namespace of the status Leases ($POD_NAMESPACE, else the ServiceAccount's, else default)",
+    )  # fmt: skip
+    run.add_argument(
+        "--lease-duration", type=float, default=15.0,
+        help="seconds without a heartbeat after which a replica's status shard is folded into retired",
+    )  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="openconnector",
@@ -217,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     scope.add_argument("--all-namespaces", action="store_true", help="watch every namespace (default)")
     run.add_argument("--status-interval", type=float, default=5.0, help="seconds between status patches")
     run.add_argument("--health-port", type=int, default=8081, help="kopf liveness endpoint port")
+    add_replica_flags(run)
     run.add_argument(
         "--no-kopf-scanning", action="store_true",
         help="disable Kopf's CRD and namespace discovery (no cluster-scoped read rights needed)",

@@ -201,7 +201,9 @@ def test_clusters_without_the_prestop_sleep_action_are_refused(helm: Helm) -> No
 
 def test_default_values_render_only_the_core_objects(default_render: list[Manifest]) -> None:
     kinds = sorted(m["kind"] for m in default_render)
-    assert kinds == ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+    # Role and RoleBinding: the status shards' Leases in the release namespace.
+    kinds_expected = ["ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "Service"]
+    assert kinds == [*kinds_expected, "ServiceAccount"]
 
 
 def test_full_values_render_every_optional_object(full_render: list[Manifest]) -> None:
@@ -222,7 +224,7 @@ def test_full_values_render_every_optional_object(full_render: list[Manifest]) -
         "PodDisruptionBudget",
         "NetworkPolicy",
     }
-    # autoscaling.enabled is refused until several replicas are supported (test_one_replica_only).
+    # autoscaling (and replicaCount > 1): tests/chart/test_chart_ha.py.
 
 
 @pytest.mark.parametrize("values", [None, FULL_VALUES], ids=["default-values", "full-values"])
@@ -404,8 +406,17 @@ def test_cluster_role_is_exactly_the_least_privilege_set(default_render: list[Ma
 
 def test_watch_namespaces_grants_roles_per_namespace(full_render: list[Manifest]) -> None:
     account = one(full_render, "ServiceAccount")["metadata"]["name"]
-    roles = {r["metadata"]["namespace"]: r for r in of_kind(full_render, "Role")}
-    bindings = {b["metadata"]["namespace"]: b for b in of_kind(full_render, "RoleBinding")}
+    # (The status shards' Lease Role in the release namespace: tests/chart/test_chart_ha.py.)
+    roles = {
+        r["metadata"]["namespace"]: r
+        for r in of_kind(full_render, "Role")
+        if r["metadata"]["namespace"] != NAMESPACE
+    }
+    bindings = {
+        b["metadata"]["namespace"]: b
+        for b in of_kind(full_render, "RoleBinding")
+        if b["metadata"]["namespace"] != NAMESPACE
+    }
     assert set(roles) == set(bindings) == {"team-a", "team-b"}
     for namespace, role in roles.items():
         assert rules_of(role) == WATCH_RULES
@@ -463,9 +474,11 @@ def test_no_rule_writes_beyond_status_and_events(helm: Helm, values: Path | None
         for group, resource, verbs in rules_of(role):
             assert "*" not in (group, resource)
             assert "*" not in verbs
-            assert resource != "leases", "leader election is not used"
             writes = verbs - READ
-            if resource.endswith("/status"):
+            if (group, resource) == ("coordination.k8s.io", "leases"):  # the status shards' heartbeats
+                assert role["kind"] == "Role"
+                assert verbs == {"get", "create", "update", "delete"}
+            elif resource.endswith("/status"):
                 assert writes == {"patch"}
             elif (group, resource) == ("", "events"):
                 assert writes == {"create"}
@@ -684,28 +697,7 @@ def test_network_policy_opens_only_the_gateway_port(full_render: list[Manifest])
     assert policy["egress"] == full["networkPolicy"]["egress"]
 
 
-@pytest.mark.parametrize(
-    ("settings", "named"),
-    [
-        (["--set", "replicaCount=2"], "replicaCount=2"),
-        (["-f", str(FULL_VALUES), "--set", "replicaCount=3"], "replicaCount=3"),
-        (["--set", "autoscaling.enabled=true"], "autoscaling.enabled=true"),
-        (["-f", str(FULL_VALUES), "--set", "autoscaling.enabled=true"], "autoscaling.enabled=true"),
-        # The HPA template refuses on its own too, whichever template Helm renders first.
-        (
-            ["--set", "autoscaling.enabled=true", "--show-only", "templates/hpa.yaml"],
-            "autoscaling.enabled=true",
-        ),
-    ],
-)
-def test_one_replica_only(helm: Helm, settings: list[str], named: str) -> None:
-    # Until per-replica status shards exist, replicas would overwrite each other's status counters.
-    error = helm.refused(*settings)
-    assert f"{named} is not supported yet" in error, error
-    assert "docs/architecture.md ('Multi-replica design')" in error, error
-
-
-def test_one_replica_only_allows_zero(helm: Helm) -> None:
+def test_replica_count_zero_and_one_are_set_as_given(helm: Helm) -> None:
     for count in (0, 1):
         deployment = one(helm.template("--set", f"replicaCount={count}"), "Deployment")
         assert deployment["spec"]["replicas"] == count

@@ -42,12 +42,14 @@ class OperatorProcess:
 
     def __init__(self, cluster: Cluster, workdir: Path, *, kubeconfig: Path | None = None,
                  namespaces: Sequence[str] = (), status_interval: float = 1.0,
-                 extra_args: Sequence[str] = ()) -> None:  # fmt: skip
+                 extra_args: Sequence[str] = (), env: dict[str, str] | None = None) -> None:  # fmt: skip
         self.cluster = cluster
         self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.namespaces = tuple(namespaces)
         self.status_interval = status_interval
         self.extra_args = tuple(extra_args)
+        # The status shards' Leases live where the chart grants them (a pod gets this from the downward API).
+        self.env = {"POD_NAMESPACE": RELEASE_NAMESPACE, **(env or {})}
         self.log_path = workdir / "operator.log"
         self.port = 0
         self._popen: subprocess.Popen[bytes] | None = None
@@ -65,7 +67,7 @@ class OperatorProcess:
         for namespace in self.namespaces:
             argv += ["--namespace", namespace]
         argv += self.extra_args
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
+        env = {**os.environ, **self.env, "KUBECONFIG": str(self.kubeconfig)}
         with self.log_path.open("ab") as log:
             self._popen = subprocess.Popen(
                 argv, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -131,6 +133,11 @@ class ChartInstall:
 
     def cluster_role_rules(self) -> list[dict[str, Any]]:
         roles = [d for d in self.documents if d.get("kind") == "ClusterRole"]
+        return [rule for role in roles for rule in role.get("rules", [])]
+
+    def role_rules(self) -> list[dict[str, Any]]:
+        """Namespaced grants (the status shards' Leases in the release namespace)."""
+        roles = [d for d in self.documents if d.get("kind") == "Role"]
         return [rule for role in roles for rule in role.get("rules", [])]
 
 

@@ -51,7 +51,7 @@ def test_the_operator_was_never_refused_and_used_every_grant(
     )
     assert refused == Counter(), f"requests the chart's role does not allow: {refused}"
     used = {permission(e) for e in requests}
-    grants = granted(chart_install.cluster_role_rules())
+    grants = granted(chart_install.cluster_role_rules() + chart_install.role_rules())
     assert grants, "the chart rendered no ClusterRole rules"
     unused = grants - used
     assert unused == set(), f"the chart grants permissions the operator never used: {sorted(unused)}"

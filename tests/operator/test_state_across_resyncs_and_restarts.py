@@ -44,7 +44,7 @@ async def subscribed(kube: Kubectl, op: RunningOperator, endpoint: str, **extra:
 
 async def posts_settled(op: RunningOperator) -> None:
     """Every core/v1 Event the operator decided to post has been answered."""
-    await eventually(lambda: not op.core._tasks, what="the operator's Event posts answered")
+    await eventually(lambda: not op.core.events.pending, what="the operator's Event posts answered")
 
 
 # ------------------------------------------------------------------------------------------ 1. ghosts

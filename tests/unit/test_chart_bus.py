@@ -210,8 +210,8 @@ def test_bad_bus_values_are_refused(helm: Helm, settings: list[str], message: st
     assert message in helm.refused(*settings)
 
 
-def test_the_jetstream_bus_does_not_lift_the_one_replica_rule(helm: Helm) -> None:
-    # Durable delivery is the first step towards several replicas, not the last: status shards are
-    # still missing, so the chart keeps refusing them.
-    error = helm.refused(*JETSTREAM, "--set", "replicaCount=2")
-    assert "replicaCount=2 is not supported yet" in error
+def test_the_jetstream_bus_runs_with_several_replicas(helm: Helm) -> None:
+    # Status shards exist (issue 13): with the shared consumers, replicas share the deliveries.
+    deployment = helm.deployment(*JETSTREAM, "--set", "replicaCount=2")
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]

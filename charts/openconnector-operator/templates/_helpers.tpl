@@ -109,17 +109,10 @@ it serves a list of namespaces, lists and watches Namespaces to follow them. */}
 {{- end }}
 {{- end }}
 
-{{/* One replica until per-replica status shards exist: every replica writes the same status fields of the
-same resources, so several would overwrite each other's counters (docs/architecture.md, "Multi-replica
-design"). Included by the Deployment, which every render has, and by the HPA. */}}
-{{- define "openconnector.assertSingleReplica" -}}
-{{- $why := "several replicas would overwrite each other's status counters on every resource until the per-replica status shards designed in docs/architecture.md ('Multi-replica design') are built" }}
-{{- if .Values.autoscaling.enabled }}
-{{- fail (printf "autoscaling.enabled=true is not supported yet: %s. Set autoscaling.enabled=false and replicaCount=1." $why) }}
-{{- end }}
-{{- if gt (int .Values.replicaCount) 1 }}
-{{- fail (printf "replicaCount=%d is not supported yet: %s. Set replicaCount=1 (or 0 to stop the operator)." (int .Values.replicaCount) $why) }}
-{{- end }}
+{{/* More than one pod may run (replicaCount > 1 or the HPA): the chart then adds a PodDisruptionBudget and
+spreads the pods over nodes unless told otherwise (docs/operations.md, "High availability"). */}}
+{{- define "openconnector.multiReplica" -}}
+{{- if or .Values.autoscaling.enabled (gt (int .Values.replicaCount) 1) }}true{{ end }}
 {{- end }}
 
 {{/* The event bus (docs/operations.md, "Durable delivery on NATS JetStream"): the flags of `openconnector
@@ -197,4 +190,12 @@ run`, and the Secrets with NATS credentials and TLS material, mounted read-only.
 {{- end }}
 {{- end }}
 {{- end }}
+{{- end }}
+
+{{/* The status shards' Leases (kube/lease.py): each replica's heartbeat and the holder Lease, in the
+release namespace only. No list or watch: replicas are known from the shards they write. */}}
+{{- define "openconnector.leaseRules" -}}
+- apiGroups: ["coordination.k8s.io"]
+  resources: ["leases"]
+  verbs: ["get", "create", "update", "delete"]
 {{- end }}

@@ -142,13 +142,37 @@ class EventSpec(ApiModel):
         return self
 
 
-class EventStatus(CommonStatus):
-    """Observed state of an Event."""
+# The status shards (status/shards.py): the same two fields on every kind with counters.
+REPLICAS_DESCRIPTION = (
+    "Per replica (pod name): the counts of that replica alone; the top-level counters are the sum over "
+    "these and retired. Written by each replica for itself; a departed replica's entry is folded into "
+    "retired by the holder of the status Lease."
+)
+RETIRED_DESCRIPTION = (
+    "Counts of replicas that are gone (and of a status written before replicas existed), so that a "
+    "rolling update loses nothing."
+)
+
+
+class EventCounters(ApiModel):
+    """Counters of an Event, summed over replicas."""
 
     received: int = Field(default=0, description="Events of this type accepted on /events or from consumers.")
     emitted: int = Field(default=0, description="Events of this type emitted by the gateway and fanned out.")
     refused: int = Field(default=0, description="Events of this type refused (schema or profile violations).")
+
+
+class EventShard(EventCounters):
+    """One replica's part of an Event's status."""
+
     lastEmitted: datetime | None = Field(default=None, description="When the last event was emitted.")
+
+
+class EventStatus(EventShard, CommonStatus):
+    """Observed state of an Event."""
+
+    replicas: dict[str, EventShard] = Field(default_factory=dict, description=REPLICAS_DESCRIPTION)
+    retired: EventCounters | None = Field(default=None, description=RETIRED_DESCRIPTION)
 
 
 # ------------------------------------------------------------------------------- EventSubscription
@@ -353,15 +377,9 @@ class EventSubscriptionSpec(ApiModel):
         return filters
 
 
-class EventSubscriptionStatus(CommonStatus):
-    """Delivery health of an EventSubscription."""
+class EventSubscriptionCounters(ApiModel):
+    """Delivery counters of an EventSubscription, summed over replicas."""
 
-    phase: Literal["Active", "Paused", "Suspended"] | None = Field(
-        default=None,
-        description="Active delivers; Paused follows spec.status; Suspended means the gateway stopped "
-        "delivering (410 Gone or autoPauseAfter) until the spec changes.",
-    )
-    url: str | None = Field(default=None, description="The resolved endpoint URL.")
     delivered: int = Field(default=0, description="Events delivered successfully.")
     failed: int = Field(default=0, description="Events that failed after all retries.")
     retried: int = Field(default=0, description="Retry attempts made.")
@@ -369,10 +387,45 @@ class EventSubscriptionStatus(CommonStatus):
     dropped: int = Field(
         default=0, description="Events lost for want of a dead-letter sink (or on shutdown)."
     )
+
+
+class ReplicaHealth(ApiModel):
+    """One replica's own Healthy condition (the top-level condition is False when any is False)."""
+
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str = Field(default="", description="Machine-readable reason.")
+    message: str = Field(default="", description="Human-readable detail.")
+
+
+class EventSubscriptionShard(EventSubscriptionCounters):
+    """One replica's part of an EventSubscription's status."""
+
+    phase: Literal["Active", "Paused", "Suspended"] | None = Field(
+        default=None,
+        description="Active delivers; Paused follows spec.status; Suspended means the gateway stopped "
+        "delivering (410 Gone or autoPauseAfter) until the spec changes.",
+    )
     consecutiveFailures: int = Field(default=0, description="Failed events in a row.")
     successRatio: float | None = Field(default=None, description="Success ratio of recent attempts (0..1).")
     lastDelivery: LastDelivery | None = Field(default=None, description="The last successful delivery.")
     lastError: LastError | None = Field(default=None, description="The last failure.")
+
+
+class EventSubscriptionStatus(EventSubscriptionShard, CommonStatus):
+    """Delivery health of an EventSubscription. Top level: the sum over replicas (consecutiveFailures and
+    successRatio: the worst replica; lastDelivery, lastError: the latest)."""
+
+    url: str | None = Field(default=None, description="The resolved endpoint URL.")
+    replicas: dict[str, EventSubscriptionReplica] = Field(
+        default_factory=dict, description=REPLICAS_DESCRIPTION
+    )
+    retired: EventSubscriptionCounters | None = Field(default=None, description=RETIRED_DESCRIPTION)
+
+
+class EventSubscriptionReplica(EventSubscriptionShard):
+    """One replica's part of an EventSubscription's status, with its own health."""
+
+    health: ReplicaHealth | None = Field(default=None, description="This replica's Healthy condition.")
 
 
 # ------------------------------------------------------------------------------------ Consumer
@@ -497,18 +550,30 @@ class ConsumerSpec(ApiModel):
         return self
 
 
-class ConsumerStatus(CommonStatus):
-    """Ingress health of a Consumer."""
+class ConsumerCounters(ApiModel):
+    """Counters of a Consumer, summed over replicas."""
 
-    url: str | None = Field(default=None, description="Path of the webhook endpoint on the gateway.")
     received: int = Field(default=0, description="Requests received.")
     forwarded: int = Field(default=0, description="Payloads delivered to the target (or emitted).")
     rejected: int = Field(default=0, description="Requests refused, all reasons.")
     rejectedByReason: dict[str, int] = Field(
         default_factory=dict, description="Requests refused, by reason (auth, mapping, target, ...)."
     )
+
+
+class ConsumerShard(ConsumerCounters):
+    """One replica's part of a Consumer's status."""
+
     lastReceived: datetime | None = Field(default=None, description="When the last request arrived.")
     lastError: LastError | None = Field(default=None, description="The last failure.")
+
+
+class ConsumerStatus(ConsumerShard, CommonStatus):
+    """Ingress health of a Consumer."""
+
+    url: str | None = Field(default=None, description="Path of the webhook endpoint on the gateway.")
+    replicas: dict[str, ConsumerShard] = Field(default_factory=dict, description=REPLICAS_DESCRIPTION)
+    retired: ConsumerCounters | None = Field(default=None, description=RETIRED_DESCRIPTION)
 
 
 # ------------------------------------------------------------------------------------- Mapping
@@ -584,9 +649,21 @@ class SourceSpec(ApiModel):
     timeout: str = Field(default="PT30S", pattern=DURATION_PATTERN, description="Request timeout.")
 
 
-class SourceStatus(CommonStatus):
-    """Health of a Source as a target."""
+class SourceCounters(ApiModel):
+    """Counters of a Source, summed over replicas."""
 
     requests: int = Field(default=0, description="Requests sent to this source.")
     failures: int = Field(default=0, description="Requests that failed (network error or non-2xx).")
+
+
+class SourceShard(SourceCounters):
+    """One replica's part of a Source's status."""
+
     lastError: LastError | None = Field(default=None, description="The last failure.")
+
+
+class SourceStatus(SourceShard, CommonStatus):
+    """Health of a Source as a target."""
+
+    replicas: dict[str, SourceShard] = Field(default_factory=dict, description=REPLICAS_DESCRIPTION)
+    retired: SourceCounters | None = Field(default=None, description=RETIRED_DESCRIPTION)

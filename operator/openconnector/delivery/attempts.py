@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 
-from openconnector.delivery.health import rfc3339
+from openconnector.status.timefmt import rfc3339
 
 __all__ = ["DEFAULT_ATTEMPT_LOG_SIZE", "Attempt", "AttemptLog", "Destination"]
 

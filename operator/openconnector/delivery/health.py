@@ -29,9 +29,10 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Literal
+
+from openconnector.status.timefmt import rfc3339
 
 __all__ = [
     "ConditionStatus",
@@ -52,11 +53,6 @@ class HealthReason(StrEnum):
     DELIVERY_FAILING = "DeliveryFailing"
     ENDPOINT_GONE = "EndpointGone"
     AUTO_PAUSED = "AutoPaused"
-
-
-def rfc3339(timestamp: float) -> str:
-    """Unix time as RFC 3339 UTC with second precision, the form Kubernetes uses for times."""
-    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True, slots=True)

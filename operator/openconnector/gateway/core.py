@@ -38,7 +38,8 @@ from openconnector.gateway.limits import RequestLimits
 from openconnector.gateway.metrics import GatewayMetrics
 from openconnector.resources import ResourceKey
 from openconnector.routing.table import EventRoute, RoutingTable, SubscriptionRoute
-from openconnector.status import ConditionBook, ConsumerStats, EventStats, SourceStats, ready_condition
+from openconnector.status.conditions import ConditionBook, ready_condition
+from openconnector.status.counters import ConsumerStats, EventStats, SourceStats
 
 if TYPE_CHECKING:
     from openconnector.delivery.jetstream import JetStreamSettings
@@ -168,6 +169,8 @@ class Gateway:
         self.sequences = SequenceCounter()
         self.conditions = ConditionBook(clock)
         self.ready = asyncio.Event()
+        # Set on SIGTERM, before the drain: /readyz answers 503 so the Service stops sending here.
+        self.draining = False
         self._notice_sinks: list[NoticeSink] = []
         self._health_seen: dict[str, str] = {}
         self._routes_by_target: dict[str, SubscriptionRoute] = {}
@@ -382,7 +385,6 @@ class Gateway:
                     stats = self.event_stats[defined.key]
                     stats.emitted += 1
                     stats.last_emitted = now
-                    stats.version += 1
             # Types no Event defines (--allow-unknown-types) share one label: senders choose them freely.
             label = event.type if table.namespaces_defining(event.type) else "other"
             self.metrics.child(self.metrics.events_emitted, label).inc()

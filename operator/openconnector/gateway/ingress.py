@@ -240,7 +240,6 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
                 stats.refused += 1
             else:
                 stats.received += 1
-            stats.version += 1
     for warning in warnings:
         # Counted per event; logged at most once a minute per event type (a sender controls the rate).
         _LAX_LOG.warning(

@@ -104,7 +104,6 @@ class _GatewayPorts:
         assert source is not None
         stats = gateway.source_stats[source.key]
         stats.requests += 1
-        stats.version += 1
         outcomes = gateway.metrics.target_requests
         labels = _labels(source.key)
         try:
@@ -148,7 +147,6 @@ class _GatewayPorts:
         log.error("%s: stored, but no event emitted: %s", consumer.key, why)
         stats = gateway.consumer_stats[consumer.key]
         stats.last_error = (gateway.clock(), None, f"stored, but no event emitted: {why}")
-        stats.version += 1
         gateway.metrics.events_refused.labels("not-emitted-after-store").inc()
 
 

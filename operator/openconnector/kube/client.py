@@ -9,8 +9,9 @@ import asyncio
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,6 +19,7 @@ import kopf
 import orjson
 
 from openconnector.api.common import GROUP, VERSION
+from openconnector.status.timefmt import rfc3339_micro
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,25 @@ class ApiError(Exception):
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return rfc3339_micro(time.time())
+
+
+def pod_name() -> str:
+    """This replica's identity: ``$POD_NAME`` (the chart sets it from the downward API), else the host."""
+    return os.environ.get("POD_NAME") or socket.gethostname()
+
+
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def pod_namespace() -> str:
+    """Where this replica's Leases live: ``$POD_NAMESPACE``, else the ServiceAccount's, else default."""
+    if os.environ.get("POD_NAMESPACE"):
+        return os.environ["POD_NAMESPACE"]
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        return "default"
 
 
 Login = Callable[[], "kopf.ConnectionInfo | None"]
@@ -46,13 +66,15 @@ def _session(info: kopf.ConnectionInfo) -> aiohttp.ClientSession:
 class KubeClient:
     def __init__(
         self, info: kopf.ConnectionInfo, *, field_manager: str = "openconnector-operator",
-        login: Login | None = None,
+        login: Login | None = None, pod: str | None = None,
     ) -> None:  # fmt: skip
+        self.pod_name = pod or pod_name()
         self._server = info.server.rstrip("/")
         self._session = _session(info)
         self._login = login
         self._field_manager = field_manager
         self.patches = 0  # status PATCHes sent (the benchmark counts them)
+        self.conflicts = 0  # status PATCHes refused with 409 (a resourceVersion precondition failed)
         self.events_posted = 0
 
     async def close(self) -> None:
@@ -125,16 +147,51 @@ class KubeClient:
                 return items
             params["continue"] = token
 
-    async def patch_status(self, plural: str, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+    async def patch_status(
+        self, plural: str, namespace: str, name: str, status: Mapping[str, Any], *,
+        resource_version: str | None = None,
+    ) -> dict[str, Any] | None:  # fmt: skip
+        """JSON merge patch of ``.status``; returns the object as stored. With ``resource_version`` the
+        patch only applies to that version (the apiserver answers 409 otherwise)."""
         path = self.custom_path(plural, namespace, name) + "/status"
-        await self._request(
-            "PATCH",
-            path,
-            body={"status": status},
-            content_type="application/merge-patch+json",
-            params={"fieldManager": self._field_manager},
-        )
+        body: dict[str, Any] = {"status": status}
+        if resource_version is not None:
+            body["metadata"] = {"resourceVersion": resource_version}
         self.patches += 1
+        try:
+            stored = await self._request(
+                "PATCH",
+                path,
+                body=body,
+                content_type="application/merge-patch+json",
+                params={"fieldManager": self._field_manager},
+            )
+        except ApiError as error:
+            if error.status == 409:
+                self.conflicts += 1
+            raise
+        return stored if isinstance(stored, dict) else None
+
+    # Generic object calls (the Leases of the status shards).
+
+    async def get_object(self, path: str) -> dict[str, Any]:
+        found: dict[str, Any] = await self._request("GET", path)
+        return found
+
+    async def create_object(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        created: dict[str, Any] = await self._request(
+            "POST", path, body=body, params={"fieldManager": self._field_manager}
+        )
+        return created
+
+    async def replace_object(self, path: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        replaced: dict[str, Any] = await self._request(
+            "PUT", path, body=body, params={"fieldManager": self._field_manager}
+        )
+        return replaced
+
+    async def delete_object(self, path: str) -> None:
+        await self._request("DELETE", path)
 
     async def post_event(
         self, *, kind: str, namespace: str, name: str, uid: str, type_: str, reason: str, message: str
@@ -157,7 +214,7 @@ class KubeClient:
             "message": message[:1024],
             "source": {"component": "openconnector-operator"},
             "reportingComponent": "openconnector.nl/operator",
-            "reportingInstance": os.environ.get("POD_NAME") or socket.gethostname(),
+            "reportingInstance": self.pod_name,
             "firstTimestamp": now[:19] + "Z",
             "lastTimestamp": now[:19] + "Z",
             "count": 1,

@@ -1,19 +1,20 @@
 """Cluster mode: Kopf handlers feed the shared reconciler; status and Kubernetes Events flow back.
 
-Handlers are thin: each watch event becomes one ``ResourceStore`` change and a ``notify()``. The
-routing table, status bodies and health decisions are computed by the same code as in standalone mode.
+Three roles: the informer (:class:`OperatorCore`: watch events, the initial LIST and resyncs into the
+``ResourceStore``), the status writer (``kube/status_writer.py``) and the Event poster
+(:class:`EventPoster`). Handlers are thin: each watch event becomes one store change and a
+``notify()``. The routing table, status bodies and health decisions are computed by the same code as in
+standalone mode.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import copy
 import logging
 import os
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import kopf
@@ -22,7 +23,8 @@ import kubernetes.config.kube_config
 from openconnector.api.common import GROUP, VERSION
 from openconnector.api.kinds import ALL_KINDS, KINDS_BY_NAME
 from openconnector.gateway.core import Gateway
-from openconnector.kube.client import ApiError, KubeClient
+from openconnector.kube.client import KubeClient, pod_name
+from openconnector.kube.status_writer import StatusPolicy, StatusWriter
 from openconnector.reconciler import Reconciler
 from openconnector.resources import (
     ResourceKey,
@@ -31,51 +33,50 @@ from openconnector.resources import (
     resource_from_object,
 )
 from openconnector.routing.table import RoutingTable
-from openconnector.status import MESSAGE_LIMIT
+from openconnector.status.conditions import MESSAGE_LIMIT
 
 log = logging.getLogger(__name__)
 
 ANNOTATION_PREFIX = GROUP
-PATCH_CONCURRENCY = 8
 
 
-@dataclass(frozen=True)
-class StatusPolicy:
-    """When a status body may be written: at most once per ``interval`` per resource, except that a
-    new generation (a spec change: Ready and observedGeneration) is written at once."""
+class EventPoster:
+    """Kubernetes Events (``kubectl describe``) for notices; advisory, never in the way of routing."""
 
-    interval: float = 5.0
+    def __init__(self, uid_of: Callable[[ResourceKey], str | None]) -> None:
+        self.client: KubeClient | None = None
+        self._uid_of = uid_of
+        self._tasks: set[asyncio.Task[Any]] = set()
 
-    def due(self, *, body: Mapping[str, Any], written: Mapping[str, Any] | None, last_write: float,
-            now: float) -> bool:  # fmt: skip
-        if written is not None and dict(body) == dict(written):
-            return False
-        if written is None or body.get("observedGeneration") != written.get("observedGeneration"):
-            return True
-        if _conditions(body) != _conditions(written):
-            return now - last_write >= min(self.interval, 1.0)
-        return now - last_write >= self.interval
+    @property
+    def pending(self) -> int:
+        """Events decided on and not yet answered by the apiserver."""
+        return len(self._tasks)
 
+    def notice(self, key: ResourceKey, type_: str, reason: str, message: str) -> None:
+        if self.client is None:
+            return
+        uid = self._uid_of(key)
+        if uid is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._post(key, uid, type_, reason, message))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
-def merge_patch_removing(written: Mapping[str, Any], body: Mapping[str, Any]) -> dict[str, Any]:
-    """``body`` as a JSON merge patch over ``written``: keys that are gone, at any depth, become null."""
-    patch = dict(body)
-    for key, old in written.items():
-        if key not in body:
-            patch[key] = None
-        elif isinstance(old, Mapping) and isinstance(body[key], Mapping):
-            patch[key] = merge_patch_removing(old, body[key])
-    return patch
-
-
-def _conditions(body: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    return [
-        (c.get("type", ""), c.get("status", ""), c.get("reason", "")) for c in body.get("conditions") or []
-    ]
+    async def _post(self, key: ResourceKey, uid: str, type_: str, reason: str, message: str) -> None:
+        assert self.client is not None
+        try:
+            await self.client.post_event(
+                kind=key.kind, namespace=key.namespace, name=key.name, uid=uid,
+                type_=type_, reason=reason, message=message,
+            )  # fmt: skip
+        except Exception as error:  # an Event is advisory; never let it break routing
+            log.warning("Kubernetes Event for %s not posted: %s", key, error)
 
 
 class OperatorCore:
-    """State shared by the Kopf handlers, the status writer and the event poster."""
+    """The informer: watch events, the initial LIST and resyncs feed the store; it owns the status
+    writer (``writer``) and the Event poster (``events``) and wires them to the gateway."""
 
     def __init__(
         self,
@@ -84,20 +85,30 @@ class OperatorCore:
         *,
         namespaces: Sequence[str] = (),
         status_policy: StatusPolicy | None = None,
+        pod: str | None = None,
     ) -> None:
         self.gateway = gateway
         self.reconciler = reconciler
         self.namespaces = tuple(namespaces)
-        self.policy = status_policy or StatusPolicy()
-        self.client: KubeClient | None = None
-        self._written: dict[ResourceKey, Mapping[str, Any]] = {}
-        self._last_write: dict[ResourceKey, float] = {}
+        self.writer = StatusWriter(gateway, pod=pod or pod_name(), policy=status_policy)
+        self.events = EventPoster(self._uid_of)
+        self._client: KubeClient | None = None
         self._last_ready: dict[ResourceKey, tuple[bool, str]] = {}
         self._touched: dict[ResourceKey, float] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._wake = asyncio.Event()
         gateway.add_notice_sink(self.notice)
         reconciler.add_listener(self.on_table)
+
+    @property
+    def client(self) -> KubeClient | None:
+        return self._client
+
+    @client.setter
+    def client(self, client: KubeClient | None) -> None:
+        self._client = self.writer.client = self.events.client = client
+
+    def _uid_of(self, key: ResourceKey) -> str | None:
+        resource = self.reconciler.store.resources.get(key)
+        return None if resource is None else resource.uid
 
     # --------------------------------------------------------------------------- watch events
 
@@ -122,6 +133,7 @@ class OperatorCore:
                 known = None
             if known is None:
                 self._seed(key, body.get("status") or {})
+            self.writer.observe(key, body)
             changed = self.reconciler.store.apply(resource)
         elif kind in ("Secret", "ConfigMap"):
             decoded = decode_secret(body) if kind == "Secret" else decode_configmap(body)
@@ -133,8 +145,7 @@ class OperatorCore:
 
     def _remove(self, key: ResourceKey) -> None:
         if self.reconciler.store.delete(key):
-            self._written.pop(key, None)
-            self._last_write.pop(key, None)
+            self.writer.forget(key)
             self._last_ready.pop(key, None)
             # _touched keeps the key as a tombstone: a LIST already under way must not bring it back.
             self.gateway.forget(key)
@@ -142,9 +153,7 @@ class OperatorCore:
 
     def _seed(self, key: ResourceKey, status: Mapping[str, Any]) -> None:
         if status:
-            self.gateway.seed_status(key, status)
-            self._written[key] = dict(status)
-            self._last_write[key] = time.monotonic()
+            self.writer.seed(key, status)
             for cond in status.get("conditions") or []:
                 if cond.get("type") == "Ready":
                     # What the previous process already announced is not announced again.
@@ -227,86 +236,13 @@ class OperatorCore:
                 self.notice(key, "Warning", result.reason, result.message)
             elif result.ready and before is not None and not before[0]:
                 self.notice(key, "Normal", "Compiled", "the resource compiled and is routed")
-        self._wake.set()
+        self.writer.wake.set()
 
     async def flush_status(self, *, final: bool = False) -> int:
-        """Write every status body that is due; returns how many PATCHes were sent.
-
-        ``final`` (at shutdown) writes every body that differs from the last one written, interval or
-        not: counts since the last write would otherwise be lost to the next process's seed.
-        """
-        client = self.client
-        if client is None:
-            return 0
-        self.gateway.tick()
-        now = time.monotonic()
-        due: list[tuple[ResourceKey, dict[str, Any], Mapping[str, Any] | None]] = []
-        for key in list(self.gateway.table.results):
-            body = self.gateway.status_body(key)
-            if body is None:
-                continue
-            written = self._written.get(key)
-            if final:
-                if written is not None and dict(body) == dict(written):
-                    continue
-            elif not self.policy.due(
-                body=body, written=written, last_write=self._last_write.get(key, 0.0), now=now
-            ):
-                continue
-            due.append((key, body, written))
-        # A few PATCHes in flight: one at a time cannot keep up with thousands of resources.
-        limit = asyncio.Semaphore(PATCH_CONCURRENCY)
-
-        async def write(key: ResourceKey, body: dict[str, Any], written: Mapping[str, Any] | None) -> bool:
-            # A merge patch leaves absent keys alone: clear what was written before and is gone now
-            # (an old url, a lastError that no longer applies), or kubectl shows stale fields.
-            patch = merge_patch_removing(written or {}, body)
-            async with limit:
-                try:
-                    await client.patch_status(KINDS_BY_NAME[key.kind].plural, key.namespace, key.name, patch)
-                except ApiError as error:
-                    if error.status != 404:  # 404: deleted meanwhile; the DELETED event will follow
-                        log.warning("status of %s not written: %s", key, error)
-                    return False
-            self._written[key] = body
-            self._last_write[key] = now
-            return True
-
-        results = await asyncio.gather(*(write(*item) for item in due))
-        return sum(results)
-
-    async def status_loop(self, tick: float = 0.5) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=tick)
-            self._wake.clear()
-            try:
-                await self.flush_status()
-            except Exception:  # the apiserver may be briefly away; try again next tick
-                log.exception("status flush failed")
-            await asyncio.sleep(tick)
-
-    # --------------------------------------------------------------------- Kubernetes Events
+        return await self.writer.flush(final=final)
 
     def notice(self, key: ResourceKey, type_: str, reason: str, message: str) -> None:
-        if self.client is None:
-            return
-        resource = self.reconciler.store.resources.get(key)
-        if resource is None:
-            return
-        task = asyncio.get_running_loop().create_task(self._post(key, resource.uid, type_, reason, message))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _post(self, key: ResourceKey, uid: str, type_: str, reason: str, message: str) -> None:
-        assert self.client is not None
-        try:
-            await self.client.post_event(
-                kind=key.kind, namespace=key.namespace, name=key.name, uid=uid,
-                type_=type_, reason=reason, message=message,
-            )  # fmt: skip
-        except Exception as error:  # an Event is advisory; never let it break routing
-            log.warning("Kubernetes Event for %s not posted: %s", key, error)
+        self.events.notice(key, type_, reason, message)
 
 
 def build_registry(

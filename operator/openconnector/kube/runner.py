@@ -24,14 +24,15 @@ import kopf
 from aiohttp import web
 
 from openconnector.gateway.core import Gateway
-from openconnector.kube.client import KubeClient
+from openconnector.kube.client import KubeClient, pod_name, pod_namespace
+from openconnector.kube.lease import ReplicaLeases
 from openconnector.kube.operator import (
     OperatorCore,
-    StatusPolicy,
     build_registry,
     configure_settings,
     login_info,
 )
+from openconnector.kube.status_writer import StatusPolicy
 from openconnector.reconciler import Reconciler
 from openconnector.resources import ResourceStore
 from openconnector.standalone import settings_from_args, start_servers
@@ -47,17 +48,17 @@ class ClusterGateway:
     runners: tuple[web.AppRunner, ...]  # the gateway's, and the metrics server's with --metrics-port
     port: int
     tasks: tuple[asyncio.Task[Any], ...]
+    leases: ReplicaLeases | None = None
 
     @property
     def gateway(self) -> Gateway:
         return self.core.gateway
 
     async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # The heartbeat goes on through the drain: a drain longer than the lease duration must not get
+        # this replica declared gone (and its shard folded) before its last status write.
+        heartbeat = [task for task in self.tasks if task.get_name() == LEASE_TASK]
+        await _cancel([task for task in self.tasks if task not in heartbeat])
         for runner in self.runners:
             await runner.cleanup()
         dropped = await self.gateway.close()
@@ -65,6 +66,11 @@ class ClusterGateway:
             log.error("shutdown dropped %d queued deliveries", dropped)
         with contextlib.suppress(Exception):
             await self.core.flush_status(final=True)
+        await _cancel(heartbeat)
+        if self.leases is not None:
+            # After the last write: the holder folds this replica's shard into retired.
+            with contextlib.suppress(Exception):
+                await self.leases.release()
         if self.core.client is not None:
             await self.core.client.close()
 
@@ -75,9 +81,11 @@ async def start_cluster_gateway(args: argparse.Namespace) -> ClusterGateway:
     gateway = Gateway(settings)
     await gateway.start()
     reconciler = Reconciler(ResourceStore(), gateway.install, egress=settings.egress)
+    pod = getattr(args, "pod_name", None) or pod_name()
     core = OperatorCore(
-        gateway, reconciler, namespaces=args.namespace, status_policy=StatusPolicy(args.status_interval)
-    )
+        gateway, reconciler, namespaces=args.namespace, status_policy=StatusPolicy(args.status_interval),
+        pod=pod,
+    )  # fmt: skip
     kopf_settings = kopf.OperatorSettings()
 
     def login() -> kopf.ConnectionInfo | None:
@@ -88,15 +96,57 @@ async def start_cluster_gateway(args: argparse.Namespace) -> ClusterGateway:
         raise SystemExit(
             "no Kubernetes credentials: not in a pod, and $KUBECONFIG (or ~/.kube/config) is not usable"
         )
-    core.client = KubeClient(info, login=login)
+    core.client = client = KubeClient(info, login=login, pod=pod)
+    leases = ReplicaLeases(
+        client, namespace=getattr(args, "pod_namespace", None) or pod_namespace(), pod=pod,
+        duration=getattr(args, "lease_duration", 15.0),
+    )  # fmt: skip
+    await _beat_once(leases)  # before the first shard is written
+    core.writer.fresh = leases.fresh
     await core.initial_sync()
     runners, port = await start_servers(gateway)  # the same servers as standalone mode
     tasks = (
         asyncio.create_task(reconciler.run(), name="reconciler"),
-        asyncio.create_task(core.status_loop(), name="status-writer"),
+        asyncio.create_task(core.writer.loop(), name="status-writer"),
         asyncio.create_task(core.resync_loop(), name="resync"),
+        asyncio.create_task(lease_loop(core, leases), name=LEASE_TASK),
     )
-    return ClusterGateway(core, tuple(runners), port, tasks)
+    return ClusterGateway(core, tuple(runners), port, tasks, leases)
+
+
+LEASE_TASK = "status-leases"
+
+
+async def _cancel(tasks: list[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _beat_once(leases: ReplicaLeases) -> bool:
+    try:
+        await leases.heartbeat()
+    except Exception as error:  # the apiserver may be away: the loop retries
+        log.warning("status Lease %s not renewed: %s", leases.replica_lease(leases.pod), error)
+        return False
+    return True
+
+
+async def lease_loop(core: OperatorCore, leases: ReplicaLeases) -> None:
+    """Renew this replica's heartbeat; while holding the status Lease, collect departed shards."""
+    interval = max(0.2, leases.duration / 3)
+    while True:
+        await asyncio.sleep(interval)
+        if not await _beat_once(leases) or leases.unavailable:
+            continue
+        try:
+            if await leases.hold():
+                for departed in await core.writer.collect(leases.alive):
+                    await leases.forget(departed)
+        except Exception as error:  # next round tries again
+            log.warning("status shard clean-up failed: %s", error)
 
 
 class _KopfThread:
@@ -205,8 +255,13 @@ async def _run(args: argparse.Namespace) -> int:
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def begin_shutdown() -> None:
+        cluster.gateway.draining = True  # not ready from now on: the Service stops sending here
+        stop.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, begin_shutdown)
     try:
         await run_kopf(cluster.core, args, stop_flag=stop)
     finally:

@@ -1,22 +1,17 @@
-"""Status aggregation: compile results and runtime counters -> the status body of each resource.
+"""Runtime counters of Consumers, Events and Sources, and their status fields (camelCase).
 
-Pure: the operator patches these bodies into the status subresource, standalone mode serves them at
-``GET /api/v1alpha1/status``. Conditions keep their ``lastTransitionTime`` until their status flips.
+Pure: the operator patches these fields into the status subresource (one shard per replica),
+standalone mode serves them at ``GET /api/v1alpha1/status``. A subscription's counters are its lane's
+health (``delivery/health.py``): they are delivery logic, updated by the delivery engine.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from openconnector.delivery.health import rfc3339
-from openconnector.resources import ResourceKey
-from openconnector.routing.table import ResourceResult
-
-# metav1.Condition allows 32768 characters of message.
-MESSAGE_LIMIT = 32768
+from openconnector.status.timefmt import rfc3339
 
 LastErrorRecord = tuple[float, int | None, str]  # (time, HTTP status or None, message)
 
@@ -38,21 +33,17 @@ class ConsumerStats:
     rejected_by_reason: dict[str, int] = field(default_factory=dict)
     last_received: float | None = None
     last_error: LastErrorRecord | None = None
-    version: int = 0
 
     def record_received(self, now: float) -> None:
         self.received += 1
         self.last_received = now
-        self.version += 1
 
     def record_forwarded(self) -> None:
         self.forwarded += 1
-        self.version += 1
 
     def record_rejected(self, reason: str, status: int, message: str, now: float) -> None:
         self.rejected_by_reason[reason] = self.rejected_by_reason.get(reason, 0) + 1
         self.last_error = (now, status, message)
-        self.version += 1
 
     def seed(self, status: Mapping[str, Any]) -> None:
         """Continue from the counters a previous process wrote (restart without double counting)."""
@@ -82,7 +73,6 @@ class EventStats:
     emitted: int = 0
     refused: int = 0
     last_emitted: float | None = None
-    version: int = 0
 
     def seed(self, status: Mapping[str, Any]) -> None:
         self.received = int(status.get("received") or 0)
@@ -101,7 +91,6 @@ class SourceStats:
     requests: int = 0
     failures: int = 0
     last_error: LastErrorRecord | None = None
-    version: int = 0
 
     def seed(self, status: Mapping[str, Any]) -> None:
         self.requests = int(status.get("requests") or 0)
@@ -112,47 +101,3 @@ class SourceStats:
         if self.last_error is not None:
             out["lastError"] = last_error_json(self.last_error)
         return out
-
-
-class ConditionBook:
-    """Remembers conditions so that lastTransitionTime only moves when the status flips."""
-
-    def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        self._clock = clock
-        self._seen: dict[tuple[ResourceKey, str], tuple[str, str]] = {}
-
-    def condition(
-        self, key: ResourceKey, type_: str, status: str, reason: str, message: str, generation: int
-    ) -> dict[str, Any]:
-        previous = self._seen.get((key, type_))
-        if previous is None or previous[0] != status:
-            previous = (status, rfc3339(self._clock()))
-            self._seen[(key, type_)] = previous
-        return {
-            "type": type_,
-            "status": status,
-            "reason": reason,
-            "message": message[:MESSAGE_LIMIT],
-            "lastTransitionTime": previous[1],
-            "observedGeneration": generation,
-        }
-
-    def seed(self, key: ResourceKey, conditions: list[Mapping[str, Any]]) -> None:
-        for cond in conditions:
-            if "type" in cond and "status" in cond and "lastTransitionTime" in cond:
-                self._seen[(key, str(cond["type"]))] = (str(cond["status"]), str(cond["lastTransitionTime"]))
-
-    def forget(self, key: ResourceKey) -> None:
-        for entry in [k for k in self._seen if k[0] == key]:
-            del self._seen[entry]
-
-
-def ready_condition(book: ConditionBook, result: ResourceResult) -> dict[str, Any]:
-    return book.condition(
-        result.key,
-        "Ready",
-        "True" if result.ready else "False",
-        result.reason,
-        result.message,
-        result.generation,
-    )
