@@ -31,11 +31,13 @@ from openconnector.delivery.outcomes import (
     EventTooLargeError,
     FinalOutcome,
 )
-from openconnector.delivery.target import ContentMode
+from openconnector.delivery.target import ContentMode, DeliveryTarget
 from openconnector.egress import EgressPolicy
 from openconnector.egress_resolver import connector_for
 from openconnector.gateway.limits import RequestLimits
 from openconnector.gateway.metrics import GatewayMetrics
+from openconnector.messages.recorder import MessageRecorder
+from openconnector.messages.store import MemoryMessageStore
 from openconnector.resources import ResourceKey
 from openconnector.routing.table import EventRoute, RoutingTable, SubscriptionRoute
 from openconnector.status import ConditionBook, ConsumerStats, EventStats, SourceStats, ready_condition
@@ -97,6 +99,10 @@ class GatewaySettings:
     # The delivery bus: "memory" (default) or "jetstream" (then ``jetstream`` says where and how).
     bus: str = "memory"
     jetstream: JetStreamSettings | None = None
+    # The message log (per subscription, bounded) and who may read it (standalone: one bearer token).
+    message_max: int = 10_000
+    message_max_age: float = 7 * 24 * 3600.0
+    api_token: str | None = field(default=None, repr=False)
 
 
 def encode(event: CloudEvent, mode: ContentMode) -> tuple[Mapping[str, str], bytes]:
@@ -141,6 +147,13 @@ class Gateway:
         # Replay refusal: this process's guard, and with the JetStream bus also ids shared by every process
         # and kept across restarts.
         self.replay_store: ReplayStore = self.replay_guard
+        self.message_store = MemoryMessageStore(
+            max_messages=self.settings.message_max, max_age=self.settings.message_max_age, clock=clock
+        )
+        self.recorder = MessageRecorder(
+            self.message_store, self._installed_target, inner=_MetricsObserver(self.metrics)
+        )
+        self._pull_keys: frozenset[str] = frozenset()
         if self.settings.bus == "jetstream":
             from openconnector.delivery.jetstream import JetStreamBus, JetStreamReplayStore, JetStreamSettings
 
@@ -148,7 +161,7 @@ class Gateway:
                 encode,
                 self.settings.jetstream or JetStreamSettings(),
                 on_paused=self._on_paused,
-                observer=_MetricsObserver(self.metrics),
+                observer=self.recorder,
                 egress=self.settings.egress,
                 clock=clock,
             )
@@ -158,7 +171,7 @@ class Gateway:
             self.dispatcher = Dispatcher(
                 encode,
                 on_paused=self._on_paused,
-                observer=_MetricsObserver(self.metrics),
+                observer=self.recorder,
                 egress=self.settings.egress,
                 clock=clock,
             )
@@ -175,6 +188,17 @@ class Gateway:
         self._session: aiohttp.ClientSession | None = None
         # Status a previous process wrote, applied to lanes as they appear (restart continuity).
         self._seed_subscriptions: dict[str, Mapping[str, Any]] = {}
+
+    def _installed_target(self, key: str) -> DeliveryTarget | None:
+        route = self._routes_by_target.get(key)
+        return None if route is None else route.target
+
+    def count_pulled(self, key: str, count: int) -> None:
+        """A pull acknowledged ``count`` events: they count as delivered in the subscription's status."""
+        if key in self.dispatcher.target_keys():
+            health = self.dispatcher.health(key)
+            for _ in range(count):
+                health.record_success(200, 0.0)
 
     # ----------------------------------------------------------------------------- lifecycle
 
@@ -246,6 +270,7 @@ class Gateway:
         for gone in self.table.results.keys() - table.results.keys():
             self.forget(gone)
         self._routes_by_target = current
+        self._pull_keys = frozenset(key for key, route in current.items() if route.style == "pull")
         self.table = table
         self.metrics.routing_version.set(table.version)
         counts: dict[tuple[str, str], int] = defaultdict(int)
@@ -265,6 +290,8 @@ class Gateway:
             stats.pop(key, None)
         target_key = f"{key.namespace}/{key.name}"
         self._seed_subscriptions.pop(target_key, None)
+        if key.kind == "EventSubscription":
+            self.message_store.forget(target_key)
         if key.kind == "EventSubscription" and target_key in self.dispatcher.target_keys():
             # Re-created before any table dropped it (delete + create within one compile): same lane,
             # new object, so its health starts over.
@@ -354,7 +381,17 @@ class Gateway:
                 while True:
                     table = self.table  # re-read after a wait: the table may have been swapped
                     plan, placements = self._plan(table, events, namespace)
-                    result = await self.dispatcher.store(plan)
+                    # Recorded before the bus stores it: a durable bus may deliver before store returns.
+                    created = self.recorder.record_stored(plan, now=self.clock())
+                    pull_keys = self._pull_keys
+                    pushed = [entry for entry in plan if entry[0] not in pull_keys] if pull_keys else plan
+                    try:
+                        result = await self.dispatcher.store(pushed)
+                    except BaseException:
+                        self.recorder.discard(created)
+                        raise
+                    if not result.accepted:
+                        self.recorder.discard(created)
                     if result.too_large:
                         raise PublishRefused(413, "event-too-large", result.detail)
                     if result.accepted:
@@ -386,7 +423,7 @@ class Gateway:
             # Types no Event defines (--allow-unknown-types) share one label: senders choose them freely.
             label = event.type if table.namespaces_defining(event.type) else "other"
             self.metrics.child(self.metrics.events_emitted, label).inc()
-        return result.queued
+        return result.queued + (len(plan) - len(pushed))
 
     def emit_for(self, event: EventRoute, data: Any, *, subject: str | None = None) -> CloudEvent:
         """A new NL GOV event of ``event``'s type (sequence per Event, starting at 1)."""
