@@ -568,7 +568,12 @@ class JetStreamBus(Generic[E]):
 
     # --------------------------------------------------------------------------------- intake
 
-    async def store(self, plan: Sequence[tuple[str, E]]) -> OfferResult:
+    async def store_again(self, plan: Sequence[tuple[str, E]], msg_id: str) -> OfferResult:
+        """:meth:`store` under the fresh ``msg_id``: a resend must not be taken for a sender's retry
+        within the duplicate window."""
+        return await self.store(plan, msg_id=msg_id)
+
+    async def store(self, plan: Sequence[tuple[str, E]], *, msg_id: str | None = None) -> OfferResult:
         """Store every delivery of ``plan`` in one atomic batch, or none (see the module docstring).
 
         Raises :class:`BusUnavailableError` when JetStream cannot store it now (unreachable, stream
@@ -609,7 +614,7 @@ class JetStreamBus(Generic[E]):
                 "can be stored at once",
             )
         if messages:
-            await self._publish(messages, request_msg_id(tuples))
+            await self._publish(messages, msg_id or request_msg_id(tuples))
         for sub, event, message in dropped:
             self._deliverer.drop(sub, event, DropReason.ENCODING_FAILED, message)
         return OfferResult(

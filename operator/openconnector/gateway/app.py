@@ -12,6 +12,7 @@ from openconnector.gateway.core import GATEWAY_KEY, Gateway
 from openconnector.gateway.ingress import ClientGone, handle_events, handle_events_options
 from openconnector.gateway.problems import problem
 from openconnector.gateway.webhooks import handle_webhook, handle_webhook_options
+from openconnector.messages.api import add_message_routes
 
 log = logging.getLogger(__name__)
 
@@ -113,4 +114,5 @@ def build_app(gateway: Gateway, *, with_metrics: bool = True) -> web.Application
     app.router.add_get("/readyz", handle_readyz)
     if with_metrics:
         app.router.add_get("/metrics", handle_metrics)
+    add_message_routes(app, gateway.messages, gateway.authorizer)
     return app

@@ -36,7 +36,9 @@ from openconnector.egress import EgressPolicy
 from openconnector.egress_resolver import connector_for
 from openconnector.gateway.limits import RequestLimits
 from openconnector.gateway.metrics import GatewayMetrics
+from openconnector.messages.access import Authorizer, TokenAuthorizer
 from openconnector.messages.recorder import MessageRecorder
+from openconnector.messages.service import MessageService
 from openconnector.messages.store import MemoryMessageStore
 from openconnector.resources import ResourceKey
 from openconnector.routing.table import EventRoute, RoutingTable, SubscriptionRoute
@@ -154,6 +156,9 @@ class Gateway:
             self.message_store, self._installed_target, inner=_MetricsObserver(self.metrics)
         )
         self._pull_keys: frozenset[str] = frozenset()
+        self.messages = MessageService(self, self.message_store)
+        # Standalone: one bearer token; the cluster runner swaps in Kubernetes TokenReview + SAR.
+        self.authorizer: Authorizer = TokenAuthorizer(self.settings.api_token)
         if self.settings.bus == "jetstream":
             from openconnector.delivery.jetstream import JetStreamBus, JetStreamReplayStore, JetStreamSettings
 

@@ -32,6 +32,7 @@ from openconnector.kube.operator import (
     configure_settings,
     login_info,
 )
+from openconnector.messages.access import KubernetesAuthorizer
 from openconnector.reconciler import Reconciler
 from openconnector.resources import ResourceStore
 from openconnector.standalone import settings_from_args, start_servers
@@ -89,6 +90,8 @@ async def start_cluster_gateway(args: argparse.Namespace) -> ClusterGateway:
             "no Kubernetes credentials: not in a pod, and $KUBECONFIG (or ~/.kube/config) is not usable"
         )
     core.client = KubeClient(info, login=login)
+    # The message API: Kubernetes decides who may read (get) and resend/replay (update) a subscription.
+    gateway.authorizer = KubernetesAuthorizer(core.client.create)
     await core.initial_sync()
     runners, port = await start_servers(gateway)  # the same servers as standalone mode
     tasks = (

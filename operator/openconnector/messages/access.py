@@ -152,8 +152,8 @@ class TokenAuthorizer(_AuthorizerBase):
         return True
 
 
-#: ``(method, path, body) -> (status, json)``: a call to the Kubernetes API as the gateway itself.
-KubeCall = Callable[[str, str, Mapping[str, Any]], Awaitable[tuple[int, Any]]]
+#: ``(path, body) -> (status, json)``: a POST to the Kubernetes API as the gateway itself.
+KubeCall = Callable[[str, Mapping[str, Any]], Awaitable[tuple[int, Any]]]
 
 _CACHE_SECONDS = 10.0
 _CACHE_LIMIT = 10_000
@@ -233,7 +233,7 @@ class KubernetesAuthorizer(_AuthorizerBase):
 
     async def _review(self, path: str, body: Mapping[str, Any]) -> tuple[int, Any]:
         try:
-            return await self._call("POST", path, body)
+            return await self._call(path, body)
         except Exception as failure:
             log.warning("access review %s failed: %s", path.rsplit("/", 1)[-1], type(failure).__name__)
             raise Refusal(
