@@ -77,7 +77,9 @@ def _bounded_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
             break
         lower = name.lower()
         # A subscriber's cookies and auth challenges are nobody's business in a log.
-        kept[name] = REDACTED if lower in ("set-cookie", "www-authenticate") else value[:_MAX_HEADER_VALUE]
+        kept[str(name)] = (
+            REDACTED if lower in ("set-cookie", "www-authenticate") else str(value)[:_MAX_HEADER_VALUE]
+        )
     return kept
 
 
