@@ -45,7 +45,7 @@ _CLOUDEVENT_BODY = {
     "content": {
         "application/cloudevents+json": {"schema": _ref("CloudEvent")},
         "application/cloudevents-batch+json": {"schema": {"type": "array", "items": _ref("CloudEvent")}},
-        "*/*": {"schema": {}, "description": "binary mode: ce- headers and the data as the body"},
+        "*/*": {"schema": {"description": "binary mode: ce- headers and the data as the body"}},
     },
 }
 _INTAKE_RESPONSES = {
