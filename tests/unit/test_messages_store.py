@@ -125,7 +125,7 @@ async def test_token_authorizer() -> None:
 
 
 class FakeApiserver:
-    """TokenReview and SubjectAccessReview answers from a table: token -> user, (user, verb, ns) -> allowed."""
+    """TokenReview and SubjectAccessReview answers: token -> user, (user, verb, ns) -> allowed."""
 
     def __init__(self, users: Mapping[str, str], grants: set[tuple[str, str, str]]) -> None:
         self.users = users
