@@ -245,8 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     gateway_flags(run, 8080)
     run.set_defaults(func=_cmd_run)
 
+    from openconnector.console import add_commands as add_console_commands
     from openconnector.devtools import add_commands
 
+    add_console_commands(sub, _HelpFormatter)
     add_commands(sub)
     for command in sub.choices.values():
         command.formatter_class = _HelpFormatter

@@ -52,6 +52,11 @@ def bearer_token(headers: Mapping[str, str]) -> str | None:
     """The token of ``Authorization: Bearer <token>``, None when absent or not a bearer token."""
     value = headers.get("Authorization") or headers.get("authorization")
     if not value:
+        # Through the apiserver's service proxy (the CLI in a cluster) Authorization is consumed by the
+        # apiserver; the CLI passes its token on here. It is checked like any other bearer token.
+        forwarded = headers.get("X-OpenConnector-Token") or headers.get("x-openconnector-token")
+        value = f"Bearer {forwarded}" if forwarded else None
+    if not value:
         return None
     scheme, _, token = value.strip().partition(" ")
     token = token.strip()
