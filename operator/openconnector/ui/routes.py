@@ -42,7 +42,7 @@ _SECURITY_HEADERS = {
         "frame-ancestors 'none'; base-uri 'none'"
     ),
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # URLs name subscriptions and events: never sent elsewhere
     "X-Frame-Options": "DENY",
 }
 _NOTICES = {
@@ -189,14 +189,13 @@ async def _read_form(request: web.Request) -> bytes:
 
 def _same_origin(request: web.Request) -> bool:
     """Browsers say where a POST comes from; one from another site is refused outright (the form token is
-    the real protection, this only makes the refusal early and clear)."""
+    the real protection, this only makes the refusal early and clear). ``Sec-Fetch-Site`` when the
+    browser sends it, else ``Origin``; a client that sends neither (not a browser) passes."""
     fetch_site = request.headers.get("Sec-Fetch-Site")
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-        return False
+    if fetch_site is not None:
+        return fetch_site in ("same-origin", "none")
     origin = request.headers.get("Origin")
-    if origin is None or origin == "null":
-        return origin is None
-    return urlsplit(origin).netloc == request.host
+    return origin is None or urlsplit(origin).netloc == request.host
 
 
 async def _checked_form(request: web.Request) -> tuple[bytes, dict[str, str]]:
