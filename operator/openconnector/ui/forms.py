@@ -109,7 +109,8 @@ def safe_next(value: str | None, default: str = "/ui/") -> str:
     if not value or len(value) > 2000:
         return default
     parts = urlsplit(value)
-    if parts.scheme or parts.netloc or not parts.path.startswith("/ui") or "\\" in value:
+    in_ui = parts.path == "/ui" or parts.path.startswith("/ui/")
+    if parts.scheme or parts.netloc or not in_ui or "\\" in value:
         return default
     if value.startswith("//") or parts.path.startswith("/ui/login"):
         return default
