@@ -10,6 +10,7 @@ import json
 import re
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
@@ -17,7 +18,7 @@ import pytest
 import yaml
 
 from openconnector.gateway.core import GatewaySettings
-from openconnector.messages.access import Principal, Verb
+from openconnector.messages.access import KubernetesAuthorizer, Principal, Verb
 from openconnector.messages.model import MessageRecord, MessageStatus
 from openconnector.standalone import StandaloneGateway, start_standalone
 from tests.support.http import Answer, assert_problem, post
@@ -311,3 +312,66 @@ async def test_without_an_api_token_loopback_needs_no_sign_in(tmp_path: Path) ->
             assert login.headers["Location"] == "/ui/"
         finally:
             await world.standalone.stop()
+
+
+class FakeApiserver:
+    """TokenReview and SubjectAccessReview: ``reader`` (token ``tok-reader``) may ``get`` in team-a only."""
+
+    async def __call__(self, path: str, body: Mapping[str, Any]) -> tuple[int, Any]:
+        spec = body["spec"]
+        if path.endswith("tokenreviews"):
+            known = spec["token"] == "tok-reader"
+            user = (
+                {"authenticated": True, "user": {"username": "reader"}} if known else {"authenticated": False}
+            )
+            return 201, {"status": user}
+        attributes = spec["resourceAttributes"]
+        allowed = (spec["user"], attributes["verb"], attributes["namespace"]) == ("reader", "get", "team-a")
+        return 201, {"status": {"allowed": allowed}}
+
+
+async def test_in_a_cluster_the_page_shows_only_what_kubernetes_lets_the_user_get(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory = tmp_path / "manifests"
+    directory.mkdir()
+    for namespace in ("team-a", "team-b"):
+        subscription = {
+            "apiVersion": "openconnector.nl/v1alpha1",
+            "kind": "EventSubscription",
+            "metadata": {"name": "archive", "namespace": namespace},
+            "spec": {"eventType": EVENT_TYPE, "endpoint": "http://127.0.0.1:9/events"},
+        }
+        (directory / f"{namespace}.yaml").write_text(yaml.safe_dump(subscription))
+    settings = GatewaySettings(port=0, drain_seconds=1.0, allow_unknown_types=True)
+    standalone = await start_standalone([directory], settings, watch=False)
+    try:
+        kubernetes = KubernetesAuthorizer(FakeApiserver())
+        for method in ("authenticate", "allowed", "authorize"):
+            monkeypatch.setattr(standalone.gateway.authorizer, method, getattr(kubernetes, method))
+        reader = {**HTML, "Cookie": "openconnector-ui=tok-reader"}
+
+        listing = await fetch("GET", f"{standalone.url}/ui/", headers=reader)
+        assert listing.status == 200
+        assert b"team-a/archive" in listing.body
+        assert b"team-b" not in listing.body
+        assert b"Signed in as <strong>reader</strong>" in listing.body
+
+        other = await fetch("GET", f"{standalone.url}/ui/subscriptions/team-b/archive", headers=reader)
+        assert other.status == 404  # as if it did not exist
+        own = await fetch("GET", f"{standalone.url}/ui/subscriptions/team-a/archive", headers=reader)
+        assert own.status == 200
+        body = urlencode([("form_token", form_token(own)), ("since", "2000-01-01T00:00")]).encode()
+        replay = await fetch(
+            "POST",
+            f"{standalone.url}/ui/subscriptions/team-a/archive/replay",
+            headers={**reader, **FORM},
+            body=body,
+        )
+        assert replay.status == 403
+        assert b"reader may not resend or replay" in replay.body
+
+        nobody = await fetch("GET", f"{standalone.url}/ui/", headers={**HTML, "Cookie": "openconnector-ui=x"})
+        assert nobody.status == 303  # not a Kubernetes user: back to the sign-in form
+    finally:
+        await standalone.stop()

@@ -8,6 +8,7 @@ redirect for 401) and ``application/problem+json`` for every other client.
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import functools
 import importlib.resources
@@ -21,7 +22,8 @@ from aiohttp import web
 
 from openconnector.gateway.ingress import BodyTooLarge, read_limited
 from openconnector.gateway.problems import refusal_problem
-from openconnector.messages.access import Principal, Verb
+from openconnector.messages.access import Authorizer, Principal, Verb
+from openconnector.messages.model import SubscriptionSummary
 from openconnector.messages.service import AUTHORIZER_KEY, MESSAGES_KEY, MessageService
 from openconnector.refusal import Refusal
 from openconnector.ui import forms
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 
 FORM_TOKENS_KEY = web.AppKey("ui-form-tokens", forms.FormTokens)
 PAGE_SIZE = 50
+_CONCURRENT_REVIEWS = 8
 
 #: Personal data: never cached, never framed, no script or style from anywhere but this page.
 _SECURITY_HEADERS = {
@@ -295,21 +298,34 @@ async def handle_logout(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _readable(
+    authorizer: Authorizer, principal: Principal, summaries: list[SubscriptionSummary]
+) -> list[SubscriptionSummary]:
+    """The subscriptions ``principal`` may ``get``. In a cluster each answer is a SubjectAccessReview
+    (cached for 10 s): a few at a time, so a long list neither waits for them one by one nor floods the
+    Kubernetes API."""
+    gate = asyncio.Semaphore(_CONCURRENT_REVIEWS)
+
+    async def may_read(summary: SubscriptionSummary) -> bool:
+        async with gate:
+            return await authorizer.allowed(principal, "get", summary.namespace, summary.name)
+
+    decisions = await asyncio.gather(*(may_read(summary) for summary in summaries))
+    return [summary for summary, allowed in zip(summaries, decisions, strict=True) if allowed]
+
+
 @page
 async def handle_subscriptions(request: web.Request) -> web.StreamResponse:
     visitor = await _visitor(request)
-    authorizer = request.app[AUTHORIZER_KEY]
-    summaries = [
-        summary
-        for summary in await _service(request).list_subscriptions(None)
-        if await authorizer.allowed(visitor.principal, "get", summary.namespace, summary.name)
-    ]
+    service = _service(request)
+    summaries = await service.list_subscriptions(None)
+    readable = await _readable(request.app[AUTHORIZER_KEY], visitor.principal, summaries)
     return _html(
         request,
         "subscriptions.html",
         visitor=visitor,
-        subscriptions=summaries,
-        store=_service(request).describe(),
+        subscriptions=readable,
+        store=service.describe(),
         notice=None,
     )
 
