@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from openconnector.ce import CloudEvent, encode_header_value
 from openconnector.delivery.attempts import Attempt, Destination
@@ -19,22 +19,38 @@ from openconnector.delivery.outcomes import DeliveryObserver, FinalOutcome
 from openconnector.delivery.signing import webhook_message_id
 from openconnector.delivery.target import ContentMode, DeliveryTarget
 from openconnector.messages.model import AttemptRecord, MessageRecord, MessageStatus, utc
-from openconnector.messages.store import MemoryMessageStore, StoredMessage
+from openconnector.messages.store import MemoryMessageStore
 
-__all__ = ["REDACTED", "MessageRecorder", "message_id", "redacted_request_headers"]
+__all__ = ["REDACTED", "MessageRecorder", "MessageWriter", "message_id", "redacted_request_headers"]
 
 log = logging.getLogger(__name__)
 
 REDACTED = "[redacted]"
 _MAX_RESPONSE_HEADERS = 50
 _MAX_HEADER_VALUE = 512
-_MAX_ATTEMPTS_KEPT = 50  # per message; the first and the newest are what anyone reads
 _SIGNATURE_HEADERS = ("webhook-signature", "webhook-timestamp")
 _OUTCOMES = {
     FinalOutcome.DELIVERED: MessageStatus.DELIVERED,
     FinalOutcome.DEAD_LETTERED: MessageStatus.DEAD_LETTERED,
     FinalOutcome.DROPPED: MessageStatus.DROPPED,
 }
+
+
+class MessageWriter(Protocol):
+    """Changes to the message log: applied to the store at once (memory), or published to JetStream
+    and applied by every process as it reads them back (:mod:`openconnector.messages.jetstream_log`)."""
+
+    def record(self, key: str, record: MessageRecord, event: Any, *, sequence: int | None = None) -> bool: ...
+
+    def attempt(self, key: str, event_id: str, entry: AttemptRecord, *, subscriber: bool) -> None: ...
+
+    def outcome(self, key: str, event_id: str, status: MessageStatus, reason: str | None) -> None: ...
+
+    def mark(self, key: str, message_id: str, status: MessageStatus, reason: str | None) -> None: ...
+
+    def discard_id(self, key: str, message_id: str) -> None: ...
+
+    def acknowledge(self, key: str, upto: int, now: datetime.datetime) -> int: ...
 
 
 def message_id(event: CloudEvent) -> str:
@@ -91,19 +107,20 @@ class MessageRecorder:
         store: MemoryMessageStore,
         target_of: Callable[[str], DeliveryTarget | None],
         inner: DeliveryObserver | None = None,
+        writer: MessageWriter | None = None,
     ) -> None:
         self.store = store
+        # Where changes go: the store itself (memory), or the JetStream log that feeds every process's store.
+        self.writer: MessageWriter = writer or store
         self._target_of = target_of
         self._inner = inner
 
-    def record_stored(
-        self, plan: Sequence[tuple[str, CloudEvent]], *, now: float
-    ) -> list[tuple[str, StoredMessage]]:
+    def record_stored(self, plan: Sequence[tuple[str, CloudEvent]], *, now: float) -> list[tuple[str, str]]:
         """Every delivery of a request becomes a pending record (cheap: no encoding), before the bus
-        stores it (a durable bus may deliver before its store call returns). Returns the records that
-        are new: :meth:`discard` them when the bus refuses the request."""
+        stores it (a durable bus may deliver before its store call returns). Returns (key, id) of the
+        records that are new: :meth:`discard` them when the bus refuses the request."""
         received = utc(now)
-        created: list[tuple[str, StoredMessage]] = []
+        created: list[tuple[str, str]] = []
         for key, event in plan:
             namespace, _, name = key.partition("/")
             attributes = event.attributes
@@ -125,18 +142,14 @@ class MessageRecorder:
                 status=MessageStatus.PENDING,
                 received=received,
             )
-            stored = self.store.add(key, record, event)
-            if stored.record is not record:  # the same event again (a sender's retry): pending again
-                stored.record.status = MessageStatus.PENDING
-                stored.event = event
-            else:
-                created.append((key, stored))
+            if self.writer.record(key, record, event):
+                created.append((key, record.id))
         return created
 
-    def discard(self, created: Sequence[tuple[str, StoredMessage]]) -> None:
+    def discard(self, created: Sequence[tuple[str, str]]) -> None:
         """The bus refused the request: its new records never happened."""
-        for key, stored in created:
-            self.store.discard(key, stored)
+        for key, message in created:
+            self.writer.discard_id(key, message)
 
     def on_attempt(self, target_key: str, attempt: Attempt) -> None:
         try:
@@ -148,14 +161,14 @@ class MessageRecorder:
 
     def _record_attempt(self, target_key: str, attempt: Attempt) -> None:
         stored = self.store.find_event(target_key, attempt.event_id)
-        if stored is None:
-            return
-        record = stored.record
         target = self._target_of(target_key)
+        # The record may live in another process's view (JetStream: it is published, not yet read back):
+        # without it the CloudEvents headers of a binary delivery are left out, never the redaction.
+        event = None if stored is None else stored.event
+        webhook_id = "" if stored is None else stored.record.id
         request_headers = (
-            {} if target is None
-            else redacted_request_headers(target, stored.event, attempt.destination, record.id)
-        )  # fmt: skip
+            {} if target is None else redacted_request_headers(target, event, attempt.destination, webhook_id)
+        )
         excerpt = attempt.body_excerpt.decode("utf-8", "replace") if attempt.body_excerpt else ""
         entry = AttemptRecord(
             time=utc(attempt.time),
@@ -170,24 +183,13 @@ class MessageRecorder:
             destination=attempt.destination.value,
             retry_in=attempt.retry_in,
         )
-        attempts = record.attempts
-        if len(attempts) >= _MAX_ATTEMPTS_KEPT:
-            del attempts[1]  # keep the first attempt and the newest ones
-        attempts.append(entry)
-        if attempt.destination is Destination.SUBSCRIBER:
-            if attempt.retry_in is not None:
-                record.status = MessageStatus.RETRYING
-                record.next_attempt = utc(attempt.time + attempt.latency_ms / 1000 + attempt.retry_in)
-            else:
-                record.next_attempt = None
+        subscriber = attempt.destination is Destination.SUBSCRIBER
+        self.writer.attempt(target_key, attempt.event_id, entry, subscriber=subscriber)
 
     def on_outcome(self, target_key: str, event_id: str, outcome: FinalOutcome, reason: str | None) -> None:
         try:
-            stored = self.store.find_event(target_key, event_id) if event_id else None
-            if stored is not None:
-                stored.record.status = _OUTCOMES[outcome]
-                stored.record.reason = reason
-                stored.record.next_attempt = None
+            if event_id:
+                self.writer.outcome(target_key, event_id, _OUTCOMES[outcome], reason)
         except Exception:
             log.exception("recording an outcome for %s failed", target_key)
         if self._inner is not None:

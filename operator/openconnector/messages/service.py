@@ -28,6 +28,7 @@ from openconnector.messages.model import (
     decode_cursor,
     encode_cursor,
 )
+from openconnector.messages.recorder import MessageWriter
 from openconnector.messages.store import MemoryMessageStore, StoredMessage
 from openconnector.refusal import Refusal
 from openconnector.resources import ResourceKey
@@ -84,13 +85,16 @@ class PullBatch:
 class MessageService:
     """Reads and acts on the message store of one gateway."""
 
-    def __init__(self, gateway: Gateway, store: MemoryMessageStore) -> None:
+    def __init__(
+        self, gateway: Gateway, store: MemoryMessageStore, writer: MessageWriter | None = None
+    ) -> None:
         self._gateway = gateway
         self.store = store
+        self.writer: MessageWriter = writer or store
 
     @property
     def durable(self) -> bool:
-        return self.store.durable
+        return bool(getattr(self.writer, "durable", False))
 
     # --------------------------------------------------------------------------------- lookups
 
@@ -222,10 +226,9 @@ class MessageService:
             raise Refusal(409, "pull-subscription", f"{namespace}/{name} is a pull subscription: read it")
         stored = self._stored(namespace, name, message_id)
         await self._deliver_again(f"{namespace}/{name}", [stored])
-        record = stored.record
-        record.status = MessageStatus.PENDING
-        record.reason = f"resent by {by}" if by else "resent"
-        return record
+        key = f"{namespace}/{name}"
+        self.writer.mark(key, message_id, MessageStatus.PENDING, f"resent by {by}" if by else "resent")
+        return stored.record
 
     async def replay(
         self,
@@ -252,8 +255,9 @@ class MessageService:
         for start in range(0, len(chosen), 100):
             await self._deliver_again(key, chosen[start : start + 100])
         for stored in chosen:
-            stored.record.status = MessageStatus.PENDING
-            stored.record.reason = f"replayed by {by}" if by else "replayed"
+            self.writer.mark(
+                key, stored.record.id, MessageStatus.PENDING, f"replayed by {by}" if by else "replayed"
+            )
         return len(chosen)
 
     async def _deliver_again(self, key: str, messages: Sequence[StoredMessage]) -> None:
@@ -301,7 +305,7 @@ class MessageService:
         acknowledged = 0
         if cursor:
             position = decode_cursor(cursor, "pull")
-            acknowledged = self.store.acknowledge(key, position, datetime.datetime.now(datetime.UTC))
+            acknowledged = self.writer.acknowledge(key, position, datetime.datetime.now(datetime.UTC))
         after = self.store.pull_position(key)
         events: list[CloudEvent] = []
         last = after
@@ -323,7 +327,7 @@ class MessageService:
 
     def describe(self) -> dict[str, Any]:
         return {
-            "durable": self.store.durable,
+            "durable": bool(getattr(self.writer, "durable", False)),
             "maxMessages": self.store.max_messages,
             "maxAgeSeconds": self.store.max_age,
         }

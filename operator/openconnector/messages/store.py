@@ -15,7 +15,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from openconnector.messages.model import MessageRecord, MessageStatus
+from openconnector.messages.model import AttemptRecord, MessageRecord, MessageStatus
+
+_MAX_ATTEMPTS_KEPT = 50  # per message; the first and the newest are what anyone reads
 
 __all__ = ["DEFAULT_MAX_AGE", "DEFAULT_MAX_MESSAGES", "MemoryMessageStore", "StoredMessage"]
 
@@ -81,6 +83,58 @@ class MemoryMessageStore:
         self._events.setdefault(record.event_id, {})[key] = stored
         self._evict(key, log)
         return stored
+
+    # --------------------------------------------------- changes (the MessageWriter of the memory bus)
+
+    def record(self, key: str, record: MessageRecord, event: Any, *, sequence: int | None = None) -> bool:
+        """A delivery was stored: a pending record (True), or the existing one pending again (False: a
+        sender's retry of the same event). ``sequence`` orders it (the JetStream log's sequence)."""
+        existing = self.get(key, record.id)
+        if existing is not None:
+            existing.record.status = MessageStatus.PENDING
+            existing.event = event
+            return False
+        if sequence is not None:
+            self._sequence = max(self._sequence, sequence - 1)
+        self.add(key, record, event)
+        return True
+
+    def attempt(self, key: str, event_id: str, entry: AttemptRecord, *, subscriber: bool) -> None:
+        stored = self.find_event(key, event_id)
+        if stored is None:
+            return
+        record = stored.record
+        attempts = record.attempts
+        if len(attempts) >= _MAX_ATTEMPTS_KEPT:
+            del attempts[1]  # keep the first attempt and the newest ones
+        attempts.append(entry)
+        if subscriber:
+            if entry.retry_in is not None:
+                record.status = MessageStatus.RETRYING
+                record.next_attempt = entry.time + datetime.timedelta(
+                    seconds=entry.latency_ms / 1000 + entry.retry_in
+                )
+            else:
+                record.next_attempt = None
+
+    def outcome(self, key: str, event_id: str, status: MessageStatus, reason: str | None) -> None:
+        stored = self.find_event(key, event_id) if event_id else None
+        if stored is not None:
+            stored.record.status = status
+            stored.record.reason = reason
+            stored.record.next_attempt = None
+
+    def mark(self, key: str, message_id: str, status: MessageStatus, reason: str | None) -> None:
+        """Resend and replay: the message is pending again."""
+        stored = self.get(key, message_id)
+        if stored is not None:
+            stored.record.status = status
+            stored.record.reason = reason
+
+    def discard_id(self, key: str, message_id: str) -> None:
+        stored = self.get(key, message_id)
+        if stored is not None:
+            self.discard(key, stored)
 
     def find_event(self, key: str, event_id: str) -> StoredMessage | None:
         """The newest record of ``event_id`` in ``key`` (attempts carry only the event id)."""
