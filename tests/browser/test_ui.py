@@ -151,8 +151,8 @@ async def test_keyboard_only_reaches_resend_with_a_visible_focus(page: Page, wor
     # Tab to the subscription, Enter; Tab to the failed message, Enter; Tab to Resend, Enter.
     for target in (f"A {world.namespace}/{SUBSCRIPTION}", f"A {FAILED_ID}", "BUTTON Resend"):
         await tab_to(page, target)
-        await page.keyboard.press("Enter")
-        await page.wait_for_load_state()
+        async with page.expect_navigation():  # Enter follows the link (or submits): a new page loads
+            await page.keyboard.press("Enter")
 
     await expect(page.get_by_role("status")).to_contain_text("Resend queued")
     await eventually(
