@@ -473,6 +473,11 @@ class JetStreamBus(Generic[E]):
     def replay_bucket(self) -> KeyValue | None:
         return self._replay
 
+    @property
+    def nats_client(self) -> NatsClient | None:
+        """The connection (the message log publishes and follows its own stream over it)."""
+        return self._nc
+
     # -------------------------------------------------------------------------------- targets
 
     def set_target(self, target: DeliveryTarget) -> None:

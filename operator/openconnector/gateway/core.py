@@ -46,6 +46,7 @@ from openconnector.status import ConditionBook, ConsumerStats, EventStats, Sourc
 
 if TYPE_CHECKING:
     from openconnector.delivery.jetstream import JetStreamSettings
+    from openconnector.messages.jetstream_log import JetStreamMessageLog
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +157,8 @@ class Gateway:
             self.message_store, self._installed_target, inner=_MetricsObserver(self.metrics)
         )
         self._pull_keys: frozenset[str] = frozenset()
-        self.messages = MessageService(self, self.message_store)
+        # With the JetStream bus the message log is kept in a stream and read back by every process.
+        self.message_log: JetStreamMessageLog | None = None
         # Standalone: one bearer token; the cluster runner swaps in Kubernetes TokenReview + SAR.
         self.authorizer: Authorizer = TokenAuthorizer(self.settings.api_token)
         if self.settings.bus == "jetstream":
@@ -172,6 +174,10 @@ class Gateway:
             )
             self.dispatcher = bus
             self.replay_store = TieredReplayStore(self.replay_guard, JetStreamReplayStore(bus))
+            from openconnector.messages.jetstream_log import JetStreamMessageLog
+
+            self.message_log = JetStreamMessageLog(bus, self.message_store)
+            self.recorder.writer = self.message_log
         else:
             self.dispatcher = Dispatcher(
                 encode,
@@ -180,6 +186,7 @@ class Gateway:
                 egress=self.settings.egress,
                 clock=clock,
             )
+        self.messages = MessageService(self, self.message_store, self.recorder.writer)
         self.consumer_stats: defaultdict[ResourceKey, ConsumerStats] = defaultdict(ConsumerStats)
         self.event_stats: defaultdict[ResourceKey, EventStats] = defaultdict(EventStats)
         self.source_stats: defaultdict[ResourceKey, SourceStats] = defaultdict(SourceStats)
@@ -209,6 +216,8 @@ class Gateway:
 
     async def start(self, tick_interval: float = 1.0) -> None:
         await self.dispatcher.start()
+        if self.message_log is not None:
+            self.message_log.start()
         self._spawn(self._tick_forever(tick_interval))
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=30),
@@ -219,6 +228,8 @@ class Gateway:
     async def close(self) -> int:
         """Drain deliveries up to the deadline; returns how many were dropped."""
         dropped = await self.dispatcher.close(self.settings.drain_seconds)
+        if self.message_log is not None:
+            await self.message_log.close()
         for task in list(self._background):
             if task.get_coro().__qualname__.endswith("_tick_forever"):  # type: ignore[union-attr]
                 task.cancel()
@@ -388,6 +399,8 @@ class Gateway:
                     plan, placements = self._plan(table, events, namespace)
                     # Recorded before the bus stores it: a durable bus may deliver before store returns.
                     created = self.recorder.record_stored(plan, now=self.clock())
+                    if self.message_log is not None:
+                        await self.message_log.flush()
                     pull_keys = self._pull_keys
                     pushed = [entry for entry in plan if entry[0] not in pull_keys] if pull_keys else plan
                     try:
