@@ -33,6 +33,31 @@ async def screenshot(page: Page, tmp_path: Path, name: str) -> Path:
     return target
 
 
+ACCESSIBILITY_PROBLEMS = """() => {
+  const problems = [];
+  if (!document.documentElement.lang) problems.push("no lang on <html>");
+  if (document.querySelectorAll("h1").length !== 1) problems.push("not exactly one h1");
+  if (!document.querySelector("main")) problems.push("no main landmark");
+  for (const control of document.querySelectorAll("input:not([type=hidden]), select, textarea")) {
+    if (!control.labels || control.labels.length === 0) problems.push(`unlabelled ${control.name}`);
+  }
+  for (const button of document.querySelectorAll("button")) {
+    if (!button.textContent.trim()) problems.push("a button without text");
+  }
+  for (const table of document.querySelectorAll("table")) {
+    if (!table.caption || !table.caption.textContent.trim()) problems.push("a table without caption");
+    if (table.querySelectorAll("thead th[scope=col]").length !== table.querySelectorAll("thead th").length)
+      problems.push("a column header without scope");
+  }
+  return problems;
+}"""
+
+
+async def assert_accessible_basics(page: Page) -> None:
+    """Landmarks, one h1, a label for every control, captions and scoped headers on every table."""
+    assert await page.evaluate(ACCESSIBILITY_PROBLEMS) == [], page.url
+
+
 def row_of(page: Page, text: str) -> Locator:
     return page.get_by_role("row").filter(has=page.get_by_role("rowheader", name=text))
 
@@ -46,6 +71,7 @@ async def test_resend_a_failed_message_and_see_the_new_attempt(
     subscription = row_of(page, f"{world.namespace}/{SUBSCRIPTION}")
     await expect(subscription).to_have_count(1)
     await expect(subscription.get_by_role("cell").nth(0)).to_have_text("Ready")
+    await assert_accessible_basics(page)
     await screenshot(page, tmp_path, "ui-subscriptions.png")
 
     # The message log: one delivered, one failed (dropped: no retries, no dead-letter sink).
@@ -53,6 +79,7 @@ async def test_resend_a_failed_message_and_see_the_new_attempt(
     await page.get_by_role("heading", name=f"Messages of {world.namespace}/{SUBSCRIPTION}").wait_for()
     await expect(row_of(page, DELIVERED_ID)).to_contain_text("delivered")
     await expect(row_of(page, FAILED_ID)).to_contain_text("dropped")
+    await assert_accessible_basics(page)
     await screenshot(page, tmp_path, "ui-messages.png")
 
     # The status filter shows only the failed one.
@@ -79,6 +106,7 @@ async def test_resend_a_failed_message_and_see_the_new_attempt(
     await expect(attempts).to_have_count(2)
     await expect(attempts.nth(1)).to_contain_text("200")
     await expect(page.locator(".facts")).to_contain_text("delivered")
+    await assert_accessible_basics(page)
     await screenshot(page, tmp_path, "ui-message.png")
     assert len(world.sink.requests) == 3
 
@@ -87,6 +115,7 @@ async def test_a_page_without_signing_in_goes_to_the_sign_in_form(page: Page, wo
     await page.goto(world.log_url)
     await page.get_by_role("heading", name="Sign in", level=1).wait_for()
     assert page.url.startswith(f"{world.url}/ui/login?next=")
+    await assert_accessible_basics(page)
 
     # A wrong token is refused on the form itself, announced, and the field is marked invalid.
     await page.get_by_label("API token").fill("not-the-token")
