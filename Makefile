@@ -61,7 +61,7 @@ chart-lint: $(STAMP) ## helm lint + template the chart (default and full values)
 
 .PHONY: ui-screenshots
 ui-screenshots: $(STAMP) ## regenerate docs/img/ui-*.png with the browser test (Debian's chromium)
-	OPENCONNECTOR_UI_SCREENSHOTS=docs/img $(BIN)/pytest -q -p no:cacheprovider tests/browser -k resend
+	OPENCONNECTOR_UI_SCREENSHOTS=docs/img $(BIN)/pytest -q -p no:cacheprovider tests/browser -k resend_a_failed_message
 
 .PHONY: bench
 bench: $(STAMP) ## run the benchmarks and regenerate docs/benchmarks.md
