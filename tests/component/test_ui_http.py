@@ -17,10 +17,12 @@ import aiohttp
 import pytest
 import yaml
 
+from openconnector.delivery.jetstream import JetStreamSettings
 from openconnector.gateway.core import GatewaySettings
 from openconnector.messages.access import KubernetesAuthorizer, Principal, Verb
 from openconnector.messages.model import MessageRecord, MessageStatus
 from openconnector.standalone import StandaloneGateway, start_standalone
+from tests.component.natsserver import NatsServer
 from tests.support.http import Answer, assert_problem, post
 from tests.support.polling import eventually
 from tests.support.sinks import Reply, Sink
@@ -73,7 +75,7 @@ class World:
         return f"{self.log_url}/messages/{(await self.message(event_id)).id}"
 
 
-async def start_world(tmp_path: Path, sink: Sink, *, token: str | None) -> World:
+async def start_world(tmp_path: Path, sink: Sink, *, token: str | None, **settings: Any) -> World:
     directory = tmp_path / "manifests"
     directory.mkdir()
     subscription = {
@@ -83,8 +85,10 @@ async def start_world(tmp_path: Path, sink: Sink, *, token: str | None) -> World
         "spec": {"eventType": EVENT_TYPE, "endpoint": sink.url, "delivery": {"retries": 0}},
     }
     (directory / "subscription.yaml").write_text(yaml.safe_dump(subscription))
-    settings = GatewaySettings(port=0, drain_seconds=1.0, allow_unknown_types=True, api_token=token)
-    return World(await start_standalone([directory], settings, watch=False), sink)
+    gateway_settings = GatewaySettings(
+        port=0, drain_seconds=1.0, allow_unknown_types=True, api_token=token, **settings
+    )
+    return World(await start_standalone([directory], gateway_settings, watch=False), sink)
 
 
 async def publish(world: World, event_id: str, status: MessageStatus) -> None:
@@ -375,3 +379,36 @@ async def test_in_a_cluster_the_page_shows_only_what_kubernetes_lets_the_user_ge
         assert nobody.status == 303  # not a Kubernetes user: back to the sign-in form
     finally:
         await standalone.stop()
+
+
+async def test_on_the_jetstream_bus_the_page_shows_the_log_and_resends(tmp_path: Path) -> None:
+    with NatsServer() as server:
+        jetstream = JetStreamSettings(servers=(server.url,), stream="UI", publish_timeout=2.0)
+        async with Sink(Reply(500), default=Reply(200)) as sink:
+            world = await start_world(tmp_path, sink, token=TOKEN, bus="jetstream", jetstream=jetstream)
+            try:
+                await eventually(
+                    lambda: fetch("GET", f"{world.url}/readyz"),
+                    until=lambda answer: answer.status == 200,
+                    what="the gateway ready on JetStream",
+                )
+                await publish(world, "failed-1", MessageStatus.DROPPED)
+                log_page = await fetch("GET", world.log_url + "?status=failed", headers={**HTML, **COOKIE})
+                assert log_page.status == 200
+                assert b"failed-1" in log_page.body
+                message_url = await world.message_url("failed-1")
+                page = await fetch("GET", message_url, headers={**HTML, **COOKIE})
+                body = urlencode({"form_token": form_token(page)}).encode()
+                done = await fetch(
+                    "POST", message_url + "/resend", headers={**HTML, **COOKIE, **FORM}, body=body
+                )
+                assert done.status == 303
+                record = await eventually(
+                    lambda: world.message("failed-1"),
+                    until=lambda record: record.status is MessageStatus.DELIVERED,
+                )
+                assert [attempt.response_status for attempt in record.attempts] == [500, 200]
+                page = await fetch("GET", message_url, headers={**HTML, **COOKIE})
+                assert b"2 attempts, oldest first" in page.body
+            finally:
+                await world.standalone.stop()
