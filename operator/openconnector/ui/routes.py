@@ -108,8 +108,8 @@ def _service(request: web.Request) -> MessageService:
 # ------------------------------------------------------------------------------------- responses
 
 
-def _html(request: web.Request, template: str, *, status: int = 200, **context: Any) -> web.Response:
-    body = render(template, request_path=request.path, **context)
+def _html(template: str, *, status: int = 200, **context: Any) -> web.Response:
+    body = render(template, **context)
     return web.Response(
         status=status, text=body, content_type="text/html", charset="utf-8", headers=_SECURITY_HEADERS
     )
@@ -135,7 +135,6 @@ def _refused(request: web.Request, refusal: Refusal) -> web.Response:
         return response
     headers = {k: v for k, v in (refusal.headers or {}).items() if k.lower() == "retry-after"}
     response = _html(
-        request,
         "error.html",
         status=refusal.status,
         title=_ERROR_TITLES.get(refusal.status, "Something went wrong"),
@@ -241,16 +240,13 @@ def _forget_cookie(response: web.Response, request: web.Request) -> None:
 
 
 def _sign_in_form(
-    request: web.Request,
     next_path: str,
     *,
     error: str | None = None,
     status: int = 200,
     notice: str | None = None,
 ) -> web.Response:
-    return _html(
-        request, "login.html", status=status, next_path=next_path, error=error, visitor=None, notice=notice
-    )
+    return _html("login.html", status=status, next_path=next_path, error=error, visitor=None, notice=notice)
 
 
 @page
@@ -262,7 +258,7 @@ async def handle_login(request: web.Request) -> web.StreamResponse:
         if refusal.status != 401:
             raise
         notice = _NOTICES.get(request.query.get("notice", ""))
-        return _sign_in_form(request, next_path, notice=notice)
+        return _sign_in_form(next_path, notice=notice)
     return _see_other(next_path)  # already signed in, or the gateway needs no sign-in
 
 
@@ -275,7 +271,7 @@ async def handle_login_post(request: web.Request) -> web.StreamResponse:
     try:
         token = forms.sign_in_token(fields)
     except Refusal as refusal:
-        return _sign_in_form(request, next_path, error=refusal.detail, status=400)
+        return _sign_in_form(next_path, error=refusal.detail, status=400)
     try:
         principal = await request.app[AUTHORIZER_KEY].authenticate(
             {"Authorization": f"Bearer {token}"}, peer=request.remote
@@ -283,7 +279,7 @@ async def handle_login_post(request: web.Request) -> web.StreamResponse:
     except Refusal as refusal:
         if refusal.status != 401:
             raise
-        return _sign_in_form(request, next_path, error="That token was not accepted.", status=401)
+        return _sign_in_form(next_path, error="That token was not accepted.", status=401)
     log.info("ui: %s signed in", principal.name)
     response = _see_other(next_path)
     _set_cookie(response, request, token)
@@ -321,7 +317,6 @@ async def handle_subscriptions(request: web.Request) -> web.StreamResponse:
     summaries = await service.list_subscriptions(None)
     readable = await _readable(request.app[AUTHORIZER_KEY], visitor.principal, summaries)
     return _html(
-        request,
         "subscriptions.html",
         visitor=visitor,
         subscriptions=readable,
@@ -353,7 +348,6 @@ async def handle_messages(request: web.Request) -> web.StreamResponse:
         notice = f"Replay queued: {replayed} message{'s' if replayed != 1 else ''} will be delivered again."
     default_since = datetime.datetime.now(datetime.UTC) - datetime.timedelta(hours=1)
     return _html(
-        request,
         "messages.html",
         visitor=visitor,
         namespace=namespace,
@@ -377,7 +371,6 @@ async def handle_message(request: web.Request) -> web.StreamResponse:
     visitor = await _authorize(request, "get", namespace, name)
     record = await _service(request).get_message(namespace, name, message_id)
     return _html(
-        request,
         "message.html",
         visitor=visitor,
         namespace=namespace,
