@@ -412,3 +412,28 @@ async def test_on_the_jetstream_bus_the_page_shows_the_log_and_resends(tmp_path:
                 assert b"2 attempts, oldest first" in page.body
             finally:
                 await world.standalone.stop()
+
+
+async def test_a_pull_subscription_offers_no_replay(tmp_path: Path) -> None:
+    directory = tmp_path / "manifests"
+    directory.mkdir()
+    subscription = {
+        "apiVersion": "openconnector.nl/v1alpha1",
+        "kind": "EventSubscription",
+        "metadata": {"name": "puller"},
+        "spec": {"eventType": EVENT_TYPE, "endpoint": "http://127.0.0.1:9/events", "style": "pull"},
+    }
+    (directory / "pull.yaml").write_text(yaml.safe_dump(subscription))
+    settings = GatewaySettings(port=0, drain_seconds=1.0, allow_unknown_types=True, api_token=TOKEN)
+    standalone = await start_standalone([directory], settings, watch=False)
+    try:
+        listing = await fetch("GET", f"{standalone.url}/ui/", headers={**HTML, **COOKIE})
+        assert b'<span class="tag">pull</span>' in listing.body
+        page = await fetch(
+            "GET", f"{standalone.url}/ui/subscriptions/default/puller", headers={**HTML, **COOKIE}
+        )
+        assert page.status == 200
+        assert b"This is a pull subscription" in page.body
+        assert b"/replay" not in page.body
+    finally:
+        await standalone.stop()
