@@ -59,6 +59,10 @@ crds: $(STAMP) ## regenerate crds/ and the chart's copy from the pydantic models
 chart-lint: $(STAMP) ## helm lint + template the chart (default and full values)
 	$(BIN)/pytest -q -p no:cacheprovider tests/chart/test_chart.py
 
+.PHONY: ui-screenshots
+ui-screenshots: $(STAMP) ## regenerate docs/img/ui-*.png with the browser test (Debian's chromium)
+	OPENCONNECTOR_UI_SCREENSHOTS=docs/img $(BIN)/pytest -q -p no:cacheprovider tests/browser -k resend_a_failed_message
+
 .PHONY: bench
 bench: $(STAMP) ## run the benchmarks and regenerate docs/benchmarks.md
 	$(BIN)/python -m bench.run

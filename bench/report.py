@@ -21,7 +21,18 @@ import matplotlib.pyplot as plt
 from bench.stats import fmt_spread
 
 Results = dict[str, dict[str, Any]]
-ORDER = ("ingest", "bus", "ingress", "fanout", "match", "memory", "reconcile", "replicas", "profile")
+ORDER = (
+    "ingest",
+    "bus",
+    "ingress",
+    "fanout",
+    "match",
+    "memory",
+    "messages",
+    "reconcile",
+    "replicas",
+    "profile",
+)
 GATEWAY_COLOUR, BASELINE_COLOUR = "#1f77b4", "#999999"
 
 
@@ -779,6 +790,28 @@ def section_replicas(result: dict[str, Any]) -> str:
     )
 
 
+def section_messages(result: dict[str, Any]) -> str:
+    if "error" in result:
+        return _failed("messages", result)
+    paging, memory = result["paging"], result["memory"]
+    table = _table(
+        ["messages", "pages", "first 10 pages, ms/page", "last 10 pages, ms/page", "last / first"],
+        [[f"{result['count']:,}", str(paging["pages"]), fmt_spread(paging["first_ms"], 2),
+          fmt_spread(paging["last_ms"], 2), fmt_spread(paging["ratio"], 2)]],
+    )  # fmt: skip
+    return (
+        f"`bench/messages.py`: one pull subscription of a standalone gateway holds {result['count']:,} "
+        f"messages; the client walks its log over HTTP, {result['page_size']} per page, with the cursor. "
+        "Baseline: the first 10 pages of the same walk (1.0 = flat).\n\n"
+        f"{table}\n\nMemory of the in-memory message store (memory bus): "
+        f"**{memory['bytes_per_message']:,.0f} bytes per delivered message** (tracemalloc, "
+        f"{memory['messages']:,} messages, each holding its parsed event with {memory['event_data_bytes']} "
+        "bytes of data for resend, counted, and one attempt with redacted request headers). The default "
+        "bound, `--message-max 10000` per subscription, is then about "
+        f"{memory['bytes_per_message'] * 10_000 / 1024 / 1024:,.0f} MiB per busy subscription.\n"
+    )
+
+
 def section_reconcile(result: dict[str, Any], plots: dict[str, Path], docs: Path) -> str:
     if "error" in result:
         return _failed("reconcile", result) + (
@@ -909,6 +942,8 @@ def render(results: Results, plots: dict[str, Path], docs: Path) -> str:
         "Run a part: `python -m bench.run --only NAME` or `--skip NAME`, NAME one of ingest, bus, ingress, "
         "fanout, match, memory, profile, reconcile, replicas (`--size tiny` runs everything in seconds); a "
         "part re-renders its own section and goal rows and keeps the others as the last run wrote them.\n",
+        "fanout, match, memory, messages, profile, reconcile (`--size tiny` runs everything in seconds); "
+        "a part re-renders its own section and goal rows and keeps the others as the last run wrote them.\n",
         "## Goals\n",
         section_goals(results),
         "### Where we fall short\n",
@@ -921,6 +956,7 @@ def render(results: Results, plots: dict[str, Path], docs: Path) -> str:
         ("fanout", "## Fan-out\n", section_fanout),
         ("match", "## Matching\n", lambda r: section_match(r, plots, docs)),
         ("memory", "## Memory\n", lambda r: section_memory(r, plots, docs)),
+        ("messages", "## Message log\n", section_messages),
         ("reconcile", "## Reconcile on a real apiserver\n", lambda r: section_reconcile(r, plots, docs)),
         ("replicas", "## Two replicas\n", section_replicas),
         ("profile", "## Profile of the hot path\n", section_profile),

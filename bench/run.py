@@ -24,7 +24,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import bus, fanout, ingest, ingress, match, memory, profiling, reconcile, replicas
+from bench import bus, fanout, ingest, ingress, match, memory, messages, profiling, reconcile, replicas
 from bench.context import CONFIGS, Context, envelope
 from bench.harness import REPO
 from bench.report import write_report
@@ -39,6 +39,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     "bus": bus.run,
     "fanout": fanout.run,
     "memory": memory.run,
+    "messages": messages.run,
     "profile": profiling.run,
     "reconcile": reconcile.run,
     "replicas": replicas.run,

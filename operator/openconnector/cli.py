@@ -95,6 +95,12 @@ def duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
+    return int(text)
+
+
 def replicas(text: str) -> int:
     """``--jetstream-replicas``: 1 to 5 (JetStream's limit)."""
     if not text.isdigit() or not 1 <= int(text) <= 5:
@@ -217,6 +223,21 @@ def build_parser() -> argparse.ArgumentParser:
             help="peers whose X-Forwarded-For is believed for allowedIPs (repeatable)",
         )  # fmt: skip
         p.add_argument("--drain-seconds", type=float, default=20.0, help="graceful shutdown deadline")
+        log_flags = p.add_argument_group("message log and its API (/api/v1alpha1)")
+        log_flags.add_argument(
+            "--api-token-file", metavar="FILE",
+            help="standalone: file with the bearer token the message API requires (or env "
+            "OPENCONNECTOR_API_TOKEN); without one it answers only loopback clients. In a cluster the "
+            "Kubernetes API decides (TokenReview + SubjectAccessReview)",
+        )  # fmt: skip
+        log_flags.add_argument(
+            "--message-max", type=positive_int, default=10_000, metavar="N",
+            help="messages kept per subscription (the oldest go first)",
+        )  # fmt: skip
+        log_flags.add_argument(
+            "--message-max-age", type=duration, default=duration("7d"), metavar="DURATION",
+            help="how long a message is kept (e.g. 7d, 24h)",
+        )  # fmt: skip
         add_limit_flags(p)
         bus_flags(p)
 
@@ -242,8 +263,10 @@ def build_parser() -> argparse.ArgumentParser:
     gateway_flags(run, 8080)
     run.set_defaults(func=_cmd_run)
 
+    from openconnector.console import add_commands as add_console_commands
     from openconnector.devtools import add_commands
 
+    add_console_commands(sub, _HelpFormatter)
     add_commands(sub)
     for command in sub.choices.values():
         command.formatter_class = _HelpFormatter

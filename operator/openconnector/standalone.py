@@ -53,7 +53,18 @@ def settings_from_args(args: argparse.Namespace) -> GatewaySettings:
         egress=egress_from_args(args),
         bus=bus,
         jetstream=jetstream_settings_from_args(args) if bus == "jetstream" else None,
+        api_token=api_token_from_args(args),
+        message_max=getattr(args, "message_max", 10_000),
+        message_max_age=getattr(args, "message_max_age", 7 * 24 * 3600.0),
     )
+
+
+def api_token_from_args(args: argparse.Namespace) -> str | None:
+    """The message API's bearer token: ``--api-token-file``, else env ``OPENCONNECTOR_API_TOKEN``."""
+    path = getattr(args, "api_token_file", None)
+    if path:
+        return Path(path).read_text(encoding="utf-8").strip() or None
+    return os.environ.get("OPENCONNECTOR_API_TOKEN") or None
 
 
 def jetstream_settings_from_args(args: argparse.Namespace) -> JetStreamSettings:

@@ -383,11 +383,16 @@ WATCH_RULES = {
 }
 CRD_SCANNING = ("apiextensions.k8s.io", "customresourcedefinitions", frozenset({"list", "watch"}))
 NAMESPACE_SCANNING = ("", "namespaces", frozenset({"list", "watch"}))
+# The message API's TokenReview + SubjectAccessReview (cluster-scoped: on whichever ClusterRole renders).
+ACCESS_REVIEW = {
+    ("authentication.k8s.io", "tokenreviews", frozenset({"create"})),
+    ("authorization.k8s.io", "subjectaccessreviews", frozenset({"create"})),
+}
 
 
 def test_cluster_role_is_exactly_the_least_privilege_set(default_render: list[Manifest]) -> None:
     role = one(default_render, "ClusterRole")
-    assert rules_of(role) == WATCH_RULES | {CRD_SCANNING}
+    assert rules_of(role) == WATCH_RULES | {CRD_SCANNING} | ACCESS_REVIEW
     binding = one(default_render, "ClusterRoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
@@ -427,7 +432,7 @@ def test_watch_namespaces_grants_roles_per_namespace(full_render: list[Manifest]
         ]
     # Only Kopf's discovery stays cluster-scoped: no resource contents, no writes.
     cluster_role = one(full_render, "ClusterRole")
-    assert rules_of(cluster_role) == {CRD_SCANNING, NAMESPACE_SCANNING}
+    assert rules_of(cluster_role) == {CRD_SCANNING, NAMESPACE_SCANNING} | ACCESS_REVIEW
     assert one(full_render, "ClusterRoleBinding")["roleRef"]["name"] == cluster_role["metadata"]["name"]
     args = container(full_render)["args"]
     assert [a for a in args if a.startswith("--namespace")] == ["--namespace=team-a", "--namespace=team-b"]
@@ -440,7 +445,7 @@ def test_kopf_scanning_can_be_left_out(helm: Helm, default_render: list[Manifest
         "a tenant install needs no cluster RBAC"
     )
     clusterwide = helm.template("--set", "rbac.kopfScanning=false")
-    assert rules_of(one(clusterwide, "ClusterRole")) == WATCH_RULES
+    assert rules_of(one(clusterwide, "ClusterRole")) == WATCH_RULES | ACCESS_REVIEW
     # Without the rules Kopf is told not to scan, instead of retrying forbidden requests for a minute.
     for manifests in (namespaced, clusterwide):
         assert build_parser().parse_args(container(manifests)["args"]).no_kopf_scanning is True
@@ -480,7 +485,7 @@ def test_no_rule_writes_beyond_status_and_events(helm: Helm, values: Path | None
                 assert verbs == {"get", "create", "update", "delete"}
             elif resource.endswith("/status"):
                 assert writes == {"patch"}
-            elif (group, resource) == ("", "events"):
+            elif (group, resource) == ("", "events") or (group, resource, verbs) in ACCESS_REVIEW:
                 assert writes == {"create"}
             else:
                 assert not writes, f"{role['kind']} may {sorted(writes)} {resource}"

@@ -341,6 +341,11 @@ class EventSubscriptionSpec(ApiModel):
         "Kubernetes Service, http://<name>.<namespace>.svc:<port>/path).",
     )
     method: Literal["POST", "PUT", "PATCH"] = Field(default="POST", description="HTTP method for delivery.")
+    style: Literal["push", "pull"] = Field(
+        default="push",
+        description="push: the gateway delivers to the endpoint; pull: nothing is delivered, the events are "
+        "read from GET /api/v1alpha1/subscriptions/<ns>/<name>/pull (the endpoint is not called).",
+    )
     status: Literal["active", "paused"] = Field(
         default="active",
         description="Desired state: paused never delivers. (This is spec, not the status subresource.)",

@@ -8,8 +8,8 @@ exception types, with URLs redacted.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from openconnector.status.timefmt import rfc3339
@@ -38,6 +38,9 @@ class Attempt:
     outcome: str  # policy.Outcome value
     destination: Destination = Destination.SUBSCRIBER
     retry_in: float | None = None  # seconds until the next attempt, when one is scheduled
+    # For the message log only (never in to_json or the durable attempt log): what the receiver answered.
+    response_headers: Mapping[str, str] | None = field(default=None, repr=False, compare=False)
+    body_excerpt: bytes = field(default=b"", repr=False, compare=False)
 
     def to_json(self) -> dict[str, object]:
         result: dict[str, object] = {

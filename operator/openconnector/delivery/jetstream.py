@@ -473,6 +473,11 @@ class JetStreamBus(Generic[E]):
     def replay_bucket(self) -> KeyValue | None:
         return self._replay
 
+    @property
+    def nats_client(self) -> NatsClient | None:
+        """The connection (the message log publishes and follows its own stream over it)."""
+        return self._nc
+
     # -------------------------------------------------------------------------------- targets
 
     def set_target(self, target: DeliveryTarget) -> None:
@@ -568,7 +573,12 @@ class JetStreamBus(Generic[E]):
 
     # --------------------------------------------------------------------------------- intake
 
-    async def store(self, plan: Sequence[tuple[str, E]]) -> OfferResult:
+    async def store_again(self, plan: Sequence[tuple[str, E]], msg_id: str) -> OfferResult:
+        """:meth:`store` under the fresh ``msg_id``: a resend must not be taken for a sender's retry
+        within the duplicate window."""
+        return await self.store(plan, msg_id=msg_id)
+
+    async def store(self, plan: Sequence[tuple[str, E]], *, msg_id: str | None = None) -> OfferResult:
         """Store every delivery of ``plan`` in one atomic batch, or none (see the module docstring).
 
         Raises :class:`BusUnavailableError` when JetStream cannot store it now (unreachable, stream
@@ -609,7 +619,7 @@ class JetStreamBus(Generic[E]):
                 "can be stored at once",
             )
         if messages:
-            await self._publish(messages, request_msg_id(tuples))
+            await self._publish(messages, msg_id or request_msg_id(tuples))
         for sub, event, message in dropped:
             self._deliverer.drop(sub, event, DropReason.ENCODING_FAILED, message)
         return OfferResult(

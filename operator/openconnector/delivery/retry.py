@@ -287,6 +287,8 @@ class Deliverer:
             outcome=outcome.value,
             destination=destination,
             retry_in=retry_in,
+            response_headers=response.headers,
+            body_excerpt=response.body_prefix,
         )
         state.attempts.append(entry)
         try:

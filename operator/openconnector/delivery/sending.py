@@ -39,6 +39,7 @@ class Response:
     retry_after: str | None = None
     body_prefix: bytes = b""
     fatal: bool = False
+    headers: Mapping[str, str] | None = None  # the response's headers (the message log bounds them)
 
     @property
     def outcome(self) -> Outcome:
@@ -108,6 +109,7 @@ class HttpSender:
                     latency_ms=elapsed_ms(),
                     retry_after=retry_after,
                     body_prefix=b"" if 200 <= status <= 299 else prefix[:ERROR_DATA_LIMIT],
+                    headers=reply.headers,
                 )
         except TimeoutError:
             error = f"timeout after {timeout_s:g}s"

@@ -12,6 +12,8 @@ from openconnector.gateway.core import GATEWAY_KEY, Gateway
 from openconnector.gateway.ingress import ClientGone, handle_events, handle_events_options
 from openconnector.gateway.problems import problem
 from openconnector.gateway.webhooks import handle_webhook, handle_webhook_options
+from openconnector.messages.api import add_message_routes
+from openconnector.ui import add_ui_routes
 
 log = logging.getLogger(__name__)
 
@@ -115,4 +117,6 @@ def build_app(gateway: Gateway, *, with_metrics: bool = True) -> web.Application
     app.router.add_get("/readyz", handle_readyz)
     if with_metrics:
         app.router.add_get("/metrics", handle_metrics)
+    add_message_routes(app, gateway.messages, gateway.authorizer)
+    add_ui_routes(app)  # the web page at /ui (docs/ui.md), over the message service and authorizer above
     return app

@@ -31,11 +31,15 @@ from openconnector.delivery.outcomes import (
     EventTooLargeError,
     FinalOutcome,
 )
-from openconnector.delivery.target import ContentMode
+from openconnector.delivery.target import ContentMode, DeliveryTarget
 from openconnector.egress import EgressPolicy
 from openconnector.egress_resolver import connector_for
 from openconnector.gateway.limits import RequestLimits
 from openconnector.gateway.metrics import GatewayMetrics
+from openconnector.messages.access import Authorizer, TokenAuthorizer
+from openconnector.messages.recorder import MessageRecorder
+from openconnector.messages.service import MessageService
+from openconnector.messages.store import MemoryMessageStore
 from openconnector.resources import ResourceKey
 from openconnector.routing.table import EventRoute, RoutingTable, SubscriptionRoute
 from openconnector.status.conditions import ConditionBook, ready_condition
@@ -43,6 +47,7 @@ from openconnector.status.counters import ConsumerStats, EventStats, SourceStats
 
 if TYPE_CHECKING:
     from openconnector.delivery.jetstream import JetStreamSettings
+    from openconnector.messages.jetstream_log import JetStreamMessageLog
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +103,10 @@ class GatewaySettings:
     # The delivery bus: "memory" (default) or "jetstream" (then ``jetstream`` says where and how).
     bus: str = "memory"
     jetstream: JetStreamSettings | None = None
+    # The message log (per subscription, bounded) and who may read it (standalone: one bearer token).
+    message_max: int = 10_000
+    message_max_age: float = 7 * 24 * 3600.0
+    api_token: str | None = field(default=None, repr=False)
 
 
 def encode(event: CloudEvent, mode: ContentMode) -> tuple[Mapping[str, str], bytes]:
@@ -142,6 +151,17 @@ class Gateway:
         # Replay refusal: this process's guard, and with the JetStream bus also ids shared by every process
         # and kept across restarts.
         self.replay_store: ReplayStore = self.replay_guard
+        self.message_store = MemoryMessageStore(
+            max_messages=self.settings.message_max, max_age=self.settings.message_max_age, clock=clock
+        )
+        self.recorder = MessageRecorder(
+            self.message_store, self._installed_target, inner=_MetricsObserver(self.metrics)
+        )
+        self._pull_keys: frozenset[str] = frozenset()
+        # With the JetStream bus the message log is kept in a stream and read back by every process.
+        self.message_log: JetStreamMessageLog | None = None
+        # Standalone: one bearer token; the cluster runner swaps in Kubernetes TokenReview + SAR.
+        self.authorizer: Authorizer = TokenAuthorizer(self.settings.api_token)
         if self.settings.bus == "jetstream":
             from openconnector.delivery.jetstream import JetStreamBus, JetStreamReplayStore, JetStreamSettings
 
@@ -149,20 +169,25 @@ class Gateway:
                 encode,
                 self.settings.jetstream or JetStreamSettings(),
                 on_paused=self._on_paused,
-                observer=_MetricsObserver(self.metrics),
+                observer=self.recorder,
                 egress=self.settings.egress,
                 clock=clock,
             )
             self.dispatcher = bus
             self.replay_store = TieredReplayStore(self.replay_guard, JetStreamReplayStore(bus))
+            from openconnector.messages.jetstream_log import JetStreamMessageLog
+
+            self.message_log = JetStreamMessageLog(bus, self.message_store)
+            self.recorder.writer = self.message_log
         else:
             self.dispatcher = Dispatcher(
                 encode,
                 on_paused=self._on_paused,
-                observer=_MetricsObserver(self.metrics),
+                observer=self.recorder,
                 egress=self.settings.egress,
                 clock=clock,
             )
+        self.messages = MessageService(self, self.message_store, self.recorder.writer)
         self.consumer_stats: defaultdict[ResourceKey, ConsumerStats] = defaultdict(ConsumerStats)
         self.event_stats: defaultdict[ResourceKey, EventStats] = defaultdict(EventStats)
         self.source_stats: defaultdict[ResourceKey, SourceStats] = defaultdict(SourceStats)
@@ -179,10 +204,23 @@ class Gateway:
         # Status a previous process wrote, applied to lanes as they appear (restart continuity).
         self._seed_subscriptions: dict[str, Mapping[str, Any]] = {}
 
+    def _installed_target(self, key: str) -> DeliveryTarget | None:
+        route = self._routes_by_target.get(key)
+        return None if route is None else route.target
+
+    def count_pulled(self, key: str, count: int) -> None:
+        """A pull acknowledged ``count`` events: they count as delivered in the subscription's status."""
+        if key in self.dispatcher.target_keys():
+            health = self.dispatcher.health(key)
+            for _ in range(count):
+                health.record_success(200, 0.0)
+
     # ----------------------------------------------------------------------------- lifecycle
 
     async def start(self, tick_interval: float = 1.0) -> None:
         await self.dispatcher.start()
+        if self.message_log is not None:
+            self.message_log.start()
         self._spawn(self._tick_forever(tick_interval))
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=30),
@@ -193,6 +231,8 @@ class Gateway:
     async def close(self) -> int:
         """Drain deliveries up to the deadline; returns how many were dropped."""
         dropped = await self.dispatcher.close(self.settings.drain_seconds)
+        if self.message_log is not None:
+            await self.message_log.close()
         for task in list(self._background):
             if task.get_coro().__qualname__.endswith("_tick_forever"):  # type: ignore[union-attr]
                 task.cancel()
@@ -249,6 +289,7 @@ class Gateway:
         for gone in self.table.results.keys() - table.results.keys():
             self.forget(gone)
         self._routes_by_target = current
+        self._pull_keys = frozenset(key for key, route in current.items() if route.style == "pull")
         self.table = table
         self.metrics.routing_version.set(table.version)
         counts: dict[tuple[str, str], int] = defaultdict(int)
@@ -268,6 +309,8 @@ class Gateway:
             stats.pop(key, None)
         target_key = f"{key.namespace}/{key.name}"
         self._seed_subscriptions.pop(target_key, None)
+        if key.kind == "EventSubscription":
+            self.message_store.forget(target_key)
         if key.kind == "EventSubscription" and target_key in self.dispatcher.target_keys():
             # Re-created before any table dropped it (delete + create within one compile): same lane,
             # new object, so its health starts over.
@@ -357,7 +400,19 @@ class Gateway:
                 while True:
                     table = self.table  # re-read after a wait: the table may have been swapped
                     plan, placements = self._plan(table, events, namespace)
-                    result = await self.dispatcher.store(plan)
+                    # Recorded before the bus stores it: a durable bus may deliver before store returns.
+                    created = self.recorder.record_stored(plan, now=self.clock())
+                    if self.message_log is not None:
+                        await self.message_log.flush()
+                    pull_keys = self._pull_keys
+                    pushed = [entry for entry in plan if entry[0] not in pull_keys] if pull_keys else plan
+                    try:
+                        result = await self.dispatcher.store(pushed)
+                    except BaseException:
+                        self.recorder.discard(created)
+                        raise
+                    if not result.accepted:
+                        self.recorder.discard(created)
                     if result.too_large:
                         raise PublishRefused(413, "event-too-large", result.detail)
                     if result.accepted:
@@ -388,7 +443,7 @@ class Gateway:
             # Types no Event defines (--allow-unknown-types) share one label: senders choose them freely.
             label = event.type if table.namespaces_defining(event.type) else "other"
             self.metrics.child(self.metrics.events_emitted, label).inc()
-        return result.queued
+        return result.queued + (len(plan) - len(pushed))
 
     def emit_for(self, event: EventRoute, data: Any, *, subject: str | None = None) -> CloudEvent:
         """A new NL GOV event of ``event``'s type (sequence per Event, starting at 1)."""

@@ -135,6 +135,14 @@ class KubeClient:
                 raise ApiError(response.status, message)
             return orjson.loads(raw) if raw else None
 
+    async def create(self, path: str, body: Mapping[str, Any]) -> tuple[int, Any]:
+        """POST ``body`` (TokenReview, SubjectAccessReview): the status and the answer, never raising
+        for an error status."""
+        try:
+            return 201, await self._request("POST", path, body=body)
+        except ApiError as error:
+            return error.status, {}
+
     async def list_items(self, path: str) -> list[dict[str, Any]]:
         """Every object at a collection path (follows continue tokens)."""
         items: list[dict[str, Any]] = []

@@ -33,6 +33,7 @@ from openconnector.kube.operator import (
     login_info,
 )
 from openconnector.kube.status_writer import StatusPolicy
+from openconnector.messages.access import KubernetesAuthorizer
 from openconnector.reconciler import Reconciler
 from openconnector.resources import ResourceStore
 from openconnector.standalone import settings_from_args, start_servers
@@ -103,6 +104,8 @@ async def start_cluster_gateway(args: argparse.Namespace) -> ClusterGateway:
     )  # fmt: skip
     await _beat_once(leases)  # before the first shard is written
     core.writer.fresh = leases.fresh
+    # The message API: Kubernetes decides who may read (get) and resend/replay (update) a subscription.
+    gateway.authorizer = KubernetesAuthorizer(client.create)
     await core.initial_sync()
     runners, port = await start_servers(gateway)  # the same servers as standalone mode
     tasks = (

@@ -362,6 +362,7 @@ def _compile_subscription(
         paused=spec.status == "paused",
         matches=predicate,
         target=target,
+        style=spec.style,
     )
 
 
@@ -527,7 +528,7 @@ def compile_table(
             wildcard.setdefault(res.namespace, []).append(sub)
         else:
             by_type.setdefault((res.namespace, sub.event_type), []).append(sub)
-        ctx.ok(res, url=sub.target.redacted_url)
+        ctx.ok(res, url=sub.target.redacted_url, style=sub.style)
 
     consumers: dict[str, ConsumerRoute] = {}
     for res, spec in by_kind[CONSUMER.kind]:

@@ -76,6 +76,7 @@ class SubscriptionRoute:
     matches: Predicate
     # Everything the delivery engine needs, secrets included (hidden from repr, never logged).
     target: DeliveryTarget
+    style: str = "push"  # "pull": stored for GET …/pull, never delivered
 
     @property
     def target_key(self) -> str:

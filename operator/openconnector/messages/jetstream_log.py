@@ -1,0 +1,241 @@
+"""The message log on NATS JetStream (``--bus jetstream``): durable, and the same in every process.
+
+Every change to the log (a record stored, an attempt, an outcome, a resend, a pull acknowledgement, a
+record discarded) is one JSON message on ``<stream>_messages.<ns>.<name>`` in the stream
+``<stream>_MESSAGES`` (the same pattern as the attempt log, ``<stream>_ATTEMPTS``). Every gateway
+process reads the whole stream back with an ordered consumer, from the start, and applies each change
+to its in-memory :class:`~openconnector.messages.store.MemoryMessageStore`: reads (pages, cursors,
+pulls) are served from that view, so they are as fast as in memory, and a restarted process rebuilds
+the log from the stream. A record's sequence is the stream sequence of its "stored" change, the same in
+every process, so cursors work against any of them.
+
+Records, attempts and outcomes become visible once read back (milliseconds); resends and pull
+acknowledgements are applied at once by the process that made them (read your own writes) and read
+back by the others. Bounds: the view keeps ``--message-max`` per subscription and nothing older than
+``--message-max-age``; the stream keeps ``--message-max-age`` and at most 8 changes per kept message per
+subscription (``max_msgs_per_subject``, oldest discarded). Publishing is best effort: a change made
+while NATS is unreachable is logged and lost (delivery itself is unaffected).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy, DiscardPolicy, RetentionPolicy, StreamConfig
+
+from openconnector.ce import parse_http, to_structured
+from openconnector.delivery.durable import escape_token
+from openconnector.delivery.jetstream import JetStreamBus
+from openconnector.gateway.ratelog import RateLimitedLog
+from openconnector.messages.model import AttemptRecord, MessageRecord, MessageStatus
+from openconnector.messages.store import MemoryMessageStore
+
+__all__ = ["JetStreamMessageLog"]
+
+log = logging.getLogger(__name__)
+# An outage would otherwise log a line per recorded change: one line a minute says it, with the count.
+_rare = RateLimitedLog(log, interval=60.0)
+
+_CHANGES_PER_MESSAGE = 8
+_RETRY = 1.0
+
+
+def _time(value: datetime.datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _parse_time(value: Any) -> datetime.datetime | None:
+    return None if value is None else datetime.datetime.fromisoformat(str(value))
+
+
+class JetStreamMessageLog:
+    """A :class:`~openconnector.messages.recorder.MessageWriter` that publishes, and the follower that
+    applies what every process published to ``store``."""
+
+    durable = True
+
+    def __init__(self, bus: JetStreamBus[Any], store: MemoryMessageStore) -> None:
+        self._bus = bus
+        self.store = store
+        self._origin = f"{os.getpid()}-{id(self):x}"
+        prefix = bus.settings.stream
+        self.stream = f"{prefix}_MESSAGES"
+        self._subject_prefix = f"{prefix}_messages"
+        self._pending: list[tuple[str, bytes]] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._follower: asyncio.Task[None] | None = None
+        self.caught_up = asyncio.Event()
+
+    # ---------------------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        self._follower = asyncio.ensure_future(self._follow_forever())
+
+    async def close(self) -> None:
+        await self._flush()
+        for task in (self._follower, self._flusher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _follow_forever(self) -> None:
+        while True:
+            try:
+                await self._bus.wait_ready(3600)
+                client = self._bus.nats_client
+                assert client is not None
+                js = client.jetstream()
+                settings = self._bus.settings
+                config = StreamConfig(
+                    name=self.stream,
+                    subjects=[f"{self._subject_prefix}.>"],
+                    retention=RetentionPolicy.LIMITS,
+                    discard=DiscardPolicy.OLD,
+                    max_age=self.store.max_age,
+                    max_msgs_per_subject=self.store.max_messages * _CHANGES_PER_MESSAGE,
+                    storage=settings.storage_type,
+                    num_replicas=settings.replicas,
+                )
+                try:
+                    await js.add_stream(config)
+                except Exception:
+                    await js.update_stream(config)
+                info = await js.stream_info(self.stream)
+                last = int(info.state.last_seq or 0)
+                if last == 0:
+                    self.caught_up.set()
+
+                async def received(message: Msg, last: int = last) -> None:
+                    sequence = message.metadata.sequence.stream
+                    try:
+                        self._apply(orjson.loads(message.data), sequence)
+                    except Exception:
+                        log.exception("applying a message-log change failed")
+                    if sequence >= last:
+                        self.caught_up.set()
+
+                subscription = await js.subscribe(
+                    f"{self._subject_prefix}.>", ordered_consumer=True, deliver_policy=DeliverPolicy.ALL,
+                    cb=received,
+                )  # fmt: skip
+                try:
+                    await asyncio.Event().wait()  # until cancelled
+                finally:
+                    with contextlib.suppress(Exception):
+                        await subscription.unsubscribe()
+            except asyncio.CancelledError:
+                raise
+            except Exception as failure:
+                _rare.log(
+                    logging.WARNING, "follow", "following the message log failed: %s; retrying", failure
+                )
+                await asyncio.sleep(_RETRY)
+
+    # ------------------------------------------------------------------------------- writing
+
+    def _publish(self, key: str, change: dict[str, Any]) -> None:
+        change["origin"] = self._origin
+        change["key"] = key
+        subject = f"{self._subject_prefix}.{escape_token(key)}"
+        self._pending.append((subject, orjson.dumps(change)))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush())
+
+    async def flush(self) -> None:
+        """Hand what was recorded to the NATS connection now: before the bus stores the deliveries, so
+        a record is in the stream before any attempt at it (one connection keeps publish order)."""
+        await self._flush()
+
+    async def _flush(self) -> None:
+        """Publish what was recorded, in order (one task for a burst of changes)."""
+        while self._pending:
+            client = self._bus.nats_client
+            batch, self._pending = self._pending, []
+            if client is None or not client.is_connected:
+                _rare.log(
+                    logging.WARNING,
+                    "lost",
+                    "the message log lost %d change(s): NATS is not connected",
+                    len(batch),
+                )
+                return
+            for subject, data in batch:
+                try:
+                    await client.publish(subject, data)
+                except Exception as failure:
+                    _rare.log(
+                        logging.WARNING, "publish", "publishing a message-log change failed: %s", failure
+                    )
+
+    def record(self, key: str, record: MessageRecord, event: Any, *, sequence: int | None = None) -> bool:
+        _, body = to_structured(event)
+        created = self.store.get(key, record.id) is None
+        self._publish(key, {
+            "op": "record", "id": record.id, "eventId": record.event_id, "source": record.source,
+            "type": record.type, "subject": record.subject, "time": _time(record.time),
+            "received": _time(record.received), "event": body.decode("utf-8"),
+        })  # fmt: skip
+        return created
+
+    def attempt(self, key: str, event_id: str, entry: AttemptRecord, *, subscriber: bool) -> None:
+        self._publish(
+            key, {"op": "attempt", "eventId": event_id, "subscriber": subscriber, "attempt": entry.to_json()}
+        )
+
+    def outcome(self, key: str, event_id: str, status: MessageStatus, reason: str | None) -> None:
+        self._publish(key, {"op": "outcome", "eventId": event_id, "status": status.value, "reason": reason})
+
+    def mark(self, key: str, message_id: str, status: MessageStatus, reason: str | None) -> None:
+        self.store.mark(key, message_id, status, reason)  # read your own writes
+        self._publish(key, {"op": "mark", "id": message_id, "status": status.value, "reason": reason})
+
+    def discard_id(self, key: str, message_id: str) -> None:
+        self._publish(key, {"op": "discard", "id": message_id})
+
+    def acknowledge(self, key: str, upto: int, now: datetime.datetime) -> int:
+        acknowledged = self.store.acknowledge(key, upto, now)  # read your own writes
+        self._publish(key, {"op": "ack", "upto": upto, "at": now.isoformat()})
+        return acknowledged
+
+    # ------------------------------------------------------------------------------ applying
+
+    def _apply(self, change: Mapping[str, Any], sequence: int) -> None:
+        op, key = change.get("op"), str(change.get("key", ""))
+        namespace, _, name = key.partition("/")
+        own = change.get("origin") == self._origin
+        if op == "record":
+            event = parse_http(
+                "POST", {"Content-Type": "application/cloudevents+json"}, str(change["event"]).encode()
+            ).events[0]
+            received = _parse_time(change.get("received"))
+            record = MessageRecord(
+                id=str(change["id"]), namespace=namespace, subscription=name, event_id=str(change["eventId"]),
+                source=str(change["source"]), type=str(change["type"]), subject=change.get("subject"),
+                time=_parse_time(change.get("time")) or received or datetime.datetime.now(datetime.UTC),
+                status=MessageStatus.PENDING, received=received,
+            )  # fmt: skip
+            self.store.record(key, record, event, sequence=sequence)
+        elif op == "attempt":
+            entry = AttemptRecord.from_json(change["attempt"])
+            self.store.attempt(key, str(change["eventId"]), entry, subscriber=bool(change.get("subscriber")))
+        elif op == "outcome":
+            self.store.outcome(
+                key, str(change["eventId"]), MessageStatus(change["status"]), change.get("reason")
+            )
+        elif op == "mark" and not own:
+            self.store.mark(key, str(change["id"]), MessageStatus(change["status"]), change.get("reason"))
+        elif op == "discard":
+            self.store.discard_id(key, str(change["id"]))
+        elif op == "ack" and not own:
+            self.store.acknowledge(
+                key, int(change["upto"]), _parse_time(change.get("at")) or datetime.datetime.now(datetime.UTC)
+            )
