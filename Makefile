@@ -45,8 +45,16 @@ lint: $(STAMP) ## ruff (lint + format check) and mypy --strict (package, tests, 
 	$(BIN)/mypy
 	$(BIN)/mypy --strict $(LINT_PATHS:operator=)
 
+.PHONY: browser
+browser: ## install Debian's chromium for tests/browser when /usr/bin/chromium is missing (apt-get, root)
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  echo "[browser] installing Debian's chromium for tests/browser (apt-get, about 1-2 min)"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "[browser] needs root: sudo apt-get install chromium"; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	fi
+
 .PHONY: test
-test: lint ## lint, then every test tier: unit, component, operator (kmock), e2e (real kube-apiserver)
+test: lint browser ## lint, then every test tier: unit, component, operator, e2e, jetstream, fuzz, browser
 	$(BIN)/python tests/e2e/testbed.py build
 	$(BIN)/pytest -q -p no:cacheprovider
 
