@@ -82,6 +82,8 @@ async def handle_healthz(request: web.Request) -> web.Response:
 
 async def handle_readyz(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY_KEY]
+    if gateway.draining:
+        return problem(503, "draining", "the gateway is shutting down; its deliveries are draining")
     if not gateway.ready.is_set():
         return problem(503, "not-ready", "the first routing table is not built yet")
     if not gateway.dispatcher.ready:

@@ -168,6 +168,7 @@ class Gateway:
         self.sequences = SequenceCounter()
         self.conditions = ConditionBook(clock)
         self.ready = asyncio.Event()
+        self.draining = False  # set first on shutdown: /readyz answers 503 from then on (runtime.py)
         self._notice_sinks: list[NoticeSink] = []
         self._health_seen: dict[str, str] = {}
         self._routes_by_target: dict[str, SubscriptionRoute] = {}

@@ -4,7 +4,8 @@ The gateway (HTTP server, reconciler, delivery, status writer) owns the main eve
 Kopf runs in a thread with its own loop (Kopf's embedding guide). When Kopf stops it cancels every task
 its loop created after it started; in a shared loop that would be the gateway's delivery workers and
 in-flight webhook requests, cut off before they could drain. Kopf's handlers hand each watch event to
-the main loop. On SIGINT/SIGTERM: Kopf stops, then deliveries drain and the last status is written.
+the main loop. On SIGINT/SIGTERM: readiness turns off, Kopf stops, then ``runtime.Runtime.stop`` drains
+the deliveries and the last status is written (the shutdown sequence of both modes lives there).
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import signal
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import kopf
-from aiohttp import web
 
 from openconnector.gateway.core import Gateway
 from openconnector.kube.client import KubeClient
@@ -32,9 +31,7 @@ from openconnector.kube.operator import (
     configure_settings,
     login_info,
 )
-from openconnector.reconciler import Reconciler
-from openconnector.resources import ResourceStore
-from openconnector.standalone import settings_from_args, start_servers
+from openconnector.runtime import Runtime, settings_from_args
 
 log = logging.getLogger(__name__)
 
@@ -44,39 +41,29 @@ class ClusterGateway:
     """A running operator + gateway (also used in-process by the e2e and benchmark harnesses)."""
 
     core: OperatorCore
-    runners: tuple[web.AppRunner, ...]  # the gateway's, and the metrics server's with --metrics-port
-    port: int
-    tasks: tuple[asyncio.Task[Any], ...]
+    runtime: Runtime
 
     @property
     def gateway(self) -> Gateway:
         return self.core.gateway
 
+    @property
+    def port(self) -> int:
+        return self.runtime.port
+
     async def stop(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        for task in self.tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        for runner in self.runners:
-            await runner.cleanup()
-        dropped = await self.gateway.close()
-        if dropped:
-            log.error("shutdown dropped %d queued deliveries", dropped)
-        with contextlib.suppress(Exception):
-            await self.core.flush_status(final=True)
-        if self.core.client is not None:
-            await self.core.client.close()
+        await self.runtime.stop()
 
 
 async def start_cluster_gateway(args: argparse.Namespace) -> ClusterGateway:
     """Everything but Kopf: log in, LIST, build the first table, serve, write status."""
     settings = settings_from_args(args)
-    gateway = Gateway(settings)
-    await gateway.start()
-    reconciler = Reconciler(ResourceStore(), gateway.install, egress=settings.egress)
+    runtime = await Runtime.create(settings)
     core = OperatorCore(
-        gateway, reconciler, namespaces=args.namespace, status_policy=StatusPolicy(args.status_interval)
+        runtime.gateway,
+        runtime.reconciler,
+        namespaces=args.namespace,
+        status_policy=StatusPolicy(args.status_interval),
     )
     kopf_settings = kopf.OperatorSettings()
 
@@ -88,15 +75,20 @@ async def start_cluster_gateway(args: argparse.Namespace) -> ClusterGateway:
         raise SystemExit(
             "no Kubernetes credentials: not in a pod, and $KUBECONFIG (or ~/.kube/config) is not usable"
         )
-    core.client = KubeClient(info, login=login)
+    client = core.client = KubeClient(info, login=login)
     await core.initial_sync()
-    runners, port = await start_servers(gateway)  # the same servers as standalone mode
-    tasks = (
-        asyncio.create_task(reconciler.run(), name="reconciler"),
-        asyncio.create_task(core.status_loop(), name="status-writer"),
-        asyncio.create_task(core.resync_loop(), name="resync"),
-    )
-    return ClusterGateway(core, tuple(runners), port, tasks)
+    await runtime.serve()  # the same servers as standalone mode
+    runtime.spawn(core.status_loop(), "status-writer")
+    runtime.spawn(core.resync_loop(), "resync")
+
+    async def final_status() -> None:
+        # The counts of the last interval; the apiserver may be gone already, which changes nothing.
+        with contextlib.suppress(Exception):
+            await core.flush_status(final=True)
+
+    runtime.after_drain(final_status)
+    runtime.after_drain(client.close)
+    return ClusterGateway(core, runtime)
 
 
 class _KopfThread:
@@ -203,14 +195,10 @@ async def _run(args: argparse.Namespace) -> int:
         cluster.port,
         ", ".join(args.namespace) or "all namespaces",
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = cluster.runtime.stop_on_signals()
     try:
         await run_kopf(cluster.core, args, stop_flag=stop)
     finally:
-        log.info("shutting down: draining deliveries for up to %.0f s", args.drain_seconds)
         await cluster.stop()
     return 0
 
