@@ -15,9 +15,9 @@ from typing import Any, Literal
 from openconnector.consumers.allow_list import IpAllowList
 from openconnector.consumers.verifiers import InboundVerifier
 from openconnector.delivery.target import DeliveryTarget
+from openconnector.filters.dialects import Predicate
 from openconnector.resources import FieldProblem, ResourceKey
 
-Predicate = Callable[[Mapping[str, Any], Any], bool]
 DataValidator = Callable[[Any], list[str]]
 
 
