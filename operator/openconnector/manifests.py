@@ -14,7 +14,7 @@ import yaml
 from openconnector.api.common import API_VERSION, K8S_NAME_PATTERN
 from openconnector.resources import (
     Resource,
-    SecretData,
+    SecretOrConfigMap,
     decode_configmap,
     decode_secret,
     resource_from_object,
@@ -79,7 +79,7 @@ def iter_documents(paths: Iterable[Path]) -> Iterator[Document | LoadProblem]:
 @dataclass
 class LoadedManifests:
     resources: list[Resource]
-    secrets: list[SecretData]
+    secrets: list[SecretOrConfigMap]
     problems: list[LoadProblem]
     documents: list[Document]
 

@@ -49,7 +49,7 @@ class Resource:
 
 
 @dataclass(frozen=True)
-class SecretData:
+class SecretOrConfigMap:
     """A Secret or ConfigMap: decoded bytes per key."""
 
     namespace: str
@@ -128,7 +128,7 @@ def parse_spec(kind: Kind, spec: Mapping[str, Any]) -> tuple[BaseModel | None, l
         return None, validation_problems(error)
 
 
-def decode_secret(doc: Mapping[str, Any]) -> SecretData:
+def decode_secret(doc: Mapping[str, Any]) -> SecretOrConfigMap:
     """A Secret manifest's ``data`` (base64) and ``stringData`` (plain), as Kubernetes merges them."""
     meta = doc.get("metadata") or {}
     decoded: dict[str, bytes] = {}
@@ -136,13 +136,13 @@ def decode_secret(doc: Mapping[str, Any]) -> SecretData:
         decoded[str(key)] = base64.b64decode(str(value), validate=True)
     for key, value in (doc.get("stringData") or {}).items():
         decoded[str(key)] = str(value).encode()
-    return SecretData(str(meta.get("namespace") or "default"), str(meta.get("name", "")), decoded)
+    return SecretOrConfigMap(str(meta.get("namespace") or "default"), str(meta.get("name", "")), decoded)
 
 
-def decode_configmap(doc: Mapping[str, Any]) -> SecretData:
+def decode_configmap(doc: Mapping[str, Any]) -> SecretOrConfigMap:
     meta = doc.get("metadata") or {}
     decoded = {str(k): str(v).encode() for k, v in (doc.get("data") or {}).items()}
-    return SecretData(
+    return SecretOrConfigMap(
         str(meta.get("namespace") or "default"), str(meta.get("name", "")), decoded, "ConfigMap"
     )
 
@@ -172,10 +172,10 @@ class ResourceStore:
 
     def __init__(self) -> None:
         self.resources: dict[ResourceKey, Resource] = {}
-        self.secrets: dict[ResourceKey, SecretData] = {}
+        self.secrets: dict[ResourceKey, SecretOrConfigMap] = {}
         self.revision = 0
 
-    def apply(self, item: Resource | SecretData) -> bool:
+    def apply(self, item: Resource | SecretOrConfigMap) -> bool:
         """Store an object; returns whether anything changed."""
         target: dict[ResourceKey, Any] = self.resources if isinstance(item, Resource) else self.secrets
         if target.get(item.key) == item:
@@ -190,14 +190,14 @@ class ResourceStore:
             self.revision += 1
         return removed is not None
 
-    def replace_all(self, items: Iterable[Resource | SecretData]) -> bool:
+    def replace_all(self, items: Iterable[Resource | SecretOrConfigMap]) -> bool:
         """Make the store hold exactly ``items`` (a directory rescan); returns whether anything changed.
 
         Files carry no metadata.generation, so the store counts it as the apiserver does: a resource
         whose spec changed gets its stored generation + 1. observedGeneration then moves, and a
         subscription suspended by 410 or autoPauseAfter resumes when its spec changes."""
         resources = {i.key: self._next_generation(i) for i in items if isinstance(i, Resource)}
-        secrets = {i.key: i for i in items if isinstance(i, SecretData)}
+        secrets = {i.key: i for i in items if isinstance(i, SecretOrConfigMap)}
         if resources == self.resources and secrets == self.secrets:
             return False
         self.resources, self.secrets = resources, secrets

@@ -41,7 +41,7 @@ from openconnector.delivery.target import ContentMode, DeliveryTarget
 from openconnector.egress import EgressPolicy
 from openconnector.filters import FilterError, compile_filters
 from openconnector.mapping import MappingError, compile_mapping
-from openconnector.resources import FieldProblem, Resource, ResourceKey, SecretData, parse_spec
+from openconnector.resources import FieldProblem, Resource, ResourceKey, SecretOrConfigMap, parse_spec
 from openconnector.routing.table import (
     ConsumerRoute,
     EventRoute,
@@ -90,7 +90,7 @@ class Memo:
 @dataclass
 class _Context:
     resources: Mapping[ResourceKey, Resource]
-    secrets: Mapping[ResourceKey, SecretData]
+    secrets: Mapping[ResourceKey, SecretOrConfigMap]
     memo: Memo
     egress: EgressPolicy = field(default_factory=EgressPolicy)
     results: dict[ResourceKey, ResourceResult] = field(default_factory=dict)
@@ -458,7 +458,7 @@ def _compile_consumer(
 
 def compile_table(
     resources: Mapping[ResourceKey, Resource],
-    secrets: Mapping[ResourceKey, SecretData],
+    secrets: Mapping[ResourceKey, SecretOrConfigMap],
     *,
     version: int,
     memo: Memo | None = None,
