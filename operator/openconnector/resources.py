@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, ValidationError
 
 from openconnector.api.common import GROUP
-from openconnector.api.kinds import KINDS_BY_NAME, Kind
+from openconnector.api.kinds import CONFIG_MAP, KINDS_BY_NAME, SECRET, Kind
 
 
 class ResourceKey(NamedTuple):
@@ -55,7 +55,7 @@ class SecretOrConfigMap:
     namespace: str
     name: str
     data: Mapping[str, bytes]
-    kind: str = "Secret"
+    kind: str = SECRET
 
     @property
     def key(self) -> ResourceKey:
@@ -128,7 +128,12 @@ def parse_spec(kind: Kind, spec: Mapping[str, Any]) -> tuple[BaseModel | None, l
         return None, validation_problems(error)
 
 
-def decode_secret(doc: Mapping[str, Any]) -> SecretOrConfigMap:
+def decode_secret_or_configmap(kind: str, doc: Mapping[str, Any]) -> SecretOrConfigMap:
+    """A Secret or ConfigMap object (``kind`` says which; LIST items carry no kind), decoded."""
+    return _decode_secret(doc) if kind == SECRET else _decode_configmap(doc)
+
+
+def _decode_secret(doc: Mapping[str, Any]) -> SecretOrConfigMap:
     """A Secret manifest's ``data`` (base64) and ``stringData`` (plain), as Kubernetes merges them."""
     meta = doc.get("metadata") or {}
     decoded: dict[str, bytes] = {}
@@ -139,11 +144,11 @@ def decode_secret(doc: Mapping[str, Any]) -> SecretOrConfigMap:
     return SecretOrConfigMap(str(meta.get("namespace") or "default"), str(meta.get("name", "")), decoded)
 
 
-def decode_configmap(doc: Mapping[str, Any]) -> SecretOrConfigMap:
+def _decode_configmap(doc: Mapping[str, Any]) -> SecretOrConfigMap:
     meta = doc.get("metadata") or {}
     decoded = {str(k): str(v).encode() for k, v in (doc.get("data") or {}).items()}
     return SecretOrConfigMap(
-        str(meta.get("namespace") or "default"), str(meta.get("name", "")), decoded, "ConfigMap"
+        str(meta.get("namespace") or "default"), str(meta.get("name", "")), decoded, CONFIG_MAP
     )
 
 
@@ -210,9 +215,3 @@ class ResourceStore:
             return resource
         generation = stored.generation + 1 if stored.spec != resource.spec else stored.generation
         return dataclasses.replace(resource, generation=generation)
-
-    def secret_value(self, namespace: str, name: str, key: str, kind: str = "Secret") -> bytes | None:
-        secret = self.secrets.get(ResourceKey(kind, namespace, name))
-        if secret is None:
-            return None
-        return secret.data.get(key)

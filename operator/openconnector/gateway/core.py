@@ -266,7 +266,7 @@ class Gateway:
             stats.pop(key, None)
         target_key = f"{key.namespace}/{key.name}"
         self._seed_subscriptions.pop(target_key, None)
-        if key.kind == "EventSubscription" and target_key in self.dispatcher.target_keys():
+        if key.kind == EVENT_SUBSCRIPTION.kind and target_key in self.dispatcher.target_keys():
             # Re-created before any table dropped it (delete + create within one compile): same lane,
             # new object, so its health starts over.
             self.dispatcher.health(target_key).reset()

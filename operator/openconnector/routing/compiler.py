@@ -22,7 +22,16 @@ import yaml
 from pydantic import BaseModel
 
 from openconnector.api.common import SecretKeySelector
-from openconnector.api.kinds import CONSUMER, EVENT, EVENT_SUBSCRIPTION, KINDS_BY_NAME, MAPPING, SOURCE
+from openconnector.api.kinds import (
+    CONFIG_MAP,
+    CONSUMER,
+    EVENT,
+    EVENT_SUBSCRIPTION,
+    KINDS_BY_NAME,
+    MAPPING,
+    SECRET,
+    SOURCE,
+)
 from openconnector.api.models import (
     ConsumerSpec,
     EventSpec,
@@ -108,7 +117,7 @@ class _Context:
         )
 
     def secret(self, namespace: str, ref: SecretKeySelector, field_path: str) -> str:
-        key = ResourceKey("Secret", namespace, ref.name)
+        key = ResourceKey(SECRET, namespace, ref.name)
         self.referenced.add(key)
         found = self.secrets.get(key)
         if found is None:
@@ -229,7 +238,7 @@ def _compile_event(ctx: _Context, res: Resource, spec: EventSpec) -> EventRoute:
             )
         elif spec.schema_.configMapKeyRef is not None:
             ref = spec.schema_.configMapKeyRef
-            configmap = ResourceKey("ConfigMap", res.namespace, ref.name)
+            configmap = ResourceKey(CONFIG_MAP, res.namespace, ref.name)
             ctx.referenced.add(configmap)
             found = ctx.secrets.get(configmap)
             if found is None or ref.key not in found.data:
@@ -278,7 +287,7 @@ def resolve_endpoint(
     scheme, _, rest = endpoint.partition(":")
     name, slash, path = rest.partition("/")
     if scheme == "source":
-        source = sources.get(ResourceKey("Source", namespace, name))
+        source = sources.get(ResourceKey(SOURCE.kind, namespace, name))
         if source is None:
             raise CompileProblem("SourceNotFound", field_path, f"Source {name!r} not found or not ready")
         return source.target.url + (f"/{path}" if slash else "")
@@ -385,21 +394,21 @@ def _compile_consumer(
 ) -> ConsumerRoute:
     mapping = mapping_key = None
     if spec.mappingId is not None:
-        mapping_key = ResourceKey("Mapping", res.namespace, spec.mappingId)
+        mapping_key = ResourceKey(MAPPING.kind, res.namespace, spec.mappingId)
         if mapping_key not in mappings:
             why = "not ready" if mapping_key in ctx.resources else "not found"
             raise CompileProblem("MappingNotFound", "spec.mappingId", f"Mapping {spec.mappingId!r} {why}")
         mapping = mappings[mapping_key]
     target = schema = None
     if spec.targetType == "source" and spec.targetId is not None:
-        target = sources.get(ResourceKey("Source", res.namespace, spec.targetId))
+        target = sources.get(ResourceKey(SOURCE.kind, res.namespace, spec.targetId))
         if target is None:
             raise CompileProblem(
                 "SourceNotFound", "spec.targetId", f"Source {spec.targetId!r} not found or not ready"
             )
     elif spec.targetType == "register/schema" and spec.targetId is not None:
         register, _, schema = spec.targetId.partition("/")
-        target = sources.get(ResourceKey("Source", res.namespace, register))
+        target = sources.get(ResourceKey(SOURCE.kind, res.namespace, register))
         if target is None:
             raise CompileProblem(
                 "SourceNotFound", "spec.targetId", f"register Source {register!r} not found or not ready"
@@ -412,7 +421,7 @@ def _compile_consumer(
             )
     event = None
     if spec.event is not None:
-        event = events.get(ResourceKey("Event", res.namespace, spec.event))
+        event = events.get(ResourceKey(EVENT.kind, res.namespace, spec.event))
         if event is None:
             raise CompileProblem(
                 "EventNotFound", "spec.event", f"Event {spec.event!r} not found or not ready"
