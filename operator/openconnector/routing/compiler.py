@@ -54,9 +54,9 @@ from openconnector.resources import FieldProblem, Resource, ResourceKey, SecretO
 from openconnector.routing.table import (
     ConsumerRoute,
     EventRoute,
-    HttpTarget,
     ResourceResult,
     RoutingTable,
+    SourceLocation,
     SourceRoute,
     SubscriptionRoute,
     normalise_endpoint,
@@ -164,7 +164,7 @@ def _compile_source(ctx: _Context, res: Resource, spec: SourceSpec) -> SourceRou
         name, header_value = _auth_header(spec.auth.type, value, spec.auth.header)
         headers[name] = header_value
     _check_egress(ctx.egress, spec.location, "spec.location")
-    target = HttpTarget(spec.location.rstrip("/"), headers, _duration(spec.timeout, "spec.timeout"))
+    target = SourceLocation(spec.location.rstrip("/"), headers, _duration(spec.timeout, "spec.timeout"))
     return SourceRoute(res.key, spec.type, target, spec.register_ or res.name)
 
 

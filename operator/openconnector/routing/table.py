@@ -38,7 +38,7 @@ class ResourceResult:
 
 
 @dataclass(frozen=True)
-class HttpTarget:
+class SourceLocation:
     """Where a Source is: its location, the headers (auth included) and timeout of every request to it."""
 
     url: str
@@ -50,7 +50,7 @@ class HttpTarget:
 class SourceRoute:
     key: ResourceKey
     type: Literal["api", "register"]
-    target: HttpTarget
+    target: SourceLocation
     register: str
 
 
