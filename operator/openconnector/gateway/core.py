@@ -389,7 +389,7 @@ class Gateway:
             self.metrics.child(self.metrics.events_emitted, label).inc()
         return result.queued
 
-    def emit_for(self, event: EventRoute, data: Any, *, subject: str | None = None) -> CloudEvent:
+    def build_event_for(self, event: EventRoute, data: Any, *, subject: str | None = None) -> CloudEvent:
         """A new NL GOV event of ``event``'s type (sequence per Event, starting at 1)."""
         sequence = self.sequences.next(str(event.key))
         return build_event(

@@ -132,7 +132,7 @@ class _GatewayPorts:
         return status, raw
 
     def build_event(self, event: EventRoute, data: Any, subject: str | None) -> CloudEvent:
-        return self._gateway.emit_for(event, data, subject=subject)
+        return self._gateway.build_event_for(event, data, subject=subject)
 
     async def publish(self, event: CloudEvent, namespace: str) -> None:
         try:
