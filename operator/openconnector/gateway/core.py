@@ -36,6 +36,7 @@ from openconnector.egress import EgressPolicy
 from openconnector.egress_resolver import connector_for
 from openconnector.gateway.limits import RequestLimits
 from openconnector.gateway.metrics import GatewayMetrics
+from openconnector.refusal import Refusal
 from openconnector.resources import ResourceKey
 from openconnector.routing.table import EventRoute, RoutingTable, SubscriptionRoute
 from openconnector.status import ConditionBook, ConsumerStats, EventStats, SourceStats, ready_condition
@@ -63,17 +64,6 @@ _COUNTER_FIELDS = frozenset(
         "lastError",
     }
 )
-
-
-class PublishRefused(Exception):
-    """Events that could not be handed to delivery; nothing of them was queued."""
-
-    def __init__(self, status: int, slug: str, detail: str, *, retry_after: str | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.slug = slug
-        self.detail = detail
-        self.headers = {"Retry-After": retry_after} if retry_after else None
 
 
 @dataclass
@@ -348,7 +338,8 @@ class Gateway:
         An event is published in ``namespace`` (a Consumer's, or the one named in the /events path), or,
         without one, in every namespace whose Events define its type; it reaches only the subscriptions
         of those namespaces. Either every delivery is queued or none is: a sender told to retry (503)
-        never causes a duplicate of half a fan-out. Raises :class:`PublishRefused`.
+        never causes a duplicate of half a fan-out. Raises a :class:`~openconnector.refusal.Refusal`
+        (nothing of the events was queued).
         """
         try:
             async with asyncio.timeout(self.settings.submit_timeout):
@@ -357,24 +348,24 @@ class Gateway:
                     plan, placements = self._plan(table, events, namespace)
                     result = await self.dispatcher.store(plan)
                     if result.too_large:
-                        raise PublishRefused(413, "event-too-large", result.detail)
+                        raise Refusal(413, "event-too-large", result.detail)
                     if result.accepted:
                         break
                     await self.dispatcher.wait_for_room(result.full, needed_bytes=result.budget_needed)
         except TimeoutError:
-            raise PublishRefused(
-                503, "delivery-backlog", "delivery queues are full; retry later", retry_after="5"
+            raise Refusal(
+                503, "delivery-backlog", "delivery queues are full; retry later", headers={"Retry-After": "5"}
             ) from None
         except DeliveryClosedError:
-            raise PublishRefused(
-                503, "shutting-down", "the gateway is shutting down", retry_after="5"
+            raise Refusal(
+                503, "shutting-down", "the gateway is shutting down", headers={"Retry-After": "5"}
             ) from None
         except BusUnavailableError as error:
-            raise PublishRefused(
-                503, "bus-unavailable", error.detail, retry_after=str(error.retry_after)
+            raise Refusal(
+                503, "bus-unavailable", error.detail, headers={"Retry-After": str(error.retry_after)}
             ) from None
         except EventTooLargeError as error:
-            raise PublishRefused(413, "event-too-large", str(error)) from None
+            raise Refusal(413, "event-too-large", str(error)) from None
         now = self.clock()
         for event, namespaces in placements:
             for ns in namespaces:

@@ -21,9 +21,10 @@ from aiohttp import web
 from openconnector.ce import CloudEvent, CloudEventError, check_nlgov, parse_http
 from openconnector.ce.codec import MAX_PROBLEMS
 from openconnector.ce.depth import json_depth_exceeds
-from openconnector.gateway.core import GATEWAY_KEY, Gateway, PublishRefused
-from openconnector.gateway.problems import problem
+from openconnector.gateway.core import GATEWAY_KEY, Gateway
+from openconnector.gateway.problems import problem, refusal_problem
 from openconnector.gateway.ratelog import RateLimitedLog
+from openconnector.refusal import Refusal
 from openconnector.routing.table import EventRoute, RoutingTable
 
 log = logging.getLogger(__name__)
@@ -47,25 +48,23 @@ class EventProblem:
         return {"index": self.index, "attribute": self.attribute, "detail": self.detail}
 
 
-class BodyTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the body exceeds {limit} bytes")
-        self.limit = limit
-
-
 class ClientGone(Exception):
     """The client closed the connection before its body arrived; there is nobody to answer."""
 
 
+def _too_large(limit: int) -> Refusal:
+    return Refusal(413, "body-too-large", f"the body exceeds {limit} bytes", label="too-large")
+
+
 async def read_limited(request: web.Request, limit: int) -> bytes:
-    """The body, at most ``limit`` bytes; BodyTooLarge as soon as a larger one shows (Content-Length
+    """The body, at most ``limit`` bytes; a 413 :class:`Refusal` as soon as a larger one shows (Content-Length
     or, for a chunked body, while reading), so an oversized body is never buffered whole.
 
     The whole body must arrive within the gateway's body timeout (408 problem+json otherwise); a client
     that disconnects mid-body raises ClientGone, which the middleware drops without a traceback.
     """
     if request.content_length is not None and request.content_length > limit:
-        raise BodyTooLarge(limit)
+        raise _too_large(limit)
     timeout = request.app[GATEWAY_KEY].settings.limits.body_timeout
     chunks: list[bytes] = []
     size = 0
@@ -74,7 +73,7 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
             async for chunk in request.content.iter_chunked(64 * 1024):
                 size += len(chunk)
                 if size > limit:
-                    raise BodyTooLarge(limit)
+                    raise _too_large(limit)
                 chunks.append(chunk)
     except TimeoutError:
         raise web.HTTPRequestTimeout(
@@ -195,9 +194,9 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
         )
     try:
         body = await read_limited(request, settings.max_event_bytes)
-    except BodyTooLarge as error:
-        m.events_refused.labels("too-large").inc()
-        return problem(413, "body-too-large", str(error))
+    except Refusal as refused:
+        m.events_refused.labels(refused.label).inc()
+        return refusal_problem(refused)
     m.child(m.ingress_bytes, "/events").inc(len(body))
     started = time.perf_counter()
     try:
@@ -261,9 +260,9 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
     m.child(m.events_received, parsed.mode.value).inc(len(parsed.events))
     try:
         queued = await gateway.publish(parsed.events, namespace=namespace)
-    except PublishRefused as refused:
-        m.events_refused.labels(refused.slug).inc()
-        return problem(refused.status, refused.slug, refused.detail, headers=refused.headers)
+    except Refusal as refused:
+        m.events_refused.labels(refused.label).inc()
+        return refusal_problem(refused)
     answer: dict[str, Any] = {"accepted": len(parsed.events), "deliveries": queued}
     if warnings:
         # Accepted anyway (lax profile), but the sender learns what the strict profile would refuse.
