@@ -27,7 +27,7 @@ from openconnector.consumers.targets import (
     unreachable_reason,
 )
 from openconnector.gateway.core import GATEWAY_KEY, Gateway
-from openconnector.gateway.ingress import read_limited, webhook_handshake
+from openconnector.gateway.intake import read_limited, webhook_handshake
 from openconnector.gateway.problems import problem, refusal_problem
 from openconnector.refusal import Refusal
 from openconnector.resources import ResourceKey
