@@ -185,3 +185,29 @@ class Runtime:
                 await finisher()
             except Exception:  # one failing finisher must not skip the others
                 log.exception("shutdown step failed")
+
+
+class RunningGateway:
+    """What both modes hand their callers (the CLI, tests, benchmarks): a started :class:`Runtime`."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.runtime.gateway
+
+    @property
+    def reconciler(self) -> Reconciler:
+        return self.runtime.reconciler
+
+    @property
+    def port(self) -> int:
+        return self.runtime.port
+
+    @property
+    def url(self) -> str:
+        return self.runtime.url
+
+    async def stop(self) -> None:
+        await self.runtime.stop()

@@ -11,16 +11,14 @@ import argparse
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from watchfiles import awatch
 
-from openconnector.gateway.core import Gateway, GatewaySettings
+from openconnector.gateway.core import GatewaySettings
 from openconnector.manifests import load_manifests
-from openconnector.reconciler import Reconciler
 from openconnector.resources import ResourceStore
-from openconnector.runtime import Runtime, settings_from_args
+from openconnector.runtime import RunningGateway, Runtime, settings_from_args
 
 log = logging.getLogger(__name__)
 
@@ -33,28 +31,12 @@ def load_into(store: ResourceStore, directories: Sequence[Path]) -> bool:
     return store.replace_all([*loaded.resources, *loaded.secrets])
 
 
-@dataclass
-class StandaloneGateway:
+class StandaloneGateway(RunningGateway):
     """A running standalone gateway (also used by tests and benchmarks): a runtime and its directories."""
 
-    runtime: Runtime
-    directories: tuple[Path, ...]
-
-    @property
-    def gateway(self) -> Gateway:
-        return self.runtime.gateway
-
-    @property
-    def reconciler(self) -> Reconciler:
-        return self.runtime.reconciler
-
-    @property
-    def port(self) -> int:
-        return self.runtime.port
-
-    @property
-    def url(self) -> str:
-        return self.runtime.url
+    def __init__(self, runtime: Runtime, directories: tuple[Path, ...]) -> None:
+        super().__init__(runtime)
+        self.directories = directories
 
     def reload(self) -> bool:
         """Re-read the directories; returns whether anything changed."""
@@ -77,9 +59,6 @@ class StandaloneGateway:
                 self.reload()
             except Exception:  # a broken file must not stop the watcher
                 log.exception("reloading manifests failed")
-
-    async def stop(self) -> None:
-        await self.runtime.stop()
 
 
 async def start_standalone(

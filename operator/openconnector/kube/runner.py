@@ -17,12 +17,10 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 import kopf
 
-from openconnector.gateway.core import Gateway
 from openconnector.kube.client import KubeClient
 from openconnector.kube.operator import (
     OperatorCore,
@@ -31,28 +29,17 @@ from openconnector.kube.operator import (
     configure_settings,
     login_info,
 )
-from openconnector.runtime import Runtime, settings_from_args
+from openconnector.runtime import RunningGateway, Runtime, settings_from_args
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class ClusterGateway:
+class ClusterGateway(RunningGateway):
     """A running operator + gateway (also used in-process by the e2e and benchmark harnesses)."""
 
-    core: OperatorCore
-    runtime: Runtime
-
-    @property
-    def gateway(self) -> Gateway:
-        return self.core.gateway
-
-    @property
-    def port(self) -> int:
-        return self.runtime.port
-
-    async def stop(self) -> None:
-        await self.runtime.stop()
+    def __init__(self, core: OperatorCore, runtime: Runtime) -> None:
+        super().__init__(runtime)
+        self.core = core
 
 
 async def start_cluster_gateway(args: argparse.Namespace) -> ClusterGateway:
