@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
-from openconnector.webhook_auth import standard_webhook_headers
+from openconnector.consumers.standard_webhooks import standard_webhook_headers
 
 
 async def _sink_handler(request: web.Request) -> web.Response:
