@@ -26,6 +26,12 @@ class ResourceKey(NamedTuple):
     def __str__(self) -> str:
         return f"{self.kind}/{self.namespace}/{self.name}"
 
+    @property
+    def namespaced_name(self) -> str:
+        """``namespace/name``: how messages name a resource, and the key of a subscription on the delivery
+        bus (``DeliveryTarget.key``), whose keys are plain strings."""
+        return f"{self.namespace}/{self.name}"
+
 
 @dataclass(frozen=True)
 class Resource:

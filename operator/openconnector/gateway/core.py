@@ -254,7 +254,7 @@ class Gateway:
         self.conditions.forget(key)
         for stats in (self.consumer_stats, self.event_stats, self.source_stats):
             stats.pop(key, None)
-        target_key = f"{key.namespace}/{key.name}"
+        target_key = key.namespaced_name
         self._seed_subscriptions.pop(target_key, None)
         if key.kind == EVENT_SUBSCRIPTION.kind and target_key in self.dispatcher.target_keys():
             # Re-created before any table dropped it (delete + create within one compile): same lane,

@@ -116,7 +116,7 @@ def check_events(
             # On the shared /events, say whose schema refused it: that tenant can be skipped by posting
             # to /namespaces/<ns>/events instead.
             several = namespace is None and len(definitions) > 1
-            owner = f" (Event {defined.key.namespace}/{defined.key.name})" if several else ""
+            owner = f" (Event {defined.key.namespaced_name})" if several else ""
             if isinstance(event.data, bytes | bytearray):
                 detail = f"data: must be JSON to validate against the Event's schema{owner}"
                 problems.append(EventProblem(index, "data", detail, 422, "schema"))

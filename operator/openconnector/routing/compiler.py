@@ -348,7 +348,7 @@ def _compile_subscription(
             dead_letter=dead_letter,
         )
         target = DeliveryTarget(
-            key=f"{res.namespace}/{res.name}",
+            key=res.key.namespaced_name,
             url=url,
             method=spec.method,
             content_mode=ContentMode(spec.contentMode),
@@ -549,8 +549,9 @@ def compile_table(
             continue
         holder = consumers.get(consumer.endpoint)
         if holder is not None:
-            where = f"{holder.key.namespace}/{holder.key.name}"
-            message = f"/webhooks/{consumer.endpoint} is already served by Consumer {where}"
+            message = (
+                f"/webhooks/{consumer.endpoint} is already served by Consumer {holder.key.namespaced_name}"
+            )
             ctx.fail(res, "EndpointConflict", [FieldProblem("spec.endpoint", message)])
             continue
         consumers[consumer.endpoint] = consumer
