@@ -18,7 +18,7 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
-from openconnector.webhook_auth import standard_webhook_headers
+from openconnector.consumers.standard_webhooks import standard_webhook_headers
 
 
 async def _sink_handler(request: web.Request) -> web.Response:
@@ -50,12 +50,12 @@ async def _run_sink(host: str, port: int) -> None:
     await runner.cleanup()
 
 
-def sink(args: argparse.Namespace) -> int:
+def sink_command(args: argparse.Namespace) -> int:
     asyncio.run(_run_sink(args.host, args.port))
     return 0
 
 
-def sign(args: argparse.Namespace) -> int:
+def sign_command(args: argparse.Namespace) -> int:
     body = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
     msg_id = args.id or f"msg_{uuid.uuid4().hex}"
     for name, value in standard_webhook_headers((args.secret,), msg_id, int(time.time()), body).items():
@@ -67,9 +67,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p = sub.add_parser("sink", help="(dev) print every request received; answer 201 with an id")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=9000)
-    p.set_defaults(func=sink)
+    p.set_defaults(func=sink_command)
     p = sub.add_parser("sign", help="(dev) print Standard Webhooks headers for a request body")
     p.add_argument("--secret", required=True, help="the whsec_... secret")
     p.add_argument("--id", help="webhook-id (default: a random one)")
     p.add_argument("file", help="the body, or - for standard input")
-    p.set_defaults(func=sign)
+    p.set_defaults(func=sign_command)

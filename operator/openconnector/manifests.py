@@ -12,11 +12,11 @@ from typing import Any
 import yaml
 
 from openconnector.api.common import API_VERSION, K8S_NAME_PATTERN
+from openconnector.api.kinds import DATA_KINDS
 from openconnector.resources import (
     Resource,
-    SecretData,
-    decode_configmap,
-    decode_secret,
+    SecretOrConfigMap,
+    decode_secret_or_configmap,
     resource_from_object,
 )
 
@@ -79,7 +79,7 @@ def iter_documents(paths: Iterable[Path]) -> Iterator[Document | LoadProblem]:
 @dataclass
 class LoadedManifests:
     resources: list[Resource]
-    secrets: list[SecretData]
+    secrets: list[SecretOrConfigMap]
     problems: list[LoadProblem]
     documents: list[Document]
 
@@ -106,9 +106,9 @@ def load_manifests(paths: Iterable[Path]) -> LoadedManifests:
                 loaded.problems.append(LoadProblem(item.origin, message))
                 continue
             loaded.resources.append(resource)
-        elif body.get("apiVersion") == "v1" and body.get("kind") in ("Secret", "ConfigMap"):
+        elif body.get("apiVersion") == "v1" and body.get("kind") in DATA_KINDS:
             try:
-                decoded = decode_secret(body) if body["kind"] == "Secret" else decode_configmap(body)
+                decoded = decode_secret_or_configmap(body["kind"], body)
             except (binascii.Error, ValueError) as error:
                 loaded.problems.append(LoadProblem(item.origin, f"Secret data is not valid base64: {error}"))
                 continue

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, ValidationError
 
 from openconnector.api.common import GROUP
-from openconnector.api.kinds import KINDS_BY_NAME, Kind
+from openconnector.api.kinds import CONFIG_MAP, KINDS_BY_NAME, SECRET, Kind
 
 
 class ResourceKey(NamedTuple):
@@ -25,6 +25,12 @@ class ResourceKey(NamedTuple):
 
     def __str__(self) -> str:
         return f"{self.kind}/{self.namespace}/{self.name}"
+
+    @property
+    def namespaced_name(self) -> str:
+        """``namespace/name``: how messages name a resource, and the key of a subscription on the delivery
+        bus (``DeliveryTarget.key``), whose keys are plain strings."""
+        return f"{self.namespace}/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -49,13 +55,13 @@ class Resource:
 
 
 @dataclass(frozen=True)
-class SecretData:
+class SecretOrConfigMap:
     """A Secret or ConfigMap: decoded bytes per key."""
 
     namespace: str
     name: str
     data: Mapping[str, bytes]
-    kind: str = "Secret"
+    kind: str = SECRET
 
     @property
     def key(self) -> ResourceKey:
@@ -128,7 +134,12 @@ def parse_spec(kind: Kind, spec: Mapping[str, Any]) -> tuple[BaseModel | None, l
         return None, validation_problems(error)
 
 
-def decode_secret(doc: Mapping[str, Any]) -> SecretData:
+def decode_secret_or_configmap(kind: str, doc: Mapping[str, Any]) -> SecretOrConfigMap:
+    """A Secret or ConfigMap object (``kind`` says which; LIST items carry no kind), decoded."""
+    return _decode_secret(doc) if kind == SECRET else _decode_configmap(doc)
+
+
+def _decode_secret(doc: Mapping[str, Any]) -> SecretOrConfigMap:
     """A Secret manifest's ``data`` (base64) and ``stringData`` (plain), as Kubernetes merges them."""
     meta = doc.get("metadata") or {}
     decoded: dict[str, bytes] = {}
@@ -136,14 +147,14 @@ def decode_secret(doc: Mapping[str, Any]) -> SecretData:
         decoded[str(key)] = base64.b64decode(str(value), validate=True)
     for key, value in (doc.get("stringData") or {}).items():
         decoded[str(key)] = str(value).encode()
-    return SecretData(str(meta.get("namespace") or "default"), str(meta.get("name", "")), decoded)
+    return SecretOrConfigMap(str(meta.get("namespace") or "default"), str(meta.get("name", "")), decoded)
 
 
-def decode_configmap(doc: Mapping[str, Any]) -> SecretData:
+def _decode_configmap(doc: Mapping[str, Any]) -> SecretOrConfigMap:
     meta = doc.get("metadata") or {}
     decoded = {str(k): str(v).encode() for k, v in (doc.get("data") or {}).items()}
-    return SecretData(
-        str(meta.get("namespace") or "default"), str(meta.get("name", "")), decoded, "ConfigMap"
+    return SecretOrConfigMap(
+        str(meta.get("namespace") or "default"), str(meta.get("name", "")), decoded, CONFIG_MAP
     )
 
 
@@ -172,10 +183,10 @@ class ResourceStore:
 
     def __init__(self) -> None:
         self.resources: dict[ResourceKey, Resource] = {}
-        self.secrets: dict[ResourceKey, SecretData] = {}
+        self.secrets: dict[ResourceKey, SecretOrConfigMap] = {}
         self.revision = 0
 
-    def apply(self, item: Resource | SecretData) -> bool:
+    def apply(self, item: Resource | SecretOrConfigMap) -> bool:
         """Store an object; returns whether anything changed."""
         target: dict[ResourceKey, Any] = self.resources if isinstance(item, Resource) else self.secrets
         if target.get(item.key) == item:
@@ -190,14 +201,14 @@ class ResourceStore:
             self.revision += 1
         return removed is not None
 
-    def replace_all(self, items: Iterable[Resource | SecretData]) -> bool:
+    def replace_all(self, items: Iterable[Resource | SecretOrConfigMap]) -> bool:
         """Make the store hold exactly ``items`` (a directory rescan); returns whether anything changed.
 
         Files carry no metadata.generation, so the store counts it as the apiserver does: a resource
         whose spec changed gets its stored generation + 1. observedGeneration then moves, and a
         subscription suspended by 410 or autoPauseAfter resumes when its spec changes."""
         resources = {i.key: self._next_generation(i) for i in items if isinstance(i, Resource)}
-        secrets = {i.key: i for i in items if isinstance(i, SecretData)}
+        secrets = {i.key: i for i in items if isinstance(i, SecretOrConfigMap)}
         if resources == self.resources and secrets == self.secrets:
             return False
         self.resources, self.secrets = resources, secrets
@@ -210,9 +221,3 @@ class ResourceStore:
             return resource
         generation = stored.generation + 1 if stored.spec != resource.spec else stored.generation
         return dataclasses.replace(resource, generation=generation)
-
-    def secret_value(self, namespace: str, name: str, key: str, kind: str = "Secret") -> bytes | None:
-        secret = self.secrets.get(ResourceKey(kind, namespace, name))
-        if secret is None:
-            return None
-        return secret.data.get(key)

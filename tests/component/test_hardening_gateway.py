@@ -243,7 +243,7 @@ async def test_lax_profile_violations_are_counted_and_logged_rarely(
     gw: StandaloneGateway, caplog: pytest.LogCaptureFixture
 ) -> None:
     # "source" must be a URN (and more) under NL GOV: the lax profile accepts, warns and counts.
-    with caplog.at_level(logging.WARNING, logger="openconnector.gateway.ingress"):
+    with caplog.at_level(logging.WARNING, logger="openconnector.gateway.events"):
         for n in range(30):
             answer = await post(f"{gw.url}/events", orjson.dumps(event({"n": n}, id=f"e-{n}")), CE_JSON)
             assert answer.status == 202, answer.body

@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 import yaml
 
-from openconnector.webhook_auth import standard_webhook_headers
+from openconnector.consumers.standard_webhooks import standard_webhook_headers
 from tests.component.client import call, post
 from tests.component.sinks import Reply, Sink
 from tests.support.polling import eventually

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from openconnector.egress import EgressPolicy
-from openconnector.resources import Resource, ResourceKey, SecretData
+from openconnector.resources import Resource, ResourceKey, SecretOrConfigMap
 from openconnector.routing.compiler import Memo, compile_table, resolve_endpoint
 from openconnector.routing.table import RoutingTable
 
@@ -26,7 +26,9 @@ def sub(name: str, namespace: str = "ns", **spec: Any) -> Resource:
     )
 
 
-def table(*items: Resource, secrets: tuple[SecretData, ...] = (), memo: Memo | None = None) -> RoutingTable:
+def table(
+    *items: Resource, secrets: tuple[SecretOrConfigMap, ...] = (), memo: Memo | None = None
+) -> RoutingTable:
     return compile_table({r.key: r for r in items}, {s.key: s for s in secrets}, version=1, memo=memo)
 
 
@@ -96,7 +98,7 @@ def test_subscriptions_only_see_their_own_namespace() -> None:
 
 def test_secret_references_resolve_and_a_missing_one_names_the_field() -> None:
     auth = {"type": "bearer", "secretRef": {"name": "creds", "key": "token"}}
-    secret = SecretData("ns", "creds", {"token": b"s3cret\n"})
+    secret = SecretOrConfigMap("ns", "creds", {"token": b"s3cret\n"})
     t = table(sub("with-token", auth=auth), secrets=(secret,))
     route = t.subscriptions()[0]
     assert route.target.auth_headers == {"Authorization": "Bearer s3cret"}

@@ -18,7 +18,7 @@ from openconnector.consumers.verifiers import (
     compile_verifier,
 )
 from openconnector.delivery.signing import decode_signing_secret
-from openconnector.resources import Resource, SecretData
+from openconnector.resources import Resource, SecretOrConfigMap
 from openconnector.routing.compiler import compile_table
 
 KEY = b"k" * 24
@@ -65,7 +65,7 @@ def test_a_secret_refused_outbound_is_refused_inbound(secret: str) -> None:
 
 
 def test_a_consumers_verifier_and_allow_list_are_compiled_with_its_route() -> None:
-    secret = SecretData("ns", "hook", {"key": f"whsec_{PADDED}".encode()})
+    secret = SecretOrConfigMap("ns", "hook", {"key": f"whsec_{PADDED}".encode()})
     consumer = Resource(
         kind="Consumer",
         namespace="ns",

@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from tests.support.delivery_specs import health_config_from_spec
 
 from openconnector.delivery.attempts import Attempt, AttemptLog, Destination
 from openconnector.delivery.health import HealthConfig, HealthReason, SubscriptionHealth
@@ -305,11 +306,11 @@ def test_attempt_log_rejects_a_zero_size() -> None:
 
 
 def test_health_config_from_spec() -> None:
-    assert HealthConfig.from_spec({}).auto_pause_after is None
-    assert HealthConfig.from_spec({"autoPauseAfter": 0}).auto_pause_after is None
-    assert HealthConfig.from_spec({"autoPauseAfter": 5}).auto_pause_after == 5
+    assert health_config_from_spec({}).auto_pause_after is None
+    assert health_config_from_spec({"autoPauseAfter": 0}).auto_pause_after is None
+    assert health_config_from_spec({"autoPauseAfter": 5}).auto_pause_after == 5
     with pytest.raises(ValueError, match=re.escape("spec.delivery.autoPauseAfter: must be a non-negative")):
-        HealthConfig.from_spec({"autoPauseAfter": "5"})
+        health_config_from_spec({"autoPauseAfter": "5"})
 
 
 def test_restore_carries_counters_over_from_a_previous_status() -> None:

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 
 import pytest
+from tests.support.delivery_specs import delivery_policy_from_spec
 
 from openconnector.delivery.policy import (
     BackoffPolicy,
@@ -110,7 +111,7 @@ def test_policy_rejects_bad_values_naming_the_field(kwargs: dict[str, object], m
 
 
 def test_policy_from_crd_spec() -> None:
-    policy = DeliveryPolicy.from_spec(
+    policy = delivery_policy_from_spec(
         {
             "retries": 3,
             "backoffPolicy": "linear",
@@ -131,8 +132,8 @@ def test_policy_from_crd_spec() -> None:
         dead_letter="http://dlq.example/events",
         retry_after_max=120.0,
     )
-    assert DeliveryPolicy.from_spec({}) == DeliveryPolicy()
-    assert DeliveryPolicy.from_spec({"retry": 2, "deadLetterSink": {"uri": "https://d/"}}).retries == 2
+    assert delivery_policy_from_spec({}) == DeliveryPolicy()
+    assert delivery_policy_from_spec({"retry": 2, "deadLetterSink": {"uri": "https://d/"}}).retries == 2
 
 
 @pytest.mark.parametrize(
@@ -149,7 +150,7 @@ def test_policy_from_crd_spec() -> None:
 )
 def test_policy_from_spec_errors_name_the_full_field_path(spec: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match="^" + re.escape(message)):
-        DeliveryPolicy.from_spec(spec)
+        delivery_policy_from_spec(spec)
 
 
 # ---------------------------------------------------------------------------------- classify
@@ -309,7 +310,7 @@ def test_policy_from_spec_resolves_dead_letter_references() -> None:
             return f"http://{endpoint.removeprefix('service:')}.default.svc:80/"
         raise ValueError(f"unknown reference {endpoint!r}")
 
-    policy = DeliveryPolicy.from_spec({"deadLetter": {"endpoint": "service:dlq"}}, resolve_endpoint=resolve)
+    policy = delivery_policy_from_spec({"deadLetter": {"endpoint": "service:dlq"}}, resolve_endpoint=resolve)
     assert policy.dead_letter == "http://dlq.default.svc:80/"
     with pytest.raises(ValueError, match=re.escape("spec.delivery.deadLetter.endpoint: unknown reference")):
-        DeliveryPolicy.from_spec({"deadLetter": {"endpoint": "source:x"}}, resolve_endpoint=resolve)
+        delivery_policy_from_spec({"deadLetter": {"endpoint": "source:x"}}, resolve_endpoint=resolve)

@@ -177,7 +177,7 @@ def test_routing_imports_no_aiohttp_engine() -> None:
 @pytest.mark.parametrize("command", ["serve", "run"])
 def test_the_bus_flags_reach_the_gateway_settings(command: str, monkeypatch: pytest.MonkeyPatch) -> None:
     from openconnector.cli import build_parser
-    from openconnector.standalone import settings_from_args
+    from openconnector.runtime import settings_from_args
 
     monkeypatch.setenv("OPENCONNECTOR_NATS_TOKEN", "t0ken")
     extra = ["--manifests", "examples"] if command == "serve" else []

@@ -159,5 +159,10 @@ SOURCE = Kind(
     ),
 )
 
+# The core kinds the specs reference for their data (core/v1 Events are posted, never read).
+SECRET = "Secret"
+CONFIG_MAP = "ConfigMap"
+DATA_KINDS = (SECRET, CONFIG_MAP)
+
 ALL_KINDS: tuple[Kind, ...] = (EVENT, EVENT_SUBSCRIPTION, CONSUMER, MAPPING, SOURCE)
 KINDS_BY_NAME: dict[str, Kind] = {k.kind: k for k in ALL_KINDS}

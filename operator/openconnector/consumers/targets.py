@@ -30,7 +30,7 @@ MAX_ANSWER_BYTES = 1024 * 1024
 """At most this much of a target's answer is read (the stored object, for register targets)."""
 
 
-class _HttpTarget(Protocol):
+class _SourceLocation(Protocol):
     @property
     def url(self) -> str: ...
     @property
@@ -41,7 +41,7 @@ class _HttpTarget(Protocol):
 
 class _Source(Protocol):
     @property
-    def target(self) -> _HttpTarget: ...
+    def target(self) -> _SourceLocation: ...
     @property
     def register(self) -> str: ...
 

@@ -29,7 +29,7 @@ from typing import Any
 from openconnector.delivery.attempts import Attempt, Destination
 from openconnector.delivery.prepared import Prepared
 from openconnector.delivery.signing import webhook_message_id
-from openconnector.delivery.target import ContentMode, DeliveryTarget
+from openconnector.delivery.target import DELIVERY_MODES, ContentMode, DeliveryTarget
 
 __all__ = [
     "ACK_WAIT_MARGIN",
@@ -156,6 +156,8 @@ def decode_meta(meta: str, body: bytes) -> Prepared:
         headers = {str(k): str(v) for k, v in dict(document["headers"]).items()}
         event_id, event_type, source = str(document["id"]), str(document["type"]), str(document["source"])
         mode = ContentMode(document["mode"])
+        if mode not in DELIVERY_MODES:
+            raise ValueError(f"no delivery is sent in {mode} mode")
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"not a delivery message: {type(error).__name__}") from None
     return Prepared(

@@ -79,14 +79,6 @@ class HealthConfig:
         if pause is not None and (isinstance(pause, bool) or not isinstance(pause, int) or pause < 0):
             raise ValueError(f"auto_pause_after: must be a non-negative integer or None, got {pause!r}")
 
-    @classmethod
-    def from_spec(cls, spec: Mapping[str, object], *, path: str = "spec.delivery") -> HealthConfig:
-        """Thresholds from a CR's delivery spec: ``autoPauseAfter`` (0 or absent = never)."""
-        pause = spec.get("autoPauseAfter", 0)
-        if isinstance(pause, bool) or not isinstance(pause, int) or pause < 0:
-            raise ValueError(f"{path}.autoPauseAfter: must be a non-negative integer, got {pause!r}")
-        return cls(auto_pause_after=pause or None)
-
 
 @dataclass(frozen=True, slots=True)
 class HealthCondition:

@@ -23,14 +23,11 @@ from __future__ import annotations
 
 import email.utils
 import math
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from enum import StrEnum
 from typing import Protocol
 from urllib.parse import urlsplit
-
-from openconnector.delivery.durations import parse_duration
 
 __all__ = [
     "DEFAULT_BACKOFF_DELAY",
@@ -146,72 +143,6 @@ class DeliveryPolicy:
     @property
     def max_retry_after(self) -> float:
         return self.backoff_max if self.retry_after_max is None else self.retry_after_max
-
-    @classmethod
-    def from_spec(
-        cls,
-        spec: Mapping[str, object],
-        *,
-        path: str = "spec.delivery",
-        resolve_endpoint: Callable[[str], str] | None = None,
-    ) -> DeliveryPolicy:
-        """Build a policy from a CR's camelCase delivery spec; errors name the field by its full path.
-
-        Keys: ``retries`` (or Knative's ``retry``), ``backoffPolicy``, ``backoffDelay``, ``backoffMax``,
-        ``timeout``, ``retryAfterMax`` (durations as in :mod:`durations`), and ``deadLetter`` as a URL
-        string, ``{"endpoint": url}`` or ``{"uri": url}``. Unknown keys are ignored (the CRD schema owns
-        them). ``resolve_endpoint`` turns a dead-letter endpoint reference (``service:…``) into a URL
-        before validation; a ValueError it raises is reported under ``deadLetter``.
-        """
-        retries = spec.get("retries", spec.get("retry", DEFAULT_RETRIES))
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"{path}.retries: must be a non-negative integer, got {retries!r}")
-        policy = spec.get("backoffPolicy", BackoffPolicy.EXPONENTIAL.value)
-        if policy not in ("exponential", "linear"):
-            raise ValueError(f"{path}.backoffPolicy: must be 'exponential' or 'linear', got {policy!r}")
-
-        def seconds(key: str, default: float | None) -> float | None:
-            raw = spec.get(key)
-            if raw is None:
-                return default
-            value = parse_duration(raw, field=f"{path}.{key}")
-            if value <= 0:
-                raise ValueError(f"{path}.{key}: must be longer than zero, got {raw!r}")
-            return value
-
-        delay = seconds("backoffDelay", DEFAULT_BACKOFF_DELAY)
-        ceiling = seconds("backoffMax", DEFAULT_BACKOFF_MAX)
-        timeout = seconds("timeout", DEFAULT_TIMEOUT)
-        # The defaults are set, so these are never None; the asserts narrow the types.
-        assert delay is not None
-        assert ceiling is not None
-        assert timeout is not None
-        if ceiling < delay:
-            raise ValueError(f"{path}.backoffMax: {ceiling:g}s is smaller than backoffDelay {delay:g}s")
-        dead_letter = spec.get("deadLetter", spec.get("deadLetterSink"))
-        url: object = dead_letter
-        if isinstance(dead_letter, Mapping):
-            url = dead_letter.get("endpoint", dead_letter.get("uri"))
-        if url is not None:
-            if not isinstance(url, str):
-                raise ValueError(
-                    f"{path}.deadLetter: expected a URL or {{endpoint: URL}}, got {dead_letter!r}"
-                )
-            if resolve_endpoint is not None:
-                try:
-                    url = resolve_endpoint(url)
-                except ValueError as error:
-                    raise ValueError(f"{path}.deadLetter.endpoint: {error}") from None
-            validate_http_url(url, f"{path}.deadLetter")
-        return cls(
-            retries=retries,
-            backoff_policy=BackoffPolicy(str(policy)),
-            backoff_delay=delay,
-            backoff_max=ceiling,
-            timeout=timeout,
-            dead_letter=url,
-            retry_after_max=seconds("retryAfterMax", None),
-        )
 
 
 def _require_positive(name: str, value: object) -> None:

@@ -10,14 +10,21 @@ import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from urllib.parse import urlsplit, urlunsplit
 
+from openconnector.ce.codec import ContentMode
 from openconnector.delivery.health import HealthConfig
 from openconnector.delivery.policy import DeliveryPolicy, validate_http_url
 from openconnector.delivery.signing import decode_signing_secret
 
-__all__ = ["DEFAULT_QUEUE_BYTES", "ContentMode", "DeliveryTarget", "redact_url", "require_positive_int"]
+__all__ = [
+    "DEFAULT_QUEUE_BYTES",
+    "DELIVERY_MODES",
+    "ContentMode",
+    "DeliveryTarget",
+    "redact_url",
+    "require_positive_int",
+]
 
 #: Default bytes one lane may hold (queued and in flight).
 DEFAULT_QUEUE_BYTES = 32 * 1024 * 1024
@@ -29,11 +36,8 @@ _RESERVED_PREFIXES = ("ce-", "webhook-")
 _METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-class ContentMode(StrEnum):
-    """CloudEvents HTTP content mode of a delivery (values match the CRD's ``contentMode``)."""
-
-    STRUCTURED = "structured"
-    BINARY = "binary"
+#: The content modes a delivery is sent in (the CRD's ``contentMode``); batch is only ever received.
+DELIVERY_MODES = frozenset({ContentMode.STRUCTURED, ContentMode.BINARY})
 
 
 def redact_url(url: str) -> str:
@@ -105,12 +109,9 @@ class DeliveryTarget:
         validate_http_url(self.url, "url")
         if self.method not in _METHODS:
             raise ValueError(f"method: must be one of POST, PUT, PATCH, got {self.method!r}")
-        try:
-            object.__setattr__(self, "content_mode", ContentMode(self.content_mode))
-        except ValueError:
-            raise ValueError(
-                f"content_mode: must be 'structured' or 'binary', got {self.content_mode!r}"
-            ) from None
+        if not isinstance(self.content_mode, str) or self.content_mode not in DELIVERY_MODES:
+            raise ValueError(f"content_mode: must be 'structured' or 'binary', got {self.content_mode!r}")
+        object.__setattr__(self, "content_mode", ContentMode(self.content_mode))
         for name in ("max_concurrency", "queue_size", "queue_bytes"):
             require_positive_int(name, getattr(self, name))
         _validate_headers(self.headers, "headers", allow_authorization=False)

@@ -9,7 +9,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from openconnector.gateway.core import GATEWAY_KEY, Gateway
-from openconnector.gateway.ingress import ClientGone, handle_events, handle_events_options
+from openconnector.gateway.events import handle_events, handle_events_options
+from openconnector.gateway.intake import ClientGone
 from openconnector.gateway.problems import problem
 from openconnector.gateway.webhooks import handle_webhook, handle_webhook_options
 from openconnector.messages.api import add_message_routes

@@ -40,6 +40,7 @@ from openconnector.messages.access import Authorizer, TokenAuthorizer
 from openconnector.messages.recorder import MessageRecorder
 from openconnector.messages.service import MessageService
 from openconnector.messages.store import MemoryMessageStore
+from openconnector.refusal import Refusal
 from openconnector.resources import ResourceKey
 from openconnector.routing.table import EventRoute, RoutingTable, SubscriptionRoute
 from openconnector.status.conditions import ConditionBook, ready_condition
@@ -69,17 +70,6 @@ _COUNTER_FIELDS = frozenset(
         "lastError",
     }
 )
-
-
-class PublishRefused(Exception):
-    """Events that could not be handed to delivery; nothing of them was queued."""
-
-    def __init__(self, status: int, slug: str, detail: str, *, retry_after: str | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.slug = slug
-        self.detail = detail
-        self.headers = {"Retry-After": retry_after} if retry_after else None
 
 
 @dataclass
@@ -194,7 +184,7 @@ class Gateway:
         self.sequences = SequenceCounter()
         self.conditions = ConditionBook(clock)
         self.ready = asyncio.Event()
-        # Set on SIGTERM, before the drain: /readyz answers 503 so the Service stops sending here.
+        # Set first on shutdown (runtime.py), before the drain: /readyz answers 503 from then on.
         self.draining = False
         self._notice_sinks: list[NoticeSink] = []
         self._health_seen: dict[str, str] = {}
@@ -307,11 +297,11 @@ class Gateway:
         self.conditions.forget(key)
         for stats in (self.consumer_stats, self.event_stats, self.source_stats):
             stats.pop(key, None)
-        target_key = f"{key.namespace}/{key.name}"
+        target_key = key.namespaced_name
         self._seed_subscriptions.pop(target_key, None)
-        if key.kind == "EventSubscription":
+        if key.kind == EVENT_SUBSCRIPTION.kind:
             self.message_store.forget(target_key)
-        if key.kind == "EventSubscription" and target_key in self.dispatcher.target_keys():
+        if key.kind == EVENT_SUBSCRIPTION.kind and target_key in self.dispatcher.target_keys():
             # Re-created before any table dropped it (delete + create within one compile): same lane,
             # new object, so its health starts over.
             self.dispatcher.health(target_key).reset()
@@ -393,7 +383,8 @@ class Gateway:
         An event is published in ``namespace`` (a Consumer's, or the one named in the /events path), or,
         without one, in every namespace whose Events define its type; it reaches only the subscriptions
         of those namespaces. Either every delivery is queued or none is: a sender told to retry (503)
-        never causes a duplicate of half a fan-out. Raises :class:`PublishRefused`.
+        never causes a duplicate of half a fan-out. Raises a :class:`~openconnector.refusal.Refusal`
+        (nothing of the events was queued).
         """
         try:
             async with asyncio.timeout(self.settings.submit_timeout):
@@ -414,24 +405,24 @@ class Gateway:
                     if not result.accepted:
                         self.recorder.discard(created)
                     if result.too_large:
-                        raise PublishRefused(413, "event-too-large", result.detail)
+                        raise Refusal(413, "event-too-large", result.detail)
                     if result.accepted:
                         break
                     await self.dispatcher.wait_for_room(result.full, needed_bytes=result.budget_needed)
         except TimeoutError:
-            raise PublishRefused(
-                503, "delivery-backlog", "delivery queues are full; retry later", retry_after="5"
+            raise Refusal(
+                503, "delivery-backlog", "delivery queues are full; retry later", headers={"Retry-After": "5"}
             ) from None
         except DeliveryClosedError:
-            raise PublishRefused(
-                503, "shutting-down", "the gateway is shutting down", retry_after="5"
+            raise Refusal(
+                503, "shutting-down", "the gateway is shutting down", headers={"Retry-After": "5"}
             ) from None
         except BusUnavailableError as error:
-            raise PublishRefused(
-                503, "bus-unavailable", error.detail, retry_after=str(error.retry_after)
+            raise Refusal(
+                503, "bus-unavailable", error.detail, headers={"Retry-After": str(error.retry_after)}
             ) from None
         except EventTooLargeError as error:
-            raise PublishRefused(413, "event-too-large", str(error)) from None
+            raise Refusal(413, "event-too-large", str(error)) from None
         now = self.clock()
         for event, namespaces in placements:
             for ns in namespaces:
@@ -445,7 +436,7 @@ class Gateway:
             self.metrics.child(self.metrics.events_emitted, label).inc()
         return result.queued + (len(plan) - len(pushed))
 
-    def emit_for(self, event: EventRoute, data: Any, *, subject: str | None = None) -> CloudEvent:
+    def build_event_for(self, event: EventRoute, data: Any, *, subject: str | None = None) -> CloudEvent:
         """A new NL GOV event of ``event``'s type (sequence per Event, starting at 1)."""
         sequence = self.sequences.next(str(event.key))
         return build_event(

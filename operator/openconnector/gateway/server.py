@@ -12,7 +12,7 @@ Content-Encoding) in text/plain. This module adds, per :class:`~openconnector.ga
 - parser errors as problem+json, logged at most once per interval (a hostile client can make many);
 - rate-limited logging of event-loop errors such as ``accept()`` failing with EMFILE.
 
-The body-read timeout is enforced where bodies are read (``gateway.ingress.read_limited``).
+The body-read timeout is enforced where bodies are read (``gateway.intake.read_limited``).
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ from openconnector.consumers.targets import (
     target_unreachable,
     unreachable_reason,
 )
-from openconnector.gateway.core import GATEWAY_KEY, Gateway, PublishRefused
-from openconnector.gateway.ingress import BodyTooLarge, read_limited, webhook_handshake
+from openconnector.gateway.core import GATEWAY_KEY, Gateway
+from openconnector.gateway.intake import read_limited, webhook_handshake
 from openconnector.gateway.problems import problem, refusal_problem
 from openconnector.refusal import Refusal
 from openconnector.resources import ResourceKey
@@ -74,10 +74,7 @@ class _GatewayPorts:
 
     async def read_request(self, limit: int) -> InboundRequest:
         request = self._request
-        try:
-            body = await read_limited(request, limit)
-        except BodyTooLarge as error:
-            raise Refusal(413, "body-too-large", str(error), label="too-large") from None
+        body = await read_limited(request, limit)  # a 413 Refusal when larger
         metrics = self._gateway.metrics
         metrics.child(metrics.ingress_bytes, "/webhooks").inc(len(body))
         return InboundRequest(request.headers, request.query, request.content_type or "", body)
@@ -131,12 +128,12 @@ class _GatewayPorts:
         return status, raw
 
     def build_event(self, event: EventRoute, data: Any, subject: str | None) -> CloudEvent:
-        return self._gateway.emit_for(event, data, subject=subject)
+        return self._gateway.build_event_for(event, data, subject=subject)
 
     async def publish(self, event: CloudEvent, namespace: str) -> None:
         try:
             await self._gateway.publish([event], namespace=namespace)
-        except PublishRefused as refused:
+        except Refusal as refused:  # counted as a backlog refusal in the Consumer's status
             raise Refusal(
                 refused.status, refused.slug, refused.detail, label="backlog", headers=refused.headers
             ) from None

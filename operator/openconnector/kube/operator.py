@@ -28,8 +28,7 @@ from openconnector.kube.status_writer import StatusPolicy, StatusWriter
 from openconnector.reconciler import Reconciler
 from openconnector.resources import (
     ResourceKey,
-    decode_configmap,
-    decode_secret,
+    decode_secret_or_configmap,
     resource_from_object,
 )
 from openconnector.routing.table import RoutingTable
@@ -136,7 +135,7 @@ class OperatorCore:
             self.writer.observe(key, body)
             changed = self.reconciler.store.apply(resource)
         elif kind in ("Secret", "ConfigMap"):
-            decoded = decode_secret(body) if kind == "Secret" else decode_configmap(body)
+            decoded = decode_secret_or_configmap(kind, body)
             changed = self.reconciler.store.apply(decoded)
             # Every Secret in the cluster passes by; only those a resource references need a recompile.
             changed = changed and key in self.reconciler.table.referenced

@@ -4,7 +4,8 @@ The gateway (HTTP server, reconciler, delivery, status writer) owns the main eve
 Kopf runs in a thread with its own loop (Kopf's embedding guide). When Kopf stops it cancels every task
 its loop created after it started; in a shared loop that would be the gateway's delivery workers and
 in-flight webhook requests, cut off before they could drain. Kopf's handlers hand each watch event to
-the main loop. On SIGINT/SIGTERM: Kopf stops, then deliveries drain and the last status is written.
+the main loop. On SIGINT/SIGTERM: readiness turns off, Kopf stops, then ``runtime.Runtime.stop`` drains
+the deliveries and the last status is written (the shutdown sequence of both modes lives there).
 """
 
 from __future__ import annotations
@@ -14,16 +15,12 @@ import asyncio
 import concurrent.futures
 import contextlib
 import logging
-import signal
 import threading
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 import kopf
-from aiohttp import web
 
-from openconnector.gateway.core import Gateway
 from openconnector.kube.client import KubeClient, pod_name, pod_namespace
 from openconnector.kube.lease import ReplicaLeases
 from openconnector.kube.operator import (
@@ -34,59 +31,32 @@ from openconnector.kube.operator import (
 )
 from openconnector.kube.status_writer import StatusPolicy
 from openconnector.messages.access import KubernetesAuthorizer
-from openconnector.reconciler import Reconciler
-from openconnector.resources import ResourceStore
-from openconnector.standalone import settings_from_args, start_servers
+from openconnector.runtime import RunningGateway, Runtime, settings_from_args
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class ClusterGateway:
+class ClusterGateway(RunningGateway):
     """A running operator + gateway (also used in-process by the e2e and benchmark harnesses)."""
 
-    core: OperatorCore
-    runners: tuple[web.AppRunner, ...]  # the gateway's, and the metrics server's with --metrics-port
-    port: int
-    tasks: tuple[asyncio.Task[Any], ...]
-    leases: ReplicaLeases | None = None
-
-    @property
-    def gateway(self) -> Gateway:
-        return self.core.gateway
-
-    async def stop(self) -> None:
-        # The heartbeat goes on through the drain: a drain longer than the lease duration must not get
-        # this replica declared gone (and its shard folded) before its last status write.
-        heartbeat = [task for task in self.tasks if task.get_name() == LEASE_TASK]
-        await _cancel([task for task in self.tasks if task not in heartbeat])
-        for runner in self.runners:
-            await runner.cleanup()
-        dropped = await self.gateway.close()
-        if dropped:
-            log.error("shutdown dropped %d queued deliveries", dropped)
-        with contextlib.suppress(Exception):
-            await self.core.flush_status(final=True)
-        await _cancel(heartbeat)
-        if self.leases is not None:
-            # After the last write: the holder folds this replica's shard into retired.
-            with contextlib.suppress(Exception):
-                await self.leases.release()
-        if self.core.client is not None:
-            await self.core.client.close()
+    def __init__(self, core: OperatorCore, runtime: Runtime, leases: ReplicaLeases | None = None) -> None:
+        super().__init__(runtime)
+        self.core = core
+        self.leases = leases
 
 
 async def start_cluster_gateway(args: argparse.Namespace) -> ClusterGateway:
     """Everything but Kopf: log in, LIST, build the first table, serve, write status."""
     settings = settings_from_args(args)
-    gateway = Gateway(settings)
-    await gateway.start()
-    reconciler = Reconciler(ResourceStore(), gateway.install, egress=settings.egress)
+    runtime = await Runtime.create(settings)
     pod = getattr(args, "pod_name", None) or pod_name()
     core = OperatorCore(
-        gateway, reconciler, namespaces=args.namespace, status_policy=StatusPolicy(args.status_interval),
+        runtime.gateway,
+        runtime.reconciler,
+        namespaces=args.namespace,
+        status_policy=StatusPolicy(args.status_interval),
         pod=pod,
-    )  # fmt: skip
+    )
     kopf_settings = kopf.OperatorSettings()
 
     def login() -> kopf.ConnectionInfo | None:
@@ -97,7 +67,7 @@ async def start_cluster_gateway(args: argparse.Namespace) -> ClusterGateway:
         raise SystemExit(
             "no Kubernetes credentials: not in a pod, and $KUBECONFIG (or ~/.kube/config) is not usable"
         )
-    core.client = client = KubeClient(info, login=login, pod=pod)
+    client = core.client = KubeClient(info, login=login, pod=pod)
     leases = ReplicaLeases(
         client, namespace=getattr(args, "pod_namespace", None) or pod_namespace(), pod=pod,
         duration=getattr(args, "lease_duration", 15.0),
@@ -105,16 +75,31 @@ async def start_cluster_gateway(args: argparse.Namespace) -> ClusterGateway:
     await _beat_once(leases)  # before the first shard is written
     core.writer.fresh = leases.fresh
     # The message API: Kubernetes decides who may read (get) and resend/replay (update) a subscription.
-    gateway.authorizer = KubernetesAuthorizer(client.create)
+    runtime.gateway.authorizer = KubernetesAuthorizer(client.create)
     await core.initial_sync()
-    runners, port = await start_servers(gateway)  # the same servers as standalone mode
-    tasks = (
-        asyncio.create_task(reconciler.run(), name="reconciler"),
-        asyncio.create_task(core.writer.loop(), name="status-writer"),
-        asyncio.create_task(core.resync_loop(), name="resync"),
-        asyncio.create_task(lease_loop(core, leases), name=LEASE_TASK),
-    )
-    return ClusterGateway(core, tuple(runners), port, tasks, leases)
+    await runtime.serve()  # the same servers as standalone mode
+    runtime.spawn(core.writer.loop(), "status-writer")
+    runtime.spawn(core.resync_loop(), "resync")
+    # The heartbeat is not one of the runtime's tasks: it goes on through the drain, so a drain longer
+    # than the lease duration cannot get this replica declared gone (and its shard folded) before its last
+    # status write.
+    heartbeat = asyncio.create_task(lease_loop(core, leases), name=LEASE_TASK)
+
+    async def final_status() -> None:
+        # The counts of the last interval; the apiserver may be gone already, which changes nothing.
+        with contextlib.suppress(Exception):
+            await core.flush_status(final=True)
+
+    async def release_lease() -> None:
+        await _cancel([heartbeat])
+        # After the last write: the holder folds this replica's shard into retired.
+        with contextlib.suppress(Exception):
+            await leases.release()
+
+    runtime.after_drain(final_status)
+    runtime.after_drain(release_lease)
+    runtime.after_drain(client.close)
+    return ClusterGateway(core, runtime, leases)
 
 
 LEASE_TASK = "status-leases"
@@ -256,19 +241,10 @@ async def _run(args: argparse.Namespace) -> int:
         cluster.port,
         ", ".join(args.namespace) or "all namespaces",
     )
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-
-    def begin_shutdown() -> None:
-        cluster.gateway.draining = True  # not ready from now on: the Service stops sending here
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, begin_shutdown)
+    stop = cluster.runtime.stop_on_signals()
     try:
         await run_kopf(cluster.core, args, stop_flag=stop)
     finally:
-        log.info("shutting down: draining deliveries for up to %.0f s", args.drain_seconds)
         await cluster.stop()
     return 0
 

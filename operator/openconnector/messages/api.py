@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from openconnector.ce import to_batch
-from openconnector.gateway.ingress import BodyTooLarge, read_limited
+from openconnector.gateway.intake import read_limited
 from openconnector.gateway.problems import refusal_problem
 from openconnector.messages.access import Authorizer, Principal, Verb
 from openconnector.messages.model import MessageRecord
@@ -160,10 +160,7 @@ async def handle_resend(request: web.Request) -> web.Response:
 @_refusals
 async def handle_replay(request: web.Request) -> web.Response:
     principal = await _authorize(request, "update")
-    try:
-        raw = await read_limited(request, _MAX_REPLAY_BODY)
-    except BodyTooLarge as error:
-        raise Refusal(413, "body-too-large", str(error)) from None
+    raw = await read_limited(request, _MAX_REPLAY_BODY)  # a Refusal (413) when larger
     try:
         body = orjson.loads(raw) if raw else {}
     except orjson.JSONDecodeError:

@@ -22,7 +22,16 @@ import yaml
 from pydantic import BaseModel
 
 from openconnector.api.common import SecretKeySelector
-from openconnector.api.kinds import CONSUMER, EVENT, EVENT_SUBSCRIPTION, KINDS_BY_NAME, MAPPING, SOURCE
+from openconnector.api.kinds import (
+    CONFIG_MAP,
+    CONSUMER,
+    EVENT,
+    EVENT_SUBSCRIPTION,
+    KINDS_BY_NAME,
+    MAPPING,
+    SECRET,
+    SOURCE,
+)
 from openconnector.api.models import (
     ConsumerSpec,
     EventSpec,
@@ -41,13 +50,13 @@ from openconnector.delivery.target import ContentMode, DeliveryTarget
 from openconnector.egress import EgressPolicy
 from openconnector.filters import FilterError, compile_filters
 from openconnector.mapping import MappingError, compile_mapping
-from openconnector.resources import FieldProblem, Resource, ResourceKey, SecretData, parse_spec
+from openconnector.resources import FieldProblem, Resource, ResourceKey, SecretOrConfigMap, parse_spec
 from openconnector.routing.table import (
     ConsumerRoute,
     EventRoute,
-    HttpTarget,
     ResourceResult,
     RoutingTable,
+    SourceLocation,
     SourceRoute,
     SubscriptionRoute,
     normalise_endpoint,
@@ -90,7 +99,7 @@ class Memo:
 @dataclass
 class _Context:
     resources: Mapping[ResourceKey, Resource]
-    secrets: Mapping[ResourceKey, SecretData]
+    secrets: Mapping[ResourceKey, SecretOrConfigMap]
     memo: Memo
     egress: EgressPolicy = field(default_factory=EgressPolicy)
     results: dict[ResourceKey, ResourceResult] = field(default_factory=dict)
@@ -108,7 +117,7 @@ class _Context:
         )
 
     def secret(self, namespace: str, ref: SecretKeySelector, field_path: str) -> str:
-        key = ResourceKey("Secret", namespace, ref.name)
+        key = ResourceKey(SECRET, namespace, ref.name)
         self.referenced.add(key)
         found = self.secrets.get(key)
         if found is None:
@@ -155,7 +164,7 @@ def _compile_source(ctx: _Context, res: Resource, spec: SourceSpec) -> SourceRou
         name, header_value = _auth_header(spec.auth.type, value, spec.auth.header)
         headers[name] = header_value
     _check_egress(ctx.egress, spec.location, "spec.location")
-    target = HttpTarget(spec.location.rstrip("/"), headers, _duration(spec.timeout, "spec.timeout"))
+    target = SourceLocation(spec.location.rstrip("/"), headers, _duration(spec.timeout, "spec.timeout"))
     return SourceRoute(res.key, spec.type, target, spec.register_ or res.name)
 
 
@@ -229,7 +238,7 @@ def _compile_event(ctx: _Context, res: Resource, spec: EventSpec) -> EventRoute:
             )
         elif spec.schema_.configMapKeyRef is not None:
             ref = spec.schema_.configMapKeyRef
-            configmap = ResourceKey("ConfigMap", res.namespace, ref.name)
+            configmap = ResourceKey(CONFIG_MAP, res.namespace, ref.name)
             ctx.referenced.add(configmap)
             found = ctx.secrets.get(configmap)
             if found is None or ref.key not in found.data:
@@ -278,7 +287,7 @@ def resolve_endpoint(
     scheme, _, rest = endpoint.partition(":")
     name, slash, path = rest.partition("/")
     if scheme == "source":
-        source = sources.get(ResourceKey("Source", namespace, name))
+        source = sources.get(ResourceKey(SOURCE.kind, namespace, name))
         if source is None:
             raise CompileProblem("SourceNotFound", field_path, f"Source {name!r} not found or not ready")
         return source.target.url + (f"/{path}" if slash else "")
@@ -339,7 +348,7 @@ def _compile_subscription(
             dead_letter=dead_letter,
         )
         target = DeliveryTarget(
-            key=f"{res.namespace}/{res.name}",
+            key=res.key.namespaced_name,
             url=url,
             method=spec.method,
             content_mode=ContentMode(spec.contentMode),
@@ -386,21 +395,21 @@ def _compile_consumer(
 ) -> ConsumerRoute:
     mapping = mapping_key = None
     if spec.mappingId is not None:
-        mapping_key = ResourceKey("Mapping", res.namespace, spec.mappingId)
+        mapping_key = ResourceKey(MAPPING.kind, res.namespace, spec.mappingId)
         if mapping_key not in mappings:
             why = "not ready" if mapping_key in ctx.resources else "not found"
             raise CompileProblem("MappingNotFound", "spec.mappingId", f"Mapping {spec.mappingId!r} {why}")
         mapping = mappings[mapping_key]
     target = schema = None
     if spec.targetType == "source" and spec.targetId is not None:
-        target = sources.get(ResourceKey("Source", res.namespace, spec.targetId))
+        target = sources.get(ResourceKey(SOURCE.kind, res.namespace, spec.targetId))
         if target is None:
             raise CompileProblem(
                 "SourceNotFound", "spec.targetId", f"Source {spec.targetId!r} not found or not ready"
             )
     elif spec.targetType == "register/schema" and spec.targetId is not None:
         register, _, schema = spec.targetId.partition("/")
-        target = sources.get(ResourceKey("Source", res.namespace, register))
+        target = sources.get(ResourceKey(SOURCE.kind, res.namespace, register))
         if target is None:
             raise CompileProblem(
                 "SourceNotFound", "spec.targetId", f"register Source {register!r} not found or not ready"
@@ -413,7 +422,7 @@ def _compile_consumer(
             )
     event = None
     if spec.event is not None:
-        event = events.get(ResourceKey("Event", res.namespace, spec.event))
+        event = events.get(ResourceKey(EVENT.kind, res.namespace, spec.event))
         if event is None:
             raise CompileProblem(
                 "EventNotFound", "spec.event", f"Event {spec.event!r} not found or not ready"
@@ -459,7 +468,7 @@ def _compile_consumer(
 
 def compile_table(
     resources: Mapping[ResourceKey, Resource],
-    secrets: Mapping[ResourceKey, SecretData],
+    secrets: Mapping[ResourceKey, SecretOrConfigMap],
     *,
     version: int,
     memo: Memo | None = None,
@@ -541,8 +550,9 @@ def compile_table(
             continue
         holder = consumers.get(consumer.endpoint)
         if holder is not None:
-            where = f"{holder.key.namespace}/{holder.key.name}"
-            message = f"/webhooks/{consumer.endpoint} is already served by Consumer {where}"
+            message = (
+                f"/webhooks/{consumer.endpoint} is already served by Consumer {holder.key.namespaced_name}"
+            )
             ctx.fail(res, "EndpointConflict", [FieldProblem("spec.endpoint", message)])
             continue
         consumers[consumer.endpoint] = consumer

@@ -15,9 +15,9 @@ from typing import Any, Literal
 from openconnector.consumers.allow_list import IpAllowList
 from openconnector.consumers.verifiers import InboundVerifier
 from openconnector.delivery.target import DeliveryTarget
+from openconnector.filters.dialects import Predicate
 from openconnector.resources import FieldProblem, ResourceKey
 
-Predicate = Callable[[Mapping[str, Any], Any], bool]
 DataValidator = Callable[[Any], list[str]]
 
 
@@ -38,7 +38,7 @@ class ResourceResult:
 
 
 @dataclass(frozen=True)
-class HttpTarget:
+class SourceLocation:
     """Where a Source is: its location, the headers (auth included) and timeout of every request to it."""
 
     url: str
@@ -50,7 +50,7 @@ class HttpTarget:
 class SourceRoute:
     key: ResourceKey
     type: Literal["api", "register"]
-    target: HttpTarget
+    target: SourceLocation
     register: str
 
 

@@ -20,7 +20,7 @@ from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
-from openconnector.gateway.ingress import BodyTooLarge, read_limited
+from openconnector.gateway.intake import read_limited
 from openconnector.gateway.problems import refusal_problem
 from openconnector.messages.access import Authorizer, Principal, Verb
 from openconnector.messages.model import SubscriptionSummary
@@ -184,7 +184,9 @@ def page(handler: Page) -> Page:
 async def _read_form(request: web.Request) -> bytes:
     try:
         return await read_limited(request, forms.MAX_FORM_BYTES)
-    except BodyTooLarge:
+    except Refusal as refusal:
+        if refusal.status != 413:
+            raise
         detail = f"a form of this page is at most {forms.MAX_FORM_BYTES} bytes"
         raise Refusal(413, "form-too-large", detail) from None
 

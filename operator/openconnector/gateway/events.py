@@ -6,7 +6,6 @@ A batch is accepted or refused as a whole, so a sender never has to work out whi
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import time
@@ -14,22 +13,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-import aiohttp.http_exceptions
 from aiohttp import web
 
 from openconnector.ce import CloudEvent, CloudEventError, check_nlgov, parse_http
 from openconnector.ce.codec import MAX_PROBLEMS
 from openconnector.ce.depth import json_depth_exceeds
-from openconnector.gateway.core import GATEWAY_KEY, Gateway, PublishRefused
-from openconnector.gateway.problems import problem
+from openconnector.gateway.core import GATEWAY_KEY, Gateway
+from openconnector.gateway.intake import read_limited, webhook_handshake
+from openconnector.gateway.problems import problem, refusal_problem
 from openconnector.gateway.ratelog import RateLimitedLog
+from openconnector.refusal import Refusal
 from openconnector.routing.table import EventRoute, RoutingTable
 
 log = logging.getLogger(__name__)
 _LAX_LOG = RateLimitedLog(log, interval=60.0)
-
-MAX_ALLOWED_RATE = "120"
 
 
 @dataclass(frozen=True)
@@ -45,50 +42,6 @@ class EventProblem:
 
     def as_dict(self) -> dict[str, Any]:
         return {"index": self.index, "attribute": self.attribute, "detail": self.detail}
-
-
-class BodyTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"the body exceeds {limit} bytes")
-        self.limit = limit
-
-
-class ClientGone(Exception):
-    """The client closed the connection before its body arrived; there is nobody to answer."""
-
-
-async def read_limited(request: web.Request, limit: int) -> bytes:
-    """The body, at most ``limit`` bytes; BodyTooLarge as soon as a larger one shows (Content-Length
-    or, for a chunked body, while reading), so an oversized body is never buffered whole.
-
-    The whole body must arrive within the gateway's body timeout (408 problem+json otherwise); a client
-    that disconnects mid-body raises ClientGone, which the middleware drops without a traceback.
-    """
-    if request.content_length is not None and request.content_length > limit:
-        raise BodyTooLarge(limit)
-    timeout = request.app[GATEWAY_KEY].settings.limits.body_timeout
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async with asyncio.timeout(timeout):
-            async for chunk in request.content.iter_chunked(64 * 1024):
-                size += len(chunk)
-                if size > limit:
-                    raise BodyTooLarge(limit)
-                chunks.append(chunk)
-    except TimeoutError:
-        raise web.HTTPRequestTimeout(
-            text=f"the body did not arrive within {timeout:g} s", headers={"Connection": "close"}
-        ) from None
-    except (
-        ConnectionError,
-        aiohttp.ClientPayloadError,
-        aiohttp.http_exceptions.HttpProcessingError,
-    ) as error:
-        if request.transport is None or request.transport.is_closing():
-            raise ClientGone(str(error)) from None
-        raise web.HTTPBadRequest(text=f"the body could not be read: {error}") from None
-    return b"".join(chunks)
 
 
 def depth_problems(events: Sequence[CloudEvent], max_depth: int, *, batch: bool) -> list[EventProblem]:
@@ -163,7 +116,7 @@ def check_events(
             # On the shared /events, say whose schema refused it: that tenant can be skipped by posting
             # to /namespaces/<ns>/events instead.
             several = namespace is None and len(definitions) > 1
-            owner = f" (Event {defined.key.namespace}/{defined.key.name})" if several else ""
+            owner = f" (Event {defined.key.namespaced_name})" if several else ""
             if isinstance(event.data, bytes | bytearray):
                 detail = f"data: must be JSON to validate against the Event's schema{owner}"
                 problems.append(EventProblem(index, "data", detail, 422, "schema"))
@@ -195,9 +148,9 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
         )
     try:
         body = await read_limited(request, settings.max_event_bytes)
-    except BodyTooLarge as error:
-        m.events_refused.labels("too-large").inc()
-        return problem(413, "body-too-large", str(error))
+    except Refusal as refused:
+        m.events_refused.labels(refused.label).inc()
+        return refusal_problem(refused)
     m.child(m.ingress_bytes, "/events").inc(len(body))
     started = time.perf_counter()
     try:
@@ -260,27 +213,14 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
     m.child(m.events_received, parsed.mode.value).inc(len(parsed.events))
     try:
         queued = await gateway.publish(parsed.events, namespace=namespace)
-    except PublishRefused as refused:
-        m.events_refused.labels(refused.slug).inc()
-        return problem(refused.status, refused.slug, refused.detail, headers=refused.headers)
+    except Refusal as refused:
+        m.events_refused.labels(refused.label).inc()
+        return refusal_problem(refused)
     answer: dict[str, Any] = {"accepted": len(parsed.events), "deliveries": queued}
     if warnings:
         # Accepted anyway (lax profile), but the sender learns what the strict profile would refuse.
         answer["warnings"] = [w.as_dict() for w in warnings]
     return web.json_response(answer, status=202)
-
-
-def webhook_handshake(request: web.Request) -> web.Response:
-    """The CloudEvents HTTP Webhook abuse-protection handshake (OPTIONS)."""
-    origin = request.headers.get("WebHook-Request-Origin")
-    headers = {"Allow": "POST"}
-    if origin:
-        headers["WebHook-Allowed-Origin"] = origin
-        if "WebHook-Request-Rate" in request.headers:
-            headers["WebHook-Allowed-Rate"] = MAX_ALLOWED_RATE
-        else:
-            headers["WebHook-Allowed-Rate"] = "*"
-    return web.Response(status=200, headers=headers)
 
 
 async def handle_events_options(request: web.Request) -> web.Response:

@@ -1,0 +1,71 @@
+"""What both intake routes (``/events`` and ``/webhooks/<endpoint>``) share: the bounded body read and
+the CloudEvents abuse-protection handshake."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import aiohttp.http_exceptions
+from aiohttp import web
+
+from openconnector.gateway.core import GATEWAY_KEY
+from openconnector.refusal import Refusal
+
+# The request rate granted in the handshake when the sender asks for one (requests per minute).
+MAX_ALLOWED_RATE = "120"
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its body arrived; there is nobody to answer."""
+
+
+def _too_large(limit: int) -> Refusal:
+    return Refusal(413, "body-too-large", f"the body exceeds {limit} bytes", label="too-large")
+
+
+async def read_limited(request: web.Request, limit: int) -> bytes:
+    """The body, at most ``limit`` bytes; a 413 :class:`Refusal` as soon as a larger one shows (Content-Length
+    or, for a chunked body, while reading), so an oversized body is never buffered whole.
+
+    The whole body must arrive within the gateway's body timeout (408 problem+json otherwise); a client
+    that disconnects mid-body raises ClientGone, which the middleware drops without a traceback.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    timeout = request.app[GATEWAY_KEY].settings.limits.body_timeout
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.content.iter_chunked(64 * 1024):
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(
+            text=f"the body did not arrive within {timeout:g} s", headers={"Connection": "close"}
+        ) from None
+    except (
+        ConnectionError,
+        aiohttp.ClientPayloadError,
+        aiohttp.http_exceptions.HttpProcessingError,
+    ) as error:
+        if request.transport is None or request.transport.is_closing():
+            raise ClientGone(str(error)) from None
+        raise web.HTTPBadRequest(text=f"the body could not be read: {error}") from None
+    return b"".join(chunks)
+
+
+def webhook_handshake(request: web.Request) -> web.Response:
+    """The CloudEvents HTTP Webhook abuse-protection handshake (OPTIONS)."""
+    origin = request.headers.get("WebHook-Request-Origin")
+    headers = {"Allow": "POST"}
+    if origin:
+        headers["WebHook-Allowed-Origin"] = origin
+        if "WebHook-Request-Rate" in request.headers:
+            headers["WebHook-Allowed-Rate"] = MAX_ALLOWED_RATE
+        else:
+            headers["WebHook-Allowed-Rate"] = "*"
+    return web.Response(status=200, headers=headers)
