@@ -12,7 +12,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 import pytest
@@ -29,7 +29,22 @@ from tests.component.test_delivery_engine import FAST, Event, Recorder, encode
 from tests.component.test_webhook_ingress import JSON, PAYLOAD, assert_forwarded, hmac_headers
 from tests.component.test_webhook_ingress import manifests as webhook_manifests
 
+# Every wait on NATS below is bounded: a hang fails its test in seconds, naming the step, instead of
+# sitting until pytest-timeout's 300 s (a whole-suite run on 2 busy cores once did).
+pytestmark = pytest.mark.timeout(120)
+
 _streams = itertools.count(1)
+T = TypeVar("T")
+STEP = 20.0  # seconds any single step against a local nats-server may take, even on a loaded machine
+
+
+async def bounded(step: Awaitable[T], what: str, seconds: float = STEP) -> T:
+    """``await step``, failing the test with ``what`` after ``seconds``."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await step
+    except TimeoutError:
+        pytest.fail(f"{what}: no answer in {seconds:.0f} s")
 
 
 @pytest.fixture
@@ -57,9 +72,9 @@ class Buses:
             observer=recorder,
             on_paused=recorder.on_paused if recorder else None,
         )
-        await bus.start()
-        await bus.wait_ready()
         self.running.append(bus)
+        await bounded(bus.start(), "starting a bus")
+        await bus.wait_ready(STEP)
         return bus
 
 
@@ -68,7 +83,7 @@ async def buses(server: NatsServer) -> AsyncIterator[Buses]:
     started = Buses(server)
     yield started
     for bus in started.running:
-        await bus.close(drain_deadline=0.1)
+        await bounded(bus.close(drain_deadline=0.1), "closing a bus")
 
 
 async def settle(bus: JetStreamBus[Event], key: str | None = None) -> None:
@@ -263,17 +278,19 @@ async def test_the_attempt_log_survives_a_restart(buses: Buses) -> None:
 
 
 async def test_replay_guard_ids_are_shared_and_survive_a_restart(buses: Buses) -> None:
+    key = "consumer\x00msg_1"
     first = await buses.start()
     store = JetStreamReplayStore(first)
-    assert await store.remember("consumer\x00msg_1", now=0.0, ttl=60)
-    assert not await store.remember("consumer\x00msg_1", now=0.0, ttl=60)
-    await first.close()
+    assert await bounded(store.remember(key, now=0.0, ttl=60), "remembering an id")
+    assert not await bounded(store.remember(key, now=0.0, ttl=60), "remembering it again")
+    await bounded(first.close(), "closing the first process")
 
     second = await buses.start()
     again = JetStreamReplayStore(second)
-    assert not await again.remember("consumer\x00msg_1", now=0.0, ttl=60)  # refused after the restart too
-    await again.forget("consumer\x00msg_1")
-    assert await again.remember("consumer\x00msg_1", now=0.0, ttl=60)
+    # refused after the restart too
+    assert not await bounded(again.remember(key, now=0.0, ttl=60), "remembering it after a restart")
+    await bounded(again.forget(key), "forgetting it")
+    assert await bounded(again.remember(key, now=0.0, ttl=60), "remembering it once forgotten")
 
 
 # ----------------------------------------------------------------------------- the gateway

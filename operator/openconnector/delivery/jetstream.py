@@ -124,6 +124,8 @@ MAX_BATCH = 1000
 _DUPLICATE_IN_BATCH = 10201  # "atomic publish batch contains duplicate message id": stored before
 _RETRY_AFTER = 5  # seconds a refused sender is asked to wait
 _RECONNECT_WAIT = 1.0
+_CONNECT_TIMEOUT = 2.0  # one TCP/TLS/handshake attempt to one server
+_CLOSE_BOUND = 5.0  # seconds close() waits for each step of shutting down (tasks, the connection)
 _PENDING_REFRESH = 5.0  # seconds between reads of a consumer's backlog (the queue-depth gauge)
 _REPLAY_KEY_PREFIX = "r_"
 
@@ -321,11 +323,15 @@ class JetStreamBus(Generic[E]):
         await self._deliverer.wait_callbacks(drain_deadline)
         for task in list(self._tasks):
             task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _bounded_wait(self._tasks, "background tasks of the JetStream bus")
         if self._nc is not None and not self._nc.is_closed:
-            with contextlib.suppress(Exception):
-                await self._nc.close()
+            try:
+                async with asyncio.timeout(_CLOSE_BOUND):
+                    await self._nc.close()
+            except TimeoutError:
+                logger.warning("closing the NATS connection took over %.0f s; left behind", _CLOSE_BOUND)
+            except Exception as failure:
+                logger.debug("closing the NATS connection failed: %s", failure)
         await self._sender.close()
         return 0
 
@@ -370,7 +376,7 @@ class JetStreamBus(Generic[E]):
             "allow_reconnect": True,
             "max_reconnect_attempts": -1,
             "reconnect_time_wait": _RECONNECT_WAIT,
-            "connect_timeout": 2,
+            "connect_timeout": _CONNECT_TIMEOUT,
             "disconnected_cb": disconnected,
             "reconnected_cb": reconnected,
             "error_cb": error,
@@ -382,10 +388,18 @@ class JetStreamBus(Generic[E]):
         tls = settings.tls_context()
         if tls is not None:
             options["tls"] = tls
+        # nats-py's first connect cycles through the servers for ever when reconnecting is unlimited
+        # (max_reconnect_attempts=-1): one round over every server is all one try may take.
+        one_round = len(settings.servers) * (_CONNECT_TIMEOUT + _RECONNECT_WAIT) + _CONNECT_TIMEOUT
         while not self._closed:
             try:
-                self._nc = await nats.connect(**options)
+                async with asyncio.timeout(one_round):
+                    self._nc = await nats.connect(**options)
                 break
+            except TimeoutError:
+                self._set_state(
+                    False, f"cannot connect to {', '.join(settings.servers)}: no answer in {one_round:.0f} s"
+                )
             except Exception as failure:  # unreachable, refused, TLS or auth: say so once, retry
                 self._set_state(False, f"cannot connect to {', '.join(settings.servers)}: {failure!s}")
                 await asyncio.sleep(_RECONNECT_WAIT)
@@ -709,8 +723,7 @@ class JetStreamBus(Generic[E]):
         sub.closed = True
         if sub.receiver is not None:
             sub.receiver.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sub.receiver
+            await _bounded_wait({sub.receiver}, f"the receiver of {sub.key}")
         if sub.in_flight:
             await asyncio.wait(set(sub.in_flight), timeout=max(deadline, 0.001))
         for task in list(sub.in_flight):  # left stored: redelivered after AckWait
@@ -890,6 +903,7 @@ class JetStreamBus(Generic[E]):
     async def _watch_suspensions(self) -> None:
         """Follow suspensions and resumptions made by other processes."""
         while not self._closed and self._suspensions is not None:
+            watcher: KeyValue.KeyWatcher | None = None
             try:
                 watcher = await self._suspensions.watchall(include_history=False)
                 async for entry in watcher:
@@ -914,6 +928,11 @@ class JetStreamBus(Generic[E]):
             except Exception as failure:
                 logger.debug("watching suspensions failed: %s; retrying", failure)
                 await asyncio.sleep(_RECONNECT_WAIT)
+            finally:
+                if watcher is not None:  # its ordered consumer would otherwise live on the connection
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(_CLOSE_BOUND):
+                            await watcher.stop()  # type: ignore[no-untyped-call]
 
     def _on_stop(self, state: DeliveryState, reason: str, message: str) -> None:
         """A subscription stopped delivering (410, auto-pause): tell every process, durably."""
@@ -1042,6 +1061,20 @@ class _KeepAlive:
 
     def cancel(self) -> None:
         self._handle.cancel()
+
+
+async def _bounded_wait(tasks: Collection[asyncio.Task[Any]], what: str) -> None:
+    """Wait for cancelled ``tasks`` to finish, at most ``_CLOSE_BOUND`` seconds: a library call that
+    swallows a cancellation (nats-py's flush does) must not hang a shutdown."""
+    pending = {task for task in tasks if not task.done()}
+    if not pending:
+        return
+    done, late = await asyncio.wait(pending, timeout=_CLOSE_BOUND)
+    for task in done:  # retrieved, so asyncio does not report it as never retrieved
+        if not task.cancelled():
+            task.exception()
+    if late:
+        logger.warning("%s did not stop within %.0f s; left behind", what, _CLOSE_BOUND)
 
 
 async def _quietly(awaitable: Awaitable[Any]) -> None:
