@@ -14,9 +14,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+import nats
 import orjson
 import pytest
 import yaml
+from nats.js.api import RetentionPolicy, StreamConfig
 
 from openconnector.delivery import BusUnavailableError, DeliveryTarget
 from openconnector.delivery.jetstream import JetStreamBus, JetStreamReplayStore, JetStreamSettings
@@ -380,3 +382,64 @@ async def test_a_replayed_webhook_id_is_refused_after_a_gateway_restart(
 
 async def ready(gateway: StandaloneGateway) -> bool:
     return (await call("GET", f"{gateway.url}/readyz")).status == 200
+
+
+# ------------------------------------------------------------------------------- retention
+
+
+async def stream_messages(server: NatsServer, stream: str) -> int:
+    client = await bounded(nats.connect(server.url, connect_timeout=2, allow_reconnect=False), "connecting")
+    try:
+        info = await bounded(client.jetstream(timeout=5).stream_info(stream), "reading the stream")
+        return int(info.state.messages)
+    finally:
+        await bounded(client.close(), "closing the client")
+
+
+async def test_delivered_messages_leave_the_stream_so_a_bounded_stream_keeps_accepting(
+    server: NatsServer, buses: Buses
+) -> None:
+    async with Sink() as sink:
+        bus = await buses.start(max_bytes=4096)
+        sub = DeliveryTarget(key="default/sub", url=sink.url, policy=FAST)
+        bus.set_target(sub)
+        # Each event is ~700 bytes stored: ten of them are well over the stream's 4 KiB, which only
+        # works because a delivered (acked) message is removed (interest retention).
+        for n in range(10):
+            await bounded(bus.submit(sub, Event(f"r-{n}", data={"blob": "x" * 600})), f"storing r-{n}")
+            await settle(bus)
+        left = await stream_messages(server, buses.stream)
+        print(f"delivered {len(sink.requests)}, messages left in the stream {left}")
+        assert sorted(ids(sink)) == sorted(f"r-{n}" for n in range(10))
+        assert left == 0
+
+
+async def test_a_stream_created_with_limits_retention_is_refused_with_a_migration_hint(
+    server: NatsServer, buses: Buses
+) -> None:
+    client = await bounded(nats.connect(server.url, connect_timeout=2, allow_reconnect=False), "connecting")
+    try:
+        js = client.jetstream(timeout=5)
+        old = StreamConfig(
+            name=buses.stream, subjects=[f"{buses.stream}.>"], retention=RetentionPolicy.LIMITS
+        )
+        await bounded(js.add_stream(old), "creating a limits stream")
+        bus: JetStreamBus[Event] = JetStreamBus(encode, settings_for(server, buses.stream))
+        buses.running.append(bus)
+        await bounded(bus.start(), "starting a bus")
+
+        async def refused() -> bool:
+            return "interest retention" in bus.readiness_detail
+
+        await until(refused)
+        print(f"readiness: {bus.readiness_detail}")
+        assert not bus.ready
+        assert f"nats stream rm {buses.stream}" in bus.readiness_detail
+        assert "--jetstream-stream" in bus.readiness_detail
+
+        await bounded(js.delete_stream(buses.stream), "deleting the old stream")  # the documented migration
+        await bus.wait_ready(STEP)
+        info = await bounded(js.stream_info(buses.stream), "reading the new stream")
+        assert info.config.retention == RetentionPolicy.INTEREST
+    finally:
+        await bounded(client.close(), "closing the client")

@@ -115,7 +115,7 @@ from openconnector.delivery.target import ContentMode, DeliveryTarget
 from openconnector.egress import EgressPolicy
 from openconnector.refusal import Refusal
 
-__all__ = ["MAX_BATCH", "JetStreamBus", "JetStreamReplayStore", "JetStreamSettings"]
+__all__ = ["MAX_BATCH", "JetStreamBus", "JetStreamReplayStore", "JetStreamSettings", "StreamRetentionError"]
 
 logger = logging.getLogger("openconnector.delivery")
 
@@ -433,10 +433,13 @@ class JetStreamBus(Generic[E]):
         """Create or update the stream, the attempt-log stream and the KV buckets (idempotent)."""
         js = self._jetstream()
         settings = self.settings
+        await _refuse_other_retention(js, settings.stream)
         config = StreamConfig(
             name=settings.stream,
             subjects=[f"{self._prefix}.>"],
-            retention=RetentionPolicy.LIMITS,
+            # A message is removed once the consumer of its subscription acked it (delivered, dead-
+            # lettered or dropped): max-bytes bounds the backlog, not the traffic of the last days.
+            retention=RetentionPolicy.INTEREST,
             discard=DiscardPolicy.NEW,  # full: refuse new requests (503), never drop stored ones
             max_bytes=settings.max_bytes,
             max_age=settings.max_age,
@@ -623,12 +626,28 @@ class JetStreamBus(Generic[E]):
                 "can be stored at once",
             )
         if messages:
+            await self._consumers_live(messages)
             await self._publish(messages, request_msg_id(tuples))
         for sub, event, message in dropped:
             self._deliverer.drop(sub, event, DropReason.ENCODING_FAILED, message)
         return OfferResult(
             True, queued=len(messages), skipped=skipped, dropped=[sub.key for sub, _, _ in dropped]
         )
+
+    async def _consumers_live(self, messages: Sequence[tuple[str, Prepared]]) -> None:
+        """Interest retention keeps a message only for consumers that exist when it is stored: wait
+        (bounded) until every addressed subscription's consumer does, else refuse (503)."""
+        waiting = {key: self._subs[key] for key, _ in messages if not self._subs[key].consumer_ready.is_set()}
+        if not waiting:
+            return
+        try:
+            async with asyncio.timeout(self.settings.publish_timeout):
+                for sub in waiting.values():
+                    await sub.consumer_ready.wait()
+        except TimeoutError:
+            raise BusUnavailableError(
+                f"the event bus is still setting up delivery to {', '.join(sorted(waiting))}", _RETRY_AFTER
+            ) from None
 
     async def _publish(self, messages: Sequence[tuple[str, Prepared]], msg_id: str) -> None:
         nc, js = self._nc, self._js
@@ -1092,6 +1111,28 @@ async def _bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
         return await js.create_key_value(config)
     except nats.js.errors.BadRequestError:
         return await js.key_value(config.bucket)  # exists with other settings: use it as it is
+
+
+class StreamRetentionError(RuntimeError):
+    """The delivery stream exists with another retention policy (JetStream cannot change it in place)."""
+
+
+async def _refuse_other_retention(js: JetStreamContext, stream: str) -> None:
+    """An older gateway created the delivery stream with limits retention: say how to migrate instead
+    of running on it (its delivered messages would fill max-bytes and refuse new requests)."""
+    try:
+        info = await js.stream_info(stream)
+    except nats.js.errors.NotFoundError:
+        return
+    retention = str(RetentionPolicy(info.config.retention).value) if info.config.retention else "interest"
+    if retention != RetentionPolicy.INTEREST.value:
+        raise StreamRetentionError(
+            f"stream {stream} has {retention} retention and this gateway needs interest retention, "
+            "which JetStream cannot change in place: let its pending deliveries finish (stop the intake, "
+            f"watch `nats consumer report {stream}` reach 0 pending), then delete it "
+            f"(`nats stream rm {stream}`) and the gateway creates it anew; or point "
+            "--jetstream-stream at a new name"
+        )
 
 
 async def _create_or_update_stream(js: JetStreamContext, config: StreamConfig) -> None:
