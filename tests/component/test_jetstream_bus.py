@@ -18,9 +18,11 @@ import nats
 import orjson
 import pytest
 import yaml
+from nats.aio.client import Client as NatsClient
 from nats.js.api import RetentionPolicy, StreamConfig
 
 from openconnector.delivery import BusUnavailableError, DeliveryTarget
+from openconnector.delivery.durable import consumer_name
 from openconnector.delivery.jetstream import JetStreamBus, JetStreamReplayStore, JetStreamSettings
 from openconnector.standalone import StandaloneGateway
 from tests.component.client import assert_problem, call, post
@@ -387,8 +389,12 @@ async def ready(gateway: StandaloneGateway) -> bool:
 # ------------------------------------------------------------------------------- retention
 
 
+async def raw_client(server: NatsServer) -> NatsClient:
+    return await bounded(nats.connect(server.url, connect_timeout=2, allow_reconnect=False), "connecting")
+
+
 async def stream_messages(server: NatsServer, stream: str) -> int:
-    client = await bounded(nats.connect(server.url, connect_timeout=2, allow_reconnect=False), "connecting")
+    client = await raw_client(server)
     try:
         info = await bounded(client.jetstream(timeout=5).stream_info(stream), "reading the stream")
         return int(info.state.messages)
@@ -417,7 +423,7 @@ async def test_delivered_messages_leave_the_stream_so_a_bounded_stream_keeps_acc
 async def test_a_stream_created_with_limits_retention_is_refused_with_a_migration_hint(
     server: NatsServer, buses: Buses
 ) -> None:
-    client = await bounded(nats.connect(server.url, connect_timeout=2, allow_reconnect=False), "connecting")
+    client = await raw_client(server)
     try:
         js = client.jetstream(timeout=5)
         old = StreamConfig(
@@ -443,3 +449,52 @@ async def test_a_stream_created_with_limits_retention_is_refused_with_a_migratio
         assert info.config.retention == RetentionPolicy.INTEREST
     finally:
         await bounded(client.close(), "closing the client")
+
+
+# ------------------------------------------------------------------- max deliveries advisory
+
+
+async def test_a_message_jetstream_gives_up_on_is_counted_dropped_once_across_processes(
+    server: NatsServer, buses: Buses
+) -> None:
+    first_seen, second_seen = Recorder(), Recorder()
+    async with Sink(default=Reply(500)) as sink:
+        first, second = await buses.start(first_seen), await buses.start(second_seen)
+        sub = DeliveryTarget(key="default/sub", url=sink.url, policy=FAST)
+        first.set_target(sub)
+        second.set_target(sub)
+        await bounded(first.join(sub.key), "the consumer")
+        # Stand-in for "the process of the last delivery died": the server may deliver each message
+        # only once, so the NAK of the first (failed) attempt makes it give up with the advisory.
+        client = await bounded(
+            nats.connect(server.url, connect_timeout=2, allow_reconnect=False), "connecting"
+        )
+        try:
+            js = client.jetstream(timeout=5)
+            info = await bounded(
+                js.consumer_info(buses.stream, consumer_name(sub.key)), "reading the consumer"
+            )
+            await bounded(js.add_consumer(buses.stream, replace(info.config, max_deliver=1)), "max deliver 1")
+        finally:
+            await bounded(client.close(), "closing the client")
+        await bounded(first.submit(sub, Event("m-1")), "storing m-1")
+
+        def given_up() -> list[tuple[str, str]]:
+            return [
+                (key, event_id)
+                for key, event_id, _, reason in first_seen.outcomes + second_seen.outcomes
+                if reason == "maxDeliveries"
+            ]
+
+        async def counted() -> bool:
+            return bool(given_up())
+
+        await until(counted)
+        await asyncio.sleep(1.0)  # a second count (another process, a second advisory) would be here by now
+        dropped = first.health(sub.key).dropped + second.health(sub.key).dropped
+        left = await stream_messages(server, buses.stream)
+        print(f"given up: {given_up()}, dropped per process sum {dropped}, attempts {len(sink.requests)}")
+        assert given_up() == [(sub.key, "m-1")]
+        assert dropped == 1
+        assert len(sink.requests) == 1
+        assert left == 0  # the given-up message does not linger in the interest stream

@@ -264,6 +264,7 @@ class JetStreamBus(Generic[E]):
         self._js: JetStreamContext | None = None
         self._suspensions: KeyValue | None = None
         self._replay: KeyValue | None = None
+        self._watcher: KeyValue.KeyWatcher | None = None
         self._provisioned = asyncio.Event()
         self._connected = False
         self._unready_reason = "connecting to NATS"
@@ -321,6 +322,12 @@ class JetStreamBus(Generic[E]):
         subs = list(self._subs.values())
         await asyncio.gather(*(self._stop_receiving(sub, drain_deadline) for sub in subs))
         await self._deliverer.wait_callbacks(drain_deadline)
+        if self._watcher is not None:
+            # Ends the watcher's iteration without relying on cancellation, which nats-py can swallow
+            # while the watcher is being set up (seen: close() waiting for ever on this task).
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_CLOSE_BOUND):
+                    await self._watcher.stop()  # type: ignore[no-untyped-call]
         for task in list(self._tasks):
             task.cancel()
         await _bounded_wait(self._tasks, "background tasks of the JetStream bus")
@@ -417,6 +424,7 @@ class JetStreamBus(Generic[E]):
         self._provisioned.set()
         self._set_state(self._nc.is_connected)
         self._spawn(self._watch_suspensions(), "jetstream-suspensions")
+        self._spawn(self._listen_for_max_deliveries(), "jetstream-max-deliveries")
         for sub in self._subs.values():
             self._start_receiving(sub)
 
@@ -924,7 +932,9 @@ class JetStreamBus(Generic[E]):
         while not self._closed and self._suspensions is not None:
             watcher: KeyValue.KeyWatcher | None = None
             try:
-                watcher = await self._suspensions.watchall(include_history=False)
+                watcher = self._watcher = await self._suspensions.watchall(include_history=False)
+                if self._closed:
+                    return  # closed while the watcher was set up (the finally stops it)
                 async for entry in watcher:
                     if entry is None:
                         continue
@@ -952,6 +962,49 @@ class JetStreamBus(Generic[E]):
                     with contextlib.suppress(Exception):
                         async with asyncio.timeout(_CLOSE_BOUND):
                             await watcher.stop()  # type: ignore[no-untyped-call]
+
+    async def _listen_for_max_deliveries(self) -> None:
+        """Count what JetStream stopped redelivering as dropped (``maxDeliveries``).
+
+        MaxDeliver = retries + 2, and the extra delivery finishes an event whose last attempt was cut
+        off; only when the process of that extra delivery dies too does the server give up, with an
+        advisory on ``$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>`` and nothing else.
+        Every process listens in one queue group, so one of them counts it, once. An advisory is a plain
+        NATS message: one sent while no gateway is connected goes uncounted (see docs/operations.md).
+        """
+        nc = self._nc
+        assert nc is not None
+        subject = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{self.settings.stream}.*"
+
+        async def received(message: Msg) -> None:
+            self._spawn(self._count_max_deliveries(message.data), "jetstream-max-deliveries-count")
+
+        # nats-py keeps the subscription across reconnects and ends it when the connection closes.
+        await nc.subscribe(subject, queue=f"_OC_ADVISORY.{self._prefix}", cb=received)
+
+    async def _count_max_deliveries(self, data: bytes) -> None:
+        try:
+            advisory = json.loads(data)
+            consumer, sequence = str(advisory["consumer"]), int(advisory["stream_seq"])
+            deliveries = int(advisory.get("deliveries", 0))
+        except (KeyError, TypeError, ValueError):
+            logger.debug("ignored a max-deliveries advisory that is not one: %r", data[:200])
+            return
+        sub = next((s for k, s in self._subs.items() if consumer_name(k) == consumer), None)
+        if sub is None:
+            logger.warning("stream message %d of consumer %s was given up by JetStream", sequence, consumer)
+            return
+        event_id = ""
+        with contextlib.suppress(Exception):  # best effort: the id for the log, and the space back
+            js = self._jetstream()
+            stored = await js.get_msg(self.settings.stream, sequence)
+            event_id = decode_meta((stored.headers or {}).get(META_HEADER, ""), stored.data or b"").id
+            # Given up is not acked: an interest stream would keep the message until max-age.
+            await js.delete_msg(self.settings.stream, sequence)
+        why = f"JetStream stopped redelivering stream message {sequence} after {deliveries} deliveries"
+        sub.health.record_dropped(DropReason.MAX_DELIVERIES, why)
+        logger.error("dropped event %s for %s: %s", event_id or "(unknown id)", sub.key, why)
+        self._deliverer.report_outcome(sub.key, event_id, FinalOutcome.DROPPED, DropReason.MAX_DELIVERIES)
 
     def _on_stop(self, state: DeliveryState, reason: str, message: str) -> None:
         """A subscription stopped delivering (410, auto-pause): tell every process, durably."""
