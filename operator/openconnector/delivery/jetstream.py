@@ -2,10 +2,11 @@
 
 Shape
 -----
-One stream (``--jetstream-stream``, default ``OPENCONNECTOR``, limits retention, discard new) holds every
-delivery: a delivery of an event to subscription ``ns/name`` is one message on
-``<stream>.d.<ns>.<name>`` whose body is the encoded HTTP body and whose ``Oc-Meta`` header carries the
-event's id, type, source, content mode and HTTP headers (:mod:`openconnector.delivery.durable`).
+One stream (``--jetstream-stream``, default ``OPENCONNECTOR``, interest retention, discard new) holds
+every unfinished delivery (a message leaves once its subscription's consumer acked it): a delivery of
+an event to subscription ``ns/name`` is one message on ``<stream>.d.<ns>.<name>`` whose body is the
+encoded HTTP body and whose ``Oc-Meta`` header carries the event's id, type, source, content mode and
+HTTP headers (:mod:`openconnector.delivery.durable`).
 Each subscription has one durable consumer filtered on its subject, pushing to a deliver subject that
 every gateway process subscribes to in one queue group: the work is shared, each message goes to one
 process as soon as it is stored, and ``MaxAckPending`` = ``maxConcurrency`` bounds the deliveries in
@@ -30,7 +31,9 @@ message is acked (delivered, dead-lettered or dropped) or NAKed with the retry d
 with full jitter, capped by ``backoffMax``, at least Retry-After). ``num_delivered`` is the attempt
 number. While an attempt (or the dead letter) takes long, ``in_progress()`` keeps it from being
 redelivered; when its process dies, the message comes back after AckWait. The extra delivery beyond
-``retries + 1`` only finishes an event whose last attempt was cut off (dead letter or counted drop).
+``retries + 1`` only finishes an event whose last attempt was cut off (dead letter or counted drop);
+when that one is cut off too, JetStream's max-deliveries advisory is counted as a drop
+(``maxDeliveries``) by one process.
 
 State that survives a restart
 -----------------------------
