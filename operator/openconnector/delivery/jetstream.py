@@ -432,13 +432,21 @@ class JetStreamBus(Generic[E]):
             self._start_receiving(sub)
 
     async def _reprovision(self) -> None:
+        # Interest retention: a message stored before its consumer is back would have no interest and
+        # be removed at once, so intake waits (bounded, then 503) until the consumers are re-ensured.
+        live = [sub for sub in self._subs.values() if sub.consumer_ready.is_set() and not sub.closed]
+        for sub in live:
+            sub.consumer_ready.clear()
         try:
             await self._provision()
-            for sub in list(self._subs.values()):
-                if sub.consumer_ready.is_set() and not sub.closed:
+            for sub in live:
+                if not sub.closed:
                     await self._ensure_consumer(sub)
         except Exception as failure:
             logger.warning("re-provisioning the stream after a reconnect failed: %s", failure)
+        finally:
+            for sub in live:
+                sub.consumer_ready.set()
 
     async def _provision(self) -> None:
         """Create or update the stream, the attempt-log stream and the KV buckets (idempotent)."""
