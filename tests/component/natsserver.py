@@ -65,7 +65,7 @@ class NatsServer:
     def stop(self) -> None:
         if self._process is not None:
             self._process.kill()
-            self._process.wait()
+            self._process.wait(timeout=10)  # SIGKILL: seconds at most, even on a loaded machine
             self._process = None
 
     def __enter__(self) -> Self:

@@ -1,6 +1,6 @@
 """What a sender is promised on the JetStream bus, with real processes: a re-sent CloudEvent is stored
 once (the duplicate window), and a full stream refuses new events with 503 instead of dropping stored
-ones.
+ones, and takes new ones again once the stored ones are delivered.
 """
 
 from __future__ import annotations
@@ -58,13 +58,17 @@ async def test_a_full_stream_refuses_new_events_and_keeps_the_stored_ones(
     report = await Publisher([gateway.url], retry=False).run(400, rate=100, prefix="full")
     await sink.listen()
     missing = await sink.wait_delivered(report.accepted, within=60, stalled=20)
+    # Delivered messages leave the stream (interest retention): the same stream takes as much again.
+    again = await Publisher([gateway.url], retry=False).run(len(report.accepted), rate=100, prefix="again")
+    missing_again = await sink.wait_delivered(again.accepted, within=60, stalled=20)
 
     show(
         f"[stream full] sent {report.sent}, accepted {len(report.accepted)}, refused "
         f"{report.statuses.get(503, 0)}, other answers "
         f"{ {s: n for s, n in report.statuses.items() if s not in (202, 503)} }, delivered "
         f"{len(sink.delivered() & report.accepted)}, lost {len(missing)}, delivered although refused "
-        f"{len(sink.delivered() & report.not_accepted)}"
+        f"{len(sink.delivered() & report.not_accepted)}; after delivery: sent {again.sent}, accepted "
+        f"{len(again.accepted)}, answers {dict(again.statuses)}, lost {len(missing_again)}"
     )
     # Every 503 carried Retry-After and problem+json (the publisher checks each one).
     assert not report.malformed_refusals, report.malformed_refusals[:3]
@@ -73,3 +77,6 @@ async def test_a_full_stream_refuses_new_events_and_keeps_the_stored_ones(
     assert report.statuses[503] > 0, "the stream never filled: the test proves nothing"
     assert not missing, f"{len(missing)} accepted events were dropped, e.g. {sorted(missing)[:5]}"
     assert not (sink.delivered() & report.not_accepted), "a refused event was delivered"
+    assert not again.malformed_refusals, again.malformed_refusals[:3]
+    assert len(again.accepted) == again.sent, "delivered events still occupy the stream"
+    assert not missing_again

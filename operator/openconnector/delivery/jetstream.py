@@ -2,10 +2,11 @@
 
 Shape
 -----
-One stream (``--jetstream-stream``, default ``OPENCONNECTOR``, limits retention, discard new) holds every
-delivery: a delivery of an event to subscription ``ns/name`` is one message on
-``<stream>.d.<ns>.<name>`` whose body is the encoded HTTP body and whose ``Oc-Meta`` header carries the
-event's id, type, source, content mode and HTTP headers (:mod:`openconnector.delivery.durable`).
+One stream (``--jetstream-stream``, default ``OPENCONNECTOR``, interest retention, discard new) holds
+every unfinished delivery (a message leaves once its subscription's consumer acked it): a delivery of
+an event to subscription ``ns/name`` is one message on ``<stream>.d.<ns>.<name>`` whose body is the
+encoded HTTP body and whose ``Oc-Meta`` header carries the event's id, type, source, content mode and
+HTTP headers (:mod:`openconnector.delivery.durable`).
 Each subscription has one durable consumer filtered on its subject, pushing to a deliver subject that
 every gateway process subscribes to in one queue group: the work is shared, each message goes to one
 process as soon as it is stored, and ``MaxAckPending`` = ``maxConcurrency`` bounds the deliveries in
@@ -30,7 +31,9 @@ message is acked (delivered, dead-lettered or dropped) or NAKed with the retry d
 with full jitter, capped by ``backoffMax``, at least Retry-After). ``num_delivered`` is the attempt
 number. While an attempt (or the dead letter) takes long, ``in_progress()`` keeps it from being
 redelivered; when its process dies, the message comes back after AckWait. The extra delivery beyond
-``retries + 1`` only finishes an event whose last attempt was cut off (dead letter or counted drop).
+``retries + 1`` only finishes an event whose last attempt was cut off (dead letter or counted drop);
+when that one is cut off too, JetStream's max-deliveries advisory is counted as a drop
+(``maxDeliveries``) by one process.
 
 State that survives a restart
 -----------------------------
@@ -115,7 +118,7 @@ from openconnector.delivery.target import ContentMode, DeliveryTarget
 from openconnector.egress import EgressPolicy
 from openconnector.refusal import Refusal
 
-__all__ = ["MAX_BATCH", "JetStreamBus", "JetStreamReplayStore", "JetStreamSettings"]
+__all__ = ["MAX_BATCH", "JetStreamBus", "JetStreamReplayStore", "JetStreamSettings", "StreamRetentionError"]
 
 logger = logging.getLogger("openconnector.delivery")
 
@@ -124,6 +127,8 @@ MAX_BATCH = 1000
 _DUPLICATE_IN_BATCH = 10201  # "atomic publish batch contains duplicate message id": stored before
 _RETRY_AFTER = 5  # seconds a refused sender is asked to wait
 _RECONNECT_WAIT = 1.0
+_CONNECT_TIMEOUT = 2.0  # one TCP/TLS/handshake attempt to one server
+_CLOSE_BOUND = 5.0  # seconds close() waits for each step of shutting down (tasks, the connection)
 _PENDING_REFRESH = 5.0  # seconds between reads of a consumer's backlog (the queue-depth gauge)
 _REPLAY_KEY_PREFIX = "r_"
 
@@ -262,6 +267,7 @@ class JetStreamBus(Generic[E]):
         self._js: JetStreamContext | None = None
         self._suspensions: KeyValue | None = None
         self._replay: KeyValue | None = None
+        self._watcher: KeyValue.KeyWatcher | None = None
         self._provisioned = asyncio.Event()
         self._connected = False
         self._unready_reason = "connecting to NATS"
@@ -319,13 +325,23 @@ class JetStreamBus(Generic[E]):
         subs = list(self._subs.values())
         await asyncio.gather(*(self._stop_receiving(sub, drain_deadline) for sub in subs))
         await self._deliverer.wait_callbacks(drain_deadline)
+        if self._watcher is not None:
+            # Ends the watcher's iteration without relying on cancellation, which nats-py can swallow
+            # while the watcher is being set up (seen: close() waiting for ever on this task).
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_CLOSE_BOUND):
+                    await self._watcher.stop()  # type: ignore[no-untyped-call]
         for task in list(self._tasks):
             task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await _bounded_wait(self._tasks, "background tasks of the JetStream bus")
         if self._nc is not None and not self._nc.is_closed:
-            with contextlib.suppress(Exception):
-                await self._nc.close()
+            try:
+                async with asyncio.timeout(_CLOSE_BOUND):
+                    await self._nc.close()
+            except TimeoutError:
+                logger.warning("closing the NATS connection took over %.0f s; left behind", _CLOSE_BOUND)
+            except Exception as failure:
+                logger.debug("closing the NATS connection failed: %s", failure)
         await self._sender.close()
         return 0
 
@@ -370,7 +386,7 @@ class JetStreamBus(Generic[E]):
             "allow_reconnect": True,
             "max_reconnect_attempts": -1,
             "reconnect_time_wait": _RECONNECT_WAIT,
-            "connect_timeout": 2,
+            "connect_timeout": _CONNECT_TIMEOUT,
             "disconnected_cb": disconnected,
             "reconnected_cb": reconnected,
             "error_cb": error,
@@ -382,10 +398,18 @@ class JetStreamBus(Generic[E]):
         tls = settings.tls_context()
         if tls is not None:
             options["tls"] = tls
+        # nats-py's first connect cycles through the servers for ever when reconnecting is unlimited
+        # (max_reconnect_attempts=-1): one round over every server is all one try may take.
+        one_round = len(settings.servers) * (_CONNECT_TIMEOUT + _RECONNECT_WAIT) + _CONNECT_TIMEOUT
         while not self._closed:
             try:
-                self._nc = await nats.connect(**options)
+                async with asyncio.timeout(one_round):
+                    self._nc = await nats.connect(**options)
                 break
+            except TimeoutError:
+                self._set_state(
+                    False, f"cannot connect to {', '.join(settings.servers)}: no answer in {one_round:.0f} s"
+                )
             except Exception as failure:  # unreachable, refused, TLS or auth: say so once, retry
                 self._set_state(False, f"cannot connect to {', '.join(settings.servers)}: {failure!s}")
                 await asyncio.sleep(_RECONNECT_WAIT)
@@ -403,26 +427,38 @@ class JetStreamBus(Generic[E]):
         self._provisioned.set()
         self._set_state(self._nc.is_connected)
         self._spawn(self._watch_suspensions(), "jetstream-suspensions")
+        self._spawn(self._listen_for_max_deliveries(), "jetstream-max-deliveries")
         for sub in self._subs.values():
             self._start_receiving(sub)
 
     async def _reprovision(self) -> None:
+        # Interest retention: a message stored before its consumer is back would have no interest and
+        # be removed at once, so intake waits (bounded, then 503) until the consumers are re-ensured.
+        live = [sub for sub in self._subs.values() if sub.consumer_ready.is_set() and not sub.closed]
+        for sub in live:
+            sub.consumer_ready.clear()
         try:
             await self._provision()
-            for sub in list(self._subs.values()):
-                if sub.consumer_ready.is_set() and not sub.closed:
+            for sub in live:
+                if not sub.closed:
                     await self._ensure_consumer(sub)
         except Exception as failure:
             logger.warning("re-provisioning the stream after a reconnect failed: %s", failure)
+        finally:
+            for sub in live:
+                sub.consumer_ready.set()
 
     async def _provision(self) -> None:
         """Create or update the stream, the attempt-log stream and the KV buckets (idempotent)."""
         js = self._jetstream()
         settings = self.settings
+        await _refuse_other_retention(js, settings.stream)
         config = StreamConfig(
             name=settings.stream,
             subjects=[f"{self._prefix}.>"],
-            retention=RetentionPolicy.LIMITS,
+            # A message is removed once the consumer of its subscription acked it (delivered, dead-
+            # lettered or dropped): max-bytes bounds the backlog, not the traffic of the last days.
+            retention=RetentionPolicy.INTEREST,
             discard=DiscardPolicy.NEW,  # full: refuse new requests (503), never drop stored ones
             max_bytes=settings.max_bytes,
             max_age=settings.max_age,
@@ -619,12 +655,28 @@ class JetStreamBus(Generic[E]):
                 "can be stored at once",
             )
         if messages:
+            await self._consumers_live(messages)
             await self._publish(messages, msg_id or request_msg_id(tuples))
         for sub, event, message in dropped:
             self._deliverer.drop(sub, event, DropReason.ENCODING_FAILED, message)
         return OfferResult(
             True, queued=len(messages), skipped=skipped, dropped=[sub.key for sub, _, _ in dropped]
         )
+
+    async def _consumers_live(self, messages: Sequence[tuple[str, Prepared]]) -> None:
+        """Interest retention keeps a message only for consumers that exist when it is stored: wait
+        (bounded) until every addressed subscription's consumer does, else refuse (503)."""
+        waiting = {key: self._subs[key] for key, _ in messages if not self._subs[key].consumer_ready.is_set()}
+        if not waiting:
+            return
+        try:
+            async with asyncio.timeout(self.settings.publish_timeout):
+                for sub in waiting.values():
+                    await sub.consumer_ready.wait()
+        except TimeoutError:
+            raise BusUnavailableError(
+                f"the event bus is still setting up delivery to {', '.join(sorted(waiting))}", _RETRY_AFTER
+            ) from None
 
     async def _publish(self, messages: Sequence[tuple[str, Prepared]], msg_id: str) -> None:
         nc, js = self._nc, self._js
@@ -719,8 +771,7 @@ class JetStreamBus(Generic[E]):
         sub.closed = True
         if sub.receiver is not None:
             sub.receiver.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await sub.receiver
+            await _bounded_wait({sub.receiver}, f"the receiver of {sub.key}")
         if sub.in_flight:
             await asyncio.wait(set(sub.in_flight), timeout=max(deadline, 0.001))
         for task in list(sub.in_flight):  # left stored: redelivered after AckWait
@@ -900,8 +951,11 @@ class JetStreamBus(Generic[E]):
     async def _watch_suspensions(self) -> None:
         """Follow suspensions and resumptions made by other processes."""
         while not self._closed and self._suspensions is not None:
+            watcher: KeyValue.KeyWatcher | None = None
             try:
-                watcher = await self._suspensions.watchall(include_history=False)
+                watcher = self._watcher = await self._suspensions.watchall(include_history=False)
+                if self._closed:
+                    return  # closed while the watcher was set up (the finally stops it)
                 async for entry in watcher:
                     if entry is None:
                         continue
@@ -924,6 +978,54 @@ class JetStreamBus(Generic[E]):
             except Exception as failure:
                 logger.debug("watching suspensions failed: %s; retrying", failure)
                 await asyncio.sleep(_RECONNECT_WAIT)
+            finally:
+                if watcher is not None:  # its ordered consumer would otherwise live on the connection
+                    with contextlib.suppress(Exception):
+                        async with asyncio.timeout(_CLOSE_BOUND):
+                            await watcher.stop()  # type: ignore[no-untyped-call]
+
+    async def _listen_for_max_deliveries(self) -> None:
+        """Count what JetStream stopped redelivering as dropped (``maxDeliveries``).
+
+        MaxDeliver = retries + 2, and the extra delivery finishes an event whose last attempt was cut
+        off; only when the process of that extra delivery dies too does the server give up, with an
+        advisory on ``$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.<stream>.<consumer>`` and nothing else.
+        Every process listens in one queue group, so one of them counts it, once. An advisory is a plain
+        NATS message: one sent while no gateway is connected goes uncounted (see docs/operations.md).
+        """
+        nc = self._nc
+        assert nc is not None
+        subject = f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{self.settings.stream}.*"
+
+        async def received(message: Msg) -> None:
+            self._spawn(self._count_max_deliveries(message.data), "jetstream-max-deliveries-count")
+
+        # nats-py keeps the subscription across reconnects and ends it when the connection closes.
+        await nc.subscribe(subject, queue=f"_OC_ADVISORY.{self._prefix}", cb=received)
+
+    async def _count_max_deliveries(self, data: bytes) -> None:
+        try:
+            advisory = json.loads(data)
+            consumer, sequence = str(advisory["consumer"]), int(advisory["stream_seq"])
+            deliveries = int(advisory.get("deliveries", 0))
+        except (KeyError, TypeError, ValueError):
+            logger.debug("ignored a max-deliveries advisory that is not one: %r", data[:200])
+            return
+        sub = next((s for k, s in self._subs.items() if consumer_name(k) == consumer), None)
+        if sub is None:
+            logger.warning("stream message %d of consumer %s was given up by JetStream", sequence, consumer)
+            return
+        event_id = ""
+        with contextlib.suppress(Exception):  # best effort: the id for the log, and the space back
+            js = self._jetstream()
+            stored = await js.get_msg(self.settings.stream, sequence)
+            event_id = decode_meta((stored.headers or {}).get(META_HEADER, ""), stored.data or b"").id
+            # Given up is not acked: an interest stream would keep the message until max-age.
+            await js.delete_msg(self.settings.stream, sequence)
+        why = f"JetStream stopped redelivering stream message {sequence} after {deliveries} deliveries"
+        sub.health.record_dropped(DropReason.MAX_DELIVERIES, why)
+        logger.error("dropped event %s for %s: %s", event_id or "(unknown id)", sub.key, why)
+        self._deliverer.report_outcome(sub.key, event_id, FinalOutcome.DROPPED, DropReason.MAX_DELIVERIES)
 
     def _on_stop(self, state: DeliveryState, reason: str, message: str) -> None:
         """A subscription stopped delivering (410, auto-pause): tell every process, durably."""
@@ -1054,6 +1156,20 @@ class _KeepAlive:
         self._handle.cancel()
 
 
+async def _bounded_wait(tasks: Collection[asyncio.Task[Any]], what: str) -> None:
+    """Wait for cancelled ``tasks`` to finish, at most ``_CLOSE_BOUND`` seconds: a library call that
+    swallows a cancellation (nats-py's flush does) must not hang a shutdown."""
+    pending = {task for task in tasks if not task.done()}
+    if not pending:
+        return
+    done, late = await asyncio.wait(pending, timeout=_CLOSE_BOUND)
+    for task in done:  # retrieved, so asyncio does not report it as never retrieved
+        if not task.cancelled():
+            task.exception()
+    if late:
+        logger.warning("%s did not stop within %.0f s; left behind", what, _CLOSE_BOUND)
+
+
 async def _quietly(awaitable: Awaitable[Any]) -> None:
     """Acks and NAKs are best effort: a lost one means a redelivery, which at-least-once allows."""
     try:
@@ -1069,6 +1185,28 @@ async def _bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
         return await js.create_key_value(config)
     except nats.js.errors.BadRequestError:
         return await js.key_value(config.bucket)  # exists with other settings: use it as it is
+
+
+class StreamRetentionError(RuntimeError):
+    """The delivery stream exists with another retention policy (JetStream cannot change it in place)."""
+
+
+async def _refuse_other_retention(js: JetStreamContext, stream: str) -> None:
+    """An older gateway created the delivery stream with limits retention: say how to migrate instead
+    of running on it (its delivered messages would fill max-bytes and refuse new requests)."""
+    try:
+        info = await js.stream_info(stream)
+    except nats.js.errors.NotFoundError:
+        return
+    retention = str(RetentionPolicy(info.config.retention).value) if info.config.retention else "interest"
+    if retention != RetentionPolicy.INTEREST.value:
+        raise StreamRetentionError(
+            f"stream {stream} has {retention} retention and this gateway needs interest retention, "
+            "which JetStream cannot change in place: let its pending deliveries finish (stop the intake, "
+            f"watch `nats consumer report {stream}` reach 0 pending), then delete it "
+            f"(`nats stream rm {stream}`) and the gateway creates it anew; or point "
+            "--jetstream-stream at a new name"
+        )
 
 
 async def _create_or_update_stream(js: JetStreamContext, config: StreamConfig) -> None:

@@ -40,6 +40,7 @@ class DropReason(StrEnum):
     ENCODING_FAILED = "encodingFailed"
     SHUTDOWN = "shutdown"
     REMOVED = "removed"
+    MAX_DELIVERIES = "maxDeliveries"  # JetStream gave up redelivering (the last attempt's process died)
     INTERNAL = "internalError"
 
 
