@@ -21,7 +21,6 @@ from openconnector.api.kinds import CONSUMER, EVENT, EVENT_SUBSCRIPTION, SOURCE
 from openconnector.ce import CloudEvent, build_event, to_binary, to_structured
 from openconnector.ce.emit import SequenceCounter
 from openconnector.consumers.replay import ReplayGuard, ReplayStore, TieredReplayStore
-from openconnector.delivery.attempts import Attempt
 from openconnector.delivery.bus import DeliveryBus
 from openconnector.delivery.health import HealthReason
 from openconnector.delivery.memory import Dispatcher
@@ -29,13 +28,12 @@ from openconnector.delivery.outcomes import (
     BusUnavailableError,
     DeliveryClosedError,
     EventTooLargeError,
-    FinalOutcome,
 )
 from openconnector.delivery.target import ContentMode
 from openconnector.egress import EgressPolicy
 from openconnector.egress_resolver import connector_for
 from openconnector.gateway.limits import RequestLimits
-from openconnector.gateway.metrics import GatewayMetrics
+from openconnector.gateway.metrics import DeliveryMetricsObserver, GatewayMetrics
 from openconnector.resources import ResourceKey
 from openconnector.routing.table import EventRoute, RoutingTable, SubscriptionRoute
 from openconnector.status import ConditionBook, ConsumerStats, EventStats, SourceStats, ready_condition
@@ -103,31 +101,6 @@ def encode(event: CloudEvent, mode: ContentMode) -> tuple[Mapping[str, str], byt
     return to_binary(event) if mode == ContentMode.BINARY else to_structured(event)
 
 
-def _code_class(status: int | None) -> str:
-    return "error" if status is None else f"{status // 100}xx"
-
-
-class _MetricsObserver:
-    """Feeds delivery outcomes into Prometheus (called inline by the dispatcher: cheap work only)."""
-
-    def __init__(self, metrics: GatewayMetrics) -> None:
-        self._m = metrics
-
-    def on_attempt(self, target_key: str, attempt: Attempt) -> None:
-        namespace, _, name = target_key.partition("/")
-        m = self._m
-        m.child(m.delivery_attempts, namespace, name, _code_class(attempt.status_code)).inc()
-        if attempt.latency_ms is not None:
-            m.child(m.delivery_latency, namespace, name).observe(attempt.latency_ms / 1000)
-        if attempt.attempt > 1:
-            m.child(m.delivery_retries, namespace, name).inc()
-
-    def on_outcome(self, target_key: str, event_id: str, outcome: FinalOutcome, reason: str | None) -> None:
-        namespace, _, name = target_key.partition("/")
-        label = {"deadLettered": "dead_lettered"}.get(outcome.value, outcome.value)
-        self._m.child(self._m.deliveries, namespace, name, label).inc()
-
-
 class Gateway:
     def __init__(
         self, settings: GatewaySettings | None = None, *, clock: Callable[[], float] = time.time
@@ -148,7 +121,7 @@ class Gateway:
                 encode,
                 self.settings.jetstream or JetStreamSettings(),
                 on_paused=self._on_paused,
-                observer=_MetricsObserver(self.metrics),
+                observer=DeliveryMetricsObserver(self.metrics),
                 egress=self.settings.egress,
                 clock=clock,
             )
@@ -158,10 +131,11 @@ class Gateway:
             self.dispatcher = Dispatcher(
                 encode,
                 on_paused=self._on_paused,
-                observer=_MetricsObserver(self.metrics),
+                observer=DeliveryMetricsObserver(self.metrics),
                 egress=self.settings.egress,
                 clock=clock,
             )
+        self._offer_now = self.dispatcher.offer if isinstance(self.dispatcher, Dispatcher) else None
         self.consumer_stats: defaultdict[ResourceKey, ConsumerStats] = defaultdict(ConsumerStats)
         self.event_stats: defaultdict[ResourceKey, EventStats] = defaultdict(EventStats)
         self.source_stats: defaultdict[ResourceKey, SourceStats] = defaultdict(SourceStats)
@@ -350,16 +324,24 @@ class Gateway:
         never causes a duplicate of half a fan-out. Raises :class:`PublishRefused`.
         """
         try:
-            async with asyncio.timeout(self.settings.submit_timeout):
-                while True:
-                    table = self.table  # re-read after a wait: the table may have been swapped
-                    plan, placements = self._plan(table, events, namespace)
-                    result = await self.dispatcher.store(plan)
-                    if result.too_large:
-                        raise PublishRefused(413, "event-too-large", result.detail)
-                    if result.accepted:
-                        break
-                    await self.dispatcher.wait_for_room(result.full, needed_bytes=result.budget_needed)
+            table = self.table
+            plan, placements = self._plan(table, events, namespace)
+            # The memory bus decides without awaiting: most senders are accepted at once and never pay
+            # for a timer or a coroutine. The others (and every JetStream store) go the bounded way.
+            result = self._offer_now(plan) if self._offer_now is not None else None
+            if result is not None and result.too_large:
+                raise PublishRefused(413, "event-too-large", result.detail)
+            if result is None or not result.accepted:
+                async with asyncio.timeout(self.settings.submit_timeout):
+                    while True:
+                        table = self.table  # re-read after a wait: the table may have been swapped
+                        plan, placements = self._plan(table, events, namespace)
+                        result = await self.dispatcher.store(plan)
+                        if result.too_large:
+                            raise PublishRefused(413, "event-too-large", result.detail)
+                        if result.accepted:
+                            break
+                        await self.dispatcher.wait_for_room(result.full, needed_bytes=result.budget_needed)
         except TimeoutError:
             raise PublishRefused(
                 503, "delivery-backlog", "delivery queues are full; retry later", retry_after="5"
