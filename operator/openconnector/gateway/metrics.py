@@ -203,11 +203,13 @@ class SubscriptionSeries:
         counter.inc()
         if latency_ms is not None:
             if self._latency is None:
-                self._latency = self._metrics.child(self._metrics.delivery_latency, self._namespace, self._name)
+                m = self._metrics
+                self._latency = m.child(m.delivery_latency, self._namespace, self._name)
             self._latency.observe(latency_ms / 1000)
         if number > 1:
             if self._retries is None:
-                self._retries = self._metrics.child(self._metrics.delivery_retries, self._namespace, self._name)
+                m = self._metrics
+                self._retries = m.child(m.delivery_retries, self._namespace, self._name)
             self._retries.inc()
 
     def outcome(self, outcome: str) -> None:
@@ -229,7 +231,8 @@ class DeliveryMetricsObserver:
         self._metrics = metrics
 
     def on_attempt(self, target_key: str, attempt: Attempt) -> None:
-        self._metrics.subscription(target_key).attempt(attempt.status_code, attempt.latency_ms, attempt.attempt)
+        series = self._metrics.subscription(target_key)
+        series.attempt(attempt.status_code, attempt.latency_ms, attempt.attempt)
 
     def on_outcome(self, target_key: str, event_id: str, outcome: FinalOutcome, reason: str | None) -> None:
         self._metrics.subscription(target_key).outcome(outcome.value)
