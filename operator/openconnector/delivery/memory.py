@@ -566,7 +566,8 @@ class Dispatcher(Generic[E]):
         loop = asyncio.get_running_loop()
         if waiter.room is not None and waiter.lane is not None:
             waiter.room.woken -= 1
-            loop.call_soon(self._wake_for_room, waiter.lane)
+            if waiter.room.waiters:  # nobody else waits here: nothing to hand on
+                loop.call_soon(self._wake_for_room, waiter.lane)
         if waiter.promised:
             self._budget_promised -= waiter.promised
             loop.call_soon(self._wake_for_budget)

@@ -334,14 +334,16 @@ class Gateway:
             if result is None or not result.accepted:
                 async with asyncio.timeout(self.settings.submit_timeout):
                     while True:
-                        table = self.table  # re-read after a wait: the table may have been swapped
-                        plan, placements = self._plan(table, events, namespace)
+                        if result is not None:  # refused just now: wait for this caller's turn first
+                            full, needed = result.full, result.budget_needed
+                            await self.dispatcher.wait_for_room(full, needed_bytes=needed)
+                            table = self.table  # re-read after a wait: the table may have been swapped
+                            plan, placements = self._plan(table, events, namespace)
                         result = await self.dispatcher.store(plan)
                         if result.too_large:
                             raise PublishRefused(413, "event-too-large", result.detail)
                         if result.accepted:
                             break
-                        await self.dispatcher.wait_for_room(result.full, needed_bytes=result.budget_needed)
         except TimeoutError:
             raise PublishRefused(
                 503, "delivery-backlog", "delivery queues are full; retry later", retry_after="5"
