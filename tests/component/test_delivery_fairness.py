@@ -37,7 +37,8 @@ async def test_room_handed_to_a_waiter_is_not_taken_by_a_newcomer() -> None:
         await asyncio.sleep(0)  # the waiter is registered
         assert not waiter.done()
         # One more slot: it goes to the waiter, which has not run yet; a newcomer must queue behind it.
-        engine.update_target("ns/a", DeliveryTarget(key="ns/a", url=sink.url, max_concurrency=1, queue_size=2))
+        wider = DeliveryTarget(key="ns/a", url=sink.url, max_concurrency=1, queue_size=2)
+        engine.update_target("ns/a", wider)
         newcomer = engine.offer([("ns/a", Event("newcomer"))])
         assert not newcomer.accepted
         assert newcomer.full == ["ns/a"]
