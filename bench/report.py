@@ -813,6 +813,66 @@ def _owner_table(result: dict[str, Any]) -> str:
     )
 
 
+PROFILE_BEFORE = Path(__file__).resolve().parent / "profile_before.json"
+
+
+def _before_after(result: dict[str, Any], before_file: Path = PROFILE_BEFORE) -> str:
+    """Issue 15's before/after: the pinned profile of the code before it next to this run's, each as
+    gateway ÷ proxy of its own run (the runs had different machine load, so µs do not compare)."""
+    split = result.get("us_per_delivery_by_owner")
+    if not split or not before_file.is_file():
+        return ""
+    before = json.loads(before_file.read_text())
+    rows = []
+
+    def busy(owners: dict[str, float]) -> dict[str, float]:
+        return {k: v for k, v in owners.items() if not k.startswith("idle")}
+
+    old_gw, old_px = (
+        busy(before["us_per_delivery_by_owner"]["gateway_webhook"]),
+        busy(before["us_per_delivery_by_owner"]["proxy"]),
+    )
+    new_gw, new_px = busy(split["gateway_webhook"]), busy(split["proxy"])
+    old_base, new_base = sum(old_px.values()) or 1.0, sum(new_px.values()) or 1.0
+    for name in sorted(set(old_gw) | set(new_gw), key=lambda n: -old_gw.get(n, 0.0)):
+        rows.append(
+            [name, f"{old_gw.get(name, 0.0) / old_base:.2f}", f"{new_gw.get(name, 0.0) / new_base:.2f}"]
+        )
+    rows.append(
+        [
+            "total (busy, not idle)",
+            f"{sum(old_gw.values()) / old_base:.2f}",
+            f"{sum(new_gw.values()) / new_base:.2f}",
+        ]
+    )
+    web = result["scenarios"]["webhook"]
+    delivered = web["load"]["delivered_total"] or 1
+    after_fns = [(f["frame"], f["seconds"] * 1e6 / delivered) for f in web["frames"]["gateway_functions"]]
+    before_fns = [(f["frame"], f["us_per_delivery"]) for f in before["gateway_functions"]]
+    fn_rows = []
+    for index in range(max(len(after_fns), len(before_fns))):
+        b = before_fns[index] if index < len(before_fns) else ("", 0.0)
+        a = after_fns[index] if index < len(after_fns) else ("", 0.0)
+        fn_rows.append(
+            [
+                f"{b[1] / old_base:.3f}" if b[0] else "",
+                f"`{b[0]}`" if b[0] else "",
+                f"{a[1] / new_base:.3f}" if a[0] else "",
+                f"`{a[0]}`" if a[0] else "",
+            ]
+        )
+    return (
+        "### Before and after the hot-path work (issue 15)\n\n"
+        f"Before: {before['code']}, profiled {before['measured']} ({before['note']}). After: this run. "
+        "Each figure is the gateway's event-loop time per delivered event on the webhook path divided by "
+        "the bare proxy's total busy time per delivery *in the same run*, so 1.00 is what the whole proxy "
+        "spends:\n\n"
+        + _table(["owner", "before (÷ proxy)", "after (÷ proxy)"], rows)
+        + "\n\nThe gateway's own functions, before and after (innermost gateway frame, ÷ the proxy's busy "
+        "time per delivery):\n\n" + _table(["before", "function", "after", "function"], fn_rows) + "\n\n"
+    )
+
+
 def section_profile(result: dict[str, Any]) -> str:
     if "error" in result:
         return _failed("profile", result)
@@ -824,7 +884,7 @@ def section_profile(result: dict[str, Any]) -> str:
         "them with each other, not with the rates above.\n\n"
     )
     scenarios = "\n".join(_profile_scenario(n, s) for n, s in result["scenarios"].items())
-    return intro + _owner_table(result) + scenarios
+    return intro + _before_after(result) + _owner_table(result) + scenarios
 
 
 def render(results: Results, plots: dict[str, Path], docs: Path) -> str:
