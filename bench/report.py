@@ -303,21 +303,24 @@ def _finding_ingest(ingest: dict[str, Any], profile: dict[str, Any] | None) -> s
             )
         else:
             text += (
-                " No single hot spot: the cost is spread over building a CloudEvent (a uuid4 id, an RFC 3339 "
-                "time), the lane's queue and worker, the attempt record (a uuid4 each), the health window "
-                "and about seven metric series per event."
+                " No single hot spot is left: the cost is spread over the Consumer pipeline (client "
+                "address, verification, two JSON depth walks, mapping), building the CloudEvent (a uuid4 "
+                "id), encoding it and deriving its `webhook-id`, the lane's queue and worker task, the "
+                "attempt record, the "
+                "health window and the metric series of each attempt. All of these are kept on purpose "
+                "(every check, metric, attempt record and counter stays)."
             )
     return text
 
 
 def _finding_ingress(ingress: dict[str, Any], events: dict[str, Any] | None) -> str | None:
     ratios = {mode: _median(s["ratio"]) or 0.0 for mode, s in ingress["http"].items()}
-    if min(ratios.values()) >= 0.7:
+    if min(ratios.values()) >= 0.6:
         return None
     micro = ingress["micro"]["structured"]["ratio_vs_json_loads"]
     shown = ", ".join(f"{mode} {r:.2f}" for mode, r in ratios.items())
     return (
-        f"- **CloudEvents ingress (no goal): {shown} of a bare accept-only server.** Parsing with the "
+        f"- **CloudEvents ingress: {shown} of a bare accept-only server (goal 0.60).** Parsing with the "
         f"CloudEvents and NL GOV checks costs {micro['parse_http+check_nlgov']:.1f}× a `json.loads` of the "
         f"same body (the `orjson.loads` inside it {micro['orjson.loads']:.2f}×); the rest is per-request "
         "bookkeeping: Prometheus label look-ups, Event statistics, the problem middleware and the JSON "
@@ -904,7 +907,9 @@ def render(results: Results, plots: dict[str, Path], docs: Path) -> str:
         "baseline measured in the same run, or a count that does not depend on the clock. The gateway, the "
         "baselines, the sink and the load generator are separate processes on 127.0.0.1 and share the two "
         "cores; runs of the gateway and its baseline alternate (ABBA), and each is repeated. Figures are "
-        "*median (min–max, n=runs)*. Load is bounded in count and time.\n",
+        "*median (min–max, n=runs)*. Load is bounded in count and time. The machine is shared: other "
+        "test suites may run at the same time, which slows everything down (absolute rates vary by an order "
+        "of magnitude between runs) and makes single runs noisy, so read the ratios, and run it twice.\n",
         f"Last run: {when}, size `{any_result.get('size', '?')}`, Python {machine.get('python', '?')}, "
         f"{machine.get('cpus', '?')} CPUs, load generator: {loadgen}.\n",
         "Run a part: `python -m bench.run --only NAME` or `--skip NAME`, NAME one of ingest, bus, ingress, "
