@@ -42,8 +42,11 @@ as many waiters as the freed bytes cover (counting bytes promised to waiters not
 waiter that does not use the room (refused for another reason, timed out, cancelled) passes it on: as
 it leaves the wait, the lane (or budget) checks again, after its offer, and wakes the next one. So
 nobody sleeps while there is room it could use, and a waiter needing more than is free is asked once
-per freed amount, not on every wake-up. A waiter re-queues at the back after a refusal; the caller's
-timeout bounds what unfairness remains (a plan needing several lanes or slots can be overtaken).
+per freed amount, not on every wake-up. A slot handed to a woken waiter stays reserved for it until it
+has run (:meth:`_Lane.taken`): a new sender arriving meanwhile is refused and waits behind it, so under
+a closed loop senders are served in arrival order instead of some being overtaken for seconds. A waiter
+re-queues at the back after a refusal; the caller's timeout bounds what unfairness remains (a plan
+needing several lanes or slots can be overtaken).
 
 Dead letters and content modes
 ------------------------------
