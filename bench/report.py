@@ -862,7 +862,31 @@ def section_runs(runs_file: Path = RUNS) -> str:
     return (
         f"Code: {recorded['code']}; {recorded['note']}; {recorded['repeats_per_run']} repetitions per "
         "run (each run's figure is the median of its repetitions). The last run is the one rendered in "
-        "the rest of this page.\n\n" + _table([*header, "median of runs"], rows) + "\n"
+        "the rest of this page.\n\n" + _table([*header, "median of runs"], rows) + "\n" + _ab(recorded)
+    )
+
+
+def _ab(recorded: dict[str, Any]) -> str:
+    ab = recorded.get("ab")
+    if not ab:
+        return ""
+    systems = ab["systems"]
+    proxy = systems["proxy"]
+    rows = [
+        [
+            name,
+            f"{s['cpu_us_per_delivery']:.0f}",
+            f"{s['cpu_us_per_delivery'] / proxy['cpu_us_per_delivery']:.2f}",
+            f"{s['deliveries_per_s']:,.0f}",
+            f"{s['response_p99_ms']:.1f}",
+            f"{s['response_p99_ms'] / proxy['response_p99_ms']:.2f}",
+        ]
+        for name, s in systems.items()
+    ]
+    return (
+        f"\nBefore and after, measured together: {ab['note']}. Medians:\n\n"
+        + _table(["system", "CPU µs/delivery", "÷ proxy", "deliveries/s", "response p99 ms", "÷ proxy"], rows)
+        + "\n"
     )
 
 
