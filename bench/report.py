@@ -940,7 +940,10 @@ def _before_after(result: dict[str, Any], before_file: Path = PROFILE_BEFORE) ->
         f"Before: {before['code']}, profiled {before['measured']} ({before['note']}). After: this run. "
         "Each figure is the gateway's event-loop time per delivered event on the webhook path divided by "
         "the bare proxy's total busy time per delivery *in the same run*, so 1.00 is what the whole proxy "
-        "spends:\n\n"
+        "spends. pyinstrument samples wall time: while other processes hold the cores, the time this "
+        "process sits descheduled lands on whatever frame was current, so on a loaded machine this split "
+        'is noisy; the A/B of CPU time per delivery under "Every run of the goals" is the firmer '
+        "before/after figure.\n\n"
         + _table(["owner", "before (÷ proxy)", "after (÷ proxy)"], rows)
         + "\n\nThe gateway's own functions, before and after (innermost gateway frame, ÷ the proxy's busy "
         "time per delivery):\n\n" + _table(["before", "function", "after", "function"], fn_rows) + "\n\n"
