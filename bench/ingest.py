@@ -29,6 +29,10 @@ from bench.stats import latency_summary, spread
 NAME = "ingest"
 GOAL_RATIO = 0.70
 GOAL_ADDED_P99_MS = 5.0
+# Per payload size (bytes): the throughput ratio to reach; sizes not listed share GOAL_RATIO.
+GOAL_RATIO_BY_SIZE = {64 * 1024: 0.50}
+GOAL_CPU_TIMES = 1.5  # gateway CPU per delivered event at most this many times the proxy's
+GOAL_RESPONSE_P99_TIMES = 10.0  # closed-loop response p99 at most this many times the proxy's
 
 
 async def measure(
@@ -253,7 +257,10 @@ def _summarise(ctx: Context, closed: list[dict[str, Any]], open_runs: list[dict[
             ratio_1k,
             met=None if ratio_1k is None else ratio_1k >= GOAL_RATIO,
             unit="ratio",
+            note=f"{int(first) // 1024} KB",
         ),
+        *_size_goals(per_size, cfg.payload_sizes[1:]),
+        *_cost_goals(closed, cfg.payload_sizes[0]),
         goal(
             f"added p99 latency at {cfg.open_rate:,.0f} events/s (gateway p99 − baseline p99, end to end)",
             f"< {GOAL_ADDED_P99_MS:g} ms",
@@ -263,3 +270,45 @@ def _summarise(ctx: Context, closed: list[dict[str, Any]], open_runs: list[dict[
         ),
     ]
     return {"per_size": per_size, "open": open_summary, "goals": goals}
+
+
+def _size_goals(per_size: Mapping[str, Any], sizes: tuple[int, ...]) -> list[dict[str, Any]]:
+    found = []
+    for size in sizes:
+        target = GOAL_RATIO_BY_SIZE.get(size, GOAL_RATIO)
+        ratio = per_size[str(size)]["ratio"]["median"]
+        found.append(
+            goal(
+                f"ingest→deliver throughput vs the proxy, {size // 1024} KB payload",
+                f"≥ {target:.2f}",
+                ratio,
+                met=None if ratio is None else ratio >= target,
+                unit="ratio",
+            )
+        )
+    return found
+
+
+def _cost_goals(closed: list[dict[str, Any]], size: int) -> list[dict[str, Any]]:
+    """CPU per delivered event and the closed-loop response p99, gateway ÷ proxy per repetition."""
+    cpu = paired_ratios(closed, "cpu_us_per_delivery", "gateway", "baseline", size=size)
+    p99 = paired_ratios(closed, "response_latency_us/p99", "gateway", "baseline", size=size)
+    cpu_times = statistics.median(cpu) if cpu else None
+    p99_times = statistics.median(p99) if p99 else None
+    return [
+        goal(
+            f"CPU per delivered event, gateway ÷ proxy ({size // 1024} KB, closed loop)",
+            f"≤ {GOAL_CPU_TIMES:g}×",
+            cpu_times,
+            met=None if cpu_times is None else cpu_times <= GOAL_CPU_TIMES,
+            unit="×",
+        ),
+        goal(
+            f"response p99 under the closed loop, gateway ÷ proxy ({size // 1024} KB)",
+            f"≤ {GOAL_RESPONSE_P99_TIMES:g}×",
+            p99_times,
+            met=None if p99_times is None else p99_times <= GOAL_RESPONSE_P99_TIMES,
+            unit="×",
+            note="the sender must not starve behind delivery work",
+        ),
+    ]

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from bench.context import Context, envelope
+from bench.context import Context, envelope, goal
 from bench.harness import Proc, SinkClient, start_baseline, start_gateway, start_sink, stop_all
 from bench.ingest import by_system, measure, order, paired_ratios
 from bench.loadgen import LoadSpec
@@ -33,6 +33,7 @@ from openconnector.ce import check_nlgov, parse_http
 
 NAME = "ingress"
 MODES = ("binary", "structured")
+GOAL_RATIO = 0.60
 
 
 async def run(ctx: Context) -> dict[str, Any]:
@@ -95,7 +96,19 @@ async def _http(ctx: Context, sink: SinkClient, gateway: Proc, accept: Proc) -> 
             f"events/s vs bare aiohttp accept {statistics.median(rates.get('baseline', [0])):,.0f}/s → "
             f"ratio {summary[mode]['ratio']['median'] or 0:.2f}; refused {errors}"
         )
-    return {"runs": runs, "http": summary}
+    goals = [
+        goal(
+            f"CloudEvents ingress ({mode}) vs bare aiohttp accept-only server",
+            f"≥ {GOAL_RATIO:.2f}",
+            summary[mode]["ratio"]["median"],
+            met=None
+            if summary[mode]["ratio"]["median"] is None
+            else summary[mode]["ratio"]["median"] >= GOAL_RATIO,
+            unit="ratio",
+        )
+        for mode in MODES
+    ]
+    return {"runs": runs, "http": summary, "goals": goals}
 
 
 def _spec(url: str, mode: str, duration: float, connections: int) -> LoadSpec:

@@ -314,21 +314,39 @@ def _finding_ingest(ingest: dict[str, Any], profile: dict[str, Any] | None) -> s
             )
         else:
             text += (
-                " No single hot spot: the cost is spread over building a CloudEvent (a uuid4 id, an RFC 3339 "
-                "time), the lane's queue and worker, the attempt record (a uuid4 each), the health window "
-                "and about seven metric series per event."
+                " No single hot spot is left: the cost is spread over the Consumer pipeline (client "
+                "address, verification, two JSON depth walks, mapping), building the CloudEvent (a uuid4 "
+                "id), encoding it and deriving its `webhook-id`, the lane's queue and worker task, the "
+                "attempt record, the "
+                "health window and the metric series of each attempt. All of these are kept on purpose "
+                "(every check, metric, attempt record and counter stays)."
             )
     return text
 
 
+def _finding_overloaded(ingest: dict[str, Any]) -> str | None:
+    """The open loop says more about the machine than the gateway when the bare proxy cannot keep up."""
+    base = _median(ingest["open"]["e2e_latency_us"]["p99"].get("baseline")) or 0.0
+    if base < 50_000:
+        return None
+    return (
+        f"- **the machine was overloaded during this run.** Even the bare proxy's end-to-end p99 at "
+        f"{ingest['open']['rate']:,.0f} events/s was {base / 1000:,.0f} ms (a few ms on an idle machine): "
+        "other processes held the two cores, so the open-loop latency goals (added p99) and the absolute "
+        "µs goals (match p99) measure the machine, not the gateway, and throughput ratios swing between "
+        "repetitions. The CPU per delivered event (a cost no clock skews) and the closed-loop response "
+        "ratio are the figures to trust here."
+    )
+
+
 def _finding_ingress(ingress: dict[str, Any], events: dict[str, Any] | None) -> str | None:
     ratios = {mode: _median(s["ratio"]) or 0.0 for mode, s in ingress["http"].items()}
-    if min(ratios.values()) >= 0.7:
+    if min(ratios.values()) >= 0.6:
         return None
     micro = ingress["micro"]["structured"]["ratio_vs_json_loads"]
     shown = ", ".join(f"{mode} {r:.2f}" for mode, r in ratios.items())
     return (
-        f"- **CloudEvents ingress (no goal): {shown} of a bare accept-only server.** Parsing with the "
+        f"- **CloudEvents ingress: {shown} of a bare accept-only server (goal 0.60).** Parsing with the "
         f"CloudEvents and NL GOV checks costs {micro['parse_http+check_nlgov']:.1f}× a `json.loads` of the "
         f"same body (the `orjson.loads` inside it {micro['orjson.loads']:.2f}×); the rest is per-request "
         "bookkeeping: Prometheus label look-ups, Event statistics, the problem middleware and the JSON "
@@ -395,6 +413,7 @@ def section_findings(results: Results) -> str:
     found = []
     if _ok(results.get("ingest")):
         found.append(_finding_ingest(results["ingest"], profile))
+        found.append(_finding_overloaded(results["ingest"]))
     if _ok(results.get("bus")):
         found.append(_finding_bus(results["bus"]))
     if _ok(results.get("memory")):
@@ -905,6 +924,124 @@ def _owner_table(result: dict[str, Any]) -> str:
     )
 
 
+PROFILE_BEFORE = Path(__file__).resolve().parent / "profile_before.json"
+RUNS = Path(__file__).resolve().parent / "runs.json"
+
+
+def section_runs(runs_file: Path = RUNS) -> str:
+    """The goal figures of every recorded run side by side, and their median (bench/runs.json)."""
+    if not runs_file.is_file():
+        return ""
+    recorded = json.loads(runs_file.read_text())
+    runs = recorded["runs"]
+    names: list[str] = []
+    for run in runs:
+        names.extend(name for name in run["goals"] if name not in names)
+    rows = []
+    for name in names:
+        values = [run["goals"].get(name, {}).get("measured") for run in runs]
+        known = sorted(v for v in values if v is not None)
+        first = next(run["goals"][name] for run in runs if name in run["goals"])
+        median = known[len(known) // 2] if len(known) % 2 else sum(known[len(known) // 2 - 1 :][:2]) / 2
+        rows.append(
+            [name, first["target"], *("—" if v is None else f"{v:.3g}" for v in values), f"{median:.3g}"]
+        )
+    header = [
+        "goal",
+        "target",
+        *(f"run {i + 1} ({run['finished'][11:16]} UTC)" for i, run in enumerate(runs)),
+    ]
+    return (
+        f"Code: {recorded['code']}; {recorded['note']}; {recorded['repeats_per_run']} repetitions per "
+        "run (each run's figure is the median of its repetitions). The last run is the one rendered in "
+        "the rest of this page.\n\n" + _table([*header, "median of runs"], rows) + "\n" + _ab(recorded)
+    )
+
+
+def _ab(recorded: dict[str, Any]) -> str:
+    ab = recorded.get("ab")
+    if not ab:
+        return ""
+    systems = ab["systems"]
+    proxy = systems["proxy"]
+    rows = [
+        [
+            name,
+            f"{s['cpu_us_per_delivery']:.0f}",
+            f"{s['cpu_us_per_delivery'] / proxy['cpu_us_per_delivery']:.2f}",
+            f"{s['deliveries_per_s']:,.0f}",
+            f"{s['response_p99_ms']:.1f}",
+            f"{s['response_p99_ms'] / proxy['response_p99_ms']:.2f}",
+        ]
+        for name, s in systems.items()
+    ]
+    return (
+        f"\nBefore and after, measured together: {ab['note']}. Medians:\n\n"
+        + _table(["system", "CPU µs/delivery", "÷ proxy", "deliveries/s", "response p99 ms", "÷ proxy"], rows)
+        + "\n"
+    )
+
+
+def _before_after(result: dict[str, Any], before_file: Path = PROFILE_BEFORE) -> str:
+    """Issue 15's before/after: the pinned profile of the code before it next to this run's, each as
+    gateway ÷ proxy of its own run (the runs had different machine load, so µs do not compare)."""
+    split = result.get("us_per_delivery_by_owner")
+    if not split or not before_file.is_file():
+        return ""
+    before = json.loads(before_file.read_text())
+    rows = []
+
+    def busy(owners: dict[str, float]) -> dict[str, float]:
+        return {k: v for k, v in owners.items() if not k.startswith("idle")}
+
+    old_gw, old_px = (
+        busy(before["us_per_delivery_by_owner"]["gateway_webhook"]),
+        busy(before["us_per_delivery_by_owner"]["proxy"]),
+    )
+    new_gw, new_px = busy(split["gateway_webhook"]), busy(split["proxy"])
+    old_base, new_base = sum(old_px.values()) or 1.0, sum(new_px.values()) or 1.0
+    for name in sorted(set(old_gw) | set(new_gw), key=lambda n: -old_gw.get(n, 0.0)):
+        rows.append(
+            [name, f"{old_gw.get(name, 0.0) / old_base:.2f}", f"{new_gw.get(name, 0.0) / new_base:.2f}"]
+        )
+    rows.append(
+        [
+            "total (busy, not idle)",
+            f"{sum(old_gw.values()) / old_base:.2f}",
+            f"{sum(new_gw.values()) / new_base:.2f}",
+        ]
+    )
+    web = result["scenarios"]["webhook"]
+    delivered = web["load"]["delivered_total"] or 1
+    after_fns = [(f["frame"], f["seconds"] * 1e6 / delivered) for f in web["frames"]["gateway_functions"]]
+    before_fns = [(f["frame"], f["us_per_delivery"]) for f in before["gateway_functions"]]
+    fn_rows = []
+    for index in range(max(len(after_fns), len(before_fns))):
+        b = before_fns[index] if index < len(before_fns) else ("", 0.0)
+        a = after_fns[index] if index < len(after_fns) else ("", 0.0)
+        fn_rows.append(
+            [
+                f"{b[1] / old_base:.3f}" if b[0] else "",
+                f"`{b[0]}`" if b[0] else "",
+                f"{a[1] / new_base:.3f}" if a[0] else "",
+                f"`{a[0]}`" if a[0] else "",
+            ]
+        )
+    return (
+        "### Before and after the hot-path work (issue 15)\n\n"
+        f"Before: {before['code']}, profiled {before['measured']} ({before['note']}). After: this run. "
+        "Each figure is the gateway's event-loop time per delivered event on the webhook path divided by "
+        "the bare proxy's total busy time per delivery *in the same run*, so 1.00 is what the whole proxy "
+        "spends. pyinstrument samples wall time: while other processes hold the cores, the time this "
+        "process sits descheduled lands on whatever frame was current, so on a loaded machine this split "
+        'is noisy; the A/B of CPU time per delivery under "Every run of the goals" is the firmer '
+        "before/after figure.\n\n"
+        + _table(["owner", "before (÷ proxy)", "after (÷ proxy)"], rows)
+        + "\n\nThe gateway's own functions, before and after (innermost gateway frame, ÷ the proxy's busy "
+        "time per delivery):\n\n" + _table(["before", "function", "after", "function"], fn_rows) + "\n\n"
+    )
+
+
 def section_profile(result: dict[str, Any]) -> str:
     if "error" in result:
         return _failed("profile", result)
@@ -916,7 +1053,7 @@ def section_profile(result: dict[str, Any]) -> str:
         "them with each other, not with the rates above.\n\n"
     )
     scenarios = "\n".join(_profile_scenario(n, s) for n, s in result["scenarios"].items())
-    return intro + _owner_table(result) + scenarios
+    return intro + _before_after(result) + _owner_table(result) + scenarios
 
 
 def render(results: Results, plots: dict[str, Path], docs: Path) -> str:
@@ -936,7 +1073,9 @@ def render(results: Results, plots: dict[str, Path], docs: Path) -> str:
         "baseline measured in the same run, or a count that does not depend on the clock. The gateway, the "
         "baselines, the sink and the load generator are separate processes on 127.0.0.1 and share the two "
         "cores; runs of the gateway and its baseline alternate (ABBA), and each is repeated. Figures are "
-        "*median (min–max, n=runs)*. Load is bounded in count and time.\n",
+        "*median (min–max, n=runs)*. Load is bounded in count and time. The machine is shared: other "
+        "test suites may run at the same time, which slows everything down (absolute rates vary by an order "
+        "of magnitude between runs) and makes single runs noisy, so read the ratios, and run it twice.\n",
         f"Last run: {when}, size `{any_result.get('size', '?')}`, Python {machine.get('python', '?')}, "
         f"{machine.get('cpus', '?')} CPUs, load generator: {loadgen}.\n",
         "Run a part: `python -m bench.run --only NAME` or `--skip NAME`, NAME one of ingest, bus, ingress, "
@@ -949,6 +1088,9 @@ def render(results: Results, plots: dict[str, Path], docs: Path) -> str:
         "### Where we fall short\n",
         section_findings(results),
     ]
+    runs = section_runs()
+    if runs:
+        parts += ["## Every run of the goals\n", runs]
     sections = (
         ("ingest", "## ingest → deliver\n", lambda r: section_ingest(r, plots, docs)),
         ("bus", BUS_TITLE, section_bus),
@@ -1002,7 +1144,7 @@ def _merged_preamble(new: str, old: str) -> str:
 
 # How each benchmark's findings begin (see section_findings), so a partial run replaces only its own.
 FINDING_PREFIXES = {
-    "ingest": ("- **ingest→deliver",),
+    "ingest": ("- **ingest→deliver", "- **the machine was overloaded"),
     "bus": ("- **durable bus",),
     "ingress": ("- **CloudEvents ingress",),
     "memory": ("- **memory:",),

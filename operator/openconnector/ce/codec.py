@@ -398,7 +398,23 @@ def is_rfc3339(value: str) -> bool:
 
 def is_media_type(value: str) -> bool:
     """RFC 2046 / RFC 9110 media type with optional parameters."""
-    return parse_media_type(value) is not None
+    return _media_type(value) is not None
+
+
+_CACHED_MEDIA_TYPE_LENGTH = 256
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_media_type(value: str) -> tuple[str, dict[str, str]] | None:
+    return parse_media_type(value)
+
+
+def _media_type(value: str) -> tuple[str, dict[str, str]] | None:
+    """:func:`parse_media_type`, cached for short values: senders repeat the same few Content-Types, and
+    the scan is per character. The parameters dict is shared: read it, never change it."""
+    if len(value) <= _CACHED_MEDIA_TYPE_LENGTH:
+        return _cached_media_type(value)
+    return parse_media_type(value)
 
 
 def _essence(content_type: str) -> str:
@@ -414,7 +430,7 @@ def is_json_content_type(content_type: str | None) -> bool:
 
 
 def _media_parameters(content_type: str) -> dict[str, str]:
-    parsed = parse_media_type(content_type)
+    parsed = _media_type(content_type)
     if parsed is not None:
         return parsed[1]
     # Not a valid media type (only the essence was checked by the caller): read name=value pairs leniently.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["json_depth_exceeds"]
 
 
@@ -10,18 +12,16 @@ def json_depth_exceeds(value: object, limit: int) -> bool:
 
     Iterative, so the check itself cannot hit the recursion limit; a scalar has depth 0, ``[]`` depth 1.
     """
-    stack: list[tuple[object, int]] = [(value, 0)]
+    # Only containers go on the stack (scalars are most of a document and need no visit).
+    if not isinstance(value, dict | list | tuple):
+        return False
+    stack: list[tuple[dict[Any, Any] | list[Any] | tuple[Any, ...], int]] = [(value, 1)]
     while stack:
-        node, depth = stack.pop()
-        if isinstance(node, dict):
-            children: list[object] | None = list(node.values())
-        elif isinstance(node, list | tuple):
-            children = list(node)
-        else:
-            children = None
-        if children is None:
-            continue
-        if depth + 1 > limit:
+        node, level = stack.pop()
+        if level > limit:
             return True
-        stack.extend((child, depth + 1) for child in children)
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, dict | list | tuple):
+                stack.append((child, level + 1))
     return False

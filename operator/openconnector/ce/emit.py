@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -25,6 +27,18 @@ def format_time(moment: datetime) -> str:
     if moment.tzinfo is None or moment.utcoffset() is None:
         raise ValueError("the event time must be timezone-aware")
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@functools.lru_cache(maxsize=4)
+def _second_prefix(second: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+
+
+def _now_rfc3339() -> str:
+    """The current time as :func:`format_time` writes it; the seconds part is formatted once a second."""
+    now = time.time()
+    second = int(now)
+    return f"{_second_prefix(second)}.{int((now - second) * 1000):03d}Z"
 
 
 def build_event(
@@ -53,7 +67,7 @@ def build_event(
         "id": event_id if event_id is not None else str(uuid.uuid4()),
         "source": source,
         "type": type,
-        "time": format_time(now if now is not None else datetime.now(UTC)),
+        "time": format_time(now) if now is not None else _now_rfc3339(),
         "datacontenttype": JSON_CONTENT_TYPE,
     }
     if dataschema is not None:

@@ -137,6 +137,7 @@ class SubscriptionHealth:
         "_last_delivery",
         "_last_error",
         "_paused",
+        "_successes",
         "_version",
         "_window",
         "consecutive_failures",
@@ -159,6 +160,7 @@ class SubscriptionHealth:
         self.dropped = 0
         self.consecutive_failures = 0
         self._window: deque[bool] | None = None  # outcomes of the last attempts, from the first one
+        self._successes = 0  # True entries in the window, so the ratio needs no sum per attempt
         self._last_delivery: _LastDelivery | None = None
         self._last_error: _LastError | None = None
         self._paused: tuple[HealthReason, str] | None = None
@@ -192,7 +194,7 @@ class SubscriptionHealth:
         window = self._window
         if not window:
             return None
-        return sum(window) / len(window)
+        return self._successes / len(window)
 
     @property
     def condition(self) -> HealthCondition:
@@ -231,12 +233,25 @@ class SubscriptionHealth:
 
     def record_success(self, status_code: int, latency_ms: float, *, retry: bool = False) -> None:
         """An attempt the subscriber accepted: the event is delivered."""
+        window = self._window
+        # Healthy with a full window whose oldest entry is a success too: ratio, condition and its
+        # message stay exactly as they are, so there is nothing to derive (the steady state).
+        steady = (
+            window is not None
+            and len(window) == window.maxlen
+            and window[0]
+            and self._condition.status == "True"
+            and self._paused is None
+        )
         self._note_attempt(True)
         self.retried += retry
         self.delivered += 1
         self.consecutive_failures = 0
         self._last_delivery = _LastDelivery(self._clock(), status_code, latency_ms)
-        self._changed()
+        if steady:
+            self._version += 1
+        else:
+            self._changed()
 
     def record_attempt_failure(self, status_code: int | None, message: str, *, retry: bool = False) -> None:
         """A failed attempt (it may be retried); ``retry`` says whether it was itself a retry."""
@@ -314,6 +329,7 @@ class SubscriptionHealth:
         self._config = config
         if self._window is not None:
             self._window = deque(self._window, maxlen=config.window)
+            self._successes = sum(self._window)
         self._changed()
 
     def resume(self) -> None:
@@ -330,7 +346,10 @@ class SubscriptionHealth:
         window = self._window
         if window is None:
             window = self._window = deque(maxlen=self._config.window)
+        if len(window) == window.maxlen:
+            self._successes -= window[0]
         window.append(succeeded)
+        self._successes += succeeded
 
     def _changed(self) -> None:
         self._version += 1

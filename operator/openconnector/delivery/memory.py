@@ -42,8 +42,11 @@ as many waiters as the freed bytes cover (counting bytes promised to waiters not
 waiter that does not use the room (refused for another reason, timed out, cancelled) passes it on: as
 it leaves the wait, the lane (or budget) checks again, after its offer, and wakes the next one. So
 nobody sleeps while there is room it could use, and a waiter needing more than is free is asked once
-per freed amount, not on every wake-up. A waiter re-queues at the back after a refusal; the caller's
-timeout bounds what unfairness remains (a plan needing several lanes or slots can be overtaken).
+per freed amount, not on every wake-up. A slot handed to a woken waiter stays reserved for it until it
+has run (:meth:`_Lane.taken`): a new sender arriving meanwhile is refused and waits behind it, so under
+a closed loop senders are served in arrival order instead of some being overtaken for seconds. A waiter
+re-queues at the back after a refusal; the caller's timeout bounds what unfairness remains (a plan
+needing several lanes or slots can be overtaken).
 
 Dead letters and content modes
 ------------------------------
@@ -176,6 +179,13 @@ class _Lane:
     def queued(self) -> int:
         """Events waiting (not in flight)."""
         return 0 if self.runtime is None else self.runtime.queue.qsize()
+
+    def taken(self) -> int:
+        """Queue slots in use: events waiting plus slots reserved for waiters woken for room that have
+        not offered yet. A newcomer may not take a reserved slot, so waiters are served in arrival order
+        instead of being overtaken by every new request (which starved some senders for seconds)."""
+        runtime = self.runtime
+        return 0 if runtime is None else runtime.queue.qsize() + runtime.woken
 
     def has_room(self, runtime: _LaneRuntime) -> bool:
         """Room for at least one more small event (what any waiter needs at the least)."""
@@ -457,11 +467,55 @@ class Dispatcher(Generic[E]):
                 skipped.append(key)
             else:
                 wanted.append((lane, event))
+        if len(wanted) == 1:
+            lane, event = wanted[0]
+            return self._offer_one(lane, event, skipped, {})
         # Count limits need no encoding: refuse cheaply while a lane is full, before encoding anything.
         refusal = self._count_refusal(wanted, skipped)
         if refusal is not None:
             return refusal
         return self._admit(self._encode(wanted, {}), skipped)
+
+    def _offer_one(
+        self, lane: _Lane, event: E, skipped: list[str], cache: dict[tuple[int, ContentMode], Prepared | str]
+    ) -> OfferResult:
+        """:meth:`_count_refusal`, :meth:`_encode` and :meth:`_admit` for a plan of one delivery (the
+        common case), with the same checks in the same order and none of their bookkeeping."""
+        target = lane.target
+        if lane.taken() + 1 > target.queue_size or lane.held_bytes >= target.queue_bytes:
+            return OfferResult(False, skipped=skipped, full=[lane.key], describe=_describe_full(lane))
+        mode = target.content_mode
+        slot = (id(event), mode)
+        prepared = cache.get(slot)
+        if prepared is None:
+            try:
+                prepared = prepare(event, mode, self._encoder)
+            except Exception as error:
+                prepared = f"encoding failed: {type(error).__name__}: {clip(str(error))}"
+            cache[slot] = prepared
+        if not isinstance(prepared, Prepared):
+            self._deliverer.drop(lane, event, DropReason.ENCODING_FAILED, prepared)
+            return OfferResult(True, queued=0, skipped=skipped, dropped=[lane.key])
+        size = prepared.size
+        if size > target.queue_bytes:
+            describe = partial(_bytes_detail, size, lane.key, target.queue_bytes)
+            return OfferResult(False, skipped=skipped, too_large=[lane.key], describe=describe)
+        if size > self._max_queued_bytes:
+            describe = partial(_budget_exceeded_detail, size, self._max_queued_bytes)
+            return OfferResult(False, skipped=skipped, too_large=[lane.key], describe=describe)
+        if lane.held_bytes + size > target.queue_bytes:
+            return OfferResult(False, skipped=skipped, full=[lane.key], describe=_describe_full(lane))
+        if self._held_bytes + size > self._max_queued_bytes:
+            describe = partial(_budget_full_detail, self._held_bytes, self._max_queued_bytes)
+            return OfferResult(False, skipped=skipped, budget_needed=size, describe=describe)
+        lane.held_bytes += size
+        self._held_bytes += size
+        runtime = lane.runtime
+        if runtime is None:
+            runtime = lane.runtime = _LaneRuntime(paused=lane.health.paused)
+        runtime.queue.put_nowait(_Job(_Share(prepared, 1)))
+        self._ensure_workers(lane, runtime)
+        return OfferResult(True, queued=1, skipped=skipped)
 
     async def store(self, plan: Sequence[tuple[str, E]]) -> OfferResult:
         """:meth:`offer` for the :class:`~openconnector.delivery.bus.DeliveryBus` protocol."""
@@ -515,7 +569,8 @@ class Dispatcher(Generic[E]):
         loop = asyncio.get_running_loop()
         if waiter.room is not None and waiter.lane is not None:
             waiter.room.woken -= 1
-            loop.call_soon(self._wake_for_room, waiter.lane)
+            if waiter.room.waiters:  # nobody else waits here: nothing to hand on
+                loop.call_soon(self._wake_for_room, waiter.lane)
         if waiter.promised:
             self._budget_promised -= waiter.promised
             loop.call_soon(self._wake_for_budget)
@@ -584,10 +639,7 @@ class Dispatcher(Generic[E]):
             lane = self._lanes.get(key)
             if lane is None or lane.closed:
                 raise DeliveryClosedError(f"no delivery target {key!r} is installed")
-            wanted = [(lane, event)]
-            result = self._count_refusal(wanted, [])
-            if result is None:
-                result = self._admit(self._encode(wanted, cache), [])
+            result = self._offer_one(lane, event, [], cache)
             if result.accepted:
                 return
             if result.too_large:
@@ -613,10 +665,7 @@ class Dispatcher(Generic[E]):
             )
             self._deliverer.report_outcome(key, event.id, FinalOutcome.DROPPED, DropReason.UNKNOWN_TARGET)
             return False
-        wanted = [(lane, event)]
-        result = self._count_refusal(wanted, [])
-        if result is None:
-            result = self._admit(self._encode(wanted, {}), [])
+        result = self._offer_one(lane, event, [], {})
         if result.accepted:
             return result.queued > 0
         if result.too_large:
@@ -643,7 +692,7 @@ class Dispatcher(Generic[E]):
                 too_large = [x.key for x, n in counts.items() if n > x.target.queue_size]
                 describe = partial(_count_detail, count, lane.key, target.queue_size)
                 return OfferResult(False, skipped=skipped, too_large=too_large, describe=describe)
-            if lane.queued() + count > target.queue_size or lane.held_bytes >= target.queue_bytes:
+            if lane.taken() + count > target.queue_size or lane.held_bytes >= target.queue_bytes:
                 full.append(lane)
         if not full:
             return None
@@ -700,7 +749,7 @@ class Dispatcher(Generic[E]):
         full = [
             lane
             for lane in counts
-            if lane.queued() + counts[lane] > lane.target.queue_size
+            if lane.taken() + counts[lane] > lane.target.queue_size
             or lane.held_bytes + sizes[lane] > lane.target.queue_bytes
         ]
         budget_needed = total if self._held_bytes + total > self._max_queued_bytes else 0
@@ -875,7 +924,9 @@ class Dispatcher(Generic[E]):
         attempt = 0
         last: Response | None = None
         deliverer = self._deliverer
-        while not await deliverer.give_up_if_paused(lane, prepared, last):
+        health = lane.health
+        # The pause check is inline: awaiting give_up_if_paused would build a coroutine per attempt.
+        while not (health.paused and await deliverer.give_up_if_paused(lane, prepared, last)):
             attempt += 1
             delay, last = await deliverer.try_once(lane, prepared, attempt, converted)
             if delay is None:

@@ -8,6 +8,7 @@ statuses become a :class:`Response` with a redacted ``error`` text, classified b
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -93,7 +94,7 @@ class HttpSender:
                 headers=headers,
                 data=body,
                 allow_redirects=False,  # the webhook spec: 3xx is a failure, never followed
-                timeout=aiohttp.ClientTimeout(total=timeout_s),
+                timeout=_timeout(timeout_s),
             ) as reply:
                 status = reply.status
                 retry_after = reply.headers.get("Retry-After")
@@ -135,6 +136,12 @@ class HttpSender:
             )
             self._owns_session = True
         return self._session
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(total: float) -> aiohttp.ClientTimeout:
+    """One immutable ClientTimeout per distinct value (targets share a handful of timeouts)."""
+    return aiohttp.ClientTimeout(total=total)
 
 
 async def read_prefix(stream: aiohttp.StreamReader, limit: int) -> bytes:

@@ -21,7 +21,6 @@ from openconnector.api.kinds import CONSUMER, EVENT, EVENT_SUBSCRIPTION, SOURCE
 from openconnector.ce import CloudEvent, build_event, to_binary, to_structured
 from openconnector.ce.emit import SequenceCounter
 from openconnector.consumers.replay import ReplayGuard, ReplayStore, TieredReplayStore
-from openconnector.delivery.attempts import Attempt
 from openconnector.delivery.bus import DeliveryBus
 from openconnector.delivery.health import HealthReason
 from openconnector.delivery.memory import Dispatcher
@@ -29,13 +28,12 @@ from openconnector.delivery.outcomes import (
     BusUnavailableError,
     DeliveryClosedError,
     EventTooLargeError,
-    FinalOutcome,
 )
 from openconnector.delivery.target import ContentMode, DeliveryTarget
 from openconnector.egress import EgressPolicy
 from openconnector.egress_resolver import connector_for
 from openconnector.gateway.limits import RequestLimits
-from openconnector.gateway.metrics import GatewayMetrics
+from openconnector.gateway.metrics import DeliveryMetricsObserver, GatewayMetrics
 from openconnector.messages.access import Authorizer, TokenAuthorizer
 from openconnector.messages.recorder import MessageRecorder
 from openconnector.messages.service import MessageService
@@ -103,31 +101,6 @@ def encode(event: CloudEvent, mode: ContentMode) -> tuple[Mapping[str, str], byt
     return to_binary(event) if mode == ContentMode.BINARY else to_structured(event)
 
 
-def _code_class(status: int | None) -> str:
-    return "error" if status is None else f"{status // 100}xx"
-
-
-class _MetricsObserver:
-    """Feeds delivery outcomes into Prometheus (called inline by the dispatcher: cheap work only)."""
-
-    def __init__(self, metrics: GatewayMetrics) -> None:
-        self._m = metrics
-
-    def on_attempt(self, target_key: str, attempt: Attempt) -> None:
-        namespace, _, name = target_key.partition("/")
-        m = self._m
-        m.child(m.delivery_attempts, namespace, name, _code_class(attempt.status_code)).inc()
-        if attempt.latency_ms is not None:
-            m.child(m.delivery_latency, namespace, name).observe(attempt.latency_ms / 1000)
-        if attempt.attempt > 1:
-            m.child(m.delivery_retries, namespace, name).inc()
-
-    def on_outcome(self, target_key: str, event_id: str, outcome: FinalOutcome, reason: str | None) -> None:
-        namespace, _, name = target_key.partition("/")
-        label = {"deadLettered": "dead_lettered"}.get(outcome.value, outcome.value)
-        self._m.child(self._m.deliveries, namespace, name, label).inc()
-
-
 class Gateway:
     def __init__(
         self, settings: GatewaySettings | None = None, *, clock: Callable[[], float] = time.time
@@ -145,7 +118,7 @@ class Gateway:
             max_messages=self.settings.message_max, max_age=self.settings.message_max_age, clock=clock
         )
         self.recorder = MessageRecorder(
-            self.message_store, self._installed_target, inner=_MetricsObserver(self.metrics)
+            self.message_store, self._installed_target, inner=DeliveryMetricsObserver(self.metrics)
         )
         self._pull_keys: frozenset[str] = frozenset()
         # With the JetStream bus the message log is kept in a stream and read back by every process.
@@ -178,6 +151,7 @@ class Gateway:
                 clock=clock,
             )
         self.messages = MessageService(self, self.message_store, self.recorder.writer)
+        self._offer_now = self.dispatcher.offer if isinstance(self.dispatcher, Dispatcher) else None
         self.consumer_stats: defaultdict[ResourceKey, ConsumerStats] = defaultdict(ConsumerStats)
         self.event_stats: defaultdict[ResourceKey, EventStats] = defaultdict(EventStats)
         self.source_stats: defaultdict[ResourceKey, SourceStats] = defaultdict(SourceStats)
@@ -387,28 +361,38 @@ class Gateway:
         (nothing of the events was queued).
         """
         try:
-            async with asyncio.timeout(self.settings.submit_timeout):
-                while True:
-                    table = self.table  # re-read after a wait: the table may have been swapped
-                    plan, placements = self._plan(table, events, namespace)
-                    # Recorded before the bus stores it: a durable bus may deliver before store returns.
-                    created = self.recorder.record_stored(plan, now=self.clock())
-                    if self.message_log is not None:
-                        await self.message_log.flush()
-                    pull_keys = self._pull_keys
-                    pushed = [entry for entry in plan if entry[0] not in pull_keys] if pull_keys else plan
-                    try:
-                        result = await self.dispatcher.store(pushed)
-                    except BaseException:
-                        self.recorder.discard(created)
-                        raise
-                    if not result.accepted:
-                        self.recorder.discard(created)
-                    if result.too_large:
-                        raise Refusal(413, "event-too-large", result.detail)
-                    if result.accepted:
-                        break
-                    await self.dispatcher.wait_for_room(result.full, needed_bytes=result.budget_needed)
+            table = self.table
+            plan, placements = self._plan(table, events, namespace)
+            # Recorded before the bus stores it: a durable bus may deliver before store returns.
+            created = self.recorder.record_stored(plan, now=self.clock())
+            pushed = self._pushed(plan)
+            try:
+                # The memory bus decides without awaiting: most senders are accepted at once and never pay
+                # for a timer or a coroutine. The others (and every JetStream store) go the bounded way.
+                result = self._offer_now(pushed) if self._offer_now is not None else None
+                if result is not None and result.too_large:
+                    raise Refusal(413, "event-too-large", result.detail)
+                if result is None or not result.accepted:
+                    async with asyncio.timeout(self.settings.submit_timeout):
+                        while True:
+                            if result is not None:  # refused just now: wait for this caller's turn first
+                                full, needed = result.full, result.budget_needed
+                                await self.dispatcher.wait_for_room(full, needed_bytes=needed)
+                                table = self.table  # re-read after a wait: the table may have been swapped
+                                self.recorder.discard(created)
+                                plan, placements = self._plan(table, events, namespace)
+                                created = self.recorder.record_stored(plan, now=self.clock())
+                                pushed = self._pushed(plan)
+                            if self.message_log is not None:
+                                await self.message_log.flush()
+                            result = await self.dispatcher.store(pushed)
+                            if result.too_large:
+                                raise Refusal(413, "event-too-large", result.detail)
+                            if result.accepted:
+                                break
+            except BaseException:
+                self.recorder.discard(created)  # nothing of the events was stored
+                raise
         except TimeoutError:
             raise Refusal(
                 503, "delivery-backlog", "delivery queues are full; retry later", headers={"Retry-After": "5"}
@@ -435,6 +419,11 @@ class Gateway:
             label = event.type if table.namespaces_defining(event.type) else "other"
             self.metrics.child(self.metrics.events_emitted, label).inc()
         return result.queued + (len(plan) - len(pushed))
+
+    def _pushed(self, plan: list[tuple[str, CloudEvent]]) -> list[tuple[str, CloudEvent]]:
+        """The deliveries of ``plan`` the bus delivers: pull subscriptions keep theirs in the message log."""
+        pull_keys = self._pull_keys
+        return [entry for entry in plan if entry[0] not in pull_keys] if pull_keys else plan
 
     def build_event_for(self, event: EventRoute, data: Any, *, subject: str | None = None) -> CloudEvent:
         """A new NL GOV event of ``event``'s type (sequence per Event, starting at 1)."""

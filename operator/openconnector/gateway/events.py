@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from openconnector.ce import CloudEvent, CloudEventError, check_nlgov, parse_http
@@ -220,7 +221,7 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
     if warnings:
         # Accepted anyway (lax profile), but the sender learns what the strict profile would refuse.
         answer["warnings"] = [w.as_dict() for w in warnings]
-    return web.json_response(answer, status=202)
+    return web.Response(body=orjson.dumps(answer), status=202, content_type="application/json")
 
 
 async def handle_events_options(request: web.Request) -> web.Response:

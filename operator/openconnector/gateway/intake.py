@@ -33,6 +33,13 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
     """
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
+    content = request.content
+    if content.is_eof() and content.exception() is None:
+        # The whole body came with the head (most small requests): take it as is, no timer, no chunks.
+        body = content.read_nowait()
+        if len(body) > limit:
+            raise _too_large(limit)
+        return body
     timeout = request.app[GATEWAY_KEY].settings.limits.body_timeout
     chunks: list[bytes] = []
     size = 0

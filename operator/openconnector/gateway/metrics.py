@@ -6,7 +6,7 @@ names a metric defined here.
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 from prometheus_client import (
@@ -18,6 +18,10 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.metrics import MetricWrapperBase
+
+if TYPE_CHECKING:
+    from openconnector.delivery.attempts import Attempt
+    from openconnector.delivery.outcomes import FinalOutcome
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 PARSE_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01)
@@ -31,6 +35,8 @@ class GatewayMetrics:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         # labels() takes a lock and hashes on every call; the hot path reuses the child series.
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        # Per subscription ("namespace/name"), its delivery series, bound on its first attempt.
+        self._subscriptions: dict[str, SubscriptionSeries] = {}
         r = self.registry
         self.events_received = Counter(
             "openconnector_events_received", "CloudEvents accepted on /events", ["mode"], registry=r
@@ -139,8 +145,17 @@ class GatewayMetrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
+    def subscription(self, target_key: str) -> SubscriptionSeries:
+        """The delivery series of subscription ``target_key`` ("namespace/name"), bound once."""
+        found = self._subscriptions.get(target_key)
+        if found is None:
+            namespace, _, name = target_key.partition("/")
+            found = self._subscriptions[target_key] = SubscriptionSeries(self, namespace, name)
+        return found
+
     def forget_subscription(self, namespace: str, name: str) -> None:
         """Drop every series of a deleted subscription, so its last health value does not alert forever."""
+        self._subscriptions.pop(f"{namespace}/{name}", None)
         for metric in (
             self.deliveries, self.delivery_attempts, self.delivery_retries, self.delivery_latency,
             self.subscription_healthy, self.subscription_success_ratio, self.queue_depth,
@@ -159,6 +174,68 @@ class GatewayMetrics:
             names.add(collector.name)
             names.update(sample.name for sample in collector.samples)
         return names
+
+
+_OUTCOME_LABELS = {"delivered": "delivered", "deadLettered": "dead_lettered", "dropped": "dropped"}
+
+
+class SubscriptionSeries:
+    """One subscription's delivery series: children bound on first use, then reused per attempt."""
+
+    __slots__ = ("_attempts", "_latency", "_metrics", "_name", "_namespace", "_outcomes", "_retries")
+
+    def __init__(self, metrics: GatewayMetrics, namespace: str, name: str) -> None:
+        self._metrics = metrics
+        self._namespace = namespace
+        self._name = name
+        self._attempts: dict[int | None, Any] = {}  # status (None: no response) -> attempts child
+        self._outcomes: dict[str, Any] = {}
+        self._latency: Any = None
+        self._retries: Any = None
+
+    def attempt(self, status: int | None, latency_ms: float | None, number: int) -> None:
+        counter = self._attempts.get(status)
+        if counter is None:
+            code = "error" if status is None else f"{status // 100}xx"
+            counter = self._attempts[status] = self._metrics.child(
+                self._metrics.delivery_attempts, self._namespace, self._name, code
+            )
+        counter.inc()
+        if latency_ms is not None:
+            if self._latency is None:
+                m = self._metrics
+                self._latency = m.child(m.delivery_latency, self._namespace, self._name)
+            self._latency.observe(latency_ms / 1000)
+        if number > 1:
+            if self._retries is None:
+                m = self._metrics
+                self._retries = m.child(m.delivery_retries, self._namespace, self._name)
+            self._retries.inc()
+
+    def outcome(self, outcome: str) -> None:
+        counter = self._outcomes.get(outcome)
+        if counter is None:
+            label = _OUTCOME_LABELS.get(outcome, outcome)
+            counter = self._outcomes[outcome] = self._metrics.child(
+                self._metrics.deliveries, self._namespace, self._name, label
+            )
+        counter.inc()
+
+
+class DeliveryMetricsObserver:
+    """Feeds delivery attempts and outcomes into Prometheus (a
+    :class:`~openconnector.delivery.outcomes.DeliveryObserver`, called inline by the bus: cheap work
+    only, the series are bound once per subscription)."""
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self._metrics = metrics
+
+    def on_attempt(self, target_key: str, attempt: Attempt) -> None:
+        series = self._metrics.subscription(target_key)
+        series.attempt(attempt.status_code, attempt.latency_ms, attempt.attempt)
+
+    def on_outcome(self, target_key: str, event_id: str, outcome: FinalOutcome, reason: str | None) -> None:
+        self._metrics.subscription(target_key).outcome(outcome.value)
 
 
 async def _serve_metrics(request: web.Request) -> web.Response:

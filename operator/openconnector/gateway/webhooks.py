@@ -14,6 +14,7 @@ import logging
 from typing import Any
 
 import aiohttp
+import orjson
 from aiohttp import web
 
 from openconnector.ce import CloudEvent
@@ -44,6 +45,16 @@ def _trusted_proxies(cidrs: tuple[str, ...]) -> TrustedProxies:
     return TrustedProxies(cidrs)
 
 
+# Longer X-Forwarded-For values are resolved every time instead of filling the cache.
+_CACHED_FORWARDED_LENGTH = 256
+
+
+@functools.lru_cache(maxsize=1024)
+def _client_address(cidrs: tuple[str, ...], remote: str, forwarded: str | None) -> IpAddress | None:
+    # A client sends many requests from the same address: parse it once, not per request.
+    return _trusted_proxies(cidrs).client_address(remote, forwarded)
+
+
 def _labels(key: ResourceKey) -> tuple[str, str]:
     return key.namespace, key.name
 
@@ -67,10 +78,12 @@ class _GatewayPorts:
         return self._gateway.clock()
 
     def client_address(self) -> IpAddress | None:
-        proxies = _trusted_proxies(tuple(self._gateway.settings.trusted_proxies))
-        return proxies.client_address(
-            self._request.remote or "", self._request.headers.get("X-Forwarded-For")
-        )
+        cidrs = tuple(self._gateway.settings.trusted_proxies)
+        remote = self._request.remote or ""
+        forwarded = self._request.headers.get("X-Forwarded-For")
+        if forwarded is not None and len(forwarded) > _CACHED_FORWARDED_LENGTH:
+            return _trusted_proxies(cidrs).client_address(remote, forwarded)
+        return _client_address(cidrs, remote, forwarded)
 
     async def read_request(self, limit: int) -> InboundRequest:
         request = self._request
@@ -157,7 +170,7 @@ async def handle_webhook(request: web.Request) -> web.StreamResponse:
     answer = await receive(consumer, ports)
     if isinstance(answer, Refusal):
         return refusal_problem(answer)
-    return web.json_response(answer.body, status=answer.status)
+    return web.Response(body=orjson.dumps(answer.body), status=answer.status, content_type="application/json")
 
 
 async def handle_webhook_options(request: web.Request) -> web.Response:

@@ -1,0 +1,80 @@
+"""A/B of two versions of the gateway at the same time: CPU per delivered event, throughput, response p99.
+
+    git archive 163bcd0 operator | tar -x -C /tmp/old
+    python -m bench.ab_before_after /tmp/old/operator
+
+The old version runs from ``OLD_OPERATOR_DIR`` (first on its PYTHONPATH), the new one from this checkout,
+next to the bare proxy; all three take turns (order alternating) under the ingest benchmark's 1 KB
+closed loop. Not part of ``make bench``: it needs the old tree. Prints JSON medians.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from bench.context import CONFIGS, Context
+from bench.harness import Proc, SinkClient, start_baseline, start_gateway, start_sink, stop_all
+from bench.ingest import measure
+from bench.loadgen import LoadSpec
+from bench.manifests import INGEST_ENDPOINT, ingest_manifests, write_dir
+
+REPEATS = 4
+
+
+async def compare(old_operator: str) -> dict[str, dict[str, float]]:
+    scratch = Path(tempfile.mkdtemp(prefix="bench-ab-"))
+    ctx = Context(CONFIGS["full"], scratch / "results", scratch, "auto", True)
+    procs: list[Proc] = []
+    rows: dict[str, list[tuple[float, float, float]]] = {"old": [], "new": [], "proxy": []}
+    try:
+        sink = await start_sink(ctx.log_dir)
+        procs.append(sink)
+        proxy = await start_baseline("proxy", ctx.log_dir, forward=f"{sink.url}/deliver/baseline")
+        procs.append(proxy)
+        manifests = write_dir(scratch / "manifests", ingest_manifests(sink.url))
+        new, _ = await start_gateway(manifests, ctx.log_dir, name="new")
+        procs.append(new)
+        os.environ["PYTHONPATH"] = old_operator
+        try:
+            old, _ = await start_gateway(manifests, ctx.log_dir, name="old")
+        finally:
+            del os.environ["PYTHONPATH"]
+        procs.append(old)
+        systems = {"old": old, "new": new, "proxy": proxy}
+        for rep in range(REPEATS):
+            for name in list(systems) if rep % 2 == 0 else list(reversed(systems)):
+                proc = systems[name]
+                path = "/ingest" if name == "proxy" else f"/webhooks/{INGEST_ENDPOINT}"
+                spec = LoadSpec(proc.url + path, "json", 1024, 32, 4.0)
+                found = await measure(ctx, SinkClient(sink), spec, pid=proc.pid)
+                p99_ms = float(found["response_latency_us"]["p99"]) / 1000
+                rows[name].append((found["cpu_us_per_delivery"] or 0.0, found["delivered_per_s"], p99_ms))
+    finally:
+        stop_all(procs)
+    return {
+        name: {
+            "cpu_us_per_delivery": statistics.median(r[0] for r in runs),
+            "deliveries_per_s": statistics.median(r[1] for r in runs),
+            "response_p99_ms": statistics.median(r[2] for r in runs),
+            "runs": len(runs),
+        }
+        for name, runs in rows.items()
+    }
+
+
+def main() -> int:
+    if len(sys.argv) != 2:
+        print(__doc__)
+        return 2
+    print(json.dumps(asyncio.run(compare(sys.argv[1])), indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
