@@ -55,7 +55,6 @@ import datetime
 import hashlib
 import json
 import logging
-import random
 import ssl
 import time
 import uuid
@@ -106,14 +105,13 @@ from openconnector.delivery.outcomes import (
     DropReason,
     EventTooLargeError,
     FinalOutcome,
-    NullObserver,
     OfferResult,
     PauseCallback,
 )
 from openconnector.delivery.policy import Rng
 from openconnector.delivery.prepared import E, Encoder, Prepared, Reencoder, cloudevents_reencoder, prepare
 from openconnector.delivery.retry import Deliverer, DeliveryState
-from openconnector.delivery.sending import HttpSender, clip
+from openconnector.delivery.sending import clip
 from openconnector.delivery.target import ContentMode, DeliveryTarget
 from openconnector.egress import EgressPolicy
 from openconnector.refusal import Refusal
@@ -245,23 +243,20 @@ class JetStreamBus(Generic[E]):
         self.settings = settings
         self._encoder = encoder
         self._clock = clock
-        self._sender = HttpSender(
+        self._deliverer = Deliverer.over_http(
+            reencoder=reencoder,
+            observer=observer,
+            on_paused=on_paused,
             session=session,
             connection_limit=connection_limit,
             user_agent=user_agent,
-            clock=clock,
             egress=egress,
-        )
-        self._deliverer = Deliverer(
-            self._sender,
-            reencoder,
-            observer or NullObserver(),
-            on_paused=on_paused,
             clock=clock,
             sleep=sleep,
-            rng=rng or random.Random(),
+            rng=rng,
             on_stop=self._on_stop,
         )
+        self._sender = self._deliverer.sender
         self._subs: dict[str, _Subscription] = {}
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None

@@ -74,7 +74,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -91,7 +90,6 @@ from openconnector.delivery.outcomes import (
     DropReason,
     EventTooLargeError,
     FinalOutcome,
-    NullObserver,
     OfferResult,
     PauseCallback,
 )
@@ -106,7 +104,7 @@ from openconnector.delivery.prepared import (
     prepare,
 )
 from openconnector.delivery.retry import Deliverer, DeliveryState
-from openconnector.delivery.sending import HttpSender, Response, clip
+from openconnector.delivery.sending import Response, clip
 from openconnector.delivery.target import ContentMode, DeliveryTarget, require_positive_int
 from openconnector.egress import EgressPolicy
 
@@ -292,23 +290,20 @@ class Dispatcher(Generic[E]):
         self._max_queued_bytes = max_queued_bytes
         self._clock = clock
         self._sleep = sleep
-        self._sender = HttpSender(
+        self._deliverer = Deliverer.over_http(
+            reencoder=reencoder,
+            observer=observer,
+            on_paused=on_paused,
             session=session,
             connection_limit=connection_limit,
             user_agent=user_agent,
-            clock=clock,
             egress=egress,
-        )
-        self._deliverer = Deliverer(
-            self._sender,
-            reencoder,
-            observer or NullObserver(),
-            on_paused=on_paused,
             clock=clock,
             sleep=sleep,
-            rng=rng or random.Random(),
+            rng=rng,
             on_stop=self._on_stop,
         )
+        self._sender = self._deliverer.sender
         self._lanes: dict[str, _Lane] = {}
         self._held_bytes = 0  # every held request once, however many lanes hold it
         self._budget_waiters: dict[_Waiter, int] = {}  # sleeping waiter -> bytes it needs

@@ -19,13 +19,22 @@ import base64
 import itertools
 import logging
 import os
+import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
+
+import aiohttp
 
 from openconnector.ce import AttributeValue
 from openconnector.delivery.attempts import Attempt, AttemptLog, Destination
 from openconnector.delivery.health import HealthReason, SubscriptionHealth
-from openconnector.delivery.outcomes import DeliveryObserver, DropReason, FinalOutcome, PauseCallback
+from openconnector.delivery.outcomes import (
+    DeliveryObserver,
+    DropReason,
+    FinalOutcome,
+    NullObserver,
+    PauseCallback,
+)
 from openconnector.delivery.policy import (
     RETRY_AFTER_STATUSES,
     DeliveryPolicy,
@@ -38,6 +47,7 @@ from openconnector.delivery.prepared import DeliverableEvent, Prepared, Reencode
 from openconnector.delivery.sending import ERROR_DATA_LIMIT, HttpSender, Response, clip, describe
 from openconnector.delivery.signing import signature_headers
 from openconnector.delivery.target import ContentMode, DeliveryTarget, redact_url
+from openconnector.egress import EgressPolicy
 
 __all__ = ["Deliverer", "DeliveryState", "retry_delay"]
 
@@ -89,6 +99,42 @@ class Deliverer:
     ``on_stop`` is called (synchronously) when a subscription stops delivering (410 or auto-pause),
     before the log line and ``on_paused``: the bus's chance to cut waits short or persist it.
     """
+
+    @classmethod
+    def over_http(
+        cls,
+        *,
+        reencoder: Reencoder,
+        observer: DeliveryObserver | None,
+        on_paused: PauseCallback | None,
+        session: aiohttp.ClientSession | None,
+        connection_limit: int,
+        user_agent: str,
+        egress: EgressPolicy | None,
+        clock: Callable[[], float],
+        sleep: Callable[[float], Awaitable[None]],
+        rng: Rng | None,
+        on_stop: Callable[[DeliveryState, str, str], None],
+    ) -> Deliverer:
+        """The deliverer both buses use: an :class:`HttpSender` with their connection settings (names
+        resolved through ``egress``) and the policy's retries."""
+        sender = HttpSender(
+            session=session,
+            connection_limit=connection_limit,
+            user_agent=user_agent,
+            clock=clock,
+            egress=egress,
+        )
+        return cls(
+            sender,
+            reencoder,
+            observer or NullObserver(),
+            on_paused=on_paused,
+            clock=clock,
+            sleep=sleep,
+            rng=rng or random.Random(),
+            on_stop=on_stop,
+        )
 
     def __init__(
         self,
