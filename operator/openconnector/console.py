@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from openconnector.api.kinds import EVENT_SUBSCRIPTION
+
 __all__ = ["ApiError", "Transport", "messages_table", "run_command", "status_table"]
 
 TOKEN_HEADER = "X-OpenConnector-Token"
@@ -150,7 +152,7 @@ def status_table(resources: Iterable[Mapping[str, Any]]) -> str:
         status = resource.get("status") or {}
         ready = _condition(status, "Ready")
         healthy = _condition(status, "Healthy")
-        if resource.get("kind") != "EventSubscription":
+        if resource.get("kind") != EVENT_SUBSCRIPTION.kind:
             healthy_text = "-"
         else:
             healthy_text = str(healthy.get("status", "Unknown"))

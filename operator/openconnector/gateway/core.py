@@ -309,18 +309,18 @@ class Gateway:
     def seed_status(self, key: ResourceKey, status: Mapping[str, Any]) -> None:
         """Continue from the status a previous process wrote, so a restart does not reset counters."""
         self.conditions.seed(key, list(status.get("conditions") or []))
-        if key.kind == "EventSubscription":
+        if key.kind == EVENT_SUBSCRIPTION.kind:
             target_key = f"{key.namespace}/{key.name}"
             route = self._routes_by_target.get(target_key)
             if route is not None:
                 self._restore_health(target_key, route, status)
             else:
                 self._seed_subscriptions[target_key] = status
-        elif key.kind == "Consumer":
+        elif key.kind == CONSUMER.kind:
             self.consumer_stats[key].seed(status)
-        elif key.kind == "Event":
+        elif key.kind == EVENT.kind:
             self.event_stats[key].seed(status)
-        elif key.kind == "Source":
+        elif key.kind == SOURCE.kind:
             self.source_stats[key].seed(status)
 
     async def _on_paused(self, target_key: str, reason: str, message: str) -> None:
@@ -449,7 +449,7 @@ class Gateway:
             return None
         conditions = [ready_condition(self.conditions, result)]
         body: dict[str, Any] = {"observedGeneration": result.generation}
-        if key.kind == "EventSubscription":
+        if key.kind == EVENT_SUBSCRIPTION.kind:
             target_key = f"{key.namespace}/{key.name}"
             route = self._routes_by_target.get(target_key)
             if route is not None:
@@ -467,13 +467,13 @@ class Gateway:
                 # Not routed while it does not compile: its counters are kept aside, and still shown.
                 kept = self._seed_subscriptions.get(target_key) or {}
                 body.update({k: v for k, v in kept.items() if k in _COUNTER_FIELDS})
-        elif key.kind == "Consumer":
+        elif key.kind == CONSUMER.kind:
             body.update(self.consumer_stats[key].snapshot())
             if "url" in result.extra:
                 body["url"] = result.extra["url"]
-        elif key.kind == "Event":
+        elif key.kind == EVENT.kind:
             body.update(self.event_stats[key].snapshot())
-        elif key.kind == "Source":
+        elif key.kind == SOURCE.kind:
             body.update(self.source_stats[key].snapshot())
         body["conditions"] = conditions
         return body

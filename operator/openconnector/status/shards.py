@@ -21,24 +21,26 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from openconnector.api.kinds import CONSUMER, EVENT, EVENT_SUBSCRIPTION, SOURCE
+
 # Counters summed over shards (and kept in ``retired`` when a replica leaves), per kind.
 SUMMED: dict[str, tuple[str, ...]] = {
-    "EventSubscription": ("delivered", "failed", "retried", "deadLettered", "dropped"),
-    "Consumer": ("received", "forwarded", "rejected"),
-    "Event": ("received", "emitted", "refused"),
-    "Source": ("requests", "failures"),
+    EVENT_SUBSCRIPTION.kind: ("delivered", "failed", "retried", "deadLettered", "dropped"),
+    CONSUMER.kind: ("received", "forwarded", "rejected"),
+    EVENT.kind: ("received", "emitted", "refused"),
+    SOURCE.kind: ("requests", "failures"),
 }
 # Counters by reason, summed key by key.
-SUMMED_MAPS: dict[str, tuple[str, ...]] = {"Consumer": ("rejectedByReason",)}
+SUMMED_MAPS: dict[str, tuple[str, ...]] = {CONSUMER.kind: ("rejectedByReason",)}
 # Times (RFC 3339, or objects with a ``time``): the latest over shards is shown at the top level.
 LATEST: dict[str, tuple[str, ...]] = {
-    "EventSubscription": ("lastDelivery", "lastError"),
-    "Consumer": ("lastReceived", "lastError"),
-    "Event": ("lastEmitted",),
-    "Source": ("lastError",),
+    EVENT_SUBSCRIPTION.kind: ("lastDelivery", "lastError"),
+    CONSUMER.kind: ("lastReceived", "lastError"),
+    EVENT.kind: ("lastEmitted",),
+    SOURCE.kind: ("lastError",),
 }
 # Per replica only; the top level shows the worst replica.
-WORST: dict[str, tuple[str, ...]] = {"EventSubscription": ("consecutiveFailures", "successRatio")}
+WORST: dict[str, tuple[str, ...]] = {EVENT_SUBSCRIPTION.kind: ("consecutiveFailures", "successRatio")}
 
 HEALTHY = "Healthy"
 HEALTH = "health"  # a shard's own Healthy condition: {status, reason, message}
@@ -58,7 +60,7 @@ def split(kind: str, body: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
     fields = set(shard_fields(kind))
     shard = {k: v for k, v in body.items() if k in fields}
     shared = {k: v for k, v in body.items() if k not in fields}
-    if kind == "EventSubscription":
+    if kind == EVENT_SUBSCRIPTION.kind:
         healthy = _condition(body, HEALTHY)
         if healthy is not None:
             shard[HEALTH] = {k: healthy[k] for k in ("status", "reason", "message") if k in healthy}
@@ -141,7 +143,7 @@ def aggregate(
         candidates = [shard[name] for shard in shards.values() if shard.get(name) is not None]
         if candidates:
             out[name] = max(candidates, key=_time_of)
-    if kind == "EventSubscription":
+    if kind == EVENT_SUBSCRIPTION.kind:
         failures = [_int(shard.get("consecutiveFailures")) for shard in shards.values()]
         out["consecutiveFailures"] = max(failures, default=0)
         ratios = [
