@@ -7,82 +7,29 @@ and the Deployment is validated strictly against the Kubernetes schema.
 
 from __future__ import annotations
 
-import importlib.util
-import os
-import subprocess
-import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 import kubernetes_validate
 import pytest
-import yaml
+from tests.chart.test_chart import KUBE_VERSIONS, Helm, Manifest, helm
 
 from openconnector.cli import build_parser
 
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "openconnector-operator"
-RELEASE = "oc"
-NAMESPACE = "openconnector-system"
-KUBE_VERSION = "1.37.0"
+KUBE_VERSION = KUBE_VERSIONS[-1]
 NATS = "nats://nats.nats.svc:4222"
 JETSTREAM = ("--set", "bus.type=jetstream", "--set", f"bus.jetstream.url={NATS}")
-Manifest = dict[str, Any]
+
+__all__ = ["helm"]  # the fixture, shared with test_chart.py
 
 
-def _testbed_helm() -> Path:
-    """helm from tests/e2e/testbed.py (extracted once into the test bed cache), loaded by path."""
-    name = "openconnector_chart_bus_testbed"
-    module = sys.modules.get(name)
-    if module is None:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "e2e" / "testbed.py")
-        assert spec is not None
-        assert spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    binary: Path = module.ensure_helm()
-    return binary
-
-
-@dataclass(frozen=True)
-class Helm:
-    binary: Path
-    env: Mapping[str, str]
-
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
-        command = [str(self.binary), "template", RELEASE, str(CHART), "--namespace", NAMESPACE, *args]
-        return subprocess.run(
-            command, env=dict(self.env), capture_output=True, text=True, timeout=120, check=False
-        )
-
-    def deployment(self, *args: str) -> Manifest:
-        done = self.run("--kube-version", KUBE_VERSION, "--show-only", "templates/deployment.yaml", *args)
-        assert done.returncode == 0, done.stderr
-        (deployment,) = [doc for doc in yaml.safe_load_all(done.stdout) if doc]
-        assert isinstance(deployment, dict)
-        kubernetes_validate.validate(deployment, KUBE_VERSION, strict=True)
-        return deployment
-
-    def refused(self, *args: str) -> str:
-        done = self.run(*args)
-        assert done.returncode != 0, f"helm template {' '.join(args)} rendered, but should have been refused"
-        return done.stderr
-
-
-@pytest.fixture(scope="module")
-def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
-    home = tmp_path_factory.mktemp("helm-home")
-    env = {
-        **os.environ,
-        "HELM_CACHE_HOME": str(home / "cache"),
-        "HELM_CONFIG_HOME": str(home / "config"),
-        "HELM_DATA_HOME": str(home / "data"),
-        "KUBECONFIG": str(home / "no-kubeconfig"),
-    }
-    return Helm(_testbed_helm(), env)
+def rendered_deployment(helm: Helm, *args: str) -> Manifest:
+    """The chart's Deployment with ``args``, validated strictly against the newest Kubernetes version."""
+    (deployment,) = helm.template(
+        "--show-only", "templates/deployment.yaml", *args, kube_version=KUBE_VERSION
+    )
+    kubernetes_validate.validate(deployment, KUBE_VERSION, strict=True)
+    return deployment
 
 
 def pod_of(deployment: Manifest) -> dict[str, Any]:
@@ -111,7 +58,7 @@ def mounted_file(deployment: Manifest, path: str) -> tuple[str, str]:
 
 
 def test_default_is_the_memory_bus_with_nothing_to_mount(helm: Helm) -> None:
-    deployment = helm.deployment()
+    deployment = rendered_deployment(helm)
     args = args_of(deployment)
     assert build_parser().parse_args(args).bus == "memory"
     assert not [a for a in args if a.startswith(("--nats", "--jetstream"))]
@@ -119,7 +66,7 @@ def test_default_is_the_memory_bus_with_nothing_to_mount(helm: Helm) -> None:
 
 
 def test_jetstream_passes_every_setting_as_its_flag(helm: Helm) -> None:
-    args = args_of(helm.deployment(*JETSTREAM))
+    args = args_of(rendered_deployment(helm, *JETSTREAM))
     parsed = build_parser().parse_args(args)
     assert parsed.bus == "jetstream"
     assert parsed.nats_url == NATS
@@ -140,7 +87,7 @@ def test_jetstream_passes_every_setting_as_its_flag(helm: Helm) -> None:
 
 def test_jetstream_limits_are_rendered_exactly(helm: Helm) -> None:
     args = args_of(
-        helm.deployment(
+        rendered_deployment(helm,
             *JETSTREAM,
             "--set", "bus.jetstream.replicas=1",
             "--set", "bus.jetstream.storage=memory",
@@ -159,7 +106,7 @@ def test_jetstream_limits_are_rendered_exactly(helm: Helm) -> None:
 
 
 def test_credentials_and_tls_secrets_are_mounted_where_the_flags_point(helm: Helm) -> None:
-    deployment = helm.deployment(
+    deployment = rendered_deployment(helm,
         *JETSTREAM,
         "--set", "bus.jetstream.credentialsSecret=nats-user",
         "--set", "bus.jetstream.credentialsKey=user.creds",
@@ -174,14 +121,14 @@ def test_credentials_and_tls_secrets_are_mounted_where_the_flags_point(helm: Hel
 
 
 def test_tls_without_a_client_certificate_passes_only_the_ca(helm: Helm) -> None:
-    deployment = helm.deployment(*JETSTREAM, "--set", "bus.jetstream.tlsSecret=nats-ca")
+    deployment = rendered_deployment(helm, *JETSTREAM, "--set", "bus.jetstream.tlsSecret=nats-ca")
     parsed = build_parser().parse_args(args_of(deployment))
     assert mounted_file(deployment, parsed.nats_tls_ca) == ("nats-ca", "ca.crt")
     assert (parsed.nats_tls_cert, parsed.nats_tls_key) == (None, None)
 
 
 def test_jetstream_settings_are_ignored_with_the_memory_bus(helm: Helm) -> None:
-    deployment = helm.deployment(
+    deployment = rendered_deployment(helm,
         "--set", f"bus.jetstream.url={NATS}", "--set", "bus.jetstream.credentialsSecret=nats-user"
     )  # fmt: skip
     assert build_parser().parse_args(args_of(deployment)).bus == "memory"
@@ -212,6 +159,6 @@ def test_bad_bus_values_are_refused(helm: Helm, settings: list[str], message: st
 
 def test_the_jetstream_bus_runs_with_several_replicas(helm: Helm) -> None:
     # Status shards exist (issue 13): with the shared consumers, replicas share the deliveries.
-    deployment = helm.deployment(*JETSTREAM, "--set", "replicaCount=2")
+    deployment = rendered_deployment(helm, *JETSTREAM, "--set", "replicaCount=2")
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
