@@ -223,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
             help="peers whose X-Forwarded-For is believed for allowedIPs (repeatable)",
         )  # fmt: skip
         p.add_argument("--drain-seconds", type=float, default=20.0, help="graceful shutdown deadline")
+        p.add_argument(
+            "--event-loop", choices=["uvloop", "asyncio"],
+            default=os.environ.get("OPENCONNECTOR_EVENT_LOOP", "uvloop"),
+            help="the gateway's event loop: uvloop (libuv, faster) or asyncio's own "
+            "(env OPENCONNECTOR_EVENT_LOOP)",
+        )  # fmt: skip
         log_flags = p.add_argument_group("message log and its API (/api/v1alpha1)")
         log_flags.add_argument(
             "--api-token-file", metavar="FILE",

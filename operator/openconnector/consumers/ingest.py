@@ -232,7 +232,9 @@ async def _accept(consumer: ConsumerRoute, request: InboundRequest, ports: Consu
         answer["eventError"] = why
         return WebhookAnswer(status, answer)
 
-    if json_depth_exceeds(emitted_data, max_depth):  # only a target's answer can be: it could not be sent
+    # Only a target's answer can nest too deep here (it could not be sent): the payload was checked above,
+    # a mapping's result by the mapping runner, so the same object is not walked twice.
+    if emitted_data is not payload and json_depth_exceeds(emitted_data, max_depth):
         return not_emitted(f"the stored object nests deeper than {max_depth} levels")
     try:
         built = ports.build_event(event, emitted_data, subject or None)
