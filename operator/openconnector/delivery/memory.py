@@ -454,6 +454,8 @@ class Dispatcher(Generic[E]):
         """
         if self._closed:
             raise DeliveryClosedError("the dispatcher is closed")
+        if not plan:
+            return OfferResult(True, queued=0)  # an event nobody subscribes to: nothing to check
         skipped: list[str] = []
         wanted: list[tuple[_Lane, E]] = []
         for key, event in plan:

@@ -364,7 +364,7 @@ class Gateway:
             table = self.table
             plan, placements = self._plan(table, events, namespace)
             # Recorded before the bus stores it: a durable bus may deliver before store returns.
-            created = self.recorder.record_stored(plan, now=self.clock())
+            created = self.recorder.record_stored(plan, now=self.clock()) if plan else []
             pushed = self._pushed(plan)
             try:
                 # The memory bus decides without awaiting: most senders are accepted at once and never pay
