@@ -378,11 +378,15 @@ class Gateway:
                             if result is not None:  # refused just now: wait for this caller's turn first
                                 full, needed = result.full, result.budget_needed
                                 await self.dispatcher.wait_for_room(full, needed_bytes=needed)
-                                table = self.table  # re-read after a wait: the table may have been swapped
-                                self.recorder.discard(created)
-                                plan, placements = self._plan(table, events, namespace)
-                                created = self.recorder.record_stored(plan, now=self.clock())
-                                pushed = self._pushed(plan)
+                                if self.table is not table:
+                                    # Swapped while waiting: plan again from the new table. (The same table
+                                    # gives the same plan, so its pending records stand as they are.)
+                                    table = self.table
+                                    self.recorder.discard(created)
+                                    created = []
+                                    plan, placements = self._plan(table, events, namespace)
+                                    created = self.recorder.record_stored(plan, now=self.clock())
+                                    pushed = self._pushed(plan)
                             if self.message_log is not None:
                                 await self.message_log.flush()
                             result = await self.dispatcher.store(pushed)
