@@ -421,7 +421,7 @@ class Gateway:
                     stats.last_emitted = now
             # Types no Event defines (--allow-unknown-types) share one label: senders choose them freely.
             label = event.type if table.namespaces_defining(event.type) else "other"
-            self.metrics.child(self.metrics.events_emitted, label).inc()
+            self.metrics.inc_of(self.metrics.events_emitted, label)(1)
         return result.queued + (len(plan) - len(pushed))
 
     def _pushed(self, plan: list[tuple[str, CloudEvent]]) -> list[tuple[str, CloudEvent]]:

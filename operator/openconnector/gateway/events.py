@@ -158,7 +158,7 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
     except Refusal as refused:
         m.events_refused.labels(refused.label).inc()
         return refusal_problem(refused)
-    m.child(m.ingress_bytes, "/events").inc(len(body))
+    m.inc_of(m.ingress_bytes, "/events")(len(body))
     started = time.perf_counter()
     try:
         parsed = parse_http(request.method, request.headers, body)
@@ -220,7 +220,7 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
             f"{len(problems)} problem(s); nothing was accepted",
             errors=[p.as_dict() for p in problems],
         )
-    m.child(m.events_received, mode).inc(len(parsed.events))
+    m.inc_of(m.events_received, mode)(len(parsed.events))
     try:
         queued = await gateway.publish(parsed.events, namespace=namespace)
     except Refusal as refused:
