@@ -121,19 +121,23 @@ class CloudEvent:
 
     @property
     def subject(self) -> str | None:
-        return _opt_str(self.attributes.get("subject"))
+        value = self.attributes.get("subject")
+        return value if value is None or type(value) is str else str(value)
 
     @property
     def time(self) -> str | None:
-        return _opt_str(self.attributes.get("time"))
+        value = self.attributes.get("time")
+        return value if value is None or type(value) is str else str(value)
 
     @property
     def datacontenttype(self) -> str | None:
-        return _opt_str(self.attributes.get("datacontenttype"))
+        value = self.attributes.get("datacontenttype")
+        return value if value is None or type(value) is str else str(value)
 
     @property
     def dataschema(self) -> str | None:
-        return _opt_str(self.attributes.get("dataschema"))
+        value = self.attributes.get("dataschema")
+        return value if value is None or type(value) is str else str(value)
 
     @property
     def extensions(self) -> dict[str, AttributeValue]:
