@@ -363,7 +363,7 @@ class Deliverer:
             status_code=response.status,
             latency_ms=response.latency_ms,
             error=None if outcome is Outcome.SUCCESS else describe(response),
-            outcome=outcome.value,
+            outcome=outcome._value_,  # ._value_, not the .value property: two calls less per attempt
             destination=destination,
             retry_in=retry_in,
             response_headers=response.headers,

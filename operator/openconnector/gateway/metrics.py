@@ -257,7 +257,7 @@ class DeliveryMetricsObserver:
         series.attempt(attempt.status_code, attempt.latency_ms, attempt.attempt)
 
     def on_outcome(self, target_key: str, event_id: str, outcome: FinalOutcome, reason: str | None) -> None:
-        self._metrics.subscription(target_key).outcome(outcome.value)
+        self._metrics.subscription(target_key).outcome(outcome._value_)  # not .value: a property call
 
 
 async def _serve_metrics(request: web.Request) -> web.Response:
