@@ -168,7 +168,8 @@ async def ingest(consumer: ConsumerRoute, request: InboundRequest, ports: Consum
     outcome = consumer.verifier.verify(
         headers=request.headers, query=request.query, body=request.body, now=ports.now()
     )
-    outcome = await admit(ports.replay_store, outcome, scope=str(consumer.key), now=ports.now())
+    if outcome.replay_ttl is not None and outcome.message_id is not None:  # what admit() acts on
+        outcome = await admit(ports.replay_store, outcome, scope=str(consumer.key), now=ports.now())
     accepted = False
     try:
         answer = await _accept(consumer, request, ports)
@@ -186,7 +187,8 @@ async def _accept(consumer: ConsumerRoute, request: InboundRequest, ports: Consu
     max_depth = ports.max_json_depth
     if json_depth_exceeds(payload, max_depth):
         raise Refusal(422, "too-deep", f"the body nests deeper than {max_depth} levels", label="too-deep")
-    payload = await _mapped(consumer, payload, max_depth)
+    if consumer.mapping is not None:  # no coroutine for the many Consumers without one
+        payload = await _mapped(consumer, payload, max_depth)
     event = consumer.event
     if event is not None and not event.enabled and consumer.target is None:
         # Nothing would be stored and nothing emitted: a 2xx would claim work that is not done.
