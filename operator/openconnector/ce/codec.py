@@ -587,7 +587,10 @@ def _check_attributes(
                 add(name, f"forbidden character U+{ord(bad):04X} (control, noncharacter or surrogate)")
                 continue
             checker = _VALUE_CHECKS.get(name)
-            if checker is not None:
+            if checker is _check_non_empty:  # id, type, subject: inline, the most common check
+                if not value:
+                    add(name, "must be a non-empty string")
+            elif checker is not None:
                 detail = checker(value)
                 if detail is not None:
                     add(name, detail)
