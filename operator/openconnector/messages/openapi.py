@@ -135,15 +135,17 @@ _PATHS: dict[str, dict[str, Any]] = {
     },
     "/api/v1alpha1/status": {
         "get": _op(
-            "Status of every resource (standalone mode's kubectl get)",
-            {"200": _json_body({"type": "object"}, "status bodies")},
+            "Status of every resource the caller may list (standalone mode's kubectl get)",
+            {"200": _json_body({"type": "object"}, "status bodies"), **_problems(401)},
+            security=_SECURED,
         )
     },
     "/api/v1alpha1/subscriptions/{namespace}/{name}/attempts": {
         "get": _op(
             "The last 100 delivery attempts of a subscription (no payloads)",
-            {"200": _json_body({"type": "object"}, "attempts"), **_problems(404)},
+            {"200": _json_body({"type": "object"}, "attempts"), **_problems(401, 404)},
             parameters=[_NS, _NAME],
+            security=_SECURED,
         ),
     },
     "/api/v1alpha1/openapi.json": {
