@@ -120,7 +120,7 @@ class Gateway:
         self.recorder = MessageRecorder(
             self.message_store, self._installed_target, inner=DeliveryMetricsObserver(self.metrics)
         )
-        self._pull_keys: frozenset[str] = frozenset()
+        self._pull_keys: frozenset[ResourceKey] = frozenset()
         # With the JetStream bus the message log is kept in a stream and read back by every process.
         self.message_log: JetStreamMessageLog | None = None
         # Standalone: one bearer token; the cluster runner swaps in Kubernetes TokenReview + SAR.
@@ -161,18 +161,18 @@ class Gateway:
         # Set first on shutdown (runtime.py), before the drain: /readyz answers 503 from then on.
         self.draining = False
         self._notice_sinks: list[NoticeSink] = []
-        self._health_seen: dict[str, str] = {}
-        self._routes_by_target: dict[str, SubscriptionRoute] = {}
+        self._health_seen: dict[ResourceKey, str] = {}
+        self._routes_by_target: dict[ResourceKey, SubscriptionRoute] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
         # Status a previous process wrote, applied to lanes as they appear (restart continuity).
-        self._seed_subscriptions: dict[str, Mapping[str, Any]] = {}
+        self._seed_subscriptions: dict[ResourceKey, Mapping[str, Any]] = {}
 
-    def _installed_target(self, key: str) -> DeliveryTarget | None:
+    def _installed_target(self, key: ResourceKey) -> DeliveryTarget | None:
         route = self._routes_by_target.get(key)
         return None if route is None else route.target
 
-    def count_pulled(self, key: str, count: int) -> None:
+    def count_pulled(self, key: ResourceKey, count: int) -> None:
         """A pull acknowledged ``count`` events: they count as delivered in the subscription's status."""
         if key in self.dispatcher.target_keys():
             health = self.dispatcher.health(key)
@@ -230,7 +230,7 @@ class Gateway:
     def install(self, table: RoutingTable) -> None:
         """Swap in a new table and bring the dispatcher's targets in line with it."""
         previous = self._routes_by_target
-        current: dict[str, SubscriptionRoute] = {}
+        current: dict[ResourceKey, SubscriptionRoute] = {}
         for route in table.subscriptions():
             key = route.target_key
             current[key] = route
@@ -249,7 +249,7 @@ class Gateway:
                 self._seed_subscriptions[key] = self._health_record(key)
             self._spawn(self.dispatcher.remove_target(key, drain_deadline=self.settings.drain_seconds))
             self._health_seen.pop(key, None)
-            self.metrics.forget_subscription(*key.split("/", 1))
+            self.metrics.forget_subscription(key)
         for gone in self.table.results.keys() - table.results.keys():
             self.forget(gone)
         self._routes_by_target = current
@@ -271,17 +271,18 @@ class Gateway:
         self.conditions.forget(key)
         for stats in (self.consumer_stats, self.event_stats, self.source_stats):
             stats.pop(key, None)
-        target_key = key.namespaced_name
-        self._seed_subscriptions.pop(target_key, None)
-        if key.kind == EVENT_SUBSCRIPTION.kind:
-            self.message_store.forget(target_key)
-        if key.kind == EVENT_SUBSCRIPTION.kind and target_key in self.dispatcher.target_keys():
+        if key.kind != EVENT_SUBSCRIPTION.kind:
+            return
+        # A subscription's key is its key on the delivery bus, too.
+        self._seed_subscriptions.pop(key, None)
+        self.message_store.forget(key)
+        if key in self.dispatcher.target_keys():
             # Re-created before any table dropped it (delete + create within one compile): same lane,
             # new object, so its health starts over.
-            self.dispatcher.health(target_key).reset()
-            self._health_seen.pop(target_key, None)
+            self.dispatcher.health(key).reset()
+            self._health_seen.pop(key, None)
 
-    def _health_record(self, target_key: str) -> dict[str, Any]:
+    def _health_record(self, target_key: ResourceKey) -> dict[str, Any]:
         """What a lane's health must carry over: its counters and, while suspended, why."""
         health = self.dispatcher.health(target_key)
         record: dict[str, Any] = dict(health.snapshot())
@@ -293,7 +294,9 @@ class Gateway:
             record["observedGeneration"] = self._routes_by_target[target_key].generation
         return record
 
-    def _restore_health(self, target_key: str, route: SubscriptionRoute, status: Mapping[str, Any]) -> None:
+    def _restore_health(
+        self, target_key: ResourceKey, route: SubscriptionRoute, status: Mapping[str, Any]
+    ) -> None:
         health = self.dispatcher.health(target_key)
         health.restore(status)
         # Suspended (410, auto-pause) lasts until the spec changes, also across restarts and not-ready spells.
@@ -310,12 +313,11 @@ class Gateway:
         """Continue from the status a previous process wrote, so a restart does not reset counters."""
         self.conditions.seed(key, list(status.get("conditions") or []))
         if key.kind == EVENT_SUBSCRIPTION.kind:
-            target_key = f"{key.namespace}/{key.name}"
-            route = self._routes_by_target.get(target_key)
+            route = self._routes_by_target.get(key)
             if route is not None:
-                self._restore_health(target_key, route, status)
+                self._restore_health(key, route, status)
             else:
-                self._seed_subscriptions[target_key] = status
+                self._seed_subscriptions[key] = status
         elif key.kind == CONSUMER.kind:
             self.consumer_stats[key].seed(status)
         elif key.kind == EVENT.kind:
@@ -323,7 +325,7 @@ class Gateway:
         elif key.kind == SOURCE.kind:
             self.source_stats[key].seed(status)
 
-    async def _on_paused(self, target_key: str, reason: str, message: str) -> None:
+    async def _on_paused(self, target_key: ResourceKey, reason: str, message: str) -> None:
         route = self._routes_by_target.get(target_key)
         if route is not None:
             self._notice(route.key, "Warning", reason, message)
@@ -332,9 +334,9 @@ class Gateway:
 
     def _plan(
         self, table: RoutingTable, events: Sequence[CloudEvent], namespace: str | None
-    ) -> tuple[list[tuple[str, CloudEvent]], list[tuple[CloudEvent, Sequence[str]]]]:
+    ) -> tuple[list[tuple[ResourceKey, CloudEvent]], list[tuple[CloudEvent, Sequence[str]]]]:
         """Every (subscription, event) delivery, and where each event is published."""
-        plan: list[tuple[str, CloudEvent]] = []
+        plan: list[tuple[ResourceKey, CloudEvent]] = []
         placements: list[tuple[CloudEvent, Sequence[str]]] = []
         for event in events:
             namespaces: Sequence[str]
@@ -420,7 +422,7 @@ class Gateway:
             self.metrics.child(self.metrics.events_emitted, label).inc()
         return result.queued + (len(plan) - len(pushed))
 
-    def _pushed(self, plan: list[tuple[str, CloudEvent]]) -> list[tuple[str, CloudEvent]]:
+    def _pushed(self, plan: list[tuple[ResourceKey, CloudEvent]]) -> list[tuple[ResourceKey, CloudEvent]]:
         """The deliveries of ``plan`` the bus delivers: pull subscriptions keep theirs in the message log."""
         pull_keys = self._pull_keys
         return [entry for entry in plan if entry[0] not in pull_keys] if pull_keys else plan
@@ -450,10 +452,9 @@ class Gateway:
         conditions = [ready_condition(self.conditions, result)]
         body: dict[str, Any] = {"observedGeneration": result.generation}
         if key.kind == EVENT_SUBSCRIPTION.kind:
-            target_key = f"{key.namespace}/{key.name}"
-            route = self._routes_by_target.get(target_key)
+            route = self._routes_by_target.get(key)
             if route is not None:
-                health = self.dispatcher.health(target_key)
+                health = self.dispatcher.health(key)
                 body.update(health.snapshot())
                 cond = health.condition
                 conditions.append(
@@ -465,7 +466,7 @@ class Gateway:
                 body["url"] = route.target.redacted_url
             else:
                 # Not routed while it does not compile: its counters are kept aside, and still shown.
-                kept = self._seed_subscriptions.get(target_key) or {}
+                kept = self._seed_subscriptions.get(key) or {}
                 body.update({k: v for k, v in kept.items() if k in _COUNTER_FIELDS})
         elif key.kind == CONSUMER.kind:
             body.update(self.consumer_stats[key].snapshot())
@@ -522,7 +523,7 @@ class Gateway:
 
     def _update_health_gauges(self) -> None:
         for target_key in self._routes_by_target:
-            namespace, _, name = target_key.partition("/")
+            namespace, name = target_key.namespace, target_key.name
             health = self.dispatcher.health(target_key)
             value = {"True": 1, "False": 0}.get(health.condition.status, -1)
             self.metrics.subscription_healthy.labels(namespace, name).set(value)
