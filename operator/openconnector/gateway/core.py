@@ -414,9 +414,7 @@ class Gateway:
             for ns in namespaces:
                 defined = table.events_by_namespace_type.get((ns, event.type))
                 if defined is not None:
-                    stats = self.event_stats[defined.key]
-                    stats.emitted += 1
-                    stats.last_emitted = now
+                    self.event_stats[defined.key].record_published(now)
             # Types no Event defines (--allow-unknown-types) share one label: senders choose them freely.
             label = event.type if table.namespaces_defining(event.type) else "other"
             self.metrics.child(self.metrics.events_emitted, label).inc()
