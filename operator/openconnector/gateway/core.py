@@ -1,7 +1,8 @@
-"""The gateway's state: the installed routing table, the dispatcher, counters and status views.
+"""The gateway's state: the installed routing table, the delivery bus, and the status book.
 
 HTTP handlers (``gateway/app.py``) translate requests into calls on :class:`Gateway`; the operator and
-standalone mode install routing tables and read status bodies. Nothing here parses HTTP.
+standalone mode install routing tables and read status bodies (built by ``status/bodies.py``, which
+gets the compile result and a subscription's lane health from here). Nothing here parses HTTP.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from openconnector.ce import CloudEvent, build_event, to_binary, to_structured
 from openconnector.ce.emit import SequenceCounter
 from openconnector.consumers.replay import ReplayGuard, ReplayStore, TieredReplayStore
 from openconnector.delivery.bus import DeliveryBus
-from openconnector.delivery.health import HealthReason
 from openconnector.delivery.memory import Dispatcher
 from openconnector.delivery.outcomes import (
     BusUnavailableError,
@@ -41,8 +41,8 @@ from openconnector.messages.store import MemoryMessageStore
 from openconnector.refusal import Refusal
 from openconnector.resources import ResourceKey
 from openconnector.routing.table import EventRoute, RoutingTable, SubscriptionRoute
-from openconnector.status.conditions import ConditionBook, ready_condition
-from openconnector.status.counters import ConsumerStats, EventStats, SourceStats
+from openconnector.status.bodies import StatusBook, status_view
+from openconnector.status.conditions import ready_condition
 
 if TYPE_CHECKING:
     from openconnector.delivery.jetstream import JetStreamSettings
@@ -53,21 +53,6 @@ log = logging.getLogger(__name__)
 # (resource key, event type "Normal"|"Warning", reason, message): becomes a Kubernetes Event in a cluster.
 Notice = tuple[ResourceKey, str, str, str]
 NoticeSink = Callable[[ResourceKey, str, str, str], None]
-
-
-# The delivery counters of a subscription's status (what survives a restart or a not-ready spell).
-_COUNTER_FIELDS = frozenset(
-    {
-        "delivered",
-        "failed",
-        "retried",
-        "deadLettered",
-        "dropped",
-        "consecutiveFailures",
-        "lastDelivery",
-        "lastError",
-    }
-)
 
 
 @dataclass
@@ -152,11 +137,12 @@ class Gateway:
             )
         self.messages = MessageService(self, self.message_store, self.recorder.writer)
         self._offer_now = self.dispatcher.offer if isinstance(self.dispatcher, Dispatcher) else None
-        self.consumer_stats: defaultdict[ResourceKey, ConsumerStats] = defaultdict(ConsumerStats)
-        self.event_stats: defaultdict[ResourceKey, EventStats] = defaultdict(EventStats)
-        self.source_stats: defaultdict[ResourceKey, SourceStats] = defaultdict(SourceStats)
+        # Conditions and counters (status/bodies.py); the counters are named here for the intake handlers.
+        self.status = StatusBook(clock)
+        self.consumer_stats = self.status.consumer_stats
+        self.event_stats = self.status.event_stats
+        self.source_stats = self.status.source_stats
         self.sequences = SequenceCounter()
-        self.conditions = ConditionBook(clock)
         self.ready = asyncio.Event()
         # Set first on shutdown (runtime.py), before the drain: /readyz answers 503 from then on.
         self.draining = False
@@ -165,8 +151,6 @@ class Gateway:
         self._routes_by_target: dict[ResourceKey, SubscriptionRoute] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
-        # Status a previous process wrote, applied to lanes as they appear (restart continuity).
-        self._seed_subscriptions: dict[ResourceKey, Mapping[str, Any]] = {}
 
     def _installed_target(self, key: ResourceKey) -> DeliveryTarget | None:
         route = self._routes_by_target.get(key)
@@ -237,16 +221,13 @@ class Gateway:
             old = previous.get(key)
             if old is None or old.target != route.target:
                 self.dispatcher.update_target(key, route.target)
-                seed = self._seed_subscriptions.pop(key, None)
-                if seed is not None:
-                    self._restore_health(key, route, seed)
+                self.status.take_kept(route, self.dispatcher.health(key))
             if old is not None and old.generation != route.generation and self.dispatcher.resume(key):
                 self._notice(route.key, "Normal", "Resumed", "spec changed: delivery resumed")
         for key in previous.keys() - current.keys():
-            resource = previous[key].key
-            if resource in table.results:
+            if key in table.results:
                 # Not routed for now (it stopped compiling): keep its counters for when it comes back.
-                self._seed_subscriptions[key] = self._health_record(key)
+                self.status.keep(previous[key], self.dispatcher.health(key))
             self._spawn(self.dispatcher.remove_target(key, drain_deadline=self.settings.drain_seconds))
             self._health_seen.pop(key, None)
             self.metrics.forget_subscription(key)
@@ -259,7 +240,7 @@ class Gateway:
         counts: dict[tuple[str, str], int] = defaultdict(int)
         for result in table.results.values():
             counts[(result.key.kind, str(result.ready).lower())] += 1
-            ready_condition(self.conditions, result)  # stamps lastTransitionTime when Ready flips
+            ready_condition(self.status.conditions, result)  # stamps lastTransitionTime when Ready flips
         for kind in (EVENT, EVENT_SUBSCRIPTION, CONSUMER, SOURCE):
             for ready in ("true", "false"):
                 self.metrics.routing_resources.labels(kind.kind, ready).set(counts.get((kind.kind, ready), 0))
@@ -268,13 +249,10 @@ class Gateway:
     def forget(self, key: ResourceKey) -> None:
         """A deleted resource takes its counters and conditions along: one re-created under the same name
         (a new object in Kubernetes) starts from zero."""
-        self.conditions.forget(key)
-        for stats in (self.consumer_stats, self.event_stats, self.source_stats):
-            stats.pop(key, None)
+        self.status.forget(key)
         if key.kind != EVENT_SUBSCRIPTION.kind:
             return
         # A subscription's key is its key on the delivery bus, too.
-        self._seed_subscriptions.pop(key, None)
         self.message_store.forget(key)
         if key in self.dispatcher.target_keys():
             # Re-created before any table dropped it (delete + create within one compile): same lane,
@@ -282,48 +260,10 @@ class Gateway:
             self.dispatcher.health(key).reset()
             self._health_seen.pop(key, None)
 
-    def _health_record(self, target_key: ResourceKey) -> dict[str, Any]:
-        """What a lane's health must carry over: its counters and, while suspended, why."""
-        health = self.dispatcher.health(target_key)
-        record: dict[str, Any] = dict(health.snapshot())
-        if health.paused:
-            cond = health.condition
-            record["phase"] = "Suspended"
-            record["conditions"] = [{"type": "Healthy", "status": "False", "reason": cond.reason,
-                                     "message": cond.message}]  # fmt: skip
-            record["observedGeneration"] = self._routes_by_target[target_key].generation
-        return record
-
-    def _restore_health(
-        self, target_key: ResourceKey, route: SubscriptionRoute, status: Mapping[str, Any]
-    ) -> None:
-        health = self.dispatcher.health(target_key)
-        health.restore(status)
-        # Suspended (410, auto-pause) lasts until the spec changes, also across restarts and not-ready spells.
-        if status.get("phase") == "Suspended" and status.get("observedGeneration") == route.generation:
-            conditions: list[Mapping[str, Any]] = list(status.get("conditions") or [])
-            healthy: Mapping[str, Any] = next((c for c in conditions if c.get("type") == "Healthy"), {})
-            try:
-                reason = HealthReason(healthy.get("reason", HealthReason.ENDPOINT_GONE.value))
-            except ValueError:
-                reason = HealthReason.ENDPOINT_GONE
-            health.pause(reason, str(healthy.get("message") or "suspended before a restart"))
-
     def seed_status(self, key: ResourceKey, status: Mapping[str, Any]) -> None:
         """Continue from the status a previous process wrote, so a restart does not reset counters."""
-        self.conditions.seed(key, list(status.get("conditions") or []))
-        if key.kind == EVENT_SUBSCRIPTION.kind:
-            route = self._routes_by_target.get(key)
-            if route is not None:
-                self._restore_health(key, route, status)
-            else:
-                self._seed_subscriptions[key] = status
-        elif key.kind == CONSUMER.kind:
-            self.consumer_stats[key].seed(status)
-        elif key.kind == EVENT.kind:
-            self.event_stats[key].seed(status)
-        elif key.kind == SOURCE.kind:
-            self.source_stats[key].seed(status)
+        route = self._routes_by_target.get(key)
+        self.status.seed(key, status, route, None if route is None else self.dispatcher.health(key))
 
     async def _on_paused(self, target_key: ResourceKey, reason: str, message: str) -> None:
         route = self._routes_by_target.get(target_key)
@@ -447,35 +387,8 @@ class Gateway:
         result = self.table.results.get(key)
         if result is None:
             return None
-        conditions = [ready_condition(self.conditions, result)]
-        body: dict[str, Any] = {"observedGeneration": result.generation}
-        if key.kind == EVENT_SUBSCRIPTION.kind:
-            route = self._routes_by_target.get(key)
-            if route is not None:
-                health = self.dispatcher.health(key)
-                body.update(health.snapshot())
-                cond = health.condition
-                conditions.append(
-                    self.conditions.condition(
-                        key, "Healthy", cond.status, cond.reason, cond.message, result.generation
-                    )
-                )
-                body["phase"] = "Paused" if route.paused else ("Suspended" if health.paused else "Active")
-                body["url"] = route.target.redacted_url
-            else:
-                # Not routed while it does not compile: its counters are kept aside, and still shown.
-                kept = self._seed_subscriptions.get(key) or {}
-                body.update({k: v for k, v in kept.items() if k in _COUNTER_FIELDS})
-        elif key.kind == CONSUMER.kind:
-            body.update(self.consumer_stats[key].snapshot())
-            if "url" in result.extra:
-                body["url"] = result.extra["url"]
-        elif key.kind == EVENT.kind:
-            body.update(self.event_stats[key].snapshot())
-        elif key.kind == SOURCE.kind:
-            body.update(self.source_stats[key].snapshot())
-        body["conditions"] = conditions
-        return body
+        route = self._routes_by_target.get(key)
+        return self.status.body(result, route, None if route is None else self.dispatcher.health(key))
 
     def tick(self) -> None:
         """Periodic: Kubernetes Events on health transitions, and the health gauges."""
@@ -505,19 +418,7 @@ class Gateway:
 
     def status_view(self) -> list[dict[str, Any]]:
         """Everything, for ``GET /api/v1alpha1/status`` (standalone mode's kubectl get)."""
-        view = []
-        for key in sorted(self.table.results, key=lambda k: (k.kind, k.namespace, k.name)):
-            result = self.table.results[key]
-            view.append(
-                {
-                    "kind": key.kind,
-                    "namespace": key.namespace,
-                    "name": key.name,
-                    "origin": result.origin or None,
-                    "status": self.status_body(key),
-                }
-            )
-        return view
+        return status_view(self.table.results.values(), self.status_body)
 
     def _update_health_gauges(self) -> None:
         for target_key in self._routes_by_target:
