@@ -32,6 +32,7 @@ from openconnector.messages.model import (
 from openconnector.messages.recorder import MessageWriter
 from openconnector.messages.store import MemoryMessageStore, StoredMessage
 from openconnector.refusal import Refusal
+from openconnector.status.bodies import SUBSCRIPTION_COUNTERS
 
 if TYPE_CHECKING:
     from openconnector.gateway.core import Gateway
@@ -139,16 +140,7 @@ class MessageService:
             elif healthy.get("status") == "False":
                 reason = healthy.get("reason")
             counters: dict[str, Any] = {
-                field: body[field]
-                for field in (
-                    "delivered",
-                    "failed",
-                    "retried",
-                    "deadLettered",
-                    "dropped",
-                    "consecutiveFailures",
-                )
-                if field in body
+                field: body[field] for field in SUBSCRIPTION_COUNTERS if field in body
             }
             found.append(
                 SubscriptionSummary(

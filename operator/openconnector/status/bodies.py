@@ -23,21 +23,19 @@ from openconnector.routing.table import ResourceResult, SubscriptionRoute
 from openconnector.status.conditions import ConditionBook, ready_condition
 from openconnector.status.counters import ConsumerStats, EventStats, SourceStats
 
-__all__ = ["SUBSCRIPTION_COUNTER_FIELDS", "StatusBook", "health_record", "restore_health", "status_view"]
+__all__ = [
+    "SUBSCRIPTION_COUNTERS",
+    "SUBSCRIPTION_COUNTER_FIELDS",
+    "StatusBook",
+    "health_record",
+    "restore_health",
+    "status_view",
+]
 
-#: The delivery counters of a subscription's status: what survives a restart or a not-ready spell.
-SUBSCRIPTION_COUNTER_FIELDS = frozenset(
-    {
-        "delivered",
-        "failed",
-        "retried",
-        "deadLettered",
-        "dropped",
-        "consecutiveFailures",
-        "lastDelivery",
-        "lastError",
-    }
-)
+#: The delivery counters of a subscription's status.
+SUBSCRIPTION_COUNTERS = ("delivered", "failed", "retried", "deadLettered", "dropped", "consecutiveFailures")
+#: What of a subscription's status survives a restart or a not-ready spell: its counters and last outcomes.
+SUBSCRIPTION_COUNTER_FIELDS = frozenset({*SUBSCRIPTION_COUNTERS, "lastDelivery", "lastError"})
 
 
 def health_record(health: SubscriptionHealth, generation: int) -> dict[str, Any]:
