@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from openconnector.api.kinds import KINDS_BY_NAME
+from openconnector.api.keys import ResourceKey
+from openconnector.api.kinds import EVENT_SUBSCRIPTION, KINDS_BY_NAME
 from openconnector.gateway.core import GATEWAY_KEY, Gateway
 from openconnector.gateway.events import handle_events, handle_events_options
 from openconnector.gateway.intake import ClientGone
@@ -97,11 +98,13 @@ async def handle_attempts(request: web.Request) -> web.Response:
         )
     except Refusal as refusal:
         return refusal_problem(refusal)
-    key = f"{namespace}/{name}"
+    key = ResourceKey(EVENT_SUBSCRIPTION.kind, namespace, name)
     if key not in gateway.dispatcher.target_keys():
-        return problem(404, "unknown-subscription", f"no subscription {key} is routed by this gateway")
+        return problem(
+            404, "unknown-subscription", f"no subscription {key.namespaced_name} is routed by this gateway"
+        )
     attempts = [a.to_json() for a in gateway.dispatcher.attempts(key)]
-    return web.json_response({"subscription": key, "attempts": attempts})
+    return web.json_response({"subscription": key.namespaced_name, "attempts": attempts})
 
 
 async def handle_healthz(request: web.Request) -> web.Response:
