@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
+from openconnector.api.keys import ResourceKey
+from openconnector.api.kinds import EVENT_SUBSCRIPTION
 from openconnector.gateway.metrics import GatewayMetrics, counter_inc
 
 
@@ -43,5 +45,5 @@ def test_inc_of_is_cached_and_forgotten_with_its_subscription() -> None:
     assert metrics.inc_of(metrics.deliveries, "ns", "sub", "delivered") is inc
     inc(2)
     assert _sample(metrics.registry, 'openconnector_deliveries_total{namespace="ns"') == 2
-    metrics.forget_subscription("ns", "sub")
+    metrics.forget_subscription(ResourceKey(EVENT_SUBSCRIPTION.kind, "ns", "sub"))
     assert metrics.inc_of(metrics.deliveries, "ns", "sub", "delivered") is not inc
