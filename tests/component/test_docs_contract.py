@@ -1,0 +1,239 @@
+"""Docs are a contract: what README.md and docs/*.md say about the gateway, checked against a running one.
+
+Each test quotes the documented line it checks. Claims other test files already prove are not repeated
+here; these are the ones that had no test, or that the docs got wrong before.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import orjson
+from aiohttp.test_utils import TestClient, TestServer
+
+from openconnector.api.keys import ResourceKey
+from openconnector.api.kinds import EVENT_SUBSCRIPTION
+from openconnector.delivery.durable import ACK_WAIT_MARGIN
+from openconnector.delivery.outcomes import FinalOutcome
+from openconnector.gateway.app import build_app
+from openconnector.gateway.core import Gateway, GatewaySettings
+from openconnector.gateway.metrics import GatewayMetrics
+from openconnector.gateway.problems import PROBLEM_BASE
+from tests.component.conftest import StartGateway, example_manifests
+from tests.support.http import assert_problem, call, post
+from tests.support.signing import standard_webhook_headers
+from tests.support.sinks import Reply, Sink
+
+ROOT = Path(__file__).resolve().parents[2]
+SOURCE = ROOT / "operator" / "openconnector"
+OPERATIONS = (ROOT / "docs" / "operations.md").read_text()
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+WEBHOOK = "/webhooks/zaaksysteem/zaken"
+
+
+def _section(markdown: str, heading: str) -> str:
+    """The text under ``heading`` up to the next heading of the same or a higher level."""
+    level = heading.split(" ", 1)[0]
+    start = markdown.index(heading + "\n")
+    rest = markdown[start + len(heading) + 1 :]
+    following = re.search(rf"^#{{1,{len(level)}}} ", rest, flags=re.MULTILINE)
+    return rest[: following.start()] if following else rest
+
+
+def _documented_slugs() -> set[str]:
+    slugs: set[str] = set()
+    for line in _section(OPERATIONS, "## Problem types").splitlines():
+        cells = line.split("|")
+        if len(cells) > 3 and cells[1].strip().isdigit():
+            slugs.update(re.findall(r"`([a-z-]+)`", cells[2]))
+    return slugs
+
+
+_SLUG_CALL = re.compile(r"\b(?:Refusal|problem|problem_body)\(\s*\d{3},\s*\"([a-z-]+)\"")
+_SLUG_CHOICE = re.compile(r"\"([a-z-]+)\" if [^\n]* else \"([a-z-]+)\"")
+
+
+def _answered_slugs() -> set[str]:
+    """Every problem slug the source can answer with (calls with a literal slug, the slug choices, the
+    middleware's table for aiohttp's own errors, and the auth failures)."""
+    slugs: set[str] = set()
+    for path in SOURCE.rglob("*.py"):
+        text = path.read_text()
+        slugs.update(_SLUG_CALL.findall(text))
+        if path.name in {"events.py", "ingest.py", "verifiers.py", "server.py"}:
+            for line in text.splitlines():
+                if ".labels(" not in line:  # metric labels are chosen the same way; they are not slugs
+                    for pair in _SLUG_CHOICE.findall(line):
+                        slugs.update(pair)
+    app = (SOURCE / "gateway" / "app.py").read_text()
+    table = app[app.index("_SLUGS = {") : app.index("}", app.index("_SLUGS = {"))]
+    slugs.update(re.findall(r"\"([a-z-]+)\"", table))
+    return slugs
+
+
+def test_problem_types_table_names_exactly_the_slugs_the_gateway_answers() -> None:
+    """operations.md, "Problem types": "`type` is `https://openconnector.nl/problems/<slug>`, one of
+    these slugs"."""
+    assert PROBLEM_BASE == "https://openconnector.nl/problems/"
+    documented, answered = _documented_slugs(), _answered_slugs()
+    assert "unauthorized" in answered
+    assert "mapping-failed" in answered
+    assert documented - answered == set(), "documented but never answered"
+    assert answered - documented == set(), "answered but not documented"
+
+
+def test_documented_metric_names_are_exported() -> None:
+    """operations.md, "Metrics and the dashboard": "All names are defined in
+    `operator/openconnector/gateway/metrics.py`": the table names every series, and only those."""
+    section = _section(OPERATIONS, "## Metrics and the dashboard")
+    table = "\n".join(line for line in section.splitlines() if line.startswith("| "))
+    documented = set(re.findall(r"`(openconnector_[a-z_]+?)(?:_\*)?(?:\{[a-z]+\})?`", table))
+    exported = {collector.name for collector in GatewayMetrics().registry.collect()}
+    # prometheus_client names a counter without its _total suffix; the docs name the exported series.
+    assert {name.removesuffix("_total") for name in documented} == exported
+
+
+def test_deliveries_outcome_labels_are_the_documented_ones() -> None:
+    """operations.md: "`openconnector_deliveries_total{outcome}` (`delivered`, `dead_lettered`,
+    `dropped`: how each event ended ...)"."""
+    metrics = GatewayMetrics()
+    series = metrics.subscription(ResourceKey(EVENT_SUBSCRIPTION.kind, "ns", "sub"))
+    for outcome in FinalOutcome:
+        series.outcome(outcome.value)
+    labels = {
+        sample.labels["outcome"]
+        for collector in metrics.registry.collect()
+        if collector.name == "openconnector_deliveries"
+        for sample in collector.samples
+        if sample.name.endswith("_total")
+    }
+    assert labels == {"delivered", "dead_lettered", "dropped"}
+
+
+def test_ack_wait_is_the_attempt_timeout_plus_five_seconds() -> None:
+    """operations.md, "Graceful shutdown": "an attempt cut off by SIGKILL comes back after AckWait (the
+    subscription's `timeout` + 5 s)"; architecture.md: "AckWait = per-attempt timeout + 5 s"."""
+    assert ACK_WAIT_MARGIN == 5.0
+
+
+async def test_readyz_before_the_first_table_is_503_with_retry_after() -> None:
+    """operations.md, "Probes": readiness is "503 until the first routing table is built, then 200";
+    "Problem types": "Every 503 carries `Retry-After` (seconds)"."""
+    gateway = Gateway(GatewaySettings())
+    await gateway.start()
+    try:
+        async with TestClient(TestServer(build_app(gateway))) as client:
+            answer = await client.get("/readyz")
+            assert answer.status == 503
+            assert answer.headers["Content-Type"].startswith("application/problem+json")
+            assert int(answer.headers["Retry-After"]) > 0
+            assert (await answer.json())["type"] == PROBLEM_BASE + "not-ready"
+    finally:
+        await gateway.close()
+
+
+async def test_probes_answer_as_documented(tmp_path: Path, start_gateway: StartGateway) -> None:
+    """operations.md, "Probes": `/healthz` is the startup probe, `/readyz` "503 until the first routing
+    table is built, then 200"."""
+    gw = await start_gateway(
+        example_manifests(tmp_path / "m", subscriber="http://127.0.0.1:9", register="http://127.0.0.1:9")
+    )
+    health = await call("GET", f"{gw.url}/healthz")
+    assert (health.status, health.json()) == (200, {"status": "ok"})
+    ready = await call("GET", f"{gw.url}/readyz")
+    assert ready.status == 200
+    assert ready.json()["status"] == "ready"
+    assert isinstance(ready.json()["routingTableVersion"], int)
+
+
+async def test_webhook_handshake_answers_origin_rate_and_allow(
+    tmp_path: Path, start_gateway: StartGateway
+) -> None:
+    """consumers.md: "`OPTIONS /webhooks/<endpoint>` answers the CloudEvents webhook handshake
+    (`WebHook-Allowed-Origin`, `WebHook-Allowed-Rate`, `Allow: POST`)"; `/events` answers it too
+    (architecture.md: "Both routes ... answer the CloudEvents abuse-protection handshake (OPTIONS)")."""
+    gw = await start_gateway(
+        example_manifests(tmp_path / "m", subscriber="http://127.0.0.1:9", register="http://127.0.0.1:9")
+    )
+    for path in (WEBHOOK, "/events"):
+        answer = await call(
+            "OPTIONS",
+            f"{gw.url}{path}",
+            headers={"WebHook-Request-Origin": "eventemitter.example.com", "WebHook-Request-Rate": "60"},
+        )
+        assert answer.status == 200, path
+        assert answer.headers["WebHook-Allowed-Origin"] == "eventemitter.example.com"
+        assert answer.headers["WebHook-Allowed-Rate"]
+        assert "POST" in answer.headers["Allow"]
+    unknown = await call("OPTIONS", f"{gw.url}/webhooks/nobody", headers={"WebHook-Request-Origin": "x"})
+    assert_problem(unknown, 404, "unknown-endpoint")
+
+
+async def test_readme_walkthrough_answers_201_then_401_for_the_replay(
+    tmp_path: Path, start_gateway: StartGateway
+) -> None:
+    """README: "The answer is `201 {"targetStatus": 201, "id": "…", "eventId": "…"}` ... Send it again
+    unchanged and the `webhook-id` is refused as a replay (401)"; consumers.md: a leading or trailing `/`
+    of the endpoint "is ignored"."""
+    async with Sink() as subscriber, Sink(Reply(201, body=b'{"id": "obj-1"}')) as register:
+        manifests = example_manifests(
+            tmp_path / "m",
+            subscriber=f"http://127.0.0.1:{subscriber.port}",
+            register=f"http://127.0.0.1:{register.port}",
+        )
+        gw = await start_gateway(manifests)
+        body = (ROOT / "examples" / "payloads" / "zaak-webhook.json").read_bytes()
+        import time
+
+        headers = {
+            **standard_webhook_headers((SECRET,), "msg_docs_1", int(time.time()), body),
+            "Content-Type": "application/json",
+        }
+        first = await post(f"{gw.url}{WEBHOOK}/", body, headers)
+        assert first.status == 201, first.body
+        assert set(first.json()) == {"targetStatus", "id", "eventId"}
+        assert first.json()["targetStatus"] == 201
+        again = await post(f"{gw.url}{WEBHOOK}", body, headers)
+        assert_problem(again, 401, "unauthorized")
+        assert "WWW-Authenticate" in again.headers
+
+
+async def test_ui_counts_failed_events_not_attempts(tmp_path: Path, start_gateway: StartGateway) -> None:
+    """ui.md: the subscriptions page shows "the delivery counters (delivered, failed events ...)"; the
+    counter is `status.failed`, "Events that failed after all retries" (crd-reference.md)."""
+    gw = await start_gateway(
+        example_manifests(tmp_path / "m", subscriber="http://127.0.0.1:9", register="http://127.0.0.1:9")
+    )
+    page = await call("GET", f"{gw.url}/ui/", headers={"Accept": "text/html"})
+    assert page.status == 200
+    html = page.body.decode()
+    assert "Failed events" in html
+    assert "Failed attempts" not in html
+
+
+def test_problem_table_claims_every_503_has_retry_after() -> None:
+    """operations.md, "Problem types": "Every 503 carries `Retry-After` (seconds)": each 503 in the
+    source is built with a Retry-After header."""
+    offenders = []
+    for path in SOURCE.rglob("*.py"):
+        text = path.read_text()
+        for match in re.finditer(r"\b(?:Refusal|problem)\(\s*503,", text):
+            call_text = text[max(0, match.start() - 200) : match.start() + 400]
+            if "Retry-After" not in call_text and "_RETRY_AFTER" not in call_text:
+                offenders.append(f"{path.relative_to(SOURCE)}:{text[: match.start()].count(chr(10)) + 1}")
+    assert offenders == []
+
+
+def test_problem_json_is_what_assert_problem_checks() -> None:
+    """A guard for this file's helper: the problem body the docs describe (`type`, `title`, `status`,
+    `detail`)."""
+    from openconnector.gateway.problems import problem_body
+
+    body = problem_body(404, "not-found", "nothing is served at /x")
+    assert orjson.loads(orjson.dumps(body)) == {
+        "type": PROBLEM_BASE + "not-found",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "nothing is served at /x",
+    }
