@@ -7,9 +7,11 @@ here; these are the ones that had no test, or that the docs got wrong before.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import orjson
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from openconnector.api.keys import ResourceKey
@@ -21,6 +23,8 @@ from openconnector.gateway.core import Gateway, GatewaySettings
 from openconnector.gateway.metrics import GatewayMetrics
 from openconnector.gateway.problems import PROBLEM_BASE
 from tests.component.conftest import StartGateway, example_manifests
+from tests.component.test_webhook_ingress import PAYLOAD, SCHEMES
+from tests.component.test_webhook_ingress import manifests as webhook_manifests
 from tests.support.http import assert_problem, call, post
 from tests.support.signing import standard_webhook_headers
 from tests.support.sinks import Reply, Sink
@@ -184,8 +188,6 @@ async def test_readme_walkthrough_answers_201_then_401_for_the_replay(
         )
         gw = await start_gateway(manifests)
         body = (ROOT / "examples" / "payloads" / "zaak-webhook.json").read_bytes()
-        import time
-
         headers = {
             **standard_webhook_headers((SECRET,), "msg_docs_1", int(time.time()), body),
             "Content-Type": "application/json",
@@ -237,3 +239,35 @@ def test_problem_json_is_what_assert_problem_checks() -> None:
         "status": 404,
         "detail": "nothing is served at /x",
     }
+
+
+def _documented_challenges() -> dict[str, str]:
+    """consumers.md's auth table: type -> the auth scheme of the `WWW-Authenticate` its 401 carries."""
+    found: dict[str, str] = {}
+    for line in (ROOT / "docs" / "consumers.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.split("|")]
+        if len(cells) == 6 and re.fullmatch(r"`[a-zA-Z]+`", cells[1]) and cells[4].startswith("`"):
+            found[cells[1].strip("`")] = cells[4].strip("`").split(" ", 1)[0]
+    return found
+
+
+@pytest.mark.parametrize("scheme_id", SCHEMES.keys())
+async def test_every_webhook_401_carries_the_documented_challenge(
+    tmp_path: Path, start_gateway: StartGateway, scheme_id: str
+) -> None:
+    """consumers.md, "Authentication": the table's column "a 401 carries `WWW-Authenticate`" (RFC 9110
+    §11.6.1: a 401 must carry a challenge), for missing and for wrong credentials."""
+    documented = _documented_challenges()
+    assert set(documented) == {"bearer", "basic", "apiKey", "hmac", "github", "jwt"}
+    expected = documented[scheme_id.split("-", 1)[0]]
+    scheme = SCHEMES[scheme_id]
+    async with Sink() as target:
+        gw = await start_gateway(webhook_manifests(tmp_path / "m", target))
+        url = f"{gw.url}/webhooks/{scheme.endpoint}"
+        json = {"Content-Type": "application/json"}
+        missing = await post(url, PAYLOAD, json)
+        wrong = await post(url, PAYLOAD, {**json, **scheme.invalid[0](PAYLOAD)})
+    for answer in (missing, wrong):
+        assert_problem(answer, 401, "unauthorized")
+        assert answer.headers["WWW-Authenticate"].split(" ", 1)[0] == expected
+        assert 'realm="openconnector"' in answer.headers["WWW-Authenticate"]
