@@ -26,6 +26,7 @@ from tests.component.conftest import StartGateway, example_manifests
 from tests.component.test_webhook_ingress import PAYLOAD, SCHEMES
 from tests.component.test_webhook_ingress import manifests as webhook_manifests
 from tests.support.http import assert_problem, call, post
+from tests.support.polling import eventually
 from tests.support.signing import standard_webhook_headers
 from tests.support.sinks import Reply, Sink
 
@@ -271,3 +272,53 @@ async def test_every_webhook_401_carries_the_documented_challenge(
         assert_problem(answer, 401, "unauthorized")
         assert answer.headers["WWW-Authenticate"].split(" ", 1)[0] == expected
         assert 'realm="openconnector"' in answer.headers["WWW-Authenticate"]
+
+
+README_EVENT = orjson.dumps(
+    {
+        "specversion": "1.0",
+        "id": "e1",
+        "type": "nl.vng.zgw.zaken.zaak.created",
+        "source": "urn:nld:oin:00000001823288444000:systeem:zaaksysteem",
+        "subject": "ZAAK-1",
+        "data": {"zaakUrl": "https://zaken.example.nl/1", "identificatie": "ZAAK-1", "status": "open"},
+    }
+)
+
+
+@pytest.mark.parametrize("content_mode", ["structured", "binary"])
+async def test_message_log_shows_the_content_type_as_sent(
+    tmp_path: Path, start_gateway: StartGateway, content_mode: str
+) -> None:
+    """messages.md, "No secrets in the log": "`spec.headers` ... and the CloudEvents headers are shown as
+    sent" — the logged Content-Type is the one the subscriber received (README's `/events` example)."""
+    async with Sink() as subscriber:
+        manifests = example_manifests(
+            tmp_path / "m", subscriber=f"http://127.0.0.1:{subscriber.port}", register="http://127.0.0.1:9"
+        )
+        subscription = manifests / "20-subscription.yaml"
+        subscription.write_text(
+            subscription.read_text().replace("contentMode: structured", f"contentMode: {content_mode}")
+        )
+        gw = await start_gateway(manifests)
+        answer = await post(
+            f"{gw.url}/events", README_EVENT, {"Content-Type": "application/cloudevents+json"}
+        )
+        assert answer.status == 202, answer.body
+        received = (await subscriber.wait_for(1))[0]
+        messages = f"{gw.url}/api/v1alpha1/subscriptions/default/zaak-created-to-notifier/messages"
+
+        async def logged_attempts() -> list[dict[str, object]]:
+            listed = (await call("GET", messages)).json()["items"]
+            if not listed:
+                return []
+            attempts: list[dict[str, object]] = (await call("GET", f"{messages}/{listed[0]['id']}")).json()[
+                "attempts"
+            ]
+            return attempts
+
+        attempts = await eventually(logged_attempts, what="the logged attempt")
+    sent = attempts[0]["requestHeaders"]
+    assert isinstance(sent, dict)
+    assert sent["Content-Type"] == received.headers["Content-Type"]
+    assert sent["Authorization"] == "[redacted]"
