@@ -322,3 +322,41 @@ async def test_message_log_shows_the_content_type_as_sent(
     assert isinstance(sent, dict)
     assert sent["Content-Type"] == received.headers["Content-Type"]
     assert sent["Authorization"] == "[redacted]"
+
+
+async def test_readme_events_example_is_accepted(tmp_path: Path, start_gateway: StartGateway) -> None:
+    """README: "Events can also be posted directly, in any CloudEvents HTTP mode" — its structured
+    example "answers `202 {"accepted": 1, "deliveries": 1}`" with the example subscription."""
+    async with Sink() as subscriber:
+        gw = await start_gateway(
+            example_manifests(
+                tmp_path / "m",
+                subscriber=f"http://127.0.0.1:{subscriber.port}",
+                register="http://127.0.0.1:9",
+            )
+        )
+        answer = await post(
+            f"{gw.url}/events", README_EVENT, {"Content-Type": "application/cloudevents+json"}
+        )
+        assert (answer.status, answer.json()) == (202, {"accepted": 1, "deliveries": 1})
+        delivered = orjson.loads((await subscriber.wait_for(1))[0].body)
+        assert (delivered["id"], delivered["subject"]) == ("e1", "ZAAK-1")
+
+
+async def test_events_token_is_a_bearer_token(tmp_path: Path, start_gateway: StartGateway) -> None:
+    """operations.md, "The `/events` token": "Producers send `Authorization: Bearer <token>`"; without it
+    `/events` answers 401 `unauthorized` with `WWW-Authenticate` ("Problem types")."""
+    gw = await start_gateway(
+        example_manifests(tmp_path / "m", subscriber="http://127.0.0.1:9", register="http://127.0.0.1:9"),
+        events_token="events-token-0123456789",
+    )
+    structured = {"Content-Type": "application/cloudevents+json"}
+    refused = await post(f"{gw.url}/events", README_EVENT, structured)
+    assert_problem(refused, 401, "unauthorized")
+    assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+    wrong = await post(f"{gw.url}/events", README_EVENT, {**structured, "Authorization": "Bearer nope"})
+    assert_problem(wrong, 401, "unauthorized")
+    accepted = await post(
+        f"{gw.url}/events", README_EVENT, {**structured, "Authorization": "Bearer events-token-0123456789"}
+    )
+    assert accepted.status == 202, accepted.body
