@@ -12,6 +12,7 @@ from pathlib import Path
 
 import orjson
 import pytest
+import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
 from openconnector.api.keys import ResourceKey
@@ -360,3 +361,46 @@ async def test_events_token_is_a_bearer_token(tmp_path: Path, start_gateway: Sta
         f"{gw.url}/events", README_EVENT, {**structured, "Authorization": "Bearer events-token-0123456789"}
     )
     assert accepted.status == 202, accepted.body
+
+
+def _event_requiring(namespace: str, field: str) -> dict[str, object]:
+    return {
+        "apiVersion": "openconnector.nl/v1alpha1",
+        "kind": "Event",
+        "metadata": {"name": "thing", "namespace": namespace},
+        "spec": {
+            "type": "nl.example.thing.created",
+            "source": "urn:nld:oin:00000001823288444000:systeem:test",
+            "schema": {"inline": {"type": "object", "required": [field]}},
+        },
+    }
+
+
+async def test_shared_events_endpoint_validates_against_every_defining_namespace(
+    tmp_path: Path, start_gateway: StartGateway
+) -> None:
+    """architecture.md: "`POST /namespaces/<ns>/events` validates against `<ns>`'s Event, and the shared
+    `/events` ... against each of those Events (... a refusal names the Event whose schema refused)"."""
+    directory = tmp_path / "m"
+    directory.mkdir()
+    (directory / "events.yaml").write_text(
+        yaml.safe_dump_all([_event_requiring("team-a", "a"), _event_requiring("team-b", "b")])
+    )
+    gw = await start_gateway(directory)
+    only_a = orjson.dumps(
+        {
+            "specversion": "1.0",
+            "id": "x1",
+            "type": "nl.example.thing.created",
+            "source": "urn:nld:oin:00000001823288444000:systeem:test",
+            "data": {"a": 1},
+        }
+    )
+    structured = {"Content-Type": "application/cloudevents+json"}
+    shared = await post(f"{gw.url}/events", only_a, structured)
+    problem = assert_problem(shared, 422, "event-not-acceptable")
+    assert [error["detail"] for error in problem["errors"]] == [
+        "data: 'b' is a required property (Event team-b/thing)"
+    ]
+    confined = await post(f"{gw.url}/namespaces/team-a/events", only_a, structured)
+    assert confined.status == 202, confined.body
