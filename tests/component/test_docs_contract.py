@@ -157,7 +157,8 @@ async def test_webhook_handshake_answers_origin_rate_and_allow(
     tmp_path: Path, start_gateway: StartGateway
 ) -> None:
     """consumers.md: "`OPTIONS /webhooks/<endpoint>` answers the CloudEvents webhook handshake
-    (`WebHook-Allowed-Origin`, `WebHook-Allowed-Rate`, `Allow: POST`)"; `/events` answers it too
+    ... `WebHook-Allowed-Rate` (120 per minute when a `WebHook-Request-Rate` was asked, else `*`)"; "`OPTIONS
+    /events` answers the same handshake"
     (architecture.md: "Both routes ... answer the CloudEvents abuse-protection handshake (OPTIONS)")."""
     gw = await start_gateway(
         example_manifests(tmp_path / "m", subscriber="http://127.0.0.1:9", register="http://127.0.0.1:9")
@@ -170,8 +171,10 @@ async def test_webhook_handshake_answers_origin_rate_and_allow(
         )
         assert answer.status == 200, path
         assert answer.headers["WebHook-Allowed-Origin"] == "eventemitter.example.com"
-        assert answer.headers["WebHook-Allowed-Rate"]
+        assert answer.headers["WebHook-Allowed-Rate"] == "120"
         assert "POST" in answer.headers["Allow"]
+        unrated = await call("OPTIONS", f"{gw.url}{path}", headers={"WebHook-Request-Origin": "e.example"})
+        assert (unrated.status, unrated.headers["WebHook-Allowed-Rate"]) == (200, "*")
     unknown = await call("OPTIONS", f"{gw.url}/webhooks/nobody", headers={"WebHook-Request-Origin": "x"})
     assert_problem(unknown, 404, "unknown-endpoint")
 
