@@ -208,7 +208,7 @@ async def test_readme_walkthrough_answers_201_then_401_for_the_replay(
 
 async def test_ui_counts_failed_events_not_attempts(tmp_path: Path, start_gateway: StartGateway) -> None:
     """ui.md: the subscriptions page shows "the delivery counters (delivered, failed events ...)"; the
-    counter is `status.failed`, "Events that failed after all retries" (crd-reference.md)."""
+    counter is `status.failed`, "Events whose delivery to the subscriber failed" (crd-reference.md)."""
     gw = await start_gateway(
         example_manifests(tmp_path / "m", subscriber="http://127.0.0.1:9", register="http://127.0.0.1:9")
     )
