@@ -30,6 +30,16 @@ def test_the_environment_chooses_the_loop(monkeypatch: pytest.MonkeyPatch) -> No
     assert build_parser().parse_args(["serve", "--manifests", "x"]).event_loop == "asyncio"
 
 
+def test_an_unknown_loop_in_the_environment_is_a_usage_error(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("OPENCONNECTOR_EVENT_LOOP", "trio")
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["serve", "--manifests", "x"])
+    assert exited.value.code == 2
+    assert "one of uvloop, asyncio, got 'trio'" in capsys.readouterr().err
+
+
 def test_an_unknown_loop_is_refused() -> None:
     with pytest.raises(ValueError, match="one of uvloop, asyncio"):
         event_loop_factory("trio")
