@@ -83,3 +83,10 @@ def test_what_a_deleted_resource_compiled_to_is_let_go() -> None:
     compile_all(sub("b"), memo=memo)
     assert memo.route(sub("a"), EgressPolicy()) is None
     assert memo.route(sub("b"), EgressPolicy()) is not None
+
+
+def test_a_kept_result_names_where_the_resource_is_now() -> None:
+    memo = Memo()
+    compile_all(dataclasses.replace(sub("a"), origin="one.yaml:1"), memo=memo)
+    moved = compile_all(dataclasses.replace(sub("a"), origin="two.yaml:3"), memo=memo)
+    assert moved.results[ResourceKey("EventSubscription", "ns", "a")].origin == "two.yaml:3"

@@ -88,7 +88,7 @@ class Memo:
         self._parsed: dict[
             ResourceKey, tuple[Mapping[str, Any], tuple[BaseModel | None, list[FieldProblem]]]
         ] = {}
-        self._routes: dict[ResourceKey, tuple[Resource, EgressPolicy, SubscriptionRoute, str]] = {}
+        self._routes: dict[ResourceKey, tuple[Resource, EgressPolicy, SubscriptionRoute, ResourceResult]] = {}
 
     def parsed(self, res: Resource, kind: Kind) -> tuple[BaseModel | None, list[FieldProblem]]:
         """``parse_spec`` of ``res``, reused while its spec is unchanged."""
@@ -99,18 +99,23 @@ class Memo:
         self._parsed[res.key] = (res.spec, parsed)
         return parsed
 
-    def route(self, res: Resource, egress: EgressPolicy) -> tuple[SubscriptionRoute, str] | None:
-        """The route compiled for this very spec and generation under this egress policy, if kept, and
-        its redacted URL (for the status)."""
+    def route(self, res: Resource, egress: EgressPolicy) -> tuple[SubscriptionRoute, ResourceResult] | None:
+        """The route and result compiled for this very spec and generation under this egress policy."""
         found = self._routes.get(res.key)
         if found is None:
             return None
-        kept, policy, route, url = found
-        same = kept is res or (kept.spec == res.spec and kept.generation == res.generation)
-        return (route, url) if same and (policy is egress or policy == egress) else None
+        kept, policy, route, result = found
+        same = kept is res or (
+            kept.spec == res.spec and kept.generation == res.generation and kept.origin == res.origin
+        )
+        return (route, result) if same and (policy is egress or policy == egress) else None
 
-    def keep_route(self, res: Resource, egress: EgressPolicy, route: SubscriptionRoute, url: str) -> None:
-        self._routes[res.key] = (res, egress, route, url)
+    def keep_route(
+        self, res: Resource, egress: EgressPolicy, route: SubscriptionRoute, result: ResourceResult
+    ) -> None:
+        self._routes[res.key] = (res, egress, route, result)
+        # The parsed spec is not needed while the route is kept (memory: ~2 KiB per subscription).
+        self._parsed.pop(res.key, None)
 
     def forget_missing(self, present: Mapping[ResourceKey, Any]) -> None:
         """Drop what deleted resources left behind."""
@@ -523,8 +528,11 @@ def compile_table(
 ) -> RoutingTable:
     """Compile everything. Never raises for a bad resource: it gets a Ready=False result instead."""
     ctx = _Context(resources, secrets, memo or Memo(), egress or EgressPolicy())
-    by_kind: dict[str, list[tuple[Resource, BaseModel]]] = {k: [] for k in KINDS_BY_NAME}
+    by_kind: dict[str, list[tuple[Resource, BaseModel | None]]] = {k: [] for k in KINDS_BY_NAME}
     for res in _ordered(list(resources.values())):
+        if res.kind == EVENT_SUBSCRIPTION.kind and ctx.memo.route(res, ctx.egress) is not None:
+            by_kind[res.kind].append((res, None))  # its route is kept: the spec is not needed
+            continue
         spec, problems = ctx.memo.parsed(res, KINDS_BY_NAME[res.kind])
         if spec is None:
             ctx.fail(res, problems[0].reason, problems)  # InvalidFilter for spec.filters
@@ -574,22 +582,21 @@ def compile_table(
     by_type: dict[tuple[str, str], list[SubscriptionRoute]] = {}
     wildcard: dict[str, list[SubscriptionRoute]] = {}
     for res, spec in by_kind[EVENT_SUBSCRIPTION.kind]:
-        assert isinstance(spec, EventSubscriptionSpec)
         kept = ctx.memo.route(res, ctx.egress)
         if kept is None:
+            assert isinstance(spec, EventSubscriptionSpec)
             sub = attempt(res, _compile_subscription, spec, sources)
             if sub is None:
                 continue
-            url = sub.target.redacted_url
+            ctx.ok(res, url=sub.target.redacted_url, style=sub.style)
             if _self_contained(spec):
-                ctx.memo.keep_route(res, ctx.egress, sub, url)
+                ctx.memo.keep_route(res, ctx.egress, sub, ctx.results[res.key])
         else:
-            sub, url = kept
+            sub, ctx.results[res.key] = kept
         if sub.event_type == "*":
             wildcard.setdefault(res.namespace, []).append(sub)
         else:
             by_type.setdefault((res.namespace, sub.event_type), []).append(sub)
-        ctx.ok(res, url=url, style=sub.style)
 
     consumers: dict[str, ConsumerRoute] = {}
     for res, spec in by_kind[CONSUMER.kind]:
