@@ -530,8 +530,9 @@ def compile_table(
     ctx = _Context(resources, secrets, memo or Memo(), egress or EgressPolicy())
     by_kind: dict[str, list[tuple[Resource, BaseModel | None]]] = {k: [] for k in KINDS_BY_NAME}
     for res in _ordered(list(resources.values())):
-        if res.kind == EVENT_SUBSCRIPTION.kind and ctx.memo.route(res, ctx.egress) is not None:
-            by_kind[res.kind].append((res, None))  # its route is kept: the spec is not needed
+        if res.kind == EVENT_SUBSCRIPTION.kind:
+            # Parsed where its route is built, if no route is kept: one parsed spec at a time is alive.
+            by_kind[res.kind].append((res, None))
             continue
         spec, problems = ctx.memo.parsed(res, KINDS_BY_NAME[res.kind])
         if spec is None:
@@ -581,9 +582,13 @@ def compile_table(
 
     by_type: dict[tuple[str, str], list[SubscriptionRoute]] = {}
     wildcard: dict[str, list[SubscriptionRoute]] = {}
-    for res, spec in by_kind[EVENT_SUBSCRIPTION.kind]:
+    for res, _ in by_kind[EVENT_SUBSCRIPTION.kind]:
         kept = ctx.memo.route(res, ctx.egress)
         if kept is None:
+            spec, problems = ctx.memo.parsed(res, EVENT_SUBSCRIPTION)
+            if spec is None:
+                ctx.fail(res, problems[0].reason, problems)  # InvalidFilter for spec.filters
+                continue
             assert isinstance(spec, EventSubscriptionSpec)
             sub = attempt(res, _compile_subscription, spec, sources)
             if sub is None:
