@@ -66,10 +66,11 @@ class Resource:
     annotations: Mapping[str, str] = field(default_factory=lambda: NO_ANNOTATIONS)
     # metadata.creationTimestamp; orders conflicting resources (the older one wins).
     created: str = ""
+    # Built once: the store, the routing table, its results and routes then share one key object.
+    key: ResourceKey = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> ResourceKey:
-        return ResourceKey(self.kind, self.namespace, self.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", ResourceKey(self.kind, self.namespace, self.name))
 
 
 @dataclass(frozen=True)
