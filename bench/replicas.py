@@ -1,10 +1,12 @@
 """replicas: two replicas on a real kube-apiserver, and ingest with two replicas against one.
 
-* apiserver (issue 13): two operator + gateway replicas in this process, each wired exactly as
-  ``openconnector run`` (``start_cluster_gateway`` + Kopf in its own thread), with their own pod names.
-  bench.kubeapply applies N EventSubscriptions; per replica, apply → route live (p99), then a steady
-  open-loop load split over both replicas: status PATCHes/s of both together against the policy's bound
-  for two replicas (2 × N / status interval), and the 409s among them.
+* apiserver (issue 13): two replicas, each an ``openconnector run`` process of its own (a pod each in a
+  cluster) with its own pod name and the test bed's kubeconfig. bench.kubeapply applies N
+  EventSubscriptions; per replica, apply → route live (p99), read from outside the replica: its
+  "routing table v… installed: N resources" log line (JSON, ms timestamps) and the apiserver's write order
+  (resourceVersion). Then a steady open-loop load split over both replicas: status PATCHes/s of both
+  together against the policy's bound for two replicas (2 × N / status interval), and the 409s among
+  them, both counted by the apiserver itself (its /metrics).
 * ingest: ``openconnector serve`` (memory bus) as one process and as two, behind the same closed-loop
   load (the connections split over the replicas); deliveries/s of two against one, ABBA-ordered.
   Both measured in the same run on the same machine: the figure is the ratio.
