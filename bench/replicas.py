@@ -87,6 +87,7 @@ def spawn_replica(cluster: Any, namespace: str, pod: str, log_dir: Path) -> Proc
     return Proc(pod, popen, port, log_path)
 
 
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 _INSTALLED = re.compile(r"routing table v\d+ installed: (\d+) resources \((\d+) not ready\)")
 
 
@@ -115,9 +116,10 @@ class TableLog:
                 found = _INSTALLED.match(str(entry.get("message", "")))
                 if found is None:
                     continue
-                wall = datetime.datetime.fromisoformat(str(entry["time"])).timestamp()
+                since_epoch = datetime.datetime.fromisoformat(str(entry["time"])) - _EPOCH
+                wall_ns = since_epoch // datetime.timedelta(microseconds=1) * 1000
                 routed = int(found.group(1)) - int(found.group(2))
-                self.installs.append((round(wall * 1e9) - self._offset_ns, routed))
+                self.installs.append((wall_ns - self._offset_ns, routed))
         return self.installs
 
     def routed(self) -> int:
