@@ -66,6 +66,10 @@ from openconnector.schema_guard import linear_validator_class, schema_pattern_pr
 T = TypeVar("T")
 
 
+# One object across compiles, so that a kept route's policy check is an identity test.
+_DEFAULT_EGRESS = EgressPolicy()
+
+
 class CompileProblem(Exception):
     """Raised inside one resource's compilation; becomes its Ready=False condition."""
 
@@ -527,7 +531,7 @@ def compile_table(
     egress: EgressPolicy | None = None,
 ) -> RoutingTable:
     """Compile everything. Never raises for a bad resource: it gets a Ready=False result instead."""
-    ctx = _Context(resources, secrets, memo or Memo(), egress or EgressPolicy())
+    ctx = _Context(resources, secrets, memo or Memo(), egress or _DEFAULT_EGRESS)
     by_kind: dict[str, list[tuple[Resource, BaseModel | None]]] = {k: [] for k in KINDS_BY_NAME}
     for res in _ordered(list(resources.values())):
         if res.kind == EVENT_SUBSCRIPTION.kind:
