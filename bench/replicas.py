@@ -236,6 +236,9 @@ async def apiserver(cfg: Config, log_dir: Path, pods: tuple[str, ...] = REPLICAS
                 "all_live": all_live,
                 "live": len(live),
                 "sent_to_live_ms": latency_summary(latencies),
+                "ack_to_live_ms": latency_summary(
+                    [(live[n] - applied["acked_ns"][n]) / 1e6 for n in names if n in live]
+                ),
                 "installs": sum(1 for at, _ in table.installs if at >= applied["started_ns"]),
             }
         await _patches_settled(counts)
