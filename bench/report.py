@@ -364,10 +364,9 @@ def _finding_memory(memory: dict[str, Any]) -> str | None:
     return (
         f"- **memory: {largest['rss_mb']['median']:.0f} MB with {largest['subscriptions']:,} subscriptions "
         f"(goal 150 MB), {largest.get('kib_per_subscription') or 0:.1f} KiB each.** Per subscription: "
-        f"{detail}. The largest part is the delivery lane every subscription gets when the table is "
-        "installed, before it ever delivers (an `asyncio.Queue` with its `Event`, several deques, the "
-        "health window and the attempt log); next come the raw specs kept in the store, the compiled "
-        "routes and the per-subscription Prometheus series created by the first health tick."
+        f"{detail}. What stays is the specs kept in the store (strings interned), the compiled routes "
+        "and results (kept per resource between compiles) and the delivery targets; the per-subscription "
+        "health gauges are computed at scrape time and hold nothing in between."
     )
 
 
