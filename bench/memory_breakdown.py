@@ -3,8 +3,9 @@
 ``python -m bench.memory_breakdown --subscriptions N`` walks the standalone pipeline for N generated
 subscriptions and prints, as JSON, the RSS growth of each step (after a full GC): loading the manifests,
 compiling the routing table, installing it in the gateway (delivery targets and lanes) and the first
-health tick (which keeps no per-subscription series: the gauges are computed when scraped). RSS is what the kernel charges; memory freed by one step
-and reused by the next makes later steps look cheaper, so the figures are approximate, the order fixed.
+health tick (which keeps no per-subscription series: the gauges are computed when scraped). RSS is what
+the kernel charges; memory freed by one step and reused by the next makes later steps look cheaper, so
+the figures are approximate, the order fixed.
 """
 
 from __future__ import annotations
