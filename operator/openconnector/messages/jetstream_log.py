@@ -31,8 +31,9 @@ import orjson
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy, DiscardPolicy, RetentionPolicy, StreamConfig
 
+from openconnector.api.keys import ResourceKey
 from openconnector.ce import parse_http, to_structured
-from openconnector.delivery.durable import escape_token
+from openconnector.delivery.durable import subscription_key_from_path, subscription_names
 from openconnector.delivery.jetstream import JetStreamBus
 from openconnector.gateway.ratelog import RateLimitedLog
 from openconnector.messages.model import AttemptRecord, MessageRecord, MessageStatus
@@ -142,10 +143,11 @@ class JetStreamMessageLog:
 
     # ------------------------------------------------------------------------------- writing
 
-    def _publish(self, key: str, change: dict[str, Any]) -> None:
+    def _publish(self, key: ResourceKey, change: dict[str, Any]) -> None:
         change["origin"] = self._origin
-        change["key"] = key
-        subject = f"{self._subject_prefix}.{escape_token(key)}"
+        names = subscription_names(key)  # the names a running stream already holds
+        change["key"] = names.path
+        subject = f"{self._subject_prefix}.{names.token}"
         self._pending.append((subject, orjson.dumps(change)))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush())
@@ -176,7 +178,9 @@ class JetStreamMessageLog:
                         logging.WARNING, "publish", "publishing a message-log change failed: %s", failure
                     )
 
-    def record(self, key: str, record: MessageRecord, event: Any, *, sequence: int | None = None) -> bool:
+    def record(
+        self, key: ResourceKey, record: MessageRecord, event: Any, *, sequence: int | None = None
+    ) -> bool:
         _, body = to_structured(event)
         created = self.store.get(key, record.id) is None
         self._publish(key, {
@@ -186,22 +190,22 @@ class JetStreamMessageLog:
         })  # fmt: skip
         return created
 
-    def attempt(self, key: str, event_id: str, entry: AttemptRecord, *, subscriber: bool) -> None:
+    def attempt(self, key: ResourceKey, event_id: str, entry: AttemptRecord, *, subscriber: bool) -> None:
         self._publish(
             key, {"op": "attempt", "eventId": event_id, "subscriber": subscriber, "attempt": entry.to_json()}
         )
 
-    def outcome(self, key: str, event_id: str, status: MessageStatus, reason: str | None) -> None:
+    def outcome(self, key: ResourceKey, event_id: str, status: MessageStatus, reason: str | None) -> None:
         self._publish(key, {"op": "outcome", "eventId": event_id, "status": status.value, "reason": reason})
 
-    def mark(self, key: str, message_id: str, status: MessageStatus, reason: str | None) -> None:
+    def mark(self, key: ResourceKey, message_id: str, status: MessageStatus, reason: str | None) -> None:
         self.store.mark(key, message_id, status, reason)  # read your own writes
         self._publish(key, {"op": "mark", "id": message_id, "status": status.value, "reason": reason})
 
-    def discard_id(self, key: str, message_id: str) -> None:
+    def discard_id(self, key: ResourceKey, message_id: str) -> None:
         self._publish(key, {"op": "discard", "id": message_id})
 
-    def acknowledge(self, key: str, upto: int, now: datetime.datetime) -> int:
+    def acknowledge(self, key: ResourceKey, upto: int, now: datetime.datetime) -> int:
         acknowledged = self.store.acknowledge(key, upto, now)  # read your own writes
         self._publish(key, {"op": "ack", "upto": upto, "at": now.isoformat()})
         return acknowledged
@@ -209,8 +213,8 @@ class JetStreamMessageLog:
     # ------------------------------------------------------------------------------ applying
 
     def _apply(self, change: Mapping[str, Any], sequence: int) -> None:
-        op, key = change.get("op"), str(change.get("key", ""))
-        namespace, _, name = key.partition("/")
+        op, key = change.get("op"), subscription_key_from_path(str(change.get("key", "")))
+        namespace, name = key.namespace, key.name
         own = change.get("origin") == self._origin
         if op == "record":
             event = parse_http(
