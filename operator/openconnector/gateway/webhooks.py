@@ -90,7 +90,11 @@ class _GatewayPorts:
         body = await read_limited(request, limit)  # a 413 Refusal when larger
         metrics = self._gateway.metrics
         metrics.inc_of(metrics.ingress_bytes, "/webhooks")(len(body))
-        return InboundRequest(request.headers, request.query, request.content_type or "", body)
+        try:
+            content_type = request.content_type
+        except IndexError:  # aiohttp parses it with CPython's email parser, which fails on some parameters
+            content_type = request.headers.get("Content-Type", "")
+        return InboundRequest(request.headers, request.query, content_type or "", body)
 
     def received(self, consumer: ConsumerRoute) -> None:
         gateway = self._gateway
