@@ -50,11 +50,13 @@ Health counters are per process (like the in-memory bus).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime
 import hashlib
 import json
 import logging
+import math
 import ssl
 import time
 import uuid
@@ -129,6 +131,7 @@ _CONNECT_TIMEOUT = 2.0  # one TCP/TLS/handshake attempt to one server
 _CLOSE_BOUND = 5.0  # seconds close() waits for each step of shutting down (tasks, the connection)
 _PENDING_REFRESH = 5.0  # seconds between reads of a consumer's backlog (the queue-depth gauge)
 _REPLAY_KEY_PREFIX = "r_"
+_PACE_PROGRESS = 1.0  # a subscription that finished a delivery within this many seconds is delivering
 
 
 @dataclass(frozen=True)
@@ -149,6 +152,10 @@ class JetStreamSettings:
     tls_key: str | None = None
     publish_timeout: float = 4.0  # below the gateway's submit timeout (5 s): a timeout is our answer
     name: str = "openconnector-gateway"
+    #: Intake pacing: while a subscription that is delivering has this many stored deliveries waiting,
+    #: a request for it waits (at most ``pace_wait`` seconds, then it is stored anyway). 0: no pacing.
+    pace_backlog: int = 1000
+    pace_wait: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.servers:
@@ -161,6 +168,10 @@ class JetStreamSettings:
             raise ValueError(f"jetstream storage: must be file or memory, got {self.storage!r}")
         if not 1 <= self.replicas <= 5:
             raise ValueError(f"jetstream replicas: must be 1 to 5, got {self.replicas}")
+        if self.pace_backlog < 0:
+            raise ValueError(f"jetstream pace backlog: must be 0 or more, got {self.pace_backlog}")
+        if not 0 <= self.pace_wait <= 60:
+            raise ValueError(f"jetstream pace wait: must be 0 to 60 seconds, got {self.pace_wait}")
 
     @property
     def storage_type(self) -> StorageType:
@@ -213,6 +224,12 @@ class _Subscription:
         # or older than a resume): the watcher does not apply them again.
         self.revision_floor = 0
         self.revision_seen = 0
+        # Intake pacing (see JetStreamBus._pace): the consumer's undelivered backlog as last seen on a
+        # delivered message plus what this process stored since, when this process last finished a
+        # delivery, and the requests waiting for the backlog to shrink, oldest first.
+        self.backlog = 0
+        self.finished_at = -math.inf
+        self.pace_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
     @property
     def key(self) -> str:
@@ -616,6 +633,16 @@ class JetStreamBus(Generic[E]):
         full, timed out): nothing of the request is delivered then."""
         if self._closed:
             raise DeliveryClosedError("the bus is closed")
+        reserved = await self._pace(plan)
+        try:
+            return await self._store(plan, msg_id, reserved)
+        finally:
+            for sub in reserved:
+                sub.backlog -= 1  # the reservation; _store counted what it stored
+
+    async def _store(
+        self, plan: Sequence[tuple[str, E]], msg_id: str | None, reserved: Collection[_Subscription]
+    ) -> OfferResult:
         skipped: list[str] = []
         dropped: list[tuple[_Subscription, E, str]] = []
         cache: dict[tuple[int, ContentMode], Prepared | str] = {}
@@ -652,11 +679,64 @@ class JetStreamBus(Generic[E]):
         if messages:
             await self._consumers_live(messages)
             await self._publish(messages, msg_id or request_msg_id(tuples))
+            for key, _ in messages:
+                self._subs[key].backlog += 1
         for sub, event, message in dropped:
             self._deliverer.drop(sub, event, DropReason.ENCODING_FAILED, message)
         return OfferResult(
             True, queued=len(messages), skipped=skipped, dropped=[sub.key for sub, _, _ in dropped]
         )
+
+    async def _pace(self, plan: Sequence[tuple[str, E]]) -> list[_Subscription]:
+        """Give delivery its share of the event loop: wait while a subscription of ``plan`` that is
+        delivering has ``pace_backlog`` or more stored deliveries waiting, until its deliveries make
+        room (oldest waiter first) or ``pace_wait`` passed; then the request is stored anyway.
+
+        Intake and delivery share one event loop, and intake has many senders while delivery has at most
+        ``maxConcurrency`` attempts in flight: unpaced, the senders take most of the loop and the backlog
+        only grows. A subscription that is not delivering (its subscriber is down, every attempt waits in
+        backoff) is not paced: the stream stores its backlog, which is what it is for. Returns the
+        subscriptions whose room was reserved for this request (release with ``backlog -= 1``)."""
+        limit = self.settings.pace_backlog
+        if limit <= 0 or self.settings.pace_wait <= 0:
+            return []
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        paced = [
+            sub
+            for sub in {self._subs[key] for key, _ in plan if key in self._subs}
+            if now - sub.finished_at < _PACE_PROGRESS
+            and (sub.pace_waiters or sub.backlog >= limit)
+        ]
+        reserved: list[_Subscription] = []
+        if not paced:
+            return reserved
+        deadline = now + self.settings.pace_wait
+        for sub in paced:
+            waiter: asyncio.Future[None] = loop.create_future()
+            sub.pace_waiters.append(waiter)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await waiter
+                reserved.append(sub)  # _release counted this request in the backlog
+            except TimeoutError:
+                pass
+            finally:
+                if not waiter.done():
+                    waiter.cancel()  # _release skips it
+                elif not waiter.cancelled() and sub not in reserved:
+                    sub.backlog -= 1  # released just as the wait ended: give the room back
+        return reserved
+
+    def _release(self, sub: _Subscription) -> None:
+        """Let waiting requests in, oldest first, while the backlog is below the pace limit."""
+        limit = self.settings.pace_backlog
+        waiters = sub.pace_waiters
+        while waiters and sub.backlog < limit:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                sub.backlog += 1  # reserved for that request until it stored
 
     async def _consumers_live(self, messages: Sequence[tuple[str, Prepared]]) -> None:
         """Interest retention keeps a message only for consumers that exist when it is stored: wait
@@ -835,6 +915,11 @@ class JetStreamBus(Generic[E]):
         async def received(message: Msg) -> None:
             if sub.closed:
                 return  # not ours any more: redelivered after AckWait (or dropped with the consumer)
+            with contextlib.suppress(Exception):
+                # The consumer's undelivered backlog, from the server, whichever process stored it.
+                sub.backlog = message.metadata.num_pending
+            if sub.pace_waiters:
+                self._release(sub)
             task = asyncio.ensure_future(self._handle(sub, message))
             sub.in_flight.add(task)
             task.add_done_callback(sub.in_flight.discard)
@@ -908,6 +993,7 @@ class JetStreamBus(Generic[E]):
         finally:
             keeper.cancel()
         if delay is None:
+            sub.finished_at = asyncio.get_running_loop().time()
             await _quietly(message.ack())
         else:
             await _quietly(message.nak(delay=nak_delay(delay)))
