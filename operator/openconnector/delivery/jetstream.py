@@ -154,7 +154,7 @@ class JetStreamSettings:
     name: str = "openconnector-gateway"
     #: Intake pacing: while a subscription that is delivering has this many stored deliveries waiting,
     #: a request for it waits (at most ``pace_wait`` seconds, then it is stored anyway). 0: no pacing.
-    pace_backlog: int = 1000
+    pace_backlog: int = 256
     pace_wait: float = 1.0
 
     def __post_init__(self) -> None:
