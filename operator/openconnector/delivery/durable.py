@@ -26,6 +26,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from openconnector.delivery.attempts import Attempt, Destination
 from openconnector.delivery.prepared import Prepared
 from openconnector.delivery.signing import webhook_message_id
@@ -152,7 +154,10 @@ def encode_meta(prepared: Prepared) -> str:
 def decode_meta(meta: str, body: bytes) -> Prepared:
     """The held request back from a message; ValueError when the meta header is not ours."""
     try:
-        document = json.loads(meta)
+        try:
+            document = orjson.loads(meta)
+        except orjson.JSONDecodeError:
+            document = json.loads(meta)  # what orjson refuses but json.dumps can write (lone surrogates)
         headers = {str(k): str(v) for k, v in dict(document["headers"]).items()}
         event_id, event_type, source = str(document["id"]), str(document["type"]), str(document["source"])
         mode = ContentMode(document["mode"])
