@@ -225,11 +225,13 @@ class _Subscription:
         self.revision_floor = 0
         self.revision_seen = 0
         # Intake pacing (see JetStreamBus._pace): the consumer's undelivered backlog as last seen on a
-        # delivered message plus what this process stored since, when this process last finished a
-        # delivery, and the requests waiting for the backlog to shrink, oldest first.
+        # delivered message (``receipts`` counts those readings) plus what this process stored since,
+        # when this process last finished a delivery, and the requests waiting for the backlog to
+        # shrink, oldest first (each is woken with the reading its reserved room belongs to).
         self.backlog = 0
+        self.receipts = 0
         self.finished_at = -math.inf
-        self.pace_waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self.pace_waiters: collections.deque[asyncio.Future[int]] = collections.deque()
 
     @property
     def key(self) -> str:
@@ -635,14 +637,13 @@ class JetStreamBus(Generic[E]):
             raise DeliveryClosedError("the bus is closed")
         reserved = await self._pace(plan)
         try:
-            return await self._store(plan, msg_id, reserved)
+            return await self._store(plan, msg_id)
         finally:
-            for sub in reserved:
-                sub.backlog -= 1  # the reservation; _store counted what it stored
+            for sub, reading in reserved:
+                if sub.receipts == reading:  # else a newer reading replaced the reservation
+                    sub.backlog -= 1  # the reservation; _store counted what it stored
 
-    async def _store(
-        self, plan: Sequence[tuple[str, E]], msg_id: str | None, reserved: Collection[_Subscription]
-    ) -> OfferResult:
+    async def _store(self, plan: Sequence[tuple[str, E]], msg_id: str | None) -> OfferResult:
         skipped: list[str] = []
         dropped: list[tuple[_Subscription, E, str]] = []
         cache: dict[tuple[int, ContentMode], Prepared | str] = {}
@@ -678,16 +679,21 @@ class JetStreamBus(Generic[E]):
             )
         if messages:
             await self._consumers_live(messages)
+            readings = {key: self._subs[key].receipts for key, _ in messages}
             await self._publish(messages, msg_id or request_msg_id(tuples))
             for key, _ in messages:
-                self._subs[key].backlog += 1
+                sub = self._subs[key]
+                # A reading taken while this was stored may count it already: count it only when none
+                # came in between (an undercount lasts until the next reading; an overcount would pace).
+                if sub.receipts == readings[key]:
+                    sub.backlog += 1
         for sub, event, message in dropped:
             self._deliverer.drop(sub, event, DropReason.ENCODING_FAILED, message)
         return OfferResult(
             True, queued=len(messages), skipped=skipped, dropped=[sub.key for sub, _, _ in dropped]
         )
 
-    async def _pace(self, plan: Sequence[tuple[str, E]]) -> list[_Subscription]:
+    async def _pace(self, plan: Sequence[tuple[str, E]]) -> list[tuple[_Subscription, int]]:
         """Give delivery its share of the event loop: wait while a subscription of ``plan`` that is
         delivering has ``pace_backlog`` or more stored deliveries waiting, until its deliveries make
         room (oldest waiter first) or ``pace_wait`` passed; then the request is stored anyway.
@@ -696,7 +702,8 @@ class JetStreamBus(Generic[E]):
         ``maxConcurrency`` attempts in flight: unpaced, the senders take most of the loop and the backlog
         only grows. A subscription that is not delivering (its subscriber is down, every attempt waits in
         backoff) is not paced: the stream stores its backlog, which is what it is for. Returns the
-        subscriptions whose room was reserved for this request (release with ``backlog -= 1``)."""
+        subscriptions whose room was reserved for this request, each with the backlog reading the
+        reservation counts in (release with ``backlog -= 1`` while that reading is the latest)."""
         limit = self.settings.pace_backlog
         if limit <= 0 or self.settings.pace_wait <= 0:
             return []
@@ -708,24 +715,23 @@ class JetStreamBus(Generic[E]):
             if now - sub.finished_at < _PACE_PROGRESS
             and (sub.pace_waiters or sub.backlog >= limit)
         ]
-        reserved: list[_Subscription] = []
+        reserved: list[tuple[_Subscription, int]] = []
         if not paced:
             return reserved
         deadline = now + self.settings.pace_wait
         for sub in paced:
-            waiter: asyncio.Future[None] = loop.create_future()
+            waiter: asyncio.Future[int] = loop.create_future()
             sub.pace_waiters.append(waiter)
             try:
                 async with asyncio.timeout_at(deadline):
                     await waiter
-                reserved.append(sub)  # _release counted this request in the backlog
             except TimeoutError:
                 pass
             finally:
                 if not waiter.done():
                     waiter.cancel()  # _release skips it
-                elif not waiter.cancelled() and sub not in reserved:
-                    sub.backlog -= 1  # released just as the wait ended: give the room back
+                elif not waiter.cancelled():
+                    reserved.append((sub, waiter.result()))  # _release counted it in the backlog
         return reserved
 
     def _release(self, sub: _Subscription) -> None:
@@ -735,7 +741,7 @@ class JetStreamBus(Generic[E]):
         while waiters and sub.backlog < limit:
             waiter = waiters.popleft()
             if not waiter.done():
-                waiter.set_result(None)
+                waiter.set_result(sub.receipts)
                 sub.backlog += 1  # reserved for that request until it stored
 
     async def _consumers_live(self, messages: Sequence[tuple[str, Prepared]]) -> None:
@@ -918,6 +924,7 @@ class JetStreamBus(Generic[E]):
             with contextlib.suppress(Exception):
                 # The consumer's undelivered backlog, from the server, whichever process stored it.
                 sub.backlog = message.metadata.num_pending
+                sub.receipts += 1
             if sub.pace_waiters:
                 self._release(sub)
             task = asyncio.ensure_future(self._handle(sub, message))
