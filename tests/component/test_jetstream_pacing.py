@@ -17,8 +17,10 @@ from openconnector.delivery.policy import DeliveryPolicy
 from tests.component.sinks import Reply, Sink
 from tests.component.test_delivery_engine import Event, target
 from tests.component.test_jetstream_bus import Buses, bounded, ids, settle
-from tests.component.test_jetstream_bus import buses as buses  # noqa: F401  (fixture)
-from tests.component.test_jetstream_bus import server as server  # noqa: F401  (fixture)
+
+# The fixtures (a nats-server per test, and the buses on it), re-exported for pytest:
+from tests.component.test_jetstream_bus import buses as buses
+from tests.component.test_jetstream_bus import server as server
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -24,6 +24,13 @@ subscription) tuples: a sender's retry of the same request within the stream's d
 stored once. A retry after the window, or a request that only partly overlaps an earlier one, is
 stored again: deliveries are at-least-once.
 
+Pacing
+------
+Intake and delivery share the process's event loop, and senders outnumber the ``maxConcurrency``
+attempts in flight: unpaced, intake takes most of the loop while the backlog grows. So a request for a
+subscription that is delivering and has ``pace_backlog`` deliveries waiting waits for room (at most
+``pace_wait``, then it is stored anyway); see :meth:`JetStreamBus._pace`.
+
 Delivery
 --------
 A message is one attempt: :meth:`~openconnector.delivery.retry.Deliverer.try_once` decides, and the
@@ -712,8 +719,7 @@ class JetStreamBus(Generic[E]):
         paced = [
             sub
             for sub in {self._subs[key] for key, _ in plan if key in self._subs}
-            if now - sub.finished_at < _PACE_PROGRESS
-            and (sub.pace_waiters or sub.backlog >= limit)
+            if now - sub.finished_at < _PACE_PROGRESS and (sub.pace_waiters or sub.backlog >= limit)
         ]
         reserved: list[tuple[_Subscription, int]] = []
         if not paced:
@@ -850,6 +856,11 @@ class JetStreamBus(Generic[E]):
 
     async def _stop_receiving(self, sub: _Subscription, deadline: float) -> None:
         sub.closed = True
+        while sub.pace_waiters:  # no room will be made here any more: let them go (store skips sub)
+            waiter = sub.pace_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(sub.receipts)
+                sub.backlog += 1
         if sub.receiver is not None:
             sub.receiver.cancel()
             await _bounded_wait({sub.receiver}, f"the receiver of {sub.key}")

@@ -75,6 +75,8 @@ def _grouped(batch: list[tuple[str, dict[str, Any]]], origin: str) -> list[tuple
     for subject, group in open_groups.items():
         emit(subject, group)
     return out
+
+
 _RETRY = 1.0
 
 
