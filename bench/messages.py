@@ -22,6 +22,7 @@ from typing import Any
 
 import aiohttp
 import yaml
+from tests.support.keys import sub_key
 
 from bench.context import Context, envelope, goal
 from bench.stats import spread
@@ -112,7 +113,7 @@ async def _paging(ctx: Context, count: int) -> dict[str, Any]:
 
 
 def _memory(count: int) -> dict[str, Any]:
-    target = DeliveryTarget(key=f"{NAMESPACE}/log", url="http://127.0.0.1:9/x")
+    target = DeliveryTarget(key=sub_key(f"{NAMESPACE}/log"), url="http://127.0.0.1:9/x")
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]

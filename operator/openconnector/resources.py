@@ -10,27 +10,15 @@ import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from openconnector.api.common import GROUP
+
+# ResourceKey is re-exported: the store's callers found it here before it moved to api/keys.py.
+from openconnector.api.keys import ResourceKey as ResourceKey
 from openconnector.api.kinds import CONFIG_MAP, KINDS_BY_NAME, SECRET, Kind
-
-
-class ResourceKey(NamedTuple):
-    kind: str
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.kind}/{self.namespace}/{self.name}"
-
-    @property
-    def namespaced_name(self) -> str:
-        """``namespace/name``: how messages name a resource, and the key of a subscription on the delivery
-        bus (``DeliveryTarget.key``), whose keys are plain strings."""
-        return f"{self.namespace}/{self.name}"
 
 
 @dataclass(frozen=True)

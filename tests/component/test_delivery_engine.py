@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 
+from openconnector.api.keys import ResourceKey
 from openconnector.ce import CloudEvent, to_binary, to_structured
 from openconnector.delivery import (
     Attempt,
@@ -48,6 +49,7 @@ from openconnector.delivery.bus import DeliveryBus
 from openconnector.delivery.jetstream import JetStreamBus, JetStreamSettings
 from tests.component.natsserver import NatsServer
 from tests.component.sinks import RecordedRequest, RefusingEndpoint, Reply, Sink
+from tests.support.keys import sub_key
 
 T0 = datetime(2026, 11, 28, 8, 0, 0, tzinfo=UTC).timestamp()
 TOKEN = "s3cr3t-b34rer-t0ken"
@@ -112,25 +114,28 @@ class MaxRng:
 class Recorder:
     """DeliveryObserver plus on_paused callback, recording every call."""
 
-    attempts: list[tuple[str, Attempt]] = field(default_factory=list)
-    outcomes: list[tuple[str, str, FinalOutcome, str | None]] = field(default_factory=list)
-    paused: list[tuple[str, str, str]] = field(default_factory=list)
+    attempts: list[tuple[ResourceKey, Attempt]] = field(default_factory=list)
+    outcomes: list[tuple[ResourceKey, str, FinalOutcome, str | None]] = field(default_factory=list)
+    paused: list[tuple[ResourceKey, str, str]] = field(default_factory=list)
 
-    def on_attempt(self, target_key: str, attempt: Attempt) -> None:
+    def on_attempt(self, target_key: ResourceKey, attempt: Attempt) -> None:
         self.attempts.append((target_key, attempt))
 
-    def on_outcome(self, target_key: str, event_id: str, outcome: FinalOutcome, reason: str | None) -> None:
+    def on_outcome(
+        self, target_key: ResourceKey, event_id: str, outcome: FinalOutcome, reason: str | None
+    ) -> None:
         self.outcomes.append((target_key, event_id, outcome, reason))
 
-    async def on_paused(self, target_key: str, reason: str, message: str) -> None:
+    async def on_paused(self, target_key: ResourceKey, reason: str, message: str) -> None:
         self.paused.append((target_key, reason, message))
 
 
 FAST = DeliveryPolicy(retries=3, backoff_delay=0.01, backoff_max=30.0, timeout=5.0)
+DEFAULT_SUB = sub_key("default/sub")
 
 
 def target(
-    url: str, key: str = "default/sub", policy: DeliveryPolicy = FAST, **kwargs: Any
+    url: str, key: ResourceKey = DEFAULT_SUB, policy: DeliveryPolicy = FAST, **kwargs: Any
 ) -> DeliveryTarget:
     return DeliveryTarget(key=key, url=url, policy=policy, **kwargs)
 
@@ -221,12 +226,12 @@ def sink_clock(bus_kind: str, fake_time: FakeTime) -> Callable[[], float]:
     return fake_time.clock if bus_kind == "memory" else time.monotonic
 
 
-def retry_waits(bus: Bus, key: str) -> list[float]:
+def retry_waits(bus: Bus, key: ResourceKey) -> list[float]:
     """The waits the bus scheduled before retries (subscriber and dead letter), from its attempt log."""
     return [a.retry_in for a in bus.attempts(key) if a.retry_in is not None]
 
 
-async def settle(dispatcher: DeliveryBus[Any], key: str | None = None) -> None:
+async def settle(dispatcher: DeliveryBus[Any], key: ResourceKey | None = None) -> None:
     """Wait (bounded, real time) until the bus has nothing queued, stored or in flight."""
     async with asyncio.timeout(20):
         await dispatcher.join(key)
@@ -497,9 +502,9 @@ async def test_a_failing_dead_letter_sink_drops_loudly(
 async def test_a_slow_subscriber_does_not_delay_a_fast_one(bus: Bus) -> None:
     gate = asyncio.Event()
     async with Sink(default=Reply(gate=gate)) as slow_sink, Sink() as fast_sink:
-        slow = target(slow_sink.url, key="default/slow", max_concurrency=2)
+        slow = target(slow_sink.url, key=sub_key("default/slow"), max_concurrency=2)
         bus.set_target(slow)
-        fast = target(fast_sink.url, key="default/fast")
+        fast = target(fast_sink.url, key=sub_key("default/fast"))
         bus.set_target(fast)
         for n in range(6):
             await bus.submit(slow, Event(f"s-{n}"))
@@ -703,7 +708,7 @@ async def test_shutdown_past_the_deadline_counts_the_rest_as_dropped(
         assert isinstance(last_error, dict)
         assert last_error["message"].startswith("dropped 3 (shutdown)")
         assert [outcome for _, _, outcome, _ in recorder.outcomes] == [FinalOutcome.DROPPED] * 3
-        assert "dropped 3 undelivered events for default/sub" in caplog.text
+        assert "dropped 3 undelivered events for EventSubscription/default/sub" in caplog.text
 
         with pytest.raises(DeliveryClosedError):
             await engine.submit(sub, Event("late"))
@@ -735,7 +740,8 @@ async def test_a_waiting_submitter_is_released_by_shutdown() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"key": ""}, "key: must be a non-empty string"),
+        ({"key": "ns/name"}, "key: must be a ResourceKey"),
+        ({"key": sub_key("ns/")}, "key: must be a ResourceKey with a namespace and a name"),
         ({"url": "ftp://x/"}, "url: must be an absolute http:// or https:// URL"),
         ({"url": "http://user:pw@host/"}, "url: URL must not contain credentials"),
         ({"url": "http://host:99999/"}, "url: 'http://host:99999/' is not a valid URL"),
@@ -755,7 +761,7 @@ async def test_a_waiting_submitter_is_released_by_shutdown() -> None:
     ],
 )
 def test_delivery_target_validation(kwargs: dict[str, Any], message: str) -> None:
-    fields: dict[str, Any] = {"key": "ns/name", "url": "http://127.0.0.1:8080/events"}
+    fields: dict[str, Any] = {"key": sub_key("ns/name"), "url": "http://127.0.0.1:8080/events"}
     fields.update(kwargs)
     with pytest.raises(ValueError, match="^" + re.escape(message)) as caught:
         DeliveryTarget(**fields)
@@ -765,7 +771,7 @@ def test_delivery_target_validation(kwargs: dict[str, Any], message: str) -> Non
 def test_a_target_copies_its_headers_and_hides_secrets_from_repr() -> None:
     headers = {"X-A": "1"}
     sub = DeliveryTarget(
-        key="ns/name",
+        key=sub_key("ns/name"),
         url="http://127.0.0.1:8080/events?access_token=abc",
         headers=headers,
         auth_headers={"Authorization": f"Bearer {TOKEN}"},
@@ -780,8 +786,9 @@ def test_a_target_copies_its_headers_and_hides_secrets_from_repr() -> None:
 
 def test_dispatcher_rejects_a_key_mismatch() -> None:
     engine: Dispatcher[Event] = Dispatcher(encode)
-    with pytest.raises(ValueError, match=re.escape("target.key: 'a/b' does not match")):
-        engine.update_target("c/d", DeliveryTarget(key="a/b", url="http://127.0.0.1/"))
+    mismatch = "target.key: EventSubscription/a/b does not match the key being updated EventSubscription/c/d"
+    with pytest.raises(ValueError, match=re.escape(mismatch)):
+        engine.update_target(sub_key("c/d"), DeliveryTarget(key=sub_key("a/b"), url="http://127.0.0.1/"))
 
 
 async def test_a_worker_cancelled_from_outside_counts_its_event_and_is_replaced(
@@ -846,9 +853,9 @@ async def test_fan_out_encodes_once_per_mode_and_counts_shared_bytes_once(
 ) -> None:
     gate = asyncio.Event()
     async with Sink(Reply(500), default=Reply(gate=gate)) as sink:
-        first = target(sink.url, key="ns/first")
-        second = target(sink.url, key="ns/second")
-        binary = target(sink.url, key="ns/binary", content_mode=ContentMode.BINARY)
+        first = target(sink.url, key=sub_key("ns/first"))
+        second = target(sink.url, key=sub_key("ns/second"))
+        binary = target(sink.url, key=sub_key("ns/binary"), content_mode=ContentMode.BINARY)
         for sub in (first, second, binary):
             counted.set_target(sub)
         event = Event("fan-1", data={"payload": "x" * 10_000})
@@ -913,8 +920,8 @@ async def test_offer_is_all_or_nothing_and_wait_for_room_wakes_when_the_full_lan
 ) -> None:
     gate = asyncio.Event()
     async with Sink() as open_sink, Sink(default=Reply(gate=gate)) as slow_sink:
-        roomy = target(open_sink.url, key="ns/roomy")
-        tight = target(slow_sink.url, key="ns/tight", max_concurrency=1, queue_size=1)
+        roomy = target(open_sink.url, key=sub_key("ns/roomy"))
+        tight = target(slow_sink.url, key=sub_key("ns/tight"), max_concurrency=1, queue_size=1)
         counted.set_target(roomy)
         counted.set_target(tight)
         assert counted.offer([(tight.key, Event("t-1"))]).accepted
@@ -960,8 +967,8 @@ async def test_the_global_byte_budget_refuses_whole_plans_and_wakes_waiters(
     )
     gate = asyncio.Event()
     async with engine, Sink(default=Reply(gate=gate)) as sink:
-        a = target(sink.url, key="ns/a", max_concurrency=1)
-        b = target(sink.url, key="ns/b", max_concurrency=1)
+        a = target(sink.url, key=sub_key("ns/a"), max_concurrency=1)
+        b = target(sink.url, key=sub_key("ns/b"), max_concurrency=1)
         engine.set_target(a)
         engine.set_target(b)
         shared = Event("g-1", data=data)
@@ -1011,17 +1018,17 @@ async def test_an_event_that_can_never_fit_is_reported_not_waited_for(
         assert not counted.try_submit(sub, huge)
         assert recorder.outcomes == [(sub.key, "huge", FinalOutcome.DROPPED, "tooLarge")]
 
-        over_queue_size = target(sink.url, key="ns/two", queue_size=1)
+        over_queue_size = target(sink.url, key=sub_key("ns/two"), queue_size=1)
         counted.set_target(over_queue_size)
         batch = counted.offer([(over_queue_size.key, Event("x-1")), (over_queue_size.key, Event("x-2"))])
         assert (batch.accepted, batch.too_large) == (False, [over_queue_size.key])
 
     budget: Dispatcher[Event] = Dispatcher(encode, max_queued_bytes=20_000, clock=fake_time.clock)
     async with budget:
-        budget.set_target(target("http://127.0.0.1:9/", key="ns/a"))
-        budget.set_target(target("http://127.0.0.1:9/", key="ns/b"))
-        whole = budget.offer([("ns/a", huge), ("ns/b", huge)])
-        assert (whole.accepted, whole.too_large) == (False, ["ns/a", "ns/b"])
+        budget.set_target(target("http://127.0.0.1:9/", key=sub_key("ns/a")))
+        budget.set_target(target("http://127.0.0.1:9/", key=sub_key("ns/b")))
+        whole = budget.offer([(sub_key("ns/a"), huge), (sub_key("ns/b"), huge)])
+        assert (whole.accepted, whole.too_large) == (False, [sub_key("ns/a"), sub_key("ns/b")])
         assert "the gateway holds at most" in whole.detail
         assert budget.queued_bytes() == 0
 
@@ -1058,7 +1065,7 @@ async def test_a_removed_target_is_never_resurrected_by_intake(
         dispatcher.set_target(sub)
         assert await dispatcher.remove_target(sub.key) == 0
 
-        with pytest.raises(DeliveryClosedError, match="no delivery target 'default/sub'"):
+        with pytest.raises(DeliveryClosedError, match="no delivery target EventSubscription/default/sub"):
             await dispatcher.submit(sub, Event("late-1"))
         assert not dispatcher.try_submit(sub, Event("late-2"))
         result = dispatcher.offer([(sub.key, Event("late-3"))])
@@ -1098,9 +1105,9 @@ async def test_offer_and_wait_for_room_after_close() -> None:
     engine.set_target(target("http://127.0.0.1:9/"))
     await engine.close()
     with pytest.raises(DeliveryClosedError):
-        engine.offer([("default/sub", Event("late"))])
+        engine.offer([(sub_key("default/sub"), Event("late"))])
     async with asyncio.timeout(10):
-        await engine.wait_for_room(["default/sub"])
+        await engine.wait_for_room([sub_key("default/sub")])
 
 
 async def test_a_content_mode_change_converts_queued_events(bus: Bus) -> None:
@@ -1219,7 +1226,7 @@ async def test_dead_letters_of_a_custom_encoder_in_binary_mode(bus: Bus) -> None
 
 
 async def publish(
-    engine: Dispatcher[Event], plan: list[tuple[str, Event]], offers: list[str], name: str
+    engine: Dispatcher[Event], plan: list[tuple[ResourceKey, Event]], offers: list[str], name: str
 ) -> None:
     """The gateway's loop: offer the plan, and after a refusal wait for room and offer again."""
     while True:
@@ -1282,7 +1289,7 @@ async def test_a_woken_waiter_that_does_not_use_the_room_passes_it_on(dispatcher
     gate = asyncio.Event()
     async with Sink(default=Reply(gate=gate)) as sink:
         sub = target(sink.url, max_concurrency=1, queue_size=1)
-        other = target(sink.url, key="default/other", max_concurrency=1, queue_size=1)
+        other = target(sink.url, key=sub_key("default/other"), max_concurrency=1, queue_size=1)
         dispatcher.set_target(sub)
         dispatcher.set_target(other)
         await fill(dispatcher, sink, sub, other)
@@ -1380,41 +1387,42 @@ async def test_budget_waiters_are_woken_as_far_as_the_freed_bytes_go_and_pass_th
     )
     first, rest = asyncio.Event(), asyncio.Event()
     async with engine, Sink(Reply(gate=first), default=Reply(gate=rest)) as sink:
-        keys = ["ns/a", "ns/b", "ns/c", "ns/d"]
+        keys = [sub_key("ns/a"), sub_key("ns/b"), sub_key("ns/c"), sub_key("ns/d")]
         for key in keys:
             engine.set_target(target(sink.url, key=key, max_concurrency=1))
-        assert engine.offer([("ns/a", Event("g-0", data=data))]).accepted
-        assert engine.offer([("ns/b", Event("g-1", data=data))]).accepted  # the budget holds no third
+        assert engine.offer([(sub_key("ns/a"), Event("g-0", data=data))]).accepted
+        b = sub_key("ns/b")
+        assert engine.offer([(b, Event("g-1", data=data))]).accepted  # the budget holds no third
         await sink.wait_for(2)
         leaver = asyncio.create_task(engine.wait_for_room([], needed_bytes=one))
         offers: list[str] = []
         senders = [
-            asyncio.create_task(publish(engine, [(key, Event(f"g-{key}", data=data))], offers, key))
-            for key in ("ns/c", "ns/d")
+            asyncio.create_task(publish(engine, [(key, Event(f"g-{key.name}", data=data))], offers, key.name))
+            for key in (sub_key("ns/c"), sub_key("ns/d"))
         ]
         await spin()
-        assert offers == ["ns/c", "ns/d"]
+        assert offers == ["c", "d"]
 
         first.set()  # one request delivered: its bytes make room for one more, not two
         async with asyncio.timeout(10):
             await leaver  # woken first; it leaves without offering, so the bytes go to the next
             await senders[0]
         await spin()
-        assert offers == ["ns/c", "ns/d", "ns/c"]  # ns/d was not woken for bytes it could not have
+        assert offers == ["c", "d", "c"]  # ns/d was not woken for bytes it could not have
         assert not senders[1].done()
 
         rest.set()
         async with asyncio.timeout(10):
             await senders[1]
         await settle(engine)
-        assert offers == ["ns/c", "ns/d", "ns/c", "ns/d"]
+        assert offers == ["c", "d", "c", "d"]
         assert len(sink.requests) == 4
 
 
 async def test_many_senders_on_shared_full_lanes_all_get_through(dispatcher: Dispatcher[Event]) -> None:
     """No lost wake-ups under churn: plans over several small lanes, some senders giving up midway."""
     async with Sink(default=Reply(delay=0.001)) as sink:
-        keys = [f"ns/lane-{n}" for n in range(3)]
+        keys = [sub_key(f"ns/lane-{n}") for n in range(3)]
         for key in keys:
             dispatcher.set_target(target(sink.url, key=key, max_concurrency=1, queue_size=2))
         offers: list[str] = []
@@ -1466,7 +1474,7 @@ async def until(condition: Callable[[], bool], turns: int = 1000) -> None:
     raise AssertionError(f"still false after {turns} turns of the event loop")
 
 
-def lane_tasks(key: str) -> list[asyncio.Task[Any]]:
+def lane_tasks(key: ResourceKey) -> list[asyncio.Task[Any]]:
     return [t for t in asyncio.all_tasks() if t.get_name().startswith(f"delivery:{key}#")]
 
 
@@ -1539,7 +1547,7 @@ async def test_a_lane_paused_while_idle_stays_paused_when_it_gets_work_again(
 async def test_removing_or_closing_lanes_that_never_had_work(fake_time: FakeTime) -> None:
     engine: Dispatcher[Event] = Dispatcher(encode, clock=fake_time.clock)
     for n in range(3):
-        engine.set_target(target("http://127.0.0.1:9/", key=f"ns/quiet-{n}"))
-    assert await engine.remove_target("ns/quiet-0") == 0
-    assert engine.target_keys() == ["ns/quiet-1", "ns/quiet-2"]
+        engine.set_target(target("http://127.0.0.1:9/", key=sub_key(f"ns/quiet-{n}")))
+    assert await engine.remove_target(sub_key("ns/quiet-0")) == 0
+    assert engine.target_keys() == [sub_key("ns/quiet-1"), sub_key("ns/quiet-2")]
     assert await engine.close(drain_deadline=0) == 0

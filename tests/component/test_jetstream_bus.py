@@ -21,6 +21,7 @@ import yaml
 from nats.aio.client import Client as NatsClient
 from nats.js.api import RetentionPolicy, StreamConfig
 
+from openconnector.api.keys import ResourceKey
 from openconnector.delivery import BusUnavailableError, DeliveryTarget
 from openconnector.delivery.durable import consumer_name
 from openconnector.delivery.jetstream import JetStreamBus, JetStreamReplayStore, JetStreamSettings
@@ -32,6 +33,7 @@ from tests.component.sinks import Reply, Sink
 from tests.component.test_delivery_engine import FAST, Event, Recorder, encode
 from tests.component.test_webhook_ingress import JSON, PAYLOAD, assert_forwarded, hmac_headers
 from tests.component.test_webhook_ingress import manifests as webhook_manifests
+from tests.support.keys import sub_key
 
 # Every wait on NATS below is bounded: a hang fails its test in seconds, naming the step, instead of
 # sitting until pytest-timeout's 300 s (a whole-suite run on 2 busy cores once did).
@@ -90,7 +92,7 @@ async def buses(server: NatsServer) -> AsyncIterator[Buses]:
         await bounded(bus.close(drain_deadline=0.1), "closing a bus")
 
 
-async def settle(bus: JetStreamBus[Event], key: str | None = None) -> None:
+async def settle(bus: JetStreamBus[Event], key: ResourceKey | None = None) -> None:
     async with asyncio.timeout(20):
         await bus.join(key)
 
@@ -111,7 +113,7 @@ def ids(sink: Sink) -> list[str]:
 async def test_what_a_stopped_process_left_is_delivered_by_the_next(buses: Buses) -> None:
     async with Sink(default=Reply(hang=True)) as stuck, Sink() as sink:
         first = await buses.start()
-        sub = DeliveryTarget(key="default/sub", url=stuck.url, policy=FAST, max_concurrency=1)
+        sub = DeliveryTarget(key=sub_key("default/sub"), url=stuck.url, policy=FAST, max_concurrency=1)
         first.set_target(sub)
         for n in range(3):
             await first.submit(sub, Event(f"k-{n}"))
@@ -130,7 +132,7 @@ async def test_two_processes_share_the_work_and_max_concurrency_bounds_both(buse
     gate = asyncio.Event()
     async with Sink(default=Reply(gate=gate)) as sink:
         first, second = await buses.start(), await buses.start()
-        sub = DeliveryTarget(key="default/sub", url=sink.url, policy=FAST, max_concurrency=2)
+        sub = DeliveryTarget(key=sub_key("default/sub"), url=sink.url, policy=FAST, max_concurrency=2)
         first.set_target(sub)
         second.set_target(sub)
         for n in range(10):
@@ -150,8 +152,8 @@ async def test_two_processes_share_the_work_and_max_concurrency_bounds_both(buse
 async def test_a_retried_request_is_stored_once_within_the_duplicate_window(buses: Buses) -> None:
     async with Sink() as sink:
         bus = await buses.start()
-        a = DeliveryTarget(key="default/a", url=sink.url, policy=FAST)
-        b = DeliveryTarget(key="default/b", url=sink.url, policy=FAST)
+        a = DeliveryTarget(key=sub_key("default/a"), url=sink.url, policy=FAST)
+        b = DeliveryTarget(key=sub_key("default/b"), url=sink.url, policy=FAST)
         bus.set_target(a)
         bus.set_target(b)
         fan_out = [(a.key, Event("d-1")), (b.key, Event("d-1")), (a.key, Event("d-2"))]
@@ -167,8 +169,8 @@ async def test_a_full_stream_refuses_the_whole_request_and_stores_none_of_it(bus
     gate = asyncio.Event()
     async with Sink(default=Reply(gate=gate)) as sink:
         bus = await buses.start(max_bytes=4096)
-        a = DeliveryTarget(key="default/a", url=sink.url, policy=FAST)
-        b = DeliveryTarget(key="default/b", url=sink.url, policy=FAST)
+        a = DeliveryTarget(key=sub_key("default/a"), url=sink.url, policy=FAST)
+        b = DeliveryTarget(key=sub_key("default/b"), url=sink.url, policy=FAST)
         bus.set_target(a)
         bus.set_target(b)
         assert (await bus.store([(a.key, Event("fits"))])).accepted
@@ -189,7 +191,7 @@ async def test_a_re_created_subscription_gets_only_what_is_published_after_it_be
     gate = asyncio.Event()
     async with Sink(Reply(gate=gate)) as held, Sink() as sink:
         bus = await buses.start(recorder)
-        sub = DeliveryTarget(key="default/sub", url=held.url, policy=FAST, max_concurrency=1)
+        sub = DeliveryTarget(key=sub_key("default/sub"), url=held.url, policy=FAST, max_concurrency=1)
         bus.set_target(sub)
         for n in range(3):
             await bus.submit(sub, Event(f"old-{n}"))
@@ -208,7 +210,7 @@ async def test_a_re_created_subscription_gets_only_what_is_published_after_it_be
 async def test_nats_down_refuses_then_recovers(server: NatsServer, buses: Buses) -> None:
     async with Sink() as sink:
         bus = await buses.start(storage="file")
-        sub = DeliveryTarget(key="default/sub", url=sink.url, policy=FAST)
+        sub = DeliveryTarget(key=sub_key("default/sub"), url=sink.url, policy=FAST)
         bus.set_target(sub)
         await bus.submit(sub, Event("before"))
         await settle(bus)
@@ -240,7 +242,7 @@ async def test_a_suspension_survives_a_restart_until_the_configuration_changes(b
     recorder = Recorder()
     async with Sink(default=Reply(410)) as gone, Sink() as sink:
         first = await buses.start(recorder)
-        sub = DeliveryTarget(key="default/sub", url=gone.url, policy=FAST)
+        sub = DeliveryTarget(key=sub_key("default/sub"), url=gone.url, policy=FAST)
         first.set_target(sub)
         await first.submit(sub, Event("g-1"))
         await settle(first)
@@ -267,7 +269,7 @@ async def test_a_suspension_survives_a_restart_until_the_configuration_changes(b
 async def test_the_attempt_log_survives_a_restart(buses: Buses) -> None:
     async with Sink(Reply(500)) as sink:
         first = await buses.start()
-        sub = DeliveryTarget(key="default/sub", url=sink.url, policy=FAST)
+        sub = DeliveryTarget(key=sub_key("default/sub"), url=sink.url, policy=FAST)
         first.set_target(sub)
         await first.submit(sub, Event("a-1"))
         await settle(first)
@@ -417,7 +419,7 @@ async def test_delivered_messages_leave_the_stream_so_a_bounded_stream_keeps_acc
 ) -> None:
     async with Sink() as sink:
         bus = await buses.start(max_bytes=4096)
-        sub = DeliveryTarget(key="default/sub", url=sink.url, policy=FAST)
+        sub = DeliveryTarget(key=sub_key("default/sub"), url=sink.url, policy=FAST)
         bus.set_target(sub)
         # Each event is ~700 bytes stored: ten of them are well over the stream's 4 KiB, which only
         # works because a delivered (acked) message is removed (interest retention).
@@ -470,7 +472,7 @@ async def test_a_message_jetstream_gives_up_on_is_counted_dropped_once_across_pr
     first_seen, second_seen = Recorder(), Recorder()
     async with Sink(default=Reply(500)) as sink:
         first, second = await buses.start(first_seen), await buses.start(second_seen)
-        sub = DeliveryTarget(key="default/sub", url=sink.url, policy=FAST)
+        sub = DeliveryTarget(key=sub_key("default/sub"), url=sink.url, policy=FAST)
         first.set_target(sub)
         second.set_target(sub)
         await bounded(first.join(sub.key), "the consumer")
@@ -489,7 +491,7 @@ async def test_a_message_jetstream_gives_up_on_is_counted_dropped_once_across_pr
             await bounded(client.close(), "closing the client")
         await bounded(first.submit(sub, Event("m-1")), "storing m-1")
 
-        def given_up() -> list[tuple[str, str]]:
+        def given_up() -> list[tuple[ResourceKey, str]]:
             return [
                 (key, event_id)
                 for key, event_id, _, reason in first_seen.outcomes + second_seen.outcomes

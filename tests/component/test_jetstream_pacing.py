@@ -10,6 +10,7 @@ import asyncio
 
 import pytest
 
+from openconnector.api.keys import ResourceKey
 from openconnector.delivery import jetstream
 from openconnector.delivery.durable import consumer_name
 from openconnector.delivery.jetstream import JetStreamBus, JetStreamSettings
@@ -100,7 +101,7 @@ def test_pace_settings_are_checked() -> None:
     assert JetStreamSettings(pace_backlog=0).pace_backlog == 0  # 0: no pacing
 
 
-async def _stored(bus: JetStreamBus[Event], key: str) -> int:
+async def _stored(bus: JetStreamBus[Event], key: ResourceKey) -> int:
     """Deliveries of ``key`` stored and not finished (the consumer's count, from the server)."""
     js = bus.nats_client.jetstream() if bus.nats_client is not None else None
     assert js is not None

@@ -250,7 +250,7 @@ async def test_pull_returns_a_batch_and_the_cursor_acknowledges(setup: Setup) ->
     delivered = await setup.message_of("pulled", "delivered")
     assert sorted(m["eventId"] for m in delivered) == ["q-1", "q-2", "q-3"]
     assert all("pulled" not in r.path for r in setup.ok.requests)  # never pushed
-    status = (await call("GET", f"{setup.gw.url}/api/v1alpha1/status")).json()["resources"]
+    status = (await setup.get(f"{setup.api}/status")).json()["resources"]
     pulled = next(r for r in status if r["name"] == "pulled" and r["namespace"] == NS)
     assert pulled["status"]["delivered"] == 3
 
@@ -292,3 +292,25 @@ async def test_without_a_token_only_loopback_is_answered(tmp_path: Path, start_g
         names = sorted(item["name"] for item in answer.json()["items"])
         assert names == ["failing", "ok", "pulled"]
         assert answer.json()["store"]["durable"] is False
+
+
+async def test_status_and_attempts_need_the_api_token_too(setup: Setup) -> None:
+    """The older read endpoints answer what the message API answers: a token, or 401 problem+json."""
+    await setup.publish("e-status")
+    await setup.ok.wait_for(1)
+    status_url = f"{setup.api}/status"
+    attempts_url = f"{setup.sub('ok')}/attempts"
+    for url in (status_url, attempts_url):
+        assert_problem(await call("GET", url), 401, "unauthenticated")
+        assert_problem(
+            await call("GET", url, headers={"Authorization": "Bearer wrong"}), 401, "unauthenticated"
+        )
+    status = await setup.get(status_url)
+    assert status.status == 200, status.body
+    names = {(r["kind"], r["namespace"], r["name"]) for r in status.json()["resources"]}
+    assert ("EventSubscription", NS, "ok") in names
+    assert ("EventSubscription", OTHER, "ok") in names
+    attempts = await eventually(lambda: setup.get(attempts_url), until=lambda a: bool(a.json()["attempts"]))
+    assert attempts.json()["subscription"] == f"{NS}/ok"
+    assert attempts.json()["attempts"][0]["outcome"] is not None
+    assert_problem(await setup.get(f"{setup.sub('nope')}/attempts"), 404, "unknown-subscription")

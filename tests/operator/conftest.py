@@ -23,7 +23,7 @@ from openconnector.kube.runner import ClusterGateway, run_kopf, start_cluster_ga
 from tests.support.http import Answer, call, post
 from tests.support.polling import eventually
 
-from .kube import NAMESPACE, Apiserver, Kubectl, condition, install_crds, watching
+from .kube import NAMESPACE, READER_TOKEN, Apiserver, Kubectl, condition, install_crds, watching
 
 STARTUP_SECONDS = 15.0
 
@@ -67,7 +67,9 @@ class RunningOperator:
     # ---------------------------------------------------------------------- the gateway API
 
     async def status_view(self) -> dict[str, Any]:
-        answer = await call("GET", f"{self.url}/api/v1alpha1/status")
+        answer = await call(
+            "GET", f"{self.url}/api/v1alpha1/status", headers={"Authorization": f"Bearer {READER_TOKEN}"}
+        )
         assert answer.status == 200, answer.body
         view: dict[str, Any] = answer.json()
         return view

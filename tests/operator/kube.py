@@ -20,12 +20,15 @@ from typing import Any
 
 import kmock
 import yaml
+from aiohttp import web
 
 from openconnector.api.common import GROUP, VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "crds"
 NAMESPACE = "zaken"  # not "default": proves the operator keeps namespaces apart and does not assume one
+#: The bearer token the tests read the gateway's API with (see Apiserver._review).
+READER_TOKEN = "reader-token"
 OPERATOR_COMPONENT = "openconnector-operator"  # source.component of the operator's core/v1 Events
 
 
@@ -34,11 +37,29 @@ class Apiserver(kmock.KubernetesEmulator):
 
     async def _handle(self, request: kmock.Request) -> Any:
         if request.resource is not None and isinstance(request.data, dict):
+            review = self._review(request.resource.plural, request.data)
+            if review is not None:
+                return web.json_response(review, status=201)
             if request.action == kmock.action.CREATE:
                 self._on_create(request.data)
             elif request.action == kmock.action.UPDATE and request.name is not None:
                 self._on_patch(request, request.data)
         return await super()._handle(request)
+
+    @staticmethod
+    def _review(plural: str | None, body: dict[str, Any]) -> dict[str, Any] | None:
+        """TokenReview and SubjectAccessReview, as the gateway's API asks them: the token ``reader`` is
+        the user ``reader`` and may get and list everything; any other token is not authenticated."""
+        spec = body.get("spec") or {}
+        if plural == "tokenreviews":
+            if spec.get("token") != READER_TOKEN:
+                return {**body, "status": {"authenticated": False}}
+            return {**body, "status": {"authenticated": True, "user": {"username": "reader", "groups": []}}}
+        if plural == "subjectaccessreviews":
+            verb = (spec.get("resourceAttributes") or {}).get("verb")
+            allowed = spec.get("user") == "reader" and verb in ("get", "list")
+            return {**body, "status": {"allowed": allowed}}
+        return None
 
     @staticmethod
     def _on_create(body: dict[str, Any]) -> None:

@@ -8,6 +8,7 @@ import re
 from collections.abc import Mapping
 
 import pytest
+from tests.support.keys import sub_key
 
 from openconnector.ce import CloudEvent, parse_http, to_binary, to_structured
 from openconnector.delivery import (
@@ -129,13 +130,13 @@ def test_a_held_request_that_is_not_one_cloudevent_is_refused() -> None:
 
 
 def test_byte_limits_default_and_are_validated() -> None:
-    target = DeliveryTarget(key="ns/name", url="http://127.0.0.1:8080/")
+    target = DeliveryTarget(key=sub_key("ns/name"), url="http://127.0.0.1:8080/")
     assert target.queue_size == 1000
     assert target.queue_bytes == DEFAULT_QUEUE_BYTES == 32 * 1024 * 1024
     assert DEFAULT_MAX_QUEUED_BYTES == 128 * 1024 * 1024
     assert Dispatcher(encode).max_queued_bytes == DEFAULT_MAX_QUEUED_BYTES
     for bad in (0, -1, True, 1.5):
         with pytest.raises(ValueError, match=re.escape("queue_bytes: must be a positive integer")):
-            DeliveryTarget(key="ns/name", url="http://127.0.0.1:8080/", queue_bytes=bad)  # type: ignore[arg-type]
+            DeliveryTarget(key=sub_key("ns/name"), url="http://127.0.0.1:8080/", queue_bytes=bad)  # type: ignore[arg-type]
         with pytest.raises(ValueError, match=re.escape("max_queued_bytes: must be a positive integer")):
             Dispatcher(encode, max_queued_bytes=bad)  # type: ignore[arg-type]

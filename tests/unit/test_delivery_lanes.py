@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pytest
+from tests.support.keys import sub_key
 
 from openconnector.delivery import ContentMode, DeliveryTarget, Dispatcher, OfferResult
 
@@ -27,7 +28,9 @@ def encode(event: Event, mode: ContentMode) -> tuple[Mapping[str, str], bytes]:
 def test_installing_a_target_costs_a_few_hundred_bytes_not_a_queue() -> None:
     count = 2000
     engine: Dispatcher[Event] = Dispatcher(encode)
-    targets = [DeliveryTarget(key=f"ns/sub-{n}", url=f"http://127.0.0.1:9/{n}") for n in range(count)]
+    targets = [
+        DeliveryTarget(key=sub_key(f"ns/sub-{n}"), url=f"http://127.0.0.1:9/{n}") for n in range(count)
+    ]
     gc.collect()
     tracemalloc.start()
     try:
@@ -43,7 +46,7 @@ def test_installing_a_target_costs_a_few_hundred_bytes_not_a_queue() -> None:
     assert growth / count < 1024
     assert not any(engine.lane_active(sub.key) for sub in targets)
     assert all(engine.queue_depth(sub.key) == 0 for sub in targets)
-    assert engine.health("ns/sub-7").condition.reason == "NoDeliveries"
+    assert engine.health(sub_key("ns/sub-7")).condition.reason == "NoDeliveries"
 
 
 @pytest.mark.parametrize("value", [-1, math.nan, math.inf, True, "30"])
@@ -59,7 +62,7 @@ def test_an_offer_refusal_formats_its_detail_only_when_read() -> None:
         calls.append(1)
         return "the queue of ns/a is full"
 
-    refused = OfferResult(False, full=["ns/a"], describe=describe)
+    refused = OfferResult(False, full=[sub_key("ns/a")], describe=describe)
     assert calls == []
     assert refused.detail == "the queue of ns/a is full"
     assert calls == [1]

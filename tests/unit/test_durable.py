@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+from tests.support.keys import sub_key
 
 from openconnector.delivery import (
     ContentMode,
@@ -44,7 +45,7 @@ class MinRng:
 
 
 def target(**kwargs: object) -> DeliveryTarget:
-    fields: dict[str, object] = {"key": "ns/sub", "url": "http://127.0.0.1:9000/hook"}
+    fields: dict[str, object] = {"key": sub_key("ns/sub"), "url": "http://127.0.0.1:9000/hook"}
     fields.update(kwargs)
     return DeliveryTarget(**fields)  # type: ignore[arg-type]
 
@@ -55,11 +56,11 @@ def test_tokens_are_escaped_injectively_and_subjects_and_names_follow() -> None:
     assert escape_token("a_2eb") == "a_5f2eb"  # the escape character itself is escaped
     assert escape_token("") == "_"
     assert escape_token("é") == "_c3_a9"
-    assert delivery_subject("OC", "gemeente/zaak.created") == "OC.d.gemeente.zaak_2ecreated"
-    assert consumer_name("gemeente/zaak") == "sub_gemeente_2fzaak"
+    assert delivery_subject("OC", sub_key("gemeente/zaak.created")) == "OC.d.gemeente.zaak_2ecreated"
+    assert consumer_name(sub_key("gemeente/zaak")) == "sub_gemeente_2fzaak"
     # "a-b/c" and "a/b-c" must not share a consumer
-    assert consumer_name("a-b/c") != consumer_name("a/b-c")
-    assert delivery_subject("OC", "a-b/c") != delivery_subject("OC", "a/b-c")
+    assert consumer_name(sub_key("a-b/c")) != consumer_name(sub_key("a/b-c"))
+    assert delivery_subject("OC", sub_key("a-b/c")) != delivery_subject("OC", sub_key("a/b-c"))
 
 
 def test_the_request_msg_id_is_stable_order_free_and_separates_every_part() -> None:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import pytest
+from tests.support.keys import sub_key
 
 from openconnector.ce import CloudEvent
 from openconnector.delivery.attempts import Destination
@@ -17,7 +18,7 @@ from openconnector.messages.recorder import REDACTED, redacted_request_headers
 from openconnector.messages.store import MemoryMessageStore
 from openconnector.refusal import Refusal
 
-KEY = "ns/sub"
+KEY = sub_key("ns/sub")
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 
 

@@ -157,15 +157,20 @@ RETIRED_DESCRIPTION = (
 class EventCounters(ApiModel):
     """Counters of an Event, summed over replicas."""
 
-    received: int = Field(default=0, description="Events of this type accepted on /events or from consumers.")
-    emitted: int = Field(default=0, description="Events of this type emitted by the gateway and fanned out.")
+    received: int = Field(default=0, description="Events of this type accepted on /events.")
+    emitted: int = Field(
+        default=0,
+        description="Events of this type published for fan-out: accepted on /events or emitted by Consumers.",
+    )
     refused: int = Field(default=0, description="Events of this type refused (schema or profile violations).")
 
 
 class EventShard(EventCounters):
     """One replica's part of an Event's status."""
 
-    lastEmitted: datetime | None = Field(default=None, description="When the last event was emitted.")
+    lastEmitted: datetime | None = Field(
+        default=None, description="When the last event of this type was published for fan-out."
+    )
 
 
 class EventStatus(EventShard, CommonStatus):

@@ -4,7 +4,8 @@ Nothing here does I/O, so the rules are unit-tested without a server (``tests/un
 
 * **Subjects and consumers.** One stream holds every delivery; a delivery of an event to subscription
   ``namespace/name`` is one message on ``<prefix>.d.<namespace>.<name>`` (tokens escaped, see
-  :func:`escape_token`), and each subscription has one durable consumer filtered on its subject.
+  :func:`escape_token`), and each subscription has one durable consumer filtered on its subject. Every
+  name comes from the subscription's key through :func:`subscription_names`.
 * **Message ids.** The last message a request publishes carries ``Nats-Msg-Id`` =
   :func:`request_msg_id` of the request's deliveries: (namespace, source, id, subscription) of each,
   hashed. A sender's retry of the same request within the stream's duplicate window is therefore
@@ -24,10 +25,12 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
+from openconnector.api.keys import ResourceKey
+from openconnector.api.kinds import EVENT_SUBSCRIPTION
 from openconnector.delivery.attempts import Attempt, Destination
 from openconnector.delivery.prepared import Prepared
 from openconnector.delivery.signing import webhook_message_id
@@ -38,6 +41,7 @@ __all__ = [
     "META_HEADER",
     "MSG_ID_HEADER",
     "ConsumerSettings",
+    "SubscriptionNames",
     "attempt_from_record",
     "attempt_to_record",
     "consumer_name",
@@ -48,6 +52,8 @@ __all__ = [
     "escape_token",
     "nak_delay",
     "request_msg_id",
+    "subscription_key_from_path",
+    "subscription_names",
     "suspension_fingerprint",
 ]
 
@@ -72,15 +78,52 @@ def escape_token(text: str) -> str:
     return "".join(out) or "_"
 
 
-def delivery_subject(prefix: str, key: str) -> str:
-    """The subject of subscription ``key`` (``namespace/name``) under ``prefix``."""
-    namespace, _, name = key.partition("/")
-    return f"{prefix}.d.{escape_token(namespace)}.{escape_token(name)}"
+class SubscriptionNames(NamedTuple):
+    """What a subscription is called in NATS (see :func:`subscription_names`)."""
+
+    #: ``namespace/name``: the subscription's part of :func:`request_msg_id`, the message log's ``key``.
+    path: str
+    #: ``path`` as one token: consumer-name part, suspension KV key, attempt and message-log subject token.
+    token: str
+    #: ``<namespace>.<name>``, each escaped: the tail of the delivery subject.
+    subject_tail: str
+    #: The durable consumer's name.
+    consumer: str
 
 
-def consumer_name(key: str) -> str:
+@functools.lru_cache(maxsize=8192)  # per message and attempt, over a few subscriptions
+def subscription_names(key: ResourceKey) -> SubscriptionNames:
+    """The one place a subscription's :class:`ResourceKey` becomes names in NATS.
+
+    The names are exactly those of the gateways that keyed subscriptions by ``"namespace/name"``
+    strings (the kind is not part of them, a subscription's key always has the same kind): a running
+    stream's subjects, consumers, suspension entries, attempt and message logs and its duplicate
+    window stay valid across an upgrade. Change them only with a migration.
+    """
+    path = key.namespaced_name
+    token = escape_token(path)
+    return SubscriptionNames(
+        path=path,
+        token=token,
+        subject_tail=f"{escape_token(key.namespace)}.{escape_token(key.name)}",
+        consumer="sub_" + token,
+    )
+
+
+def subscription_key_from_path(path: str) -> ResourceKey:
+    """The key of a subscription named by :attr:`SubscriptionNames.path` in a stored message."""
+    namespace, _, name = path.partition("/")
+    return ResourceKey(EVENT_SUBSCRIPTION.kind, namespace, name)
+
+
+def delivery_subject(prefix: str, key: ResourceKey) -> str:
+    """The subject of subscription ``key`` under ``prefix``."""
+    return f"{prefix}.d.{subscription_names(key).subject_tail}"
+
+
+def consumer_name(key: ResourceKey) -> str:
     """The durable consumer of subscription ``key``."""
-    return "sub_" + escape_token(key)
+    return subscription_names(key).consumer
 
 
 def request_msg_id(deliveries: Iterable[tuple[str, str, str, str]]) -> str:

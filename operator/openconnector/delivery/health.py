@@ -1,7 +1,7 @@
 """Delivery health of one subscription: counters, last delivery/error, success ratio, condition.
 
 Pure and clock-injected: the engine calls ``record_*``; a status writer calls :meth:`snapshot` and
-:attr:`condition`, and skips the write when :attr:`version` has not moved.
+:attr:`condition` (and compares bodies to skip writes that change nothing).
 
 Counting model (every submitted event ends in exactly one of delivered / deadLettered / dropped):
 
@@ -138,7 +138,6 @@ class SubscriptionHealth:
         "_last_error",
         "_paused",
         "_successes",
-        "_version",
         "_window",
         "consecutive_failures",
         "dead_lettered",
@@ -164,7 +163,6 @@ class SubscriptionHealth:
         self._last_delivery: _LastDelivery | None = None
         self._last_error: _LastError | None = None
         self._paused: tuple[HealthReason, str] | None = None
-        self._version = 0
         self._condition = HealthCondition(
             self.CONDITION_TYPE, "Unknown", HealthReason.NO_DELIVERIES, "no delivery attempts yet", clock()
         )
@@ -174,11 +172,6 @@ class SubscriptionHealth:
     @property
     def config(self) -> HealthConfig:
         return self._config
-
-    @property
-    def version(self) -> int:
-        """Increases on every change; equal versions mean equal snapshots."""
-        return self._version
 
     @property
     def paused(self) -> bool:
@@ -248,9 +241,7 @@ class SubscriptionHealth:
         self.delivered += 1
         self.consecutive_failures = 0
         self._last_delivery = _LastDelivery(self._clock(), status_code, latency_ms)
-        if steady:
-            self._version += 1
-        else:
+        if not steady:
             self._changed()
 
     def record_attempt_failure(self, status_code: int | None, message: str, *, retry: bool = False) -> None:
@@ -287,7 +278,7 @@ class SubscriptionHealth:
         self._changed()
 
     def record_dropped_many(self, count: int, reason: str, message: str) -> None:
-        """``count`` events lost at once (shutdown, removal): one lastError, one version bump."""
+        """``count`` events lost at once (shutdown, removal): one lastError."""
         if count <= 0:
             return
         self.dropped += count
@@ -306,7 +297,7 @@ class SubscriptionHealth:
         """Carry counters over from a previous process's CR status (camelCase, as :meth:`snapshot`).
 
         Counters only move up (a stale status never lowers them); unknown or non-integer fields are
-        ignored. Bumps :attr:`version` when anything changed.
+        ignored.
         """
         changed = False
         for attribute, key in _COUNTER_KEYS:
@@ -319,9 +310,7 @@ class SubscriptionHealth:
 
     def reset(self) -> None:
         """Start over (the subscription was deleted and re-created under the same name)."""
-        version = self._version
         self.__init__(self._config, clock=self._clock)  # type: ignore[misc]  # one place sets the fields
-        self._version = version  # still monotonic: writers compare versions
         self._changed()
 
     def reconfigure(self, config: HealthConfig) -> None:
@@ -352,7 +341,6 @@ class SubscriptionHealth:
         self._successes += succeeded
 
     def _changed(self) -> None:
-        self._version += 1
         status, reason, message = self._derive()
         if (status, reason) != (self._condition.status, self._condition.reason):
             self._condition = HealthCondition(self.CONDITION_TYPE, status, reason, message, self._clock())

@@ -90,6 +90,7 @@ from nats.js.api import (
 )
 from nats.js.kv import KeyValue
 
+from openconnector.api.keys import ResourceKey
 from openconnector.delivery.attempts import DEFAULT_ATTEMPT_LOG_SIZE, Attempt, AttemptLog
 from openconnector.delivery.durable import (
     META_HEADER,
@@ -101,9 +102,9 @@ from openconnector.delivery.durable import (
     decode_meta,
     delivery_subject,
     encode_meta,
-    escape_token,
     nak_delay,
     request_msg_id,
+    subscription_names,
     suspension_fingerprint,
 )
 from openconnector.delivery.health import HealthReason, SubscriptionHealth
@@ -198,7 +199,7 @@ class _DurableAttemptLog(AttemptLog):
 
     __slots__ = ("_key", "_publish")
 
-    def __init__(self, *, key: str, publish: Callable[[str, Attempt], None]) -> None:
+    def __init__(self, *, key: ResourceKey, publish: Callable[[ResourceKey, Attempt], None]) -> None:
         super().__init__()
         self._key = key
         self._publish = publish
@@ -216,7 +217,7 @@ class _Subscription:
         target: DeliveryTarget,
         clock: Callable[[], float],
         live_since: float,
-        publish: Callable[[str, Attempt], None],
+        publish: Callable[[ResourceKey, Attempt], None],
     ) -> None:
         self.target = target
         self.health = SubscriptionHealth(target.health, clock=clock)
@@ -241,7 +242,7 @@ class _Subscription:
         self.pace_waiters: collections.deque[asyncio.Future[int]] = collections.deque()
 
     @property
-    def key(self) -> str:
+    def key(self) -> ResourceKey:
         return self.target.key
 
 
@@ -283,7 +284,7 @@ class JetStreamBus(Generic[E]):
             on_stop=self._on_stop,
         )
         self._sender = self._deliverer.sender
-        self._subs: dict[str, _Subscription] = {}
+        self._subs: dict[ResourceKey, _Subscription] = {}
         self._nc: NatsClient | None = None
         self._js: JetStreamContext | None = None
         self._suspensions: KeyValue | None = None
@@ -540,10 +541,10 @@ class JetStreamBus(Generic[E]):
     def set_target(self, target: DeliveryTarget) -> None:
         self.update_target(target.key, target)
 
-    def update_target(self, key: str, target: DeliveryTarget) -> None:
+    def update_target(self, key: ResourceKey, target: DeliveryTarget) -> None:
         """Install or reconfigure ``key``; a new subscription gets what is published from now on."""
         if target.key != key:
-            raise ValueError(f"target.key: {target.key!r} does not match the key being updated {key!r}")
+            raise ValueError(f"target.key: {target.key} does not match the key being updated {key}")
         if self._closed:
             raise DeliveryClosedError("the bus is closed")
         sub = self._subs.get(key)
@@ -562,7 +563,7 @@ class JetStreamBus(Generic[E]):
         if consumer_settings(old) != consumer_settings(target) and self._provisioned.is_set():
             self._spawn(self._reconfigure_consumer(sub), f"jetstream-consumer:{key}")
 
-    async def remove_target(self, key: str, *, drain_deadline: float = 10.0) -> int:
+    async def remove_target(self, key: ResourceKey, *, drain_deadline: float = 10.0) -> int:
         """Stop delivering ``key`` here, then delete its consumer: what it still held is counted as
         dropped (reason ``removed``). Returns that count (0 when another process deleted it first)."""
         sub = self._subs.pop(key, None)
@@ -590,10 +591,10 @@ class JetStreamBus(Generic[E]):
                 self._deliverer.report_outcome(key, "", FinalOutcome.DROPPED, DropReason.REMOVED)
         if self._suspensions is not None:
             with contextlib.suppress(Exception):
-                await self._suspensions.delete(escape_token(key))
+                await self._suspensions.delete(subscription_names(key).token)
         return dropped
 
-    def resume(self, key: str) -> bool:
+    def resume(self, key: ResourceKey) -> bool:
         sub = self._subs.get(key)
         if sub is None or not sub.health.paused:
             return False
@@ -604,38 +605,38 @@ class JetStreamBus(Generic[E]):
             self._spawn(self._forget_suspension(key), f"jetstream-resume:{key}")
         return True
 
-    def target_keys(self) -> list[str]:
+    def target_keys(self) -> list[ResourceKey]:
         return list(self._subs)
 
-    def target(self, key: str) -> DeliveryTarget:
+    def target(self, key: ResourceKey) -> DeliveryTarget:
         return self._sub(key).target
 
-    def health(self, key: str) -> SubscriptionHealth:
+    def health(self, key: ResourceKey) -> SubscriptionHealth:
         return self._sub(key).health
 
-    def attempts(self, key: str) -> AttemptLog:
+    def attempts(self, key: ResourceKey) -> AttemptLog:
         return self._sub(key).attempts
 
-    def queue_depth(self, key: str) -> int:
+    def queue_depth(self, key: ResourceKey) -> int:
         """Stored deliveries not yet finished (the consumer's figure, refreshed every few seconds), or
         those in flight here when more."""
         sub = self._sub(key)
         return max(sub.pending, len(sub.in_flight))
 
-    def _sub(self, key: str) -> _Subscription:
+    def _sub(self, key: ResourceKey) -> _Subscription:
         try:
             return self._subs[key]
         except KeyError:
-            raise KeyError(f"no delivery target {key!r}") from None
+            raise KeyError(f"no delivery target {key}") from None
 
     # --------------------------------------------------------------------------------- intake
 
-    async def store_again(self, plan: Sequence[tuple[str, E]], msg_id: str) -> OfferResult:
+    async def store_again(self, plan: Sequence[tuple[ResourceKey, E]], msg_id: str) -> OfferResult:
         """:meth:`store` under the fresh ``msg_id``: a resend must not be taken for a sender's retry
         within the duplicate window."""
         return await self.store(plan, msg_id=msg_id)
 
-    async def store(self, plan: Sequence[tuple[str, E]], *, msg_id: str | None = None) -> OfferResult:
+    async def store(self, plan: Sequence[tuple[ResourceKey, E]], *, msg_id: str | None = None) -> OfferResult:
         """Store every delivery of ``plan`` in one atomic batch, or none (see the module docstring).
 
         Raises :class:`BusUnavailableError` when JetStream cannot store it now (unreachable, stream
@@ -650,11 +651,11 @@ class JetStreamBus(Generic[E]):
                 if sub.receipts == reading:  # else a newer reading replaced the reservation
                     sub.backlog -= 1  # the reservation; _store counted what it stored
 
-    async def _store(self, plan: Sequence[tuple[str, E]], msg_id: str | None) -> OfferResult:
-        skipped: list[str] = []
+    async def _store(self, plan: Sequence[tuple[ResourceKey, E]], msg_id: str | None) -> OfferResult:
+        skipped: list[ResourceKey] = []
         dropped: list[tuple[_Subscription, E, str]] = []
         cache: dict[tuple[int, ContentMode], Prepared | str] = {}
-        messages: list[tuple[str, Prepared]] = []
+        messages: list[tuple[ResourceKey, Prepared]] = []
         tuples: list[tuple[str, str, str, str]] = []
         for key, event in plan:
             sub = self._subs.get(key)
@@ -673,9 +674,8 @@ class JetStreamBus(Generic[E]):
             if isinstance(prepared, str):
                 dropped.append((sub, event, prepared))
                 continue
-            namespace = key.partition("/")[0]
             messages.append((key, prepared))
-            tuples.append((namespace, prepared.source, prepared.id, key))
+            tuples.append((key.namespace, prepared.source, prepared.id, subscription_names(key).path))
         if len(messages) > MAX_BATCH:
             return OfferResult(
                 False,
@@ -700,7 +700,7 @@ class JetStreamBus(Generic[E]):
             True, queued=len(messages), skipped=skipped, dropped=[sub.key for sub, _, _ in dropped]
         )
 
-    async def _pace(self, plan: Sequence[tuple[str, E]]) -> list[tuple[_Subscription, int]]:
+    async def _pace(self, plan: Sequence[tuple[ResourceKey, E]]) -> list[tuple[_Subscription, int]]:
         """Give delivery its share of the event loop: wait while a subscription of ``plan`` that is
         delivering has ``pace_backlog`` or more stored deliveries waiting, until its deliveries make
         room (oldest waiter first) or ``pace_wait`` passed; then the request is stored anyway.
@@ -750,7 +750,7 @@ class JetStreamBus(Generic[E]):
                 waiter.set_result(sub.receipts)
                 sub.backlog += 1  # reserved for that request until it stored
 
-    async def _consumers_live(self, messages: Sequence[tuple[str, Prepared]]) -> None:
+    async def _consumers_live(self, messages: Sequence[tuple[ResourceKey, Prepared]]) -> None:
         """Interest retention keeps a message only for consumers that exist when it is stored: wait
         (bounded) until every addressed subscription's consumer does, else refuse (503)."""
         waiting = {key: self._subs[key] for key, _ in messages if not self._subs[key].consumer_ready.is_set()}
@@ -761,11 +761,12 @@ class JetStreamBus(Generic[E]):
                 for sub in waiting.values():
                     await sub.consumer_ready.wait()
         except TimeoutError:
+            names = ", ".join(sorted(key.namespaced_name for key in waiting))
             raise BusUnavailableError(
-                f"the event bus is still setting up delivery to {', '.join(sorted(waiting))}", _RETRY_AFTER
+                f"the event bus is still setting up delivery to {names}", _RETRY_AFTER
             ) from None
 
-    async def _publish(self, messages: Sequence[tuple[str, Prepared]], msg_id: str) -> None:
+    async def _publish(self, messages: Sequence[tuple[ResourceKey, Prepared]], msg_id: str) -> None:
         nc, js = self._nc, self._js
         if nc is None or js is None or not self.ready or not nc.is_connected:
             raise BusUnavailableError(self.readiness_detail or "not connected to NATS", _RETRY_AFTER)
@@ -819,20 +820,20 @@ class JetStreamBus(Generic[E]):
                 _RETRY_AFTER,
             ) from None
 
-    async def wait_for_room(self, keys: Collection[str], *, needed_bytes: int = 0) -> None:
+    async def wait_for_room(self, keys: Collection[ResourceKey], *, needed_bytes: int = 0) -> None:
         """JetStream has no local room to wait for: a full stream refuses (503) instead."""
         return
 
-    async def submit(self, target: DeliveryTarget | str, event: E) -> None:
+    async def submit(self, target: DeliveryTarget | ResourceKey, event: E) -> None:
         """Store ``event`` for the installed target with ``target``'s key (raises like :meth:`store`)."""
-        key = target if isinstance(target, str) else target.key
+        key = target.key if isinstance(target, DeliveryTarget) else target
         if key not in self._subs:
-            raise DeliveryClosedError(f"no delivery target {key!r} is installed")
+            raise DeliveryClosedError(f"no delivery target {key} is installed")
         result = await self.store([(key, event)])
         if result.too_large:
             raise EventTooLargeError(result.detail)
 
-    async def join(self, key: str | None = None) -> None:
+    async def join(self, key: ResourceKey | None = None) -> None:
         """Wait until ``key`` (or every target) has nothing stored unfinished and nothing in flight
         here (polls the consumers; bound it with ``asyncio.timeout``)."""
         await self._provisioned.wait()
@@ -915,7 +916,7 @@ class JetStreamBus(Generic[E]):
         except Exception as failure:
             logger.warning("updating the consumer of %s failed: %s", sub.key, failure)
 
-    def _deliver_subject(self, key: str) -> str:
+    def _deliver_subject(self, key: ResourceKey) -> str:
         return f"_OC_DELIVER.{self._prefix}.{consumer_name(key)}"
 
     async def _receive_forever(self, sub: _Subscription) -> None:
@@ -1030,7 +1031,7 @@ class JetStreamBus(Generic[E]):
         if self._suspensions is None:
             return
         try:
-            entry = await self._suspensions.get(escape_token(sub.key))
+            entry = await self._suspensions.get(subscription_names(sub.key).token)
         except nats.js.errors.KeyNotFoundError:
             return
         self._suspend_from(sub, entry.value or b"")
@@ -1058,7 +1059,7 @@ class JetStreamBus(Generic[E]):
                 async for entry in watcher:
                     if entry is None:
                         continue
-                    key = next((k for k in self._subs if escape_token(k) == entry.key), None)
+                    key = next((k for k in self._subs if subscription_names(k).token == entry.key), None)
                     if key is None:
                         continue
                     sub = self._subs[key]
@@ -1135,11 +1136,11 @@ class JetStreamBus(Generic[E]):
         ).encode()
         self._spawn(self._store_suspension(state.key, record), "jetstream-suspend")
 
-    async def _store_suspension(self, key: str, record: bytes) -> None:
+    async def _store_suspension(self, key: ResourceKey, record: bytes) -> None:
         if self._suspensions is None:
             return
         try:
-            revision = await self._suspensions.put(escape_token(key), record)
+            revision = await self._suspensions.put(subscription_names(key).token, record)
         except Exception as failure:
             logger.warning("storing the suspension of %s failed: %s", key, failure)
             return
@@ -1147,17 +1148,17 @@ class JetStreamBus(Generic[E]):
         if sub is not None:
             sub.revision_floor = max(sub.revision_floor, revision)
 
-    async def _forget_suspension(self, key: str) -> None:
+    async def _forget_suspension(self, key: ResourceKey) -> None:
         if self._suspensions is not None:
             with contextlib.suppress(Exception):
-                await self._suspensions.delete(escape_token(key))
+                await self._suspensions.delete(subscription_names(key).token)
 
-    def record_attempt_durably(self, key: str, attempt: Attempt) -> None:
+    def record_attempt_durably(self, key: ResourceKey, attempt: Attempt) -> None:
         """Append ``attempt`` to ``key``'s attempt log in JetStream (no wait for the acknowledgement)."""
         nc = self._nc
         if nc is None or not nc.is_connected:
             return
-        self._attempt_backlog.append((f"{self._attempt_prefix}.{escape_token(key)}", attempt))
+        self._attempt_backlog.append((f"{self._attempt_prefix}.{subscription_names(key).token}", attempt))
         if self._attempt_flusher is None or self._attempt_flusher.done():
             self._attempt_flusher = self._spawn(self._flush_attempts(), "jetstream-attempts")
 
@@ -1168,9 +1169,9 @@ class JetStreamBus(Generic[E]):
             for subject, attempt in batch:
                 await _quietly(self._nc.publish(subject, attempt_to_record(attempt)))
 
-    async def _read_attempts(self, key: str) -> list[Attempt]:
+    async def _read_attempts(self, key: ResourceKey) -> list[Attempt]:
         js = self._jetstream()
-        subject = f"{self._attempt_prefix}.{escape_token(key)}"
+        subject = f"{self._attempt_prefix}.{subscription_names(key).token}"
         pull = await js.pull_subscribe(
             subject,
             durable=None,

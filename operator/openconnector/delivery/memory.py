@@ -82,6 +82,7 @@ from typing import Generic, Self
 
 import aiohttp
 
+from openconnector.api.keys import ResourceKey
 from openconnector.delivery.attempts import AttemptLog
 from openconnector.delivery.health import SubscriptionHealth
 from openconnector.delivery.outcomes import (
@@ -165,7 +166,7 @@ class _Lane:
         self.queue_full_suppressed = 0
 
     @property
-    def key(self) -> str:
+    def key(self) -> ResourceKey:
         return self.target.key
 
     @property
@@ -304,7 +305,7 @@ class Dispatcher(Generic[E]):
             on_stop=self._on_stop,
         )
         self._sender = self._deliverer.sender
-        self._lanes: dict[str, _Lane] = {}
+        self._lanes: dict[ResourceKey, _Lane] = {}
         self._held_bytes = 0  # every held request once, however many lanes hold it
         self._budget_waiters: dict[_Waiter, int] = {}  # sleeping waiter -> bytes it needs
         self._budget_promised = 0  # bytes promised to budget waiters woken but not yet run
@@ -364,12 +365,12 @@ class Dispatcher(Generic[E]):
         """Add a target or replace the one with the same key (queued events and health are kept)."""
         self.update_target(target.key, target)
 
-    def update_target(self, key: str, target: DeliveryTarget) -> None:
+    def update_target(self, key: ResourceKey, target: DeliveryTarget) -> None:
         """Replace the configuration of ``key``; the next attempt of every queued or retrying event uses
         it (URL, auth, signing, policy, content mode, concurrency, queue limits). Adds the target when
         new. This and :meth:`set_target` are the only ways a lane comes into existence."""
         if target.key != key:
-            raise ValueError(f"target.key: {target.key!r} does not match the key being updated {key!r}")
+            raise ValueError(f"target.key: {target.key} does not match the key being updated {key}")
         if self._closed:
             raise DeliveryClosedError("the dispatcher is closed")
         lane = self._lanes.get(key)
@@ -386,7 +387,7 @@ class Dispatcher(Generic[E]):
             self._ensure_workers(lane, lane.runtime)  # scale up (down happens as workers finish)
             self._room_freed(lane, lane.runtime)  # the limits may have grown
 
-    async def remove_target(self, key: str, *, drain_deadline: float = 10.0) -> int:
+    async def remove_target(self, key: ResourceKey, *, drain_deadline: float = 10.0) -> int:
         """Stop intake for ``key``, deliver what is queued for up to ``drain_deadline`` seconds, then
         drop the rest (reason ``removed``). Returns the number dropped; 0 for an unknown key."""
         lane = self._lanes.pop(key, None)
@@ -396,7 +397,7 @@ class Dispatcher(Generic[E]):
         _wake_all(lane)
         return await self._shutdown_lane(lane, drain_deadline, DropReason.REMOVED)
 
-    def resume(self, key: str) -> bool:
+    def resume(self, key: ResourceKey) -> bool:
         """Deliver to a paused target again (after its spec changed). False if it was not paused."""
         lane = self._lanes.get(key)
         if lane is None or not lane.health.paused:
@@ -407,28 +408,28 @@ class Dispatcher(Generic[E]):
         logger.info("delivery to %s resumed", key)
         return True
 
-    def target_keys(self) -> list[str]:
+    def target_keys(self) -> list[ResourceKey]:
         return list(self._lanes)
 
-    def target(self, key: str) -> DeliveryTarget:
+    def target(self, key: ResourceKey) -> DeliveryTarget:
         return self._lane(key).target
 
-    def health(self, key: str) -> SubscriptionHealth:
+    def health(self, key: ResourceKey) -> SubscriptionHealth:
         return self._lane(key).health
 
-    def attempts(self, key: str) -> AttemptLog:
+    def attempts(self, key: ResourceKey) -> AttemptLog:
         return self._lane(key).attempts
 
-    def queue_depth(self, key: str) -> int:
+    def queue_depth(self, key: ResourceKey) -> int:
         """Events queued or in flight for ``key``."""
         runtime = self._lane(key).runtime
         return 0 if runtime is None else runtime.queue.qsize() + len(runtime.current)
 
-    def lane_active(self, key: str) -> bool:
+    def lane_active(self, key: ResourceKey) -> bool:
         """Whether ``key``'s lane currently has a queue and workers (it had work recently)."""
         return self._lane(key).runtime is not None
 
-    def queued_bytes(self, key: str | None = None) -> int:
+    def queued_bytes(self, key: ResourceKey | None = None) -> int:
         """Bytes held (queued and in flight) by ``key``'s lane, or by the dispatcher (each request once)."""
         return self._held_bytes if key is None else self._lane(key).held_bytes
 
@@ -436,7 +437,7 @@ class Dispatcher(Generic[E]):
     def max_queued_bytes(self) -> int:
         return self._max_queued_bytes
 
-    async def join(self, key: str | None = None) -> None:
+    async def join(self, key: ResourceKey | None = None) -> None:
         """Wait until ``key`` (or every target) has no queued or in-flight events."""
         lanes = [self._lane(key)] if key is not None else list(self._lanes.values())
         runtimes = [lane.runtime for lane in lanes if lane.runtime is not None]
@@ -444,7 +445,7 @@ class Dispatcher(Generic[E]):
 
     # ---------------------------------------------------------------------------------- intake
 
-    def offer(self, plan: Sequence[tuple[str, E]]) -> OfferResult:
+    def offer(self, plan: Sequence[tuple[ResourceKey, E]]) -> OfferResult:
         """Queue every ``(target_key, event)`` of ``plan``, or nothing; never awaits.
 
         Each event is encoded once per content mode its lanes need. Keys without an installed lane are
@@ -454,7 +455,7 @@ class Dispatcher(Generic[E]):
         """
         if self._closed:
             raise DeliveryClosedError("the dispatcher is closed")
-        skipped: list[str] = []
+        skipped: list[ResourceKey] = []
         wanted: list[tuple[_Lane, E]] = []
         for key, event in plan:
             lane = self._lanes.get(key)
@@ -472,7 +473,11 @@ class Dispatcher(Generic[E]):
         return self._admit(self._encode(wanted, {}), skipped)
 
     def _offer_one(
-        self, lane: _Lane, event: E, skipped: list[str], cache: dict[tuple[int, ContentMode], Prepared | str]
+        self,
+        lane: _Lane,
+        event: E,
+        skipped: list[ResourceKey],
+        cache: dict[tuple[int, ContentMode], Prepared | str],
     ) -> OfferResult:
         """:meth:`_count_refusal`, :meth:`_encode` and :meth:`_admit` for a plan of one delivery (the
         common case), with the same checks in the same order and none of their bookkeeping."""
@@ -512,11 +517,11 @@ class Dispatcher(Generic[E]):
         self._ensure_workers(lane, runtime)
         return OfferResult(True, queued=1, skipped=skipped)
 
-    async def store(self, plan: Sequence[tuple[str, E]]) -> OfferResult:
+    async def store(self, plan: Sequence[tuple[ResourceKey, E]]) -> OfferResult:
         """:meth:`offer` for the :class:`~openconnector.delivery.bus.DeliveryBus` protocol."""
         return self.offer(plan)
 
-    async def wait_for_room(self, keys: Collection[str], *, needed_bytes: int = 0) -> None:
+    async def wait_for_room(self, keys: Collection[ResourceKey], *, needed_bytes: int = 0) -> None:
         """Return when it is this caller's turn to use room freed in a lane of ``keys`` (a slot or
         bytes), or (``needed_bytes`` > 0) in the byte budget (``needed_bytes`` free); at once when one
         of ``keys`` is no longer installed or is idle, or the dispatcher is closed. Then offer again;
@@ -618,7 +623,7 @@ class Dispatcher(Generic[E]):
             waiter.promised = needed
             waiter.wake()
 
-    async def submit(self, target: DeliveryTarget | str, event: E) -> None:
+    async def submit(self, target: DeliveryTarget | ResourceKey, event: E) -> None:
         """Queue ``event`` for the installed target with ``target``'s key, waiting while there is no
         room (back-pressure); wrap in ``asyncio.timeout`` to bound the wait.
 
@@ -626,14 +631,14 @@ class Dispatcher(Generic[E]):
         :class:`DeliveryClosedError` when the key is not installed, the dispatcher is closed, or the
         target is removed while waiting; :class:`EventTooLargeError` when the event can never fit.
         """
-        key = target if isinstance(target, str) else target.key
+        key = target.key if isinstance(target, DeliveryTarget) else target
         cache: dict[tuple[int, ContentMode], Prepared | str] = {}  # encode once, however long we wait
         while True:
             if self._closed:
                 raise DeliveryClosedError("the dispatcher is closed")
             lane = self._lanes.get(key)
             if lane is None or lane.closed:
-                raise DeliveryClosedError(f"no delivery target {key!r} is installed")
+                raise DeliveryClosedError(f"no delivery target {key} is installed")
             result = self._offer_one(lane, event, [], cache)
             if result.accepted:
                 return
@@ -641,11 +646,11 @@ class Dispatcher(Generic[E]):
                 raise EventTooLargeError(result.detail)
             await self.wait_for_room(result.full, needed_bytes=result.budget_needed)
 
-    def try_submit(self, target: DeliveryTarget | str, event: E) -> bool:
+    def try_submit(self, target: DeliveryTarget | ResourceKey, event: E) -> bool:
         """Queue ``event`` without waiting; True when queued. Otherwise the event is dropped, counted
         (reason ``shutdown``, ``unknownTarget``, ``queueFull``, ``tooLarge`` or ``encodingFailed``),
         logged and reported, and False is returned. Never creates or reconfigures a lane."""
-        key = target if isinstance(target, str) else target.key
+        key = target.key if isinstance(target, DeliveryTarget) else target
         lane = self._lanes.get(key)
         if self._closed:
             if lane is not None:
@@ -673,7 +678,9 @@ class Dispatcher(Generic[E]):
         self._deliverer.report_outcome(lane.key, event.id, FinalOutcome.DROPPED, DropReason.QUEUE_FULL)
         return False
 
-    def _count_refusal(self, wanted: Sequence[tuple[_Lane, E]], skipped: list[str]) -> OfferResult | None:
+    def _count_refusal(
+        self, wanted: Sequence[tuple[_Lane, E]], skipped: list[ResourceKey]
+    ) -> OfferResult | None:
         """A refusal on event counts (or a lane already at its byte limit), decided before encoding.
 
         The hot path of a sender waiting for a full lane: no formatting here (``detail`` is lazy)."""
@@ -717,7 +724,7 @@ class Dispatcher(Generic[E]):
                 encoded.failures.append((lane, event, prepared))
         return encoded
 
-    def _admit(self, encoded: _Encoded, skipped: list[str]) -> OfferResult:
+    def _admit(self, encoded: _Encoded, skipped: list[ResourceKey]) -> OfferResult:
         """All or nothing: queue every entry if every lane and the budget have room. No awaits."""
         counts: dict[_Lane, int] = {}
         sizes: dict[_Lane, int] = {}
@@ -775,7 +782,7 @@ class Dispatcher(Generic[E]):
         for lane in counts:
             if lane.runtime is not None:
                 self._ensure_workers(lane, lane.runtime)
-        dropped: list[str] = []
+        dropped: list[ResourceKey] = []
         for lane, event, message in encoded.failures:
             dropped.append(lane.key)
             self._deliverer.drop(lane, event, DropReason.ENCODING_FAILED, message)
@@ -945,11 +952,11 @@ class Dispatcher(Generic[E]):
         if isinstance(state, _Lane) and state.runtime is not None:
             state.runtime.wakeup.set()
 
-    def _lane(self, key: str) -> _Lane:
+    def _lane(self, key: ResourceKey) -> _Lane:
         try:
             return self._lanes[key]
         except KeyError:
-            raise KeyError(f"no delivery target {key!r}") from None
+            raise KeyError(f"no delivery target {key}") from None
 
 
 def _describe_full(lane: _Lane) -> partial[str]:
@@ -960,19 +967,22 @@ def _describe_full(lane: _Lane) -> partial[str]:
     )
 
 
-def _full_detail(key: str, waiting: int, queue_size: int, held: int, queue_bytes: int) -> str:
+def _full_detail(key: ResourceKey, waiting: int, queue_size: int, held: int, queue_bytes: int) -> str:
     return (
-        f"the queue of {key} is full ({waiting} of {queue_size} events waiting, "
+        f"the queue of {key.namespaced_name} is full ({waiting} of {queue_size} events waiting, "
         f"{_mib(held)} of {_mib(queue_bytes)} held)"
     )
 
 
-def _count_detail(count: int, key: str, queue_size: int) -> str:
-    return f"{count} events for {key} exceed its queue of {queue_size} events"
+def _count_detail(count: int, key: ResourceKey, queue_size: int) -> str:
+    return f"{count} events for {key.namespaced_name} exceed its queue of {queue_size} events"
 
 
-def _bytes_detail(size: int, key: str, queue_bytes: int) -> str:
-    return f"the event needs {_mib(size)} in the queue of {key}, which holds at most {_mib(queue_bytes)}"
+def _bytes_detail(size: int, key: ResourceKey, queue_bytes: int) -> str:
+    return (
+        f"the event needs {_mib(size)} in the queue of {key.namespaced_name}, "
+        f"which holds at most {_mib(queue_bytes)}"
+    )
 
 
 def _budget_exceeded_detail(total: int, limit: int) -> str:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, TypeAlias
 
+from openconnector.api.keys import ResourceKey
 from openconnector.delivery.attempts import Attempt
 
 __all__ = [
@@ -22,7 +23,7 @@ __all__ = [
 ]
 
 #: ``(target_key, reason, message)``: the target stopped delivering (410 or auto-pause). May be async.
-PauseCallback: TypeAlias = Callable[[str, str, str], Awaitable[None] | None]
+PauseCallback: TypeAlias = Callable[[ResourceKey, str, str], Awaitable[None] | None]
 
 
 class FinalOutcome(StrEnum):
@@ -74,11 +75,11 @@ class OfferResult:
 
     accepted: bool
     queued: int = 0
-    skipped: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)
-    full: list[str] = field(default_factory=list)
+    skipped: list[ResourceKey] = field(default_factory=list)
+    dropped: list[ResourceKey] = field(default_factory=list)
+    full: list[ResourceKey] = field(default_factory=list)
     budget_needed: int = 0
-    too_large: list[str] = field(default_factory=list)
+    too_large: list[ResourceKey] = field(default_factory=list)
     describe: str | Callable[[], str] = field(default="", repr=False, compare=False)
 
     @property
@@ -90,10 +91,10 @@ class OfferResult:
 class DeliveryObserver(Protocol):
     """Metrics hooks (the gateway exports Prometheus from these). Called inline: keep them cheap."""
 
-    def on_attempt(self, target_key: str, attempt: Attempt) -> None: ...
+    def on_attempt(self, target_key: ResourceKey, attempt: Attempt) -> None: ...
 
     def on_outcome(
-        self, target_key: str, event_id: str, outcome: FinalOutcome, reason: str | None
+        self, target_key: ResourceKey, event_id: str, outcome: FinalOutcome, reason: str | None
     ) -> None: ...
 
 
@@ -110,8 +111,10 @@ class BusUnavailableError(RuntimeError):
 
 
 class NullObserver:
-    def on_attempt(self, target_key: str, attempt: Attempt) -> None:
+    def on_attempt(self, target_key: ResourceKey, attempt: Attempt) -> None:
         pass
 
-    def on_outcome(self, target_key: str, event_id: str, outcome: FinalOutcome, reason: str | None) -> None:
+    def on_outcome(
+        self, target_key: ResourceKey, event_id: str, outcome: FinalOutcome, reason: str | None
+    ) -> None:
         pass

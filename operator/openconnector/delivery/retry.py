@@ -25,6 +25,7 @@ from typing import Protocol
 
 import aiohttp
 
+from openconnector.api.keys import ResourceKey
 from openconnector.ce import AttributeValue
 from openconnector.delivery.attempts import Attempt, AttemptLog, Destination
 from openconnector.delivery.health import HealthReason, SubscriptionHealth
@@ -68,7 +69,7 @@ class DeliveryState(Protocol):
     """What the deliverer needs of a subscription: its key, configuration, health and attempt log."""
 
     @property
-    def key(self) -> str: ...
+    def key(self) -> ResourceKey: ...
 
     @property
     def target(self) -> DeliveryTarget: ...
@@ -352,7 +353,9 @@ class Deliverer:
         except Exception:
             logger.exception("delivery observer on_attempt failed")
 
-    def report_outcome(self, key: str, event_id: str, outcome: FinalOutcome, reason: str | None) -> None:
+    def report_outcome(
+        self, key: ResourceKey, event_id: str, outcome: FinalOutcome, reason: str | None
+    ) -> None:
         try:
             self._observer.on_outcome(key, event_id, outcome, reason)
         except Exception:
@@ -391,7 +394,7 @@ class Deliverer:
             task.add_done_callback(self._callbacks.discard)
 
 
-async def _guarded(awaitable: Awaitable[None], key: str) -> None:
+async def _guarded(awaitable: Awaitable[None], key: ResourceKey) -> None:
     try:
         await awaitable
     except Exception:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
+from openconnector.api.keys import ResourceKey
 from openconnector.ce.codec import ContentMode
 from openconnector.delivery.health import HealthConfig
 from openconnector.delivery.policy import DeliveryPolicy, validate_http_url
@@ -80,7 +81,8 @@ def require_positive_int(name: str, value: object) -> None:
 class DeliveryTarget:
     """One subscription's delivery configuration (immutable; replace it to change it).
 
-    ``key`` identifies the subscription (``namespace/name``). ``headers`` are plain extra headers;
+    ``key`` identifies the subscription (its :class:`ResourceKey`; both buses key lanes, consumers,
+    metrics and status by it). ``headers`` are plain extra headers;
     ``auth_headers`` carry credentials resolved from Secrets (e.g. ``{"Authorization": "Bearer …"}``)
     and ``signing_secret`` a Standard Webhooks secret (``whsec_…``): both are hidden from ``repr`` and
     never logged. ``dead_letter_headers`` go to the dead-letter sink only (the subscriber's credentials
@@ -88,7 +90,7 @@ class DeliveryTarget:
     (waiting and in flight, as :attr:`Prepared.size`).
     """
 
-    key: str
+    key: ResourceKey
     url: str
     method: str = "POST"
     content_mode: ContentMode = ContentMode.STRUCTURED
@@ -104,8 +106,8 @@ class DeliveryTarget:
     _signing_key: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.key, str) or not self.key:
-            raise ValueError("key: must be a non-empty string such as 'namespace/name'")
+        if not isinstance(self.key, ResourceKey) or not (self.key.namespace and self.key.name):
+            raise ValueError("key: must be a ResourceKey with a namespace and a name")
         validate_http_url(self.url, "url")
         if self.method not in _METHODS:
             raise ValueError(f"method: must be one of POST, PUT, PATCH, got {self.method!r}")

@@ -8,12 +8,16 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from openconnector.api.keys import ResourceKey
+from openconnector.api.kinds import EVENT_SUBSCRIPTION, KINDS_BY_NAME
 from openconnector.gateway.core import GATEWAY_KEY, Gateway
 from openconnector.gateway.events import handle_events, handle_events_options
 from openconnector.gateway.intake import ClientGone
-from openconnector.gateway.problems import problem
+from openconnector.gateway.problems import problem, refusal_problem
 from openconnector.gateway.webhooks import handle_webhook, handle_webhook_options
 from openconnector.messages.api import add_message_routes
+from openconnector.messages.service import AUTHORIZER_KEY
+from openconnector.refusal import Refusal
 from openconnector.ui import add_ui_routes
 
 log = logging.getLogger(__name__)
@@ -64,19 +68,43 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 async def handle_status(request: web.Request) -> web.Response:
+    """What ``kubectl get`` would show, for the resources the caller may list (the message API's
+    authorizer: the bearer token standalone, or a SubjectAccessReview ``list`` per namespace and kind)."""
     gateway = request.app[GATEWAY_KEY]
-    return web.json_response(
-        {"routingTableVersion": gateway.table.version, "resources": gateway.status_view()}
-    )
+    authorizer = request.app[AUTHORIZER_KEY]
+    try:
+        principal = await authorizer.authenticate(request.headers, peer=request.remote)
+        listable: dict[tuple[str, str], bool] = {}
+        resources = []
+        for item in gateway.status_view():
+            scope = (item["namespace"], KINDS_BY_NAME[item["kind"]].plural)
+            if scope not in listable:
+                listable[scope] = await authorizer.allowed(principal, "list", scope[0], "", resource=scope[1])
+            if listable[scope]:
+                resources.append(item)
+    except Refusal as refusal:
+        return refusal_problem(refusal)
+    return web.json_response({"routingTableVersion": gateway.table.version, "resources": resources})
 
 
 async def handle_attempts(request: web.Request) -> web.Response:
+    """The last attempts of one subscription, for a caller who may ``get`` it (404 otherwise, as the
+    message API answers: a subscription's existence is not revealed)."""
     gateway = request.app[GATEWAY_KEY]
-    key = f"{request.match_info['namespace']}/{request.match_info['name']}"
+    namespace, name = request.match_info["namespace"], request.match_info["name"]
+    try:
+        await request.app[AUTHORIZER_KEY].authorize(
+            request.headers, "get", namespace, name, peer=request.remote
+        )
+    except Refusal as refusal:
+        return refusal_problem(refusal)
+    key = ResourceKey(EVENT_SUBSCRIPTION.kind, namespace, name)
     if key not in gateway.dispatcher.target_keys():
-        return problem(404, "unknown-subscription", f"no subscription {key} is routed by this gateway")
+        return problem(
+            404, "unknown-subscription", f"no subscription {key.namespaced_name} is routed by this gateway"
+        )
     attempts = [a.to_json() for a in gateway.dispatcher.attempts(key)]
-    return web.json_response({"subscription": key, "attempts": attempts})
+    return web.json_response({"subscription": key.namespaced_name, "attempts": attempts})
 
 
 async def handle_healthz(request: web.Request) -> web.Response:

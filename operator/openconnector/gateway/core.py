@@ -1,7 +1,8 @@
-"""The gateway's state: the installed routing table, the dispatcher, counters and status views.
+"""The gateway's state: the installed routing table, the delivery bus, and the status book.
 
 HTTP handlers (``gateway/app.py``) translate requests into calls on :class:`Gateway`; the operator and
-standalone mode install routing tables and read status bodies. Nothing here parses HTTP.
+standalone mode install routing tables and read status bodies (built by ``status/bodies.py``, which
+gets the compile result and a subscription's lane health from here). Nothing here parses HTTP.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from openconnector.ce import CloudEvent, build_event, to_binary, to_structured
 from openconnector.ce.emit import SequenceCounter
 from openconnector.consumers.replay import ReplayGuard, ReplayStore, TieredReplayStore
 from openconnector.delivery.bus import DeliveryBus
-from openconnector.delivery.health import HealthReason
 from openconnector.delivery.memory import Dispatcher
 from openconnector.delivery.outcomes import (
     BusUnavailableError,
@@ -41,8 +41,8 @@ from openconnector.messages.store import MemoryMessageStore
 from openconnector.refusal import Refusal
 from openconnector.resources import ResourceKey
 from openconnector.routing.table import EventRoute, RoutingTable, SubscriptionRoute
-from openconnector.status.conditions import ConditionBook, ready_condition
-from openconnector.status.counters import ConsumerStats, EventStats, SourceStats
+from openconnector.status.bodies import StatusBook, status_view
+from openconnector.status.conditions import ready_condition
 
 if TYPE_CHECKING:
     from openconnector.delivery.jetstream import JetStreamSettings
@@ -53,21 +53,6 @@ log = logging.getLogger(__name__)
 # (resource key, event type "Normal"|"Warning", reason, message): becomes a Kubernetes Event in a cluster.
 Notice = tuple[ResourceKey, str, str, str]
 NoticeSink = Callable[[ResourceKey, str, str, str], None]
-
-
-# The delivery counters of a subscription's status (what survives a restart or a not-ready spell).
-_COUNTER_FIELDS = frozenset(
-    {
-        "delivered",
-        "failed",
-        "retried",
-        "deadLettered",
-        "dropped",
-        "consecutiveFailures",
-        "lastDelivery",
-        "lastError",
-    }
-)
 
 
 @dataclass
@@ -120,7 +105,7 @@ class Gateway:
         self.recorder = MessageRecorder(
             self.message_store, self._installed_target, inner=DeliveryMetricsObserver(self.metrics)
         )
-        self._pull_keys: frozenset[str] = frozenset()
+        self._pull_keys: frozenset[ResourceKey] = frozenset()
         # With the JetStream bus the message log is kept in a stream and read back by every process.
         self.message_log: JetStreamMessageLog | None = None
         # Standalone: one bearer token; the cluster runner swaps in Kubernetes TokenReview + SAR.
@@ -152,27 +137,26 @@ class Gateway:
             )
         self.messages = MessageService(self, self.message_store, self.recorder.writer)
         self._offer_now = self.dispatcher.offer if isinstance(self.dispatcher, Dispatcher) else None
-        self.consumer_stats: defaultdict[ResourceKey, ConsumerStats] = defaultdict(ConsumerStats)
-        self.event_stats: defaultdict[ResourceKey, EventStats] = defaultdict(EventStats)
-        self.source_stats: defaultdict[ResourceKey, SourceStats] = defaultdict(SourceStats)
+        # Conditions and counters (status/bodies.py); the counters are named here for the intake handlers.
+        self.status = StatusBook(clock)
+        self.consumer_stats = self.status.consumer_stats
+        self.event_stats = self.status.event_stats
+        self.source_stats = self.status.source_stats
         self.sequences = SequenceCounter()
-        self.conditions = ConditionBook(clock)
         self.ready = asyncio.Event()
         # Set first on shutdown (runtime.py), before the drain: /readyz answers 503 from then on.
         self.draining = False
         self._notice_sinks: list[NoticeSink] = []
-        self._health_seen: dict[str, str] = {}
-        self._routes_by_target: dict[str, SubscriptionRoute] = {}
+        self._health_seen: dict[ResourceKey, str] = {}
+        self._routes_by_target: dict[ResourceKey, SubscriptionRoute] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
-        # Status a previous process wrote, applied to lanes as they appear (restart continuity).
-        self._seed_subscriptions: dict[str, Mapping[str, Any]] = {}
 
-    def _installed_target(self, key: str) -> DeliveryTarget | None:
+    def _installed_target(self, key: ResourceKey) -> DeliveryTarget | None:
         route = self._routes_by_target.get(key)
         return None if route is None else route.target
 
-    def count_pulled(self, key: str, count: int) -> None:
+    def count_pulled(self, key: ResourceKey, count: int) -> None:
         """A pull acknowledged ``count`` events: they count as delivered in the subscription's status."""
         if key in self.dispatcher.target_keys():
             health = self.dispatcher.health(key)
@@ -230,26 +214,23 @@ class Gateway:
     def install(self, table: RoutingTable) -> None:
         """Swap in a new table and bring the dispatcher's targets in line with it."""
         previous = self._routes_by_target
-        current: dict[str, SubscriptionRoute] = {}
+        current: dict[ResourceKey, SubscriptionRoute] = {}
         for route in table.subscriptions():
             key = route.target_key
             current[key] = route
             old = previous.get(key)
             if old is None or old.target != route.target:
                 self.dispatcher.update_target(key, route.target)
-                seed = self._seed_subscriptions.pop(key, None)
-                if seed is not None:
-                    self._restore_health(key, route, seed)
+                self.status.take_kept(route, self.dispatcher.health(key))
             if old is not None and old.generation != route.generation and self.dispatcher.resume(key):
                 self._notice(route.key, "Normal", "Resumed", "spec changed: delivery resumed")
         for key in previous.keys() - current.keys():
-            resource = previous[key].key
-            if resource in table.results:
+            if key in table.results:
                 # Not routed for now (it stopped compiling): keep its counters for when it comes back.
-                self._seed_subscriptions[key] = self._health_record(key)
+                self.status.keep(previous[key], self.dispatcher.health(key))
             self._spawn(self.dispatcher.remove_target(key, drain_deadline=self.settings.drain_seconds))
             self._health_seen.pop(key, None)
-            self.metrics.forget_subscription(*key.split("/", 1))
+            self.metrics.forget_subscription(key)
         for gone in self.table.results.keys() - table.results.keys():
             self.forget(gone)
         self._routes_by_target = current
@@ -259,7 +240,7 @@ class Gateway:
         counts: dict[tuple[str, str], int] = defaultdict(int)
         for result in table.results.values():
             counts[(result.key.kind, str(result.ready).lower())] += 1
-            ready_condition(self.conditions, result)  # stamps lastTransitionTime when Ready flips
+            ready_condition(self.status.conditions, result)  # stamps lastTransitionTime when Ready flips
         for kind in (EVENT, EVENT_SUBSCRIPTION, CONSUMER, SOURCE):
             for ready in ("true", "false"):
                 self.metrics.routing_resources.labels(kind.kind, ready).set(counts.get((kind.kind, ready), 0))
@@ -268,62 +249,23 @@ class Gateway:
     def forget(self, key: ResourceKey) -> None:
         """A deleted resource takes its counters and conditions along: one re-created under the same name
         (a new object in Kubernetes) starts from zero."""
-        self.conditions.forget(key)
-        for stats in (self.consumer_stats, self.event_stats, self.source_stats):
-            stats.pop(key, None)
-        target_key = key.namespaced_name
-        self._seed_subscriptions.pop(target_key, None)
-        if key.kind == EVENT_SUBSCRIPTION.kind:
-            self.message_store.forget(target_key)
-        if key.kind == EVENT_SUBSCRIPTION.kind and target_key in self.dispatcher.target_keys():
+        self.status.forget(key)
+        if key.kind != EVENT_SUBSCRIPTION.kind:
+            return
+        # A subscription's key is its key on the delivery bus, too.
+        self.message_store.forget(key)
+        if key in self.dispatcher.target_keys():
             # Re-created before any table dropped it (delete + create within one compile): same lane,
             # new object, so its health starts over.
-            self.dispatcher.health(target_key).reset()
-            self._health_seen.pop(target_key, None)
-
-    def _health_record(self, target_key: str) -> dict[str, Any]:
-        """What a lane's health must carry over: its counters and, while suspended, why."""
-        health = self.dispatcher.health(target_key)
-        record: dict[str, Any] = dict(health.snapshot())
-        if health.paused:
-            cond = health.condition
-            record["phase"] = "Suspended"
-            record["conditions"] = [{"type": "Healthy", "status": "False", "reason": cond.reason,
-                                     "message": cond.message}]  # fmt: skip
-            record["observedGeneration"] = self._routes_by_target[target_key].generation
-        return record
-
-    def _restore_health(self, target_key: str, route: SubscriptionRoute, status: Mapping[str, Any]) -> None:
-        health = self.dispatcher.health(target_key)
-        health.restore(status)
-        # Suspended (410, auto-pause) lasts until the spec changes, also across restarts and not-ready spells.
-        if status.get("phase") == "Suspended" and status.get("observedGeneration") == route.generation:
-            conditions: list[Mapping[str, Any]] = list(status.get("conditions") or [])
-            healthy: Mapping[str, Any] = next((c for c in conditions if c.get("type") == "Healthy"), {})
-            try:
-                reason = HealthReason(healthy.get("reason", HealthReason.ENDPOINT_GONE.value))
-            except ValueError:
-                reason = HealthReason.ENDPOINT_GONE
-            health.pause(reason, str(healthy.get("message") or "suspended before a restart"))
+            self.dispatcher.health(key).reset()
+            self._health_seen.pop(key, None)
 
     def seed_status(self, key: ResourceKey, status: Mapping[str, Any]) -> None:
         """Continue from the status a previous process wrote, so a restart does not reset counters."""
-        self.conditions.seed(key, list(status.get("conditions") or []))
-        if key.kind == EVENT_SUBSCRIPTION.kind:
-            target_key = f"{key.namespace}/{key.name}"
-            route = self._routes_by_target.get(target_key)
-            if route is not None:
-                self._restore_health(target_key, route, status)
-            else:
-                self._seed_subscriptions[target_key] = status
-        elif key.kind == CONSUMER.kind:
-            self.consumer_stats[key].seed(status)
-        elif key.kind == EVENT.kind:
-            self.event_stats[key].seed(status)
-        elif key.kind == SOURCE.kind:
-            self.source_stats[key].seed(status)
+        route = self._routes_by_target.get(key)
+        self.status.seed(key, status, route, None if route is None else self.dispatcher.health(key))
 
-    async def _on_paused(self, target_key: str, reason: str, message: str) -> None:
+    async def _on_paused(self, target_key: ResourceKey, reason: str, message: str) -> None:
         route = self._routes_by_target.get(target_key)
         if route is not None:
             self._notice(route.key, "Warning", reason, message)
@@ -332,9 +274,9 @@ class Gateway:
 
     def _plan(
         self, table: RoutingTable, events: Sequence[CloudEvent], namespace: str | None
-    ) -> tuple[list[tuple[str, CloudEvent]], list[tuple[CloudEvent, Sequence[str]]]]:
+    ) -> tuple[list[tuple[ResourceKey, CloudEvent]], list[tuple[CloudEvent, Sequence[str]]]]:
         """Every (subscription, event) delivery, and where each event is published."""
-        plan: list[tuple[str, CloudEvent]] = []
+        plan: list[tuple[ResourceKey, CloudEvent]] = []
         placements: list[tuple[CloudEvent, Sequence[str]]] = []
         for event in events:
             namespaces: Sequence[str]
@@ -412,15 +354,13 @@ class Gateway:
             for ns in namespaces:
                 defined = table.events_by_namespace_type.get((ns, event.type))
                 if defined is not None:
-                    stats = self.event_stats[defined.key]
-                    stats.emitted += 1
-                    stats.last_emitted = now
+                    self.event_stats[defined.key].record_published(now)
             # Types no Event defines (--allow-unknown-types) share one label: senders choose them freely.
             label = event.type if table.namespaces_defining(event.type) else "other"
             self.metrics.child(self.metrics.events_emitted, label).inc()
         return result.queued + (len(plan) - len(pushed))
 
-    def _pushed(self, plan: list[tuple[str, CloudEvent]]) -> list[tuple[str, CloudEvent]]:
+    def _pushed(self, plan: list[tuple[ResourceKey, CloudEvent]]) -> list[tuple[ResourceKey, CloudEvent]]:
         """The deliveries of ``plan`` the bus delivers: pull subscriptions keep theirs in the message log."""
         pull_keys = self._pull_keys
         return [entry for entry in plan if entry[0] not in pull_keys] if pull_keys else plan
@@ -447,36 +387,8 @@ class Gateway:
         result = self.table.results.get(key)
         if result is None:
             return None
-        conditions = [ready_condition(self.conditions, result)]
-        body: dict[str, Any] = {"observedGeneration": result.generation}
-        if key.kind == EVENT_SUBSCRIPTION.kind:
-            target_key = f"{key.namespace}/{key.name}"
-            route = self._routes_by_target.get(target_key)
-            if route is not None:
-                health = self.dispatcher.health(target_key)
-                body.update(health.snapshot())
-                cond = health.condition
-                conditions.append(
-                    self.conditions.condition(
-                        key, "Healthy", cond.status, cond.reason, cond.message, result.generation
-                    )
-                )
-                body["phase"] = "Paused" if route.paused else ("Suspended" if health.paused else "Active")
-                body["url"] = route.target.redacted_url
-            else:
-                # Not routed while it does not compile: its counters are kept aside, and still shown.
-                kept = self._seed_subscriptions.get(target_key) or {}
-                body.update({k: v for k, v in kept.items() if k in _COUNTER_FIELDS})
-        elif key.kind == CONSUMER.kind:
-            body.update(self.consumer_stats[key].snapshot())
-            if "url" in result.extra:
-                body["url"] = result.extra["url"]
-        elif key.kind == EVENT.kind:
-            body.update(self.event_stats[key].snapshot())
-        elif key.kind == SOURCE.kind:
-            body.update(self.source_stats[key].snapshot())
-        body["conditions"] = conditions
-        return body
+        route = self._routes_by_target.get(key)
+        return self.status.body(result, route, None if route is None else self.dispatcher.health(key))
 
     def tick(self) -> None:
         """Periodic: Kubernetes Events on health transitions, and the health gauges."""
@@ -506,23 +418,11 @@ class Gateway:
 
     def status_view(self) -> list[dict[str, Any]]:
         """Everything, for ``GET /api/v1alpha1/status`` (standalone mode's kubectl get)."""
-        view = []
-        for key in sorted(self.table.results, key=lambda k: (k.kind, k.namespace, k.name)):
-            result = self.table.results[key]
-            view.append(
-                {
-                    "kind": key.kind,
-                    "namespace": key.namespace,
-                    "name": key.name,
-                    "origin": result.origin or None,
-                    "status": self.status_body(key),
-                }
-            )
-        return view
+        return status_view(self.table.results.values(), self.status_body)
 
     def _update_health_gauges(self) -> None:
         for target_key in self._routes_by_target:
-            namespace, _, name = target_key.partition("/")
+            namespace, name = target_key.namespace, target_key.name
             health = self.dispatcher.health(target_key)
             value = {"True": 1, "False": 0}.get(health.condition.status, -1)
             self.metrics.subscription_healthy.labels(namespace, name).set(value)

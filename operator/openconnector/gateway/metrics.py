@@ -20,6 +20,7 @@ from prometheus_client import (
 from prometheus_client.metrics import MetricWrapperBase
 
 if TYPE_CHECKING:
+    from openconnector.api.keys import ResourceKey
     from openconnector.delivery.attempts import Attempt
     from openconnector.delivery.outcomes import FinalOutcome
 
@@ -36,7 +37,7 @@ class GatewayMetrics:
         # labels() takes a lock and hashes on every call; the hot path reuses the child series.
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         # Per subscription ("namespace/name"), its delivery series, bound on its first attempt.
-        self._subscriptions: dict[str, SubscriptionSeries] = {}
+        self._subscriptions: dict[ResourceKey, SubscriptionSeries] = {}
         r = self.registry
         self.events_received = Counter(
             "openconnector_events_received", "CloudEvents accepted on /events", ["mode"], registry=r
@@ -145,17 +146,19 @@ class GatewayMetrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
-    def subscription(self, target_key: str) -> SubscriptionSeries:
-        """The delivery series of subscription ``target_key`` ("namespace/name"), bound once."""
+    def subscription(self, target_key: ResourceKey) -> SubscriptionSeries:
+        """The delivery series of subscription ``target_key``, bound once."""
         found = self._subscriptions.get(target_key)
         if found is None:
-            namespace, _, name = target_key.partition("/")
-            found = self._subscriptions[target_key] = SubscriptionSeries(self, namespace, name)
+            found = self._subscriptions[target_key] = SubscriptionSeries(
+                self, target_key.namespace, target_key.name
+            )
         return found
 
-    def forget_subscription(self, namespace: str, name: str) -> None:
+    def forget_subscription(self, key: ResourceKey) -> None:
         """Drop every series of a deleted subscription, so its last health value does not alert forever."""
-        self._subscriptions.pop(f"{namespace}/{name}", None)
+        self._subscriptions.pop(key, None)
+        namespace, name = key.namespace, key.name
         for metric in (
             self.deliveries, self.delivery_attempts, self.delivery_retries, self.delivery_latency,
             self.subscription_healthy, self.subscription_success_ratio, self.queue_depth,
@@ -164,8 +167,8 @@ class GatewayMetrics:
             for labels in list(metric._metrics):
                 if labels[:2] == (namespace, name):
                     metric.remove(*labels)
-        for key in [k for k in self._children if k[1][:2] == (namespace, name)]:
-            del self._children[key]
+        for child in [k for k in self._children if k[1][:2] == (namespace, name)]:
+            del self._children[child]
 
     def metric_names(self) -> set[str]:
         """Every sample name this registry can export (for the dashboard test)."""
@@ -230,11 +233,13 @@ class DeliveryMetricsObserver:
     def __init__(self, metrics: GatewayMetrics) -> None:
         self._metrics = metrics
 
-    def on_attempt(self, target_key: str, attempt: Attempt) -> None:
+    def on_attempt(self, target_key: ResourceKey, attempt: Attempt) -> None:
         series = self._metrics.subscription(target_key)
         series.attempt(attempt.status_code, attempt.latency_ms, attempt.attempt)
 
-    def on_outcome(self, target_key: str, event_id: str, outcome: FinalOutcome, reason: str | None) -> None:
+    def on_outcome(
+        self, target_key: ResourceKey, event_id: str, outcome: FinalOutcome, reason: str | None
+    ) -> None:
         self._metrics.subscription(target_key).outcome(outcome.value)
 
 

@@ -34,7 +34,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-Verb = Literal["get", "update"]
+Verb = Literal["get", "list", "update"]
+#: The resource a decision is about when none is named: the message API is about subscriptions.
+SUBSCRIPTIONS = "eventsubscriptions"
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="openconnector"'}
 _MAX_TOKEN_LENGTH = 16 * 1024
 
@@ -90,7 +92,9 @@ class Authorizer(Protocol):
         """The caller, or Refusal 401."""
         ...
 
-    async def allowed(self, principal: Principal, verb: Verb, namespace: str, name: str) -> bool: ...
+    async def allowed(
+        self, principal: Principal, verb: Verb, namespace: str, name: str, *, resource: str = SUBSCRIPTIONS
+    ) -> bool: ...
 
     async def authorize(
         self, headers: Mapping[str, str], verb: Verb, namespace: str, name: str, *, peer: str | None = None
@@ -104,7 +108,9 @@ class _AuthorizerBase:
     async def authenticate(self, headers: Mapping[str, str], *, peer: str | None = None) -> Principal:
         raise NotImplementedError
 
-    async def allowed(self, principal: Principal, verb: Verb, namespace: str, name: str) -> bool:
+    async def allowed(
+        self, principal: Principal, verb: Verb, namespace: str, name: str, *, resource: str = SUBSCRIPTIONS
+    ) -> bool:
         raise NotImplementedError
 
     async def authorize(
@@ -153,7 +159,9 @@ class TokenAuthorizer(_AuthorizerBase):
             raise unauthenticated("the bearer token is not valid")
         return Principal("api-token")
 
-    async def allowed(self, principal: Principal, verb: Verb, namespace: str, name: str) -> bool:
+    async def allowed(
+        self, principal: Principal, verb: Verb, namespace: str, name: str, *, resource: str = SUBSCRIPTIONS
+    ) -> bool:
         return True
 
 
@@ -176,7 +184,7 @@ class KubernetesAuthorizer(_AuthorizerBase):
         self._clock = clock
         self._audiences = audiences
         self._tokens: dict[str, tuple[float, Principal | None]] = {}
-        self._decisions: dict[tuple[str, tuple[str, ...], str, str, str], tuple[float, bool]] = {}
+        self._decisions: dict[tuple[str, tuple[str, ...], str, str, str, str], tuple[float, bool]] = {}
 
     async def authenticate(self, headers: Mapping[str, str], *, peer: str | None = None) -> Principal:
         token = bearer_token(headers)
@@ -207,8 +215,10 @@ class KubernetesAuthorizer(_AuthorizerBase):
             raise unauthenticated("the bearer token was not accepted by the Kubernetes API (TokenReview)")
         return principal
 
-    async def allowed(self, principal: Principal, verb: Verb, namespace: str, name: str) -> bool:
-        slot = (principal.name, principal.groups, verb, namespace, name)
+    async def allowed(
+        self, principal: Principal, verb: Verb, namespace: str, name: str, *, resource: str = SUBSCRIPTIONS
+    ) -> bool:
+        slot = (principal.name, principal.groups, verb, resource, namespace, name)
         now = self._clock()
         cached = self._decisions.get(slot)
         if cached is not None and cached[0] > now:
@@ -221,12 +231,13 @@ class KubernetesAuthorizer(_AuthorizerBase):
                 "spec": {
                     "user": principal.name,
                     "groups": list(principal.groups),
+                    # A list is about the namespace: no name (as kubectl get asks).
                     "resourceAttributes": {
                         "group": "openconnector.nl",
-                        "resource": "eventsubscriptions",
+                        "resource": resource,
                         "verb": verb,
                         "namespace": namespace,
-                        "name": name,
+                        **({"name": name} if name else {}),
                     },
                 },
             },

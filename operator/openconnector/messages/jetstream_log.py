@@ -31,8 +31,9 @@ import orjson
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy, DiscardPolicy, RetentionPolicy, StreamConfig
 
+from openconnector.api.keys import ResourceKey
 from openconnector.ce import parse_http, to_structured
-from openconnector.delivery.durable import escape_token
+from openconnector.delivery.durable import subscription_key_from_path, subscription_names
 from openconnector.delivery.jetstream import JetStreamBus
 from openconnector.gateway.ratelog import RateLimitedLog
 from openconnector.messages.model import AttemptRecord, MessageRecord, MessageStatus
@@ -105,7 +106,7 @@ class JetStreamMessageLog:
         # The events this process recorded, until their "record" change is read back: applying it then
         # needs no parse of the event this process already holds (bounded: a change lost while NATS
         # was unreachable never comes back to claim its entry).
-        self._own_events: dict[tuple[str, str], Any] = {}
+        self._own_events: dict[tuple[ResourceKey, str], Any] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._follower: asyncio.Task[None] | None = None
         self.caught_up = asyncio.Event()
@@ -178,10 +179,11 @@ class JetStreamMessageLog:
 
     # ------------------------------------------------------------------------------- writing
 
-    def _publish(self, key: str, change: dict[str, Any]) -> None:
+    def _publish(self, key: ResourceKey, change: dict[str, Any]) -> None:
         change["origin"] = self._origin
-        change["key"] = key
-        subject = f"{self._subject_prefix}.{escape_token(key)}"
+        names = subscription_names(key)  # the names a running stream already holds
+        change["key"] = names.path
+        subject = f"{self._subject_prefix}.{names.token}"
         self._pending.append((subject, change))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush())
@@ -212,7 +214,9 @@ class JetStreamMessageLog:
                         logging.WARNING, "publish", "publishing a message-log change failed: %s", failure
                     )
 
-    def record(self, key: str, record: MessageRecord, event: Any, *, sequence: int | None = None) -> bool:
+    def record(
+        self, key: ResourceKey, record: MessageRecord, event: Any, *, sequence: int | None = None
+    ) -> bool:
         _, body = to_structured(event)
         created = self.store.get(key, record.id) is None
         own = self._own_events
@@ -226,22 +230,22 @@ class JetStreamMessageLog:
         })  # fmt: skip
         return created
 
-    def attempt(self, key: str, event_id: str, entry: AttemptRecord, *, subscriber: bool) -> None:
+    def attempt(self, key: ResourceKey, event_id: str, entry: AttemptRecord, *, subscriber: bool) -> None:
         self._publish(
             key, {"op": "attempt", "eventId": event_id, "subscriber": subscriber, "attempt": entry.to_json()}
         )
 
-    def outcome(self, key: str, event_id: str, status: MessageStatus, reason: str | None) -> None:
+    def outcome(self, key: ResourceKey, event_id: str, status: MessageStatus, reason: str | None) -> None:
         self._publish(key, {"op": "outcome", "eventId": event_id, "status": status.value, "reason": reason})
 
-    def mark(self, key: str, message_id: str, status: MessageStatus, reason: str | None) -> None:
+    def mark(self, key: ResourceKey, message_id: str, status: MessageStatus, reason: str | None) -> None:
         self.store.mark(key, message_id, status, reason)  # read your own writes
         self._publish(key, {"op": "mark", "id": message_id, "status": status.value, "reason": reason})
 
-    def discard_id(self, key: str, message_id: str) -> None:
+    def discard_id(self, key: ResourceKey, message_id: str) -> None:
         self._publish(key, {"op": "discard", "id": message_id})
 
-    def acknowledge(self, key: str, upto: int, now: datetime.datetime) -> int:
+    def acknowledge(self, key: ResourceKey, upto: int, now: datetime.datetime) -> int:
         acknowledged = self.store.acknowledge(key, upto, now)  # read your own writes
         self._publish(key, {"op": "ack", "upto": upto, "at": now.isoformat()})
         return acknowledged
@@ -249,12 +253,12 @@ class JetStreamMessageLog:
     # ------------------------------------------------------------------------------ applying
 
     def _apply(self, change: Mapping[str, Any], sequence: int) -> None:
-        op, key = change.get("op"), str(change.get("key", ""))
-        namespace, _, name = key.partition("/")
+        op, key = change.get("op"), subscription_key_from_path(str(change.get("key", "")))
+        namespace, name = key.namespace, key.name
         own = change.get("origin") == self._origin
         if op == "changes":  # several changes of one subscription in one message (see _grouped)
             for part in change.get("changes") or ():
-                self._apply({**part, "origin": change.get("origin"), "key": key}, sequence)
+                self._apply({**part, "origin": change.get("origin"), "key": change.get("key")}, sequence)
             return
         if op == "record":
             event = self._own_events.pop((key, str(change["id"])), None) if own else None

@@ -113,10 +113,6 @@ class MessageRecord:
     received: datetime.datetime | None = None
     reason: str | None = None
 
-    @property
-    def key(self) -> str:
-        return f"{self.namespace}/{self.subscription}"
-
     def to_json(self, *, with_attempts: bool = True) -> dict[str, Any]:
         body: dict[str, Any] = {
             "id": self.id,

@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from openconnector import __version__
+from openconnector.messages.model import MessageStatus
 
 __all__ = ["openapi_document"]
 
@@ -56,6 +57,12 @@ _OPTIONS = _op(
     "CloudEvents webhook validation handshake (WebHook-Request-Origin)",
     {"200": {"description": "allowed; WebHook-Allowed-Origin in the answer"}, **_problems(400)},
 )
+_WEBHOOK_OPTIONS = _op(
+    "CloudEvents webhook validation handshake (WebHook-Request-Origin) for a Consumer's endpoint",
+    {"200": {"description": "allowed; WebHook-Allowed-Origin in the answer"}, **_problems(400, 404)},
+)
+#: What a status filter or a replay's ``statuses`` may name (``failed`` = dead-lettered and dropped).
+STATUS_FILTERS = (*(status.value for status in MessageStatus), "failed")
 _LIST_PARAMS = [
     _NS,
     _NAME,
@@ -113,7 +120,7 @@ _PATHS: dict[str, dict[str, Any]] = {
             },
             requestBody={"required": True, "content": {"*/*": {"schema": {}}}},
         ),
-        "options": _OPTIONS,
+        "options": _WEBHOOK_OPTIONS,
     },
     "/healthz": {"get": _op("Liveness", {"200": _json_body({"type": "object"}, "alive")})},
     "/readyz": {
@@ -135,15 +142,17 @@ _PATHS: dict[str, dict[str, Any]] = {
     },
     "/api/v1alpha1/status": {
         "get": _op(
-            "Status of every resource (standalone mode's kubectl get)",
-            {"200": _json_body({"type": "object"}, "status bodies")},
+            "Status of every resource the caller may list (standalone mode's kubectl get)",
+            {"200": _json_body({"type": "object"}, "status bodies"), **_problems(401)},
+            security=_SECURED,
         )
     },
     "/api/v1alpha1/subscriptions/{namespace}/{name}/attempts": {
         "get": _op(
             "The last 100 delivery attempts of a subscription (no payloads)",
-            {"200": _json_body({"type": "object"}, "attempts"), **_problems(404)},
+            {"200": _json_body({"type": "object"}, "attempts"), **_problems(401, 404)},
             parameters=[_NS, _NAME],
+            security=_SECURED,
         ),
     },
     "/api/v1alpha1/openapi.json": {
@@ -214,7 +223,11 @@ _PATHS: dict[str, dict[str, Any]] = {
                             "required": ["since"],
                             "properties": {
                                 "since": {"type": "string", "format": "date-time"},
-                                "statuses": {"type": "array", "items": {"type": "string"}, "maxItems": 10},
+                                "statuses": {
+                                    "type": "array",
+                                    "items": {"enum": list(STATUS_FILTERS)},
+                                    "maxItems": 10,
+                                },
                             },
                         }
                     }

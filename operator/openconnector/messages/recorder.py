@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from openconnector.api.keys import ResourceKey
 from openconnector.ce import CloudEvent, encode_header_value
 from openconnector.delivery.attempts import Attempt, Destination
 from openconnector.delivery.outcomes import DeliveryObserver, FinalOutcome
@@ -40,17 +41,19 @@ class MessageWriter(Protocol):
     """Changes to the message log: applied to the store at once (memory), or published to JetStream
     and applied by every process as it reads them back (:mod:`openconnector.messages.jetstream_log`)."""
 
-    def record(self, key: str, record: MessageRecord, event: Any, *, sequence: int | None = None) -> bool: ...
+    def record(
+        self, key: ResourceKey, record: MessageRecord, event: Any, *, sequence: int | None = None
+    ) -> bool: ...
 
-    def attempt(self, key: str, event_id: str, entry: AttemptRecord, *, subscriber: bool) -> None: ...
+    def attempt(self, key: ResourceKey, event_id: str, entry: AttemptRecord, *, subscriber: bool) -> None: ...
 
-    def outcome(self, key: str, event_id: str, status: MessageStatus, reason: str | None) -> None: ...
+    def outcome(self, key: ResourceKey, event_id: str, status: MessageStatus, reason: str | None) -> None: ...
 
-    def mark(self, key: str, message_id: str, status: MessageStatus, reason: str | None) -> None: ...
+    def mark(self, key: ResourceKey, message_id: str, status: MessageStatus, reason: str | None) -> None: ...
 
-    def discard_id(self, key: str, message_id: str) -> None: ...
+    def discard_id(self, key: ResourceKey, message_id: str) -> None: ...
 
-    def acknowledge(self, key: str, upto: int, now: datetime.datetime) -> int: ...
+    def acknowledge(self, key: ResourceKey, upto: int, now: datetime.datetime) -> int: ...
 
 
 def message_id(event: CloudEvent) -> str:
@@ -105,7 +108,7 @@ class MessageRecorder:
     def __init__(
         self,
         store: MemoryMessageStore,
-        target_of: Callable[[str], DeliveryTarget | None],
+        target_of: Callable[[ResourceKey], DeliveryTarget | None],
         inner: DeliveryObserver | None = None,
         writer: MessageWriter | None = None,
     ) -> None:
@@ -115,14 +118,16 @@ class MessageRecorder:
         self._target_of = target_of
         self._inner = inner
 
-    def record_stored(self, plan: Sequence[tuple[str, CloudEvent]], *, now: float) -> list[tuple[str, str]]:
+    def record_stored(
+        self, plan: Sequence[tuple[ResourceKey, CloudEvent]], *, now: float
+    ) -> list[tuple[ResourceKey, str]]:
         """Every delivery of a request becomes a pending record (cheap: no encoding), before the bus
         stores it (a durable bus may deliver before its store call returns). Returns (key, id) of the
         records that are new: :meth:`discard` them when the bus refuses the request."""
         received = utc(now)
-        created: list[tuple[str, str]] = []
+        created: list[tuple[ResourceKey, str]] = []
         for key, event in plan:
-            namespace, _, name = key.partition("/")
+            namespace, name = key.namespace, key.name
             attributes = event.attributes
             when = attributes.get("time")
             try:
@@ -146,12 +151,12 @@ class MessageRecorder:
                 created.append((key, record.id))
         return created
 
-    def discard(self, created: Sequence[tuple[str, str]]) -> None:
+    def discard(self, created: Sequence[tuple[ResourceKey, str]]) -> None:
         """The bus refused the request: its new records never happened."""
         for key, message in created:
             self.writer.discard_id(key, message)
 
-    def on_attempt(self, target_key: str, attempt: Attempt) -> None:
+    def on_attempt(self, target_key: ResourceKey, attempt: Attempt) -> None:
         try:
             self._record_attempt(target_key, attempt)
         except Exception:  # the log must never break delivery
@@ -159,7 +164,7 @@ class MessageRecorder:
         if self._inner is not None:
             self._inner.on_attempt(target_key, attempt)
 
-    def _record_attempt(self, target_key: str, attempt: Attempt) -> None:
+    def _record_attempt(self, target_key: ResourceKey, attempt: Attempt) -> None:
         stored = self.store.find_event(target_key, attempt.event_id)
         target = self._target_of(target_key)
         # The record may live in another process's view (JetStream: it is published, not yet read back):
@@ -186,7 +191,9 @@ class MessageRecorder:
         subscriber = attempt.destination is Destination.SUBSCRIBER
         self.writer.attempt(target_key, attempt.event_id, entry, subscriber=subscriber)
 
-    def on_outcome(self, target_key: str, event_id: str, outcome: FinalOutcome, reason: str | None) -> None:
+    def on_outcome(
+        self, target_key: ResourceKey, event_id: str, outcome: FinalOutcome, reason: str | None
+    ) -> None:
         try:
             if event_id:
                 self.writer.outcome(target_key, event_id, _OUTCOMES[outcome], reason)

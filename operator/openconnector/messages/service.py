@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from openconnector.api.keys import ResourceKey
 from openconnector.api.kinds import EVENT_SUBSCRIPTION
 from openconnector.ce import CloudEvent
 from openconnector.delivery.outcomes import BusUnavailableError, DeliveryClosedError, EventTooLargeError
@@ -31,10 +32,16 @@ from openconnector.messages.model import (
 from openconnector.messages.recorder import MessageWriter
 from openconnector.messages.store import MemoryMessageStore, StoredMessage
 from openconnector.refusal import Refusal
-from openconnector.resources import ResourceKey
+from openconnector.status.bodies import SUBSCRIPTION_COUNTERS
 
 if TYPE_CHECKING:
     from openconnector.gateway.core import Gateway
+
+
+def _key(namespace: str, name: str) -> ResourceKey:
+    """The key of subscription ``namespace``/``name``: of its route, its lane and its message log."""
+    return ResourceKey(EVENT_SUBSCRIPTION.kind, namespace, name)
+
 
 __all__ = [
     "AUTHORIZER_KEY",
@@ -100,7 +107,7 @@ class MessageService:
 
     def _route_style(self, namespace: str, name: str) -> str:
         """The subscription's style; 404 when the gateway does not know it."""
-        key = ResourceKey(EVENT_SUBSCRIPTION.kind, namespace, name)
+        key = _key(namespace, name)
         result = self._gateway.table.results.get(key)
         if result is None:
             raise Refusal(404, "unknown-subscription", f"no subscription {namespace}/{name} is known to you")
@@ -121,7 +128,7 @@ class MessageService:
         for namespace, name in self.subscriptions():
             if namespaces is not None and namespace not in namespaces:
                 continue
-            key = ResourceKey(EVENT_SUBSCRIPTION.kind, namespace, name)
+            key = _key(namespace, name)
             result = gateway.table.results[key]
             body = gateway.status_body(key) or {}
             conditions = {c.get("type"): c for c in body.get("conditions") or []}
@@ -133,16 +140,7 @@ class MessageService:
             elif healthy.get("status") == "False":
                 reason = healthy.get("reason")
             counters: dict[str, Any] = {
-                field: body[field]
-                for field in (
-                    "delivered",
-                    "failed",
-                    "retried",
-                    "deadLettered",
-                    "dropped",
-                    "consecutiveFailures",
-                )
-                if field in body
+                field: body[field] for field in SUBSCRIPTION_COUNTERS if field in body
             }
             found.append(
                 SubscriptionSummary(
@@ -154,7 +152,7 @@ class MessageService:
                     reason=reason,
                     style=str(result.extra.get("style", "push")),
                     counters=counters,
-                    stored_messages=self.store.count(f"{namespace}/{name}"),
+                    stored_messages=self.store.count(key),
                 )
             )
         return found
@@ -179,7 +177,7 @@ class MessageService:
         items: list[MessageRecord] = []
         last = 0
         more = False
-        for stored in self.store.newest_first(f"{namespace}/{name}", before):
+        for stored in self.store.newest_first(_key(namespace, name), before):
             record = stored.record
             received = record.received or record.time
             if since is not None and received < since:
@@ -200,7 +198,7 @@ class MessageService:
 
     def _stored(self, namespace: str, name: str, message_id: str) -> StoredMessage:
         self._route_style(namespace, name)
-        stored = self.store.get(f"{namespace}/{name}", message_id)
+        stored = self.store.get(_key(namespace, name), message_id)
         if stored is None:
             raise Refusal(404, "unknown-message", f"no message {message_id} is kept for {namespace}/{name}")
         return stored
@@ -225,8 +223,8 @@ class MessageService:
         if self._route_style(namespace, name) == "pull":
             raise Refusal(409, "pull-subscription", f"{namespace}/{name} is a pull subscription: read it")
         stored = self._stored(namespace, name, message_id)
-        await self._deliver_again(f"{namespace}/{name}", [stored])
-        key = f"{namespace}/{name}"
+        key = _key(namespace, name)
+        await self._deliver_again(key, [stored])
         self.writer.mark(key, message_id, MessageStatus.PENDING, f"resent by {by}" if by else "resent")
         return stored.record
 
@@ -243,7 +241,7 @@ class MessageService:
         if self._route_style(namespace, name) == "pull":
             raise Refusal(409, "pull-subscription", f"{namespace}/{name} is a pull subscription: read it")
         wanted = parse_statuses(list(statuses)) or FAILED_STATUSES
-        key = f"{namespace}/{name}"
+        key = _key(namespace, name)
         chosen: list[StoredMessage] = []
         for stored in self.store.newest_first(key, None):
             record = stored.record
@@ -260,7 +258,7 @@ class MessageService:
             )
         return len(chosen)
 
-    async def _deliver_again(self, key: str, messages: Sequence[StoredMessage]) -> None:
+    async def _deliver_again(self, key: ResourceKey, messages: Sequence[StoredMessage]) -> None:
         plan = [(key, stored.event) for stored in messages]
         bus = self._gateway.dispatcher
         try:
@@ -283,7 +281,7 @@ class MessageService:
             raise Refusal(
                 409,
                 "not-routed",
-                f"{key} is not routed now (paused, not ready or removed): nothing was resent",
+                f"{key.namespaced_name} is not routed now (paused, not ready or removed): nothing was resent",
             )
         if not result.accepted:
             raise Refusal(
@@ -301,7 +299,7 @@ class MessageService:
             )
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise Refusal(400, "invalid-filter", f"limit: must be 1 to {MAX_PAGE_SIZE}, got {limit}")
-        key = f"{namespace}/{name}"
+        key = _key(namespace, name)
         acknowledged = 0
         if cursor:
             position = decode_cursor(cursor, "pull")
@@ -319,7 +317,7 @@ class MessageService:
             self._gateway.count_pulled(key, acknowledged)
         return PullBatch(events, encode_cursor("pull", last), acknowledged)
 
-    def pending_pull(self, key: str) -> int:
+    def pending_pull(self, key: ResourceKey) -> int:
         return sum(
             1 for stored in self.store.oldest_first(key, self.store.pull_position(key))
             if stored.record.status is MessageStatus.PENDING

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from openconnector.api.keys import ResourceKey
 from openconnector.messages.model import AttemptRecord, MessageRecord, MessageStatus
 
 _MAX_ATTEMPTS_KEPT = 50  # per message; the first and the newest are what anyone reads
@@ -60,13 +61,13 @@ class MemoryMessageStore:
         self.max_messages = max_messages
         self.max_age = max_age
         self._clock = clock
-        self._logs: dict[str, _Log] = {}
+        self._logs: dict[ResourceKey, _Log] = {}
         self._sequence = 0
-        self._events: dict[str, dict[str, StoredMessage]] = {}  # event id -> key -> message
+        self._events: dict[str, dict[ResourceKey, StoredMessage]] = {}  # event id -> key -> message
 
     # ------------------------------------------------------------------------------- writing
 
-    def add(self, key: str, record: MessageRecord, event: Any) -> StoredMessage:
+    def add(self, key: ResourceKey, record: MessageRecord, event: Any) -> StoredMessage:
         """Store a new record (or return the existing one of the same id: a sender's retry)."""
         log = self._logs.get(key)
         if log is None:
@@ -86,7 +87,9 @@ class MemoryMessageStore:
 
     # --------------------------------------------------- changes (the MessageWriter of the memory bus)
 
-    def record(self, key: str, record: MessageRecord, event: Any, *, sequence: int | None = None) -> bool:
+    def record(
+        self, key: ResourceKey, record: MessageRecord, event: Any, *, sequence: int | None = None
+    ) -> bool:
         """A delivery was stored: a pending record (True), or the existing one pending again (False: a
         sender's retry of the same event). ``sequence`` orders it (the JetStream log's sequence)."""
         existing = self.get(key, record.id)
@@ -99,7 +102,7 @@ class MemoryMessageStore:
         self.add(key, record, event)
         return True
 
-    def attempt(self, key: str, event_id: str, entry: AttemptRecord, *, subscriber: bool) -> None:
+    def attempt(self, key: ResourceKey, event_id: str, entry: AttemptRecord, *, subscriber: bool) -> None:
         stored = self.find_event(key, event_id)
         if stored is None:
             return
@@ -117,31 +120,31 @@ class MemoryMessageStore:
             else:
                 record.next_attempt = None
 
-    def outcome(self, key: str, event_id: str, status: MessageStatus, reason: str | None) -> None:
+    def outcome(self, key: ResourceKey, event_id: str, status: MessageStatus, reason: str | None) -> None:
         stored = self.find_event(key, event_id) if event_id else None
         if stored is not None:
             stored.record.status = status
             stored.record.reason = reason
             stored.record.next_attempt = None
 
-    def mark(self, key: str, message_id: str, status: MessageStatus, reason: str | None) -> None:
+    def mark(self, key: ResourceKey, message_id: str, status: MessageStatus, reason: str | None) -> None:
         """Resend and replay: the message is pending again."""
         stored = self.get(key, message_id)
         if stored is not None:
             stored.record.status = status
             stored.record.reason = reason
 
-    def discard_id(self, key: str, message_id: str) -> None:
+    def discard_id(self, key: ResourceKey, message_id: str) -> None:
         stored = self.get(key, message_id)
         if stored is not None:
             self.discard(key, stored)
 
-    def find_event(self, key: str, event_id: str) -> StoredMessage | None:
+    def find_event(self, key: ResourceKey, event_id: str) -> StoredMessage | None:
         """The newest record of ``event_id`` in ``key`` (attempts carry only the event id)."""
         holders = self._events.get(event_id)
         return None if holders is None else holders.get(key)
 
-    def _evict(self, key: str, log: _Log) -> None:
+    def _evict(self, key: ResourceKey, log: _Log) -> None:
         over = len(log.by_id) - self.max_messages
         cutoff = self._clock() - self.max_age
         if over <= 0 and not (log.by_id and self._oldest(log).received_at < cutoff):
@@ -160,7 +163,7 @@ class MemoryMessageStore:
                 return stored
         raise LookupError("empty log")
 
-    def _remove(self, key: str, log: _Log, stored: StoredMessage) -> None:
+    def _remove(self, key: ResourceKey, log: _Log, stored: StoredMessage) -> None:
         record = stored.record
         del log.by_id[record.id]
         del log.by_sequence[record.sequence]
@@ -179,7 +182,7 @@ class MemoryMessageStore:
         if dead > _COMPACT_SLACK or (dead and not log.by_sequence):
             del log.sequences[:dead]
 
-    def discard(self, key: str, stored: StoredMessage) -> None:
+    def discard(self, key: ResourceKey, stored: StoredMessage) -> None:
         """Remove one record (its request was refused after it was recorded)."""
         log = self._logs.get(key)
         if log is not None and log.by_id.get(stored.record.id) is stored:
@@ -190,7 +193,7 @@ class MemoryMessageStore:
         for key, log in list(self._logs.items()):
             self._evict(key, log)
 
-    def forget(self, key: str) -> None:
+    def forget(self, key: ResourceKey) -> None:
         """The subscription is gone: its records go with it."""
         log = self._logs.pop(key, None)
         if log is None:
@@ -200,15 +203,15 @@ class MemoryMessageStore:
 
     # ------------------------------------------------------------------------------- reading
 
-    def count(self, key: str) -> int:
+    def count(self, key: ResourceKey) -> int:
         log = self._logs.get(key)
         return 0 if log is None else len(log.by_id)
 
-    def get(self, key: str, message_id: str) -> StoredMessage | None:
+    def get(self, key: ResourceKey, message_id: str) -> StoredMessage | None:
         log = self._logs.get(key)
         return None if log is None else log.by_id.get(message_id)
 
-    def newest_first(self, key: str, before: int | None) -> Iterator[StoredMessage]:
+    def newest_first(self, key: ResourceKey, before: int | None) -> Iterator[StoredMessage]:
         """Records of ``key`` with a sequence below ``before`` (all when None), newest first."""
         log = self._logs.get(key)
         if log is None:
@@ -221,7 +224,7 @@ class MemoryMessageStore:
             if stored is not None:
                 yield stored
 
-    def oldest_first(self, key: str, after: int) -> Iterator[StoredMessage]:
+    def oldest_first(self, key: ResourceKey, after: int) -> Iterator[StoredMessage]:
         """Records of ``key`` with a sequence above ``after``, oldest first."""
         log = self._logs.get(key)
         if log is None:
@@ -239,11 +242,11 @@ class MemoryMessageStore:
 
     # ------------------------------------------------------------------------------- pull
 
-    def pull_position(self, key: str) -> int:
+    def pull_position(self, key: ResourceKey) -> int:
         log = self._logs.get(key)
         return 0 if log is None else log.pull_acked
 
-    def acknowledge(self, key: str, upto: int, now: datetime.datetime) -> int:
+    def acknowledge(self, key: ResourceKey, upto: int, now: datetime.datetime) -> int:
         """Pull: every pending record of ``key`` at or below sequence ``upto`` is acknowledged
         (delivered). Returns how many were newly acknowledged."""
         log = self._logs.get(key)

@@ -348,7 +348,7 @@ def _compile_subscription(
             dead_letter=dead_letter,
         )
         target = DeliveryTarget(
-            key=res.key.namespaced_name,
+            key=res.key,
             url=url,
             method=spec.method,
             content_mode=ContentMode(spec.contentMode),

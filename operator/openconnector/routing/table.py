@@ -79,7 +79,8 @@ class SubscriptionRoute:
     style: str = "push"  # "pull": stored for GET …/pull, never delivered
 
     @property
-    def target_key(self) -> str:
+    def target_key(self) -> ResourceKey:
+        """The subscription's key on the delivery bus: its own resource key."""
         return self.target.key
 
 

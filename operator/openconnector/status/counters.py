@@ -67,22 +67,32 @@ class ConsumerStats:
 
 @dataclass
 class EventStats:
-    """Counters of one Event type."""
+    """Counters of one Event type.
+
+    ``received``/``refused``: events of this type accepted or refused on ``/events``. ``published``:
+    events of this type published in the Event's namespace for fan-out, whatever brought them (``/events``
+    or a Consumer). The status calls it ``emitted`` (and its time ``lastEmitted``): that field name is
+    API and stays.
+    """
 
     received: int = 0
-    emitted: int = 0
+    published: int = 0
     refused: int = 0
-    last_emitted: float | None = None
+    last_published: float | None = None
+
+    def record_published(self, now: float) -> None:
+        self.published += 1
+        self.last_published = now
 
     def seed(self, status: Mapping[str, Any]) -> None:
         self.received = int(status.get("received") or 0)
-        self.emitted = int(status.get("emitted") or 0)
+        self.published = int(status.get("emitted") or 0)
         self.refused = int(status.get("refused") or 0)
 
     def snapshot(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"received": self.received, "emitted": self.emitted, "refused": self.refused}
-        if self.last_emitted is not None:
-            out["lastEmitted"] = rfc3339(self.last_emitted)
+        out: dict[str, Any] = {"received": self.received, "emitted": self.published, "refused": self.refused}
+        if self.last_published is not None:
+            out["lastEmitted"] = rfc3339(self.last_published)
         return out
 
 

@@ -2,7 +2,7 @@
 
 Pure functions over status bodies (camelCase dicts, as stored):
 
-- :func:`split` cuts one replica's full status body (what ``Gateway.status_body`` returns) into its
+- :func:`split` cuts one replica's full status body (what ``StatusBook.body`` builds) into its
   shard (counters, last times, lastError, its own health) and the fields every replica computes alike
   (observedGeneration, Ready, url).
 - :func:`sharded_body` builds what a replica writes: the shared fields, its own shard under
