@@ -95,8 +95,8 @@ from openconnector.delivery.attempts import DEFAULT_ATTEMPT_LOG_SIZE, Attempt, A
 from openconnector.delivery.durable import (
     META_HEADER,
     MSG_ID_HEADER,
-    attempt_from_record,
-    attempt_to_record,
+    attempts_from_record,
+    attempts_to_record,
     consumer_name,
     consumer_settings,
     decode_meta,
@@ -1163,11 +1163,15 @@ class JetStreamBus(Generic[E]):
             self._attempt_flusher = self._spawn(self._flush_attempts(), "jetstream-attempts")
 
     async def _flush_attempts(self) -> None:
-        """Publish the recorded attempts (one task for a burst of them, not one per attempt)."""
+        """Publish the recorded attempts: one task for a burst of them, and the attempts of one
+        subscription in that burst as one message (fewer messages to store)."""
         while self._attempt_backlog and self._nc is not None:
             batch, self._attempt_backlog = self._attempt_backlog, []
+            by_subject: dict[str, list[Attempt]] = {}
             for subject, attempt in batch:
-                await _quietly(self._nc.publish(subject, attempt_to_record(attempt)))
+                by_subject.setdefault(subject, []).append(attempt)
+            for subject, attempts in by_subject.items():
+                await _quietly(self._nc.publish(subject, attempts_to_record(attempts)))
 
     async def _read_attempts(self, key: ResourceKey) -> list[Attempt]:
         js = self._jetstream()
@@ -1184,13 +1188,11 @@ class JetStreamBus(Generic[E]):
         try:
             with contextlib.suppress(nats.errors.TimeoutError):
                 for message in await pull.fetch(DEFAULT_ATTEMPT_LOG_SIZE, timeout=0.5):
-                    attempt = attempt_from_record(message.data)
-                    if attempt is not None:
-                        found.append(attempt)
+                    found.extend(attempts_from_record(message.data))
         finally:
             with contextlib.suppress(Exception):
                 await pull.unsubscribe()
-        return found
+        return found[-DEFAULT_ATTEMPT_LOG_SIZE:]
 
 
 class JetStreamReplayStore:
