@@ -1,8 +1,9 @@
 """The message log on NATS JetStream (``--bus jetstream``): durable, and the same in every process.
 
 Every change to the log (a record stored, an attempt, an outcome, a resend, a pull acknowledgement, a
-record discarded) is one JSON message on ``<stream>_messages.<ns>.<name>`` in the stream
-``<stream>_MESSAGES`` (the same pattern as the attempt log, ``<stream>_ATTEMPTS``). Every gateway
+record discarded) is JSON on ``<stream>_messages.<ns>.<name>`` in the stream ``<stream>_MESSAGES`` (the
+same pattern as the attempt log, ``<stream>_ATTEMPTS``): a record is a message of its own, the other
+changes of one subscription published together share one (``"op": "changes"``). Every gateway
 process reads the whole stream back with an ordered consumer, from the start, and applies each change
 to its in-memory :class:`~openconnector.messages.store.MemoryMessageStore`: reads (pages, cursors,
 pulls) are served from that view, so they are as fast as in memory, and a restarted process rebuilds
