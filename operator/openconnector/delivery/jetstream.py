@@ -643,8 +643,9 @@ class JetStreamBus(Generic[E]):
         full, timed out): nothing of the request is delivered then."""
         if self._closed:
             raise DeliveryClosedError("the bus is closed")
-        reserved = await self._pace(plan)
+        reserved: list[tuple[_Subscription, int]] = []
         try:
+            await self._pace(plan, reserved)
             return await self._store(plan, msg_id)
         finally:
             for sub, reading in reserved:
@@ -700,7 +701,9 @@ class JetStreamBus(Generic[E]):
             True, queued=len(messages), skipped=skipped, dropped=[sub.key for sub, _, _ in dropped]
         )
 
-    async def _pace(self, plan: Sequence[tuple[ResourceKey, E]]) -> list[tuple[_Subscription, int]]:
+    async def _pace(
+        self, plan: Sequence[tuple[ResourceKey, E]], reserved: list[tuple[_Subscription, int]]
+    ) -> None:
         """Give delivery its share of the event loop: wait while a subscription of ``plan`` that is
         delivering has ``pace_backlog`` or more stored deliveries waiting, until its deliveries make
         room (oldest waiter first) or ``pace_wait`` passed; then the request is stored anyway.
@@ -708,12 +711,13 @@ class JetStreamBus(Generic[E]):
         Intake and delivery share one event loop, and intake has many senders while delivery has at most
         ``maxConcurrency`` attempts in flight: unpaced, the senders take most of the loop and the backlog
         only grows. A subscription that is not delivering (its subscriber is down, every attempt waits in
-        backoff) is not paced: the stream stores its backlog, which is what it is for. Returns the
-        subscriptions whose room was reserved for this request, each with the backlog reading the
-        reservation counts in (release with ``backlog -= 1`` while that reading is the latest)."""
+        backoff) is not paced: the stream stores its backlog, which is what it is for. Adds to
+        ``reserved`` the subscriptions whose room was reserved for this request, each with the backlog
+        reading the reservation counts in (release with ``backlog -= 1`` while that reading is the
+        latest), also when the wait is cancelled."""
         limit = self.settings.pace_backlog
         if limit <= 0 or self.settings.pace_wait <= 0:
-            return []
+            return
         loop = asyncio.get_running_loop()
         now = loop.time()
         paced = [
@@ -721,24 +725,19 @@ class JetStreamBus(Generic[E]):
             for sub in {self._subs[key] for key, _ in plan if key in self._subs}
             if now - sub.finished_at < _PACE_PROGRESS and (sub.pace_waiters or sub.backlog >= limit)
         ]
-        reserved: list[tuple[_Subscription, int]] = []
-        if not paced:
-            return reserved
         deadline = now + self.settings.pace_wait
         for sub in paced:
             waiter: asyncio.Future[int] = loop.create_future()
             sub.pace_waiters.append(waiter)
             try:
-                async with asyncio.timeout_at(deadline):
-                    await waiter
-            except TimeoutError:
-                pass
+                # asyncio.wait, not asyncio.timeout: a timeout that fires just as the waiter is woken
+                # could leave a cancellation behind in this task (Python 3.11).
+                await asyncio.wait((waiter,), timeout=max(0.0, deadline - loop.time()))
             finally:
                 if not waiter.done():
                     waiter.cancel()  # _release skips it
                 elif not waiter.cancelled():
                     reserved.append((sub, waiter.result()))  # _release counted it in the backlog
-        return reserved
 
     def _release(self, sub: _Subscription) -> None:
         """Let waiting requests in, oldest first, while the backlog is below the pace limit."""
