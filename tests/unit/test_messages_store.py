@@ -105,7 +105,7 @@ def test_request_headers_hide_credentials_signatures_and_dead_letter_secrets() -
     assert headers["ce-id"] == "1"
     assert headers["X-Plain"] == "p"
     dead = redacted_request_headers(target, event, Destination.DEAD_LETTER, "msg_x")
-    assert dead == {"Content-Type": "application/cloudevents+json", "Authorization": REDACTED}
+    assert dead == {"Content-Type": "application/cloudevents+json; charset=utf-8", "Authorization": REDACTED}
     assert "secret" not in repr(headers) + repr(dead)
 
 

@@ -391,11 +391,17 @@ class EventSubscriptionCounters(ApiModel):
     """Delivery counters of an EventSubscription, summed over replicas."""
 
     delivered: int = Field(default=0, description="Events delivered successfully.")
-    failed: int = Field(default=0, description="Events that failed after all retries.")
+    failed: int = Field(
+        default=0,
+        description="Events whose delivery to the subscriber failed (retries exhausted, an answer that is "
+        "not retried, 410, or paused); each then goes to the dead-letter sink.",
+    )
     retried: int = Field(default=0, description="Retry attempts made.")
     deadLettered: int = Field(default=0, description="Events sent to the dead-letter sink.")
     dropped: int = Field(
-        default=0, description="Events lost for want of a dead-letter sink (or on shutdown)."
+        default=0,
+        description="Events lost: no dead-letter sink, the dead letter failed, the queue was full, or the "
+        "gateway shut down or the subscription was removed before delivery.",
     )
 
 

@@ -12,7 +12,7 @@ import hashlib
 import heapq
 from typing import Protocol
 
-from openconnector.consumers.verifiers import AuthFailure, AuthOutcome
+from openconnector.consumers.verifiers import STANDARD_WEBHOOKS_CHALLENGE, AuthFailure, AuthOutcome
 
 __all__ = ["ReplayGuard", "ReplayStore", "TieredReplayStore", "admit"]
 
@@ -123,5 +123,10 @@ async def admit(store: ReplayStore, outcome: AuthOutcome, *, scope: str, now: fl
         return outcome
     key = f"{scope}\x00{outcome.message_id}"
     if not await store.remember(key, now=now, ttl=outcome.replay_ttl):
-        raise AuthFailure(401, "replayed", "this message was already received")
+        raise AuthFailure(
+            401,
+            "replayed",
+            "this message was already received",
+            www_authenticate=STANDARD_WEBHOOKS_CHALLENGE,
+        )
     return dataclasses.replace(outcome, replay_key=key)

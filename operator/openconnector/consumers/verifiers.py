@@ -87,6 +87,11 @@ JWT_DEFAULT_LIFETIME_SECONDS: Final = 3600
 """OpenConnector: a token without `exp` expires one hour after `iat`."""
 
 _REALM: Final = 'realm="openconnector"'
+# RFC 9110 §11.6.1: every 401 carries a challenge. The schemes without a registered HTTP authentication
+# scheme name theirs after what the sender must send, so the refusal still says how to authenticate.
+API_KEY_CHALLENGE: Final = f"ApiKey {_REALM}"
+STANDARD_WEBHOOKS_CHALLENGE: Final = f"Webhook-Signature {_REALM}"
+GITHUB_CHALLENGE: Final = f"X-Hub-Signature-256 {_REALM}"
 _TIMESTAMP_RE: Final = re.compile(r"[0-9]{1,15}")
 _GITHUB_SIGNATURE_RE: Final = re.compile(r"sha256=([0-9a-fA-F]{64})")
 
@@ -417,10 +422,12 @@ def _verify_basic(verifier: InboundVerifier, headers: Mapping[str, str]) -> Auth
 def _verify_api_key(verifier: InboundVerifier, headers: Mapping[str, str]) -> AuthOutcome:
     key = headers.get(verifier.config.header.lower())
     if key is None:
-        raise _missing()
+        raise _missing(API_KEY_CHALLENGE)
     index = _matching_secret(key.strip(), verifier.secret_digests) if key.strip() else -1
     if index < 0:
-        raise AuthFailure(401, "invalid-credentials", "the credentials are not valid")
+        raise AuthFailure(
+            401, "invalid-credentials", "the credentials are not valid", www_authenticate=API_KEY_CHALLENGE
+        )
     return AuthOutcome("apiKey", credential_index=index)
 
 
@@ -429,33 +436,52 @@ def _verify_hmac(
 ) -> AuthOutcome:
     msg_id, timestamp, signatures = message_headers(headers)
     if not msg_id or not timestamp or not signatures:
-        raise _missing()
+        raise _missing(STANDARD_WEBHOOKS_CHALLENGE)
     timestamp = timestamp.strip()
     if not _TIMESTAMP_RE.fullmatch(timestamp):
-        raise AuthFailure(401, "invalid-timestamp", "the webhook timestamp is not a number of seconds")
+        raise AuthFailure(
+            401,
+            "invalid-timestamp",
+            "the webhook timestamp is not a number of seconds",
+            www_authenticate=STANDARD_WEBHOOKS_CHALLENGE,
+        )
     tolerance = verifier.config.tolerance_seconds
     if abs(now - int(timestamp)) > tolerance:
-        raise AuthFailure(401, "stale-timestamp", "the webhook timestamp is outside the accepted window")
+        raise AuthFailure(
+            401,
+            "stale-timestamp",
+            "the webhook timestamp is outside the accepted window",
+            www_authenticate=STANDARD_WEBHOOKS_CHALLENGE,
+        )
     matched = matching_key(verifier.hmac_keys, msg_id, timestamp, body, signatures)
     if matched < 0:
-        raise AuthFailure(401, "invalid-signature", "the signature is not valid")
+        raise AuthFailure(
+            401,
+            "invalid-signature",
+            "the signature is not valid",
+            www_authenticate=STANDARD_WEBHOOKS_CHALLENGE,
+        )
     return AuthOutcome("hmac", credential_index=matched, message_id=msg_id, replay_ttl=2 * tolerance + 1)
 
 
 def _verify_github(verifier: InboundVerifier, headers: Mapping[str, str], body: bytes) -> AuthOutcome:
     header = headers.get("x-hub-signature-256")
     if header is None:
-        raise _missing()
+        raise _missing(GITHUB_CHALLENGE)
     match = _GITHUB_SIGNATURE_RE.fullmatch(header.strip())
     if match is None:
-        raise AuthFailure(401, "invalid-signature", "the signature is not valid")
+        raise AuthFailure(
+            401, "invalid-signature", "the signature is not valid", www_authenticate=GITHUB_CHALLENGE
+        )
     given = bytes.fromhex(match.group(1))
     matched = -1
     for index, key in enumerate(verifier.hmac_keys):
         if hmac.compare_digest(hmac.new(key, body, hashlib.sha256).digest(), given) and matched < 0:
             matched = index
     if matched < 0:
-        raise AuthFailure(401, "invalid-signature", "the signature is not valid")
+        raise AuthFailure(
+            401, "invalid-signature", "the signature is not valid", www_authenticate=GITHUB_CHALLENGE
+        )
     return AuthOutcome("github", credential_index=matched, message_id=headers.get("x-github-delivery"))
 
 

@@ -111,14 +111,23 @@ async def handle_healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+# Every 503 carries Retry-After (RFC 9110 §10.2.3): readiness is polled, and a client told to wait
+# should be told how long.
+_READYZ_RETRY_AFTER = {"Retry-After": "5"}
+
+
 async def handle_readyz(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY_KEY]
     if gateway.draining:
-        return problem(503, "shutting-down", "the gateway is shutting down", headers={"Retry-After": "5"})
+        return problem(503, "shutting-down", "the gateway is shutting down", headers=_READYZ_RETRY_AFTER)
     if not gateway.ready.is_set():
-        return problem(503, "not-ready", "the first routing table is not built yet")
+        return problem(
+            503, "not-ready", "the first routing table is not built yet", headers=_READYZ_RETRY_AFTER
+        )
     if not gateway.dispatcher.ready:
-        return problem(503, "bus-unavailable", gateway.dispatcher.readiness_detail)
+        return problem(
+            503, "bus-unavailable", gateway.dispatcher.readiness_detail, headers=_READYZ_RETRY_AFTER
+        )
     return web.json_response({"status": "ready", "routingTableVersion": gateway.table.version})
 
 

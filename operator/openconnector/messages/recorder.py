@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from openconnector.api.keys import ResourceKey
 from openconnector.ce import CloudEvent, encode_header_value
+from openconnector.ce.codec import JSON_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE
 from openconnector.delivery.attempts import Attempt, Destination
 from openconnector.delivery.outcomes import DeliveryObserver, FinalOutcome
 from openconnector.delivery.signing import webhook_message_id
@@ -68,7 +69,7 @@ def redacted_request_headers(
     """The headers an attempt sends, secrets replaced by ``[redacted]``."""
     headers: dict[str, str] = {}
     if destination is Destination.DEAD_LETTER:
-        headers["Content-Type"] = "application/cloudevents+json"
+        headers["Content-Type"] = STRUCTURED_CONTENT_TYPE
         headers.update({name: REDACTED for name in target.dead_letter_headers})
         return headers
     headers.update(target.headers)
@@ -78,8 +79,11 @@ def redacted_request_headers(
                 headers["Content-Type"] = str(value)
             else:
                 headers[f"ce-{name}"] = encode_header_value(value)
+        if "Content-Type" not in headers and (event.data is not None or event.data_null):
+            headers["Content-Type"] = JSON_CONTENT_TYPE  # what the codec sends for untyped data
     else:
-        headers["Content-Type"] = "application/cloudevents+json"
+        # "Shown as sent" (docs/messages.md): the codec's structured Content-Type, charset included.
+        headers["Content-Type"] = STRUCTURED_CONTENT_TYPE
     headers.update({name: REDACTED for name in target.auth_headers})
     if target.signing_secret is not None:
         headers["webhook-id"] = webhook_id
