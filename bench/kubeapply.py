@@ -3,7 +3,8 @@
 ``python -m bench.kubeapply --server URL --cafile CA --namespace NS --count N --sink URL`` (the bearer
 token in $BENCH_KUBE_TOKEN) sends one server-side apply (what ``kubectl apply --server-side`` sends) per
 subscription, ``--concurrency`` at a time, and prints one JSON object: per name the CLOCK_MONOTONIC ns
-when its request left and when the apiserver acknowledged it. Every request is bounded by a timeout.
+when its request left and when the apiserver acknowledged it, and the resourceVersion it was written
+at (the order every watch reports the writes in). Every request is bounded by a timeout.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ async def apply_all(args: argparse.Namespace, token: str) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/apply-patch+yaml"}
     sent: dict[str, int] = {}
     acked: dict[str, int] = {}
+    # The order of the apiserver's writes (= the order its watch streams report them); etcd's revision.
+    versions: dict[str, int] = {}
     failures: dict[str, str] = {}
     queue: asyncio.Queue[int] = asyncio.Queue()
     for index in range(args.count):
@@ -60,6 +63,7 @@ async def apply_all(args: argparse.Namespace, token: str) -> dict[str, Any]:
                     if reply.status >= 300:
                         failures[name] = f"HTTP {reply.status}: {text[:200]}"
                         continue
+                    versions[name] = int(json.loads(text)["metadata"]["resourceVersion"])
             except (aiohttp.ClientError, TimeoutError) as error:
                 failures[name] = f"{type(error).__name__}: {error}"
                 continue
@@ -71,7 +75,7 @@ async def apply_all(args: argparse.Namespace, token: str) -> dict[str, Any]:
     async with aiohttp.ClientSession(connector=connector, headers=headers, timeout=timeout) as session:
         await asyncio.gather(*(worker(session) for _ in range(args.concurrency)))
     return {"started_ns": started, "finished_ns": time.monotonic_ns(), "sent_ns": sent, "acked_ns": acked,
-            "failures": failures}  # fmt: skip
+            "resource_versions": versions, "failures": failures}  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

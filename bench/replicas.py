@@ -1,10 +1,12 @@
 """replicas: two replicas on a real kube-apiserver, and ingest with two replicas against one.
 
-* apiserver (issue 13): two operator + gateway replicas in this process, each wired exactly as
-  ``openconnector run`` (``start_cluster_gateway`` + Kopf in its own thread), with their own pod names.
-  bench.kubeapply applies N EventSubscriptions; per replica, apply → route live (p99), then a steady
-  open-loop load split over both replicas: status PATCHes/s of both together against the policy's bound
-  for two replicas (2 × N / status interval), and the 409s among them.
+* apiserver (issue 13): two replicas, each an ``openconnector run`` process of its own (a pod each in a
+  cluster) with its own pod name and the test bed's kubeconfig. bench.kubeapply applies N
+  EventSubscriptions; per replica, apply → route live (p99), read from outside the replica: its
+  "routing table v… installed: N resources" log line (JSON, ms timestamps) and the apiserver's write order
+  (resourceVersion). Then a steady open-loop load split over both replicas: status PATCHes/s of both
+  together against the policy's bound for two replicas (2 × N / status interval), and the 409s among
+  them, both counted by the apiserver itself (its /metrics).
 * ingest: ``openconnector serve`` (memory bus) as one process and as two, behind the same closed-loop
   load (the connections split over the replicas); deliveries/s of two against one, ABBA-ordered.
   Both measured in the same run on the same machine: the figure is the ratio.
@@ -22,132 +24,267 @@ import datetime
 import json
 import logging
 import os
+import re
+import ssl
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from bench.context import FULL, TINY, Config, Context, envelope, goal
-from bench.harness import Proc, SinkClient, start_gateway, start_sink, stop_all
+from bench.harness import (
+    HOST,
+    Proc,
+    SinkClient,
+    child_env,
+    cpu_seconds,
+    free_port,
+    start_gateway,
+    start_sink,
+    stop_all,
+    wait_http,
+)
 from bench.loadgen import LoadSpec, run_load
 from bench.manifests import INGEST_ENDPOINT, ingest_manifests, write_dir
-from bench.reconcile import STATUS_INTERVAL_S, LiveRecorder, _apply, _cluster, _settled, _testbed
+from bench.reconcile import STATUS_INTERVAL_S, _apply, _cluster, _testbed
 from bench.stats import latency_summary
 
 NAME = "replicas"
 GOAL_LIVE_S = 1.0
 REPLICAS = ("bench-replica-a", "bench-replica-b")
 LIVE_TIMEOUT_S = 120.0
-KOPF_STOP_S = 15.0
 
 log = logging.getLogger(__name__)
 
 
-def _args(namespace: str, pod: str) -> argparse.Namespace:
-    from openconnector.cli import build_parser
+def replica_argv(namespace: str, pod: str, port: int) -> list[str]:
+    """``openconnector run`` of one replica, as a pod runs it: its own pod name, JSON logs at INFO (the
+    reconciler's "routing table v… installed" line is what the benchmark reads)."""
+    return [
+        sys.executable, "-m", "openconnector.cli", "--log-level", "INFO", "--log-format", "json", "run",
+        "--namespace", namespace, "--host", HOST, "--port", str(port), "--allow-unknown-types",
+        "--drain-seconds", "2", "--status-interval", str(STATUS_INTERVAL_S), "--health-port", "0",
+        "--pod-name", pod, "--pod-namespace", namespace, "--no-kopf-scanning",
+    ]  # fmt: skip
 
-    return build_parser().parse_args(
-        ["run", "--namespace", namespace, "--host", "127.0.0.1", "--port", "0", "--allow-unknown-types",
-         "--drain-seconds", "2", "--status-interval", str(STATUS_INTERVAL_S), "--health-port", "0",
-         "--pod-name", pod, "--pod-namespace", namespace, "--no-kopf-scanning"]
-    )  # fmt: skip
+
+def spawn_replica(cluster: Any, namespace: str, pod: str, log_dir: Path) -> Proc:
+    """One replica as an OS process of its own, with the test bed's kubeconfig."""
+    port = free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{pod}-{port}.log"
+    with log_path.open("ab") as out:
+        popen = subprocess.Popen(
+            replica_argv(namespace, pod, port),
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**child_env(), "KUBECONFIG": str(cluster.kubeconfig)},
+        )  # fmt: skip
+    return Proc(pod, popen, port, log_path)
+
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+_INSTALLED = re.compile(r"routing table v\d+ installed: (\d+) resources \((\d+) not ready\)")
+
+
+class TableLog:
+    """A replica's routing-table installs, read from its log (outside the process, so nothing in it is
+    measured by instrumenting it): (CLOCK_MONOTONIC ns, resources routed) per install. The log's wall
+    clock (ms) is mapped to CLOCK_MONOTONIC with the offset between the two clocks of this machine."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.installs: list[tuple[int, int]] = []
+        self._offset_ns = time.time_ns() - time.monotonic_ns()
+        self._read = 0
+
+    def poll(self) -> list[tuple[int, int]]:
+        with self.path.open("rb") as log_file:
+            log_file.seek(self._read)
+            chunk = log_file.read()
+        complete = chunk.rfind(b"\n") + 1
+        self._read += complete
+        for line in chunk[:complete].splitlines():
+            if b"routing table v" not in line:
+                continue
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                found = _INSTALLED.match(str(entry.get("message", "")))
+                if found is None:
+                    continue
+                since_epoch = datetime.datetime.fromisoformat(str(entry["time"])) - _EPOCH
+                wall_ns = since_epoch // datetime.timedelta(microseconds=1) * 1000
+                routed = int(found.group(1)) - int(found.group(2))
+                self.installs.append((wall_ns - self._offset_ns, routed))
+        return self.installs
+
+    def routed(self) -> int:
+        return self.poll()[-1][1] if self.poll() else 0
+
+    async def wait_routed(self, count: int, within: float) -> bool:
+        deadline = time.monotonic() + within
+        while self.routed() < count:
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
+
+def live_times(installs: list[tuple[int, int]], before: int, ordered: list[str]) -> dict[str, int]:
+    """When each of ``ordered`` (the apply's names in resourceVersion order) first routed.
+
+    A replica's store takes watch events in the apiserver's write order and every install compiles the
+    whole store, so the routed resources form a prefix of that order: the k-th written subscription is
+    live at the first install routing ``before`` + k resources. (Exact as a distribution; Kopf may swap
+    two neighbours written within the same few ms.)"""
+    found: dict[str, int] = {}
+    rank = 0
+    for at_ns, routed in sorted(installs):
+        while rank < len(ordered) and routed - before > rank:
+            found[ordered[rank]] = at_ns
+            rank += 1
+    return found
+
+
+class ApiserverCounts:
+    """Status PATCHes of EventSubscriptions as the apiserver counted them (its /metrics,
+    ``apiserver_request_total``), by response code: outside every replica."""
+
+    def __init__(self, cluster: Any) -> None:
+        self.url = f"{cluster.server}/metrics"
+        self.headers = {"Authorization": f"Bearer {cluster.admin_token}"}
+        self.tls = ssl.create_default_context(cafile=str(cluster.ca_file))
+
+    async def status_patches(self) -> dict[str, int]:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+            session.get(self.url, headers=self.headers, ssl=self.tls) as reply,
+        ):
+            reply.raise_for_status()
+            text = await reply.text()
+        codes: dict[str, int] = {}
+        for family in text_string_to_metric_families(text):
+            if family.name != "apiserver_request":
+                continue
+            for sample in family.samples:
+                labels = sample.labels
+                if (
+                    sample.name == "apiserver_request_total"
+                    and labels.get("verb") == "PATCH"
+                    and labels.get("resource") == "eventsubscriptions"
+                    and labels.get("subresource") == "status"
+                ):
+                    codes[labels["code"]] = codes.get(labels["code"], 0) + int(sample.value)
+        return codes
+
+
+def _total(codes: dict[str, int]) -> int:
+    return sum(codes.values())
+
+
+async def _patches_settled(counts: ApiserverCounts, quiet_s: float = 1.5, within: float = 30.0) -> None:
+    """Wait until no status PATCH arrives at the apiserver for ``quiet_s`` (for at most ``within`` s)."""
+    deadline = time.monotonic() + within
+    last, since = _total(await counts.status_patches()), time.monotonic()
+    while time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        now = _total(await counts.status_patches())
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return
 
 
 async def apiserver(cfg: Config, log_dir: Path, pods: tuple[str, ...] = REPLICAS) -> dict[str, Any]:
-    from openconnector.kube.runner import run_kopf, start_cluster_gateway
-
     testbed = _testbed()
     sink_proc = await start_sink(log_dir)
     cluster = await _cluster(testbed)
     namespace = f"bench-replicas-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", namespace, check=True)
-    previous = os.environ.get("KUBECONFIG")
-    os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
-    for noisy in ("kopf", "openconnector", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    gateways: list[Any] = []
-    kopf: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
+    replicas: list[Proc] = []
     try:
-        recorders = []
-        for pod in pods:
-            gateway = await start_cluster_gateway(_args(namespace, pod))
-            gateways.append(gateway)
-            recorder = LiveRecorder(namespace, gateway.core.reconciler)
-            gateway.core.reconciler.add_listener(recorder)
-            recorders.append(recorder)
-            stop, ready = asyncio.Event(), asyncio.Event()
-            task = asyncio.create_task(
-                run_kopf(gateway.core, _args(namespace, pod), stop_flag=stop, ready_flag=ready)
-            )
-            kopf.append((stop, task))
-            await asyncio.wait_for(ready.wait(), 60)
-        probe = await _apply(cluster, namespace, 1, sink_proc.url, prefix="probe")
-        probe_name = next(iter(probe["acked_ns"]))
-        for recorder in recorders:
-            if not await recorder.wait({probe_name}, 60):
-                raise RuntimeError("a replica never routed the probe subscription")
-        clients = [g.core.client for g in gateways]
-
-        def patches() -> int:
-            return sum(c.patches for c in clients)
-
-        await _settled(patches)
+        replicas = [spawn_replica(cluster, namespace, pod, log_dir) for pod in pods]
+        for proc in replicas:
+            await wait_http(proc, "/readyz", 120)
+        tables = [TableLog(proc.log) for proc in replicas]
+        counts = ApiserverCounts(cluster)
+        # A probe proves every replica's watch is up before the clock starts.
+        await _apply(cluster, namespace, 1, sink_proc.url, prefix="probe")
+        for proc, table in zip(replicas, tables, strict=True):
+            if not await table.wait_routed(1, 60):
+                raise RuntimeError(f"{proc.name} never routed the probe subscription:\n{proc.log_tail()}")
+        await _patches_settled(counts)
+        before_routed = [table.routed() for table in tables]
+        cpu_before = [cpu_seconds(proc.pid) for proc in replicas]
+        patches_before = await counts.status_patches()
         count = cfg.reconcile_resources
         applied = await _apply(cluster, namespace, count, sink_proc.url)
         names = set(applied["acked_ns"])
+        ordered = sorted(applied["resource_versions"], key=applied["resource_versions"].__getitem__)
         per_replica = {}
-        for pod, recorder in zip(pods, recorders, strict=True):
-            all_live = await recorder.wait(names, LIVE_TIMEOUT_S)
-            latencies = [
-                (recorder.live_ns[n] - applied["sent_ns"][n]) / 1e6 for n in names if n in recorder.live_ns
-            ]
-            per_replica[pod] = {"all_live": all_live, "sent_to_live_ms": latency_summary(latencies)}
-        await _settled(patches)
+        for proc, table, before in zip(replicas, tables, before_routed, strict=True):
+            all_live = await table.wait_routed(before + len(names), LIVE_TIMEOUT_S)
+            live = live_times(table.poll(), before, ordered)
+            latencies = [(live[n] - applied["sent_ns"][n]) / 1e6 for n in names if n in live]
+            per_replica[proc.name] = {
+                "all_live": all_live,
+                "live": len(live),
+                "sent_to_live_ms": latency_summary(latencies),
+                "ack_to_live_ms": latency_summary(
+                    [(live[n] - applied["acked_ns"][n]) / 1e6 for n in names if n in live]
+                ),
+                "installs": sum(1 for at, _ in table.installs if at >= applied["started_ns"]),
+            }
+        await _patches_settled(counts)
+        patches_apply = await counts.status_patches()
+        for proc, before_s in zip(replicas, cpu_before, strict=True):
+            per_replica[proc.name]["cpu_s_apply"] = cpu_seconds(proc.pid) - before_s
+        apply_codes = {c: patches_apply.get(c, 0) - patches_before.get(c, 0) for c in patches_apply}
 
-        # Steady load, split over both replicas (each delivers what it ingested: memory bus).
-        before, conflicts_before, begin = patches(), sum(c.conflicts for c in clients), time.monotonic()
+        # Steady load, split over the replicas (each delivers what it ingested: memory bus).
+        begin = time.monotonic()
         specs = [
             LoadSpec(
-                f"http://127.0.0.1:{g.port}/namespaces/{namespace}/events",
+                f"{proc.url}/namespaces/{namespace}/events",
                 "structured",
                 1024,
                 128,
                 cfg.reconcile_steady_s,
-                rate=cfg.reconcile_rate / len(gateways),
-                max_requests=int(cfg.reconcile_rate * cfg.reconcile_steady_s / len(gateways)),
+                rate=cfg.reconcile_rate / len(replicas),
+                max_requests=int(cfg.reconcile_rate * cfg.reconcile_steady_s / len(replicas)),
                 types=count,
             )
-            for g in gateways
+            for proc in replicas
         ]
         loads = await asyncio.gather(*(run_load(spec, "python") for spec in specs))
         elapsed = time.monotonic() - begin
-        window = patches() - before
+        patches_after = await counts.status_patches()
+        window = {c: patches_after.get(c, 0) - patches_apply.get(c, 0) for c in patches_after}
         steady = {
             "rate": cfg.reconcile_rate,
             "duration_s": elapsed,
             "accepted": sum(int(load["ok"]) for load in loads),
-            "status_patches": window,
-            "patches_per_s": window / elapsed,
-            "bound_per_s": len(gateways) * count / STATUS_INTERVAL_S,
-            "conflicts_409": sum(c.conflicts for c in clients) - conflicts_before,
+            "status_patches": _total(window),
+            "patches_per_s": _total(window) / elapsed,
+            "bound_per_s": len(replicas) * count / STATUS_INTERVAL_S,
+            "conflicts_409": window.get("409", 0),
+            "codes": window,
         }
-        return {"resources": count, "replicas": per_replica, "steady": steady}
+        return {
+            "resources": count,
+            "replicas": per_replica,
+            "apply_status_patches": _total(apply_codes),
+            "apply_conflicts_409": apply_codes.get("409", 0),
+            "steady": steady,
+        }
     finally:
-        for stop, _ in kopf:
-            stop.set()
-        for _, task in kopf:
-            await asyncio.wait({task}, timeout=KOPF_STOP_S)
-            if not task.done():
-                task.cancel()
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await task
-        for gateway in gateways:
-            await gateway.stop()
-        if previous is None:
-            os.environ.pop("KUBECONFIG", None)
-        else:
-            os.environ["KUBECONFIG"] = previous
+        stop_all(replicas)
         cluster.kubectl("delete", "eventsubscriptions", "--all", "-n", namespace, "--wait=false")
         cluster.kubectl("delete", "namespace", namespace, "--wait=false", "--ignore-not-found")
         cluster.stop()
@@ -247,6 +384,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     log_dir = Path(tempfile.mkdtemp(prefix="bench-replicas-logs-"))
     result: dict[str, Any] = {"started": datetime.datetime.now(datetime.UTC).isoformat(), "size": cfg.name}
     if not args.skip_apiserver:
+        result["apiserver_one_replica"] = await apiserver(cfg, log_dir, REPLICAS[:1])
         result["apiserver"] = await apiserver(cfg, log_dir)
     if not args.skip_ingest:
         result["ingest"] = await ingest(cfg, log_dir, args.repeats)

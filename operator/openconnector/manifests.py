@@ -54,26 +54,27 @@ def yaml_files(paths: Iterable[Path]) -> list[Path]:
     return found
 
 
-def iter_documents(paths: Iterable[Path]) -> Iterator[Document | LoadProblem]:
-    for path in yaml_files(paths):
-        try:
-            docs = list(yaml.load_all(path.read_text(encoding="utf-8"), Loader=_SafeLoader))
-        except (OSError, yaml.YAMLError) as error:
-            yield LoadProblem(str(path), f"cannot read YAML: {error}".replace("\n", " "))
+def _file_documents(path: Path) -> Iterator[Document | LoadProblem]:
+    """The documents of one file, parsed one at a time; raises OSError or YAMLError."""
+    for index, body in enumerate(
+        yaml.load_all(path.read_text(encoding="utf-8"), Loader=_SafeLoader), start=1
+    ):
+        origin = f"{path}:{index}"
+        if body is None:
             continue
-        for index, body in enumerate(docs, start=1):
-            origin = f"{path}:{index}"
-            if body is None:
-                continue
-            if not isinstance(body, dict):
-                yield LoadProblem(origin, "a manifest must be a mapping")
-                continue
-            if body.get("kind") == "List" and isinstance(body.get("items"), list):
-                for item in body["items"]:
-                    if isinstance(item, dict):
-                        yield Document(origin, item)
-                continue
-            yield Document(origin, body)
+        if not isinstance(body, dict):
+            yield LoadProblem(origin, "a manifest must be a mapping")
+            continue
+        if body.get("kind") == "List" and isinstance(body.get("items"), list):
+            for item in body["items"]:
+                if isinstance(item, dict):
+                    yield Document(origin, item)
+            continue
+        yield Document(origin, body)
+
+
+def _unreadable(path: Path, error: Exception) -> LoadProblem:
+    return LoadProblem(str(path), f"cannot read YAML: {error}".replace("\n", " "))
 
 
 @dataclass
@@ -81,38 +82,56 @@ class LoadedManifests:
     resources: list[Resource]
     secrets: list[SecretOrConfigMap]
     problems: list[LoadProblem]
-    documents: list[Document]
+
+    def extend(self, other: LoadedManifests) -> None:
+        self.resources += other.resources
+        self.secrets += other.secrets
+        self.problems += other.problems
 
 
 def load_manifests(paths: Iterable[Path]) -> LoadedManifests:
-    """Our resources plus the Secrets and ConfigMaps they may reference; other kinds are ignored."""
-    loaded = LoadedManifests([], [], [], [])
-    for item in iter_documents(paths):
-        if isinstance(item, LoadProblem):
-            loaded.problems.append(item)
+    """Our resources plus the Secrets and ConfigMaps they may reference; other kinds are ignored.
+
+    Each document becomes its resource as soon as it is parsed, so a 10,000-document file never holds
+    every parsed document at once (the peak, and the heap left fragmented after it, would stay in RSS); a
+    file that turns out not to be valid YAML contributes nothing but its problem."""
+    loaded = LoadedManifests([], [], [])
+    for path in yaml_files(paths):
+        found = LoadedManifests([], [], [])
+        try:
+            for item in _file_documents(path):
+                _load_one(found, item)
+        except (OSError, yaml.YAMLError) as error:
+            loaded.problems.append(_unreadable(path, error))
             continue
-        loaded.documents.append(item)
-        body = item.body
-        resource = resource_from_object(body, origin=item.origin)
-        if resource is not None:
-            if body.get("apiVersion") != API_VERSION:
-                message = (
-                    f"{resource.kind}: apiVersion {body.get('apiVersion')!r} is not served; use {API_VERSION}"
-                )
-                loaded.problems.append(LoadProblem(item.origin, message))
-                continue
-            if not resource.name or not _NAME.fullmatch(resource.name) or len(resource.name) > 253:
-                message = f"{resource.kind}/{resource.name}: metadata.name must be a lowercase RFC 1123 name"
-                loaded.problems.append(LoadProblem(item.origin, message))
-                continue
-            loaded.resources.append(resource)
-        elif body.get("apiVersion") == "v1" and body.get("kind") in DATA_KINDS:
-            try:
-                decoded = decode_secret_or_configmap(body["kind"], body)
-            except (binascii.Error, ValueError) as error:
-                loaded.problems.append(LoadProblem(item.origin, f"Secret data is not valid base64: {error}"))
-                continue
-            loaded.secrets.append(decoded)
-        elif str(body.get("apiVersion", "")).startswith("openconnector.nl/"):
-            loaded.problems.append(LoadProblem(item.origin, f"unknown kind {body.get('kind')!r}"))
+        loaded.extend(found)
     return loaded
+
+
+def _load_one(loaded: LoadedManifests, item: Document | LoadProblem) -> None:
+    if isinstance(item, LoadProblem):
+        loaded.problems.append(item)
+        return
+    body = item.body
+    resource = resource_from_object(body, origin=item.origin)
+    if resource is not None:
+        if body.get("apiVersion") != API_VERSION:
+            message = (
+                f"{resource.kind}: apiVersion {body.get('apiVersion')!r} is not served; use {API_VERSION}"
+            )
+            loaded.problems.append(LoadProblem(item.origin, message))
+            return
+        if not resource.name or not _NAME.fullmatch(resource.name) or len(resource.name) > 253:
+            message = f"{resource.kind}/{resource.name}: metadata.name must be a lowercase RFC 1123 name"
+            loaded.problems.append(LoadProblem(item.origin, message))
+            return
+        loaded.resources.append(resource)
+    elif body.get("apiVersion") == "v1" and body.get("kind") in DATA_KINDS:
+        try:
+            decoded = decode_secret_or_configmap(body["kind"], body)
+        except (binascii.Error, ValueError) as error:
+            loaded.problems.append(LoadProblem(item.origin, f"Secret data is not valid base64: {error}"))
+            return
+        loaded.secrets.append(decoded)
+    elif str(body.get("apiVersion", "")).startswith("openconnector.nl/"):
+        loaded.problems.append(LoadProblem(item.origin, f"unknown kind {body.get('kind')!r}"))

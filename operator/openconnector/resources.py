@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import dataclasses
 import re
+import sys
+import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +22,24 @@ from openconnector.api.common import GROUP
 from openconnector.api.keys import ResourceKey as ResourceKey
 from openconnector.api.kinds import CONFIG_MAP, KINDS_BY_NAME, SECRET, Kind
 
+NO_ANNOTATIONS: Mapping[str, str] = types.MappingProxyType({})
+# Strings up to this length in a stored spec are interned: thousands of subscriptions repeat the same keys,
+# event types and modes, and the YAML and JSON parsers make a new string object for each occurrence.
+_INTERN_UP_TO = 256
 
-@dataclass(frozen=True)
+
+def compact_spec(value: Any) -> Any:
+    """A spec as the store keeps it: the same values, with dict keys and short strings interned."""
+    if isinstance(value, str):
+        return sys.intern(value) if len(value) <= _INTERN_UP_TO else value
+    if isinstance(value, dict):
+        return {compact_spec(k): compact_spec(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [compact_spec(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
 class Resource:
     """One openconnector.nl object: identity plus its raw spec (validated later, per kind)."""
 
@@ -33,13 +51,14 @@ class Resource:
     uid: str = ""
     # Where it came from, for messages: "examples/zgw.yaml:3" in standalone mode, "" in a cluster.
     origin: str = ""
-    annotations: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=lambda: NO_ANNOTATIONS)
     # metadata.creationTimestamp; orders conflicting resources (the older one wins).
     created: str = ""
+    # Built once: the store, the routing table, its results and routes then share one key object.
+    key: ResourceKey = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> ResourceKey:
-        return ResourceKey(self.kind, self.namespace, self.name)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", ResourceKey(self.kind, self.namespace, self.name))
 
 
 @dataclass(frozen=True)
@@ -157,11 +176,11 @@ def resource_from_object(obj: Mapping[str, Any], origin: str = "") -> Resource |
         kind=str(obj["kind"]),
         namespace=str(meta.get("namespace") or "default"),
         name=str(meta.get("name", "")),
-        spec=spec if isinstance(spec, Mapping) else {},
+        spec=compact_spec(spec) if isinstance(spec, Mapping) else {},
         generation=int(meta.get("generation") or 1),
         uid=str(meta.get("uid", "")),
         origin=origin,
-        annotations=dict(meta.get("annotations") or {}),
+        annotations=dict(meta["annotations"]) if meta.get("annotations") else NO_ANNOTATIONS,
         created=str(meta.get("creationTimestamp") or ""),
     )
 

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +33,7 @@ from openconnector.delivery.target import ContentMode, DeliveryTarget
 from openconnector.egress import EgressPolicy
 from openconnector.egress_resolver import connector_for
 from openconnector.gateway.limits import RequestLimits
-from openconnector.gateway.metrics import DeliveryMetricsObserver, GatewayMetrics
+from openconnector.gateway.metrics import DeliveryMetricsObserver, GatewayMetrics, SubscriptionHealth
 from openconnector.messages.access import Authorizer, TokenAuthorizer
 from openconnector.messages.recorder import MessageRecorder
 from openconnector.messages.service import MessageService
@@ -94,6 +94,7 @@ class Gateway:
         self.clock = clock
         self.table = RoutingTable.empty()
         self.metrics = GatewayMetrics()
+        self.metrics.subscription_health.source = self.health_samples
         self.dispatcher: DeliveryBus[CloudEvent]
         self.replay_guard = ReplayGuard()
         # Replay refusal: this process's guard, and with the JetStream bus also ids shared by every process
@@ -391,11 +392,10 @@ class Gateway:
         return self.status.body(result, route, None if route is None else self.dispatcher.health(key))
 
     def tick(self) -> None:
-        """Periodic: Kubernetes Events on health transitions, and the health gauges."""
+        """Periodic: Kubernetes Events on health transitions (the health gauges are read when scraped)."""
         for target_key, route in self._routes_by_target.items():
             cond = self.dispatcher.health(target_key).condition
             self._track_health(route, cond.status, cond.reason, cond.message)
-        self._update_health_gauges()
 
     async def _tick_forever(self, interval: float) -> None:
         while True:
@@ -420,15 +420,15 @@ class Gateway:
         """Everything, for ``GET /api/v1alpha1/status`` (standalone mode's kubectl get)."""
         return status_view(self.table.results.values(), self.status_body)
 
-    def _update_health_gauges(self) -> None:
+    def health_samples(self) -> Iterator[SubscriptionHealth]:
+        """The health gauges of every routed subscription, computed when /metrics is scraped."""
         for target_key in self._routes_by_target:
             namespace, name = target_key.namespace, target_key.name
             health = self.dispatcher.health(target_key)
             value = {"True": 1, "False": 0}.get(health.condition.status, -1)
-            self.metrics.subscription_healthy.labels(namespace, name).set(value)
-            if health.success_ratio is not None:
-                self.metrics.subscription_success_ratio.labels(namespace, name).set(health.success_ratio)
-            self.metrics.queue_depth.labels(namespace, name).set(self.dispatcher.queue_depth(target_key))
+            yield SubscriptionHealth(
+                namespace, name, value, health.success_ratio, self.dispatcher.queue_depth(target_key)
+            )
 
 
 GATEWAY_KEY = web.AppKey("gateway", Gateway)

@@ -6,7 +6,8 @@ names a metric defined here.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from aiohttp import web
 from prometheus_client import (
@@ -17,7 +18,9 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from openconnector.api.keys import ResourceKey
@@ -107,24 +110,10 @@ class GatewayMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.subscription_healthy = Gauge(
-            "openconnector_subscription_healthy",
-            "1 when the subscription's Healthy condition is True, 0 when False, -1 when Unknown",
-            ["namespace", "subscription"],
-            registry=r,
-        )
-        self.subscription_success_ratio = Gauge(
-            "openconnector_subscription_success_ratio",
-            "Success ratio of recent delivery attempts",
-            ["namespace", "subscription"],
-            registry=r,
-        )
-        self.queue_depth = Gauge(
-            "openconnector_delivery_queue_depth",
-            "Deliveries waiting",
-            ["namespace", "subscription"],
-            registry=r,
-        )
+        # Health and queue depth of every routed subscription, read when scraped: no series is held per
+        # idle subscription between scrapes (memory at 10k subscriptions), and the values are current.
+        self.subscription_health = SubscriptionHealthCollector()
+        r.register(self.subscription_health)
         self.routing_version = Gauge(
             "openconnector_routing_table_version", "Revision of the installed routing table", registry=r
         )
@@ -159,9 +148,9 @@ class GatewayMetrics:
         """Drop every series of a deleted subscription, so its last health value does not alert forever."""
         self._subscriptions.pop(key, None)
         namespace, name = key.namespace, key.name
+        # (The health gauges need nothing: they list the routed subscriptions when scraped.)
         for metric in (
             self.deliveries, self.delivery_attempts, self.delivery_retries, self.delivery_latency,
-            self.subscription_healthy, self.subscription_success_ratio, self.queue_depth,
         ):  # fmt: skip
             # prometheus_client has no "remove by label prefix"; its series dict is the only index.
             for labels in list(metric._metrics):
@@ -177,6 +166,54 @@ class GatewayMetrics:
             names.add(collector.name)
             names.update(sample.name for sample in collector.samples)
         return names
+
+
+class SubscriptionHealth(NamedTuple):
+    """One routed subscription's health gauges: healthy is 1 (True), 0 (False) or -1 (Unknown)."""
+
+    namespace: str
+    name: str
+    healthy: int
+    success_ratio: float | None  # None before any attempt in the window: no sample
+    queue_depth: int
+
+
+class SubscriptionHealthCollector(Collector):
+    """``openconnector_subscription_healthy``, ``openconnector_subscription_success_ratio`` and
+    ``openconnector_delivery_queue_depth`` per subscription, computed at scrape time from ``source`` (set
+    by the gateway: every routed subscription)."""
+
+    def __init__(self) -> None:
+        self.source: Callable[[], Iterable[SubscriptionHealth]] | None = None
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily, GaugeMetricFamily]:
+        labels = ["namespace", "subscription"]
+        return (
+            GaugeMetricFamily(
+                "openconnector_subscription_healthy",
+                "1 when the subscription's Healthy condition is True, 0 when False, -1 when Unknown",
+                labels=labels,
+            ),
+            GaugeMetricFamily(
+                "openconnector_subscription_success_ratio",
+                "Success ratio of recent delivery attempts",
+                labels=labels,
+            ),
+            GaugeMetricFamily("openconnector_delivery_queue_depth", "Deliveries waiting", labels=labels),
+        )
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        healthy, ratio, depth = self._families()
+        for item in self.source() if self.source is not None else ():
+            labels = [item.namespace, item.name]
+            healthy.add_metric(labels, item.healthy)
+            if item.success_ratio is not None:
+                ratio.add_metric(labels, item.success_ratio)
+            depth.add_metric(labels, item.queue_depth)
+        return (healthy, ratio, depth)
 
 
 _OUTCOME_LABELS = {"delivered": "delivered", "deadLettered": "dead_lettered", "dropped": "dropped"}

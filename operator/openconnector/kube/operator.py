@@ -10,7 +10,6 @@ standalone mode.
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import os
 import time
@@ -19,6 +18,7 @@ from typing import Any
 
 import kopf
 import kubernetes.config.kube_config
+import orjson
 
 from openconnector.api.common import GROUP, VERSION
 from openconnector.api.kinds import ALL_KINDS, KINDS_BY_NAME
@@ -256,7 +256,7 @@ def build_registry(
     registry = kopf.OperatorRegistry()
 
     async def on_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-        event = copy.deepcopy(dict(body))
+        event = own_copy(body)
         if loop is None or loop is asyncio.get_running_loop():
             core.on_object(type, event)
         else:
@@ -285,6 +285,14 @@ def build_registry(
         configure_settings(settings)
 
     return registry
+
+
+def own_copy(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A private copy of a watched object for the store, without ``metadata.managedFields`` (nothing here
+    reads them, and every status write of every replica adds to them): an orjson round trip, a tenth of
+    the time of ``copy.deepcopy`` (Kopf's bodies are plain JSON values)."""
+    metadata = {k: v for k, v in (body.get("metadata") or {}).items() if k != "managedFields"}
+    return orjson.loads(orjson.dumps({**body, "metadata": metadata}))  # type: ignore[no-any-return]
 
 
 def login_info(**kwargs: Any) -> kopf.ConnectionInfo | None:

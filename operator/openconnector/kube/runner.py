@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import logging
 import threading
 from collections.abc import Callable, Coroutine
@@ -236,6 +237,11 @@ async def run_kopf(
 
 async def _run(args: argparse.Namespace) -> int:
     cluster = await start_cluster_gateway(args)
+    # What start-up made (modules, Kopf, the client, the first table) lives as long as the process: out of
+    # the cyclic GC's reach, so that a full collection no longer walks it. Measured while 1,000
+    # subscriptions were applied: the longest compiles (a full collection landing in them) fell from
+    # 250-300 ms to under 100 ms, and every route waiting to go live waited for them.
+    gc.freeze()
     log.info(
         "gateway on port %d; operator watching %s",
         cluster.port,

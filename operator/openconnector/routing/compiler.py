@@ -8,7 +8,6 @@ by their definition, so a change to one resource recompiles only that resource's
 from __future__ import annotations
 
 import base64
-import functools
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +30,7 @@ from openconnector.api.kinds import (
     MAPPING,
     SECRET,
     SOURCE,
+    Kind,
 )
 from openconnector.api.models import (
     ConsumerSpec,
@@ -66,6 +66,10 @@ from openconnector.schema_guard import linear_validator_class, schema_pattern_pr
 T = TypeVar("T")
 
 
+# One object across compiles, so that a kept route's policy check is an identity test.
+_DEFAULT_EGRESS = EgressPolicy()
+
+
 class CompileProblem(Exception):
     """Raised inside one resource's compilation; becomes its Ready=False condition."""
 
@@ -82,6 +86,47 @@ class Memo:
     def __init__(self, limit: int = 50_000) -> None:
         self._store: dict[tuple[str, str], Any] = {}
         self._limit = limit
+        # Per resource, the last version compiled: its parsed spec, and for a subscription that references
+        # no Secret and no Source, its route. A compile then costs O(changed) rather than O(resources) of
+        # validation and URL checks: a burst of N applies compiles ~N/batch times.
+        self._parsed: dict[
+            ResourceKey, tuple[Mapping[str, Any], tuple[BaseModel | None, list[FieldProblem]]]
+        ] = {}
+        self._routes: dict[ResourceKey, tuple[Resource, EgressPolicy, SubscriptionRoute, ResourceResult]] = {}
+
+    def parsed(self, res: Resource, kind: Kind) -> tuple[BaseModel | None, list[FieldProblem]]:
+        """``parse_spec`` of ``res``, reused while its spec is unchanged."""
+        found = self._parsed.get(res.key)
+        if found is not None and (found[0] is res.spec or found[0] == res.spec):
+            return found[1]
+        parsed = parse_spec(kind, res.spec)
+        self._parsed[res.key] = (res.spec, parsed)
+        return parsed
+
+    def route(self, res: Resource, egress: EgressPolicy) -> tuple[SubscriptionRoute, ResourceResult] | None:
+        """The route and result compiled for this very spec and generation under this egress policy."""
+        found = self._routes.get(res.key)
+        if found is None:
+            return None
+        kept, policy, route, result = found
+        same = kept is res or (
+            kept.spec == res.spec and kept.generation == res.generation and kept.origin == res.origin
+        )
+        return (route, result) if same and (policy is egress or policy == egress) else None
+
+    def keep_route(
+        self, res: Resource, egress: EgressPolicy, route: SubscriptionRoute, result: ResourceResult
+    ) -> None:
+        self._routes[res.key] = (res, egress, route, result)
+        # The parsed spec is not needed while the route is kept (memory: ~2 KiB per subscription).
+        self._parsed.pop(res.key, None)
+
+    def forget_missing(self, present: Mapping[ResourceKey, Any]) -> None:
+        """Drop what deleted resources left behind."""
+        for cache in (self._parsed, self._routes):
+            if any(key not in present for key in cache):
+                for key in [k for k in cache if k not in present]:
+                    del cache[key]
 
     def get(self, namespace: str, definition: Any, build: Callable[[], T]) -> T:
         key = (namespace, json.dumps(definition, sort_keys=True, default=str))
@@ -299,6 +344,17 @@ def resolve_endpoint(
     return f"http://{service}.{service_ns or namespace}.svc:{port or '80'}/{path}"
 
 
+def _self_contained(spec: EventSubscriptionSpec) -> bool:
+    """Compiled from its own spec and the egress policy alone (no Secret, no ``source:`` endpoint), so its
+    route can be reused while the spec is unchanged."""
+    dead_letter = spec.delivery.deadLetter
+    endpoints = (spec.endpoint, dead_letter.endpoint if dead_letter is not None else "")
+    secrets = spec.auth is not None and (
+        spec.auth.secretRef is not None or spec.auth.signingSecretRef is not None
+    )
+    return not secrets and not any(e.startswith("source:") for e in endpoints)
+
+
 # DeliveryTarget's own field names -> the CR field a user must fix.
 _TARGET_FIELDS = {
     "url": "spec.endpoint",
@@ -475,13 +531,14 @@ def compile_table(
     egress: EgressPolicy | None = None,
 ) -> RoutingTable:
     """Compile everything. Never raises for a bad resource: it gets a Ready=False result instead."""
-    ctx = _Context(resources, secrets, memo or Memo(), egress or EgressPolicy())
-    by_kind: dict[str, list[tuple[Resource, BaseModel]]] = {k: [] for k in KINDS_BY_NAME}
+    ctx = _Context(resources, secrets, memo or Memo(), egress or _DEFAULT_EGRESS)
+    by_kind: dict[str, list[tuple[Resource, BaseModel | None]]] = {k: [] for k in KINDS_BY_NAME}
     for res in _ordered(list(resources.values())):
-        kind = KINDS_BY_NAME[res.kind]
-        spec, problems = ctx.memo.get(
-            f"spec:{res.kind}", res.spec, functools.partial(parse_spec, kind, res.spec)
-        )
+        if res.kind == EVENT_SUBSCRIPTION.kind:
+            # Parsed where its route is built, if no route is kept: one parsed spec at a time is alive.
+            by_kind[res.kind].append((res, None))
+            continue
+        spec, problems = ctx.memo.parsed(res, KINDS_BY_NAME[res.kind])
         if spec is None:
             ctx.fail(res, problems[0].reason, problems)  # InvalidFilter for spec.filters
             continue
@@ -529,15 +586,26 @@ def compile_table(
 
     by_type: dict[tuple[str, str], list[SubscriptionRoute]] = {}
     wildcard: dict[str, list[SubscriptionRoute]] = {}
-    for res, spec in by_kind[EVENT_SUBSCRIPTION.kind]:
-        sub = attempt(res, _compile_subscription, spec, sources)
-        if sub is None:
-            continue
+    for res, _ in by_kind[EVENT_SUBSCRIPTION.kind]:
+        kept = ctx.memo.route(res, ctx.egress)
+        if kept is None:
+            spec, problems = ctx.memo.parsed(res, EVENT_SUBSCRIPTION)
+            if spec is None:
+                ctx.fail(res, problems[0].reason, problems)  # InvalidFilter for spec.filters
+                continue
+            assert isinstance(spec, EventSubscriptionSpec)
+            sub = attempt(res, _compile_subscription, spec, sources)
+            if sub is None:
+                continue
+            ctx.ok(res, url=sub.target.redacted_url, style=sub.style)
+            if _self_contained(spec):
+                ctx.memo.keep_route(res, ctx.egress, sub, ctx.results[res.key])
+        else:
+            sub, ctx.results[res.key] = kept
         if sub.event_type == "*":
             wildcard.setdefault(res.namespace, []).append(sub)
         else:
             by_type.setdefault((res.namespace, sub.event_type), []).append(sub)
-        ctx.ok(res, url=sub.target.redacted_url, style=sub.style)
 
     consumers: dict[str, ConsumerRoute] = {}
     for res, spec in by_kind[CONSUMER.kind]:
@@ -563,6 +631,7 @@ def compile_table(
             continue
         ctx.ok(res, url=f"/webhooks/{consumer.endpoint}")
 
+    ctx.memo.forget_missing(resources)
     return RoutingTable(
         version=version,
         events_by_type=events_by_type,

@@ -21,7 +21,7 @@ from openconnector.resources import FieldProblem, ResourceKey
 DataValidator = Callable[[Any], list[str]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ResourceResult:
     """The outcome of compiling one resource: becomes its Ready condition."""
 
@@ -37,7 +37,7 @@ class ResourceResult:
     problems: tuple[FieldProblem, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceLocation:
     """Where a Source is: its location, the headers (auth included) and timeout of every request to it."""
 
@@ -46,7 +46,7 @@ class SourceLocation:
     timeout: float
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SourceRoute:
     key: ResourceKey
     type: Literal["api", "register"]
@@ -54,7 +54,7 @@ class SourceRoute:
     register: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EventRoute:
     key: ResourceKey
     type: str
@@ -66,7 +66,7 @@ class EventRoute:
     validate_data: DataValidator | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SubscriptionRoute:
     key: ResourceKey
     generation: int
@@ -84,7 +84,7 @@ class SubscriptionRoute:
         return self.target.key
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ConsumerRoute:
     key: ResourceKey
     endpoint: str  # normalised: no leading or trailing slash
