@@ -7,7 +7,9 @@ leave out replication round trips), and the bare aiohttp accept-and-forward prox
 benchmark. Path: webhook → targetless Consumer → Event → 1 subscription → loopback sink.
 
 * closed loop (1 KB): deliveries/s at the sink while the load ran; the JetStream gateway's as a ratio of
-  the memory gateway's, per repetition;
+  the memory gateway's, per repetition; and per system the deliveries/s while the load ran as a share of
+  the accepted/s (near 1: delivery keeps up with intake; far below 1: intake starves delivery and the
+  backlog grows, the signature of an unpaced intake) and the CPU per delivered event;
 * open loop at 1,000 events/s: end-to-end latency from the intended send time to the sink; added p99 is
   the JetStream gateway's p99 minus the bare proxy's (as in the ingest benchmark), and, separately, minus
   the memory gateway's (what the durable bus itself adds).
@@ -155,6 +157,12 @@ def summarise(ctx: Context, closed: list[dict[str, Any]], open_runs: list[dict[s
         "delivered_per_s": _spreads(closed, "delivered_per_s"),
         "accepted_per_s": _spreads(closed, "accepted_per_s"),
         "drained_per_s": _spreads(closed, "drained_per_s"),
+        "delivered_vs_accepted": {
+            system: spread(
+                [run["delivered_per_s"] / run["accepted_per_s"] for run in runs if run["accepted_per_s"]]
+            )
+            for system, runs in _by_system_runs(closed).items()
+        },
         "ratio_jetstream_memory": spread(paired_ratios(closed, "delivered_per_s", "jetstream", "memory")),
         "ratio_memory_baseline": spread(paired_ratios(closed, "delivered_per_s", "memory", "baseline")),
         "ratio_jetstream_baseline": spread(paired_ratios(closed, "delivered_per_s", "jetstream", "baseline")),
@@ -190,13 +198,19 @@ def summarise(ctx: Context, closed: list[dict[str, Any]], open_runs: list[dict[s
     }
     ratio = closed_summary["ratio_jetstream_memory"]["median"]
     rates = closed_summary["delivered_per_s"]
+    kept_up = closed_summary["delivered_vs_accepted"]
+    cpu = closed_summary["cpu_us_per_delivery"]
     ctx.say(
         f"bus closed loop 1 KB: JetStream {_median(rates, 'jetstream'):,.0f} deliveries/s vs memory "
         f"{_median(rates, 'memory'):,.0f}/s vs bare proxy {_median(rates, 'baseline'):,.0f}/s "
         "→ JetStream/memory "
         f"{ratio or 0:.2f} (runs "
         f"{', '.join(f'{r:.2f}' for r in closed_summary['ratio_jetstream_memory']['values'])}); "
-        f"lost {closed_summary['lost']}"
+        f"delivered/accepted while loaded: JetStream {_median(kept_up, 'jetstream'):.2f}, memory "
+        f"{_median(kept_up, 'memory'):.2f}; CPU µs per delivery: JetStream gateway "
+        f"{_median(cpu, 'jetstream'):,.0f} (+ nats-server "
+        f"{_median(closed_summary['nats_cpu_us_per_delivery'], 'jetstream'):,.0f}), memory gateway "
+        f"{_median(cpu, 'memory'):,.0f}; lost {closed_summary['lost']}"
     )
     added = open_summary["added_vs_baseline_us"]["p99"]["median"]
     added_memory = open_summary["added_vs_memory_us"]["p99"]["median"]
@@ -228,6 +242,13 @@ def summarise(ctx: Context, closed: list[dict[str, Any]], open_runs: list[dict[s
         ),
     ]
     return {"closed": closed_summary, "open": open_summary, "goals": goals}
+
+
+def _by_system_runs(runs: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        found.setdefault(run["system"], []).append(run)
+    return found
 
 
 def _median(spreads: dict[str, Any], system: str) -> float:

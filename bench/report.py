@@ -457,6 +457,18 @@ def _finding_bus(bus: dict[str, Any]) -> str | None:
     delivered = _median(c["delivered_per_s"].get("jetstream")) or 0.0
     drained = _median(c.get("drained_per_s", {}).get("jetstream")) or 0.0
     memory_accepted = _median(c["accepted_per_s"].get("memory")) or 0.0
+    if accepted and delivered / accepted >= 0.5:  # paced intake: delivery keeps up, CPU is the limit
+        return (
+            f"- **durable bus: JetStream {ratio:.2f} of the memory bus's throughput (goal {GOAL_RATIO:.2f}), "
+            f"added p99 {added:.1f} ms at {o['rate']:,.0f} events/s (goal < {GOAL_ADDED_P99_MS:g} ms).** "
+            f"Under the closed loop the JetStream gateway accepts {accepted:,.0f} events/s and delivers "
+            f"{delivered:,.0f}/s while the load runs (intake is paced to delivery, "
+            "`--jetstream-pace-backlog`), so what is left is cost: per delivered event "
+            f"{jetstream_cpu:,.0f} µs of CPU in the JetStream gateway against {memory_cpu:,.0f} µs in the "
+            f"memory gateway, plus {nats_cpu:,.0f} µs in nats-server, on the same two cores (the publish and "
+            "its acknowledgement, receiving and acknowledging the delivery, the durable attempt and message "
+            "logs). An open loop faster than that capacity queues, and the queueing is the added latency."
+        )
     return (
         f"- **durable bus: JetStream {ratio:.2f} of the memory bus's throughput (goal {GOAL_RATIO:.2f}), "
         f"added p99 {added:.1f} ms at {o['rate']:,.0f} events/s (goal < {GOAL_ADDED_P99_MS:g} ms).** "

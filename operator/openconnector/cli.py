@@ -222,6 +222,15 @@ def build_parser() -> argparse.ArgumentParser:
             "--jetstream-duplicate-window", type=duration, default=duration("2m"), metavar="DURATION",
             help="a sender's retry of the same request within this window is stored once",
         )  # fmt: skip
+        bus.add_argument(
+            "--jetstream-pace-backlog", type=int, default=256, metavar="N",
+            help="while a delivering subscription has N stored deliveries waiting, requests for it wait "
+            "for room (up to --jetstream-pace-wait, then they are stored anyway; 0: no pacing)",
+        )  # fmt: skip
+        bus.add_argument(
+            "--jetstream-pace-wait", type=duration, default=duration("1s"), metavar="DURATION",
+            help="longest a request waits for room under --jetstream-pace-backlog",
+        )  # fmt: skip
 
     def gateway_flags(p: argparse.ArgumentParser, default_port: int) -> None:
         p.add_argument("--host", default="127.0.0.1", help="address the gateway listens on")

@@ -113,6 +113,8 @@ def jetstream_settings_from_args(args: argparse.Namespace) -> JetStreamSettings:
         max_bytes=args.jetstream_max_bytes,
         max_age=args.jetstream_max_age,
         duplicate_window=args.jetstream_duplicate_window,
+        pace_backlog=args.jetstream_pace_backlog,
+        pace_wait=args.jetstream_pace_wait,
         creds_file=args.nats_creds,
         token=token,
         tls_ca=args.nats_tls_ca,

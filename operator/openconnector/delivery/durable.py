@@ -23,9 +23,11 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+import orjson
 
 from openconnector.api.keys import ResourceKey
 from openconnector.api.kinds import EVENT_SUBSCRIPTION
@@ -42,6 +44,8 @@ __all__ = [
     "SubscriptionNames",
     "attempt_from_record",
     "attempt_to_record",
+    "attempts_from_record",
+    "attempts_to_record",
     "consumer_name",
     "consumer_settings",
     "decode_meta",
@@ -195,7 +199,10 @@ def encode_meta(prepared: Prepared) -> str:
 def decode_meta(meta: str, body: bytes) -> Prepared:
     """The held request back from a message; ValueError when the meta header is not ours."""
     try:
-        document = json.loads(meta)
+        try:
+            document = orjson.loads(meta)
+        except orjson.JSONDecodeError:
+            document = json.loads(meta)  # what orjson refuses but json.dumps can write (lone surrogates)
         headers = {str(k): str(v) for k, v in dict(document["headers"]).items()}
         event_id, event_type, source = str(document["id"]), str(document["type"]), str(document["source"])
         mode = ContentMode(document["mode"])
@@ -215,39 +222,66 @@ def decode_meta(meta: str, body: bytes) -> Prepared:
     )
 
 
+def _attempt_fields(attempt: Attempt) -> dict[str, Any]:
+    return {
+        "r": attempt.request_id,
+        "e": attempt.event_id,
+        "a": attempt.attempt,
+        "t": attempt.time,
+        "s": attempt.status_code,
+        "l": attempt.latency_ms,
+        "x": attempt.error,
+        "o": attempt.outcome,
+        "d": attempt.destination.value,
+        "n": attempt.retry_in,
+    }
+
+
+def _attempt_from_fields(record: Mapping[str, Any]) -> Attempt:
+    return Attempt(
+        request_id=str(record["r"]),
+        event_id=str(record["e"]),
+        attempt=int(record["a"]),
+        time=float(record["t"]),
+        status_code=None if record["s"] is None else int(record["s"]),
+        latency_ms=float(record["l"]),
+        error=None if record["x"] is None else str(record["x"]),
+        outcome=str(record["o"]),
+        destination=Destination(record["d"]),
+        retry_in=None if record["n"] is None else float(record["n"]),
+    )
+
+
 def attempt_to_record(attempt: Attempt) -> bytes:
-    return json.dumps(
-        {
-            "r": attempt.request_id,
-            "e": attempt.event_id,
-            "a": attempt.attempt,
-            "t": attempt.time,
-            "s": attempt.status_code,
-            "l": attempt.latency_ms,
-            "x": attempt.error,
-            "o": attempt.outcome,
-            "d": attempt.destination.value,
-            "n": attempt.retry_in,
-        },
-        separators=(",", ":"),
-    ).encode()
+    return json.dumps(_attempt_fields(attempt), separators=(",", ":")).encode()
+
+
+def attempts_to_record(attempts: Sequence[Attempt]) -> bytes:
+    """Attempts of one subscription as one message (a JSON array); one as :func:`attempt_to_record`."""
+    if len(attempts) == 1:
+        return attempt_to_record(attempts[0])
+    return json.dumps([_attempt_fields(attempt) for attempt in attempts], separators=(",", ":")).encode()
 
 
 def attempt_from_record(data: bytes) -> Attempt | None:
     """An attempt stored by :func:`attempt_to_record`; None for anything else."""
     try:
-        record: Mapping[str, Any] = json.loads(data)
-        return Attempt(
-            request_id=str(record["r"]),
-            event_id=str(record["e"]),
-            attempt=int(record["a"]),
-            time=float(record["t"]),
-            status_code=None if record["s"] is None else int(record["s"]),
-            latency_ms=float(record["l"]),
-            error=None if record["x"] is None else str(record["x"]),
-            outcome=str(record["o"]),
-            destination=Destination(record["d"]),
-            retry_in=None if record["n"] is None else float(record["n"]),
-        )
+        return _attempt_from_fields(json.loads(data))
     except (KeyError, TypeError, ValueError):
         return None
+
+
+def attempts_from_record(data: bytes) -> list[Attempt]:
+    """The attempts of a message written by :func:`attempts_to_record` (or :func:`attempt_to_record`),
+    oldest first; what is not an attempt is left out."""
+    try:
+        document = json.loads(data)
+    except ValueError:
+        return []
+    found: list[Attempt] = []
+    for record in document if isinstance(document, list) else [document]:
+        try:
+            found.append(_attempt_from_fields(record))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return found

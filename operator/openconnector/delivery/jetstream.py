@@ -24,6 +24,13 @@ subscription) tuples: a sender's retry of the same request within the stream's d
 stored once. A retry after the window, or a request that only partly overlaps an earlier one, is
 stored again: deliveries are at-least-once.
 
+Pacing
+------
+Intake and delivery share the process's event loop, and senders outnumber the ``maxConcurrency``
+attempts in flight: unpaced, intake takes most of the loop while the backlog grows. So a request for a
+subscription that is delivering and has ``pace_backlog`` deliveries waiting waits for room (at most
+``pace_wait``, then it is stored anyway); see :meth:`JetStreamBus._pace`.
+
 Delivery
 --------
 A message is one attempt: :meth:`~openconnector.delivery.retry.Deliverer.try_once` decides, and the
@@ -50,11 +57,13 @@ Health counters are per process (like the in-memory bus).
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime
 import hashlib
 import json
 import logging
+import math
 import ssl
 import time
 import uuid
@@ -86,8 +95,8 @@ from openconnector.delivery.attempts import DEFAULT_ATTEMPT_LOG_SIZE, Attempt, A
 from openconnector.delivery.durable import (
     META_HEADER,
     MSG_ID_HEADER,
-    attempt_from_record,
-    attempt_to_record,
+    attempts_from_record,
+    attempts_to_record,
     consumer_name,
     consumer_settings,
     decode_meta,
@@ -130,6 +139,7 @@ _CONNECT_TIMEOUT = 2.0  # one TCP/TLS/handshake attempt to one server
 _CLOSE_BOUND = 5.0  # seconds close() waits for each step of shutting down (tasks, the connection)
 _PENDING_REFRESH = 5.0  # seconds between reads of a consumer's backlog (the queue-depth gauge)
 _REPLAY_KEY_PREFIX = "r_"
+_PACE_PROGRESS = 1.0  # a subscription that finished a delivery within this many seconds is delivering
 
 
 @dataclass(frozen=True)
@@ -150,6 +160,10 @@ class JetStreamSettings:
     tls_key: str | None = None
     publish_timeout: float = 4.0  # below the gateway's submit timeout (5 s): a timeout is our answer
     name: str = "openconnector-gateway"
+    #: Intake pacing: while a subscription that is delivering has this many stored deliveries waiting,
+    #: a request for it waits (at most ``pace_wait`` seconds, then it is stored anyway). 0: no pacing.
+    pace_backlog: int = 256
+    pace_wait: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.servers:
@@ -162,6 +176,10 @@ class JetStreamSettings:
             raise ValueError(f"jetstream storage: must be file or memory, got {self.storage!r}")
         if not 1 <= self.replicas <= 5:
             raise ValueError(f"jetstream replicas: must be 1 to 5, got {self.replicas}")
+        if self.pace_backlog < 0:
+            raise ValueError(f"jetstream pace backlog: must be 0 or more, got {self.pace_backlog}")
+        if not 0 <= self.pace_wait <= 60:
+            raise ValueError(f"jetstream pace wait: must be 0 to 60 seconds, got {self.pace_wait}")
 
     @property
     def storage_type(self) -> StorageType:
@@ -214,6 +232,14 @@ class _Subscription:
         # or older than a resume): the watcher does not apply them again.
         self.revision_floor = 0
         self.revision_seen = 0
+        # Intake pacing (see JetStreamBus._pace): the consumer's undelivered backlog as last seen on a
+        # delivered message (``receipts`` counts those readings) plus what this process stored since,
+        # when this process last finished a delivery, and the requests waiting for the backlog to
+        # shrink, oldest first (each is woken with the reading its reserved room belongs to).
+        self.backlog = 0
+        self.receipts = 0
+        self.finished_at = -math.inf
+        self.pace_waiters: collections.deque[asyncio.Future[int]] = collections.deque()
 
     @property
     def key(self) -> ResourceKey:
@@ -617,6 +643,16 @@ class JetStreamBus(Generic[E]):
         full, timed out): nothing of the request is delivered then."""
         if self._closed:
             raise DeliveryClosedError("the bus is closed")
+        reserved: list[tuple[_Subscription, int]] = []
+        try:
+            await self._pace(plan, reserved)
+            return await self._store(plan, msg_id)
+        finally:
+            for sub, reading in reserved:
+                if sub.receipts == reading:  # else a newer reading replaced the reservation
+                    sub.backlog -= 1  # the reservation; _store counted what it stored
+
+    async def _store(self, plan: Sequence[tuple[ResourceKey, E]], msg_id: str | None) -> OfferResult:
         skipped: list[ResourceKey] = []
         dropped: list[tuple[_Subscription, E, str]] = []
         cache: dict[tuple[int, ContentMode], Prepared | str] = {}
@@ -651,12 +687,67 @@ class JetStreamBus(Generic[E]):
             )
         if messages:
             await self._consumers_live(messages)
+            readings = {key: self._subs[key].receipts for key, _ in messages}
             await self._publish(messages, msg_id or request_msg_id(tuples))
+            for key, _ in messages:
+                sub = self._subs[key]
+                # A reading taken while this was stored may count it already: count it only when none
+                # came in between (an undercount lasts until the next reading; an overcount would pace).
+                if sub.receipts == readings[key]:
+                    sub.backlog += 1
         for sub, event, message in dropped:
             self._deliverer.drop(sub, event, DropReason.ENCODING_FAILED, message)
         return OfferResult(
             True, queued=len(messages), skipped=skipped, dropped=[sub.key for sub, _, _ in dropped]
         )
+
+    async def _pace(
+        self, plan: Sequence[tuple[ResourceKey, E]], reserved: list[tuple[_Subscription, int]]
+    ) -> None:
+        """Give delivery its share of the event loop: wait while a subscription of ``plan`` that is
+        delivering has ``pace_backlog`` or more stored deliveries waiting, until its deliveries make
+        room (oldest waiter first) or ``pace_wait`` passed; then the request is stored anyway.
+
+        Intake and delivery share one event loop, and intake has many senders while delivery has at most
+        ``maxConcurrency`` attempts in flight: unpaced, the senders take most of the loop and the backlog
+        only grows. A subscription that is not delivering (its subscriber is down, every attempt waits in
+        backoff) is not paced: the stream stores its backlog, which is what it is for. Adds to
+        ``reserved`` the subscriptions whose room was reserved for this request, each with the backlog
+        reading the reservation counts in (release with ``backlog -= 1`` while that reading is the
+        latest), also when the wait is cancelled."""
+        limit = self.settings.pace_backlog
+        if limit <= 0 or self.settings.pace_wait <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        paced = [
+            sub
+            for sub in {self._subs[key] for key, _ in plan if key in self._subs}
+            if now - sub.finished_at < _PACE_PROGRESS and (sub.pace_waiters or sub.backlog >= limit)
+        ]
+        deadline = now + self.settings.pace_wait
+        for sub in paced:
+            waiter: asyncio.Future[int] = loop.create_future()
+            sub.pace_waiters.append(waiter)
+            try:
+                # asyncio.wait, not asyncio.timeout: a timeout that fires just as the waiter is woken
+                # could leave a cancellation behind in this task (Python 3.11).
+                await asyncio.wait((waiter,), timeout=max(0.0, deadline - loop.time()))
+            finally:
+                if not waiter.done():
+                    waiter.cancel()  # _release skips it
+                elif not waiter.cancelled():
+                    reserved.append((sub, waiter.result()))  # _release counted it in the backlog
+
+    def _release(self, sub: _Subscription) -> None:
+        """Let waiting requests in, oldest first, while the backlog is below the pace limit."""
+        limit = self.settings.pace_backlog
+        waiters = sub.pace_waiters
+        while waiters and sub.backlog < limit:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(sub.receipts)
+                sub.backlog += 1  # reserved for that request until it stored
 
     async def _consumers_live(self, messages: Sequence[tuple[ResourceKey, Prepared]]) -> None:
         """Interest retention keeps a message only for consumers that exist when it is stored: wait
@@ -765,6 +856,11 @@ class JetStreamBus(Generic[E]):
 
     async def _stop_receiving(self, sub: _Subscription, deadline: float) -> None:
         sub.closed = True
+        while sub.pace_waiters:  # no room will be made here any more: let them go (store skips sub)
+            waiter = sub.pace_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(sub.receipts)
+                sub.backlog += 1
         if sub.receiver is not None:
             sub.receiver.cancel()
             await _bounded_wait({sub.receiver}, f"the receiver of {sub.key}")
@@ -836,6 +932,12 @@ class JetStreamBus(Generic[E]):
         async def received(message: Msg) -> None:
             if sub.closed:
                 return  # not ours any more: redelivered after AckWait (or dropped with the consumer)
+            with contextlib.suppress(Exception):
+                # The consumer's undelivered backlog, from the server, whichever process stored it.
+                sub.backlog = message.metadata.num_pending
+                sub.receipts += 1
+            if sub.pace_waiters:
+                self._release(sub)
             task = asyncio.ensure_future(self._handle(sub, message))
             sub.in_flight.add(task)
             task.add_done_callback(sub.in_flight.discard)
@@ -909,6 +1011,7 @@ class JetStreamBus(Generic[E]):
         finally:
             keeper.cancel()
         if delay is None:
+            sub.finished_at = asyncio.get_running_loop().time()
             await _quietly(message.ack())
         else:
             await _quietly(message.nak(delay=nak_delay(delay)))
@@ -1059,11 +1162,15 @@ class JetStreamBus(Generic[E]):
             self._attempt_flusher = self._spawn(self._flush_attempts(), "jetstream-attempts")
 
     async def _flush_attempts(self) -> None:
-        """Publish the recorded attempts (one task for a burst of them, not one per attempt)."""
+        """Publish the recorded attempts: one task for a burst of them, and the attempts of one
+        subscription in that burst as one message (fewer messages to store)."""
         while self._attempt_backlog and self._nc is not None:
             batch, self._attempt_backlog = self._attempt_backlog, []
+            by_subject: dict[str, list[Attempt]] = {}
             for subject, attempt in batch:
-                await _quietly(self._nc.publish(subject, attempt_to_record(attempt)))
+                by_subject.setdefault(subject, []).append(attempt)
+            for subject, attempts in by_subject.items():
+                await _quietly(self._nc.publish(subject, attempts_to_record(attempts)))
 
     async def _read_attempts(self, key: ResourceKey) -> list[Attempt]:
         js = self._jetstream()
@@ -1080,13 +1187,11 @@ class JetStreamBus(Generic[E]):
         try:
             with contextlib.suppress(nats.errors.TimeoutError):
                 for message in await pull.fetch(DEFAULT_ATTEMPT_LOG_SIZE, timeout=0.5):
-                    attempt = attempt_from_record(message.data)
-                    if attempt is not None:
-                        found.append(attempt)
+                    found.extend(attempts_from_record(message.data))
         finally:
             with contextlib.suppress(Exception):
                 await pull.unsubscribe()
-        return found
+        return found[-DEFAULT_ATTEMPT_LOG_SIZE:]
 
 
 class JetStreamReplayStore:

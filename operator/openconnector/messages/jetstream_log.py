@@ -1,8 +1,9 @@
 """The message log on NATS JetStream (``--bus jetstream``): durable, and the same in every process.
 
 Every change to the log (a record stored, an attempt, an outcome, a resend, a pull acknowledgement, a
-record discarded) is one JSON message on ``<stream>_messages.<ns>.<name>`` in the stream
-``<stream>_MESSAGES`` (the same pattern as the attempt log, ``<stream>_ATTEMPTS``). Every gateway
+record discarded) is JSON on ``<stream>_messages.<ns>.<name>`` in the stream ``<stream>_MESSAGES`` (the
+same pattern as the attempt log, ``<stream>_ATTEMPTS``): a record is a message of its own, the other
+changes of one subscription published together share one (``"op": "changes"``). Every gateway
 process reads the whole stream back with an ordered consumer, from the start, and applies each change
 to its in-memory :class:`~openconnector.messages.store.MemoryMessageStore`: reads (pages, cursors,
 pulls) are served from that view, so they are as fast as in memory, and a restarted process rebuilds
@@ -46,6 +47,38 @@ log = logging.getLogger(__name__)
 _rare = RateLimitedLog(log, interval=60.0)
 
 _CHANGES_PER_MESSAGE = 8
+_OWN_EVENTS_KEPT = 10_000
+
+
+def _grouped(batch: list[tuple[str, dict[str, Any]]], origin: str) -> list[tuple[str, bytes]]:
+    """The messages to publish for ``batch``, in order per subscription: a "record" change is one
+    message of its own (its stream sequence is the record's sequence), the other changes of one
+    subscription that follow each other up to its next record (attempts and outcomes, mostly) share
+    one "changes" message: fewer messages to store and to read back."""
+    out: list[tuple[str, bytes]] = []
+    open_groups: dict[str, list[dict[str, Any]]] = {}
+
+    def emit(subject: str, changes: list[dict[str, Any]]) -> None:
+        if len(changes) == 1:
+            out.append((subject, orjson.dumps(changes[0])))
+            return
+        parts = [{k: v for k, v in change.items() if k not in ("origin", "key")} for change in changes]
+        grouped = {"op": "changes", "origin": origin, "key": changes[0]["key"], "changes": parts}
+        out.append((subject, orjson.dumps(grouped)))
+
+    for subject, change in batch:
+        if change.get("op") == "record":
+            group = open_groups.pop(subject, None)
+            if group:
+                emit(subject, group)
+            out.append((subject, orjson.dumps(change)))
+        else:
+            open_groups.setdefault(subject, []).append(change)
+    for subject, group in open_groups.items():
+        emit(subject, group)
+    return out
+
+
 _RETRY = 1.0
 
 
@@ -70,7 +103,11 @@ class JetStreamMessageLog:
         prefix = bus.settings.stream
         self.stream = f"{prefix}_MESSAGES"
         self._subject_prefix = f"{prefix}_messages"
-        self._pending: list[tuple[str, bytes]] = []
+        self._pending: list[tuple[str, dict[str, Any]]] = []
+        # The events this process recorded, until their "record" change is read back: applying it then
+        # needs no parse of the event this process already holds (bounded: a change lost while NATS
+        # was unreachable never comes back to claim its entry).
+        self._own_events: dict[tuple[ResourceKey, str], Any] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._follower: asyncio.Task[None] | None = None
         self.caught_up = asyncio.Event()
@@ -148,7 +185,7 @@ class JetStreamMessageLog:
         names = subscription_names(key)  # the names a running stream already holds
         change["key"] = names.path
         subject = f"{self._subject_prefix}.{names.token}"
-        self._pending.append((subject, orjson.dumps(change)))
+        self._pending.append((subject, change))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.ensure_future(self._flush())
 
@@ -170,7 +207,7 @@ class JetStreamMessageLog:
                     len(batch),
                 )
                 return
-            for subject, data in batch:
+            for subject, data in _grouped(batch, self._origin):
                 try:
                     await client.publish(subject, data)
                 except Exception as failure:
@@ -183,6 +220,10 @@ class JetStreamMessageLog:
     ) -> bool:
         _, body = to_structured(event)
         created = self.store.get(key, record.id) is None
+        own = self._own_events
+        if len(own) >= _OWN_EVENTS_KEPT:
+            del own[next(iter(own))]
+        own[(key, record.id)] = event
         self._publish(key, {
             "op": "record", "id": record.id, "eventId": record.event_id, "source": record.source,
             "type": record.type, "subject": record.subject, "time": _time(record.time),
@@ -216,10 +257,16 @@ class JetStreamMessageLog:
         op, key = change.get("op"), subscription_key_from_path(str(change.get("key", "")))
         namespace, name = key.namespace, key.name
         own = change.get("origin") == self._origin
+        if op == "changes":  # several changes of one subscription in one message (see _grouped)
+            for part in change.get("changes") or ():
+                self._apply({**part, "origin": change.get("origin"), "key": change.get("key")}, sequence)
+            return
         if op == "record":
-            event = parse_http(
-                "POST", {"Content-Type": "application/cloudevents+json"}, str(change["event"]).encode()
-            ).events[0]
+            event = self._own_events.pop((key, str(change["id"])), None) if own else None
+            if event is None:
+                event = parse_http(
+                    "POST", {"Content-Type": "application/cloudevents+json"}, str(change["event"]).encode()
+                ).events[0]
             received = _parse_time(change.get("received"))
             record = MessageRecord(
                 id=str(change["id"]), namespace=namespace, subscription=name, event_id=str(change["eventId"]),
