@@ -4,8 +4,10 @@
     python -m bench.ab_before_after /tmp/old/operator
 
 The old version runs from ``OLD_OPERATOR_DIR`` (first on its PYTHONPATH), the new one from this checkout,
-next to the bare proxy; all three take turns (order alternating) under the ingest benchmark's 1 KB
-closed loop. Not part of ``make bench``: it needs the old tree. Prints JSON medians.
+next to the bare proxy; all take turns (order alternating) under the ingest benchmark's 1 KB closed loop.
+Old, new and proxy run on asyncio's loop (the code compared on the same loop); ``new-uvloop`` and
+``proxy-uvloop`` add the gateway's default loop (``--event-loop uvloop``) and the proxy on it. Not part of
+``make bench``: it needs the old tree. Prints JSON medians.
 """
 
 from __future__ import annotations
@@ -31,26 +33,28 @@ async def compare(old_operator: str) -> dict[str, dict[str, float]]:
     scratch = Path(tempfile.mkdtemp(prefix="bench-ab-"))
     ctx = Context(CONFIGS["full"], scratch / "results", scratch, "auto", True)
     procs: list[Proc] = []
-    rows: dict[str, list[tuple[float, float, float]]] = {"old": [], "new": [], "proxy": []}
+    systems: dict[str, Proc] = {}
     try:
         sink = await start_sink(ctx.log_dir)
         procs.append(sink)
-        proxy = await start_baseline("proxy", ctx.log_dir, forward=f"{sink.url}/deliver/baseline")
-        procs.append(proxy)
+        forward = f"{sink.url}/deliver/baseline"
         manifests = write_dir(scratch / "manifests", ingest_manifests(sink.url))
-        new, _ = await start_gateway(manifests, ctx.log_dir, name="new")
-        procs.append(new)
         os.environ["PYTHONPATH"] = old_operator
-        try:
-            old, _ = await start_gateway(manifests, ctx.log_dir, name="old")
+        try:  # the old version knows no --event-loop: it runs on asyncio's loop
+            systems["old"], _ = await start_gateway(manifests, ctx.log_dir, name="old")
         finally:
             del os.environ["PYTHONPATH"]
-        procs.append(old)
-        systems = {"old": old, "new": new, "proxy": proxy}
+        procs.append(systems["old"])
+        for loop, suffix in (("asyncio", ""), ("uvloop", "-uvloop")):
+            systems["new" + suffix], _ = await start_gateway(manifests, ctx.log_dir, name="new", loop=loop)
+            procs.append(systems["new" + suffix])
+            systems["proxy" + suffix] = await start_baseline("proxy", ctx.log_dir, forward=forward, loop=loop)
+            procs.append(systems["proxy" + suffix])
+        rows: dict[str, list[tuple[float, float, float]]] = {name: [] for name in systems}
         for rep in range(REPEATS):
             for name in list(systems) if rep % 2 == 0 else list(reversed(systems)):
                 proc = systems[name]
-                path = "/ingest" if name == "proxy" else f"/webhooks/{INGEST_ENDPOINT}"
+                path = "/ingest" if name.startswith("proxy") else f"/webhooks/{INGEST_ENDPOINT}"
                 spec = LoadSpec(proc.url + path, "json", 1024, 32, 4.0)
                 found = await measure(ctx, SinkClient(sink), spec, pid=proc.pid)
                 p99_ms = float(found["response_latency_us"]["p99"]) / 1000

@@ -99,6 +99,10 @@ class Context:
     loadgen: str = "auto"
     quiet: bool = False
     lines: list[str] = field(default_factory=list)
+    # The event loops the HTTP benchmarks (ingest, ingress) run the gateway and its baseline on, both on
+    # the same loop. The first is the gateway's default (``--event-loop``) and gets the full benchmark;
+    # each other loop gets the 1 KB closed loop, reported next to it.
+    loops: tuple[str, ...] = ("uvloop", "asyncio")
 
     @property
     def log_dir(self) -> Path:

@@ -129,9 +129,12 @@ async def start_sink(log_dir: Path) -> Proc:
     return proc
 
 
-async def start_baseline(kind: str, log_dir: Path, forward: str | None = None) -> Proc:
+async def start_baseline(
+    kind: str, log_dir: Path, forward: str | None = None, *, loop: str = "asyncio"
+) -> Proc:
+    """A baseline of ``bench.servers`` (``proxy``, ``accept``) on the event loop ``loop``."""
     port = free_port()
-    argv = [sys.executable, "-m", "bench.servers", kind, "--port", str(port)]
+    argv = [sys.executable, "-m", "bench.servers", kind, "--port", str(port), "--loop", loop]
     if forward:
         argv += ["--forward", forward]
     proc = spawn(kind, argv, port, log_dir)
@@ -146,13 +149,16 @@ async def start_gateway(
     within: float = 120.0,
     extra_args: Sequence[str] = (),
     name: str = "gateway",
+    loop: str | None = None,
 ) -> tuple[Proc, float]:
-    """``openconnector serve`` on a manifest directory; returns it and the seconds until /readyz."""
+    """``openconnector serve`` on a manifest directory (on ``loop``, else the gateway's default event
+    loop); returns it and the seconds until /readyz."""
     port = free_port()
+    loop_args = ["--event-loop", loop] if loop else []
     argv = [
         sys.executable, "-m", "openconnector.cli", "--log-level", "WARNING", "serve",
         "--manifests", str(manifest_dir), "--host", HOST, "--port", str(port), "--drain-seconds", "2",
-        *extra_args,
+        *loop_args, *extra_args,
     ]  # fmt: skip
     proc = spawn(name, argv, port, log_dir)
     seconds = await wait_http(proc, "/readyz", within)

@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--img-dir", type=Path, default=DEFAULT_IMG, help="where the PNG plots go")
     parser.add_argument("--no-docs", action="store_true", help="write only the JSON results")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--loop", action="append", choices=["uvloop", "asyncio"], default=[],
+        help="event loop of the gateway and baselines in ingest and ingress (repeatable; the first is "
+        "measured in full, the others at 1 KB; default: uvloop, then asyncio)",
+    )  # fmt: skip
     return parser
 
 
@@ -123,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-") as work:
         ctx = Context(config, args.results_dir, Path(work), args.loadgen, args.quiet)
+        if args.loop:
+            ctx.loops = tuple(dict.fromkeys(args.loop))
         results = asyncio.run(run_benchmarks(names, ctx))
     if not args.no_docs:
         written = write_report(args.results_dir, args.docs, args.img_dir)

@@ -10,7 +10,8 @@
 * ``accept``: the CloudEvents ingress baseline, a bare aiohttp server that parses the JSON body (the
   whole structured event, or the binary-mode data) and answers 202.
 
-All listen on 127.0.0.1 only.
+All listen on 127.0.0.1 only. ``--loop uvloop|asyncio`` picks the baselines' event loop (the gateway's
+``--event-loop``), so a gateway and its baseline are compared on the same loop.
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ import contextlib
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from typing import Any
 
 import aiohttp
 import orjson
 from aiohttp import web
 
 HOST = "127.0.0.1"
+#: The event loops a benchmark can run the gateway and its baselines on (the gateway's ``--event-loop``).
+LOOPS = ("asyncio", "uvloop")
 _STAMP = b'"t":'
 _OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 
@@ -224,17 +228,30 @@ async def _until_signalled(port: int) -> None:
     await stop.wait()
 
 
+def run_on(loop: str, main: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run(main)`` on ``loop`` (the same choice as the gateway's ``--event-loop``). Not
+    ``openconnector.runtime``'s factory: the baselines stay bare aiohttp (their RSS is a baseline too)."""
+    factory = asyncio.new_event_loop
+    if loop == "uvloop":
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(main)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.servers")
     parser.add_argument("kind", choices=["sink", "proxy", "accept"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--forward", help="proxy: the sink URL to forward to")
+    parser.add_argument("--loop", choices=LOOPS, default="asyncio", help="the event loop to run on")
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         if args.kind == "sink":
-            asyncio.run(serve_sink(args.port))
+            run_on(args.loop, serve_sink(args.port))
         else:
-            asyncio.run(serve_aiohttp(args.kind, args.port, args.forward))
+            run_on(args.loop, serve_aiohttp(args.kind, args.port, args.forward))
     return 0
 
 

@@ -115,6 +115,17 @@ def stream_name(text: str) -> str:
     return text
 
 
+EVENT_LOOPS = ("uvloop", "asyncio")
+
+
+def event_loop_name(text: str) -> str:
+    """``--event-loop`` (also checks a value from env OPENCONNECTOR_EVENT_LOOP, which argparse's
+    ``choices`` would not)."""
+    if text not in EVENT_LOOPS:
+        raise argparse.ArgumentTypeError(f"one of {', '.join(EVENT_LOOPS)}, got {text!r}")
+    return text
+
+
 def add_replica_flags(run: argparse.ArgumentParser) -> None:
     """Identity of this replica for the status shards and their Leases (``kube/lease.py``)."""
     from openconnector.kube.client import pod_name, pod_namespace  # cluster mode only: kopf is heavy
@@ -232,6 +243,12 @@ def build_parser() -> argparse.ArgumentParser:
             help="peers whose X-Forwarded-For is believed for allowedIPs (repeatable)",
         )  # fmt: skip
         p.add_argument("--drain-seconds", type=float, default=20.0, help="graceful shutdown deadline")
+        p.add_argument(
+            "--event-loop", type=event_loop_name, choices=EVENT_LOOPS,
+            default=os.environ.get("OPENCONNECTOR_EVENT_LOOP", "uvloop"),
+            help="the gateway's event loop: uvloop (libuv, faster) or asyncio's own "
+            "(env OPENCONNECTOR_EVENT_LOOP)",
+        )  # fmt: skip
         log_flags = p.add_argument_group("message log and its API (/api/v1alpha1)")
         log_flags.add_argument(
             "--api-token-file", metavar="FILE",

@@ -18,7 +18,7 @@ from watchfiles import awatch
 from openconnector.gateway.core import GatewaySettings
 from openconnector.manifests import load_manifests
 from openconnector.resources import ResourceStore
-from openconnector.runtime import RunningGateway, Runtime, settings_from_args
+from openconnector.runtime import RunningGateway, Runtime, run_main, settings_from_args
 
 log = logging.getLogger(__name__)
 
@@ -92,4 +92,4 @@ def serve(args: argparse.Namespace) -> int:
     if not Path(args.manifests).exists():
         log.error("%s: no such file or directory", args.manifests)
         return 2
-    return asyncio.run(_serve(args))
+    return run_main(_serve(args), args)

@@ -101,35 +101,43 @@ class CloudEvent:
 
     @property
     def id(self) -> str:
-        return _as_str(self.attributes["id"])
+        value = self.attributes["id"]  # inline, not _as_str: read several times per delivery
+        return value if type(value) is str else str(value)
 
     @property
     def type(self) -> str:
-        return _as_str(self.attributes["type"])
+        value = self.attributes["type"]  # inline, not _as_str: read several times per delivery
+        return value if type(value) is str else str(value)
 
     @property
     def source(self) -> str:
-        return _as_str(self.attributes["source"])
+        value = self.attributes["source"]  # inline, not _as_str: read several times per delivery
+        return value if type(value) is str else str(value)
 
     @property
     def specversion(self) -> str:
-        return _as_str(self.attributes["specversion"])
+        value = self.attributes["specversion"]  # inline, not _as_str: read several times per delivery
+        return value if type(value) is str else str(value)
 
     @property
     def subject(self) -> str | None:
-        return _opt_str(self.attributes.get("subject"))
+        value = self.attributes.get("subject")
+        return value if value is None or type(value) is str else str(value)
 
     @property
     def time(self) -> str | None:
-        return _opt_str(self.attributes.get("time"))
+        value = self.attributes.get("time")
+        return value if value is None or type(value) is str else str(value)
 
     @property
     def datacontenttype(self) -> str | None:
-        return _opt_str(self.attributes.get("datacontenttype"))
+        value = self.attributes.get("datacontenttype")
+        return value if value is None or type(value) is str else str(value)
 
     @property
     def dataschema(self) -> str | None:
-        return _opt_str(self.attributes.get("dataschema"))
+        value = self.attributes.get("dataschema")
+        return value if value is None or type(value) is str else str(value)
 
     @property
     def extensions(self) -> dict[str, AttributeValue]:
@@ -425,7 +433,17 @@ def is_json_content_type(content_type: str | None) -> bool:
     """True for application/json, text/json and any `+json` structured syntax suffix."""
     if content_type is None:
         return False
-    essence = _essence(content_type)
+    if len(content_type) <= _CACHED_MEDIA_TYPE_LENGTH:
+        return _cached_is_json(content_type)  # senders repeat the same few Content-Types
+    return _is_json_essence(_essence(content_type))
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_is_json(content_type: str) -> bool:
+    return _is_json_essence(_essence(content_type))
+
+
+def _is_json_essence(essence: str) -> bool:
     return essence == JSON_CONTENT_TYPE or essence.endswith("+json") or essence == "text/json"
 
 
@@ -563,12 +581,16 @@ def _check_attributes(
             problems.append(Problem(label(name), 'extension name "data": reserved', index=index))
             continue
         if isinstance(value, str):
-            bad = _bad_string_char(value)
+            # printable ASCII is always fine: _bad_string_char's fast path, inline (one call less each)
+            bad = None if value.isascii() and value.isprintable() else _bad_string_char(value)
             if bad is not None:
                 add(name, f"forbidden character U+{ord(bad):04X} (control, noncharacter or surrogate)")
                 continue
             checker = _VALUE_CHECKS.get(name)
-            if checker is not None:
+            if checker is _check_non_empty:  # id, type, subject: inline, the most common check
+                if not value:
+                    add(name, "must be a non-empty string")
+            elif checker is not None:
                 detail = checker(value)
                 if detail is not None:
                     add(name, detail)
@@ -751,6 +773,9 @@ def _parse_binary(content_type: str | None, ce_headers: list[tuple[str, str]], b
             continue
         if name in attributes or name in undecodable:
             problems.append(Problem(header, f"{header}: header present more than once"))
+            continue
+        if '"' not in raw[:1] and "%" not in raw:
+            attributes[name] = raw  # nothing to decode (decode_header_value's answer, without the call)
             continue
         try:
             attributes[name] = decode_header_value(raw)

@@ -8,6 +8,7 @@ The checks assume the event already passed the core codec (`validate_event` / `p
 from __future__ import annotations
 
 import enum
+import functools
 import re
 
 from openconnector.ce.codec import (
@@ -84,6 +85,21 @@ def check_source(value: str) -> str | None:
     return None
 
 
+# Senders repeat a few types and sources: the verdicts on short values are cached (long ones are checked
+# each time, so a hostile sender cannot make the cache hold megabytes).
+_CACHED_VALUE_LENGTH = 256
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_type_verdict(value: str) -> str | None:
+    return _check_type(value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_source_verdict(value: str) -> str | None:
+    return check_source(value)
+
+
 def check_nlgov(event: CloudEvent, *, index: int | None = None) -> list[Problem]:
     """Every NL GOV profile rule `event` breaks (empty when conformant); all problems are status 400."""
     problems: list[Problem] = []
@@ -94,13 +110,14 @@ def check_nlgov(event: CloudEvent, *, index: int | None = None) -> list[Problem]
     attributes = event.attributes
     type_ = attributes.get("type")
     if isinstance(type_, str):
-        detail = _check_type(type_)
+        detail = _cached_type_verdict(type_) if len(type_) <= _CACHED_VALUE_LENGTH else _check_type(type_)
         if detail is not None:
             add("type", detail)
 
     source = attributes.get("source")
     if isinstance(source, str):
-        detail = check_source(source)
+        short = len(source) <= _CACHED_VALUE_LENGTH
+        detail = _cached_source_verdict(source) if short else check_source(source)
         if detail is not None:
             add("source", detail)
 

@@ -168,7 +168,8 @@ async def ingest(consumer: ConsumerRoute, request: InboundRequest, ports: Consum
     outcome = consumer.verifier.verify(
         headers=request.headers, query=request.query, body=request.body, now=ports.now()
     )
-    outcome = await admit(ports.replay_store, outcome, scope=str(consumer.key), now=ports.now())
+    if outcome.replay_ttl is not None and outcome.message_id is not None:  # what admit() acts on
+        outcome = await admit(ports.replay_store, outcome, scope=str(consumer.key), now=ports.now())
     accepted = False
     try:
         answer = await _accept(consumer, request, ports)
@@ -186,7 +187,8 @@ async def _accept(consumer: ConsumerRoute, request: InboundRequest, ports: Consu
     max_depth = ports.max_json_depth
     if json_depth_exceeds(payload, max_depth):
         raise Refusal(422, "too-deep", f"the body nests deeper than {max_depth} levels", label="too-deep")
-    payload = await _mapped(consumer, payload, max_depth)
+    if consumer.mapping is not None:  # no coroutine for the many Consumers without one
+        payload = await _mapped(consumer, payload, max_depth)
     event = consumer.event
     if event is not None and not event.enabled and consumer.target is None:
         # Nothing would be stored and nothing emitted: a 2xx would claim work that is not done.
@@ -232,7 +234,9 @@ async def _accept(consumer: ConsumerRoute, request: InboundRequest, ports: Consu
         answer["eventError"] = why
         return WebhookAnswer(status, answer)
 
-    if json_depth_exceeds(emitted_data, max_depth):  # only a target's answer can be: it could not be sent
+    # Only a target's answer can nest too deep here (it could not be sent): the payload was checked above,
+    # a mapping's result by the mapping runner, so the same object is not walked twice.
+    if emitted_data is not payload and json_depth_exceeds(emitted_data, max_depth):
         return not_emitted(f"the stored object nests deeper than {max_depth} levels")
     try:
         built = ports.build_event(event, emitted_data, subject or None)

@@ -75,6 +75,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -184,12 +185,84 @@ class _Lane:
         not offered yet. A newcomer may not take a reserved slot, so waiters are served in arrival order
         instead of being overtaken by every new request (which starved some senders for seconds)."""
         runtime = self.runtime
-        return 0 if runtime is None else runtime.queue.qsize() + runtime.woken
+        return 0 if runtime is None else len(runtime.queue.jobs) + runtime.woken
 
     def has_room(self, runtime: _LaneRuntime) -> bool:
         """Room for at least one more small event (what any waiter needs at the least)."""
         target = self.target
-        return runtime.queue.qsize() < target.queue_size and self.held_bytes < target.queue_bytes
+        return len(runtime.queue.jobs) < target.queue_size and self.held_bytes < target.queue_bytes
+
+
+class _JobQueue:
+    """A lane's FIFO of jobs: the part of ``asyncio.Queue`` a lane uses (unbounded: the lane bounds it
+    itself), in fewer calls per job; the hot path reads ``len(queue.jobs)`` where it would call qsize().
+    ``task_done``/``join`` count unfinished jobs as ``asyncio.Queue`` does (the drain waits on them)."""
+
+    __slots__ = ("_finished", "_getters", "_unfinished", "jobs")
+
+    def __init__(self) -> None:
+        self.jobs: deque[_Job] = deque()
+        self._getters: deque[asyncio.Future[None]] = deque()
+        self._unfinished = 0
+        self._finished = asyncio.Event()
+        self._finished.set()
+
+    def qsize(self) -> int:
+        return len(self.jobs)
+
+    def empty(self) -> bool:
+        return not self.jobs
+
+    def put_nowait(self, job: _Job) -> None:
+        self.jobs.append(job)
+        if not self._unfinished:
+            self._finished.clear()
+        self._unfinished += 1
+        getters = self._getters
+        while getters:
+            getter = getters.popleft()
+            if not getter.done():
+                getter.set_result(None)
+                return
+
+    def get_nowait(self) -> _Job:
+        if not self.jobs:
+            raise asyncio.QueueEmpty
+        return self.jobs.popleft()
+
+    async def get(self) -> _Job:
+        while not self.jobs:
+            getter = asyncio.get_running_loop().create_future()
+            self._getters.append(getter)
+            try:
+                await getter
+            except BaseException:
+                getter.cancel()
+                with contextlib.suppress(ValueError):
+                    self._getters.remove(getter)
+                # Woken and cancelled at once: hand the wake-up to the next getter, as asyncio.Queue does.
+                if self.jobs and not getter.cancelled():
+                    self._wake_getter()
+                raise
+        return self.jobs.popleft()
+
+    def _wake_getter(self) -> None:
+        while self._getters:
+            getter = self._getters.popleft()
+            if not getter.done():
+                getter.set_result(None)
+                return
+
+    def task_done(self) -> None:
+        if self._unfinished <= 0:
+            raise ValueError("task_done() called too many times")
+        self._unfinished -= 1
+        if not self._unfinished:
+            self._finished.set()
+
+    async def join(self) -> None:
+        if self._unfinished:
+            await self._finished.wait()
 
 
 class _LaneRuntime:
@@ -198,7 +271,7 @@ class _LaneRuntime:
     __slots__ = ("current", "queue", "room_version", "waiters", "wakeup", "woken", "workers")
 
     def __init__(self, paused: bool) -> None:
-        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
+        self.queue = _JobQueue()
         self.workers: dict[int, asyncio.Task[None]] = {}
         self.current: dict[int, _Job] = {}  # worker index -> the job it is delivering
         self.wakeup = asyncio.Event()  # set while paused: cuts backoff waits short
@@ -213,7 +286,7 @@ class _LaneRuntime:
     @property
     def idle(self) -> bool:
         """Nothing queued or in flight: room for anything that fits the lane at all."""
-        return not self.current and self.queue.empty()
+        return not self.current and not self.queue.jobs
 
 
 class _Waiter:
@@ -455,6 +528,8 @@ class Dispatcher(Generic[E]):
         """
         if self._closed:
             raise DeliveryClosedError("the dispatcher is closed")
+        if not plan:
+            return OfferResult(True, queued=0)  # an event nobody subscribes to: nothing to check
         skipped: list[ResourceKey] = []
         wanted: list[tuple[_Lane, E]] = []
         for key, event in plan:
@@ -587,7 +662,7 @@ class Dispatcher(Generic[E]):
         runtime = lane.runtime
         if runtime is None or not runtime.waiters or lane.closed or not lane.has_room(runtime):
             return
-        if lane.target.queue_size - runtime.queue.qsize() <= runtime.woken:
+        if lane.target.queue_size - len(runtime.queue.jobs) <= runtime.woken:
             return  # every free slot already has a waiter on its way
         version = runtime.room_version
         for waiter, since in runtime.waiters.items():
@@ -826,7 +901,7 @@ class Dispatcher(Generic[E]):
     def _ensure_workers(self, lane: _Lane, runtime: _LaneRuntime) -> None:
         """Start workers for what is queued beyond the idle ones, up to ``max_concurrency``."""
         workers = runtime.workers
-        missing = runtime.queue.qsize() - (len(workers) - len(runtime.current))  # minus the idle ones
+        missing = len(runtime.queue.jobs) - (len(workers) - len(runtime.current))  # minus the idle ones
         index = 0
         while missing > 0 and index < lane.target.max_concurrency:
             if index not in workers:
@@ -839,13 +914,13 @@ class Dispatcher(Generic[E]):
         queue = runtime.queue
         try:
             while index < lane.target.max_concurrency:
-                if queue.empty():
+                if queue.jobs:
+                    job = queue.jobs.popleft()
+                else:
                     next_job = await self._next_job(queue)
                     if next_job is None:
                         return  # idle: the lane lets go of its queue and workers once all are gone
                     job = next_job
-                else:
-                    job = queue.get_nowait()
                 runtime.current[index] = job  # before any await: shutdown counts it as in flight
                 self._room_freed(lane, runtime)  # a queue slot is free (its bytes stay held until done)
                 try:
@@ -877,7 +952,7 @@ class Dispatcher(Generic[E]):
             elif lane.runtime is runtime and not runtime.workers and runtime.idle and not runtime.waiters:
                 lane.runtime = None  # quiet now: back to a few hundred bytes until its next event
 
-    async def _next_job(self, queue: asyncio.Queue[_Job]) -> _Job | None:
+    async def _next_job(self, queue: _JobQueue) -> _Job | None:
         """The next job, waiting up to ``idle_lane_seconds`` for one; None when none came."""
         if self._idle_lane_seconds <= 0:
             return None

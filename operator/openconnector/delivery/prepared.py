@@ -82,7 +82,7 @@ def prepare(event: E, mode: ContentMode, encoder: Encoder[E]) -> Prepared:
         id=event.id,
         type=event.type,
         source=event.source,
-        content_mode=ContentMode(mode),
+        content_mode=mode if type(mode) is ContentMode else ContentMode(mode),
         headers=headers,
         body=body,
         webhook_id=webhook_message_id(event.source, event.id),

@@ -186,7 +186,14 @@ class Deliverer:
         None when the event is finished (delivered, dead-lettered or dropped), and the response."""
         target = state.target  # read per attempt: update_target applies to the next attempt
         is_retry = attempt > 1
-        response = await self.attempt_subscriber(target, prepared, converted)
+        # The request is built here and sent from here: one coroutine less per attempt in the hot path.
+        request = self.subscriber_request(target, prepared, converted)
+        if isinstance(request, Response):
+            response = request
+        else:
+            response = await self.sender.send(
+                target.method, target.url, request[0], request[1], target.policy.timeout
+            )
         outcome = response.outcome
         if outcome is Outcome.SUCCESS:
             assert response.status is not None
@@ -226,6 +233,22 @@ class Deliverer:
         prepared: Prepared,
         converted: dict[ContentMode, tuple[Mapping[str, str], bytes]],
     ) -> Response:
+        """One request of ``prepared`` to ``target`` (what :meth:`try_once` sends)."""
+        request = self.subscriber_request(target, prepared, converted)
+        if isinstance(request, Response):
+            return request
+        return await self.sender.send(
+            target.method, target.url, request[0], request[1], target.policy.timeout
+        )
+
+    def subscriber_request(
+        self,
+        target: DeliveryTarget,
+        prepared: Prepared,
+        converted: dict[ContentMode, tuple[Mapping[str, str], bytes]],
+    ) -> tuple[dict[str, str], bytes] | Response:
+        """The headers and body of an attempt to ``target``, or the fatal Response when the event cannot
+        be re-encoded for the target's content mode."""
         mode = target.content_mode
         if mode is prepared.content_mode:
             encoded_headers, body = prepared.headers, prepared.body
@@ -245,7 +268,7 @@ class Deliverer:
             headers.update(
                 signature_headers(target._signing_key, prepared.webhook_id, int(self._clock()), body)
             )
-        return await self.sender.send(target.method, target.url, headers, body, target.policy.timeout)
+        return headers, body
 
     # ------------------------------------------------------------------------------- giving up
 
@@ -341,7 +364,7 @@ class Deliverer:
             status_code=response.status,
             latency_ms=response.latency_ms,
             error=None if outcome is Outcome.SUCCESS else describe(response),
-            outcome=outcome.value,
+            outcome=outcome._value_,  # ._value_, not the .value property: two calls less per attempt
             destination=destination,
             retry_in=retry_in,
             response_headers=response.headers,

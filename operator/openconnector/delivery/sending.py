@@ -83,10 +83,6 @@ class HttpSender:
         session = self._ensure_session()
         started = self._clock()
         begin = time.perf_counter()
-
-        def elapsed_ms() -> float:
-            return (time.perf_counter() - begin) * 1000.0
-
         try:
             async with session.request(
                 method,
@@ -107,7 +103,7 @@ class HttpSender:
                     status=status,
                     error=None if 200 <= status <= 299 else status_text(status, reply.reason),
                     started=started,
-                    latency_ms=elapsed_ms(),
+                    latency_ms=(time.perf_counter() - begin) * 1000.0,
                     retry_after=retry_after,
                     body_prefix=b"" if 200 <= status <= 299 else prefix[:ERROR_DATA_LIMIT],
                     headers=reply.headers,
@@ -120,7 +116,8 @@ class HttpSender:
         except (aiohttp.ClientError, OSError) as failure:
             text = str(failure).replace(url, redact_url(url))
             error = f"{type(failure).__name__}: {text}" if text else type(failure).__name__
-        return Response(status=None, error=clip(error), started=started, latency_ms=elapsed_ms())
+        latency_ms = (time.perf_counter() - begin) * 1000.0
+        return Response(status=None, error=clip(error), started=started, latency_ms=latency_ms)
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._session is None or (self._owns_session and self._session.closed):

@@ -307,7 +307,7 @@ class Gateway:
             table = self.table
             plan, placements = self._plan(table, events, namespace)
             # Recorded before the bus stores it: a durable bus may deliver before store returns.
-            created = self.recorder.record_stored(plan, now=self.clock())
+            created = self.recorder.record_stored(plan, now=self.clock()) if plan else []
             pushed = self._pushed(plan)
             try:
                 # The memory bus decides without awaiting: most senders are accepted at once and never pay
@@ -321,11 +321,15 @@ class Gateway:
                             if result is not None:  # refused just now: wait for this caller's turn first
                                 full, needed = result.full, result.budget_needed
                                 await self.dispatcher.wait_for_room(full, needed_bytes=needed)
-                                table = self.table  # re-read after a wait: the table may have been swapped
-                                self.recorder.discard(created)
-                                plan, placements = self._plan(table, events, namespace)
-                                created = self.recorder.record_stored(plan, now=self.clock())
-                                pushed = self._pushed(plan)
+                                if self.table is not table:
+                                    # Swapped while waiting: plan again from the new table. (The same table
+                                    # gives the same plan, so its pending records stand as they are.)
+                                    table = self.table
+                                    self.recorder.discard(created)
+                                    created = []
+                                    plan, placements = self._plan(table, events, namespace)
+                                    created = self.recorder.record_stored(plan, now=self.clock())
+                                    pushed = self._pushed(plan)
                             if self.message_log is not None:
                                 await self.message_log.flush()
                             result = await self.dispatcher.store(pushed)
@@ -358,7 +362,7 @@ class Gateway:
                     self.event_stats[defined.key].record_published(now)
             # Types no Event defines (--allow-unknown-types) share one label: senders choose them freely.
             label = event.type if table.namespaces_defining(event.type) else "other"
-            self.metrics.child(self.metrics.events_emitted, label).inc()
+            self.metrics.inc_of(self.metrics.events_emitted, label)(1)
         return result.queued + (len(plan) - len(pushed))
 
     def _pushed(self, plan: list[tuple[ResourceKey, CloudEvent]]) -> list[tuple[ResourceKey, CloudEvent]]:

@@ -32,6 +32,16 @@ PARSE_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0
 
 
 M = TypeVar("M", bound=MetricWrapperBase)
+#: Adds to one counter series (a bound child): ``inc(amount)``.
+Inc = Callable[[float], None]
+
+
+def counter_inc(child: Counter) -> Inc:
+    """``child.inc`` without prometheus_client's per-call checks (a bound child is always observable, and
+    the gateway never adds a negative amount): its value's ``inc``, bound once, one call instead of four.
+    Falls back to ``child.inc`` should the library's internals ever differ."""
+    inc = getattr(getattr(child, "_value", None), "inc", None)
+    return inc if callable(inc) else child.inc
 
 
 class GatewayMetrics:
@@ -39,6 +49,7 @@ class GatewayMetrics:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         # labels() takes a lock and hashes on every call; the hot path reuses the child series.
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+        self._incs: dict[tuple[int, tuple[str, ...]], Inc] = {}  # counter_inc of those children
         # Per subscription ("namespace/name"), its delivery series, bound on its first attempt.
         self._subscriptions: dict[ResourceKey, SubscriptionSeries] = {}
         r = self.registry
@@ -135,6 +146,14 @@ class GatewayMetrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
+    def inc_of(self, metric: Counter, *labels: str) -> Inc:
+        """:func:`counter_inc` of ``metric.labels(*labels)``, cached (the hot path's counters)."""
+        key = (id(metric), labels)
+        found = self._incs.get(key)
+        if found is None:
+            found = self._incs[key] = counter_inc(self.child(metric, *labels))
+        return found
+
     def subscription(self, target_key: ResourceKey) -> SubscriptionSeries:
         """The delivery series of subscription ``target_key``, bound once."""
         found = self._subscriptions.get(target_key)
@@ -158,6 +177,8 @@ class GatewayMetrics:
                     metric.remove(*labels)
         for child in [k for k in self._children if k[1][:2] == (namespace, name)]:
             del self._children[child]
+        for bound in [k for k in self._incs if k[1][:2] == (namespace, name)]:
+            del self._incs[bound]
 
     def metric_names(self) -> set[str]:
         """Every sample name this registry can export (for the dashboard test)."""
@@ -228,19 +249,19 @@ class SubscriptionSeries:
         self._metrics = metrics
         self._namespace = namespace
         self._name = name
-        self._attempts: dict[int | None, Any] = {}  # status (None: no response) -> attempts child
-        self._outcomes: dict[str, Any] = {}
+        self._attempts: dict[int | None, Inc] = {}  # status (None: no response) -> attempts counter
+        self._outcomes: dict[str, Inc] = {}
         self._latency: Any = None
-        self._retries: Any = None
+        self._retries: Inc | None = None
 
     def attempt(self, status: int | None, latency_ms: float | None, number: int) -> None:
-        counter = self._attempts.get(status)
-        if counter is None:
+        inc = self._attempts.get(status)
+        if inc is None:
             code = "error" if status is None else f"{status // 100}xx"
-            counter = self._attempts[status] = self._metrics.child(
+            inc = self._attempts[status] = self._metrics.inc_of(
                 self._metrics.delivery_attempts, self._namespace, self._name, code
             )
-        counter.inc()
+        inc(1)
         if latency_ms is not None:
             if self._latency is None:
                 m = self._metrics
@@ -249,17 +270,17 @@ class SubscriptionSeries:
         if number > 1:
             if self._retries is None:
                 m = self._metrics
-                self._retries = m.child(m.delivery_retries, self._namespace, self._name)
-            self._retries.inc()
+                self._retries = m.inc_of(m.delivery_retries, self._namespace, self._name)
+            self._retries(1)
 
     def outcome(self, outcome: str) -> None:
-        counter = self._outcomes.get(outcome)
-        if counter is None:
+        inc = self._outcomes.get(outcome)
+        if inc is None:
             label = _OUTCOME_LABELS.get(outcome, outcome)
-            counter = self._outcomes[outcome] = self._metrics.child(
+            inc = self._outcomes[outcome] = self._metrics.inc_of(
                 self._metrics.deliveries, self._namespace, self._name, label
             )
-        counter.inc()
+        inc(1)
 
 
 class DeliveryMetricsObserver:
@@ -277,7 +298,7 @@ class DeliveryMetricsObserver:
     def on_outcome(
         self, target_key: ResourceKey, event_id: str, outcome: FinalOutcome, reason: str | None
     ) -> None:
-        self._metrics.subscription(target_key).outcome(outcome.value)
+        self._metrics.subscription(target_key).outcome(outcome._value_)  # not .value: a property call
 
 
 async def _serve_metrics(request: web.Request) -> web.Response:

@@ -89,13 +89,17 @@ class _GatewayPorts:
         request = self._request
         body = await read_limited(request, limit)  # a 413 Refusal when larger
         metrics = self._gateway.metrics
-        metrics.child(metrics.ingress_bytes, "/webhooks").inc(len(body))
-        return InboundRequest(request.headers, request.query, request.content_type or "", body)
+        metrics.inc_of(metrics.ingress_bytes, "/webhooks")(len(body))
+        try:
+            content_type = request.content_type
+        except IndexError:  # aiohttp parses it with CPython's email parser, which fails on some parameters
+            content_type = request.headers.get("Content-Type", "")
+        return InboundRequest(request.headers, request.query, content_type or "", body)
 
     def received(self, consumer: ConsumerRoute) -> None:
         gateway = self._gateway
         gateway.consumer_stats[consumer.key].record_received(gateway.clock())
-        gateway.metrics.child(gateway.metrics.webhooks_received, *_labels(consumer.key)).inc()
+        gateway.metrics.inc_of(gateway.metrics.webhooks_received, *_labels(consumer.key))(1)
 
     def refused(self, consumer: ConsumerRoute, refusal: Refusal) -> None:
         gateway = self._gateway
@@ -106,7 +110,7 @@ class _GatewayPorts:
     def forwarded(self, consumer: ConsumerRoute) -> None:
         gateway = self._gateway
         gateway.consumer_stats[consumer.key].record_forwarded()
-        gateway.metrics.child(gateway.metrics.webhooks_forwarded, *_labels(consumer.key)).inc()
+        gateway.metrics.inc_of(gateway.metrics.webhooks_forwarded, *_labels(consumer.key))(1)
 
     async def call_target(self, consumer: ConsumerRoute, call: TargetCall) -> tuple[int, bytes]:
         gateway = self._gateway

@@ -32,7 +32,7 @@ from openconnector.kube.operator import (
 )
 from openconnector.kube.status_writer import StatusPolicy
 from openconnector.messages.access import KubernetesAuthorizer
-from openconnector.runtime import RunningGateway, Runtime, settings_from_args
+from openconnector.runtime import RunningGateway, Runtime, run_main, settings_from_args
 
 log = logging.getLogger(__name__)
 
@@ -256,4 +256,4 @@ async def _run(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return asyncio.run(_run(args))
+    return run_main(_run(args), args)
