@@ -38,7 +38,9 @@ async def compare(old_operator: str) -> dict[str, dict[str, float]]:
         sink = await start_sink(ctx.log_dir)
         procs.append(sink)
         forward = f"{sink.url}/deliver/baseline"
-        manifests = write_dir(scratch / "manifests", ingest_manifests(sink.url))
+        manifests = write_dir(
+            scratch / "manifests", ingest_manifests(sink.url, max_concurrency=ctx.config.connections)
+        )
         os.environ["PYTHONPATH"] = old_operator
         try:  # the old version knows no --event-loop: it runs on asyncio's loop
             systems["old"], _ = await start_gateway(manifests, ctx.log_dir, name="old")

@@ -149,7 +149,10 @@ async def run(ctx: Context) -> dict[str, Any]:
                     "proxy", ctx.log_dir, forward=f"{sink.url}/deliver/baseline", loop=loop
                 )
                 procs.append(proxy)
-                manifests = write_dir(Path(scratch) / "manifests", ingest_manifests(sink.url))
+                manifests = write_dir(
+                    Path(scratch) / "manifests",
+                    ingest_manifests(sink.url, max_concurrency=ctx.config.connections),
+                )
                 gateway, ready_s = await start_gateway(manifests, ctx.log_dir, loop=loop)
                 procs.append(gateway)
                 if loop == primary:

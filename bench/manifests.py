@@ -51,22 +51,37 @@ def subscription(
     filters: list[dict[str, Any]] | None = None,
     content_mode: str = "structured",
     namespace: str = NAMESPACE,
+    max_concurrency: int | None = None,
 ) -> Manifest:
     spec: dict[str, Any] = {"eventType": event_type, "endpoint": endpoint, "contentMode": content_mode}
     if filters is not None:
         spec["filters"] = filters
     # No retries: a benchmark delivery that fails must show up as a count, not as hidden extra load.
     spec["delivery"] = {"retries": 0}
+    if max_concurrency is not None:
+        spec["maxConcurrency"] = max_concurrency
     return _object("EventSubscription", name, spec, namespace)
 
 
 def ingest_manifests(
-    sink_url: str, subscriptions: int = 1, content_mode: str = "structured"
+    sink_url: str,
+    subscriptions: int = 1,
+    content_mode: str = "structured",
+    max_concurrency: int | None = None,
 ) -> list[Manifest]:
-    """Webhook -> targetless Consumer -> Event -> ``subscriptions`` subscriptions into one sink."""
+    """Webhook -> targetless Consumer -> Event -> ``subscriptions`` subscriptions into one sink.
+
+    ``max_concurrency`` (default: the spec's, 4): the ingest comparisons pass the load's connection
+    count, so the gateway may have as many deliveries in flight as the proxy has forwards."""
     docs = [event(INGEST_EVENT, INGEST_TYPE), consumer("bench-ingest", INGEST_ENDPOINT, INGEST_EVENT)]
     docs += [
-        subscription(f"bench-sub-{i:04d}", INGEST_TYPE, f"{sink_url}/deliver/{i}", content_mode=content_mode)
+        subscription(
+            f"bench-sub-{i:04d}",
+            INGEST_TYPE,
+            f"{sink_url}/deliver/{i}",
+            content_mode=content_mode,
+            max_concurrency=max_concurrency,
+        )
         for i in range(subscriptions)
     ]
     return docs

@@ -153,7 +153,9 @@ async def run(ctx: Context) -> dict[str, Any]:
     scenarios: dict[str, Any] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="bench-profile-") as scratch:
-            manifests = write_dir(Path(scratch), ingest_manifests(sink_proc.url))
+            manifests = write_dir(
+                Path(scratch), ingest_manifests(sink_proc.url, max_concurrency=ctx.config.connections)
+            )
             settings = GatewaySettings(port=0, drain_seconds=2)
             gateway = await start_standalone([manifests], settings, watch=False)
             try:

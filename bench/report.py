@@ -543,7 +543,9 @@ def section_ingest(result: dict[str, Any], plots: dict[str, Path], docs: Path) -
     cfg = result["config"]
     return (
         f"Closed loop, {cfg['connections']} connections, {cfg['duration_s']:g} s per run, load generator "
-        f"`{tool}`; deliveries/s counted at the sink while the load ran; CPU is the system's own process "
+        f"`{tool}`; the subscription's `maxConcurrency` is {cfg['connections']} (the spec's default is 4),"
+        " so the gateway may have as many deliveries in flight as the proxy has forwards; "
+        "deliveries/s counted at the sink while the load ran; CPU is the system's own process "
         "(utime + stime) per delivered event, and the CPU ratio (baseline ÷ gateway) is the throughput ratio "
         f"the cores would allow if nothing else ran on them.\n\n{text}\n\n"
         f"{_image(plots, 'bench-ingest.png', docs, 'ingest throughput and ratio per payload size')}\n"
