@@ -6,14 +6,32 @@ did not rejoin, the fault tests would measure the fixture instead of the gateway
 
 from __future__ import annotations
 
+import asyncio
+
 import nats
+import nats.errors
+import nats.js.errors
 import pytest
-from nats.js.api import StreamConfig
+from nats.js.api import PubAck, StreamConfig
+from nats.js.client import JetStreamContext
 
 from tests.jetstream.countingsink import CountingSink
 from tests.jetstream.natscluster import NatsCluster
 
 pytestmark = [pytest.mark.jetstream, pytest.mark.timeout(90)]
+
+# While a leader is re-elected, or the client reconnects from the killed node, a publish may find no
+# responder or no stream answer (the gateway answers 503 then); the stream takes it again after that.
+_TRANSIENT = (nats.errors.NoRespondersError, nats.errors.TimeoutError, nats.js.errors.NoStreamResponseError)
+
+
+async def _publish_through_failover(js: JetStreamContext, payload: bytes, message_id: str) -> PubAck:
+    for _ in range(60):
+        try:
+            return await js.publish("fixture.a", payload, headers={"Nats-Msg-Id": message_id})
+        except _TRANSIENT:
+            await asyncio.sleep(0.5)
+    raise AssertionError(f"the stream did not take {message_id} within 30 s of retries")
 
 
 async def test_r3_stream_survives_the_leader_sigkill(nats_cluster: NatsCluster) -> None:
@@ -28,10 +46,10 @@ async def test_r3_stream_survives_the_leader_sigkill(nats_cluster: NatsCluster) 
         new_leader = await nats_cluster.stream_leader("FIXTURE")
         assert new_leader != leader
         for i in range(10, 20):
-            await js.publish("fixture.a", str(i).encode(), headers={"Nats-Msg-Id": f"m{i}"})
+            await _publish_through_failover(js, str(i).encode(), f"m{i}")
         await nats_cluster.restart(leader)
         # A re-publish inside the duplicate window is stored once, across the leader change.
-        ack = await js.publish("fixture.a", b"0", headers={"Nats-Msg-Id": "m0"})
+        ack = await _publish_through_failover(js, b"0", "m0")
         assert ack.duplicate
         info = await js.stream_info("FIXTURE")
         assert info.state.messages == 20
