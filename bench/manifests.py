@@ -59,7 +59,7 @@ def subscription(
     # No retries: a benchmark delivery that fails must show up as a count, not as hidden extra load.
     spec["delivery"] = {"retries": 0}
     if max_concurrency is not None:
-        spec["maxConcurrency"] = max_concurrency
+        spec["delivery"]["maxConcurrency"] = max_concurrency
     return _object("EventSubscription", name, spec, namespace)
 
 
