@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from bench.manifests import ingest_manifests
+from pydantic import BaseModel
 
 from openconnector.api.models import ConsumerSpec, EventSpec, EventSubscriptionSpec
 
-MODELS = {"Event": EventSpec, "Consumer": ConsumerSpec, "EventSubscription": EventSubscriptionSpec}
+MODELS: dict[str, type[BaseModel]] = {
+    "Event": EventSpec,
+    "Consumer": ConsumerSpec,
+    "EventSubscription": EventSubscriptionSpec,
+}
 
 
 def test_ingest_manifests_validate_and_carry_the_concurrency() -> None:
