@@ -101,7 +101,7 @@ class GatewayMetrics:
         )
         self.deliveries = Counter(
             "openconnector_deliveries",
-            "Events finished per subscription, by outcome (delivered, failed, dead_lettered, dropped)",
+            "Events finished per subscription, by outcome (delivered, dead_lettered, dropped)",
             ["namespace", "subscription", "outcome"],
             registry=r,
         )
