@@ -119,7 +119,14 @@ from openconnector.delivery.outcomes import (
     PauseCallback,
 )
 from openconnector.delivery.policy import Rng
-from openconnector.delivery.prepared import E, Encoder, Prepared, Reencoder, cloudevents_reencoder, prepare
+from openconnector.delivery.prepared import (
+    E,
+    Encoder,
+    Prepared,
+    Reencoder,
+    cloudevents_reencoder,
+    prepare_once,
+)
 from openconnector.delivery.retry import Deliverer, DeliveryState
 from openconnector.delivery.sending import clip
 from openconnector.delivery.target import ContentMode, DeliveryTarget
@@ -664,14 +671,7 @@ class JetStreamBus(Generic[E]):
                 skipped.append(key)
                 continue
             mode = sub.target.content_mode
-            slot = (id(event), mode)
-            prepared = cache.get(slot)
-            if prepared is None:
-                try:
-                    prepared = prepare(event, mode, self._encoder)
-                except Exception as error:
-                    prepared = f"encoding failed: {type(error).__name__}: {clip(str(error))}"
-                cache[slot] = prepared
+            prepared = prepare_once(cache, event, mode, self._encoder)
             if isinstance(prepared, str):
                 dropped.append((sub, event, prepared))
                 continue

@@ -103,10 +103,10 @@ from openconnector.delivery.prepared import (
     Prepared,
     Reencoder,
     cloudevents_reencoder,
-    prepare,
+    prepare_once,
 )
 from openconnector.delivery.retry import Deliverer, DeliveryState
-from openconnector.delivery.sending import Response, clip
+from openconnector.delivery.sending import Response
 from openconnector.delivery.target import ContentMode, DeliveryTarget, require_positive_int
 from openconnector.egress import EgressPolicy
 
@@ -560,14 +560,7 @@ class Dispatcher(Generic[E]):
         if lane.taken() + 1 > target.queue_size or lane.held_bytes >= target.queue_bytes:
             return OfferResult(False, skipped=skipped, full=[lane.key], describe=_describe_full(lane))
         mode = target.content_mode
-        slot = (id(event), mode)
-        prepared = cache.get(slot)
-        if prepared is None:
-            try:
-                prepared = prepare(event, mode, self._encoder)
-            except Exception as error:
-                prepared = f"encoding failed: {type(error).__name__}: {clip(str(error))}"
-            cache[slot] = prepared
+        prepared = prepare_once(cache, event, mode, self._encoder)
         if not isinstance(prepared, Prepared):
             self._deliverer.drop(lane, event, DropReason.ENCODING_FAILED, prepared)
             return OfferResult(True, queued=0, skipped=skipped, dropped=[lane.key])
@@ -785,14 +778,7 @@ class Dispatcher(Generic[E]):
         encoded = _Encoded()
         for lane, event in wanted:
             mode = lane.target.content_mode
-            slot = (id(event), mode)
-            prepared = cache.get(slot)
-            if prepared is None:
-                try:
-                    prepared = prepare(event, mode, self._encoder)
-                except Exception as error:
-                    prepared = f"encoding failed: {type(error).__name__}: {clip(str(error))}"
-                cache[slot] = prepared
+            prepared = prepare_once(cache, event, mode, self._encoder)
             if isinstance(prepared, Prepared):
                 encoded.entries.append((lane, prepared))
             else:

@@ -107,3 +107,27 @@ def cloudevents_reencoder(
         raise ValueError(f"the held request carries {len(events)} events, expected 1")
     event = events[0].with_attributes(**extensions) if extensions else events[0]
     return to_binary(event) if mode is ContentMode.BINARY else to_structured(event)
+
+
+_MESSAGE_LIMIT = 300
+
+
+def clip(text: str) -> str:
+    """An error text bounded for status, logs and attempt records."""
+    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
+
+
+def prepare_once(
+    cache: dict[tuple[int, ContentMode], Prepared | str], event: E, mode: ContentMode, encoder: Encoder[E]
+) -> Prepared | str:
+    """``event`` prepared for ``mode`` once per request (``cache`` lives as long as the request), or
+    the reason its encoding failed (the delivery is dropped with it, never retried)."""
+    slot = (id(event), mode)
+    prepared = cache.get(slot)
+    if prepared is None:
+        try:
+            prepared = prepare(event, mode, encoder)
+        except Exception as error:
+            prepared = f"encoding failed: {type(error).__name__}: {clip(str(error))}"
+        cache[slot] = prepared
+    return prepared

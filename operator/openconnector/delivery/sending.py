@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from openconnector.delivery.policy import Outcome, classify
+from openconnector.delivery.prepared import clip
 from openconnector.delivery.target import redact_url
 from openconnector.egress import EgressPolicy
 from openconnector.egress_resolver import connector_for
@@ -26,7 +27,6 @@ __all__ = ["ERROR_DATA_LIMIT", "HttpSender", "Response", "clip", "describe"]
 ERROR_DATA_LIMIT = 1024
 #: Bytes of any response body read so the pooled connection can be reused; larger bodies close it.
 _RESPONSE_READ_LIMIT = 64 * 1024
-_MESSAGE_LIMIT = 300
 
 
 @dataclass(slots=True)
@@ -164,7 +164,3 @@ def describe(response: Response) -> str:
     if response.error is not None:
         return response.error
     return f"HTTP {response.status}"
-
-
-def clip(text: str) -> str:
-    return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
