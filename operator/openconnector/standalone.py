@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -80,6 +81,8 @@ async def start_standalone(
 async def _serve(args: argparse.Namespace) -> int:
     directory = Path(args.manifests)
     standalone = await start_standalone([directory], settings_from_args(args))
+    # As in `run`: what start-up made lives as long as the process, out of the cyclic GC's reach.
+    gc.freeze()
     log.info(
         "serving %s on %s (webhooks at /webhooks/<endpoint>, events at /events)", directory, standalone.url
     )
