@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openconnector.api.keys import ResourceKey
-from openconnector.messages.model import AttemptRecord, MessageRecord, MessageStatus
+from openconnector.messages.model import AttemptRecord, LazyAttempt, MessageRecord, MessageStatus
 
 _MAX_ATTEMPTS_KEPT = 50  # per message; the first and the newest are what anyone reads
 
@@ -116,20 +116,22 @@ class MemoryMessageStore:
         self._append(key, log, record, event)
         return True
 
-    def attempt(self, key: ResourceKey, event_id: str, entry: AttemptRecord, *, subscriber: bool) -> None:
+    def attempt(
+        self, key: ResourceKey, event_id: str, entry: AttemptRecord | LazyAttempt, *, subscriber: bool
+    ) -> None:
         stored = self.find_event(key, event_id)
         if stored is None:
             return
         record = stored.record
-        attempts = record.attempts
-        if len(attempts) >= _MAX_ATTEMPTS_KEPT:
-            del attempts[1]  # keep the first attempt and the newest ones
-        attempts.append(entry)
+        if type(entry) is not AttemptRecord:
+            entry.bind(stored.event, record.id)  # type: ignore[union-attr]
+        record.add_attempt(entry, _MAX_ATTEMPTS_KEPT)  # the first attempt and the newest ones
         if subscriber:
-            if entry.retry_in is not None:
+            retry_in = entry.retry_in
+            if retry_in is not None:
                 record.status = MessageStatus.RETRYING
                 record.next_attempt = entry.time + datetime.timedelta(
-                    seconds=entry.latency_ms / 1000 + entry.retry_in
+                    seconds=entry.latency_ms / 1000 + retry_in
                 )
             else:
                 record.next_attempt = None
