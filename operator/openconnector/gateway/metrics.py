@@ -6,6 +6,8 @@ names a metric defined here.
 
 from __future__ import annotations
 
+import bisect
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
@@ -18,9 +20,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
+from prometheus_client.utils import INF, floatToGoString
 
 if TYPE_CHECKING:
     from openconnector.api.keys import ResourceKey
@@ -99,28 +103,9 @@ class GatewayMetrics:
             ["namespace", "consumer"],
             registry=r,
         )
-        self.deliveries = Counter(
-            "openconnector_deliveries",
-            "Events finished per subscription, by outcome (delivered, dead_lettered, dropped)",
-            ["namespace", "subscription", "outcome"],
-            registry=r,
-        )
-        self.delivery_attempts = Counter(
-            "openconnector_delivery_attempts",
-            "HTTP delivery attempts, by status class (2xx, 4xx, 5xx, error)",
-            ["namespace", "subscription", "code"],
-            registry=r,
-        )
-        self.delivery_retries = Counter(
-            "openconnector_delivery_retries", "Retry attempts", ["namespace", "subscription"], registry=r
-        )
-        self.delivery_latency = Histogram(
-            "openconnector_delivery_latency_seconds",
-            "Latency of delivery attempts",
-            ["namespace", "subscription"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
+        # The per-delivery series: plain numbers per subscription, turned into samples when scraped.
+        self.delivery_series = DeliverySeriesCollector()
+        r.register(self.delivery_series)
         # Health and queue depth of every routed subscription, read when scraped: no series is held per
         # idle subscription between scrapes (memory at 10k subscriptions), and the values are current.
         self.subscription_health = SubscriptionHealthCollector()
@@ -155,26 +140,21 @@ class GatewayMetrics:
         return found
 
     def subscription(self, target_key: ResourceKey) -> SubscriptionSeries:
-        """The delivery series of subscription ``target_key``, bound once."""
+        """The delivery series of subscription ``target_key``, made on its first attempt."""
         found = self._subscriptions.get(target_key)
         if found is None:
             found = self._subscriptions[target_key] = SubscriptionSeries(
-                self, target_key.namespace, target_key.name
+                self.delivery_series, target_key.namespace, target_key.name
             )
         return found
 
     def forget_subscription(self, key: ResourceKey) -> None:
         """Drop every series of a deleted subscription, so its last health value does not alert forever."""
-        self._subscriptions.pop(key, None)
+        series = self._subscriptions.pop(key, None)
+        if series is not None:
+            self.delivery_series.forget(series)
         namespace, name = key.namespace, key.name
         # (The health gauges need nothing: they list the routed subscriptions when scraped.)
-        for metric in (
-            self.deliveries, self.delivery_attempts, self.delivery_retries, self.delivery_latency,
-        ):  # fmt: skip
-            # prometheus_client has no "remove by label prefix"; its series dict is the only index.
-            for labels in list(metric._metrics):
-                if labels[:2] == (namespace, name):
-                    metric.remove(*labels)
         for child in [k for k in self._children if k[1][:2] == (namespace, name)]:
             del self._children[child]
         for bound in [k for k in self._incs if k[1][:2] == (namespace, name)]:
@@ -238,49 +218,155 @@ class SubscriptionHealthCollector(Collector):
 
 
 _OUTCOME_LABELS = {"delivered": "delivered", "deadLettered": "dead_lettered", "dropped": "dropped"}
+#: Status code -> the ``code`` label of ``openconnector_delivery_attempts`` (None: no response).
+_CODES: dict[int | None, str] = {
+    None: "error",
+    **{status: f"{status // 100}xx" for status in range(100, 600)},
+}
+_LATENCY_BOUNDS = (*LATENCY_BUCKETS, INF)  # observe() counts a value in the first bucket it is <= to
+_LATENCY_LE = tuple(floatToGoString(bound) for bound in _LATENCY_BOUNDS)  # type: ignore[no-untyped-call]
+
+
+def _code(status: int | None) -> str:
+    found = _CODES.get(status)
+    return found if found is not None else f"{status // 100}xx"  # type: ignore[operator]
 
 
 class SubscriptionSeries:
-    """One subscription's delivery series: children bound on first use, then reused per attempt."""
+    """One subscription's delivery series as plain numbers (no lock, no label look-up per attempt);
+    :class:`DeliverySeriesCollector` turns them into samples when scraped. A series exists from its
+    first count on, with that moment as its ``_created``, as prometheus_client's children do."""
 
-    __slots__ = ("_attempts", "_latency", "_metrics", "_name", "_namespace", "_outcomes", "_retries")
+    __slots__ = (
+        "_collector",
+        "attempts",
+        "attempts_created",
+        "latency_buckets",
+        "latency_created",
+        "latency_sum",
+        "name",
+        "namespace",
+        "outcomes",
+        "outcomes_created",
+        "retries",
+        "retries_created",
+    )
 
-    def __init__(self, metrics: GatewayMetrics, namespace: str, name: str) -> None:
-        self._metrics = metrics
-        self._namespace = namespace
-        self._name = name
-        self._attempts: dict[int | None, Inc] = {}  # status (None: no response) -> attempts counter
-        self._outcomes: dict[str, Inc] = {}
-        self._latency: Any = None
-        self._retries: Inc | None = None
+    def __init__(self, collector: DeliverySeriesCollector, namespace: str, name: str) -> None:
+        self._collector = collector
+        self.namespace = namespace
+        self.name = name
+        self.attempts: dict[str, int] = {}  # code label -> attempts
+        self.attempts_created: dict[str, float] = {}
+        self.outcomes: dict[str, int] = {}  # outcome label -> events finished
+        self.outcomes_created: dict[str, float] = {}
+        self.retries = 0
+        self.retries_created: float | None = None
+        self.latency_buckets = [0] * len(_LATENCY_BOUNDS)  # per bucket, not cumulative
+        self.latency_sum = 0.0
+        self.latency_created: float | None = None
 
     def attempt(self, status: int | None, latency_ms: float | None, number: int) -> None:
-        inc = self._attempts.get(status)
-        if inc is None:
-            code = "error" if status is None else f"{status // 100}xx"
-            inc = self._attempts[status] = self._metrics.inc_of(
-                self._metrics.delivery_attempts, self._namespace, self._name, code
-            )
-        inc(1)
+        code = _CODES.get(status) or _code(status)
+        attempts = self.attempts
+        if code in attempts:
+            attempts[code] += 1
+        else:
+            attempts[code] = 1
+            self.attempts_created[code] = time.time()
+            self._collector.attempt_series.append((self, code))
         if latency_ms is not None:
-            if self._latency is None:
-                m = self._metrics
-                self._latency = m.child(m.delivery_latency, self._namespace, self._name)
-            self._latency.observe(latency_ms / 1000)
+            seconds = latency_ms / 1000
+            if self.latency_created is None:
+                self.latency_created = time.time()
+                self._collector.latency_series.append(self)
+            self.latency_sum += seconds
+            self.latency_buckets[bisect.bisect_left(_LATENCY_BOUNDS, seconds)] += 1
         if number > 1:
-            if self._retries is None:
-                m = self._metrics
-                self._retries = m.inc_of(m.delivery_retries, self._namespace, self._name)
-            self._retries(1)
+            if self.retries_created is None:
+                self.retries_created = time.time()
+                self._collector.retry_series.append(self)
+            self.retries += 1
 
     def outcome(self, outcome: str) -> None:
-        inc = self._outcomes.get(outcome)
-        if inc is None:
-            label = _OUTCOME_LABELS.get(outcome, outcome)
-            inc = self._outcomes[outcome] = self._metrics.inc_of(
-                self._metrics.deliveries, self._namespace, self._name, label
-            )
-        inc(1)
+        label = _OUTCOME_LABELS.get(outcome, outcome)
+        outcomes = self.outcomes
+        if label in outcomes:
+            outcomes[label] += 1
+        else:
+            outcomes[label] = 1
+            self.outcomes_created[label] = time.time()
+            self._collector.outcome_series.append((self, label))
+
+
+class DeliverySeriesCollector(Collector):
+    """``openconnector_deliveries``, ``openconnector_delivery_attempts``, ``openconnector_delivery_retries``
+    and ``openconnector_delivery_latency_seconds`` from the :class:`SubscriptionSeries`: the samples (names,
+    help, labels, buckets, ``_created``) prometheus_client's Counter and Histogram would export, series in
+    the order they were created."""
+
+    def __init__(self) -> None:
+        self.outcome_series: list[tuple[SubscriptionSeries, str]] = []
+        self.attempt_series: list[tuple[SubscriptionSeries, str]] = []
+        self.retry_series: list[SubscriptionSeries] = []
+        self.latency_series: list[SubscriptionSeries] = []
+
+    def forget(self, series: SubscriptionSeries) -> None:
+        self.outcome_series = [entry for entry in self.outcome_series if entry[0] is not series]
+        self.attempt_series = [entry for entry in self.attempt_series if entry[0] is not series]
+        self.retry_series = [entry for entry in self.retry_series if entry is not series]
+        self.latency_series = [entry for entry in self.latency_series if entry is not series]
+
+    @staticmethod
+    def _families() -> tuple[Metric, Metric, Metric, Metric]:
+        return (
+            Metric(
+                "openconnector_deliveries",
+                "Events finished per subscription, by outcome (delivered, dead_lettered, dropped)",
+                "counter",
+            ),
+            Metric(
+                "openconnector_delivery_attempts",
+                "HTTP delivery attempts, by status class (2xx, 4xx, 5xx, error)",
+                "counter",
+            ),
+            Metric("openconnector_delivery_retries", "Retry attempts", "counter"),
+            Metric("openconnector_delivery_latency_seconds", "Latency of delivery attempts", "histogram"),
+        )
+
+    def describe(self) -> Iterable[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterable[Metric]:
+        created = prometheus_metrics._use_created  # disable_created_metrics() applies here too
+        deliveries, attempts, retries, latency = self._families()
+        for series, label in self.outcome_series:
+            labels = {"namespace": series.namespace, "subscription": series.name, "outcome": label}
+            deliveries.add_sample(deliveries.name + "_total", labels, float(series.outcomes[label]))
+            if created:
+                deliveries.add_sample(deliveries.name + "_created", labels, series.outcomes_created[label])
+        for series, code in self.attempt_series:
+            labels = {"namespace": series.namespace, "subscription": series.name, "code": code}
+            attempts.add_sample(attempts.name + "_total", labels, float(series.attempts[code]))
+            if created:
+                attempts.add_sample(attempts.name + "_created", labels, series.attempts_created[code])
+        for series in self.retry_series:
+            labels = {"namespace": series.namespace, "subscription": series.name}
+            retries.add_sample(retries.name + "_total", labels, float(series.retries))
+            if created and series.retries_created is not None:
+                retries.add_sample(retries.name + "_created", labels, series.retries_created)
+        name = latency.name
+        for series in self.latency_series:
+            labels = {"namespace": series.namespace, "subscription": series.name}
+            total = 0.0
+            for le, count in zip(_LATENCY_LE, series.latency_buckets, strict=True):
+                total += count
+                latency.add_sample(name + "_bucket", {**labels, "le": le}, total)
+            latency.add_sample(name + "_count", labels, total)
+            latency.add_sample(name + "_sum", labels, series.latency_sum)
+            if created and series.latency_created is not None:
+                latency.add_sample(name + "_created", labels, series.latency_created)
+        return (deliveries, attempts, retries, latency)
 
 
 class DeliveryMetricsObserver:
