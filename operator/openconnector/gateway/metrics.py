@@ -376,15 +376,17 @@ class DeliveryMetricsObserver:
 
     def __init__(self, metrics: GatewayMetrics) -> None:
         self._metrics = metrics
+        self._series = metrics._subscriptions  # read directly: one call less per attempt and outcome
 
     def on_attempt(self, target_key: ResourceKey, attempt: Attempt) -> None:
-        series = self._metrics.subscription(target_key)
+        series = self._series.get(target_key) or self._metrics.subscription(target_key)
         series.attempt(attempt.status_code, attempt.latency_ms, attempt.attempt)
 
     def on_outcome(
         self, target_key: ResourceKey, event_id: str, outcome: FinalOutcome, reason: str | None
     ) -> None:
-        self._metrics.subscription(target_key).outcome(outcome._value_)  # not .value: a property call
+        series = self._series.get(target_key) or self._metrics.subscription(target_key)
+        series.outcome(outcome._value_)  # not .value: a property call
 
 
 async def _serve_metrics(request: web.Request) -> web.Response:
