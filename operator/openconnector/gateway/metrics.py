@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar
 
 from aiohttp import web
 from prometheus_client import (
@@ -17,12 +17,10 @@ from prometheus_client import (
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     generate_latest,
 )
 from prometheus_client import metrics as prometheus_metrics
 from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 from prometheus_client.utils import INF, floatToGoString
 
@@ -35,73 +33,212 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 PARSE_BUCKETS = (0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01)
 
 
-M = TypeVar("M", bound=MetricWrapperBase)
 #: Adds to one counter series (a bound child): ``inc(amount)``.
 Inc = Callable[[float], None]
 
 
-def counter_inc(child: Counter) -> Inc:
-    """``child.inc`` without prometheus_client's per-call checks (a bound child is always observable, and
-    the gateway never adds a negative amount): its value's ``inc``, bound once, one call instead of four.
-    Falls back to ``child.inc`` should the library's internals ever differ."""
+class CounterSeries:
+    """One series of a :class:`PlainCounter`: a number, and when the series began (``_created``)."""
+
+    __slots__ = ("created", "value")
+
+    def __init__(self) -> None:
+        self.value = 0.0
+        self.created = time.time()
+
+    def add(self, amount: float) -> None:
+        """``inc`` without its check: for the hot path, whose amounts are never negative."""
+        self.value += amount
+
+    def inc(self, amount: float = 1) -> None:
+        if amount < 0:
+            raise ValueError("Counters can only be incremented by non-negative amounts.")
+        self.value += amount
+
+
+class HistogramSeries:
+    """One series of a :class:`PlainHistogram`: a count per bucket (not cumulative) and the sum."""
+
+    __slots__ = ("_bounds", "buckets", "created", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self._bounds = bounds
+        self.buckets = [0] * len(bounds)
+        self.sum = 0.0
+        self.created = time.time()
+
+    def observe(self, amount: float) -> None:
+        self.sum += amount
+        if amount <= INF:  # NaN is in no bucket, as with prometheus_client
+            self.buckets[bisect.bisect_left(self._bounds, amount)] += 1
+
+
+S = TypeVar("S", CounterSeries, HistogramSeries)
+
+
+class _PlainMetric(Collector, Generic[S]):
+    """A labelled metric kept as plain numbers (no lock: the gateway counts on its event loop) and turned
+    into the samples prometheus_client's Counter or Histogram exports when scraped: same name, help,
+    labels, values, ``_created``, series in the order they began. ``labels(...)`` and ``remove(...)``
+    work as that library's do; :meth:`GatewayMetrics.inc_of` and :meth:`GatewayMetrics.child` cache the
+    series for the hot path."""
+
+    _type = ""
+
+    def __init__(
+        self, name: str, documentation: str, labelnames: Sequence[str], registry: CollectorRegistry
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = tuple(labelnames)
+        self._series: dict[tuple[str, ...], S] = {}
+        registry.register(self)
+
+    def _new_series(self) -> S:
+        raise NotImplementedError
+
+    def labels(self, *values: object) -> S:
+        if len(values) != len(self.labelnames):
+            raise ValueError(f"{self.name}: expected {len(self.labelnames)} label values, got {len(values)}")
+        key = tuple(str(value) for value in values)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = self._new_series()
+        return found
+
+    def remove(self, *values: object) -> None:
+        self._series.pop(tuple(str(value) for value in values), None)
+
+    def describe(self) -> Iterable[Metric]:
+        return [Metric(self.name, self.documentation, self._type)]
+
+
+class PlainCounter(_PlainMetric[CounterSeries]):
+    _type = "counter"
+
+    def _new_series(self) -> CounterSeries:
+        return CounterSeries()
+
+    def collect(self) -> Iterable[Metric]:
+        metric = Metric(self.name, self.documentation, "counter")
+        created = prometheus_metrics._use_created  # disable_created_metrics() applies here too
+        total, began = self.name + "_total", self.name + "_created"
+        for values, series in list(self._series.items()):
+            labels = dict(zip(self.labelnames, values, strict=True))
+            metric.add_sample(total, labels, series.value)
+            if created:
+                metric.add_sample(began, labels, series.created)
+        return [metric]
+
+
+class PlainHistogram(_PlainMetric[HistogramSeries]):
+    _type = "histogram"
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        registry: CollectorRegistry,
+        buckets: Sequence[float],
+    ) -> None:
+        self._bounds = (*buckets, INF) if buckets[-1] != INF else tuple(buckets)
+        self._le = tuple(floatToGoString(bound) for bound in self._bounds)  # type: ignore[no-untyped-call]
+        super().__init__(name, documentation, labelnames, registry)
+
+    def _new_series(self) -> HistogramSeries:
+        return HistogramSeries(self._bounds)
+
+    def collect(self) -> Iterable[Metric]:
+        metric = Metric(self.name, self.documentation, "histogram")
+        created = prometheus_metrics._use_created
+        name = self.name
+        for values, series in list(self._series.items()):
+            labels = dict(zip(self.labelnames, values, strict=True))
+            total = 0.0
+            for le, count in zip(self._le, series.buckets, strict=True):
+                total += count
+                metric.add_sample(name + "_bucket", {**labels, "le": le}, total)
+            metric.add_sample(name + "_count", labels, total)
+            metric.add_sample(name + "_sum", labels, series.sum)
+            if created:
+                metric.add_sample(name + "_created", labels, series.created)
+        return [metric]
+
+
+def counter_inc(child: Counter | CounterSeries) -> Inc:
+    """``child.inc`` without the per-call checks (a bound series is always observable, and the gateway
+    never adds a negative amount). For a prometheus_client child: its value's ``inc``, bound once, one
+    call instead of four; falls back to ``child.inc`` should the library's internals ever differ."""
+    if type(child) is CounterSeries:
+        return child.add
     inc = getattr(getattr(child, "_value", None), "inc", None)
     return inc if callable(inc) else child.inc
+
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+class _Labelled(Protocol[T_co]):
+    """A labelled metric: prometheus_client's, or a :class:`PlainCounter` / :class:`PlainHistogram`."""
+
+    def labels(self, *values: str) -> T_co: ...
 
 
 class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
-        # labels() takes a lock and hashes on every call; the hot path reuses the child series.
+        # labels() converts and hashes on every call; the hot path reuses the series.
         self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
         self._incs: dict[tuple[int, tuple[str, ...]], Inc] = {}  # counter_inc of those children
         # Per subscription ("namespace/name"), its delivery series, bound on its first attempt.
         self._subscriptions: dict[ResourceKey, SubscriptionSeries] = {}
         r = self.registry
-        self.events_received = Counter(
-            "openconnector_events_received", "CloudEvents accepted on /events", ["mode"], registry=r
+        self.events_received = PlainCounter(
+            "openconnector_events_received", "CloudEvents accepted on /events", ["mode"], r
         )
-        self.events_refused = Counter(
+        self.events_refused = PlainCounter(
             "openconnector_events_refused",
             "CloudEvents refused on /events, by reason",
             ["reason"],
-            registry=r,
+            r,
         )
-        self.events_profile_warnings = Counter(
+        self.events_profile_warnings = PlainCounter(
             "openconnector_events_profile_warnings",
             "NL GOV profile violations let through in lax (cloudevents) mode",
             ["type"],
-            registry=r,
+            r,
         )
-        self.ingress_bytes = Counter(
-            "openconnector_ingress_bytes", "Request body bytes received", ["endpoint"], registry=r
+        self.ingress_bytes = PlainCounter(
+            "openconnector_ingress_bytes", "Request body bytes received", ["endpoint"], r
         )
-        self.parse_seconds = Histogram(
+        self.parse_seconds = PlainHistogram(
             "openconnector_cloudevent_parse_seconds",
             "Time to parse and validate one /events request",
             ["mode"],
+            r,
             buckets=PARSE_BUCKETS,
-            registry=r,
         )
-        self.events_emitted = Counter(
-            "openconnector_events_emitted", "Events fanned out, by type", ["type"], registry=r
+        self.events_emitted = PlainCounter(
+            "openconnector_events_emitted", "Events fanned out, by type", ["type"], r
         )
-        self.webhooks_received = Counter(
+        self.webhooks_received = PlainCounter(
             "openconnector_webhooks_received",
             "Webhook requests per consumer",
             ["namespace", "consumer"],
-            registry=r,
+            r,
         )
-        self.webhooks_rejected = Counter(
+        self.webhooks_rejected = PlainCounter(
             "openconnector_webhooks_rejected",
             "Webhook requests refused, by reason",
             ["namespace", "consumer", "reason"],
-            registry=r,
+            r,
         )
-        self.webhooks_forwarded = Counter(
+        self.webhooks_forwarded = PlainCounter(
             "openconnector_webhooks_forwarded",
             "Webhook payloads delivered to their target",
             ["namespace", "consumer"],
-            registry=r,
+            r,
         )
         # The per-delivery series: plain numbers per subscription, turned into samples when scraped.
         self.delivery_series = DeliverySeriesCollector()
@@ -116,14 +253,14 @@ class GatewayMetrics:
         self.routing_resources = Gauge(
             "openconnector_routing_resources", "Resources in the routing table", ["kind", "ready"], registry=r
         )
-        self.target_requests = Counter(
+        self.target_requests = PlainCounter(
             "openconnector_target_requests",
             "Requests to consumer targets (sources and registers), by outcome",
             ["namespace", "source", "outcome"],
-            registry=r,
+            r,
         )
 
-    def child(self, metric: M, *labels: str) -> M:
+    def child(self, metric: _Labelled[T_co], *labels: str) -> T_co:
         """``metric.labels(*labels)``, cached."""
         key = (id(metric), labels)
         found = self._children.get(key)
@@ -131,7 +268,7 @@ class GatewayMetrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
-    def inc_of(self, metric: Counter, *labels: str) -> Inc:
+    def inc_of(self, metric: PlainCounter, *labels: str) -> Inc:
         """:func:`counter_inc` of ``metric.labels(*labels)``, cached (the hot path's counters)."""
         key = (id(metric), labels)
         found = self._incs.get(key)
