@@ -194,20 +194,22 @@ class GatewayMetrics:
         # Per subscription ("namespace/name"), its delivery series, bound on its first attempt.
         self._subscriptions: dict[ResourceKey, SubscriptionSeries] = {}
         r = self.registry
+        # Counted per request or per event: PlainCounter / PlainHistogram. Counted on refusals and
+        # failures only: prometheus_client's own classes.
         self.events_received = PlainCounter(
             "openconnector_events_received", "CloudEvents accepted on /events", ["mode"], r
         )
-        self.events_refused = PlainCounter(
+        self.events_refused = Counter(
             "openconnector_events_refused",
             "CloudEvents refused on /events, by reason",
             ["reason"],
-            r,
+            registry=r,
         )
-        self.events_profile_warnings = PlainCounter(
+        self.events_profile_warnings = Counter(
             "openconnector_events_profile_warnings",
             "NL GOV profile violations let through in lax (cloudevents) mode",
             ["type"],
-            r,
+            registry=r,
         )
         self.ingress_bytes = PlainCounter(
             "openconnector_ingress_bytes", "Request body bytes received", ["endpoint"], r
@@ -228,11 +230,11 @@ class GatewayMetrics:
             ["namespace", "consumer"],
             r,
         )
-        self.webhooks_rejected = PlainCounter(
+        self.webhooks_rejected = Counter(
             "openconnector_webhooks_rejected",
             "Webhook requests refused, by reason",
             ["namespace", "consumer", "reason"],
-            r,
+            registry=r,
         )
         self.webhooks_forwarded = PlainCounter(
             "openconnector_webhooks_forwarded",
@@ -253,11 +255,11 @@ class GatewayMetrics:
         self.routing_resources = Gauge(
             "openconnector_routing_resources", "Resources in the routing table", ["kind", "ready"], registry=r
         )
-        self.target_requests = PlainCounter(
+        self.target_requests = Counter(
             "openconnector_target_requests",
             "Requests to consumer targets (sources and registers), by outcome",
             ["namespace", "source", "outcome"],
-            r,
+            registry=r,
         )
 
     def child(self, metric: _Labelled[T_co], *labels: str) -> T_co:
