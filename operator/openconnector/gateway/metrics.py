@@ -189,8 +189,8 @@ class GatewayMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry(auto_describe=True)
         # labels() converts and hashes on every call; the hot path reuses the series.
-        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
-        self._incs: dict[tuple[int, tuple[str, ...]], Inc] = {}  # counter_inc of those children
+        self._children: dict[tuple[object, tuple[str, ...]], Any] = {}
+        self._incs: dict[tuple[object, tuple[str, ...]], Inc] = {}  # counter_inc of those children
         # Per subscription ("namespace/name"), its delivery series, bound on its first attempt.
         self._subscriptions: dict[ResourceKey, SubscriptionSeries] = {}
         r = self.registry
@@ -264,7 +264,7 @@ class GatewayMetrics:
 
     def child(self, metric: _Labelled[T_co], *labels: str) -> T_co:
         """``metric.labels(*labels)``, cached."""
-        key = (id(metric), labels)
+        key = (metric, labels)
         found = self._children.get(key)
         if found is None:
             found = self._children[key] = metric.labels(*labels)
@@ -272,7 +272,7 @@ class GatewayMetrics:
 
     def inc_of(self, metric: PlainCounter, *labels: str) -> Inc:
         """:func:`counter_inc` of ``metric.labels(*labels)``, cached (the hot path's counters)."""
-        key = (id(metric), labels)
+        key = (metric, labels)
         found = self._incs.get(key)
         if found is None:
             found = self._incs[key] = counter_inc(self.child(metric, *labels))
