@@ -8,6 +8,7 @@ import datetime
 from collections.abc import Mapping
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -284,3 +285,26 @@ def test_the_bounds_evict_what_a_plain_model_evicts(
         assert stored is not None
         after = [s.record.id for s in store.oldest_first(KEY, stored.record.sequence)]
         assert after == [f"msg_{n}" for n, _ in model if n > middle]
+
+
+def test_a_failure_to_rebuild_request_headers_reaches_no_reader(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Built when read: should the redaction ever fail, the attempt still reads back, without headers
+    (never the unredacted ones), and the failure is logged."""
+    import openconnector.messages.recorder as recorder_module
+
+    def broken(*args: object) -> dict[str, str]:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(recorder_module, "redacted_request_headers", broken)
+    attempt = Attempt(
+        request_id="r", event_id="e-1", attempt=1, time=1_767_000_000.0, status_code=200, latency_ms=1.0,
+        error=None, outcome="success",
+    )  # fmt: skip
+    lazy = PendingAttempt(attempt, _targets[1])
+    with caplog.at_level("ERROR"):
+        record = lazy.materialize()
+    assert record.request_headers == {}
+    assert record.response_status == 200
+    assert "rebuilding the request headers" in caplog.text

@@ -176,11 +176,14 @@ class PendingAttempt:
             target = self.target
             # Without its message (JetStream: published, not yet read back) the CloudEvents headers of a
             # binary delivery are left out, never the redaction.
-            request_headers = (
-                {}
-                if target is None
-                else redacted_request_headers(target, self.event, self.destination, self.webhook_id)
-            )
+            request_headers: dict[str, str] = {}
+            if target is not None:
+                try:
+                    request_headers = redacted_request_headers(
+                        target, self.event, self.destination, self.webhook_id
+                    )
+                except Exception:  # built when read: a reader gets the attempt, not an error
+                    log.exception("rebuilding the request headers of an attempt failed")
             excerpt = self.body_excerpt
             record = self._record = AttemptRecord(
                 time=utc(self.started),
