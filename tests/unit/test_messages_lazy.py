@@ -308,3 +308,33 @@ def test_a_failure_to_rebuild_request_headers_reaches_no_reader(
     assert record.request_headers == {}
     assert record.response_status == 200
     assert "rebuilding the request headers" in caplog.text
+
+
+async def test_the_jetstream_log_publishes_the_attempt_the_eager_code_published() -> None:
+    """With --bus jetstream an attempt is published at once: its JSON (request headers from this
+    process's view of the message) is the one the eager recorder published, and applying it back gives
+    the same record."""
+    from types import SimpleNamespace
+
+    from openconnector.messages.jetstream_log import JetStreamMessageLog
+
+    target = _targets[2]
+    assert target is not None
+    view = MemoryMessageStore()
+    bus: Any = SimpleNamespace(settings=SimpleNamespace(stream="T"), nats_client=None)
+    journal = JetStreamMessageLog(bus, view)
+    event = _event(3, traceparent="00-def")
+    view.record(KEY, MessageRecord.pending(message_id(event), "ns", "sub", event.id, event.source,
+                                           event.type, None, None, 1_767_000_000.0), event)  # fmt: skip
+    attempt = Attempt(
+        request_id="r", event_id=event.id, attempt=1, time=1_767_000_001.0, status_code=500,
+        latency_ms=2.0, error="HTTP 500", outcome="retryable", retry_in=1.5,
+        response_headers=CIMultiDictProxy(CIMultiDict({"Content-Type": "text/plain"})), body_excerpt=b"no",
+    )  # fmt: skip
+    journal.attempt(KEY, event.id, PendingAttempt(attempt, target), subscriber=True)
+    expected = _eager_attempt(attempt, target, event, message_id(event)).to_json()
+    published = [change for _, change in journal._pending if change["op"] == "attempt"]
+    assert [change["attempt"] for change in published] == [expected]
+    await journal.close()
+    applied = AttemptRecord.from_json(published[0]["attempt"])
+    assert applied.to_json() == expected
