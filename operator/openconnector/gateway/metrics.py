@@ -270,12 +270,16 @@ class GatewayMetrics:
             found = self._children[key] = metric.labels(*labels)
         return found
 
-    def inc_of(self, metric: PlainCounter, *labels: str) -> Inc:
+    def inc_of(self, metric: PlainCounter | Counter, *labels: str) -> Inc:
         """:func:`counter_inc` of ``metric.labels(*labels)``, cached (the hot path's counters)."""
         key = (metric, labels)
         found = self._incs.get(key)
         if found is None:
-            found = self._incs[key] = counter_inc(self.child(metric, *labels))
+            if isinstance(metric, PlainCounter):  # (two branches: one type of series each, for mypy)
+                found = counter_inc(self.child(metric, *labels))
+            else:
+                found = counter_inc(self.child(metric, *labels))
+            self._incs[key] = found
         return found
 
     def subscription(self, target_key: ResourceKey) -> SubscriptionSeries:
