@@ -41,9 +41,14 @@ def test_without_the_library_internals_it_falls_back_to_inc() -> None:
 
 def test_inc_of_is_cached_and_forgotten_with_its_subscription() -> None:
     metrics = GatewayMetrics()
-    inc = metrics.inc_of(metrics.deliveries, "ns", "sub", "delivered")
-    assert metrics.inc_of(metrics.deliveries, "ns", "sub", "delivered") is inc
+    inc = metrics.inc_of(metrics.webhooks_forwarded, "ns", "sub")
+    assert metrics.inc_of(metrics.webhooks_forwarded, "ns", "sub") is inc
     inc(2)
-    assert _sample(metrics.registry, 'openconnector_deliveries_total{namespace="ns"') == 2
+    assert _sample(metrics.registry, 'openconnector_webhooks_forwarded_total{consumer="sub"') == 2
+    series = metrics.subscription(ResourceKey(EVENT_SUBSCRIPTION.kind, "ns", "sub"))
+    series.outcome("delivered")
+    assert _sample(metrics.registry, 'openconnector_deliveries_total{namespace="ns"') == 1
     metrics.forget_subscription(ResourceKey(EVENT_SUBSCRIPTION.kind, "ns", "sub"))
-    assert metrics.inc_of(metrics.deliveries, "ns", "sub", "delivered") is not inc
+    assert metrics.inc_of(metrics.webhooks_forwarded, "ns", "sub") is not inc
+    assert metrics.subscription(ResourceKey(EVENT_SUBSCRIPTION.kind, "ns", "sub")) is not series
+    assert "openconnector_deliveries_total{" not in generate_latest(metrics.registry).decode()

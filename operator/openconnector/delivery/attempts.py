@@ -24,9 +24,11 @@ class Destination(StrEnum):
     DEAD_LETTER = "deadLetter"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Attempt:
-    """One HTTP request towards a subscriber or its dead-letter sink."""
+    """One HTTP request towards a subscriber or its dead-letter sink. Treat it as immutable: the attempt
+    log, the message log and the observers share it. (Not a frozen dataclass: one is made per attempt,
+    and a frozen one's ``__init__`` costs more than twice as much.)"""
 
     request_id: str
     event_id: str

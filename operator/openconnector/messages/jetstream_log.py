@@ -37,7 +37,7 @@ from openconnector.ce import parse_http, to_structured
 from openconnector.delivery.durable import subscription_key_from_path, subscription_names
 from openconnector.delivery.jetstream import JetStreamBus
 from openconnector.gateway.ratelog import RateLimitedLog
-from openconnector.messages.model import AttemptRecord, MessageRecord, MessageStatus
+from openconnector.messages.model import AttemptRecord, LazyAttempt, MessageRecord, MessageStatus
 from openconnector.messages.store import MemoryMessageStore
 
 __all__ = ["JetStreamMessageLog"]
@@ -231,7 +231,13 @@ class JetStreamMessageLog:
         })  # fmt: skip
         return created
 
-    def attempt(self, key: ResourceKey, event_id: str, entry: AttemptRecord, *, subscriber: bool) -> None:
+    def attempt(
+        self, key: ResourceKey, event_id: str, entry: AttemptRecord | LazyAttempt, *, subscriber: bool
+    ) -> None:
+        if type(entry) is not AttemptRecord:
+            stored = self.store.find_event(key, event_id)  # this process's view: it may not have it yet
+            if stored is not None:
+                entry.bind(stored.event, stored.record.id)  # type: ignore[union-attr]
         self._publish(
             key, {"op": "attempt", "eventId": event_id, "subscriber": subscriber, "attempt": entry.to_json()}
         )

@@ -7,14 +7,15 @@ import binascii
 import datetime
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from openconnector.refusal import Refusal
 
 __all__ = [
     "AttemptRecord",
+    "LazyAttempt",
     "MessagePage",
     "MessageRecord",
     "MessageStatus",
@@ -92,26 +93,202 @@ class AttemptRecord:
         )
 
 
-@dataclass(slots=True)
+class LazyAttempt(Protocol):
+    """An attempt kept as the few values it was made from (cheap on the delivery path): its
+    :class:`AttemptRecord` is built when the log is read (:meth:`materialize`, the same record every time)."""
+
+    @property
+    def time(self) -> datetime.datetime: ...
+
+    @property
+    def latency_ms(self) -> float: ...
+
+    @property
+    def retry_in(self) -> float | None: ...
+
+    def bind(self, event: Any, webhook_id: str) -> None:
+        """The message it belongs to: its stored event and id (for the request headers shown)."""
+
+    def materialize(self) -> AttemptRecord: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+def _event_time(text: object, received: datetime.datetime) -> datetime.datetime:
+    """The event's ``time`` attribute, or when it was received (no time, or one that does not parse)."""
+    if text is None:
+        return received
+    try:
+        return datetime.datetime.fromisoformat(str(text))
+    except ValueError:
+        return received
+
+
 class MessageRecord:
     """One event for one subscription. ``id`` is unique within the subscription (``msg_`` + hash of
     the event's source and id, the Standard Webhooks ``webhook-id``); ``sequence`` orders the records
-    of a subscription (cursors are built from it)."""
+    of a subscription (cursors are built from it).
 
-    id: str
-    namespace: str
-    subscription: str
-    event_id: str
-    source: str
-    type: str
-    subject: str | None
-    time: datetime.datetime
-    status: MessageStatus
-    attempts: list[AttemptRecord] = field(default_factory=list)
-    next_attempt: datetime.datetime | None = None
-    sequence: int = 0
-    received: datetime.datetime | None = None
-    reason: str | None = None
+    Records made on the delivery path (:meth:`pending`) keep the event's ``time`` text, the receive
+    timestamp and their attempts as given; ``time``, ``received`` and ``attempts`` turn them into
+    datetimes and :class:`AttemptRecord` when first read."""
+
+    __slots__ = (
+        "_attempts",
+        "_received",
+        "_received_at",
+        "_time",
+        "_time_text",
+        "event_id",
+        "id",
+        "namespace",
+        "next_attempt",
+        "reason",
+        "sequence",
+        "source",
+        "status",
+        "subject",
+        "subscription",
+        "type",
+    )
+
+    def __init__(
+        self,
+        id: str,
+        namespace: str,
+        subscription: str,
+        event_id: str,
+        source: str,
+        type: str,
+        subject: str | None,
+        time: datetime.datetime,
+        status: MessageStatus,
+        attempts: list[AttemptRecord] | None = None,
+        next_attempt: datetime.datetime | None = None,
+        sequence: int = 0,
+        received: datetime.datetime | None = None,
+        reason: str | None = None,
+    ) -> None:
+        self.id = id
+        self.namespace = namespace
+        self.subscription = subscription
+        self.event_id = event_id
+        self.source = source
+        self.type = type
+        self.subject = subject
+        self._time: datetime.datetime | None = time
+        self._time_text: object = None
+        self.status = status
+        self._attempts: list[AttemptRecord | LazyAttempt] = [] if attempts is None else attempts  # type: ignore[assignment]
+        self.next_attempt = next_attempt
+        self.sequence = sequence
+        self._received = received
+        self._received_at: float | None = None
+        self.reason = reason
+
+    @classmethod
+    def pending(
+        cls,
+        id: str,
+        namespace: str,
+        subscription: str,
+        event_id: str,
+        source: str,
+        type: str,
+        subject: str | None,
+        time_text: object,
+        received_at: float,
+    ) -> MessageRecord:
+        """A new pending record of a stored delivery: ``time_text`` is the event's ``time`` attribute
+        (None: none), ``received_at`` the Unix time it was received."""
+        record = cls.__new__(cls)
+        record.id = id
+        record.namespace = namespace
+        record.subscription = subscription
+        record.event_id = event_id
+        record.source = source
+        record.type = type
+        record.subject = subject
+        record._time = None
+        record._time_text = time_text
+        record.status = MessageStatus.PENDING
+        record._attempts = []
+        record.next_attempt = None
+        record.sequence = 0
+        record._received = None
+        record._received_at = received_at
+        record.reason = None
+        return record
+
+    @property
+    def received(self) -> datetime.datetime | None:
+        received = self._received
+        if received is None and self._received_at is not None:
+            received = self._received = utc(self._received_at)
+        return received
+
+    @received.setter
+    def received(self, value: datetime.datetime | None) -> None:
+        self._received, self._received_at = value, None
+
+    @property
+    def time(self) -> datetime.datetime:
+        moment = self._time
+        if moment is None:
+            received = self.received
+            assert received is not None  # a pending record always has one
+            moment = self._time = _event_time(self._time_text, received)
+        return moment
+
+    @time.setter
+    def time(self, value: datetime.datetime) -> None:
+        self._time, self._time_text = value, None
+
+    @property
+    def attempts(self) -> list[AttemptRecord]:
+        """The attempts kept, oldest first (the first one and the newest ones)."""
+        attempts = self._attempts
+        for index, entry in enumerate(attempts):
+            if type(entry) is not AttemptRecord:
+                attempts[index] = entry.materialize()  # type: ignore[union-attr]
+        return attempts  # type: ignore[return-value]
+
+    @attempts.setter
+    def attempts(self, value: list[AttemptRecord]) -> None:
+        self._attempts = value  # type: ignore[assignment]
+
+    @property
+    def attempt_count(self) -> int:
+        return len(self._attempts)
+
+    def add_attempt(self, entry: AttemptRecord | LazyAttempt, keep: int) -> None:
+        """Append ``entry``; beyond ``keep`` attempts the second oldest goes (the first one stays)."""
+        attempts = self._attempts
+        if len(attempts) >= keep:
+            del attempts[1]
+        attempts.append(entry)
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (
+            self.id, self.namespace, self.subscription, self.event_id, self.source, self.type,
+            self.subject, self.time, self.status, self.attempts, self.next_attempt, self.sequence,
+            self.received, self.reason,
+        )  # fmt: skip
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, MessageRecord)
+        return self._fields() == other._fields()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
+
+    def __repr__(self) -> str:
+        return (
+            f"MessageRecord(id={self.id!r}, namespace={self.namespace!r}, "
+            f"subscription={self.subscription!r}, event_id={self.event_id!r}, status={self.status!r}, "
+            f"sequence={self.sequence!r})"
+        )
 
     def to_json(self, *, with_attempts: bool = True) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -126,7 +303,7 @@ class MessageRecord:
             "received": rfc3339(self.received),
             "status": self.status.value,
             "reason": self.reason,
-            "attemptCount": len(self.attempts),
+            "attemptCount": len(self._attempts),
             "nextAttempt": rfc3339(self.next_attempt),
         }
         if with_attempts:

@@ -20,10 +20,17 @@ from openconnector.delivery.attempts import Attempt, Destination
 from openconnector.delivery.outcomes import DeliveryObserver, FinalOutcome
 from openconnector.delivery.signing import webhook_message_id
 from openconnector.delivery.target import ContentMode, DeliveryTarget
-from openconnector.messages.model import AttemptRecord, MessageRecord, MessageStatus, utc
+from openconnector.messages.model import AttemptRecord, LazyAttempt, MessageRecord, MessageStatus, utc
 from openconnector.messages.store import MemoryMessageStore
 
-__all__ = ["REDACTED", "MessageRecorder", "MessageWriter", "message_id", "redacted_request_headers"]
+__all__ = [
+    "REDACTED",
+    "MessageRecorder",
+    "MessageWriter",
+    "PendingAttempt",
+    "message_id",
+    "redacted_request_headers",
+]
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +38,8 @@ REDACTED = "[redacted]"
 _MAX_RESPONSE_HEADERS = 50
 _MAX_HEADER_VALUE = 512
 _SIGNATURE_HEADERS = ("webhook-signature", "webhook-timestamp")
+# A subscriber's cookies and auth challenges are nobody's business in a log.
+_HIDDEN = frozenset({"set-cookie", "www-authenticate"})
 _OUTCOMES = {
     FinalOutcome.DELIVERED: MessageStatus.DELIVERED,
     FinalOutcome.DEAD_LETTERED: MessageStatus.DEAD_LETTERED,
@@ -46,7 +55,9 @@ class MessageWriter(Protocol):
         self, key: ResourceKey, record: MessageRecord, event: Any, *, sequence: int | None = None
     ) -> bool: ...
 
-    def attempt(self, key: ResourceKey, event_id: str, entry: AttemptRecord, *, subscriber: bool) -> None: ...
+    def attempt(
+        self, key: ResourceKey, event_id: str, entry: AttemptRecord | LazyAttempt, *, subscriber: bool
+    ) -> None: ...
 
     def outcome(self, key: ResourceKey, event_id: str, status: MessageStatus, reason: str | None) -> None: ...
 
@@ -94,16 +105,103 @@ def redacted_request_headers(
 def _bounded_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     if not headers:
         return {}
+    if len(headers) <= _MAX_RESPONSE_HEADERS:  # all of them: one comprehension, no count to keep
+        return {
+            str(name): REDACTED if name.lower() in _HIDDEN else str(value)[:_MAX_HEADER_VALUE]
+            for name, value in headers.items()
+        }
     kept: dict[str, str] = {}
     for name, value in headers.items():
         if len(kept) >= _MAX_RESPONSE_HEADERS:
             break
-        lower = name.lower()
-        # A subscriber's cookies and auth challenges are nobody's business in a log.
-        kept[str(name)] = (
-            REDACTED if lower in ("set-cookie", "www-authenticate") else str(value)[:_MAX_HEADER_VALUE]
-        )
+        kept[str(name)] = REDACTED if name.lower() in _HIDDEN else str(value)[:_MAX_HEADER_VALUE]
     return kept
+
+
+class PendingAttempt:
+    """An attempt for the message log as the values it was made from (a :class:`LazyAttempt`): the
+    delivery path only copies them; the redacted request headers, the datetime and the decoded body
+    excerpt are made when the log is read. The response headers are bounded at once (what is kept stays
+    bounded however long the record lives)."""
+
+    __slots__ = (
+        "_record",
+        "body_excerpt",
+        "destination",
+        "error",
+        "event",
+        "number",
+        "outcome",
+        "response_headers",
+        "response_status",
+        "retry_in",
+        "started",
+        "target",
+        "took_ms",
+        "webhook_id",
+    )
+
+    def __init__(self, attempt: Attempt, target: DeliveryTarget | None) -> None:
+        self.started = attempt.time
+        self.took_ms = attempt.latency_ms
+        self.response_status = attempt.status_code
+        self.response_headers = _bounded_headers(attempt.response_headers)
+        self.body_excerpt = attempt.body_excerpt
+        self.error = attempt.error
+        self.number = attempt.attempt
+        self.outcome = attempt.outcome
+        self.destination = attempt.destination
+        self.retry_in = attempt.retry_in
+        self.target = target
+        # The message's event and id, from the store when the attempt joins its record (bind).
+        self.event: CloudEvent | None = None
+        self.webhook_id = ""
+        self._record: AttemptRecord | None = None
+
+    @property
+    def time(self) -> datetime.datetime:
+        return utc(self.started)
+
+    @property
+    def latency_ms(self) -> float:
+        return self.took_ms
+
+    def bind(self, event: Any, webhook_id: str) -> None:
+        self.event = event
+        self.webhook_id = webhook_id
+
+    def materialize(self) -> AttemptRecord:
+        record = self._record
+        if record is None:
+            target = self.target
+            # Without its message (JetStream: published, not yet read back) the CloudEvents headers of a
+            # binary delivery are left out, never the redaction.
+            request_headers: dict[str, str] = {}
+            if target is not None:
+                try:
+                    request_headers = redacted_request_headers(
+                        target, self.event, self.destination, self.webhook_id
+                    )
+                except Exception:  # built when read: a reader gets the attempt, not an error
+                    log.exception("rebuilding the request headers of an attempt failed")
+            excerpt = self.body_excerpt
+            record = self._record = AttemptRecord(
+                time=utc(self.started),
+                latency_ms=self.took_ms,
+                response_status=self.response_status,
+                response_headers=self.response_headers,
+                response_body_excerpt=excerpt.decode("utf-8", "replace") if excerpt else "",
+                error=self.error,
+                request_headers=request_headers,
+                number=self.number,
+                outcome=self.outcome,
+                destination=self.destination._value_,
+                retry_in=self.retry_in,
+            )
+        return record
+
+    def to_json(self) -> dict[str, Any]:
+        return self.materialize().to_json()
 
 
 class MessageRecorder:
@@ -128,31 +226,26 @@ class MessageRecorder:
         """Every delivery of a request becomes a pending record (cheap: no encoding), before the bus
         stores it (a durable bus may deliver before its store call returns). Returns (key, id) of the
         records that are new: :meth:`discard` them when the bus refuses the request."""
-        received = utc(now)
         created: list[tuple[ResourceKey, str]] = []
+        record = self.writer.record
         for key, event in plan:
-            namespace, name = key.namespace, key.name
             attributes = event.attributes
-            when = attributes.get("time")
-            try:
-                moment = datetime.datetime.fromisoformat(str(when)) if when is not None else received
-            except ValueError:
-                moment = received
+            event_id, source = event.id, event.source
             subject = attributes.get("subject")
-            record = MessageRecord(
-                id=message_id(event),
-                namespace=namespace,
-                subscription=name,
-                event_id=event.id,
-                source=event.source,
-                type=event.type,
-                subject=None if subject is None else str(subject),
-                time=moment,
-                status=MessageStatus.PENDING,
-                received=received,
+            # time and received stay a text and a float until read (MessageRecord.pending)
+            entry = MessageRecord.pending(
+                webhook_message_id(source, event_id),
+                key.namespace,
+                key.name,
+                event_id,
+                source,
+                event.type,
+                None if subject is None else str(subject),
+                attributes.get("time"),
+                now,
             )
-            if self.writer.record(key, record, event):
-                created.append((key, record.id))
+            if record(key, entry, event):
+                created.append((key, entry.id))
         return created
 
     def discard(self, created: Sequence[tuple[ResourceKey, str]]) -> None:
@@ -162,38 +255,13 @@ class MessageRecorder:
 
     def on_attempt(self, target_key: ResourceKey, attempt: Attempt) -> None:
         try:
-            self._record_attempt(target_key, attempt)
+            entry = PendingAttempt(attempt, self._target_of(target_key))
+            subscriber = attempt.destination is Destination.SUBSCRIBER
+            self.writer.attempt(target_key, attempt.event_id, entry, subscriber=subscriber)
         except Exception:  # the log must never break delivery
             log.exception("recording an attempt for %s failed", target_key)
         if self._inner is not None:
             self._inner.on_attempt(target_key, attempt)
-
-    def _record_attempt(self, target_key: ResourceKey, attempt: Attempt) -> None:
-        stored = self.store.find_event(target_key, attempt.event_id)
-        target = self._target_of(target_key)
-        # The record may live in another process's view (JetStream: it is published, not yet read back):
-        # without it the CloudEvents headers of a binary delivery are left out, never the redaction.
-        event = None if stored is None else stored.event
-        webhook_id = "" if stored is None else stored.record.id
-        request_headers = (
-            {} if target is None else redacted_request_headers(target, event, attempt.destination, webhook_id)
-        )
-        excerpt = attempt.body_excerpt.decode("utf-8", "replace") if attempt.body_excerpt else ""
-        entry = AttemptRecord(
-            time=utc(attempt.time),
-            latency_ms=attempt.latency_ms,
-            response_status=attempt.status_code,
-            response_headers=_bounded_headers(attempt.response_headers),
-            response_body_excerpt=excerpt,
-            error=attempt.error,
-            request_headers=request_headers,
-            number=attempt.attempt,
-            outcome=attempt.outcome,
-            destination=attempt.destination.value,
-            retry_in=attempt.retry_in,
-        )
-        subscriber = attempt.destination is Destination.SUBSCRIBER
-        self.writer.attempt(target_key, attempt.event_id, entry, subscriber=subscriber)
 
     def on_outcome(
         self, target_key: ResourceKey, event_id: str, outcome: FinalOutcome, reason: str | None

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from openconnector.api.keys import ResourceKey
-from openconnector.messages.model import AttemptRecord, MessageRecord, MessageStatus
+from openconnector.messages.model import AttemptRecord, LazyAttempt, MessageRecord, MessageStatus
 
 _MAX_ATTEMPTS_KEPT = 50  # per message; the first and the newest are what anyone reads
 
@@ -37,8 +37,10 @@ class StoredMessage:
 @dataclass(slots=True)
 class _Log:
     by_id: dict[str, StoredMessage] = field(default_factory=dict)
-    sequences: list[int] = field(default_factory=list)  # ascending; may hold evicted ones below `floor`
+    sequences: list[int] = field(default_factory=list)  # ascending; may hold removed ones (compacted)
     by_sequence: dict[int, StoredMessage] = field(default_factory=dict)
+    # Below this index of `sequences` every entry is removed: finding the oldest never rescans them.
+    head: int = 0
     pull_acked: int = 0  # pull subscriptions: every sequence at or below it is acknowledged
 
 
@@ -75,14 +77,23 @@ class MemoryMessageStore:
         existing = log.by_id.get(record.id)
         if existing is not None:
             return existing
-        self._sequence += 1
-        record.sequence = self._sequence
-        stored = StoredMessage(record, event, self._clock())
+        return self._append(key, log, record, event)
+
+    def _append(self, key: ResourceKey, log: _Log, record: MessageRecord, event: Any) -> StoredMessage:
+        self._sequence = sequence = self._sequence + 1
+        record.sequence = sequence
+        now = self._clock()
+        stored = StoredMessage(record, event, now)
         log.by_id[record.id] = stored
-        log.by_sequence[record.sequence] = stored
-        log.sequences.append(record.sequence)
-        self._events.setdefault(record.event_id, {})[key] = stored
-        self._evict(key, log)
+        log.by_sequence[sequence] = stored
+        log.sequences.append(sequence)
+        holders = self._events.get(record.event_id)
+        if holders is None:
+            self._events[record.event_id] = {key: stored}
+        else:
+            holders[key] = stored
+        if len(log.by_id) > self.max_messages or self._oldest(log).received_at < now - self.max_age:
+            self._evict(key, log)
         return stored
 
     # --------------------------------------------------- changes (the MessageWriter of the memory bus)
@@ -92,30 +103,35 @@ class MemoryMessageStore:
     ) -> bool:
         """A delivery was stored: a pending record (True), or the existing one pending again (False: a
         sender's retry of the same event). ``sequence`` orders it (the JetStream log's sequence)."""
-        existing = self.get(key, record.id)
+        log = self._logs.get(key)
+        if log is None:
+            log = self._logs[key] = _Log()
+        existing = log.by_id.get(record.id)
         if existing is not None:
             existing.record.status = MessageStatus.PENDING
             existing.event = event
             return False
-        if sequence is not None:
-            self._sequence = max(self._sequence, sequence - 1)
-        self.add(key, record, event)
+        if sequence is not None and sequence - 1 > self._sequence:
+            self._sequence = sequence - 1
+        self._append(key, log, record, event)
         return True
 
-    def attempt(self, key: ResourceKey, event_id: str, entry: AttemptRecord, *, subscriber: bool) -> None:
+    def attempt(
+        self, key: ResourceKey, event_id: str, entry: AttemptRecord | LazyAttempt, *, subscriber: bool
+    ) -> None:
         stored = self.find_event(key, event_id)
         if stored is None:
             return
         record = stored.record
-        attempts = record.attempts
-        if len(attempts) >= _MAX_ATTEMPTS_KEPT:
-            del attempts[1]  # keep the first attempt and the newest ones
-        attempts.append(entry)
+        if type(entry) is not AttemptRecord:
+            entry.bind(stored.event, record.id)  # type: ignore[union-attr]
+        record.add_attempt(entry, _MAX_ATTEMPTS_KEPT)  # the first attempt and the newest ones
         if subscriber:
-            if entry.retry_in is not None:
+            retry_in = entry.retry_in
+            if retry_in is not None:
                 record.status = MessageStatus.RETRYING
                 record.next_attempt = entry.time + datetime.timedelta(
-                    seconds=entry.latency_ms / 1000 + entry.retry_in
+                    seconds=entry.latency_ms / 1000 + retry_in
                 )
             else:
                 record.next_attempt = None
@@ -157,10 +173,15 @@ class MemoryMessageStore:
         self._compact(log)
 
     def _oldest(self, log: _Log) -> StoredMessage:
-        for sequence in log.sequences:
-            stored = log.by_sequence.get(sequence)
+        sequences, by_sequence = log.sequences, log.by_sequence
+        index = log.head
+        while index < len(sequences):
+            stored = by_sequence.get(sequences[index])
             if stored is not None:
+                log.head = index
                 return stored
+            index += 1
+        log.head = index
         raise LookupError("empty log")
 
     def _remove(self, key: ResourceKey, log: _Log, stored: StoredMessage) -> None:
@@ -174,13 +195,14 @@ class MemoryMessageStore:
                 del self._events[record.event_id]
 
     def _compact(self, log: _Log) -> None:
-        dead = 0
-        for sequence in log.sequences:
-            if sequence in log.by_sequence:
-                break
-            dead += 1
-        if dead > _COMPACT_SLACK or (dead and not log.by_sequence):
-            del log.sequences[:dead]
+        if not log.by_sequence:
+            log.sequences.clear()
+            log.head = 0
+            return
+        self._oldest(log)  # moves `head` past the removed ones
+        if log.head > _COMPACT_SLACK:
+            del log.sequences[: log.head]
+            log.head = 0
 
     def discard(self, key: ResourceKey, stored: StoredMessage) -> None:
         """Remove one record (its request was refused after it was recorded)."""
