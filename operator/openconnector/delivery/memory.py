@@ -104,6 +104,7 @@ from openconnector.delivery.prepared import (
     Reencoder,
     cloudevents_reencoder,
     prepare_once,
+    prepare_or_reason,
 )
 from openconnector.delivery.retry import Deliverer, DeliveryState
 from openconnector.delivery.sending import Response
@@ -530,6 +531,11 @@ class Dispatcher(Generic[E]):
             raise DeliveryClosedError("the dispatcher is closed")
         if not plan:
             return OfferResult(True, queued=0)  # an event nobody subscribes to: nothing to check
+        if len(plan) == 1:  # the common case: one delivery to an installed lane, no lists to build
+            key, event = plan[0]
+            lane = self._lanes.get(key)
+            if lane is not None and not lane.closed:
+                return self._offer_one(lane, event, [], None)
         skipped: list[ResourceKey] = []
         wanted: list[tuple[_Lane, E]] = []
         for key, event in plan:
@@ -552,15 +558,19 @@ class Dispatcher(Generic[E]):
         lane: _Lane,
         event: E,
         skipped: list[ResourceKey],
-        cache: dict[tuple[int, ContentMode], Prepared | str],
+        cache: dict[tuple[int, ContentMode], Prepared | str] | None,
     ) -> OfferResult:
         """:meth:`_count_refusal`, :meth:`_encode` and :meth:`_admit` for a plan of one delivery (the
-        common case), with the same checks in the same order and none of their bookkeeping."""
+        common case), with the same checks in the same order and none of their bookkeeping. ``cache``
+        keeps the encoding across offers of the same event (None: encoded for this offer only)."""
         target = lane.target
         if lane.taken() + 1 > target.queue_size or lane.held_bytes >= target.queue_bytes:
             return OfferResult(False, skipped=skipped, full=[lane.key], describe=_describe_full(lane))
         mode = target.content_mode
-        prepared = prepare_once(cache, event, mode, self._encoder)
+        if cache is None:
+            prepared = prepare_or_reason(event, mode, self._encoder)
+        else:
+            prepared = prepare_once(cache, event, mode, self._encoder)
         if not isinstance(prepared, Prepared):
             self._deliverer.drop(lane, event, DropReason.ENCODING_FAILED, prepared)
             return OfferResult(True, queued=0, skipped=skipped, dropped=[lane.key])
@@ -887,9 +897,14 @@ class Dispatcher(Generic[E]):
     def _ensure_workers(self, lane: _Lane, runtime: _LaneRuntime) -> None:
         """Start workers for what is queued beyond the idle ones, up to ``max_concurrency``."""
         workers = runtime.workers
+        max_concurrency = lane.target.max_concurrency
+        if len(workers) >= max_concurrency:
+            # Every slot taken (the busy lane's common case). After a scale-down the workers above the
+            # new limit still count here: each starts its successor within the limit as it leaves.
+            return
         missing = len(runtime.queue.jobs) - (len(workers) - len(runtime.current))  # minus the idle ones
         index = 0
-        while missing > 0 and index < lane.target.max_concurrency:
+        while missing > 0 and index < max_concurrency:
             if index not in workers:
                 name = f"delivery:{lane.key}#{index}"
                 workers[index] = asyncio.create_task(self._work(lane, runtime, index), name=name)

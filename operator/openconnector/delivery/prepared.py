@@ -21,6 +21,8 @@ __all__ = [
     "Reencoder",
     "cloudevents_reencoder",
     "prepare",
+    "prepare_once",
+    "prepare_or_reason",
 ]
 
 # Memory around a held request beyond its raw bytes (measured with tracemalloc on CPython 3.11): the
@@ -122,17 +124,21 @@ def clip(text: str) -> str:
     return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
 
 
+def prepare_or_reason(event: E, mode: ContentMode, encoder: Encoder[E]) -> Prepared | str:
+    """``event`` prepared for ``mode``, or the reason its encoding failed (the delivery is dropped with
+    it, never retried)."""
+    try:
+        return prepare(event, mode, encoder)
+    except Exception as error:
+        return f"encoding failed: {type(error).__name__}: {clip(str(error))}"
+
+
 def prepare_once(
     cache: dict[tuple[int, ContentMode], Prepared | str], event: E, mode: ContentMode, encoder: Encoder[E]
 ) -> Prepared | str:
-    """``event`` prepared for ``mode`` once per request (``cache`` lives as long as the request), or
-    the reason its encoding failed (the delivery is dropped with it, never retried)."""
+    """:func:`prepare_or_reason` once per request (``cache`` lives as long as the request)."""
     slot = (id(event), mode)
     prepared = cache.get(slot)
     if prepared is None:
-        try:
-            prepared = prepare(event, mode, encoder)
-        except Exception as error:
-            prepared = f"encoding failed: {type(error).__name__}: {clip(str(error))}"
-        cache[slot] = prepared
+        prepared = cache[slot] = prepare_or_reason(event, mode, encoder)
     return prepared
