@@ -913,6 +913,7 @@ class Dispatcher(Generic[E]):
 
     async def _work(self, lane: _Lane, runtime: _LaneRuntime, index: int) -> None:
         queue = runtime.queue
+        deliverer = self._deliverer
         try:
             while index < lane.target.max_concurrency:
                 if queue.jobs:
@@ -924,8 +925,18 @@ class Dispatcher(Generic[E]):
                     job = next_job
                 runtime.current[index] = job  # before any await: shutdown counts it as in flight
                 self._room_freed(lane, runtime)  # a queue slot is free (its bytes stay held until done)
+                prepared = job.share.prepared
                 try:
-                    await self._deliver(lane, runtime, job)
+                    # The first attempt is made from here (one coroutine less per event); a paused lane
+                    # and the retries go through _deliver.
+                    if lane.health.paused:
+                        await self._deliver(lane, runtime, prepared, {}, 0, None)
+                    else:
+                        converted: dict[ContentMode, tuple[Mapping[str, str], bytes]] = {}
+                        delay, last = await deliverer.try_once(lane, prepared, 1, converted)
+                        if delay is not None:
+                            await self._backoff(runtime, delay)
+                            await self._deliver(lane, runtime, prepared, converted, 1, last)
                 except asyncio.CancelledError:
                     # close()/remove_target() count their own leftovers. Anyone else cancelling us (kopf
                     # cancels tasks created after it started when it stops) must not lose it silently.
@@ -995,12 +1006,17 @@ class Dispatcher(Generic[E]):
         return len(leftovers)
 
     # -------------------------------------------------------------------------------- delivery
-    async def _deliver(self, lane: _Lane, runtime: _LaneRuntime, job: _Job) -> None:
-        """Attempt until delivered or given up, sleeping through the backoff (cut short by a pause)."""
-        prepared = job.prepared
-        converted: dict[ContentMode, tuple[Mapping[str, str], bytes]] = {}
-        attempt = 0
-        last: Response | None = None
+    async def _deliver(
+        self,
+        lane: _Lane,
+        runtime: _LaneRuntime,
+        prepared: Prepared,
+        converted: dict[ContentMode, tuple[Mapping[str, str], bytes]],
+        attempt: int,
+        last: Response | None,
+    ) -> None:
+        """The attempts after ``attempt`` (``last`` its response) until delivered or given up, sleeping
+        through the backoff (cut short by a pause). A paused lane gives the event up instead."""
         deliverer = self._deliverer
         health = lane.health
         # The pause check is inline: awaiting give_up_if_paused would build a coroutine per attempt.
