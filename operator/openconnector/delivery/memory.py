@@ -867,14 +867,16 @@ class Dispatcher(Generic[E]):
         if job.released:
             return
         job.released = True
-        size = job.prepared.size
+        share = job.share
+        size = share.prepared.size
         lane.held_bytes -= size
         if lane.runtime is not None:
             self._room_freed(lane, lane.runtime)
-        job.share.holders -= 1
-        if job.share.holders == 0:
+        share.holders -= 1
+        if share.holders == 0:
             self._held_bytes -= size
-            self._wake_for_budget()
+            if self._budget_waiters:
+                self._wake_for_budget()
 
     def _log_queue_full(self, lane: _Lane, event: DeliverableEvent, detail: str) -> None:
         # A flood of identical ERROR lines helps nobody: one line per interval, with the count.
