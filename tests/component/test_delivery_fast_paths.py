@@ -128,7 +128,7 @@ def test_prepare_counts_the_documented_size_and_keeps_what_the_encoder_made() ->
 
 
 async def test_a_waiting_worker_takes_the_next_event_and_the_lane_lets_go_once_idle() -> None:
-    async with Sink() as sink, Dispatcher(encode, idle_lane_seconds=0.2) as engine:
+    async with Sink() as sink, Dispatcher(encode, idle_lane_seconds=1.0) as engine:
         sub = DeliveryTarget(key=sub_key("ns/idle"), url=sink.url, max_concurrency=1)
         engine.set_target(sub)
         assert engine.offer([(sub.key, event(1))]).accepted
@@ -137,7 +137,7 @@ async def test_a_waiting_worker_takes_the_next_event_and_the_lane_lets_go_once_i
         assert engine.lane_active(sub.key)
         assert engine.offer([(sub.key, event(2))]).accepted
         await sink.wait_for(2)
-        for _ in range(200):  # no event for idle_lane_seconds: its queue and worker go (within 10 s)
+        for _ in range(400):  # no event for idle_lane_seconds: its queue and worker go (within 20 s)
             if not engine.lane_active(sub.key):
                 break
             await asyncio.sleep(0.05)
