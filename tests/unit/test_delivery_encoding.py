@@ -115,7 +115,6 @@ def held(content_type: str, body: bytes) -> Prepared:
         content_mode=ContentMode.STRUCTURED,
         headers={"Content-Type": content_type},
         body=body,
-        webhook_id="msg_x",
         size=1,
     )
 

@@ -33,7 +33,6 @@ from openconnector.api.keys import ResourceKey
 from openconnector.api.kinds import EVENT_SUBSCRIPTION
 from openconnector.delivery.attempts import Attempt, Destination
 from openconnector.delivery.prepared import Prepared
-from openconnector.delivery.signing import webhook_message_id
 from openconnector.delivery.target import DELIVERY_MODES, ContentMode, DeliveryTarget
 
 __all__ = [
@@ -217,7 +216,6 @@ def decode_meta(meta: str, body: bytes) -> Prepared:
         content_mode=mode,
         headers=headers,
         body=body,
-        webhook_id=webhook_message_id(source, event_id),
         size=len(body),
     )
 

@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from openconnector.status.timefmt import rfc3339
 
@@ -109,15 +109,14 @@ _COUNTER_KEYS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _LastDelivery:
+# Named tuples: immutable like a frozen dataclass, and built in a third of the time (one per delivery).
+class _LastDelivery(NamedTuple):
     time: float
     status_code: int
     latency_ms: float
 
 
-@dataclass(frozen=True, slots=True)
-class _LastError:
+class _LastError(NamedTuple):
     time: float
     status_code: int | None
     message: str

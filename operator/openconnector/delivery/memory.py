@@ -74,6 +74,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
@@ -104,6 +105,7 @@ from openconnector.delivery.prepared import (
     Reencoder,
     cloudevents_reencoder,
     prepare_once,
+    prepare_or_reason,
 )
 from openconnector.delivery.retry import Deliverer, DeliveryState
 from openconnector.delivery.sending import Response
@@ -120,6 +122,8 @@ DEFAULT_MAX_QUEUED_BYTES = 128 * 1024 * 1024
 DEFAULT_IDLE_LANE_SECONDS = 30.0
 _QUEUE_FULL_LOG_INTERVAL = 10.0
 _NEVER = float("-inf")  # one shared float instead of one per lane
+# A lane's idle timer may fire this early (uvloop's clock has millisecond steps): close enough to idle.
+_IDLE_TOLERANCE = 0.002
 
 
 @dataclass(slots=True, eq=False)
@@ -196,13 +200,17 @@ class _Lane:
 class _JobQueue:
     """A lane's FIFO of jobs: the part of ``asyncio.Queue`` a lane uses (unbounded: the lane bounds it
     itself), in fewer calls per job; the hot path reads ``len(queue.jobs)`` where it would call qsize().
-    ``task_done``/``join`` count unfinished jobs as ``asyncio.Queue`` does (the drain waits on them)."""
+    ``task_done``/``join`` count unfinished jobs as ``asyncio.Queue`` does (the drain waits on them).
+    :meth:`get_within` gives up after a while without a job, on one timer per queue."""
 
-    __slots__ = ("_finished", "_getters", "_unfinished", "jobs")
+    __slots__ = ("_finished", "_getters", "_idle_timer", "_unfinished", "jobs")
 
     def __init__(self) -> None:
         self.jobs: deque[_Job] = deque()
-        self._getters: deque[asyncio.Future[None]] = deque()
+        # Waiting getters, oldest first, each with the loop time it gives up at. A getter's future is
+        # set to True when a job was put for it, to False when it waited long enough.
+        self._getters: deque[tuple[asyncio.Future[bool], float]] = deque()
+        self._idle_timer: asyncio.TimerHandle | None = None
         self._unfinished = 0
         self._finished = asyncio.Event()
         self._finished.set()
@@ -220,9 +228,9 @@ class _JobQueue:
         self._unfinished += 1
         getters = self._getters
         while getters:
-            getter = getters.popleft()
+            getter = getters.popleft()[0]
             if not getter.done():
-                getter.set_result(None)
+                getter.set_result(True)
                 return
 
     def get_nowait(self) -> _Job:
@@ -231,26 +239,58 @@ class _JobQueue:
         return self.jobs.popleft()
 
     async def get(self) -> _Job:
+        job = await self.get_within(math.inf)
+        assert job is not None  # never gives up
+        return job
+
+    async def get_within(self, seconds: float) -> _Job | None:
+        """The next job; None when none came within ``seconds`` of waiting.
+
+        The waiting getters share one timer (armed for the oldest), instead of an ``asyncio.timeout``
+        per wait: a worker of a lane that keeps up waits for nearly every job."""
         while not self.jobs:
-            getter = asyncio.get_running_loop().create_future()
-            self._getters.append(getter)
+            loop = asyncio.get_running_loop()
+            getter: asyncio.Future[bool] = loop.create_future()
+            entry = (getter, loop.time() + seconds)
+            self._getters.append(entry)
+            if self._idle_timer is None and seconds != math.inf:
+                self._idle_timer = loop.call_at(entry[1], self._give_up_idle)
             try:
-                await getter
+                woken = await getter
             except BaseException:
                 getter.cancel()
                 with contextlib.suppress(ValueError):
-                    self._getters.remove(getter)
+                    self._getters.remove(entry)
                 # Woken and cancelled at once: hand the wake-up to the next getter, as asyncio.Queue does.
-                if self.jobs and not getter.cancelled():
+                if self.jobs and not getter.cancelled() and getter.result():
                     self._wake_getter()
                 raise
+            if not woken:
+                # Waited long enough. A job put just as that was decided stays queued: take it.
+                return self.jobs.popleft() if self.jobs else None
         return self.jobs.popleft()
+
+    def _give_up_idle(self) -> None:
+        """The idle timer: getters past their time get False; the timer is armed again for the rest."""
+        self._idle_timer = None
+        getters = self._getters
+        if not getters:
+            return
+        loop = getters[0][0].get_loop()
+        now = loop.time() + _IDLE_TOLERANCE
+        for entry in [entry for entry in getters if entry[1] <= now]:
+            getters.remove(entry)
+            if not entry[0].done():
+                entry[0].set_result(False)
+        deadline = min((entry[1] for entry in getters), default=math.inf)
+        if deadline != math.inf:
+            self._idle_timer = loop.call_at(deadline, self._give_up_idle)
 
     def _wake_getter(self) -> None:
         while self._getters:
-            getter = self._getters.popleft()
+            getter = self._getters.popleft()[0]
             if not getter.done():
-                getter.set_result(None)
+                getter.set_result(True)
                 return
 
     def task_done(self) -> None:
@@ -530,6 +570,11 @@ class Dispatcher(Generic[E]):
             raise DeliveryClosedError("the dispatcher is closed")
         if not plan:
             return OfferResult(True, queued=0)  # an event nobody subscribes to: nothing to check
+        if len(plan) == 1:  # the common case: one delivery to an installed lane, no lists to build
+            key, event = plan[0]
+            lane = self._lanes.get(key)
+            if lane is not None and not lane.closed:
+                return self._offer_one(lane, event, [], None)
         skipped: list[ResourceKey] = []
         wanted: list[tuple[_Lane, E]] = []
         for key, event in plan:
@@ -552,15 +597,19 @@ class Dispatcher(Generic[E]):
         lane: _Lane,
         event: E,
         skipped: list[ResourceKey],
-        cache: dict[tuple[int, ContentMode], Prepared | str],
+        cache: dict[tuple[int, ContentMode], Prepared | str] | None,
     ) -> OfferResult:
         """:meth:`_count_refusal`, :meth:`_encode` and :meth:`_admit` for a plan of one delivery (the
-        common case), with the same checks in the same order and none of their bookkeeping."""
+        common case), with the same checks in the same order and none of their bookkeeping. ``cache``
+        keeps the encoding across offers of the same event (None: encoded for this offer only)."""
         target = lane.target
         if lane.taken() + 1 > target.queue_size or lane.held_bytes >= target.queue_bytes:
             return OfferResult(False, skipped=skipped, full=[lane.key], describe=_describe_full(lane))
         mode = target.content_mode
-        prepared = prepare_once(cache, event, mode, self._encoder)
+        if cache is None:
+            prepared = prepare_or_reason(event, mode, self._encoder)
+        else:
+            prepared = prepare_once(cache, event, mode, self._encoder)
         if not isinstance(prepared, Prepared):
             self._deliverer.drop(lane, event, DropReason.ENCODING_FAILED, prepared)
             return OfferResult(True, queued=0, skipped=skipped, dropped=[lane.key])
@@ -857,14 +906,16 @@ class Dispatcher(Generic[E]):
         if job.released:
             return
         job.released = True
-        size = job.prepared.size
+        share = job.share
+        size = share.prepared.size
         lane.held_bytes -= size
         if lane.runtime is not None:
             self._room_freed(lane, lane.runtime)
-        job.share.holders -= 1
-        if job.share.holders == 0:
+        share.holders -= 1
+        if share.holders == 0:
             self._held_bytes -= size
-            self._wake_for_budget()
+            if self._budget_waiters:
+                self._wake_for_budget()
 
     def _log_queue_full(self, lane: _Lane, event: DeliverableEvent, detail: str) -> None:
         # A flood of identical ERROR lines helps nobody: one line per interval, with the count.
@@ -887,9 +938,14 @@ class Dispatcher(Generic[E]):
     def _ensure_workers(self, lane: _Lane, runtime: _LaneRuntime) -> None:
         """Start workers for what is queued beyond the idle ones, up to ``max_concurrency``."""
         workers = runtime.workers
+        max_concurrency = lane.target.max_concurrency
+        if len(workers) >= max_concurrency:
+            # Every slot taken (the busy lane's common case). After a scale-down the workers above the
+            # new limit still count here: each starts its successor within the limit as it leaves.
+            return
         missing = len(runtime.queue.jobs) - (len(workers) - len(runtime.current))  # minus the idle ones
         index = 0
-        while missing > 0 and index < lane.target.max_concurrency:
+        while missing > 0 and index < max_concurrency:
             if index not in workers:
                 name = f"delivery:{lane.key}#{index}"
                 workers[index] = asyncio.create_task(self._work(lane, runtime, index), name=name)
@@ -898,19 +954,32 @@ class Dispatcher(Generic[E]):
 
     async def _work(self, lane: _Lane, runtime: _LaneRuntime, index: int) -> None:
         queue = runtime.queue
+        deliverer = self._deliverer
         try:
             while index < lane.target.max_concurrency:
                 if queue.jobs:
                     job = queue.jobs.popleft()
                 else:
-                    next_job = await self._next_job(queue)
+                    # Wait up to idle_lane_seconds for the next job (0: leave at once).
+                    idle_seconds = self._idle_lane_seconds
+                    next_job = await queue.get_within(idle_seconds) if idle_seconds > 0 else None
                     if next_job is None:
                         return  # idle: the lane lets go of its queue and workers once all are gone
                     job = next_job
                 runtime.current[index] = job  # before any await: shutdown counts it as in flight
                 self._room_freed(lane, runtime)  # a queue slot is free (its bytes stay held until done)
+                prepared = job.share.prepared
                 try:
-                    await self._deliver(lane, runtime, job)
+                    # The first attempt is made from here (one coroutine less per event); a paused lane
+                    # and the retries go through _deliver.
+                    if lane.health.paused:
+                        await self._deliver(lane, runtime, prepared, {}, 0, None)
+                    else:
+                        converted: dict[ContentMode, tuple[Mapping[str, str], bytes]] = {}
+                        delay, last = await deliverer.try_once(lane, prepared, 1, converted)
+                        if delay is not None:
+                            await self._backoff(runtime, delay)
+                            await self._deliver(lane, runtime, prepared, converted, 1, last)
                 except asyncio.CancelledError:
                     # close()/remove_target() count their own leftovers. Anyone else cancelling us (kopf
                     # cancels tasks created after it started when it stops) must not lose it silently.
@@ -937,17 +1006,6 @@ class Dispatcher(Generic[E]):
                 self._ensure_workers(lane, runtime)  # scaled down: those within the new limit take over
             elif lane.runtime is runtime and not runtime.workers and runtime.idle and not runtime.waiters:
                 lane.runtime = None  # quiet now: back to a few hundred bytes until its next event
-
-    async def _next_job(self, queue: _JobQueue) -> _Job | None:
-        """The next job, waiting up to ``idle_lane_seconds`` for one; None when none came."""
-        if self._idle_lane_seconds <= 0:
-            return None
-        try:
-            async with asyncio.timeout(self._idle_lane_seconds):
-                return await queue.get()
-        except TimeoutError:
-            # A job put just as the timeout fired stays queued (get() hands its wake-up on): take it.
-            return None if queue.empty() else queue.get_nowait()
 
     async def _shutdown_lane(self, lane: _Lane, deadline: float, reason: DropReason) -> int:
         runtime = lane.runtime
@@ -980,12 +1038,17 @@ class Dispatcher(Generic[E]):
         return len(leftovers)
 
     # -------------------------------------------------------------------------------- delivery
-    async def _deliver(self, lane: _Lane, runtime: _LaneRuntime, job: _Job) -> None:
-        """Attempt until delivered or given up, sleeping through the backoff (cut short by a pause)."""
-        prepared = job.prepared
-        converted: dict[ContentMode, tuple[Mapping[str, str], bytes]] = {}
-        attempt = 0
-        last: Response | None = None
+    async def _deliver(
+        self,
+        lane: _Lane,
+        runtime: _LaneRuntime,
+        prepared: Prepared,
+        converted: dict[ContentMode, tuple[Mapping[str, str], bytes]],
+        attempt: int,
+        last: Response | None,
+    ) -> None:
+        """The attempts after ``attempt`` (``last`` its response) until delivered or given up, sleeping
+        through the backoff (cut short by a pause). A paused lane gives the event up instead."""
         deliverer = self._deliverer
         health = lane.health
         # The pause check is inline: awaiting give_up_if_paused would build a coroutine per attempt.

@@ -53,7 +53,7 @@ class EventTooLargeError(ValueError):
     """``submit`` of an event that can never fit its lane's ``queue_bytes`` or the dispatcher's budget."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OfferResult:
     """What :meth:`Dispatcher.offer` did: everything queued (``accepted``) or nothing.
 
@@ -71,6 +71,9 @@ class OfferResult:
     * ``detail``: one human-readable sentence on why not (empty when accepted); no secrets in it. Built
       from ``describe`` when read (a string, or a function of the figures at refusal time): a sender
       refused while it waits for room never pays for formatting it.
+
+    Read-only by convention (not frozen: two are built per waiting sender, and a frozen dataclass costs
+    a microsecond more each).
     """
 
     accepted: bool

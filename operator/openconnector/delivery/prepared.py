@@ -21,6 +21,8 @@ __all__ = [
     "Reencoder",
     "cloudevents_reencoder",
     "prepare",
+    "prepare_once",
+    "prepare_or_reason",
 ]
 
 # Memory around a held request beyond its raw bytes (measured with tracemalloc on CPython 3.11): the
@@ -48,13 +50,14 @@ E = TypeVar("E", bound=DeliverableEvent)
 Encoder: TypeAlias = Callable[[E, ContentMode], tuple[Mapping[str, str], bytes]]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Prepared:
     """One event encoded for one content mode: what a lane holds instead of the event.
 
     ``headers`` and ``body`` are the encoder's output, sent as they are on every attempt (the engine adds
-    the target's headers, credentials and signature per attempt). ``webhook_id`` is derived once from
-    source and id. ``size`` is the memory accounted for it (see :func:`prepare`).
+    the target's headers, credentials and signature per attempt). ``size`` is the memory accounted for it
+    (see :func:`prepare`). Shared by every lane and attempt of a fan-out, so treat it as read-only (not
+    frozen: a frozen dataclass costs a microsecond more per event to build).
     """
 
     id: str
@@ -63,8 +66,17 @@ class Prepared:
     content_mode: ContentMode
     headers: Mapping[str, str] = field(repr=False)
     body: bytes = field(repr=False)
-    webhook_id: str
     size: int
+    _webhook_id: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def webhook_id(self) -> str:
+        """``webhook-id`` of signed deliveries (source and id hashed), derived on first use: most
+        subscriptions are not signed."""
+        webhook_id = self._webhook_id
+        if webhook_id is None:
+            webhook_id = self._webhook_id = webhook_message_id(self.source, self.id)
+        return webhook_id
 
 
 def prepare(event: E, mode: ContentMode, encoder: Encoder[E]) -> Prepared:
@@ -74,20 +86,15 @@ def prepare(event: E, mode: ContentMode, encoder: Encoder[E]) -> Prepared:
     and per header for the Python objects around them.
     """
     encoded_headers, body = encoder(event, mode)
-    headers = dict(encoded_headers)
-    body = bytes(body)
-    size = _ITEM_OVERHEAD + len(body) + len(event.id) + len(event.type) + len(event.source)
-    size += sum(len(name) + len(value) + _HEADER_OVERHEAD for name, value in headers.items())
-    return Prepared(
-        id=event.id,
-        type=event.type,
-        source=event.source,
-        content_mode=mode if type(mode) is ContentMode else ContentMode(mode),
-        headers=headers,
-        body=body,
-        webhook_id=webhook_message_id(event.source, event.id),
-        size=size,
-    )
+    # The encoder's own dict is kept (it made a new one); any other mapping is copied.
+    headers = encoded_headers if type(encoded_headers) is dict else dict(encoded_headers)
+    body = bytes(body)  # the same object when it is bytes already
+    event_id, event_type, source = event.id, event.type, event.source
+    size = _ITEM_OVERHEAD + len(body) + len(event_id) + len(event_type) + len(source)
+    size += sum(map(len, headers)) + sum(map(len, headers.values())) + _HEADER_OVERHEAD * len(headers)
+    if type(mode) is not ContentMode:
+        mode = ContentMode(mode)
+    return Prepared(event_id, event_type, source, mode, headers, body, size)
 
 
 #: ``(prepared, mode, extensions) -> (headers, body)``: the held request re-encoded in ``mode`` with
@@ -117,17 +124,21 @@ def clip(text: str) -> str:
     return text if len(text) <= _MESSAGE_LIMIT else text[: _MESSAGE_LIMIT - 1] + "…"
 
 
+def prepare_or_reason(event: E, mode: ContentMode, encoder: Encoder[E]) -> Prepared | str:
+    """``event`` prepared for ``mode``, or the reason its encoding failed (the delivery is dropped with
+    it, never retried)."""
+    try:
+        return prepare(event, mode, encoder)
+    except Exception as error:
+        return f"encoding failed: {type(error).__name__}: {clip(str(error))}"
+
+
 def prepare_once(
     cache: dict[tuple[int, ContentMode], Prepared | str], event: E, mode: ContentMode, encoder: Encoder[E]
 ) -> Prepared | str:
-    """``event`` prepared for ``mode`` once per request (``cache`` lives as long as the request), or
-    the reason its encoding failed (the delivery is dropped with it, never retried)."""
+    """:func:`prepare_or_reason` once per request (``cache`` lives as long as the request)."""
     slot = (id(event), mode)
     prepared = cache.get(slot)
     if prepared is None:
-        try:
-            prepared = prepare(event, mode, encoder)
-        except Exception as error:
-            prepared = f"encoding failed: {type(error).__name__}: {clip(str(error))}"
-        cache[slot] = prepared
+        prepared = cache[slot] = prepare_or_reason(event, mode, encoder)
     return prepared

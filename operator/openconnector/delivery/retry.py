@@ -246,9 +246,10 @@ class Deliverer:
         target: DeliveryTarget,
         prepared: Prepared,
         converted: dict[ContentMode, tuple[Mapping[str, str], bytes]],
-    ) -> tuple[dict[str, str], bytes] | Response:
+    ) -> tuple[Mapping[str, str], bytes] | Response:
         """The headers and body of an attempt to ``target``, or the fatal Response when the event cannot
-        be re-encoded for the target's content mode."""
+        be re-encoded for the target's content mode. Not a copy when the target adds no headers of its
+        own (aiohttp copies them anyway, and leaves them as they are)."""
         mode = target.content_mode
         if mode is prepared.content_mode:
             encoded_headers, body = prepared.headers, prepared.body
@@ -262,12 +263,13 @@ class Deliverer:
                 return self.sender.fatal(
                     f"re-encoding as {mode} failed: {type(error).__name__}: {clip(str(error))}"
                 )
+        signing_key = target._signing_key
+        if signing_key is None and not target.headers and not target.auth_headers:
+            return encoded_headers, body
         # One dict display: the target's plain headers, the encoding's, then the credentials on top.
         headers = {**target.headers, **encoded_headers, **target.auth_headers}
-        if target._signing_key is not None:
-            headers.update(
-                signature_headers(target._signing_key, prepared.webhook_id, int(self._clock()), body)
-            )
+        if signing_key is not None:
+            headers.update(signature_headers(signing_key, prepared.webhook_id, int(self._clock()), body))
         return headers, body
 
     # ------------------------------------------------------------------------------- giving up

@@ -80,7 +80,9 @@ class HttpSender:
     async def send(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes, timeout_s: float
     ) -> Response:
-        session = self._ensure_session()
+        session = self._session
+        if session is None or (self._owns_session and session.closed):
+            session = self._ensure_session()
         started = self._clock()
         begin = time.perf_counter()
         try:
@@ -97,16 +99,23 @@ class HttpSender:
                 prefix = b""
                 # Read (a bounded part of) the body so the pooled connection can be reused, and to keep
                 # the start of an error body for ocerrordata. A broken body does not change the verdict.
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
-                    prefix = await read_prefix(reply.content, _RESPONSE_READ_LIMIT)
+                # An empty or fully read body (the usual 2xx) needs no coroutine.
+                content = reply.content
+                if not content.at_eof():
+                    with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
+                        prefix = await read_prefix(content, _RESPONSE_READ_LIMIT)
+                latency_ms = (time.perf_counter() - begin) * 1000.0
+                if 200 <= status <= 299:
+                    return Response(status, None, started, latency_ms, retry_after, b"", False, reply.headers)
                 return Response(
-                    status=status,
-                    error=None if 200 <= status <= 299 else status_text(status, reply.reason),
-                    started=started,
-                    latency_ms=(time.perf_counter() - begin) * 1000.0,
-                    retry_after=retry_after,
-                    body_prefix=b"" if 200 <= status <= 299 else prefix[:ERROR_DATA_LIMIT],
-                    headers=reply.headers,
+                    status,
+                    status_text(status, reply.reason),
+                    started,
+                    latency_ms,
+                    retry_after,
+                    prefix[:ERROR_DATA_LIMIT],
+                    False,
+                    reply.headers,
                 )
         except TimeoutError:
             error = f"timeout after {timeout_s:g}s"
