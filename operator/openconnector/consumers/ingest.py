@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from openconnector.ce import CloudEvent, CloudEventError, check_nlgov
+from openconnector.ce import CloudEvent, CloudEventError, Problem
 from openconnector.ce.depth import json_depth_exceeds
 from openconnector.consumers.allow_list import IpAddress
 from openconnector.consumers.replay import ReplayStore, admit
@@ -93,6 +93,9 @@ class ConsumerPorts(Protocol):
 
     def build_event(self, event: EventRoute, data: Any, subject: str | None) -> CloudEvent:
         """A new event of ``event``'s type; CloudEventError when it cannot be built."""
+
+    def nlgov_problems(self, event: EventRoute, built: CloudEvent) -> Sequence[Problem]:
+        """``check_nlgov(built)`` of an event :meth:`build_event` built for ``event``."""
 
     async def publish(self, event: CloudEvent, namespace: str) -> None:
         """Hand the event to delivery; a Refusal (503 + Retry-After) when it cannot be queued."""
@@ -245,7 +248,7 @@ async def _accept(consumer: ConsumerRoute, request: InboundRequest, ports: Consu
             raise Refusal(422, "emission-failed", str(error), label="emission") from None
         return not_emitted(f"the event could not be built: {error}")
     if event.profile == "nl-gov":
-        profile_problems = check_nlgov(built)
+        profile_problems = ports.nlgov_problems(event, built)
         if profile_problems:
             why = "the event breaks the NL GOV profile: " + "; ".join(p.detail for p in profile_problems)
             if target is None:

@@ -8,6 +8,7 @@ gets the compile result and a subscription's lane health from here). Nothing her
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import defaultdict
@@ -19,8 +20,9 @@ import aiohttp
 from aiohttp import web
 
 from openconnector.api.kinds import CONSUMER, EVENT, EVENT_SUBSCRIPTION, SOURCE
-from openconnector.ce import CloudEvent, build_event, to_binary, to_structured
-from openconnector.ce.emit import SequenceCounter
+from openconnector.ce import CloudEvent, build_event, check_nlgov, to_binary, to_structured
+from openconnector.ce.codec import Problem
+from openconnector.ce.emit import SequenceCounter, build_checked_event
 from openconnector.consumers.replay import ReplayGuard, ReplayStore, TieredReplayStore
 from openconnector.delivery.bus import DeliveryBus
 from openconnector.delivery.memory import Dispatcher
@@ -80,6 +82,17 @@ class GatewaySettings:
     message_max: int = 10_000
     message_max_age: float = 7 * 24 * 3600.0
     api_token: str | None = field(default=None, repr=False)
+
+
+@functools.lru_cache(maxsize=1024)
+def _sequence_name(key: ResourceKey) -> str:
+    return str(key)  # the per-Event sequence is counted under the key's text
+
+
+@functools.lru_cache(maxsize=1024)
+def _built_nlgov_problems(type_: str, source: str) -> tuple[Problem, ...]:
+    # A probe built as build_event_for builds every event of (type, source): the verdict is theirs.
+    return tuple(check_nlgov(build_checked_event(type_, source, None, None, 1)))
 
 
 def encode(event: CloudEvent, mode: ContentMode) -> tuple[Mapping[str, str], bytes]:
@@ -372,7 +385,9 @@ class Gateway:
 
     def build_event_for(self, event: EventRoute, data: Any, *, subject: str | None = None) -> CloudEvent:
         """A new NL GOV event of ``event``'s type (sequence per Event, starting at 1)."""
-        sequence = self.sequences.next(str(event.key))
+        sequence = self.sequences.next(_sequence_name(event.key))
+        if subject is None:  # type, source and dataschema were checked when the Event compiled
+            return build_checked_event(event.type, event.source, data, event.dataschema, sequence)
         return build_event(
             type=event.type,
             source=event.source,
@@ -380,10 +395,15 @@ class Gateway:
             dataschema=event.dataschema,
             subject=subject,
             sequence=sequence,
-            # type, source and dataschema were checked when the Event compiled; a subject (from a
-            # register's answer) was not, so only then is the whole event validated.
-            validate=subject is not None,
+            # A subject (from a register's answer) was not checked: the whole event is validated.
+            validate=True,
         )
+
+    def nlgov_problems(self, event: EventRoute) -> tuple[Problem, ...]:
+        """``check_nlgov`` of every event :meth:`build_event_for` builds for ``event``: it reads only their
+        type and source (the other attributes it checks are the builder's own, always conformant), so it
+        is worked out once per (type, source)."""
+        return _built_nlgov_problems(event.type, event.source)
 
     # ---------------------------------------------------------------------------- status
 

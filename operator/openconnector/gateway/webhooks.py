@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import aiohttp
 import orjson
 from aiohttp import web
 
-from openconnector.ce import CloudEvent
+from openconnector.ce import CloudEvent, Problem
 from openconnector.consumers.allow_list import IpAddress, TrustedProxies
 from openconnector.consumers.ingest import InboundRequest, receive
 from openconnector.consumers.replay import ReplayStore
@@ -146,6 +147,9 @@ class _GatewayPorts:
 
     def build_event(self, event: EventRoute, data: Any, subject: str | None) -> CloudEvent:
         return self._gateway.build_event_for(event, data, subject=subject)
+
+    def nlgov_problems(self, event: EventRoute, built: CloudEvent) -> Sequence[Problem]:
+        return self._gateway.nlgov_problems(event)
 
     async def publish(self, event: CloudEvent, namespace: str) -> None:
         try:
