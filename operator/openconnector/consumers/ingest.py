@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import orjson
 
@@ -47,16 +46,15 @@ log = logging.getLogger(__name__)
 _JSON_TYPES = ("application/json", "text/json")
 
 
-@dataclass(frozen=True)
-class InboundRequest:
+# NamedTuples: immutable, and built per request at a fraction of a frozen dataclass's cost.
+class InboundRequest(NamedTuple):
     headers: Mapping[str, str]
     query: Mapping[str, str]
     content_type: str
     body: bytes
 
 
-@dataclass(frozen=True)
-class WebhookAnswer:
+class WebhookAnswer(NamedTuple):
     status: int
     body: dict[str, Any]
 
@@ -155,7 +153,9 @@ async def receive(consumer: ConsumerRoute, ports: ConsumerPorts) -> WebhookAnswe
     Every request is counted as received, then as forwarded or refused (with the refusal's label)."""
     ports.received(consumer)
     try:
-        if not consumer.allow_list.allows(ports.client_address()):
+        allow_list = consumer.allow_list
+        # An empty allow-list allows everyone: the client address is only worked out when it matters.
+        if allow_list and not allow_list.allows(ports.client_address()):
             raise Refusal(403, "forbidden", "the client address is not allowed", label="ip-not-allowed")
         request = await ports.read_request(consumer.max_body_bytes)
         answer = await ingest(consumer, request, ports)

@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import aiohttp
 from aiohttp import web
@@ -35,7 +35,7 @@ from openconnector.delivery.target import ContentMode, DeliveryTarget
 from openconnector.egress import EgressPolicy
 from openconnector.egress_resolver import connector_for
 from openconnector.gateway.limits import RequestLimits
-from openconnector.gateway.metrics import DeliveryMetricsObserver, GatewayMetrics, SubscriptionHealth
+from openconnector.gateway.metrics import DeliveryMetricsObserver, GatewayMetrics, Inc, SubscriptionHealth
 from openconnector.messages.access import Authorizer, TokenAuthorizer
 from openconnector.messages.recorder import MessageRecorder
 from openconnector.messages.service import MessageService
@@ -93,6 +93,13 @@ def _sequence_name(key: ResourceKey) -> str:
 def _built_nlgov_problems(type_: str, source: str) -> tuple[Problem, ...]:
     # A probe built as build_event_for builds every event of (type, source): the verdict is theirs.
     return tuple(check_nlgov(build_checked_event(type_, source, None, None, 1)))
+
+
+class ConsumerCounters(NamedTuple):
+    """The counters one Consumer's webhooks count in, bound once instead of looked up per request."""
+
+    received: Inc
+    forwarded: Inc
 
 
 def encode(event: CloudEvent, mode: ContentMode) -> tuple[Mapping[str, str], bytes]:
@@ -156,6 +163,8 @@ class Gateway:
         self.consumer_stats = self.status.consumer_stats
         self.event_stats = self.status.event_stats
         self.source_stats = self.status.source_stats
+        self._consumer_counters: dict[ResourceKey, ConsumerCounters] = {}
+        self.webhook_bytes = self.metrics.inc_of(self.metrics.ingress_bytes, "/webhooks")
         self.sequences = SequenceCounter()
         self.ready = asyncio.Event()
         # Set first on shutdown (runtime.py), before the drain: /readyz answers 503 from then on.
@@ -165,6 +174,18 @@ class Gateway:
         self._routes_by_target: dict[ResourceKey, SubscriptionRoute] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
+
+    def consumer_counters(self, key: ResourceKey) -> ConsumerCounters:
+        """The metric series Consumer ``key``'s webhooks count in, bound on its first request."""
+        found = self._consumer_counters.get(key)
+        if found is None:
+            metrics = self.metrics
+            labels = (key.namespace, key.name)
+            found = self._consumer_counters[key] = ConsumerCounters(
+                metrics.inc_of(metrics.webhooks_received, *labels),
+                metrics.inc_of(metrics.webhooks_forwarded, *labels),
+            )
+        return found
 
     def _installed_target(self, key: ResourceKey) -> DeliveryTarget | None:
         route = self._routes_by_target.get(key)

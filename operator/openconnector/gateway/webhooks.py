@@ -63,6 +63,8 @@ def _labels(key: ResourceKey) -> tuple[str, str]:
 class _GatewayPorts:
     """The gateway and one request as :class:`openconnector.consumers.ingest.ConsumerPorts`."""
 
+    __slots__ = ("_gateway", "_request")
+
     def __init__(self, gateway: Gateway, request: web.Request) -> None:
         self._gateway = gateway
         self._request = request
@@ -89,18 +91,20 @@ class _GatewayPorts:
     async def read_request(self, limit: int) -> InboundRequest:
         request = self._request
         body = await read_limited(request, limit)  # a 413 Refusal when larger
-        metrics = self._gateway.metrics
-        metrics.inc_of(metrics.ingress_bytes, "/webhooks")(len(body))
-        try:
-            content_type = request.content_type
-        except IndexError:  # aiohttp parses it with CPython's email parser, which fails on some parameters
-            content_type = request.headers.get("Content-Type", "")
-        return InboundRequest(request.headers, request.query, content_type or "", body)
+        self._gateway.webhook_bytes(len(body))
+        headers = request.headers
+        content_type = headers.get("Content-Type")
+        if content_type != "application/json":  # that one is its own parsed form: nothing to parse
+            try:
+                content_type = request.content_type
+            except IndexError:  # aiohttp parses with CPython's email parser, which fails on some parameters
+                content_type = headers.get("Content-Type", "")
+        return InboundRequest(headers, request.query, content_type or "", body)
 
     def received(self, consumer: ConsumerRoute) -> None:
         gateway = self._gateway
         gateway.consumer_stats[consumer.key].record_received(gateway.clock())
-        gateway.metrics.inc_of(gateway.metrics.webhooks_received, *_labels(consumer.key))(1)
+        gateway.consumer_counters(consumer.key).received(1)
 
     def refused(self, consumer: ConsumerRoute, refusal: Refusal) -> None:
         gateway = self._gateway
@@ -111,7 +115,7 @@ class _GatewayPorts:
     def forwarded(self, consumer: ConsumerRoute) -> None:
         gateway = self._gateway
         gateway.consumer_stats[consumer.key].record_forwarded()
-        gateway.metrics.inc_of(gateway.metrics.webhooks_forwarded, *_labels(consumer.key))(1)
+        gateway.consumer_counters(consumer.key).forwarded(1)
 
     async def call_target(self, consumer: ConsumerRoute, call: TargetCall) -> tuple[int, bytes]:
         gateway = self._gateway
