@@ -17,7 +17,9 @@ from openconnector.ce.codec import INT32_MAX, CloudEventError
 from openconnector.ce.emit import build_checked_event, build_event
 from openconnector.consumers.verifiers import AuthOutcome, InboundAuthConfig, compile_verifier
 from openconnector.gateway.core import Gateway
-from openconnector.resources import ResourceKey
+from openconnector.refusal import Refusal
+from openconnector.resources import Resource, ResourceKey
+from openconnector.routing.compiler import compile_table
 from openconnector.routing.table import EventRoute
 
 TYPE = "nl.vng.zgw.zaken.zaak.created"
@@ -110,3 +112,60 @@ def test_auth_none_outcome_is_the_general_one() -> None:
         None,
         {},
     )
+
+
+# ---------------------------------------------------------------------------------------- publish
+
+
+def _gateway_with(*items: Resource) -> Gateway:
+    gateway = Gateway()
+    gateway.install(compile_table({r.key: r for r in items}, {}, version=1))
+    return gateway
+
+
+def _event_resource(type_: str = TYPE) -> Resource:
+    return Resource(
+        kind="Event", namespace="ns", name="ev", spec={"name": "ev", "type": type_, "source": SOURCE}
+    )
+
+
+def _pull_subscription() -> Resource:
+    spec = {"eventType": TYPE, "endpoint": "http://127.0.0.1:1/x", "style": "pull"}
+    return Resource(kind="EventSubscription", namespace="ns", name="pull", spec=spec)
+
+
+def _emitted(gateway: Gateway, label: str) -> float | None:
+    return gateway.metrics.registry.get_sample_value("openconnector_events_emitted_total", {"type": label})
+
+
+@pytest.mark.parametrize("pull", [False, True], ids=["unsubscribed", "pull-only"])
+async def test_publishing_with_nothing_to_queue_counts_the_event(pull: bool) -> None:
+    gateway = _gateway_with(_event_resource(), *([_pull_subscription()] if pull else []))
+    event = build_event(type=TYPE, source=SOURCE, data={"a": 1})
+    assert await gateway.publish([event], namespace="ns") == (1 if pull else 0)
+    assert await gateway.publish([event]) == (1 if pull else 0)  # /events: where its Event is defined
+    assert gateway.event_stats[ResourceKey("Event", "ns", "ev")].published == 2
+    assert _emitted(gateway, TYPE) == 2
+
+
+async def test_publishing_an_undefined_type_counts_it_as_other() -> None:
+    gateway = _gateway_with(_event_resource())
+    other = build_event(type="nl.example.other.created", source=SOURCE, data=None)
+    assert await gateway.publish([other], namespace="ns") == 0
+    assert _emitted(gateway, "other") == 1
+    assert gateway.event_stats[ResourceKey("Event", "ns", "ev")].published == 0
+
+
+@pytest.mark.parametrize("pull", [False, True], ids=["unsubscribed", "pull-only"])
+async def test_a_closed_bus_refuses_even_an_event_with_nothing_to_queue(pull: bool) -> None:
+    gateway = _gateway_with(_event_resource(), *([_pull_subscription()] if pull else []))
+    await gateway.dispatcher.close(0)
+    event = build_event(type=TYPE, source=SOURCE, data=None)
+    with pytest.raises(Refusal) as refused:
+        await gateway.publish([event], namespace="ns")
+    assert (refused.value.status, refused.value.slug, refused.value.headers) == (
+        503,
+        "shutting-down",
+        {"Retry-After": "5"},
+    )
+    assert _emitted(gateway, TYPE) is None

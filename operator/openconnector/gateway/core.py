@@ -14,7 +14,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import aiohttp
 from aiohttp import web
@@ -30,6 +30,7 @@ from openconnector.delivery.outcomes import (
     BusUnavailableError,
     DeliveryClosedError,
     EventTooLargeError,
+    OfferResult,
 )
 from openconnector.delivery.target import ContentMode, DeliveryTarget
 from openconnector.egress import EgressPolicy
@@ -93,6 +94,10 @@ def _sequence_name(key: ResourceKey) -> str:
 def _built_nlgov_problems(type_: str, source: str) -> tuple[Problem, ...]:
     # A probe built as build_event_for builds every event of (type, source): the verdict is theirs.
     return tuple(check_nlgov(build_checked_event(type_, source, None, None, 1)))
+
+
+# What offering an empty plan to an open memory bus answers (read only: nobody changes an OfferResult).
+_NOTHING_QUEUED: Final = OfferResult(True, queued=0)
 
 
 class ConsumerCounters(NamedTuple):
@@ -165,6 +170,7 @@ class Gateway:
         self.source_stats = self.status.source_stats
         self._consumer_counters: dict[ResourceKey, ConsumerCounters] = {}
         self.webhook_bytes = self.metrics.inc_of(self.metrics.ingress_bytes, "/webhooks")
+        self._emitted: dict[str, Inc] = {}  # events_emitted per type label, bound once
         self.sequences = SequenceCounter()
         self.ready = asyncio.Event()
         # Set first on shutdown (runtime.py), before the drain: /readyz answers 503 from then on.
@@ -321,10 +327,10 @@ class Gateway:
                 # An undefined type only gets here with --allow-unknown-types: the admin's opt-in to
                 # publish it wherever it is subscribed.
                 namespaces = table.namespaces_defining(event.type) or table.namespaces_subscribing(event.type)
+            attributes, data = event.attributes, event.data
             for ns in namespaces:
-                plan.extend(
-                    (route.target_key, event) for route in table.match(ns, event.attributes, event.data)
-                )
+                for route in table.match(ns, attributes, data):
+                    plan.append((route.target.key, event))
             placements.append((event, namespaces))
         return plan, placements
 
@@ -342,11 +348,18 @@ class Gateway:
             plan, placements = self._plan(table, events, namespace)
             # Recorded before the bus stores it: a durable bus may deliver before store returns.
             created = self.recorder.record_stored(plan, now=self.clock()) if plan else []
-            pushed = self._pushed(plan)
+            pushed = self._pushed(plan) if self._pull_keys else plan
             try:
                 # The memory bus decides without awaiting: most senders are accepted at once and never pay
                 # for a timer or a coroutine. The others (and every JetStream store) go the bounded way.
-                result = self._offer_now(pushed) if self._offer_now is not None else None
+                offer_now = self._offer_now
+                result: OfferResult | None
+                if offer_now is not None and not pushed:  # nothing to queue: only a closed bus refuses
+                    if self.dispatcher.closed:
+                        raise DeliveryClosedError("the dispatcher is closed")
+                    result = _NOTHING_QUEUED
+                else:
+                    result = offer_now(pushed) if offer_now is not None else None
                 if result is not None and result.too_large:
                     raise Refusal(413, "event-too-large", result.detail)
                 if result is None or not result.accepted:
@@ -389,14 +402,22 @@ class Gateway:
         except EventTooLargeError as error:
             raise Refusal(413, "event-too-large", str(error)) from None
         now = self.clock()
+        events_by_namespace_type = table.events_by_namespace_type
         for event, namespaces in placements:
+            type_ = event.type
+            published = False
             for ns in namespaces:
-                defined = table.events_by_namespace_type.get((ns, event.type))
+                defined = events_by_namespace_type.get((ns, type_))
                 if defined is not None:
                     self.event_stats[defined.key].record_published(now)
+                    published = True
             # Types no Event defines (--allow-unknown-types) share one label: senders choose them freely.
-            label = event.type if table.namespaces_defining(event.type) else "other"
-            self.metrics.inc_of(self.metrics.events_emitted, label)(1)
+            # (An Event found above defines the type: namespaces_defining lists its namespace.)
+            label = type_ if published or table.namespaces_defining(type_) else "other"
+            emitted = self._emitted.get(label)
+            if emitted is None:
+                emitted = self._emitted[label] = self.metrics.inc_of(self.metrics.events_emitted, label)
+            emitted(1)
         return result.queued + (len(plan) - len(pushed))
 
     def _pushed(self, plan: list[tuple[ResourceKey, CloudEvent]]) -> list[tuple[ResourceKey, CloudEvent]]:
