@@ -14,7 +14,9 @@ from hypothesis import strategies as st
 
 from openconnector.ce import check_nlgov
 from openconnector.ce.codec import INT32_MAX, CloudEventError
+from openconnector.ce.depth import json_depth_exceeds
 from openconnector.ce.emit import build_checked_event, build_event
+from openconnector.consumers.ingest import _depth_exceeds
 from openconnector.consumers.verifiers import AuthOutcome, InboundAuthConfig, compile_verifier
 from openconnector.gateway.core import Gateway
 from openconnector.refusal import Refusal
@@ -169,3 +171,32 @@ async def test_a_closed_bus_refuses_even_an_event_with_nothing_to_queue(pull: bo
         {"Retry-After": "5"},
     )
     assert _emitted(gateway, TYPE) is None
+
+
+# ------------------------------------------------------------------------------------------ depth
+
+decoded_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=500)
+@given(decoded_json, st.integers(0, 6))
+def test_the_body_depth_check_is_json_depth_exceeds(payload: Any, limit: int) -> None:
+    assert _depth_exceeds(payload, limit) == json_depth_exceeds(payload, limit)
+
+
+@pytest.mark.parametrize("limit", [0, 1, 2])
+def test_the_body_depth_check_on_flat_and_nested_objects(limit: int) -> None:
+    payloads: list[Any] = [
+        {},
+        {"a": 1, "b": "x", "c": None, "d": 1.5, "e": True},
+        {"a": {}},
+        {"a": [1]},
+        [],
+        "x",
+    ]
+    for payload in payloads:
+        assert _depth_exceeds(payload, limit) == json_depth_exceeds(payload, limit)

@@ -379,7 +379,8 @@ class Gateway:
                                     pushed = self._pushed(plan)
                             if self.message_log is not None:
                                 await self.message_log.flush()
-                            result = await self.dispatcher.store(pushed)
+                            # (The memory bus's store is its offer: called as such, without a coroutine.)
+                            result = offer_now(pushed) if offer_now else await self.dispatcher.store(pushed)
                             if result.too_large:
                                 raise Refusal(413, "event-too-large", result.detail)
                             if result.accepted:
