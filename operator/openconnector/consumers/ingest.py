@@ -15,7 +15,7 @@ missing (``eventError``), and the port records it in the Consumer's status.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import orjson
@@ -95,8 +95,8 @@ class ConsumerPorts(Protocol):
     def nlgov_problems(self, event: EventRoute, built: CloudEvent) -> Sequence[Problem]:
         """``check_nlgov(built)`` of an event :meth:`build_event` built for ``event``."""
 
-    async def publish(self, event: CloudEvent, namespace: str) -> None:
-        """Hand the event to delivery; a Refusal (503 + Retry-After) when it cannot be queued."""
+    def publish(self, event: CloudEvent, namespace: str) -> Awaitable[object]:
+        """Hand the event to delivery; awaiting it raises a Refusal (503 + Retry-After) when not queued."""
 
     def stored_not_emitted(self, consumer: ConsumerRoute, why: str) -> None:
         """Record that the target holds the payload but no event went out."""
@@ -268,8 +268,10 @@ async def _accept(consumer: ConsumerRoute, request: InboundRequest, ports: Consu
     try:
         await ports.publish(built, consumer.key.namespace)
     except Refusal as refused:
-        if target is None:
-            raise
+        if target is None:  # counted as a backlog refusal in the Consumer's status
+            raise Refusal(
+                refused.status, refused.slug, refused.detail, label="backlog", headers=refused.headers
+            ) from None
         return not_emitted(refused.detail)
     answer["eventId"] = built.id
     return WebhookAnswer(status, answer)

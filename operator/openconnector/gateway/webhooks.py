@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import aiohttp
@@ -155,13 +155,8 @@ class _GatewayPorts:
     def nlgov_problems(self, event: EventRoute, built: CloudEvent) -> Sequence[Problem]:
         return self._gateway.nlgov_problems(event)
 
-    async def publish(self, event: CloudEvent, namespace: str) -> None:
-        try:
-            await self._gateway.publish([event], namespace=namespace)
-        except Refusal as refused:  # counted as a backlog refusal in the Consumer's status
-            raise Refusal(
-                refused.status, refused.slug, refused.detail, label="backlog", headers=refused.headers
-            ) from None
+    def publish(self, event: CloudEvent, namespace: str) -> Awaitable[int]:
+        return self._gateway.publish([event], namespace=namespace)  # awaited by the caller: no extra frame
 
     def stored_not_emitted(self, consumer: ConsumerRoute, why: str) -> None:
         # Logged and recorded in the Consumer's status: a stored payload without its event is never silent.
