@@ -6,6 +6,7 @@ over generated inputs (Hypothesis) as well as the edge cases.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -22,7 +23,7 @@ from openconnector.gateway.core import Gateway
 from openconnector.refusal import Refusal
 from openconnector.resources import Resource, ResourceKey
 from openconnector.routing.compiler import compile_table
-from openconnector.routing.table import EventRoute
+from openconnector.routing.table import EventRoute, RoutingTable, SubscriptionRoute
 
 TYPE = "nl.vng.zgw.zaken.zaak.created"
 SOURCE = "urn:nld:oin:00000001823288444000:systeem:openconnector"
@@ -200,3 +201,106 @@ def test_the_body_depth_check_on_flat_and_nested_objects(limit: int) -> None:
     ]
     for payload in payloads:
         assert _depth_exceeds(payload, limit) == json_depth_exceeds(payload, limit)
+
+
+# ------------------------------------------------------------------------------------------ match
+
+MATCH_TYPES = ("nl.example.a.created", "nl.example.b.created")
+MATCH_SOURCES = ("urn:nld:one", "urn:nld:two")
+FILTERS: tuple[Any, ...] = (
+    None,
+    [],
+    {},
+    [{"exact": {"subject": "zaak-1"}}],
+    [{"prefix": {"subject": "zaak"}}],
+    [{"not": {"exact": {"subject": "zaak-1"}}}],
+)
+
+
+@st.composite
+def subscription_resources(draw: st.DrawFn, index: int) -> Resource:
+    spec: dict[str, Any] = {
+        "eventType": draw(st.sampled_from((*MATCH_TYPES, "*"))),
+        "endpoint": f"http://127.0.0.1:1/{index}",
+    }
+    source = draw(st.none() | st.sampled_from(MATCH_SOURCES))
+    if source is not None:
+        spec["source"] = source
+    filters = draw(st.sampled_from(FILTERS))
+    if filters is not None:
+        spec["filters"] = filters
+    if draw(st.booleans()):
+        spec["status"] = "paused"
+    namespace = draw(st.sampled_from(("ns", "other")))
+    return Resource(kind="EventSubscription", namespace=namespace, name=f"s{index}", spec=spec)
+
+
+def _reference_match(
+    table: RoutingTable, namespace: str, attributes: dict[str, Any], data: Any
+) -> list[SubscriptionRoute]:
+    # RoutingTable.match as it was before its per-(namespace, type, source) cache.
+    candidates: Sequence[SubscriptionRoute] = table.subscriptions_by_namespace_type.get(
+        (namespace, attributes["type"]), ()
+    )
+    wildcard = table.wildcard_subscriptions.get(namespace)
+    if wildcard:
+        candidates = (*candidates, *wildcard)
+    source = attributes.get("source")
+    return [
+        sub
+        for sub in candidates
+        if not sub.paused and (sub.source is None or sub.source == source) and sub.matches(attributes, data)
+    ]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(0, 8).flatmap(lambda n: st.tuples(*(subscription_resources(i) for i in range(n)))),
+    st.lists(
+        st.tuples(
+            st.sampled_from(("ns", "other", "nowhere")),
+            st.sampled_from((*MATCH_TYPES, "nl.example.c.created")),
+            st.sampled_from(MATCH_SOURCES),
+            st.sampled_from(("zaak-1", "zaak-2", "other")),
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+)
+def test_the_cached_match_is_the_general_match(
+    subscriptions: tuple[Resource, ...], events: list[tuple[str, str, str, str]]
+) -> None:
+    table = compile_table({r.key: r for r in subscriptions}, {}, version=1)
+    for namespace, type_, source, subject in events * 2:  # first from scratch, then from the cache
+        attributes = {"specversion": "1.0", "id": "1", "type": type_, "source": source, "subject": subject}
+        found = table.match(namespace, attributes, None)
+        assert found == _reference_match(table, namespace, attributes, None)
+        found.clear()  # a caller may change its list: the cache must not share it
+        assert table.match(namespace, attributes, None) == _reference_match(
+            table, namespace, attributes, None
+        )
+
+
+def test_unfiltered_is_set_only_for_no_filters() -> None:
+    resources = [
+        Resource(
+            kind="EventSubscription",
+            namespace="ns",
+            name=f"s{i}",
+            spec={
+                "eventType": TYPE,
+                "endpoint": "http://127.0.0.1:1/x",
+                **({} if f is None else {"filters": f}),
+            },
+        )
+        for i, f in enumerate(FILTERS)
+    ]
+    table = compile_table({r.key: r for r in resources}, {}, version=1)
+    assert [s.unfiltered for s in sorted(table.subscriptions(), key=lambda s: s.key.name)] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+        False,
+    ]
