@@ -49,6 +49,11 @@ async def test_webhooks_are_counted_in_status_and_metrics(
     standalone = await start_gateway(_manifests(tmp_path / "m", sink.url))
     gateway = standalone.gateway
     url = f"{standalone.url}/webhooks/shop"
+    sample = gateway.metrics.registry.get_sample_value
+    labels = {"namespace": "default", "consumer": "shop"}
+    # A series appears with the first request it counts, not before.
+    assert sample("openconnector_ingress_bytes_total", {"endpoint": "/webhooks"}) is None
+    assert sample("openconnector_webhooks_received_total", labels) is None
     bodies = [orjson.dumps({"n": 1}), orjson.dumps({"n": [2, {"deep": True}]}), b'{"n": 3}']
     for body in bodies:
         answer = await post(url, body, JSON)
@@ -59,8 +64,6 @@ async def test_webhooks_are_counted_in_status_and_metrics(
 
     stats = gateway.consumer_stats[ResourceKey("Consumer", "default", "shop")]
     assert (stats.received, stats.forwarded, stats.rejected_by_reason) == (4, 3, {"invalid-json": 1})
-    sample = gateway.metrics.registry.get_sample_value
-    labels = {"namespace": "default", "consumer": "shop"}
     assert sample("openconnector_webhooks_received_total", labels) == 4
     assert sample("openconnector_webhooks_forwarded_total", labels) == 3
     assert sample("openconnector_ingress_bytes_total", {"endpoint": "/webhooks"}) == sum(map(len, bodies)) + 1

@@ -169,7 +169,7 @@ class Gateway:
         self.event_stats = self.status.event_stats
         self.source_stats = self.status.source_stats
         self._consumer_counters: dict[ResourceKey, ConsumerCounters] = {}
-        self.webhook_bytes = self.metrics.inc_of(self.metrics.ingress_bytes, "/webhooks")
+        self._webhook_bytes: Inc | None = None
         self._emitted: dict[str, Inc] = {}  # events_emitted per type label, bound once
         self.sequences = SequenceCounter()
         self.ready = asyncio.Event()
@@ -191,6 +191,14 @@ class Gateway:
                 metrics.inc_of(metrics.webhooks_received, *labels),
                 metrics.inc_of(metrics.webhooks_forwarded, *labels),
             )
+        return found
+
+    def webhook_bytes(self) -> Inc:
+        """The ``/webhooks`` series of the ingress byte counter, bound on the first webhook (a series
+        appears at the first request it counts, as before)."""
+        found = self._webhook_bytes
+        if found is None:
+            found = self._webhook_bytes = self.metrics.inc_of(self.metrics.ingress_bytes, "/webhooks")
         return found
 
     def _installed_target(self, key: ResourceKey) -> DeliveryTarget | None:

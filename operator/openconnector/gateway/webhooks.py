@@ -91,7 +91,7 @@ class _GatewayPorts:
     async def read_request(self, limit: int) -> InboundRequest:
         request = self._request
         body = await read_limited(request, limit)  # a 413 Refusal when larger
-        self._gateway.webhook_bytes(len(body))
+        self._gateway.webhook_bytes()(len(body))
         headers = request.headers
         content_type = headers.get("Content-Type")
         if content_type != "application/json":  # that one is its own parsed form: nothing to parse
