@@ -414,6 +414,10 @@ def _verify_github(verifier: InboundVerifier, headers: Mapping[str, str], body: 
     return AuthOutcome("github", credential_index=matched, message_id=headers.get("x-github-delivery"))
 
 
+# Immutable (frozen, and nothing writes its empty claims): one outcome serves every unauthenticated request.
+_NO_AUTH: Final = AuthOutcome("none")
+
+
 def _verify(
     verifier: InboundVerifier,
     headers: Mapping[str, str],
@@ -422,9 +426,9 @@ def _verify(
     now: float,
 ) -> AuthOutcome:
     config = verifier.config
+    if config.type == "none":  # reads no header: nothing to lower
+        return _NO_AUTH
     lowered = _lower_headers(headers)
-    if config.type == "none":
-        return AuthOutcome("none")
     if config.type == "bearer":
         return _verify_bearer(verifier, lowered, query)
     if config.type == "basic":

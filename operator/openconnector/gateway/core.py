@@ -8,19 +8,21 @@ gets the compile result and a subscription's lane health from here). Nothing her
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import aiohttp
 from aiohttp import web
 
 from openconnector.api.kinds import CONSUMER, EVENT, EVENT_SUBSCRIPTION, SOURCE
-from openconnector.ce import CloudEvent, build_event, to_binary, to_structured
-from openconnector.ce.emit import SequenceCounter
+from openconnector.ce import CloudEvent, build_event, check_nlgov, to_binary, to_structured
+from openconnector.ce.codec import Problem
+from openconnector.ce.emit import SequenceCounter, build_checked_event
 from openconnector.consumers.replay import ReplayGuard, ReplayStore, TieredReplayStore
 from openconnector.delivery.bus import DeliveryBus
 from openconnector.delivery.memory import Dispatcher
@@ -28,12 +30,13 @@ from openconnector.delivery.outcomes import (
     BusUnavailableError,
     DeliveryClosedError,
     EventTooLargeError,
+    OfferResult,
 )
 from openconnector.delivery.target import ContentMode, DeliveryTarget
 from openconnector.egress import EgressPolicy
 from openconnector.egress_resolver import connector_for
 from openconnector.gateway.limits import RequestLimits
-from openconnector.gateway.metrics import DeliveryMetricsObserver, GatewayMetrics, SubscriptionHealth
+from openconnector.gateway.metrics import DeliveryMetricsObserver, GatewayMetrics, Inc, SubscriptionHealth
 from openconnector.messages.access import Authorizer, TokenAuthorizer
 from openconnector.messages.recorder import MessageRecorder
 from openconnector.messages.service import MessageService
@@ -80,6 +83,28 @@ class GatewaySettings:
     message_max: int = 10_000
     message_max_age: float = 7 * 24 * 3600.0
     api_token: str | None = field(default=None, repr=False)
+
+
+@functools.lru_cache(maxsize=1024)
+def _sequence_name(key: ResourceKey) -> str:
+    return str(key)  # the per-Event sequence is counted under the key's text
+
+
+@functools.lru_cache(maxsize=1024)
+def _built_nlgov_problems(type_: str, source: str) -> tuple[Problem, ...]:
+    # A probe built as build_event_for builds every event of (type, source): the verdict is theirs.
+    return tuple(check_nlgov(build_checked_event(type_, source, None, None, 1)))
+
+
+# What offering an empty plan to an open memory bus answers (read only: nobody changes an OfferResult).
+_NOTHING_QUEUED: Final = OfferResult(True, queued=0)
+
+
+class ConsumerCounters(NamedTuple):
+    """The counters one Consumer's webhooks count in, bound once instead of looked up per request."""
+
+    received: Inc
+    forwarded: Inc
 
 
 def encode(event: CloudEvent, mode: ContentMode) -> tuple[Mapping[str, str], bytes]:
@@ -143,6 +168,9 @@ class Gateway:
         self.consumer_stats = self.status.consumer_stats
         self.event_stats = self.status.event_stats
         self.source_stats = self.status.source_stats
+        self._consumer_counters: dict[ResourceKey, ConsumerCounters] = {}
+        self._webhook_bytes: Inc | None = None
+        self._emitted: dict[str, Inc] = {}  # events_emitted per type label, bound once
         self.sequences = SequenceCounter()
         self.ready = asyncio.Event()
         # Set first on shutdown (runtime.py), before the drain: /readyz answers 503 from then on.
@@ -152,6 +180,26 @@ class Gateway:
         self._routes_by_target: dict[ResourceKey, SubscriptionRoute] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._session: aiohttp.ClientSession | None = None
+
+    def consumer_counters(self, key: ResourceKey) -> ConsumerCounters:
+        """The metric series Consumer ``key``'s webhooks count in, bound on its first request."""
+        found = self._consumer_counters.get(key)
+        if found is None:
+            metrics = self.metrics
+            labels = (key.namespace, key.name)
+            found = self._consumer_counters[key] = ConsumerCounters(
+                metrics.inc_of(metrics.webhooks_received, *labels),
+                metrics.inc_of(metrics.webhooks_forwarded, *labels),
+            )
+        return found
+
+    def webhook_bytes(self) -> Inc:
+        """The ``/webhooks`` series of the ingress byte counter, bound on the first webhook (a series
+        appears at the first request it counts, as before)."""
+        found = self._webhook_bytes
+        if found is None:
+            found = self._webhook_bytes = self.metrics.inc_of(self.metrics.ingress_bytes, "/webhooks")
+        return found
 
     def _installed_target(self, key: ResourceKey) -> DeliveryTarget | None:
         route = self._routes_by_target.get(key)
@@ -287,10 +335,10 @@ class Gateway:
                 # An undefined type only gets here with --allow-unknown-types: the admin's opt-in to
                 # publish it wherever it is subscribed.
                 namespaces = table.namespaces_defining(event.type) or table.namespaces_subscribing(event.type)
+            attributes, data = event.attributes, event.data
             for ns in namespaces:
-                plan.extend(
-                    (route.target_key, event) for route in table.match(ns, event.attributes, event.data)
-                )
+                for route in table.match(ns, attributes, data):
+                    plan.append((route.target.key, event))
             placements.append((event, namespaces))
         return plan, placements
 
@@ -308,11 +356,18 @@ class Gateway:
             plan, placements = self._plan(table, events, namespace)
             # Recorded before the bus stores it: a durable bus may deliver before store returns.
             created = self.recorder.record_stored(plan, now=self.clock()) if plan else []
-            pushed = self._pushed(plan)
+            pushed = self._pushed(plan) if self._pull_keys else plan
             try:
                 # The memory bus decides without awaiting: most senders are accepted at once and never pay
                 # for a timer or a coroutine. The others (and every JetStream store) go the bounded way.
-                result = self._offer_now(pushed) if self._offer_now is not None else None
+                offer_now = self._offer_now
+                result: OfferResult | None
+                if offer_now is not None and not pushed:  # nothing to queue: only a closed bus refuses
+                    if self.dispatcher.closed:
+                        raise DeliveryClosedError("the dispatcher is closed")
+                    result = _NOTHING_QUEUED
+                else:
+                    result = offer_now(pushed) if offer_now is not None else None
                 if result is not None and result.too_large:
                     raise Refusal(413, "event-too-large", result.detail)
                 if result is None or not result.accepted:
@@ -332,7 +387,8 @@ class Gateway:
                                     pushed = self._pushed(plan)
                             if self.message_log is not None:
                                 await self.message_log.flush()
-                            result = await self.dispatcher.store(pushed)
+                            # (The memory bus's store is its offer: called as such, without a coroutine.)
+                            result = offer_now(pushed) if offer_now else await self.dispatcher.store(pushed)
                             if result.too_large:
                                 raise Refusal(413, "event-too-large", result.detail)
                             if result.accepted:
@@ -355,14 +411,22 @@ class Gateway:
         except EventTooLargeError as error:
             raise Refusal(413, "event-too-large", str(error)) from None
         now = self.clock()
+        events_by_namespace_type = table.events_by_namespace_type
         for event, namespaces in placements:
+            type_ = event.type
+            published = False
             for ns in namespaces:
-                defined = table.events_by_namespace_type.get((ns, event.type))
+                defined = events_by_namespace_type.get((ns, type_))
                 if defined is not None:
                     self.event_stats[defined.key].record_published(now)
+                    published = True
             # Types no Event defines (--allow-unknown-types) share one label: senders choose them freely.
-            label = event.type if table.namespaces_defining(event.type) else "other"
-            self.metrics.inc_of(self.metrics.events_emitted, label)(1)
+            # (An Event found above defines the type: namespaces_defining lists its namespace.)
+            label = type_ if published or table.namespaces_defining(type_) else "other"
+            emitted = self._emitted.get(label)
+            if emitted is None:
+                emitted = self._emitted[label] = self.metrics.inc_of(self.metrics.events_emitted, label)
+            emitted(1)
         return result.queued + (len(plan) - len(pushed))
 
     def _pushed(self, plan: list[tuple[ResourceKey, CloudEvent]]) -> list[tuple[ResourceKey, CloudEvent]]:
@@ -372,7 +436,9 @@ class Gateway:
 
     def build_event_for(self, event: EventRoute, data: Any, *, subject: str | None = None) -> CloudEvent:
         """A new NL GOV event of ``event``'s type (sequence per Event, starting at 1)."""
-        sequence = self.sequences.next(str(event.key))
+        sequence = self.sequences.next(_sequence_name(event.key))
+        if subject is None:  # type, source and dataschema were checked when the Event compiled
+            return build_checked_event(event.type, event.source, data, event.dataschema, sequence)
         return build_event(
             type=event.type,
             source=event.source,
@@ -380,10 +446,15 @@ class Gateway:
             dataschema=event.dataschema,
             subject=subject,
             sequence=sequence,
-            # type, source and dataschema were checked when the Event compiled; a subject (from a
-            # register's answer) was not, so only then is the whole event validated.
-            validate=subject is not None,
+            # A subject (from a register's answer) was not checked: the whole event is validated.
+            validate=True,
         )
+
+    def nlgov_problems(self, event: EventRoute) -> tuple[Problem, ...]:
+        """``check_nlgov`` of every event :meth:`build_event_for` builds for ``event``: it reads only their
+        type and source (the other attributes it checks are the builder's own, always conformant), so it
+        is worked out once per (type, source)."""
+        return _built_nlgov_problems(event.type, event.source)
 
     # ---------------------------------------------------------------------------- status
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import aiohttp
 import orjson
 from aiohttp import web
 
-from openconnector.ce import CloudEvent
+from openconnector.ce import CloudEvent, Problem
 from openconnector.consumers.allow_list import IpAddress, TrustedProxies
 from openconnector.consumers.ingest import InboundRequest, receive
 from openconnector.consumers.replay import ReplayStore
@@ -62,6 +63,8 @@ def _labels(key: ResourceKey) -> tuple[str, str]:
 class _GatewayPorts:
     """The gateway and one request as :class:`openconnector.consumers.ingest.ConsumerPorts`."""
 
+    __slots__ = ("_gateway", "_request")
+
     def __init__(self, gateway: Gateway, request: web.Request) -> None:
         self._gateway = gateway
         self._request = request
@@ -88,18 +91,20 @@ class _GatewayPorts:
     async def read_request(self, limit: int) -> InboundRequest:
         request = self._request
         body = await read_limited(request, limit)  # a 413 Refusal when larger
-        metrics = self._gateway.metrics
-        metrics.inc_of(metrics.ingress_bytes, "/webhooks")(len(body))
-        try:
-            content_type = request.content_type
-        except IndexError:  # aiohttp parses it with CPython's email parser, which fails on some parameters
-            content_type = request.headers.get("Content-Type", "")
-        return InboundRequest(request.headers, request.query, content_type or "", body)
+        self._gateway.webhook_bytes()(len(body))
+        headers = request.headers
+        content_type = headers.get("Content-Type")
+        if content_type != "application/json":  # that one is its own parsed form: nothing to parse
+            try:
+                content_type = request.content_type
+            except IndexError:  # aiohttp parses with CPython's email parser, which fails on some parameters
+                content_type = headers.get("Content-Type", "")
+        return InboundRequest(headers, request.query, content_type or "", body)
 
     def received(self, consumer: ConsumerRoute) -> None:
         gateway = self._gateway
         gateway.consumer_stats[consumer.key].record_received(gateway.clock())
-        gateway.metrics.inc_of(gateway.metrics.webhooks_received, *_labels(consumer.key))(1)
+        gateway.consumer_counters(consumer.key).received(1)
 
     def refused(self, consumer: ConsumerRoute, refusal: Refusal) -> None:
         gateway = self._gateway
@@ -110,7 +115,7 @@ class _GatewayPorts:
     def forwarded(self, consumer: ConsumerRoute) -> None:
         gateway = self._gateway
         gateway.consumer_stats[consumer.key].record_forwarded()
-        gateway.metrics.inc_of(gateway.metrics.webhooks_forwarded, *_labels(consumer.key))(1)
+        gateway.consumer_counters(consumer.key).forwarded(1)
 
     async def call_target(self, consumer: ConsumerRoute, call: TargetCall) -> tuple[int, bytes]:
         gateway = self._gateway
@@ -147,13 +152,11 @@ class _GatewayPorts:
     def build_event(self, event: EventRoute, data: Any, subject: str | None) -> CloudEvent:
         return self._gateway.build_event_for(event, data, subject=subject)
 
-    async def publish(self, event: CloudEvent, namespace: str) -> None:
-        try:
-            await self._gateway.publish([event], namespace=namespace)
-        except Refusal as refused:  # counted as a backlog refusal in the Consumer's status
-            raise Refusal(
-                refused.status, refused.slug, refused.detail, label="backlog", headers=refused.headers
-            ) from None
+    def nlgov_problems(self, event: EventRoute, built: CloudEvent) -> Sequence[Problem]:
+        return self._gateway.nlgov_problems(event)
+
+    def publish(self, event: CloudEvent, namespace: str) -> Awaitable[int]:
+        return self._gateway.publish([event], namespace=namespace)  # awaited by the caller: no extra frame
 
     def stored_not_emitted(self, consumer: ConsumerRoute, why: str) -> None:
         # Logged and recorded in the Consumer's status: a stored payload without its event is never silent.

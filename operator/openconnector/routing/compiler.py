@@ -428,6 +428,7 @@ def _compile_subscription(
         matches=predicate,
         target=target,
         style=spec.style,
+        unfiltered=not definition,  # None, [] or {}: filters that match every event
     )
 
 

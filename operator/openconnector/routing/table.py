@@ -77,6 +77,8 @@ class SubscriptionRoute:
     # Everything the delivery engine needs, secrets included (hidden from repr, never logged).
     target: DeliveryTarget
     style: str = "push"  # "pull": stored for GET …/pull, never delivered
+    # No filters (``matches`` is true for every event): RoutingTable.match need not call it.
+    unfiltered: bool = False
 
     @property
     def target_key(self) -> ResourceKey:
@@ -97,6 +99,10 @@ class ConsumerRoute:
     target: SourceRoute | None
     schema: str | None  # register/schema: the schema part of targetId
     event: EventRoute | None
+
+
+# Distinct (namespace, type, source) triples whose candidates one table remembers.
+_MATCH_CACHE_ENTRIES = 4096
 
 
 def normalise_endpoint(endpoint: str) -> str:
@@ -128,20 +134,44 @@ class RoutingTable:
     def match(self, namespace: str, attributes: Mapping[str, Any], data: Any) -> list[SubscriptionRoute]:
         """Subscriptions an event published in ``namespace`` goes to: O(1) by (namespace, type), then
         source and filters of the few candidates."""
+        type_ = attributes["type"]
+        source = attributes.get("source")
+        if type(type_) is not str or type(source) is not str:
+            return self._match_all_of(self._candidates(namespace, type_, source), attributes, data)
+        key = (namespace, type_, source)
+        candidates = self._match_cache.get(key)
+        if candidates is None:
+            # What does not depend on the event beyond (namespace, type, source), worked out once per
+            # table; the table is immutable, so a new table starts with an empty cache. Bounded: senders
+            # choose sources freely.
+            candidates = self._candidates(namespace, type_, source)
+            if len(self._match_cache) < _MATCH_CACHE_ENTRIES:
+                self._match_cache[key] = candidates
+        if type(candidates) is list:  # every one unfiltered
+            return candidates.copy()
+        return self._match_all_of(candidates, attributes, data)
+
+    @staticmethod
+    def _match_all_of(
+        candidates: Sequence[SubscriptionRoute], attributes: Mapping[str, Any], data: Any
+    ) -> list[SubscriptionRoute]:
+        return [sub for sub in candidates if sub.unfiltered or sub.matches(attributes, data)]
+
+    def _candidates(self, namespace: str, type_: Any, source: Any) -> Sequence[SubscriptionRoute]:
+        """The unpaused subscriptions of (namespace, type) and of any type whose source matches: a list
+        when none has filters (they all match), else a tuple whose filters are still to be run."""
         candidates: Sequence[SubscriptionRoute] = self.subscriptions_by_namespace_type.get(
-            (namespace, attributes["type"]), ()
+            (namespace, type_), ()
         )
         wildcard = self.wildcard_subscriptions.get(namespace)
         if wildcard:
             candidates = (*candidates, *wildcard)
-        source = attributes.get("source")
-        return [
-            sub
-            for sub in candidates
-            if not sub.paused
-            and (sub.source is None or sub.source == source)
-            and sub.matches(attributes, data)
-        ]
+        found = [sub for sub in candidates if not sub.paused and (sub.source is None or sub.source == source)]
+        return found if all(sub.unfiltered for sub in found) else tuple(found)
+
+    @functools.cached_property
+    def _match_cache(self) -> dict[tuple[str, str, str], Sequence[SubscriptionRoute]]:
+        return {}
 
     def namespaces_defining(self, event_type: str) -> tuple[str, ...]:
         """Namespaces with an enabled Event of this type: where the shared /events publishes it."""
