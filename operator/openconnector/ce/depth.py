@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["json_depth_exceeds"]
+__all__ = ["json_depth_exceeds", "json_text_within_depth"]
 
 
 def json_depth_exceeds(value: object, limit: int) -> bool:
@@ -25,3 +25,11 @@ def json_depth_exceeds(value: object, limit: int) -> bool:
             if isinstance(child, dict | list | tuple):
                 stack.append((child, level + 1))
     return False
+
+
+def json_text_within_depth(text: bytes, limit: int) -> bool:
+    """True when nothing decoded from the JSON ``text`` (or from any part of it) can nest more than
+    ``limit`` deep: every array and object opens with a ``[`` or ``{`` byte, so a text with at most
+    ``limit`` of them cannot hold deeper nesting. False means "walk the decoded value to know"
+    (:func:`json_depth_exceeds`); the byte counts run in C, the walk in Python."""
+    return text.count(b"[") + text.count(b"{") <= limit
