@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from openconnector.ce import CloudEvent
+from openconnector.ce import CloudEvent, CloudEventError, codec
 from openconnector.ce.depth import json_depth_exceeds, json_text_within_depth
 from openconnector.gateway.events import depth_problems
 
@@ -66,3 +67,107 @@ def test_depth_problems_with_the_body_equal_those_without(values: list[Any], lim
 def test_binary_data_is_never_walked_with_or_without_the_body() -> None:
     events = [CloudEvent({"id": "1"}, b"[[[[[[")]
     assert depth_problems(events, 2, batch=False, body=b"[[[[[[") == []
+
+
+# --- the codec's one-pass checks -----------------------------------------------------------------
+
+CORE_NAMES = ["id", "source", "specversion", "type", "subject", "time", "dataschema", "datacontenttype"]
+attribute_names = st.sampled_from(
+    [*CORE_NAMES, "dataref", "sequence", "sequencetype", "x1", "Bad", "a-b", "data", "", "é"]
+)
+attribute_strings = st.sampled_from(
+    ["1.0", "0.3", "", "e-1", "urn:x:y", "https://x.nl/s#f", "not a uri", "2026-11-28T12:00:00Z",
+     "2026-02-30T12:00:00Z", "application/json", "text/plain; charset=utf-8", "no/", "café", "a\x00b",
+     "\ufffe", "Integer", "42"]
+) | st.text(max_size=6)  # fmt: skip
+attribute_values: st.SearchStrategy[Any] = (
+    attribute_strings
+    | st.booleans()
+    | st.integers(-(2**32), 2**32)
+    | st.sampled_from([2**31 - 1, -(2**31), 2**31, 1.5, 2.0, None, [], {}])
+)
+attribute_sets = st.dictionaries(attribute_names, attribute_values, max_size=10)
+REQUIRED = {"id": "e-1", "source": "urn:x:y", "specversion": "1.0", "type": "nl.x.y"}
+
+
+def _full_check(attributes: dict[str, Any]) -> list[Any]:
+    problems: list[Any] = []
+    # A skip set naming no attribute turns the one-pass shortcut off and changes nothing else.
+    codec._check_attributes(attributes, codec._plain_label, None, problems, frozenset({"\x00"}))
+    return problems
+
+
+@PROPERTY_SETTINGS
+@given(attribute_sets, st.booleans())
+def test_the_one_pass_check_passes_only_what_the_full_check_passes(
+    attributes: dict[str, Any], with_required: bool
+) -> None:
+    if with_required:
+        attributes = {**REQUIRED, **attributes}
+    passed = codec._attributes_pass(attributes)
+    if passed:
+        assert _full_check(attributes) == []
+    problems: list[Any] = []
+    codec._check_attributes(attributes, codec._plain_label, None, problems)
+    assert problems == _full_check(attributes)
+
+
+def test_the_one_pass_check_passes_a_typical_event() -> None:
+    attributes = {**REQUIRED, "time": "2026-11-28T12:00:00.000Z", "subject": "z", "sequence": "1", "n": 7}
+    assert codec._attributes_pass(attributes)
+
+
+ce_header_names = st.sampled_from([*("ce-" + n for n in CORE_NAMES), "ce-x1", "ce-Bad", "ce-data", "ce-"])
+ce_header_values = attribute_strings | st.sampled_from(['"quoted"', '"bad', "a%20b", "a%zz", "%C3%A9", "%FF"])
+content_types = st.sampled_from([None, "application/json", "text/plain", "application/x+json", "bad"])
+bodies = st.sampled_from([b"", b"{}", b"null", b'{"a":[1,2]}', b"[", b"\xff", b"plain text"])
+
+
+def _binary_answer(content_type: str | None, headers: list[tuple[str, str]], body: bytes) -> object:
+    try:
+        event = codec._parse_binary_checked(content_type, headers, body)
+    except CloudEventError as error:
+        return [p.as_dict() for p in error.problems]
+    return (list(event.attributes.items()), event.data, event.data_null)
+
+
+@PROPERTY_SETTINGS
+@given(
+    st.lists(st.tuples(ce_header_names, ce_header_values), max_size=8),
+    st.booleans(),
+    content_types,
+    bodies,
+)
+def test_plain_binary_parsing_gives_the_checked_parsers_event(
+    headers: list[tuple[str, str]], with_required: bool, content_type: str | None, body: bytes
+) -> None:
+    if with_required:
+        headers = [("ce-" + k, v) for k, v in REQUIRED.items()] + headers
+    event = codec._parse_plain_binary(content_type, headers, body)
+    if event is not None:
+        assert (list(event.attributes.items()), event.data, event.data_null) == _binary_answer(
+            content_type, headers, body
+        )
+    # and the public path answers as the checked parser does, event or problems
+    try:
+        parsed = codec._parse_binary(content_type, headers, body)
+        answer: object = (list(parsed.attributes.items()), parsed.data, parsed.data_null)
+    except CloudEventError as error:
+        answer = [p.as_dict() for p in error.problems]
+    assert answer == _binary_answer(content_type, headers, body)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [("ce-subject", "a%20b")],
+        [("ce-subject", '"a b"')],
+        [("ce-subject", "a"), ("ce-subject", "b")],
+        [("ce-datacontenttype", "application/json")],
+        [("ce-subject", "a\x7fb")],
+        [("ce-subject", "")],
+    ],
+)
+def test_headers_to_decode_or_refuse_leave_the_plain_path(extra: list[tuple[str, str]]) -> None:
+    headers = [("ce-" + k, v) for k, v in REQUIRED.items()] + extra
+    assert codec._parse_plain_binary("application/json", headers, b"{}") is None

@@ -560,6 +560,9 @@ def _check_attributes(
     are neither checked again nor reported as missing.
     """
 
+    if not skip and _attributes_pass(attributes):
+        return  # the common case: nothing to report, found in one cheaper pass
+
     def add(name: str, detail: str) -> None:
         problems.append(Problem(label(name), f"{label(name)}: {detail}", STATUS_BAD_REQUEST, index))
 
@@ -605,6 +608,38 @@ def _check_attributes(
             add(name, f"{value!r} is not an integer (the Integer type holds whole numbers)")
         else:
             add(name, f"must be a string, integer or boolean, got {_json_type(value)}")
+
+
+def _attributes_pass(attributes: Mapping[str, object]) -> bool:
+    """True only when :func:`_check_attributes` (without ``skip``) reports nothing for ``attributes``;
+    False when it may report something (it then runs in full and says what). One pass with no labels,
+    no problem list and no per-attribute bookkeeping: most events are valid."""
+    if not ("id" in attributes and "source" in attributes and "type" in attributes):
+        return False
+    if attributes.get("specversion") != SPECVERSION:
+        return False
+    for name, value in attributes.items():
+        kind = type(value)
+        if kind is str:
+            if not (value.isascii() and value.isprintable()):  # type: ignore[attr-defined]
+                return False  # maybe a forbidden character: the full check looks
+            checker = _VALUE_CHECKS.get(name)
+            if checker is None:
+                if _NAME_RE.fullmatch(name) is None or name == "data":
+                    return False
+            elif checker is _check_non_empty:
+                if not value:
+                    return False
+            elif checker(value) is not None:  # type: ignore[arg-type]
+                return False
+        elif kind is bool or kind is int:
+            if name in CORE_ATTRIBUTES or _NAME_RE.fullmatch(name) is None or name == "data":
+                return False
+            if kind is int and not INT32_MIN <= value <= INT32_MAX:  # type: ignore[operator]
+                return False
+        else:
+            return False  # other types are refused (or subclasses): the full check words it
+    return True
 
 
 def _check_specversion(value: str) -> str | None:
@@ -712,10 +747,10 @@ def parse_http(method: str, headers: Mapping[str, str], body: bytes) -> ParseRes
     ce_headers: list[tuple[str, str]] = []
     for key, value in headers.items():
         lower = key.lower()
-        if lower == "content-type":
-            content_types.append(value)
-        elif lower.startswith("ce-"):
+        if lower[:3] == "ce-":  # most headers of a binary-mode request: tested first
             ce_headers.append((lower, value))
+        elif lower == "content-type":
+            content_types.append(value)
 
     if len(content_types) > 1:
         raise CloudEventError([Problem("content-type", "content-type: header present more than once")])
@@ -758,6 +793,41 @@ def _check_format_charset(content_type: str) -> None:
 
 
 def _parse_binary(content_type: str | None, ce_headers: list[tuple[str, str]], body: bytes) -> CloudEvent:
+    event = _parse_plain_binary(content_type, ce_headers, body)
+    return event if event is not None else _parse_binary_checked(content_type, ce_headers, body)
+
+
+def _parse_plain_binary(
+    content_type: str | None, ce_headers: list[tuple[str, str]], body: bytes
+) -> CloudEvent | None:
+    """The common case in one pass: every ``ce-`` header plain (nothing to decode) and given once, every
+    attribute valid, the body decodable. Returns exactly the event :func:`_parse_binary_checked` returns,
+    or None when in doubt, and that function then finds (and reports) what is wrong."""
+    attributes: dict[str, AttributeValue] = {}
+    for header, raw in ce_headers:
+        if raw[:1] == '"' or "%" in raw:
+            return None  # a quoted-string or percent-encoding to decode
+        attributes[header[3:]] = raw
+    if len(attributes) != len(ce_headers) or "datacontenttype" in attributes:
+        return None  # a repeated header, or ce-datacontenttype (refused in binary mode)
+    if content_type:
+        attributes["datacontenttype"] = content_type
+    if not _attributes_pass(attributes):
+        return None
+    if not body:
+        return CloudEvent(attributes)
+    if not is_json_content_type(content_type):
+        return CloudEvent(attributes, body if isinstance(body, bytes) else bytes(body))
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return CloudEvent(attributes, data, data is None)
+
+
+def _parse_binary_checked(
+    content_type: str | None, ce_headers: list[tuple[str, str]], body: bytes
+) -> CloudEvent:
     problems: list[Problem] = []
     attributes: dict[str, AttributeValue] = {}
     undecodable: set[str] = set()
