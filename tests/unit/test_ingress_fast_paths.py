@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from multidict import CIMultiDict, CIMultiDictProxy
 
-from openconnector.ce import CloudEvent, CloudEventError, codec
+from openconnector.ce import CloudEvent, CloudEventError, codec, parse_http
 from openconnector.ce.depth import json_depth_exceeds, json_text_within_depth
 from openconnector.gateway.events import depth_problems
 
@@ -171,3 +173,66 @@ def test_plain_binary_parsing_gives_the_checked_parsers_event(
 def test_headers_to_decode_or_refuse_leave_the_plain_path(extra: list[tuple[str, str]]) -> None:
     headers = [("ce-" + k, v) for k, v in REQUIRED.items()] + extra
     assert codec._parse_plain_binary("application/json", headers, b"{}") is None
+
+
+# --- parse_http on aiohttp's headers (a C look-up for Content-Type) and on any other mapping ---------
+
+
+class PairHeaders(Mapping[str, str]):
+    """Headers as sent, duplicates included, seen only through items(): parse_http's general loop."""
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self.pairs = pairs
+
+    def __getitem__(self, key: str) -> str:
+        return dict(self.pairs)[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict(self.pairs))
+
+    def __len__(self) -> int:
+        return len(dict(self.pairs))
+
+    def items(self) -> Any:
+        return list(self.pairs)
+
+
+def _recased(name: str, flips: list[bool]) -> str:
+    return "".join(
+        c.upper() if flip else c for c, flip in zip(name, flips + [False] * len(name), strict=False)
+    )
+
+
+header_values = st.sampled_from(
+    ["application/cloudevents+json", "application/cloudevents+json; charset=utf-8", "application/json",
+     "application/cloudevents-batch+json", "application/cloudevents+xml", "text/plain", " application/json ",
+     "application/cloudevents+json; charset=latin-1", "1.0", "e-1", "urn:x:y", "nl.x.y", "a%20b"]
+)  # fmt: skip
+header_pairs = st.lists(
+    st.tuples(
+        st.sampled_from(["content-type", "ce-id", "ce-source", "ce-specversion", "ce-type", "ce-x", "host"]),
+        st.lists(st.booleans(), max_size=14),
+        header_values,
+    ).map(lambda t: (_recased(t[0], t[1]), t[2])),
+    max_size=8,
+)
+request_bodies = st.sampled_from(
+    [b"", b"{}", b"[]", b"null", orjson.dumps({**REQUIRED, "data": {"a": 1}}), orjson.dumps([REQUIRED]), b"{"]
+)
+
+
+def _http_answer(headers: Mapping[str, str], body: bytes) -> object:
+    try:
+        parsed = parse_http("POST", headers, body)
+    except CloudEventError as error:
+        return error.status, [p.as_dict() for p in error.problems]
+    return parsed.mode, [(list(e.attributes.items()), e.data, e.data_null) for e in parsed.events]
+
+
+@PROPERTY_SETTINGS
+@given(header_pairs, request_bodies)
+def test_parse_http_answers_alike_on_aiohttp_headers_and_on_plain_pairs(
+    pairs: list[tuple[str, str]], body: bytes
+) -> None:
+    aiohttp_headers = CIMultiDictProxy(CIMultiDict(pairs))
+    assert _http_answer(aiohttp_headers, body) == _http_answer(PairHeaders(pairs), body)

@@ -25,6 +25,7 @@ from typing import Final, cast
 from urllib.parse import quote, unquote_to_bytes
 
 import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
 
 __all__ = [
     "BATCH_CONTENT_TYPE",
@@ -743,14 +744,14 @@ def parse_http(method: str, headers: Mapping[str, str], body: bytes) -> ParseRes
                 )
             ]
         )
-    content_types: list[str] = []
-    ce_headers: list[tuple[str, str]] = []
-    for key, value in headers.items():
-        lower = key.lower()
-        if lower[:3] == "ce-":  # most headers of a binary-mode request: tested first
-            ce_headers.append((lower, value))
-        elif lower == "content-type":
-            content_types.append(value)
+    content_types: list[str]
+    ce_headers: list[tuple[str, str]] | None = None
+    if isinstance(headers, CIMultiDictProxy | CIMultiDict):
+        # aiohttp's headers: a C look-up finds every Content-Type (multidict matches names by str.lower,
+        # as the loop below does); the ce- headers are collected only for binary mode, which needs them.
+        content_types = headers.getall("content-type", [])
+    else:
+        content_types, ce_headers = _content_type_and_ce_headers(headers)
 
     if len(content_types) > 1:
         raise CloudEventError([Problem("content-type", "content-type: header present more than once")])
@@ -775,7 +776,22 @@ def parse_http(method: str, headers: Mapping[str, str], body: bytes) -> ParseRes
                 )
             ]
         )
+    if ce_headers is None:
+        ce_headers = [(lower, value) for key, value in headers.items() if (lower := key.lower())[:3] == "ce-"]
     return ParseResult(ContentMode.BINARY, (_parse_binary(content_type, ce_headers, body),))
+
+
+def _content_type_and_ce_headers(headers: Mapping[str, str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Every Content-Type value, and every ``ce-`` header with its name lower-cased, in order."""
+    content_types: list[str] = []
+    ce_headers: list[tuple[str, str]] = []
+    for key, value in headers.items():
+        lower = key.lower()
+        if lower[:3] == "ce-":  # most headers of a binary-mode request: tested first
+            ce_headers.append((lower, value))
+        elif lower == "content-type":
+            content_types.append(value)
+    return content_types, ce_headers
 
 
 def _check_format_charset(content_type: str) -> None:
