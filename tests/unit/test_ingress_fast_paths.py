@@ -236,3 +236,12 @@ def test_parse_http_answers_alike_on_aiohttp_headers_and_on_plain_pairs(
 ) -> None:
     aiohttp_headers = CIMultiDictProxy(CIMultiDict(pairs))
     assert _http_answer(aiohttp_headers, body) == _http_answer(PairHeaders(pairs), body)
+
+
+@PROPERTY_SETTINGS
+@given(st.sampled_from(sorted(codec._VALUE_CHECKS)), attribute_strings | ce_header_values)
+def test_each_value_predicate_agrees_with_its_check(name: str, value: str) -> None:
+    assert set(codec._VALUE_PASSES) == set(codec._VALUE_CHECKS)
+    if name == "source" and not value:
+        return  # the one-pass check refuses an empty source before asking
+    assert bool(codec._VALUE_PASSES[name](value)) == (codec._VALUE_CHECKS[name](value) is None)

@@ -615,7 +615,8 @@ def _attributes_pass(attributes: Mapping[str, object]) -> bool:
     """True only when :func:`_check_attributes` (without ``skip``) reports nothing for ``attributes``;
     False when it may report something (it then runs in full and says what). One pass with no labels,
     no problem list and no per-attribute bookkeeping: most events are valid."""
-    if not ("id" in attributes and "source" in attributes and "type" in attributes):
+    # source is checked non-empty here, so _VALUE_PASSES can take it to is_uri_reference directly
+    if not ("id" in attributes and attributes.get("source") and "type" in attributes):
         return False
     if attributes.get("specversion") != SPECVERSION:
         return False
@@ -624,14 +625,11 @@ def _attributes_pass(attributes: Mapping[str, object]) -> bool:
         if kind is str:
             if not (value.isascii() and value.isprintable()):  # type: ignore[attr-defined]
                 return False  # maybe a forbidden character: the full check looks
-            checker = _VALUE_CHECKS.get(name)
-            if checker is None:
+            passes = _VALUE_PASSES.get(name)
+            if passes is None:
                 if _NAME_RE.fullmatch(name) is None or name == "data":
                     return False
-            elif checker is _check_non_empty:
-                if not value:
-                    return False
-            elif checker(value) is not None:  # type: ignore[arg-type]
+            elif not passes(value):  # type: ignore[arg-type]
                 return False
         elif kind is bool or kind is int:
             if name in CORE_ATTRIBUTES or _NAME_RE.fullmatch(name) is None or name == "data":
@@ -696,6 +694,21 @@ _VALUE_CHECKS: dict[str, Callable[[str], str | None]] = {
     "datacontenttype": _check_datacontenttype,
     # documented CloudEvents extension (and NL GOV attribute) with a defined type
     "dataref": _check_dataref,
+}
+
+
+# _VALUE_CHECKS as predicates (truthy: the check finds nothing), each a single call, mostly into C or a
+# cache: the one-pass check's view. source: for a non-empty value (the one-pass check tests that first).
+_VALUE_PASSES: dict[str, Callable[[str], object]] = {
+    "specversion": SPECVERSION.__eq__,
+    "id": bool,
+    "type": bool,
+    "subject": bool,
+    "source": is_uri_reference,
+    "dataschema": is_absolute_uri,
+    "time": is_rfc3339,
+    "datacontenttype": _media_type,
+    "dataref": lambda value: _check_dataref(value) is None,
 }
 
 

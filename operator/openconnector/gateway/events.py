@@ -117,13 +117,16 @@ def check_events(
                     )
                 )
             continue
-        # The profile check depends on the event only; strict wins when any definition is strict.
-        strict = any(d.profile == "nl-gov" for d in definitions)
-        for found in check_nlgov(event, index=index):
-            found_problem = EventProblem(
-                index, found.attribute, found.detail, 400, "nl-gov-profile", event.type
-            )
-            (problems if strict else warnings).append(found_problem)
+        # The profile check depends on the event only; strict wins when any definition is strict (asked
+        # only when there is something to refuse or warn about: most events conform).
+        found_nlgov = check_nlgov(event, index=index)
+        if found_nlgov:
+            strict = any(d.profile == "nl-gov" for d in definitions)
+            for found in found_nlgov:
+                found_problem = EventProblem(
+                    index, found.attribute, found.detail, 400, "nl-gov-profile", event.type
+                )
+                (problems if strict else warnings).append(found_problem)
         for defined in definitions:
             if defined.validate_data is None:
                 continue
