@@ -245,3 +245,10 @@ def test_each_value_predicate_agrees_with_its_check(name: str, value: str) -> No
     if name == "source" and not value:
         return  # the one-pass check refuses an empty source before asking
     assert bool(codec._VALUE_PASSES[name](value)) == (codec._VALUE_CHECKS[name](value) is None)
+
+
+def test_only_c_and_upper_c_lower_case_to_a_leading_c() -> None:
+    """parse_http skips lower() for header names not starting with c or C: no other character lower-cases
+    to something starting with "c" (checked over all of Unicode)."""
+    leading_c = {chr(code) for code in range(0x110000) if chr(code).lower()[:1] == "c"}
+    assert leading_c == codec._C_OR_UPPER_C

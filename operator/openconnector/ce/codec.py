@@ -790,8 +790,16 @@ def parse_http(method: str, headers: Mapping[str, str], body: bytes) -> ParseRes
             ]
         )
     if ce_headers is None:
-        ce_headers = [(lower, value) for key, value in headers.items() if (lower := key.lower())[:3] == "ce-"]
+        # Only "c" and "C" lower-case to a string starting with "c": the other names need no lower().
+        ce_headers = [
+            (lower, value)
+            for key, value in headers.items()
+            if key[:1] in _C_OR_UPPER_C and (lower := key.lower())[:3] == "ce-"
+        ]
     return ParseResult(ContentMode.BINARY, (_parse_binary(content_type, ce_headers, body),))
+
+
+_C_OR_UPPER_C: Final = frozenset("cC")
 
 
 def _content_type_and_ce_headers(headers: Mapping[str, str]) -> tuple[list[str], list[tuple[str, str]]]:
