@@ -252,3 +252,18 @@ def test_only_c_and_upper_c_lower_case_to_a_leading_c() -> None:
     to something starting with "c" (checked over all of Unicode)."""
     leading_c = {chr(code) for code in range(0x110000) if chr(code).lower()[:1] == "c"}
     assert leading_c == codec._C_OR_UPPER_C
+
+
+@pytest.mark.parametrize("deep", [False, True])
+def test_a_body_too_large_to_scan_is_walked_with_the_same_verdict(deep: bool) -> None:
+    data = {"pad": "[" * (20 * 1024), "nested": [[[[1]]]] if deep else 1}
+    body = orjson.dumps(data)
+    events = [CloudEvent({"id": "1"}, data)]
+    assert depth_problems(events, 3, batch=False, body=body) == depth_problems(events, 3, batch=False)
+    assert bool(depth_problems(events, 3, batch=False, body=body)) == deep
+
+
+def test_the_scan_stops_after_limit_plus_one_openings() -> None:
+    assert json_text_within_depth(b"[" * 5 + b"{" * 5, 10)
+    assert not json_text_within_depth(b"[" * 5 + b"{" * 6, 10)
+    assert not json_text_within_depth(b"[" * 100_000, 10)

@@ -45,6 +45,11 @@ class EventProblem:
         return {"index": self.index, "attribute": self.attribute, "detail": self.detail}
 
 
+# Bodies up to this size are scanned for brackets before any walk (memchr passes over the text); a larger
+# one is walked at once, so a big binary (non-JSON) body is never scanned in vain.
+_SCANNED_BODY_BYTES = 16 * 1024
+
+
 def depth_problems(
     events: Sequence[CloudEvent], max_depth: int, *, batch: bool, body: bytes | None = None
 ) -> list[EventProblem]:
@@ -52,7 +57,7 @@ def depth_problems(
 
     ``body``: the JSON text the events were decoded from, when they were; a body too small to nest that
     deep spares the walk of every event's data (same verdict, see :func:`json_text_within_depth`)."""
-    if body is not None and json_text_within_depth(body, max_depth):
+    if body is not None and len(body) <= _SCANNED_BODY_BYTES and json_text_within_depth(body, max_depth):
         return []
     return [
         EventProblem(
