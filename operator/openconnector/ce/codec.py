@@ -25,6 +25,7 @@ from typing import Final, cast
 from urllib.parse import quote, unquote_to_bytes
 
 import orjson
+from multidict import CIMultiDict, CIMultiDictProxy
 
 __all__ = [
     "BATCH_CONTENT_TYPE",
@@ -560,6 +561,9 @@ def _check_attributes(
     are neither checked again nor reported as missing.
     """
 
+    if not skip and _attributes_pass(attributes):
+        return  # the common case: nothing to report, found in one cheaper pass
+
     def add(name: str, detail: str) -> None:
         problems.append(Problem(label(name), f"{label(name)}: {detail}", STATUS_BAD_REQUEST, index))
 
@@ -605,6 +609,36 @@ def _check_attributes(
             add(name, f"{value!r} is not an integer (the Integer type holds whole numbers)")
         else:
             add(name, f"must be a string, integer or boolean, got {_json_type(value)}")
+
+
+def _attributes_pass(attributes: Mapping[str, object]) -> bool:
+    """True only when :func:`_check_attributes` (without ``skip``) reports nothing for ``attributes``;
+    False when it may report something (it then runs in full and says what). One pass with no labels,
+    no problem list and no per-attribute bookkeeping: most events are valid."""
+    # source is checked non-empty here, so _VALUE_PASSES can take it to is_uri_reference directly
+    if not ("id" in attributes and attributes.get("source") and "type" in attributes):
+        return False
+    if attributes.get("specversion") != SPECVERSION:
+        return False
+    for name, value in attributes.items():
+        kind = type(value)
+        if kind is str:
+            if not (value.isascii() and value.isprintable()):  # type: ignore[attr-defined]
+                return False  # maybe a forbidden character: the full check looks
+            passes = _VALUE_PASSES.get(name)
+            if passes is None:
+                if _NAME_RE.fullmatch(name) is None or name == "data":
+                    return False
+            elif not passes(value):  # type: ignore[arg-type]
+                return False
+        elif kind is bool or kind is int:
+            if name in CORE_ATTRIBUTES or _NAME_RE.fullmatch(name) is None or name == "data":
+                return False
+            if kind is int and not INT32_MIN <= value <= INT32_MAX:  # type: ignore[operator]
+                return False
+        else:
+            return False  # other types are refused (or subclasses): the full check words it
+    return True
 
 
 def _check_specversion(value: str) -> str | None:
@@ -663,6 +697,21 @@ _VALUE_CHECKS: dict[str, Callable[[str], str | None]] = {
 }
 
 
+# _VALUE_CHECKS as predicates (truthy: the check finds nothing), each a single call, mostly into C or a
+# cache: the one-pass check's view. source: for a non-empty value (the one-pass check tests that first).
+_VALUE_PASSES: dict[str, Callable[[str], object]] = {
+    "specversion": SPECVERSION.__eq__,
+    "id": bool,
+    "type": bool,
+    "subject": bool,
+    "source": is_uri_reference,
+    "dataschema": is_absolute_uri,
+    "time": is_rfc3339,
+    "datacontenttype": _media_type,
+    "dataref": lambda value: _check_dataref(value) is None,
+}
+
+
 def _check_data_shape(event: CloudEvent, label: Label, index: int | None, problems: list[Problem]) -> None:
     data = event.data
     if data is None or isinstance(data, bytes | str):
@@ -708,14 +757,14 @@ def parse_http(method: str, headers: Mapping[str, str], body: bytes) -> ParseRes
                 )
             ]
         )
-    content_types: list[str] = []
-    ce_headers: list[tuple[str, str]] = []
-    for key, value in headers.items():
-        lower = key.lower()
-        if lower == "content-type":
-            content_types.append(value)
-        elif lower.startswith("ce-"):
-            ce_headers.append((lower, value))
+    content_types: list[str]
+    ce_headers: list[tuple[str, str]] | None = None
+    if isinstance(headers, CIMultiDictProxy | CIMultiDict):
+        # aiohttp's headers: a C look-up finds every Content-Type (multidict matches names by str.lower,
+        # as the loop below does); the ce- headers are collected only for binary mode, which needs them.
+        content_types = headers.getall("content-type", [])
+    else:
+        content_types, ce_headers = _content_type_and_ce_headers(headers)
 
     if len(content_types) > 1:
         raise CloudEventError([Problem("content-type", "content-type: header present more than once")])
@@ -740,7 +789,30 @@ def parse_http(method: str, headers: Mapping[str, str], body: bytes) -> ParseRes
                 )
             ]
         )
+    if ce_headers is None:
+        # Only "c" and "C" lower-case to a string starting with "c": the other names need no lower().
+        ce_headers = [
+            (lower, value)
+            for key, value in headers.items()
+            if key[:1] in _C_OR_UPPER_C and (lower := key.lower())[:3] == "ce-"
+        ]
     return ParseResult(ContentMode.BINARY, (_parse_binary(content_type, ce_headers, body),))
+
+
+_C_OR_UPPER_C: Final = frozenset("cC")
+
+
+def _content_type_and_ce_headers(headers: Mapping[str, str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Every Content-Type value, and every ``ce-`` header with its name lower-cased, in order."""
+    content_types: list[str] = []
+    ce_headers: list[tuple[str, str]] = []
+    for key, value in headers.items():
+        lower = key.lower()
+        if lower[:3] == "ce-":  # most headers of a binary-mode request: tested first
+            ce_headers.append((lower, value))
+        elif lower == "content-type":
+            content_types.append(value)
+    return content_types, ce_headers
 
 
 def _check_format_charset(content_type: str) -> None:
@@ -758,6 +830,41 @@ def _check_format_charset(content_type: str) -> None:
 
 
 def _parse_binary(content_type: str | None, ce_headers: list[tuple[str, str]], body: bytes) -> CloudEvent:
+    event = _parse_plain_binary(content_type, ce_headers, body)
+    return event if event is not None else _parse_binary_checked(content_type, ce_headers, body)
+
+
+def _parse_plain_binary(
+    content_type: str | None, ce_headers: list[tuple[str, str]], body: bytes
+) -> CloudEvent | None:
+    """The common case in one pass: every ``ce-`` header plain (nothing to decode) and given once, every
+    attribute valid, the body decodable. Returns exactly the event :func:`_parse_binary_checked` returns,
+    or None when in doubt, and that function then finds (and reports) what is wrong."""
+    attributes: dict[str, AttributeValue] = {}
+    for header, raw in ce_headers:
+        if raw[:1] == '"' or "%" in raw:
+            return None  # a quoted-string or percent-encoding to decode
+        attributes[header[3:]] = raw
+    if len(attributes) != len(ce_headers) or "datacontenttype" in attributes:
+        return None  # a repeated header, or ce-datacontenttype (refused in binary mode)
+    if content_type:
+        attributes["datacontenttype"] = content_type
+    if not _attributes_pass(attributes):
+        return None
+    if not body:
+        return CloudEvent(attributes)
+    if not is_json_content_type(content_type):
+        return CloudEvent(attributes, body if isinstance(body, bytes) else bytes(body))
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    return CloudEvent(attributes, data, data is None)
+
+
+def _parse_binary_checked(
+    content_type: str | None, ce_headers: list[tuple[str, str]], body: bytes
+) -> CloudEvent:
     problems: list[Problem] = []
     attributes: dict[str, AttributeValue] = {}
     undecodable: set[str] = set()

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from openconnector.ce import CloudEvent, CloudEventError, check_nlgov, parse_http
 from openconnector.ce.codec import MAX_PROBLEMS
-from openconnector.ce.depth import json_depth_exceeds
+from openconnector.ce.depth import json_depth_exceeds, json_text_within_depth
 from openconnector.gateway.core import GATEWAY_KEY, Gateway
 from openconnector.gateway.intake import read_limited, webhook_handshake
 from openconnector.gateway.problems import problem, refusal_problem
@@ -45,8 +45,20 @@ class EventProblem:
         return {"index": self.index, "attribute": self.attribute, "detail": self.detail}
 
 
-def depth_problems(events: Sequence[CloudEvent], max_depth: int, *, batch: bool) -> list[EventProblem]:
-    """Events whose data nests deeper than the gateway accepts (it could not be delivered)."""
+# Bodies up to this size are scanned for brackets before any walk (memchr passes over the text); a larger
+# one is walked at once, so a big binary (non-JSON) body is never scanned in vain.
+_SCANNED_BODY_BYTES = 16 * 1024
+
+
+def depth_problems(
+    events: Sequence[CloudEvent], max_depth: int, *, batch: bool, body: bytes | None = None
+) -> list[EventProblem]:
+    """Events whose data nests deeper than the gateway accepts (it could not be delivered).
+
+    ``body``: the JSON text the events were decoded from, when they were; a body too small to nest that
+    deep spares the walk of every event's data (same verdict, see :func:`json_text_within_depth`)."""
+    if body is not None and len(body) <= _SCANNED_BODY_BYTES and json_text_within_depth(body, max_depth):
+        return []
     return [
         EventProblem(
             position if batch else None,
@@ -110,13 +122,16 @@ def check_events(
                     )
                 )
             continue
-        # The profile check depends on the event only; strict wins when any definition is strict.
-        strict = any(d.profile == "nl-gov" for d in definitions)
-        for found in check_nlgov(event, index=index):
-            found_problem = EventProblem(
-                index, found.attribute, found.detail, 400, "nl-gov-profile", event.type
-            )
-            (problems if strict else warnings).append(found_problem)
+        # The profile check depends on the event only; strict wins when any definition is strict (asked
+        # only when there is something to refuse or warn about: most events conform).
+        found_nlgov = check_nlgov(event, index=index)
+        if found_nlgov:
+            strict = any(d.profile == "nl-gov" for d in definitions)
+            for found in found_nlgov:
+                found_problem = EventProblem(
+                    index, found.attribute, found.detail, 400, "nl-gov-profile", event.type
+                )
+                (problems if strict else warnings).append(found_problem)
         for defined in definitions:
             if defined.validate_data is None:
                 continue
@@ -175,7 +190,7 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
     table = gateway.table
     mode = parsed.mode._value_  # not the .value property: a call per request
     batch = mode == "batch"
-    too_deep = depth_problems(parsed.events, settings.limits.max_json_depth, batch=batch)
+    too_deep = depth_problems(parsed.events, settings.limits.max_json_depth, batch=batch, body=body)
     if too_deep:
         m.events_refused.labels("too-deep").inc(len(too_deep))
         return problem(

@@ -31,7 +31,8 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
     The whole body must arrive within the gateway's body timeout (408 problem+json otherwise); a client
     that disconnects mid-body raises ClientGone, which the middleware drops without a traceback.
     """
-    if request.content_length is not None and request.content_length > limit:
+    declared = request.content_length  # a property that parses the header: read once
+    if declared is not None and declared > limit:
         raise _too_large(limit)
     content = request.content
     if content.is_eof() and content.exception() is None:

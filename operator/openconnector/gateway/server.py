@@ -68,6 +68,8 @@ class GatewayRequestHandler(RequestHandler):
         manager = self._manager
         if manager is not None and len(manager.connections) >= self._limits.max_connections:
             self._refused = True
+            # aiohttp's data_received ignores what a closing protocol receives: no parsing, no answers.
+            self._force_close = True
             _LOOP_ERRORS.warning("connection-cap", "refused a connection: %d open", len(manager.connections))
             writer = transport
             assert isinstance(writer, asyncio.Transport)
@@ -81,18 +83,13 @@ class GatewayRequestHandler(RequestHandler):
         self._head_timer = self._loop.call_later(self._limits.header_timeout, self._head_timed_out)
 
     def _head_timed_out(self) -> None:
+        # Not cancelled when the first head arrives: that would take a check on every data_received
+        # (aiohttp's, wrapped), while a timer that fires once per connection and finds a request costs
+        # nothing per request. connection_lost cancels it.
         self._head_timer = None
         if self._request_count == 0 and self.transport is not None:
             _PARSER_ERRORS.info("head-timeout", "closed a connection that sent no request head in time")
             self.force_close()
-
-    def data_received(self, data: bytes) -> None:
-        if self._refused:
-            return
-        super().data_received(data)
-        if self._request_count and self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
 
     def connection_lost(self, exc: BaseException | None) -> None:
         if self._head_timer is not None:
