@@ -144,6 +144,19 @@ async def test_a_mebibyte_of_empty_objects_gets_a_small_answer(gw: StandaloneGat
     assert "checking stopped" in body["detail"]
 
 
+async def test_a_batch_stopped_at_the_problem_cap_says_so_and_a_shorter_one_does_not(
+    gw: StandaloneGateway,
+) -> None:
+    headers = {"Content-Type": "application/cloudevents-batch+json"}
+    unknown = [event(None, id=f"u-{i}", type="nl.example.undefined") for i in range(150)]
+    answer = await post(f"{gw.url}/events", orjson.dumps(unknown), headers)
+    body = assert_problem(answer, 422, "event-not-acceptable")
+    assert len(body["errors"]) == 100
+    assert body["detail"] == "100 problem(s); nothing was accepted; checking stopped after 100 problems"
+    few = await post(f"{gw.url}/events", orjson.dumps(unknown[:3]), headers)
+    assert assert_problem(few, 422, "event-not-acceptable")["detail"] == "3 problem(s); nothing was accepted"
+
+
 # ------------------------------------------------------------------ 4./5. depth: refused before 202
 
 

@@ -95,14 +95,16 @@ def check_events(
     batch: bool,
     namespace: str | None = None,
     definitions_of: Sequence[list[EventRoute]] | None = None,
-) -> tuple[list[EventProblem], list[EventProblem]]:
-    """Problems that refuse the request, and warnings (lax-profile violations) that do not.
+) -> tuple[list[EventProblem], list[EventProblem], bool]:
+    """Problems that refuse the request, warnings (lax-profile violations) that do not, and whether
+    every event was checked (False: checking stopped at :data:`MAX_PROBLEMS` problems).
     ``definitions_of``: each event's :func:`defining_events`, when the caller has them already."""
     problems: list[EventProblem] = []
     warnings: list[EventProblem] = []
     for position, event in enumerate(events):
         if len(problems) >= MAX_PROBLEMS:
-            break  # the work per request is bounded like the answer; more problems would not be listed
+            # The work per request is bounded like the answer; more problems would not be listed.
+            return problems, warnings, False
         index = position if batch else None
         definitions = (
             definitions_of[position]
@@ -145,7 +147,7 @@ def check_events(
                 continue
             for error in defined.validate_data(event.data):
                 problems.append(EventProblem(index, "data", _data_detail(error) + owner, 422, "schema"))
-    return problems, warnings
+    return problems, warnings, True
 
 
 def _token_ok(request: web.Request, token: str) -> bool:
@@ -201,7 +203,7 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
             errors=[p.as_dict() for p in too_deep],
         )
     definitions_of = [defining_events(table, event.type, namespace) for event in parsed.events]
-    problems, warnings = check_events(
+    problems, warnings, complete = check_events(
         table,
         parsed.events,
         allow_unknown_types=settings.allow_unknown_types,
@@ -229,10 +231,11 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
         for p in problems:
             m.events_refused.labels(p.reason).inc()
         slug = "invalid-cloudevent" if status == 400 else "event-not-acceptable"
+        stopped = "" if complete else f"; checking stopped after {len(problems)} problems"
         return problem(
             status,
             slug,
-            f"{len(problems)} problem(s); nothing was accepted",
+            f"{len(problems)} problem(s); nothing was accepted{stopped}",
             errors=[p.as_dict() for p in problems],
         )
     m.inc_of(m.events_received, mode)(len(parsed.events))
