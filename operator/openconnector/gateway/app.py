@@ -12,7 +12,7 @@ from openconnector.api.keys import ResourceKey
 from openconnector.api.kinds import EVENT_SUBSCRIPTION, KINDS_BY_NAME
 from openconnector.gateway.core import GATEWAY_KEY, Gateway
 from openconnector.gateway.events import handle_events, handle_events_options
-from openconnector.gateway.intake import ClientGone
+from openconnector.gateway.intake import ClientGone, continue_at_body_read
 from openconnector.gateway.problems import problem, refusal_problem
 from openconnector.gateway.webhooks import handle_webhook, handle_webhook_options
 from openconnector.messages.api import add_message_routes
@@ -143,11 +143,11 @@ def build_app(gateway: Gateway, *, with_metrics: bool = True) -> web.Application
     # only the outer bound aiohttp enforces for request.read().
     app = web.Application(middlewares=[problem_middleware], client_max_size=64 * 1024 * 1024)
     app[GATEWAY_KEY] = gateway
-    app.router.add_post("/events", handle_events)
+    app.router.add_post("/events", handle_events, expect_handler=continue_at_body_read)
     app.router.add_route("OPTIONS", "/events", handle_events_options)
-    app.router.add_post("/namespaces/{namespace}/events", handle_events)
+    app.router.add_post("/namespaces/{namespace}/events", handle_events, expect_handler=continue_at_body_read)
     app.router.add_route("OPTIONS", "/namespaces/{namespace}/events", handle_events_options)
-    app.router.add_post("/webhooks/{endpoint:.+}", handle_webhook)
+    app.router.add_post("/webhooks/{endpoint:.+}", handle_webhook, expect_handler=continue_at_body_read)
     app.router.add_route("OPTIONS", "/webhooks/{endpoint:.+}", handle_webhook_options)
     app.router.add_get("/api/v1alpha1/status", handle_status)
     app.router.add_get("/api/v1alpha1/subscriptions/{namespace}/{name}/attempts", handle_attempts)

@@ -8,12 +8,37 @@ import asyncio
 import aiohttp
 import aiohttp.http_exceptions
 from aiohttp import web
+from aiohttp.http import HttpVersion11
 
 from openconnector.gateway.core import GATEWAY_KEY
+from openconnector.gateway.problems import problem
 from openconnector.refusal import Refusal
 
 # The request rate granted in the handshake when the sender asks for one (requests per minute).
 MAX_ALLOWED_RATE = "120"
+
+
+# Set on a request whose "Expect: 100-continue" read_limited answers (continue_at_body_read deferred it).
+_CONTINUE_DEFERRED = web.RequestKey("openconnector.continue-deferred", bool)
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+async def continue_at_body_read(request: web.Request) -> web.StreamResponse | None:
+    """The Expect handler of every route that reads a body with :func:`read_limited`.
+
+    aiohttp's default answers ``100 Continue`` before the handler runs, inviting the body of a request
+    that is then refused on its head alone (unknown endpoint, client address, a Content-Length over the
+    limit). Here the ``100 Continue`` is deferred to :func:`read_limited`, sent just before the body is
+    read; a request refused before that gets its answer instead. Any other expectation: 417 problem+json
+    (aiohttp's own answer is text/plain). HTTP/1.0 requests have no interim responses: ignored, as aiohttp
+    does."""
+    if request.version != HttpVersion11:
+        return None
+    expect = request.headers.get("Expect", "")
+    if expect.lower() == "100-continue":
+        request[_CONTINUE_DEFERRED] = True
+        return None
+    return problem(417, "expectation-failed", f"unsupported Expect: {expect[:64]!r}; only 100-continue is")
 
 
 class ClientGone(Exception):
@@ -41,6 +66,11 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
         if len(body) > limit:
             raise _too_large(limit)
         return body
+    if request.get(_CONTINUE_DEFERRED):
+        # The head passed every check before the body: now invite it.
+        del request[_CONTINUE_DEFERRED]
+        await request.writer.write(_CONTINUE)
+        request.writer.output_size = 0  # an interim response: the real one has not started
     timeout = request.app[GATEWAY_KEY].settings.limits.body_timeout
     chunks: list[bytes] = []
     size = 0

@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from openconnector.ce import to_batch
-from openconnector.gateway.intake import read_limited
+from openconnector.gateway.intake import continue_at_body_read, read_limited
 from openconnector.gateway.problems import refusal_problem
 from openconnector.messages.access import Authorizer, Principal, Verb
 from openconnector.messages.model import MessageRecord
@@ -219,8 +219,8 @@ def add_message_routes(app: web.Application, service: MessageService, authorizer
     app.router.add_get(PREFIX + "/subscriptions", handle_subscriptions)
     app.router.add_get(sub + "/messages", handle_messages)
     app.router.add_get(sub + "/messages/{id}", handle_message)
-    app.router.add_post(sub + "/messages/{id}/resend", handle_resend)
-    app.router.add_post(sub + "/replay", handle_replay)
+    app.router.add_post(sub + "/messages/{id}/resend", handle_resend, expect_handler=continue_at_body_read)
+    app.router.add_post(sub + "/replay", handle_replay, expect_handler=continue_at_body_read)
     app.router.add_get(sub + "/pull", handle_pull)
     app.router.add_get(PREFIX + "/events/{eventId}/messages", handle_event_messages)
     app.router.add_get(PREFIX + "/openapi.json", handle_openapi)

@@ -20,7 +20,7 @@ from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
 
-from openconnector.gateway.intake import read_limited
+from openconnector.gateway.intake import continue_at_body_read, read_limited
 from openconnector.gateway.problems import refusal_problem
 from openconnector.messages.access import Authorizer, Principal, Verb
 from openconnector.messages.model import SubscriptionSummary
@@ -433,10 +433,12 @@ def add_ui_routes(app: web.Application) -> None:
     router.add_get("/ui/", handle_subscriptions)
     router.add_get("/ui/static/ui.css", handle_stylesheet)
     router.add_get("/ui/login", handle_login)
-    router.add_post("/ui/login", handle_login_post)
-    router.add_post("/ui/logout", handle_logout)
+    router.add_post("/ui/login", handle_login_post, expect_handler=continue_at_body_read)
+    router.add_post("/ui/logout", handle_logout, expect_handler=continue_at_body_read)
     router.add_get(subscription, handle_messages)
-    router.add_post(subscription + "/replay", handle_replay)
+    router.add_post(subscription + "/replay", handle_replay, expect_handler=continue_at_body_read)
     router.add_get(subscription + "/messages/{message_id}", handle_message)
-    router.add_post(subscription + "/messages/{message_id}/resend", handle_resend)
+    router.add_post(
+        subscription + "/messages/{message_id}/resend", handle_resend, expect_handler=continue_at_body_read
+    )
     router.add_get("/ui/{tail:.*}", handle_not_found)
