@@ -294,9 +294,9 @@ def _finding_ingest(ingest: dict[str, Any], profile: dict[str, Any] | None) -> s
         text += (
             f" The profile (µs per delivery, inflated by the profiler) shows the HTTP stack costing about "
             f"the same in both (aiohttp {us(gw, 'aiohttp'):.0f} vs {us(px, 'aiohttp'):.0f}); on top the "
-            f"gateway runs its own code ({us(gw, 'openconnector'):.0f}: {top}), more event-loop work for its "
-            f"second task hop per event ({us(gw, 'asyncio'):.0f} vs {us(px, 'asyncio'):.0f}) and Prometheus "
-            f"label look-ups ({us(gw, 'prometheus'):.0f})."
+            f"gateway runs its own code ({us(gw, 'openconnector'):.0f}: {top}), more event-loop work for the "
+            f"hand-offs between a request and its lane's worker ({us(gw, 'asyncio'):.0f} vs "
+            f"{us(px, 'asyncio'):.0f}) and Prometheus ({us(gw, 'prometheus'):.0f})."
         )
         functions = {
             f["frame"].split(" (")[0]: f["seconds"] * 1e6 / delivered
@@ -309,17 +309,17 @@ def _finding_ingest(ingest: dict[str, Any], profile: dict[str, Any] | None) -> s
             text += (
                 f" Of that, {refused:.0f} µs go to publishes refused because the lane is full "
                 "(`_count_refusal`, `_full_detail`, `wait_for_room`): under a closed loop the queue stays "
-                "full, every freed slot wakes every waiting sender (`_Lane.notify_room`), and all but one "
-                "re-plan, are refused again and wait again."
+                "full, and most senders wait for their turn at a freed slot (a refused offer, a wake-up "
+                "and a second offer each)."
             )
         else:
             text += (
-                " No single hot spot is left: the cost is spread over the Consumer pipeline (client "
-                "address, verification, two JSON depth walks, mapping), building the CloudEvent (a uuid4 "
-                "id), encoding it and deriving its `webhook-id`, the lane's queue and worker task, the "
-                "attempt record, the "
-                "health window and the metric series of each attempt. All of these are kept on purpose "
-                "(every check, metric, attempt record and counter stays)."
+                " No single hot spot is left: the cost is spread over the Consumer pipeline "
+                "(verification, the JSON depth check, mapping), building the CloudEvent and its NL GOV "
+                "check, encoding it and deriving its `webhook-id`, the message-log record, the lane's "
+                "queue and worker task, waiting for queue room under the closed loop, the attempt record, "
+                "the health window and the metric series of each attempt. All of these are kept on "
+                "purpose (every check, metric, attempt record and counter stays)."
             )
     return text
 
@@ -349,7 +349,7 @@ def _finding_ingress(ingress: dict[str, Any], events: dict[str, Any] | None) -> 
         f"- **CloudEvents ingress: {shown} of a bare accept-only server (goal 0.60).** Parsing with the "
         f"CloudEvents and NL GOV checks costs {micro['parse_http+check_nlgov']:.1f}× a `json.loads` of the "
         f"same body (the `orjson.loads` inside it {micro['orjson.loads']:.2f}×); the rest is per-request "
-        "bookkeeping: Prometheus label look-ups, Event statistics, the problem middleware and the JSON "
+        "bookkeeping: metric series, Event statistics, the problem middleware and the JSON "
         f"answer (`handle_events` {_pct(share_of(events, 'handle_events'))} of the /events profile, of "
         f"which `parse_http` {_pct(share_of(events, 'parse_http'))})."
     )
