@@ -33,8 +33,10 @@ Intake
 ------
 :meth:`Dispatcher.offer` takes a whole fan-out plan ``[(target_key, event), …]`` and, without awaiting,
 queues all of it or none of it (:class:`OfferResult` says why not). A caller that wants to wait calls
-:meth:`~Dispatcher.wait_for_room` (bounded by its own timeout) right after the refused offer, and offers
-again when it returns. A refused offer is cheap: its ``detail`` is only formatted when read.
+:meth:`~Dispatcher.wait_for_room` right after the refused offer, and offers again when it returns; the
+wait is bounded by its ``deadline`` (one timer per sleeping waiter, which is what the gateway uses: under
+a closed loop most senders wait once per event) or by the caller's own ``asyncio.timeout``. A refused
+offer is cheap: its ``detail`` is only formatted when read.
 
 Room is handed out one waiter at a time, not to a herd: a lane that frees a slot or bytes wakes the
 longest-waiting waiter that has not yet been refused since that room was freed; the byte budget wakes
@@ -350,6 +352,11 @@ class _Waiter:
         if not self.future.done():
             self.future.set_result(None)
 
+    def expire(self) -> None:
+        """Its deadline passed before its turn came (a waiter already woken keeps its turn)."""
+        if not self.future.done():
+            self.future.set_exception(TimeoutError())
+
 
 @dataclass(slots=True)
 class _Encoded:
@@ -638,11 +645,16 @@ class Dispatcher(Generic[E]):
         """:meth:`offer` for the :class:`~openconnector.delivery.bus.DeliveryBus` protocol."""
         return self.offer(plan)
 
-    async def wait_for_room(self, keys: Collection[ResourceKey], *, needed_bytes: int = 0) -> None:
+    async def wait_for_room(
+        self, keys: Collection[ResourceKey], *, needed_bytes: int = 0, deadline: float | None = None
+    ) -> None:
         """Return when it is this caller's turn to use room freed in a lane of ``keys`` (a slot or
         bytes), or (``needed_bytes`` > 0) in the byte budget (``needed_bytes`` free); at once when one
-        of ``keys`` is no longer installed or is idle, or the dispatcher is closed. Then offer again;
-        bound the wait with ``asyncio.timeout``.
+        of ``keys`` is no longer installed or is idle, or the dispatcher is closed. Then offer again.
+        Raises :class:`TimeoutError` when its turn has not come by ``deadline`` (the event loop's
+        ``time()``): one timer per waiter, cheaper than an ``asyncio.timeout`` around the call (a sender
+        waits for nearly every event under a closed loop). Without a deadline, bound it with
+        ``asyncio.timeout``.
 
         Call it right after the refused offer, without awaiting anything in between:
         ``wait_for_room(result.full, needed_bytes=result.budget_needed)``. It waits for room freed
@@ -665,7 +677,13 @@ class Dispatcher(Generic[E]):
             return
         if not runtimes and not watch_budget:
             return
-        waiter = _Waiter(asyncio.get_running_loop().create_future())
+        loop = asyncio.get_running_loop()
+        expiry: asyncio.TimerHandle | None = None
+        if deadline is not None and deadline <= loop.time():
+            raise TimeoutError  # no turn can come in time (as asyncio.timeout at its next await)
+        waiter = _Waiter(loop.create_future())
+        if deadline is not None:
+            expiry = loop.call_at(deadline, waiter.expire)
         for runtime in runtimes:
             runtime.waiters[waiter] = runtime.room_version
         if watch_budget:
@@ -674,7 +692,13 @@ class Dispatcher(Generic[E]):
             self._budget_waiters[waiter] = needed_bytes
         try:
             await waiter.future
+        except asyncio.CancelledError:
+            if waiter.future.done() and not waiter.future.cancelled():
+                waiter.future.exception()  # expired, then cancelled before it ran: nobody reads it
+            raise
         finally:
+            if expiry is not None:
+                expiry.cancel()
             for runtime in runtimes:
                 runtime.waiters.pop(waiter, None)
             self._budget_waiters.pop(waiter, None)

@@ -162,7 +162,9 @@ class Gateway:
                 clock=clock,
             )
         self.messages = MessageService(self, self.message_store, self.recorder.writer)
-        self._offer_now = self.dispatcher.offer if isinstance(self.dispatcher, Dispatcher) else None
+        memory_bus = self.dispatcher if isinstance(self.dispatcher, Dispatcher) else None
+        self._offer_now = None if memory_bus is None else memory_bus.offer
+        self._wait_for_room = None if memory_bus is None else memory_bus.wait_for_room
         # Conditions and counters (status/bodies.py); the counters are named here for the intake handlers.
         self.status = StatusBook(clock)
         self.consumer_stats = self.status.consumer_stats
@@ -370,7 +372,30 @@ class Gateway:
                     result = offer_now(pushed) if offer_now is not None else None
                 if result is not None and result.too_large:
                     raise Refusal(413, "event-too-large", result.detail)
-                if result is None or not result.accepted:
+                if result is not None and not result.accepted:
+                    # The memory bus, refused for now: its waits end at one deadline (a timer per wait,
+                    # not an asyncio.timeout per sender; nothing else is awaited here).
+                    wait_for_room = self._wait_for_room
+                    assert offer_now is not None
+                    assert wait_for_room is not None
+                    deadline = asyncio.get_running_loop().time() + self.settings.submit_timeout
+                    while True:
+                        await wait_for_room(result.full, needed_bytes=result.budget_needed, deadline=deadline)
+                        if self.table is not table:
+                            # Swapped while waiting: plan again from the new table. (The same table gives
+                            # the same plan, so its pending records stand as they are.)
+                            table = self.table
+                            self.recorder.discard(created)
+                            created = []
+                            plan, placements = self._plan(table, events, namespace)
+                            created = self.recorder.record_stored(plan, now=self.clock())
+                            pushed = self._pushed(plan)
+                        result = offer_now(pushed)
+                        if result.too_large:
+                            raise Refusal(413, "event-too-large", result.detail)
+                        if result.accepted:
+                            break
+                elif result is None:  # a bus whose store awaits (JetStream): bound as a whole
                     async with asyncio.timeout(self.settings.submit_timeout):
                         while True:
                             if result is not None:  # refused just now: wait for this caller's turn first
