@@ -1,13 +1,14 @@
 """A/B of two versions of the gateway at the same time: CPU per delivered event, throughput, response p99.
 
     git archive 163bcd0 operator | tar -x -C /tmp/old
-    python -m bench.ab_before_after /tmp/old/operator
+    python -m bench.ab_before_after /tmp/old/operator [NAME=OPERATOR_DIR ...]
 
 The old version runs from ``OLD_OPERATOR_DIR`` (first on its PYTHONPATH), the new one from this checkout,
 next to the bare proxy; all take turns (order alternating) under the ingest benchmark's 1 KB closed loop.
 Old, new and proxy run on asyncio's loop (the code compared on the same loop); ``new-uvloop`` and
-``proxy-uvloop`` add the gateway's default loop (``--event-loop uvloop``) and the proxy on it. Not part of
-``make bench``: it needs the old tree. Prints JSON medians.
+``proxy-uvloop`` add the gateway's default loop (``--event-loop uvloop``) and the proxy on it. Each
+``NAME=OPERATOR_DIR`` adds a version in between (one that knows ``--event-loop``), also on asyncio's loop.
+Not part of ``make bench``: it needs the old trees. Prints JSON medians.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from bench.manifests import INGEST_ENDPOINT, ingest_manifests, write_dir
 REPEATS = 4
 
 
-async def compare(old_operator: str) -> dict[str, dict[str, float]]:
+async def compare(old_operator: str, between: dict[str, str] | None = None) -> dict[str, dict[str, float]]:
+    """``between``: more versions by name (their operator directories), which know ``--event-loop`` and run
+    on asyncio's loop like ``old``, ``new`` and ``proxy``."""
     scratch = Path(tempfile.mkdtemp(prefix="bench-ab-"))
     ctx = Context(CONFIGS["full"], scratch / "results", scratch, "auto", True)
     procs: list[Proc] = []
@@ -47,6 +50,13 @@ async def compare(old_operator: str) -> dict[str, dict[str, float]]:
         finally:
             del os.environ["PYTHONPATH"]
         procs.append(systems["old"])
+        for name, operator_dir in (between or {}).items():
+            os.environ["PYTHONPATH"] = operator_dir
+            try:
+                systems[name], _ = await start_gateway(manifests, ctx.log_dir, name=name, loop="asyncio")
+            finally:
+                del os.environ["PYTHONPATH"]
+            procs.append(systems[name])
         for loop, suffix in (("asyncio", ""), ("uvloop", "-uvloop")):
             systems["new" + suffix], _ = await start_gateway(manifests, ctx.log_dir, name="new", loop=loop)
             procs.append(systems["new" + suffix])
@@ -75,10 +85,11 @@ async def compare(old_operator: str) -> dict[str, dict[str, float]]:
 
 
 def main() -> int:
-    if len(sys.argv) != 2:
+    between = dict(arg.partition("=")[::2] for arg in sys.argv[2:])
+    if len(sys.argv) < 2 or not all(between.values()):
         print(__doc__)
         return 2
-    print(json.dumps(asyncio.run(compare(sys.argv[1])), indent=1))
+    print(json.dumps(asyncio.run(compare(sys.argv[1], between)), indent=1))
     return 0
 
 
