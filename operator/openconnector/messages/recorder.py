@@ -40,10 +40,11 @@ _MAX_HEADER_VALUE = 512
 _SIGNATURE_HEADERS = ("webhook-signature", "webhook-timestamp")
 # A subscriber's cookies and auth challenges are nobody's business in a log.
 _HIDDEN = frozenset({"set-cookie", "www-authenticate"})
+# Keyed by the outcome's value: a str hashes in C, an Enum member through Enum.__hash__ (Python).
 _OUTCOMES = {
-    FinalOutcome.DELIVERED: MessageStatus.DELIVERED,
-    FinalOutcome.DEAD_LETTERED: MessageStatus.DEAD_LETTERED,
-    FinalOutcome.DROPPED: MessageStatus.DROPPED,
+    FinalOutcome.DELIVERED._value_: MessageStatus.DELIVERED,
+    FinalOutcome.DEAD_LETTERED._value_: MessageStatus.DEAD_LETTERED,
+    FinalOutcome.DROPPED._value_: MessageStatus.DROPPED,
 }
 
 
@@ -268,7 +269,7 @@ class MessageRecorder:
     ) -> None:
         try:
             if event_id:
-                self.writer.outcome(target_key, event_id, _OUTCOMES[outcome], reason)
+                self.writer.outcome(target_key, event_id, _OUTCOMES[outcome._value_], reason)
         except Exception:
             log.exception("recording an outcome for %s failed", target_key)
         if self._inner is not None:
