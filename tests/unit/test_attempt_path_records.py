@@ -10,6 +10,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from tests.support.keys import sub_key
 
 from openconnector.api.keys import ResourceKey
+from openconnector.ce import CloudEvent
 from openconnector.delivery.attempts import Attempt, AttemptLog, Destination
 from openconnector.delivery.health import SubscriptionHealth
 from openconnector.delivery.outcomes import FinalOutcome
@@ -18,6 +19,8 @@ from openconnector.delivery.prepared import Prepared, cloudevents_reencoder
 from openconnector.delivery.retry import Deliverer
 from openconnector.delivery.sending import HttpSender, Response
 from openconnector.delivery.target import ContentMode, DeliveryTarget
+from openconnector.messages.recorder import MessageRecorder, message_id
+from openconnector.messages.store import MemoryMessageStore
 
 KEY = sub_key("ns/sub")
 
@@ -113,3 +116,25 @@ def test_record_attempt_of_a_success_has_no_error_and_no_retry() -> None:
     )
     assert entry.response_headers is None
     assert entry.body_excerpt == b""
+
+
+def test_record_stored_reads_the_events_id_source_type_and_subject_as_its_properties_do() -> None:
+    store = MemoryMessageStore()
+    recorder = MessageRecorder(store, lambda key: None)
+    events = [
+        CloudEvent({"specversion": "1.0", "id": "e-1", "source": "urn:s", "type": "t.x", "subject": "s1"}),
+        CloudEvent({"specversion": "1.0", "id": 7, "source": "urn:n", "type": "t.y"}),
+    ]
+    created = recorder.record_stored([(KEY, event) for event in events], now=1_700_000_000.0)
+    assert created == [(KEY, message_id(event)) for event in events]
+    for event in events:
+        stored = store.get(KEY, message_id(event))
+        assert stored is not None
+        record = stored.record
+        assert (record.event_id, record.source, record.type, record.subject) == (
+            event.id,
+            event.source,
+            event.type,
+            event.subject,
+        )
+        assert type(record.event_id) is str
