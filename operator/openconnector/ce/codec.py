@@ -1059,6 +1059,13 @@ def _json_member(event: CloudEvent) -> dict[str, object]:
 
 def to_structured(event: CloudEvent) -> tuple[dict[str, str], bytes]:
     """Structured mode: (headers, body) with the event in the JSON event format."""
+    data, attributes = event.data, event.attributes
+    # The common case (JSON data, as webhooks and emitted events carry) in one dict display: the same
+    # document as _json_member's, which handles everything else.
+    if data is not None and not isinstance(data, bytes | bytearray | memoryview):
+        content_type = attributes.get("datacontenttype")
+        if content_type is None or content_type == JSON_CONTENT_TYPE:
+            return {"Content-Type": STRUCTURED_CONTENT_TYPE}, orjson.dumps({**attributes, "data": data})
     return {"Content-Type": STRUCTURED_CONTENT_TYPE}, orjson.dumps(_json_member(event))
 
 

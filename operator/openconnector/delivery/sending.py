@@ -31,7 +31,8 @@ _RESPONSE_READ_LIMIT = 64 * 1024
 
 @dataclass(slots=True)
 class Response:
-    """What one HTTP request produced. ``fatal`` marks errors retrying cannot fix (e.g. encoding)."""
+    """What one HTTP request produced. ``fatal`` marks errors retrying cannot fix (e.g. encoding).
+    ``retry_after`` is the Retry-After header of a failed attempt (None for a 2xx: nothing retries it)."""
 
     status: int | None
     error: str | None
@@ -95,7 +96,6 @@ class HttpSender:
                 timeout=_timeout(timeout_s),
             ) as reply:
                 status = reply.status
-                retry_after = reply.headers.get("Retry-After")
                 prefix = b""
                 # Read (a bounded part of) the body so the pooled connection can be reused, and to keep
                 # the start of an error body for ocerrordata. A broken body does not change the verdict.
@@ -106,13 +106,14 @@ class HttpSender:
                         prefix = await read_prefix(content, _RESPONSE_READ_LIMIT)
                 latency_ms = (time.perf_counter() - begin) * 1000.0
                 if 200 <= status <= 299:
-                    return Response(status, None, started, latency_ms, retry_after, b"", False, reply.headers)
+                    # Retry-After only matters for a failed attempt: a success never looks it up.
+                    return Response(status, None, started, latency_ms, None, b"", False, reply.headers)
                 return Response(
                     status,
                     status_text(status, reply.reason),
                     started,
                     latency_ms,
-                    retry_after,
+                    reply.headers.get("Retry-After"),
                     prefix[:ERROR_DATA_LIMIT],
                     False,
                     reply.headers,

@@ -40,10 +40,11 @@ _MAX_HEADER_VALUE = 512
 _SIGNATURE_HEADERS = ("webhook-signature", "webhook-timestamp")
 # A subscriber's cookies and auth challenges are nobody's business in a log.
 _HIDDEN = frozenset({"set-cookie", "www-authenticate"})
+# Keyed by the outcome's value: a str hashes in C, an Enum member through Enum.__hash__ (Python).
 _OUTCOMES = {
-    FinalOutcome.DELIVERED: MessageStatus.DELIVERED,
-    FinalOutcome.DEAD_LETTERED: MessageStatus.DEAD_LETTERED,
-    FinalOutcome.DROPPED: MessageStatus.DROPPED,
+    FinalOutcome.DELIVERED._value_: MessageStatus.DELIVERED,
+    FinalOutcome.DEAD_LETTERED._value_: MessageStatus.DEAD_LETTERED,
+    FinalOutcome.DROPPED._value_: MessageStatus.DROPPED,
 }
 
 
@@ -230,7 +231,14 @@ class MessageRecorder:
         record = self.writer.record
         for key, event in plan:
             attributes = event.attributes
-            event_id, source = event.id, event.source
+            # CloudEvent's id, source and type properties, inlined (three calls less per delivery).
+            event_id, source, event_type = attributes["id"], attributes["source"], attributes["type"]
+            if type(event_id) is not str:
+                event_id = str(event_id)
+            if type(source) is not str:
+                source = str(source)
+            if type(event_type) is not str:
+                event_type = str(event_type)
             subject = attributes.get("subject")
             # time and received stay a text and a float until read (MessageRecord.pending)
             entry = MessageRecord.pending(
@@ -239,7 +247,7 @@ class MessageRecorder:
                 key.name,
                 event_id,
                 source,
-                event.type,
+                event_type,
                 None if subject is None else str(subject),
                 attributes.get("time"),
                 now,
@@ -268,7 +276,7 @@ class MessageRecorder:
     ) -> None:
         try:
             if event_id:
-                self.writer.outcome(target_key, event_id, _OUTCOMES[outcome], reason)
+                self.writer.outcome(target_key, event_id, _OUTCOMES[outcome._value_], reason)
         except Exception:
             log.exception("recording an outcome for %s failed", target_key)
         if self._inner is not None:
