@@ -965,8 +965,11 @@ def section_runs(runs_file: Path = RUNS) -> str:
     ]
     return (
         f"Code: {recorded['code']}; {recorded['note']}; {recorded['repeats_per_run']} repetitions per "
-        "run (each run's figure is the median of its repetitions). The last run is the one rendered in "
-        "the rest of this page.\n\n" + _table([*header, "median of runs"], rows) + "\n" + _ab(recorded)
+        "run (each run's figure is the median of its repetitions). The rest of this page renders the "
+        "results in bench/results (the last run of each part).\n\n"
+        + _table([*header, "median of runs"], rows)
+        + "\n"
+        + _ab(recorded)
     )
 
 
