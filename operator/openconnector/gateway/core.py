@@ -344,6 +344,30 @@ class Gateway:
             placements.append((event, namespaces))
         return plan, placements
 
+    def _replan(
+        self, events: Sequence[CloudEvent], namespace: str | None, created: list[tuple[ResourceKey, str]]
+    ) -> tuple[
+        RoutingTable,
+        list[tuple[ResourceKey, CloudEvent]],
+        list[tuple[CloudEvent, Sequence[str]]],
+        list[tuple[ResourceKey, str]],
+        list[tuple[ResourceKey, CloudEvent]],
+    ]:
+        """The table was swapped while a publish waited: drop its pending records (emptying ``created``,
+        so a failure from here on discards nothing twice) and plan again from the new table. (The same
+        table gives the same plan, so its pending records stand as they are.)"""
+        table = self.table
+        self.recorder.discard(created)
+        created.clear()
+        plan, placements = self._plan(table, events, namespace)
+        return (
+            table,
+            plan,
+            placements,
+            self.recorder.record_stored(plan, now=self.clock()),
+            self._pushed(plan),
+        )
+
     async def publish(self, events: Sequence[CloudEvent], namespace: str | None = None) -> int:
         """Hand events to delivery, all or nothing; returns how many deliveries were queued.
 
@@ -382,14 +406,9 @@ class Gateway:
                     while True:
                         await wait_for_room(result.full, needed_bytes=result.budget_needed, deadline=deadline)
                         if self.table is not table:
-                            # Swapped while waiting: plan again from the new table. (The same table gives
-                            # the same plan, so its pending records stand as they are.)
-                            table = self.table
-                            self.recorder.discard(created)
-                            created = []
-                            plan, placements = self._plan(table, events, namespace)
-                            created = self.recorder.record_stored(plan, now=self.clock())
-                            pushed = self._pushed(plan)
+                            table, plan, placements, created, pushed = self._replan(
+                                events, namespace, created
+                            )
                         result = offer_now(pushed)
                         if result.too_large:
                             raise Refusal(413, "event-too-large", result.detail)
@@ -402,14 +421,9 @@ class Gateway:
                                 full, needed = result.full, result.budget_needed
                                 await self.dispatcher.wait_for_room(full, needed_bytes=needed)
                                 if self.table is not table:
-                                    # Swapped while waiting: plan again from the new table. (The same table
-                                    # gives the same plan, so its pending records stand as they are.)
-                                    table = self.table
-                                    self.recorder.discard(created)
-                                    created = []
-                                    plan, placements = self._plan(table, events, namespace)
-                                    created = self.recorder.record_stored(plan, now=self.clock())
-                                    pushed = self._pushed(plan)
+                                    table, plan, placements, created, pushed = self._replan(
+                                        events, namespace, created
+                                    )
                             if self.message_log is not None:
                                 await self.message_log.flush()
                             # (The memory bus's store is its offer: called as such, without a coroutine.)
