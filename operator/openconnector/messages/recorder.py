@@ -8,17 +8,20 @@ credentials (``auth`` headers from Secrets, dead-letter credentials) and signatu
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from multidict import CIMultiDictProxy
+
 from openconnector.api.keys import ResourceKey
 from openconnector.ce import CloudEvent, encode_header_value
 from openconnector.ce.codec import JSON_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE
+from openconnector.consumers.standard_webhooks import webhook_message_id
 from openconnector.delivery.attempts import Attempt, Destination
 from openconnector.delivery.outcomes import DeliveryObserver, FinalOutcome
-from openconnector.delivery.signing import webhook_message_id
 from openconnector.delivery.target import ContentMode, DeliveryTarget
 from openconnector.messages.model import AttemptRecord, LazyAttempt, MessageRecord, MessageStatus, utc
 from openconnector.messages.store import MemoryMessageStore
@@ -64,7 +67,8 @@ class MessageWriter(Protocol):
 
     def mark(self, key: ResourceKey, message_id: str, status: MessageStatus, reason: str | None) -> None: ...
 
-    def discard_id(self, key: ResourceKey, message_id: str) -> None: ...
+    def discard_key(self, key: ResourceKey, message_key: str) -> None:
+        """Remove the record of ``message_key`` (source NUL event id): its request was refused."""
 
     def acknowledge(self, key: ResourceKey, upto: int, now: datetime.datetime) -> int: ...
 
@@ -119,90 +123,97 @@ def _bounded_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     return kept
 
 
-class PendingAttempt:
-    """An attempt for the message log as the values it was made from (a :class:`LazyAttempt`): the
-    delivery path only copies them; the redacted request headers, the datetime and the decoded body
-    excerpt are made when the log is read. The response headers are bounded at once (what is kept stays
-    bounded however long the record lives)."""
+def _kept_headers(headers: Mapping[str, str] | None) -> Mapping[str, str]:
+    """The response headers an attempt keeps: a response's own headers (immutable) as they are when they
+    are few and short (bounded when read: :func:`_bounded_headers`), else bounded now: what is kept
+    stays bounded however long the record lives."""
+    if (
+        type(headers) is CIMultiDictProxy
+        and len(headers) <= _MAX_RESPONSE_HEADERS
+        and len("".join(headers.values())) <= _MAX_HEADER_VALUE
+    ):
+        return headers
+    return _bounded_headers(headers)
 
-    __slots__ = (
-        "_record",
-        "body_excerpt",
-        "destination",
-        "error",
-        "event",
-        "number",
-        "outcome",
-        "response_headers",
-        "response_status",
-        "retry_in",
-        "started",
-        "target",
-        "took_ms",
-        "webhook_id",
-    )
+
+class PendingAttempt:
+    """An attempt for the message log as the :class:`Attempt` it was made from (a :class:`LazyAttempt`):
+    the delivery path keeps a reference; the redacted request headers, the datetime, the bounded response
+    headers and the decoded body excerpt are made when the log is read. The response headers kept are
+    bounded at once (:func:`_kept_headers`)."""
+
+    __slots__ = ("_record", "attempt", "event", "message", "response_headers", "target")
 
     def __init__(self, attempt: Attempt, target: DeliveryTarget | None) -> None:
-        self.started = attempt.time
-        self.took_ms = attempt.latency_ms
-        self.response_status = attempt.status_code
-        self.response_headers = _bounded_headers(attempt.response_headers)
-        self.body_excerpt = attempt.body_excerpt
-        self.error = attempt.error
-        self.number = attempt.attempt
-        self.outcome = attempt.outcome
-        self.destination = attempt.destination
-        self.retry_in = attempt.retry_in
+        headers = attempt.response_headers
+        if headers:
+            kept = _kept_headers(headers)
+            if kept is not headers:  # bounded now: the attempt kept must not hold the response's
+                attempt = dataclasses.replace(attempt, response_headers=None)
+            self.response_headers: Mapping[str, str] = kept
+        else:
+            self.response_headers = _NO_HEADERS
+        self.attempt = attempt
         self.target = target
-        # The message's event and id, from the store when the attempt joins its record (bind).
+        # The message's event and record, from the store when the attempt joins its record (bind).
         self.event: CloudEvent | None = None
-        self.webhook_id = ""
+        self.message: MessageRecord | None = None
         self._record: AttemptRecord | None = None
 
     @property
     def time(self) -> datetime.datetime:
-        return utc(self.started)
+        return utc(self.attempt.time)
 
     @property
     def latency_ms(self) -> float:
-        return self.took_ms
+        return self.attempt.latency_ms
 
-    def bind(self, event: Any, webhook_id: str) -> None:
+    @property
+    def retry_in(self) -> float | None:
+        return self.attempt.retry_in
+
+    def bind(self, event: Any, message: MessageRecord) -> None:
         self.event = event
-        self.webhook_id = webhook_id
+        self.message = message
 
     def materialize(self) -> AttemptRecord:
         record = self._record
         if record is None:
-            target = self.target
+            attempt, target = self.attempt, self.target
             # Without its message (JetStream: published, not yet read back) the CloudEvents headers of a
             # binary delivery are left out, never the redaction.
             request_headers: dict[str, str] = {}
             if target is not None:
                 try:
+                    message = self.message
+                    webhook_id = "" if message is None else message.id
                     request_headers = redacted_request_headers(
-                        target, self.event, self.destination, self.webhook_id
+                        target, self.event, attempt.destination, webhook_id
                     )
                 except Exception:  # built when read: a reader gets the attempt, not an error
                     log.exception("rebuilding the request headers of an attempt failed")
-            excerpt = self.body_excerpt
+            headers = self.response_headers
+            excerpt = attempt.body_excerpt
             record = self._record = AttemptRecord(
-                time=utc(self.started),
-                latency_ms=self.took_ms,
-                response_status=self.response_status,
-                response_headers=self.response_headers,
+                time=utc(attempt.time),
+                latency_ms=attempt.latency_ms,
+                response_status=attempt.status_code,
+                response_headers=headers if type(headers) is dict else _bounded_headers(headers),
                 response_body_excerpt=excerpt.decode("utf-8", "replace") if excerpt else "",
-                error=self.error,
+                error=attempt.error,
                 request_headers=request_headers,
-                number=self.number,
-                outcome=self.outcome,
-                destination=self.destination._value_,
-                retry_in=self.retry_in,
+                number=attempt.attempt,
+                outcome=attempt.outcome,
+                destination=attempt.destination._value_,
+                retry_in=attempt.retry_in,
             )
         return record
 
     def to_json(self) -> dict[str, Any]:
         return self.materialize().to_json()
+
+
+_NO_HEADERS: dict[str, str] = {}
 
 
 class MessageRecorder:
@@ -224,11 +235,13 @@ class MessageRecorder:
     def record_stored(
         self, plan: Sequence[tuple[ResourceKey, CloudEvent]], *, now: float
     ) -> list[tuple[ResourceKey, str]]:
-        """Every delivery of a request becomes a pending record (cheap: no encoding), before the bus
-        stores it (a durable bus may deliver before its store call returns). Returns (key, id) of the
-        records that are new: :meth:`discard` them when the bus refuses the request."""
+        """Every delivery of a request becomes a pending record (cheap: no encoding, no hash: the message
+        id is derived when read), before the bus stores it (a durable bus may deliver before its store
+        call returns). Returns (key, message key) of the records that are new: :meth:`discard` them when
+        the bus refuses the request."""
         created: list[tuple[ResourceKey, str]] = []
         record = self.writer.record
+        pending = MessageRecord.pending
         for key, event in plan:
             attributes = event.attributes
             # CloudEvent's id, source and type properties, inlined (three calls less per delivery).
@@ -240,9 +253,10 @@ class MessageRecorder:
             if type(event_type) is not str:
                 event_type = str(event_type)
             subject = attributes.get("subject")
-            # time and received stay a text and a float until read (MessageRecord.pending)
-            entry = MessageRecord.pending(
-                webhook_message_id(source, event_id),
+            # time and received stay a text and a float until read (MessageRecord.pending), the id a
+            # source and an event id
+            entry = pending(
+                None,
                 key.namespace,
                 key.name,
                 event_id,
@@ -253,13 +267,13 @@ class MessageRecorder:
                 now,
             )
             if record(key, entry, event):
-                created.append((key, entry.id))
+                created.append((key, f"{source}\0{event_id}"))  # message_key(source, event_id)
         return created
 
     def discard(self, created: Sequence[tuple[ResourceKey, str]]) -> None:
         """The bus refused the request: its new records never happened."""
         for key, message in created:
-            self.writer.discard_id(key, message)
+            self.writer.discard_key(key, message)
 
     def on_attempt(self, target_key: ResourceKey, attempt: Attempt) -> None:
         try:

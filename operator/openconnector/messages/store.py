@@ -1,9 +1,13 @@
 """The bounded in-memory message store (not durable: it lives and dies with the process).
 
-Per subscription the records sit in a dict by id and in a list ordered by sequence, so a page after a
-cursor is found by bisection (flat per page however many records are kept). Bounds, per subscription:
-``max_messages`` records (the oldest go first) and ``max_age`` seconds since a record was received.
-The stored event (needed for resend, replay and pull) is kept with its record.
+Per subscription the records sit in a list ordered by sequence, so a page after a cursor is found by
+bisection (flat per page however many records are kept), and in two dicts: by message key (source NUL
+event id, :func:`~openconnector.consumers.standard_webhooks.message_key`: a sender's retry finds its
+record) and by event id (attempts carry only the event id). The message id, a hash of the message key,
+is derived when read: the index by id is built on the first look-up by id, for the records added since
+the last one. Bounds, per subscription: ``max_messages`` records (the oldest go first) and ``max_age``
+seconds since a record was received. The stored event (needed for resend, replay and pull) is kept with
+its record.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import datetime
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 from openconnector.api.keys import ResourceKey
@@ -24,7 +29,7 @@ __all__ = ["DEFAULT_MAX_AGE", "DEFAULT_MAX_MESSAGES", "MemoryMessageStore", "Sto
 
 DEFAULT_MAX_MESSAGES = 10_000
 DEFAULT_MAX_AGE = 7 * 24 * 3600.0
-_COMPACT_SLACK = 256  # evict in small batches: `del list[:n]` is O(n)
+_COMPACT_SLACK = 256  # drop removed entries from the front in small batches: `del list[:n]` is O(n)
 
 
 @dataclass(slots=True)
@@ -32,15 +37,25 @@ class StoredMessage:
     record: MessageRecord
     event: Any  # the CloudEvent (resend, replay, pull)
     received_at: float
+    key: str = ""  # the message key (source NUL event id) it is kept under
+    removed: bool = False
+
+
+_sequence_of = attrgetter("record.sequence")
 
 
 @dataclass(slots=True)
 class _Log:
-    by_id: dict[str, StoredMessage] = field(default_factory=dict)
-    sequences: list[int] = field(default_factory=list)  # ascending; may hold removed ones (compacted)
-    by_sequence: dict[int, StoredMessage] = field(default_factory=dict)
-    # Below this index of `sequences` every entry is removed: finding the oldest never rescans them.
+    by_key: dict[str, StoredMessage] = field(default_factory=dict)
+    by_event: dict[str, StoredMessage] = field(default_factory=dict)  # the newest record of each event id
+    # Ascending by sequence; may hold removed ones (compacted). Below `head` every entry is removed, and
+    # the entry at `head` is not: the oldest is found without a scan.
+    entries: list[StoredMessage] = field(default_factory=list)
     head: int = 0
+    holes: int = 0  # removed entries after head, at most (the list is rebuilt when they are many)
+    # Message id -> record, for the records up to sequence `indexed` (built when looked up by id).
+    by_id: dict[str, StoredMessage] = field(default_factory=dict)
+    indexed: int = 0
     pull_acked: int = 0  # pull subscriptions: every sequence at or below it is acknowledged
 
 
@@ -65,35 +80,34 @@ class MemoryMessageStore:
         self._clock = clock
         self._logs: dict[ResourceKey, _Log] = {}
         self._sequence = 0
-        self._events: dict[str, dict[ResourceKey, StoredMessage]] = {}  # event id -> key -> message
 
     # ------------------------------------------------------------------------------- writing
 
     def add(self, key: ResourceKey, record: MessageRecord, event: Any) -> StoredMessage:
-        """Store a new record (or return the existing one of the same id: a sender's retry)."""
+        """Store a new record (or return the existing one of the same source and event id: a sender's
+        retry)."""
         log = self._logs.get(key)
         if log is None:
             log = self._logs[key] = _Log()
-        existing = log.by_id.get(record.id)
+        message_key = f"{record.source}\0{record.event_id}"
+        existing = log.by_key.get(message_key)
         if existing is not None:
             return existing
-        return self._append(key, log, record, event)
+        return self._append(log, message_key, record, event)
 
-    def _append(self, key: ResourceKey, log: _Log, record: MessageRecord, event: Any) -> StoredMessage:
+    def _append(self, log: _Log, message_key: str, record: MessageRecord, event: Any) -> StoredMessage:
         self._sequence = sequence = self._sequence + 1
         record.sequence = sequence
         now = self._clock()
-        stored = StoredMessage(record, event, now)
-        log.by_id[record.id] = stored
-        log.by_sequence[sequence] = stored
-        log.sequences.append(sequence)
-        holders = self._events.get(record.event_id)
-        if holders is None:
-            self._events[record.event_id] = {key: stored}
-        else:
-            holders[key] = stored
-        if len(log.by_id) > self.max_messages or self._oldest(log).received_at < now - self.max_age:
-            self._evict(key, log)
+        stored = StoredMessage(record, event, now, message_key)
+        by_key = log.by_key
+        by_key[message_key] = stored
+        log.by_event[record.event_id] = stored
+        entries = log.entries
+        entries.append(stored)
+        # (the entry at head is the oldest kept: there is one, this one at least)
+        if len(by_key) > self.max_messages or entries[log.head].received_at < now - self.max_age:
+            self._evict(log, now)
         return stored
 
     # --------------------------------------------------- changes (the MessageWriter of the memory bus)
@@ -106,25 +120,27 @@ class MemoryMessageStore:
         log = self._logs.get(key)
         if log is None:
             log = self._logs[key] = _Log()
-        existing = log.by_id.get(record.id)
+        message_key = f"{record.source}\0{record.event_id}"
+        existing = log.by_key.get(message_key)
         if existing is not None:
             existing.record.status = MessageStatus.PENDING
             existing.event = event
             return False
         if sequence is not None and sequence - 1 > self._sequence:
             self._sequence = sequence - 1
-        self._append(key, log, record, event)
+        self._append(log, message_key, record, event)
         return True
 
     def attempt(
         self, key: ResourceKey, event_id: str, entry: AttemptRecord | LazyAttempt, *, subscriber: bool
     ) -> None:
-        stored = self.find_event(key, event_id)
+        log = self._logs.get(key)
+        stored = None if log is None else log.by_event.get(event_id)
         if stored is None:
             return
         record = stored.record
         if type(entry) is not AttemptRecord:
-            entry.bind(stored.event, record.id)  # type: ignore[union-attr]
+            entry.bind(stored.event, record)  # type: ignore[union-attr]
         record.add_attempt(entry, _MAX_ATTEMPTS_KEPT)  # the first attempt and the newest ones
         if subscriber:
             retry_in = entry.retry_in
@@ -137,11 +153,13 @@ class MemoryMessageStore:
                 record.next_attempt = None
 
     def outcome(self, key: ResourceKey, event_id: str, status: MessageStatus, reason: str | None) -> None:
-        stored = self.find_event(key, event_id) if event_id else None
+        log = self._logs.get(key)
+        stored = None if log is None or not event_id else log.by_event.get(event_id)
         if stored is not None:
-            stored.record.status = status
-            stored.record.reason = reason
-            stored.record.next_attempt = None
+            record = stored.record
+            record.status = status
+            record.reason = reason
+            record.next_attempt = None
 
     def mark(self, key: ResourceKey, message_id: str, status: MessageStatus, reason: str | None) -> None:
         """Resend and replay: the message is pending again."""
@@ -155,95 +173,112 @@ class MemoryMessageStore:
         if stored is not None:
             self.discard(key, stored)
 
+    def discard_key(self, key: ResourceKey, message_key: str) -> None:
+        """Remove the record of ``message_key`` (source NUL event id): its request was refused."""
+        log = self._logs.get(key)
+        if log is not None:
+            stored = log.by_key.get(message_key)
+            if stored is not None:
+                self._remove(log, stored)
+
     def find_event(self, key: ResourceKey, event_id: str) -> StoredMessage | None:
         """The newest record of ``event_id`` in ``key`` (attempts carry only the event id)."""
-        holders = self._events.get(event_id)
-        return None if holders is None else holders.get(key)
+        log = self._logs.get(key)
+        return None if log is None else log.by_event.get(event_id)
 
-    def _evict(self, key: ResourceKey, log: _Log) -> None:
-        over = len(log.by_id) - self.max_messages
-        cutoff = self._clock() - self.max_age
-        if over <= 0 and not (log.by_id and self._oldest(log).received_at < cutoff):
-            return
-        while log.by_id:
-            oldest = self._oldest(log)
-            if len(log.by_id) <= self.max_messages and oldest.received_at >= cutoff:
+    def _evict(self, log: _Log, now: float | None = None) -> None:
+        """Remove the oldest records beyond the count bound and those older than the age bound."""
+        cutoff = (self._clock() if now is None else now) - self.max_age
+        max_messages, by_key, entries = self.max_messages, log.by_key, log.entries
+        while by_key:
+            oldest = entries[log.head]
+            if len(by_key) <= max_messages and oldest.received_at >= cutoff:
                 break
-            self._remove(key, log, oldest)
-        self._compact(log)
+            self._remove(log, oldest)  # moves head past it
 
-    def _oldest(self, log: _Log) -> StoredMessage:
-        sequences, by_sequence = log.sequences, log.by_sequence
-        index = log.head
-        while index < len(sequences):
-            stored = by_sequence.get(sequences[index])
-            if stored is not None:
-                log.head = index
-                return stored
-            index += 1
-        log.head = index
-        raise LookupError("empty log")
-
-    def _remove(self, key: ResourceKey, log: _Log, stored: StoredMessage) -> None:
+    def _remove(self, log: _Log, stored: StoredMessage) -> None:
         record = stored.record
-        del log.by_id[record.id]
-        del log.by_sequence[record.sequence]
-        holders = self._events.get(record.event_id)
-        if holders is not None and holders.get(key) is stored:
-            del holders[key]
-            if not holders:
-                del self._events[record.event_id]
-
-    def _compact(self, log: _Log) -> None:
-        if not log.by_sequence:
-            log.sequences.clear()
-            log.head = 0
-            return
-        self._oldest(log)  # moves `head` past the removed ones
-        if log.head > _COMPACT_SLACK:
-            del log.sequences[: log.head]
-            log.head = 0
+        stored.removed = True
+        del log.by_key[stored.key]
+        by_event = log.by_event
+        if by_event.get(record.event_id) is stored:
+            del by_event[record.event_id]
+        if record.sequence <= log.indexed:
+            by_id = log.by_id
+            if by_id.get(record.id) is stored:
+                del by_id[record.id]
+        entries, head = log.entries, log.head
+        if entries[head] is stored:  # the oldest: head moves to the next one kept
+            end = len(entries)
+            head += 1
+            while head < end and entries[head].removed:
+                head += 1
+            if head == end:  # none kept
+                entries.clear()
+                head = log.holes = 0
+            elif head > _COMPACT_SLACK:
+                del entries[:head]
+                head = 0
+            log.head = head
+        elif entries[-1] is stored:  # the newest (a refused request's record, mostly): gone at once
+            entries.pop()
+            while len(entries) > head and entries[-1].removed:
+                entries.pop()
+        else:  # one in the middle: the list is rebuilt once there are more of those than records kept
+            log.holes = holes = log.holes + 1
+            if holes > _COMPACT_SLACK and holes > len(log.by_key):
+                entries[:] = [entry for entry in entries[head:] if not entry.removed]
+                log.head = log.holes = 0
 
     def discard(self, key: ResourceKey, stored: StoredMessage) -> None:
         """Remove one record (its request was refused after it was recorded)."""
         log = self._logs.get(key)
-        if log is not None and log.by_id.get(stored.record.id) is stored:
-            self._remove(key, log, stored)
+        if log is not None and log.by_key.get(stored.key) is stored:
+            self._remove(log, stored)
 
     def expire(self) -> None:
         """Drop what is older than ``max_age`` (also done on every add)."""
-        for key, log in list(self._logs.items()):
-            self._evict(key, log)
+        for log in list(self._logs.values()):
+            self._evict(log)
 
     def forget(self, key: ResourceKey) -> None:
         """The subscription is gone: its records go with it."""
-        log = self._logs.pop(key, None)
-        if log is None:
-            return
-        for stored in list(log.by_id.values()):
-            self._remove(key, log, stored)
+        self._logs.pop(key, None)
 
     # ------------------------------------------------------------------------------- reading
 
     def count(self, key: ResourceKey) -> int:
         log = self._logs.get(key)
-        return 0 if log is None else len(log.by_id)
+        return 0 if log is None else len(log.by_key)
 
     def get(self, key: ResourceKey, message_id: str) -> StoredMessage | None:
         log = self._logs.get(key)
-        return None if log is None else log.by_id.get(message_id)
+        if log is None:
+            return None
+        by_id = log.by_id
+        found = by_id.get(message_id)
+        if found is None:
+            entries = log.entries
+            if entries and entries[-1].record.sequence > log.indexed:
+                # index the records added since the last look-up by id (their ids hashed now)
+                for stored in entries[bisect.bisect_right(entries, log.indexed, key=_sequence_of) :]:
+                    if not stored.removed:
+                        by_id[stored.record.id] = stored
+                log.indexed = entries[-1].record.sequence
+                found = by_id.get(message_id)
+        return found
 
     def newest_first(self, key: ResourceKey, before: int | None) -> Iterator[StoredMessage]:
         """Records of ``key`` with a sequence below ``before`` (all when None), newest first."""
         log = self._logs.get(key)
         if log is None:
             return
-        sequences = log.sequences
-        index = len(sequences) if before is None else bisect.bisect_left(sequences, before)
+        entries = log.entries
+        index = len(entries) if before is None else bisect.bisect_left(entries, before, key=_sequence_of)
         while index > 0:
             index -= 1
-            stored = log.by_sequence.get(sequences[index])
-            if stored is not None:
+            stored = entries[index]
+            if not stored.removed:
                 yield stored
 
     def oldest_first(self, key: ResourceKey, after: int) -> Iterator[StoredMessage]:
@@ -251,16 +286,22 @@ class MemoryMessageStore:
         log = self._logs.get(key)
         if log is None:
             return
-        sequences = log.sequences
-        index = bisect.bisect_right(sequences, after)
-        while index < len(sequences):
-            stored = log.by_sequence.get(sequences[index])
+        entries = log.entries
+        index = bisect.bisect_right(entries, after, key=_sequence_of)
+        while index < len(entries):
+            stored = entries[index]
             index += 1
-            if stored is not None:
+            if not stored.removed:
                 yield stored
 
     def for_event(self, event_id: str) -> list[StoredMessage]:
-        return list((self._events.get(event_id) or {}).values())
+        """The newest record of ``event_id`` in every subscription that has one."""
+        found: list[StoredMessage] = []
+        for log in self._logs.values():
+            stored = log.by_event.get(event_id)
+            if stored is not None:
+                found.append(stored)
+        return found
 
     # ------------------------------------------------------------------------------- pull
 
