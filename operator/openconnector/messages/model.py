@@ -109,7 +109,7 @@ class LazyAttempt(Protocol):
 
     def bind(self, event: Any, message: MessageRecord) -> None:
         """The message it belongs to: its stored event and record (the request headers shown need the
-        event and the message's id, read when the attempt is)."""
+        event and the message's id, read when the attempt is). Keeps no reference to the record."""
 
     def materialize(self) -> AttemptRecord: ...
 
@@ -234,6 +234,11 @@ class MessageRecord:
     @id.setter
     def id(self, value: str) -> None:
         self._id = value
+
+    @property
+    def known_id(self) -> str | None:
+        """``id`` if it was given or derived already, else None (derive it from source and event id)."""
+        return self._id
 
     @property
     def received(self) -> datetime.datetime | None:

@@ -142,7 +142,7 @@ class PendingAttempt:
     headers and the decoded body excerpt are made when the log is read. The response headers kept are
     bounded at once (:func:`_kept_headers`)."""
 
-    __slots__ = ("_record", "attempt", "event", "message", "response_headers", "target")
+    __slots__ = ("_record", "attempt", "event", "message_id", "response_headers", "source", "target")
 
     def __init__(self, attempt: Attempt, target: DeliveryTarget | None) -> None:
         headers = attempt.response_headers
@@ -155,9 +155,12 @@ class PendingAttempt:
             self.response_headers = _NO_HEADERS
         self.attempt = attempt
         self.target = target
-        # The message's event and record, from the store when the attempt joins its record (bind).
+        # The message's event, id (None: not derived yet) and source, from the store when the attempt
+        # joins its record (bind). Not the record itself: it holds this attempt, and a cycle would keep an
+        # evicted record until a full garbage collection.
         self.event: CloudEvent | None = None
-        self.message: MessageRecord | None = None
+        self.message_id: str | None = None
+        self.source: str | None = None
         self._record: AttemptRecord | None = None
 
     @property
@@ -174,7 +177,8 @@ class PendingAttempt:
 
     def bind(self, event: Any, message: MessageRecord) -> None:
         self.event = event
-        self.message = message
+        self.message_id = message.known_id
+        self.source = message.source
 
     def materialize(self) -> AttemptRecord:
         record = self._record
@@ -185,8 +189,10 @@ class PendingAttempt:
             request_headers: dict[str, str] = {}
             if target is not None:
                 try:
-                    message = self.message
-                    webhook_id = "" if message is None else message.id
+                    source = self.source
+                    webhook_id = self.message_id
+                    if webhook_id is None:  # the message's id: its source and event id hashed
+                        webhook_id = "" if source is None else webhook_message_id(source, attempt.event_id)
                     request_headers = redacted_request_headers(
                         target, self.event, attempt.destination, webhook_id
                     )

@@ -15,9 +15,9 @@ from __future__ import annotations
 import bisect
 import datetime
 import time
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Any
 
 from openconnector.api.keys import ResourceKey
@@ -38,21 +38,19 @@ class StoredMessage:
     event: Any  # the CloudEvent (resend, replay, pull)
     received_at: float
     key: str = ""  # the message key (source NUL event id) it is kept under
-    removed: bool = False
-
-
-_sequence_of = attrgetter("record.sequence")
 
 
 @dataclass(slots=True)
 class _Log:
     by_key: dict[str, StoredMessage] = field(default_factory=dict)
     by_event: dict[str, StoredMessage] = field(default_factory=dict)  # the newest record of each event id
-    # Ascending by sequence; may hold removed ones (compacted). Below `head` every entry is removed, and
-    # the entry at `head` is not: the oldest is found without a scan.
-    entries: list[StoredMessage] = field(default_factory=list)
+    # The records in order of sequence, and their sequences (bisected for pages). A removed record's slot
+    # is None (nothing of it is kept) until the lists are compacted: below `head` every slot is None,
+    # the one at `head` is not (the oldest is found without a scan); `holes` counts the None after it.
+    entries: list[StoredMessage | None] = field(default_factory=list)
+    sequences: array[int] = field(default_factory=lambda: array("q"))
     head: int = 0
-    holes: int = 0  # removed entries after head, at most (the list is rebuilt when they are many)
+    holes: int = 0
     # Message id -> record, for the records up to sequence `indexed` (built when looked up by id).
     by_id: dict[str, StoredMessage] = field(default_factory=dict)
     indexed: int = 0
@@ -105,8 +103,11 @@ class MemoryMessageStore:
         log.by_event[record.event_id] = stored
         entries = log.entries
         entries.append(stored)
-        # (the entry at head is the oldest kept: there is one, this one at least)
-        if len(by_key) > self.max_messages or entries[log.head].received_at < now - self.max_age:
+        log.sequences.append(sequence)
+        oldest = entries[log.head]  # (there is one kept: this one at least)
+        if len(by_key) > self.max_messages or (
+            oldest is not None and oldest.received_at < now - self.max_age
+        ):
             self._evict(log, now)
         return stored
 
@@ -192,13 +193,13 @@ class MemoryMessageStore:
         max_messages, by_key, entries = self.max_messages, log.by_key, log.entries
         while by_key:
             oldest = entries[log.head]
+            assert oldest is not None  # (head is at the oldest kept)
             if len(by_key) <= max_messages and oldest.received_at >= cutoff:
                 break
             self._remove(log, oldest)  # moves head past it
 
     def _remove(self, log: _Log, stored: StoredMessage) -> None:
         record = stored.record
-        stored.removed = True
         del log.by_key[stored.key]
         by_event = log.by_event
         if by_event.get(record.event_id) is stored:
@@ -207,28 +208,40 @@ class MemoryMessageStore:
             by_id = log.by_id
             if by_id.get(record.id) is stored:
                 del by_id[record.id]
-        entries, head = log.entries, log.head
+        entries, sequences, head = log.entries, log.sequences, log.head
         if entries[head] is stored:  # the oldest: head moves to the next one kept
+            entries[head] = None
             end = len(entries)
             head += 1
-            while head < end and entries[head].removed:
+            while head < end and entries[head] is None:
                 head += 1
+                log.holes -= 1
             if head == end:  # none kept
                 entries.clear()
+                del sequences[:]
                 head = log.holes = 0
-            elif head > _COMPACT_SLACK:
+            elif head > _COMPACT_SLACK:  # in batches: `del list[:n]` is O(length)
                 del entries[:head]
+                del sequences[:head]
                 head = 0
             log.head = head
-        elif entries[-1] is stored:  # the newest (a refused request's record, mostly): gone at once
+        elif entries[-1] is stored:  # the newest (a refused request's record, mostly)
             entries.pop()
-            while len(entries) > head and entries[-1].removed:
+            sequences.pop()
+            while entries[-1] is None:  # (stops at head)
                 entries.pop()
-        else:  # one in the middle: the list is rebuilt once there are more of those than records kept
-            log.holes = holes = log.holes + 1
-            if holes > _COMPACT_SLACK and holes > len(log.by_key):
-                entries[:] = [entry for entry in entries[head:] if not entry.removed]
-                log.head = log.holes = 0
+                sequences.pop()
+                log.holes -= 1
+        else:  # one in between: its slot is emptied, the lists rebuilt once most slots are empty
+            index = bisect.bisect_left(sequences, record.sequence, head)
+            if entries[index] is stored:
+                entries[index] = None
+                log.holes = holes = log.holes + 1
+                if holes > _COMPACT_SLACK and holes > len(log.by_key):
+                    kept = [entry for entry in entries[head:] if entry is not None]
+                    entries[:] = kept
+                    log.sequences = array("q", [entry.record.sequence for entry in kept])
+                    log.head = log.holes = 0
 
     def discard(self, key: ResourceKey, stored: StoredMessage) -> None:
         """Remove one record (its request was refused after it was recorded)."""
@@ -258,13 +271,13 @@ class MemoryMessageStore:
         by_id = log.by_id
         found = by_id.get(message_id)
         if found is None:
-            entries = log.entries
-            if entries and entries[-1].record.sequence > log.indexed:
+            sequences = log.sequences
+            if sequences and sequences[-1] > log.indexed:
                 # index the records added since the last look-up by id (their ids hashed now)
-                for stored in entries[bisect.bisect_right(entries, log.indexed, key=_sequence_of) :]:
-                    if not stored.removed:
+                for stored in log.entries[bisect.bisect_right(sequences, log.indexed) :]:
+                    if stored is not None:
                         by_id[stored.record.id] = stored
-                log.indexed = entries[-1].record.sequence
+                log.indexed = sequences[-1]
                 found = by_id.get(message_id)
         return found
 
@@ -274,11 +287,11 @@ class MemoryMessageStore:
         if log is None:
             return
         entries = log.entries
-        index = len(entries) if before is None else bisect.bisect_left(entries, before, key=_sequence_of)
+        index = len(entries) if before is None else bisect.bisect_left(log.sequences, before)
         while index > 0:
             index -= 1
             stored = entries[index]
-            if not stored.removed:
+            if stored is not None:
                 yield stored
 
     def oldest_first(self, key: ResourceKey, after: int) -> Iterator[StoredMessage]:
@@ -287,11 +300,11 @@ class MemoryMessageStore:
         if log is None:
             return
         entries = log.entries
-        index = bisect.bisect_right(entries, after, key=_sequence_of)
+        index = bisect.bisect_right(log.sequences, after)
         while index < len(entries):
             stored = entries[index]
             index += 1
-            if not stored.removed:
+            if stored is not None:
                 yield stored
 
     def for_event(self, event_id: str) -> list[StoredMessage]:
