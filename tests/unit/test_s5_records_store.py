@@ -219,7 +219,7 @@ def test_refused_requests_leave_nothing_behind() -> None:
     log = store._logs[key]
     assert 90 <= store.count(key) <= 100
     assert len(log.entries) - log.head <= 2 * 100 + 300  # the removed ones are dropped in batches
-    assert len(log.by_key) == len(log.by_event) == store.count(key)
+    assert len(log.by_event) + len(log.shadowed) == store.count(key)
 
 
 def test_the_index_by_id_follows_evictions_and_removals() -> None:
@@ -256,3 +256,43 @@ def test_a_sender_refused_again_and_again_leaves_no_entries() -> None:
         )
     assert store.count(key) == 0
     assert store._logs[key].entries == []
+
+
+def test_an_event_id_from_two_sources_is_two_messages() -> None:
+    """Kept by event id, the newest of each: an id from a second source is a message of its own, the
+    older one still found by a sender's retry and by a refusal, and gone from every index once removed."""
+    store = MemoryMessageStore(max_messages=3)
+    recorder = MessageRecorder(store, lambda key: None)
+    key = KEYS[0]
+    one, two = _event(SOURCES[0], "x"), _event(SOURCES[1], "x")
+    assert len(recorder.record_stored([(key, one)], now=1.0)) == 1
+    created_two = recorder.record_stored([(key, two)], now=1.0)
+    assert store.count(key) == 2
+    found = store.find_event(key, "x")
+    assert found is not None
+    assert found.record.source == SOURCES[1]  # attempts go to the newest
+    assert recorder.record_stored([(key, one)], now=1.0) == []  # a retry of the older one: found
+    assert store.get(key, message_id(one)) is not None
+    recorder.discard(created_two)
+    assert store.count(key) == 1
+    assert store.find_event(key, "x") is None  # (as before: the newest went, none takes its place)
+    assert recorder.record_stored([(key, one)], now=1.0) == []  # still found
+    assert recorder.record_stored([(key, two)], now=1.0) != []  # new again
+    # The older one evicted: gone from the index by message key too, so its retry is a new record.
+    recorder.record_stored([(key, _event(SOURCES[0], "y"))], now=1.0)
+    recorder.record_stored([(key, _event(SOURCES[0], "z"))], now=1.0)
+    assert store.get(key, message_id(one)) is None
+    assert store._logs[key].shadowed == {}
+    assert recorder.record_stored([(key, one)], now=1.0) != []
+
+
+def test_a_refusal_never_removes_another_sources_record() -> None:
+    """A refused request's record was evicted meanwhile, and the same event id came from another
+    source: the refusal removes nothing."""
+    store = MemoryMessageStore(max_messages=1)
+    recorder = MessageRecorder(store, lambda key: None)
+    key = KEYS[0]
+    created = recorder.record_stored([(key, _event(SOURCES[0], "x"))], now=1.0)
+    recorder.record_stored([(key, _event(SOURCES[1], "x"))], now=1.0)  # evicts the first
+    recorder.discard(created)
+    assert [stored.record.source for stored in store.newest_first(key, None)] == [SOURCES[1]]

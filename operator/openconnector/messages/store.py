@@ -1,13 +1,14 @@
 """The bounded in-memory message store (not durable: it lives and dies with the process).
 
 Per subscription the records sit in a list ordered by sequence, so a page after a cursor is found by
-bisection (flat per page however many records are kept), and in two dicts: by message key (source NUL
-event id, :func:`~openconnector.consumers.standard_webhooks.message_key`: a sender's retry finds its
-record) and by event id (attempts carry only the event id). The message id, a hash of the message key,
-is derived when read: the index by id is built on the first look-up by id, for the records added since
-the last one. Bounds, per subscription: ``max_messages`` records (the oldest go first) and ``max_age``
-seconds since a record was received. The stored event (needed for resend, replay and pull) is kept with
-its record.
+bisection (flat per page however many records are kept), and in a dict by event id: the newest record
+of each event id (attempts carry only the event id). A record is one source and event id (a sender's
+retry finds its record): should an event id come from a second source, the older record moves to a
+dict by message key (source NUL event id, :func:`~openconnector.consumers.standard_webhooks.message_key`),
+empty in the common case. The message id, a hash of the message key, is derived when read: the index
+by id is built on the first look-up by id, for the records added since the last one. Bounds, per
+subscription: ``max_messages`` records (the oldest go first) and ``max_age`` seconds since a record was
+received. The stored event (needed for resend, replay and pull) is kept with its record.
 """
 
 from __future__ import annotations
@@ -37,13 +38,18 @@ class StoredMessage:
     record: MessageRecord
     event: Any  # the CloudEvent (resend, replay, pull)
     received_at: float
-    key: str = ""  # the message key (source NUL event id) it is kept under
+
+
+def _message_key(record: MessageRecord) -> str:
+    return f"{record.source}\0{record.event_id}"  # standard_webhooks.message_key
 
 
 @dataclass(slots=True)
 class _Log:
-    by_key: dict[str, StoredMessage] = field(default_factory=dict)
+    size: int = 0  # records kept
     by_event: dict[str, StoredMessage] = field(default_factory=dict)  # the newest record of each event id
+    # By message key: the records kept whose event id has a newer record, from another source.
+    shadowed: dict[str, StoredMessage] = field(default_factory=dict)
     # The records in order of sequence, and their sequences (bisected for pages). A removed record's slot
     # is None (nothing of it is kept) until the lists are compacted: below `head` every slot is None,
     # the one at `head` is not (the oldest is found without a scan); `holes` counts the None after it.
@@ -87,27 +93,31 @@ class MemoryMessageStore:
         log = self._logs.get(key)
         if log is None:
             log = self._logs[key] = _Log()
-        message_key = f"{record.source}\0{record.event_id}"
-        existing = log.by_key.get(message_key)
+        newest = log.by_event.get(record.event_id)
+        if newest is not None and newest.record.source == record.source:
+            return newest
+        existing = log.shadowed.get(_message_key(record)) if log.shadowed else None
         if existing is not None:
             return existing
-        return self._append(log, message_key, record, event)
+        return self._append(log, newest, record, event)
 
-    def _append(self, log: _Log, message_key: str, record: MessageRecord, event: Any) -> StoredMessage:
+    def _append(
+        self, log: _Log, newest: StoredMessage | None, record: MessageRecord, event: Any
+    ) -> StoredMessage:
+        """Keep ``record``, a new source and event id; ``newest`` is the newest record of its event id."""
         self._sequence = sequence = self._sequence + 1
         record.sequence = sequence
         now = self._clock()
-        stored = StoredMessage(record, event, now, message_key)
-        by_key = log.by_key
-        by_key[message_key] = stored
+        stored = StoredMessage(record, event, now)
+        if newest is not None:  # the event id from a second source: the older record stays findable
+            log.shadowed[_message_key(newest.record)] = newest
         log.by_event[record.event_id] = stored
+        log.size = size = log.size + 1
         entries = log.entries
         entries.append(stored)
         log.sequences.append(sequence)
         oldest = entries[log.head]  # (there is one kept: this one at least)
-        if len(by_key) > self.max_messages or (
-            oldest is not None and oldest.received_at < now - self.max_age
-        ):
+        if size > self.max_messages or (oldest is not None and oldest.received_at < now - self.max_age):
             self._evict(log, now)
         return stored
 
@@ -121,15 +131,18 @@ class MemoryMessageStore:
         log = self._logs.get(key)
         if log is None:
             log = self._logs[key] = _Log()
-        message_key = f"{record.source}\0{record.event_id}"
-        existing = log.by_key.get(message_key)
+        newest = log.by_event.get(record.event_id)
+        if newest is not None and newest.record.source == record.source:
+            existing: StoredMessage | None = newest
+        else:
+            existing = log.shadowed.get(_message_key(record)) if log.shadowed else None
         if existing is not None:
             existing.record.status = MessageStatus.PENDING
             existing.event = event
             return False
         if sequence is not None and sequence - 1 > self._sequence:
             self._sequence = sequence - 1
-        self._append(log, message_key, record, event)
+        self._append(log, newest, record, event)
         return True
 
     def attempt(
@@ -177,10 +190,15 @@ class MemoryMessageStore:
     def discard_key(self, key: ResourceKey, message_key: str) -> None:
         """Remove the record of ``message_key`` (source NUL event id): its request was refused."""
         log = self._logs.get(key)
-        if log is not None:
-            stored = log.by_key.get(message_key)
-            if stored is not None:
-                self._remove(log, stored)
+        if log is None:
+            return
+        stored = log.shadowed.get(message_key) if log.shadowed else None
+        if stored is None:
+            # The event id: what follows the last NUL (a CloudEvents String holds none); checked.
+            stored = log.by_event.get(message_key[message_key.rfind("\0") + 1 :])
+            if stored is None or _message_key(stored.record) != message_key:
+                return
+        self._remove(log, stored)
 
     def find_event(self, key: ResourceKey, event_id: str) -> StoredMessage | None:
         """The newest record of ``event_id`` in ``key`` (attempts carry only the event id)."""
@@ -190,20 +208,22 @@ class MemoryMessageStore:
     def _evict(self, log: _Log, now: float | None = None) -> None:
         """Remove the oldest records beyond the count bound and those older than the age bound."""
         cutoff = (self._clock() if now is None else now) - self.max_age
-        max_messages, by_key, entries = self.max_messages, log.by_key, log.entries
-        while by_key:
+        max_messages, entries = self.max_messages, log.entries
+        while log.size:
             oldest = entries[log.head]
             assert oldest is not None  # (head is at the oldest kept)
-            if len(by_key) <= max_messages and oldest.received_at >= cutoff:
+            if log.size <= max_messages and oldest.received_at >= cutoff:
                 break
             self._remove(log, oldest)  # moves head past it
 
     def _remove(self, log: _Log, stored: StoredMessage) -> None:
         record = stored.record
-        del log.by_key[stored.key]
+        log.size -= 1
         by_event = log.by_event
         if by_event.get(record.event_id) is stored:
             del by_event[record.event_id]
+        elif log.shadowed:
+            log.shadowed.pop(_message_key(record), None)
         if record.sequence <= log.indexed:
             by_id = log.by_id
             if by_id.get(record.id) is stored:
@@ -237,7 +257,7 @@ class MemoryMessageStore:
             if entries[index] is stored:
                 entries[index] = None
                 log.holes = holes = log.holes + 1
-                if holes > _COMPACT_SLACK and holes > len(log.by_key):
+                if holes > _COMPACT_SLACK and holes > log.size:
                     kept = [entry for entry in entries[head:] if entry is not None]
                     entries[:] = kept
                     log.sequences = array("q", [entry.record.sequence for entry in kept])
@@ -246,8 +266,16 @@ class MemoryMessageStore:
     def discard(self, key: ResourceKey, stored: StoredMessage) -> None:
         """Remove one record (its request was refused after it was recorded)."""
         log = self._logs.get(key)
-        if log is not None and log.by_key.get(stored.key) is stored:
+        if log is not None and self._find(log, stored.record) is stored:
             self._remove(log, stored)
+
+    @staticmethod
+    def _find(log: _Log, record: MessageRecord) -> StoredMessage | None:
+        """The record kept of ``record``'s source and event id."""
+        newest = log.by_event.get(record.event_id)
+        if newest is not None and newest.record.source == record.source:
+            return newest
+        return log.shadowed.get(_message_key(record)) if log.shadowed else None
 
     def expire(self) -> None:
         """Drop what is older than ``max_age`` (also done on every add)."""
@@ -262,7 +290,7 @@ class MemoryMessageStore:
 
     def count(self, key: ResourceKey) -> int:
         log = self._logs.get(key)
-        return 0 if log is None else len(log.by_key)
+        return 0 if log is None else log.size
 
     def get(self, key: ResourceKey, message_id: str) -> StoredMessage | None:
         log = self._logs.get(key)
