@@ -8,10 +8,10 @@ credentials (``auth`` headers from Secrets, dead-letter credentials) and signatu
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import chain
 from typing import Any, Protocol
 
 from multidict import CIMultiDictProxy
@@ -110,50 +110,85 @@ def redacted_request_headers(
 def _bounded_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     if not headers:
         return {}
-    if len(headers) <= _MAX_RESPONSE_HEADERS:  # all of them: one comprehension, no count to keep
+    return _bounded_items(headers.items(), len(headers))
+
+
+def _bounded_items(items: Iterable[tuple[str, str]], count: int) -> dict[str, str]:
+    """:func:`_bounded_headers` of ``count`` header items."""
+    if count <= _MAX_RESPONSE_HEADERS:  # all of them: one comprehension, no count to keep
         return {
             str(name): REDACTED if name.lower() in _HIDDEN else str(value)[:_MAX_HEADER_VALUE]
-            for name, value in headers.items()
+            for name, value in items
         }
     kept: dict[str, str] = {}
-    for name, value in headers.items():
+    for name, value in items:
         if len(kept) >= _MAX_RESPONSE_HEADERS:
             break
         kept[str(name)] = REDACTED if name.lower() in _HIDDEN else str(value)[:_MAX_HEADER_VALUE]
     return kept
 
 
-def _kept_headers(headers: Mapping[str, str] | None) -> Mapping[str, str]:
-    """The response headers an attempt keeps: a response's own headers (immutable) as they are when they
-    are few and short (bounded when read: :func:`_bounded_headers`), else bounded now: what is kept
-    stays bounded however long the record lives."""
+def _kept_headers(headers: Mapping[str, str] | None) -> dict[str, str] | tuple[str, ...]:
+    """The response headers an attempt keeps: a response's headers (a CIMultiDictProxy) as one tuple of
+    names and values (name, value, name, value, ...) when they are few and short (bounded when read:
+    :func:`_read_back`; a tuple of strings, which the garbage collector stops tracking), else bounded
+    now. Either way what is kept is bounded however long the record lives, and the response's own
+    objects are not kept."""
     if (
         type(headers) is CIMultiDictProxy
         and len(headers) <= _MAX_RESPONSE_HEADERS
         and len("".join(headers.values())) <= _MAX_HEADER_VALUE
     ):
-        return headers
+        return tuple(chain.from_iterable(headers.items()))
     return _bounded_headers(headers)
 
 
-class PendingAttempt:
-    """An attempt for the message log as the :class:`Attempt` it was made from (a :class:`LazyAttempt`):
-    the delivery path keeps a reference; the redacted request headers, the datetime, the bounded response
-    headers and the decoded body excerpt are made when the log is read. The response headers kept are
-    bounded at once (:func:`_kept_headers`)."""
+def _read_back(kept: dict[str, str] | tuple[str, ...]) -> dict[str, str]:
+    """The bounded response headers of what :func:`_kept_headers` kept."""
+    if isinstance(kept, dict):
+        return kept
+    return _bounded_items(zip(kept[::2], kept[1::2], strict=True), len(kept) // 2)
 
-    __slots__ = ("_record", "attempt", "event", "message_id", "response_headers", "source", "target")
+
+class PendingAttempt:
+    """An attempt for the message log as the values it was made from (a :class:`LazyAttempt`): the
+    delivery path only copies them (not the :class:`Attempt`: it would keep the response's headers, and
+    their objects, alive with the record); the redacted request headers, the datetime, the bounded
+    response headers and the decoded body excerpt are made when the log is read. What is kept of the
+    response headers is bounded at once (:func:`_kept_headers`)."""
+
+    __slots__ = (
+        "_record",
+        "body_excerpt",
+        "destination",
+        "error",
+        "event",
+        "event_id",
+        "message_id",
+        "number",
+        "outcome",
+        "response_headers",
+        "response_status",
+        "retry_in",
+        "source",
+        "started",
+        "target",
+        "took_ms",
+    )
 
     def __init__(self, attempt: Attempt, target: DeliveryTarget | None) -> None:
+        self.started = attempt.time
+        self.took_ms = attempt.latency_ms
+        self.response_status = attempt.status_code
         headers = attempt.response_headers
-        if headers:
-            kept = _kept_headers(headers)
-            if kept is not headers:  # bounded now: the attempt kept must not hold the response's
-                attempt = dataclasses.replace(attempt, response_headers=None)
-            self.response_headers: Mapping[str, str] = kept
-        else:
-            self.response_headers = _NO_HEADERS
-        self.attempt = attempt
+        self.response_headers = _kept_headers(headers) if headers else _NO_HEADERS
+        self.body_excerpt = attempt.body_excerpt
+        self.error = attempt.error
+        self.number = attempt.attempt
+        self.outcome = attempt.outcome
+        self.destination = attempt.destination
+        self.retry_in = attempt.retry_in
+        self.event_id = attempt.event_id
         self.target = target
         # The message's event, id (None: not derived yet) and source, from the store when the attempt
         # joins its record (bind). Not the record itself: it holds this attempt, and a cycle would keep an
@@ -165,15 +200,11 @@ class PendingAttempt:
 
     @property
     def time(self) -> datetime.datetime:
-        return utc(self.attempt.time)
+        return utc(self.started)
 
     @property
     def latency_ms(self) -> float:
-        return self.attempt.latency_ms
-
-    @property
-    def retry_in(self) -> float | None:
-        return self.attempt.retry_in
+        return self.took_ms
 
     def bind(self, event: Any, message: MessageRecord) -> None:
         self.event = event
@@ -183,7 +214,7 @@ class PendingAttempt:
     def materialize(self) -> AttemptRecord:
         record = self._record
         if record is None:
-            attempt, target = self.attempt, self.target
+            target = self.target
             # Without its message (JetStream: published, not yet read back) the CloudEvents headers of a
             # binary delivery are left out, never the redaction.
             request_headers: dict[str, str] = {}
@@ -192,26 +223,25 @@ class PendingAttempt:
                     source = self.source
                     webhook_id = self.message_id
                     if webhook_id is None:  # the message's id: its source and event id hashed
-                        webhook_id = "" if source is None else webhook_message_id(source, attempt.event_id)
+                        webhook_id = "" if source is None else webhook_message_id(source, self.event_id)
                     request_headers = redacted_request_headers(
-                        target, self.event, attempt.destination, webhook_id
+                        target, self.event, self.destination, webhook_id
                     )
                 except Exception:  # built when read: a reader gets the attempt, not an error
                     log.exception("rebuilding the request headers of an attempt failed")
-            headers = self.response_headers
-            excerpt = attempt.body_excerpt
+            excerpt = self.body_excerpt
             record = self._record = AttemptRecord(
-                time=utc(attempt.time),
-                latency_ms=attempt.latency_ms,
-                response_status=attempt.status_code,
-                response_headers=headers if type(headers) is dict else _bounded_headers(headers),
+                time=utc(self.started),
+                latency_ms=self.took_ms,
+                response_status=self.response_status,
+                response_headers=_read_back(self.response_headers),
                 response_body_excerpt=excerpt.decode("utf-8", "replace") if excerpt else "",
-                error=attempt.error,
+                error=self.error,
                 request_headers=request_headers,
-                number=attempt.attempt,
-                outcome=attempt.outcome,
-                destination=attempt.destination._value_,
-                retry_in=attempt.retry_in,
+                number=self.number,
+                outcome=self.outcome,
+                destination=self.destination._value_,
+                retry_in=self.retry_in,
             )
         return record
 
