@@ -126,7 +126,7 @@ def test_record_stored_reads_the_events_id_source_type_and_subject_as_its_proper
         CloudEvent({"specversion": "1.0", "id": 7, "source": "urn:n", "type": "t.y"}),
     ]
     created = recorder.record_stored([(KEY, event) for event in events], now=1_700_000_000.0)
-    assert created == [(KEY, message_id(event)) for event in events]
+    assert created == [(KEY, f"{event.source}\0{event.id}") for event in events]  # (key, message key)
     for event in events:
         stored = store.get(KEY, message_id(event))
         assert stored is not None

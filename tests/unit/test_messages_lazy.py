@@ -132,7 +132,10 @@ def test_a_lazy_attempt_reads_back_as_the_eager_record(
     lazy = PendingAttempt(attempt, target)
     webhook_id = message_id(event) if bound else ""
     if bound:
-        lazy.bind(event, webhook_id)
+        lazy.bind(
+            event,
+            MessageRecord.pending(None, "ns", "sub", event.id, event.source, event.type, None, None, 0.0),
+        )
     expected = _eager_attempt(attempt, target, event if bound else None, webhook_id)
     assert lazy.materialize() == expected
     assert lazy.to_json() == expected.to_json()
@@ -174,7 +177,7 @@ def test_the_recorder_keeps_what_it_kept_before() -> None:
     recorder = MessageRecorder(store, lambda key: target)
     event = _event(7, subject="zaak-7", time="2026-01-02T03:04:05Z", traceparent="00-abc")
     created = recorder.record_stored([(KEY, event)], now=1_767_000_000.0)
-    assert created == [(KEY, message_id(event))]
+    assert created == [(KEY, f"{event.source}\0{event.id}")]  # the message key: no hash on this path
     first = Attempt(
         request_id="r1", event_id=event.id, attempt=1, time=1_767_000_001.0, status_code=503,
         latency_ms=5.0, error="HTTP 503", outcome="retryable", retry_in=2.0,

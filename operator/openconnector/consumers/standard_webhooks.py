@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
@@ -38,10 +37,12 @@ __all__ = [
     "decode_secret",
     "matching_key",
     "message_headers",
+    "message_key",
     "sign",
     "signature_headers",
     "standard_webhook_headers",
     "webhook_message_id",
+    "webhook_message_id_of_key",
 ]
 
 SECRET_PREFIX: Final = "whsec_"
@@ -71,24 +72,19 @@ def decode_secret(secret: str) -> bytes:
 
 def webhook_message_id(source: str, event_id: str) -> str:
     """The ``webhook-id`` of a CloudEvent: ``msg_`` + base64url(sha256(source NUL id)), no padding."""
-    # The message log and the delivery engine each ask for it, right after one another: the second time
-    # is a cache hit. Long values are hashed each time, so the cache never holds big strings.
-    if len(source) + len(event_id) <= _CACHED_ID_LENGTH:
-        return _cached_message_id(source, event_id)
-    return _message_id(source, event_id)
+    return webhook_message_id_of_key(f"{source}\0{event_id}")
 
 
-_CACHED_ID_LENGTH: Final = 512
+def message_key(source: str, event_id: str) -> str:
+    """``source`` NUL ``id``: what :func:`webhook_message_id` hashes, unique wherever (source, id) is. The
+    message log keys its records by it and derives the ``webhook-id`` only when it is read."""
+    return f"{source}\0{event_id}"
 
 
-@functools.lru_cache(maxsize=1024)
-def _cached_message_id(source: str, event_id: str) -> str:
-    return _message_id(source, event_id)
-
-
-def _message_id(source: str, event_id: str) -> str:
-    digest = hashlib.sha256(f"{source}\0{event_id}".encode("utf-8", "surrogatepass")).digest()
-    # base64.urlsafe_b64encode, without its two Python-level calls (this runs for every delivery)
+def webhook_message_id_of_key(key: str) -> str:
+    """:func:`webhook_message_id` of a :func:`message_key`."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+    # base64.urlsafe_b64encode, without its two Python-level calls
     encoded = binascii.b2a_base64(digest, newline=False).translate(_URLSAFE).rstrip(b"=")
     return MESSAGE_ID_PREFIX + encoded.decode("ascii")
 

@@ -34,6 +34,7 @@ from nats.js.api import DeliverPolicy, DiscardPolicy, RetentionPolicy, StreamCon
 
 from openconnector.api.keys import ResourceKey
 from openconnector.ce import parse_http, to_structured
+from openconnector.consumers.standard_webhooks import webhook_message_id_of_key
 from openconnector.delivery.durable import subscription_key_from_path, subscription_names
 from openconnector.delivery.jetstream import JetStreamBus
 from openconnector.gateway.ratelog import RateLimitedLog
@@ -237,7 +238,7 @@ class JetStreamMessageLog:
         if type(entry) is not AttemptRecord:
             stored = self.store.find_event(key, event_id)  # this process's view: it may not have it yet
             if stored is not None:
-                entry.bind(stored.event, stored.record.id)  # type: ignore[union-attr]
+                entry.bind(stored.event, stored.record)  # type: ignore[union-attr]
         self._publish(
             key, {"op": "attempt", "eventId": event_id, "subscriber": subscriber, "attempt": entry.to_json()}
         )
@@ -251,6 +252,9 @@ class JetStreamMessageLog:
 
     def discard_id(self, key: ResourceKey, message_id: str) -> None:
         self._publish(key, {"op": "discard", "id": message_id})
+
+    def discard_key(self, key: ResourceKey, message_key: str) -> None:
+        self.discard_id(key, webhook_message_id_of_key(message_key))
 
     def acknowledge(self, key: ResourceKey, upto: int, now: datetime.datetime) -> int:
         acknowledged = self.store.acknowledge(key, upto, now)  # read your own writes

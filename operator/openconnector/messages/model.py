@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
+from openconnector.consumers.standard_webhooks import webhook_message_id
 from openconnector.refusal import Refusal
 
 __all__ = [
@@ -106,8 +107,9 @@ class LazyAttempt(Protocol):
     @property
     def retry_in(self) -> float | None: ...
 
-    def bind(self, event: Any, webhook_id: str) -> None:
-        """The message it belongs to: its stored event and id (for the request headers shown)."""
+    def bind(self, event: Any, message: MessageRecord) -> None:
+        """The message it belongs to: its stored event and record (the request headers shown need the
+        event and the message's id, read when the attempt is). Keeps no reference to the record."""
 
     def materialize(self) -> AttemptRecord: ...
 
@@ -131,16 +133,17 @@ class MessageRecord:
 
     Records made on the delivery path (:meth:`pending`) keep the event's ``time`` text, the receive
     timestamp and their attempts as given; ``time``, ``received`` and ``attempts`` turn them into
-    datetimes and :class:`AttemptRecord` when first read."""
+    datetimes and :class:`AttemptRecord` when first read, and ``id`` (a SHA-256) is derived from the
+    source and event id when first read."""
 
     __slots__ = (
         "_attempts",
+        "_id",
         "_received",
         "_received_at",
         "_time",
         "_time_text",
         "event_id",
-        "id",
         "namespace",
         "next_attempt",
         "reason",
@@ -169,7 +172,7 @@ class MessageRecord:
         received: datetime.datetime | None = None,
         reason: str | None = None,
     ) -> None:
-        self.id = id
+        self._id: str | None = id
         self.namespace = namespace
         self.subscription = subscription
         self.event_id = event_id
@@ -189,7 +192,7 @@ class MessageRecord:
     @classmethod
     def pending(
         cls,
-        id: str,
+        id: str | None,
         namespace: str,
         subscription: str,
         event_id: str,
@@ -200,9 +203,10 @@ class MessageRecord:
         received_at: float,
     ) -> MessageRecord:
         """A new pending record of a stored delivery: ``time_text`` is the event's ``time`` attribute
-        (None: none), ``received_at`` the Unix time it was received."""
+        (None: none), ``received_at`` the Unix time it was received; ``id`` None: the ``webhook-id`` of
+        ``source`` and ``event_id``, derived when first read."""
         record = cls.__new__(cls)
-        record.id = id
+        record._id = id
         record.namespace = namespace
         record.subscription = subscription
         record.event_id = event_id
@@ -219,6 +223,22 @@ class MessageRecord:
         record._received_at = received_at
         record.reason = None
         return record
+
+    @property
+    def id(self) -> str:
+        found = self._id
+        if found is None:
+            found = self._id = webhook_message_id(self.source, self.event_id)
+        return found
+
+    @id.setter
+    def id(self, value: str) -> None:
+        self._id = value
+
+    @property
+    def known_id(self) -> str | None:
+        """``id`` if it was given or derived already, else None (derive it from source and event id)."""
+        return self._id
 
     @property
     def received(self) -> datetime.datetime | None:

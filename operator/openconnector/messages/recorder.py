@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import chain
 from typing import Any, Protocol
+
+from multidict import CIMultiDictProxy
 
 from openconnector.api.keys import ResourceKey
 from openconnector.ce import CloudEvent, encode_header_value
 from openconnector.ce.codec import JSON_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE
+from openconnector.consumers.standard_webhooks import webhook_message_id
 from openconnector.delivery.attempts import Attempt, Destination
 from openconnector.delivery.outcomes import DeliveryObserver, FinalOutcome
-from openconnector.delivery.signing import webhook_message_id
 from openconnector.delivery.target import ContentMode, DeliveryTarget
 from openconnector.messages.model import AttemptRecord, LazyAttempt, MessageRecord, MessageStatus, utc
 from openconnector.messages.store import MemoryMessageStore
@@ -64,7 +67,8 @@ class MessageWriter(Protocol):
 
     def mark(self, key: ResourceKey, message_id: str, status: MessageStatus, reason: str | None) -> None: ...
 
-    def discard_id(self, key: ResourceKey, message_id: str) -> None: ...
+    def discard_key(self, key: ResourceKey, message_key: str) -> None:
+        """Remove the record of ``message_key`` (source NUL event id): its request was refused."""
 
     def acknowledge(self, key: ResourceKey, upto: int, now: datetime.datetime) -> int: ...
 
@@ -106,24 +110,52 @@ def redacted_request_headers(
 def _bounded_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     if not headers:
         return {}
-    if len(headers) <= _MAX_RESPONSE_HEADERS:  # all of them: one comprehension, no count to keep
+    return _bounded_items(headers.items(), len(headers))
+
+
+def _bounded_items(items: Iterable[tuple[str, str]], count: int) -> dict[str, str]:
+    """:func:`_bounded_headers` of ``count`` header items."""
+    if count <= _MAX_RESPONSE_HEADERS:  # all of them: one comprehension, no count to keep
         return {
             str(name): REDACTED if name.lower() in _HIDDEN else str(value)[:_MAX_HEADER_VALUE]
-            for name, value in headers.items()
+            for name, value in items
         }
     kept: dict[str, str] = {}
-    for name, value in headers.items():
+    for name, value in items:
         if len(kept) >= _MAX_RESPONSE_HEADERS:
             break
         kept[str(name)] = REDACTED if name.lower() in _HIDDEN else str(value)[:_MAX_HEADER_VALUE]
     return kept
 
 
+def _kept_headers(headers: Mapping[str, str] | None) -> dict[str, str] | tuple[str, ...]:
+    """The response headers an attempt keeps: a response's headers (a CIMultiDictProxy) as one tuple of
+    names and values (name, value, name, value, ...) when they are few and short (bounded when read:
+    :func:`_read_back`; a tuple of strings, which the garbage collector stops tracking), else bounded
+    now. Either way what is kept is bounded however long the record lives, and the response's own
+    objects are not kept."""
+    if (
+        type(headers) is CIMultiDictProxy
+        and len(headers) <= _MAX_RESPONSE_HEADERS
+        and len("".join(headers.values())) <= _MAX_HEADER_VALUE
+    ):
+        return tuple(chain.from_iterable(headers.items()))
+    return _bounded_headers(headers)
+
+
+def _read_back(kept: dict[str, str] | tuple[str, ...]) -> dict[str, str]:
+    """The bounded response headers of what :func:`_kept_headers` kept."""
+    if isinstance(kept, dict):
+        return kept
+    return _bounded_items(zip(kept[::2], kept[1::2], strict=True), len(kept) // 2)
+
+
 class PendingAttempt:
     """An attempt for the message log as the values it was made from (a :class:`LazyAttempt`): the
-    delivery path only copies them; the redacted request headers, the datetime and the decoded body
-    excerpt are made when the log is read. The response headers are bounded at once (what is kept stays
-    bounded however long the record lives)."""
+    delivery path only copies them (not the :class:`Attempt`: it would keep the response's headers, and
+    their objects, alive with the record); the redacted request headers, the datetime, the bounded
+    response headers and the decoded body excerpt are made when the log is read. What is kept of the
+    response headers is bounded at once (:func:`_kept_headers`)."""
 
     __slots__ = (
         "_record",
@@ -131,32 +163,39 @@ class PendingAttempt:
         "destination",
         "error",
         "event",
+        "event_id",
+        "message_id",
         "number",
         "outcome",
         "response_headers",
         "response_status",
         "retry_in",
+        "source",
         "started",
         "target",
         "took_ms",
-        "webhook_id",
     )
 
     def __init__(self, attempt: Attempt, target: DeliveryTarget | None) -> None:
         self.started = attempt.time
         self.took_ms = attempt.latency_ms
         self.response_status = attempt.status_code
-        self.response_headers = _bounded_headers(attempt.response_headers)
+        headers = attempt.response_headers
+        self.response_headers = _kept_headers(headers) if headers else _NO_HEADERS
         self.body_excerpt = attempt.body_excerpt
         self.error = attempt.error
         self.number = attempt.attempt
         self.outcome = attempt.outcome
         self.destination = attempt.destination
         self.retry_in = attempt.retry_in
+        self.event_id = attempt.event_id
         self.target = target
-        # The message's event and id, from the store when the attempt joins its record (bind).
+        # The message's event, id (None: not derived yet) and source, from the store when the attempt
+        # joins its record (bind). Not the record itself: it holds this attempt, and a cycle would keep an
+        # evicted record until a full garbage collection.
         self.event: CloudEvent | None = None
-        self.webhook_id = ""
+        self.message_id: str | None = None
+        self.source: str | None = None
         self._record: AttemptRecord | None = None
 
     @property
@@ -167,9 +206,10 @@ class PendingAttempt:
     def latency_ms(self) -> float:
         return self.took_ms
 
-    def bind(self, event: Any, webhook_id: str) -> None:
+    def bind(self, event: Any, message: MessageRecord) -> None:
         self.event = event
-        self.webhook_id = webhook_id
+        self.message_id = message.known_id
+        self.source = message.source
 
     def materialize(self) -> AttemptRecord:
         record = self._record
@@ -180,8 +220,12 @@ class PendingAttempt:
             request_headers: dict[str, str] = {}
             if target is not None:
                 try:
+                    source = self.source
+                    webhook_id = self.message_id
+                    if webhook_id is None:  # the message's id: its source and event id hashed
+                        webhook_id = "" if source is None else webhook_message_id(source, self.event_id)
                     request_headers = redacted_request_headers(
-                        target, self.event, self.destination, self.webhook_id
+                        target, self.event, self.destination, webhook_id
                     )
                 except Exception:  # built when read: a reader gets the attempt, not an error
                     log.exception("rebuilding the request headers of an attempt failed")
@@ -190,7 +234,7 @@ class PendingAttempt:
                 time=utc(self.started),
                 latency_ms=self.took_ms,
                 response_status=self.response_status,
-                response_headers=self.response_headers,
+                response_headers=_read_back(self.response_headers),
                 response_body_excerpt=excerpt.decode("utf-8", "replace") if excerpt else "",
                 error=self.error,
                 request_headers=request_headers,
@@ -203,6 +247,9 @@ class PendingAttempt:
 
     def to_json(self) -> dict[str, Any]:
         return self.materialize().to_json()
+
+
+_NO_HEADERS: dict[str, str] = {}
 
 
 class MessageRecorder:
@@ -224,11 +271,13 @@ class MessageRecorder:
     def record_stored(
         self, plan: Sequence[tuple[ResourceKey, CloudEvent]], *, now: float
     ) -> list[tuple[ResourceKey, str]]:
-        """Every delivery of a request becomes a pending record (cheap: no encoding), before the bus
-        stores it (a durable bus may deliver before its store call returns). Returns (key, id) of the
-        records that are new: :meth:`discard` them when the bus refuses the request."""
+        """Every delivery of a request becomes a pending record (cheap: no encoding, no hash: the message
+        id is derived when read), before the bus stores it (a durable bus may deliver before its store
+        call returns). Returns (key, message key) of the records that are new: :meth:`discard` them when
+        the bus refuses the request."""
         created: list[tuple[ResourceKey, str]] = []
         record = self.writer.record
+        pending = MessageRecord.pending
         for key, event in plan:
             attributes = event.attributes
             # CloudEvent's id, source and type properties, inlined (three calls less per delivery).
@@ -240,9 +289,10 @@ class MessageRecorder:
             if type(event_type) is not str:
                 event_type = str(event_type)
             subject = attributes.get("subject")
-            # time and received stay a text and a float until read (MessageRecord.pending)
-            entry = MessageRecord.pending(
-                webhook_message_id(source, event_id),
+            # time and received stay a text and a float until read (MessageRecord.pending), the id a
+            # source and an event id
+            entry = pending(
+                None,
                 key.namespace,
                 key.name,
                 event_id,
@@ -253,13 +303,13 @@ class MessageRecorder:
                 now,
             )
             if record(key, entry, event):
-                created.append((key, entry.id))
+                created.append((key, f"{source}\0{event_id}"))  # message_key(source, event_id)
         return created
 
     def discard(self, created: Sequence[tuple[ResourceKey, str]]) -> None:
         """The bus refused the request: its new records never happened."""
         for key, message in created:
-            self.writer.discard_id(key, message)
+            self.writer.discard_key(key, message)
 
     def on_attempt(self, target_key: ResourceKey, attempt: Attempt) -> None:
         try:

@@ -1,9 +1,14 @@
 """The bounded in-memory message store (not durable: it lives and dies with the process).
 
-Per subscription the records sit in a dict by id and in a list ordered by sequence, so a page after a
-cursor is found by bisection (flat per page however many records are kept). Bounds, per subscription:
-``max_messages`` records (the oldest go first) and ``max_age`` seconds since a record was received.
-The stored event (needed for resend, replay and pull) is kept with its record.
+Per subscription the records sit in a list ordered by sequence, so a page after a cursor is found by
+bisection (flat per page however many records are kept), and in a dict by event id: the newest record
+of each event id (attempts carry only the event id). A record is one source and event id (a sender's
+retry finds its record): should an event id come from a second source, the older record moves to a
+dict by message key (source NUL event id, :func:`~openconnector.consumers.standard_webhooks.message_key`),
+empty in the common case. The message id, a hash of the message key, is derived when read: the index
+by id is built on the first look-up by id, for the records added since the last one. Bounds, per
+subscription: ``max_messages`` records (the oldest go first) and ``max_age`` seconds since a record was
+received. The stored event (needed for resend, replay and pull) is kept with its record.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import bisect
 import datetime
 import time
+from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +30,7 @@ __all__ = ["DEFAULT_MAX_AGE", "DEFAULT_MAX_MESSAGES", "MemoryMessageStore", "Sto
 
 DEFAULT_MAX_MESSAGES = 10_000
 DEFAULT_MAX_AGE = 7 * 24 * 3600.0
-_COMPACT_SLACK = 256  # evict in small batches: `del list[:n]` is O(n)
+_COMPACT_SLACK = 256  # drop removed entries from the front in small batches: `del list[:n]` is O(n)
 
 
 @dataclass(slots=True)
@@ -34,13 +40,26 @@ class StoredMessage:
     received_at: float
 
 
+def _message_key(record: MessageRecord) -> str:
+    return f"{record.source}\0{record.event_id}"  # standard_webhooks.message_key
+
+
 @dataclass(slots=True)
 class _Log:
-    by_id: dict[str, StoredMessage] = field(default_factory=dict)
-    sequences: list[int] = field(default_factory=list)  # ascending; may hold removed ones (compacted)
-    by_sequence: dict[int, StoredMessage] = field(default_factory=dict)
-    # Below this index of `sequences` every entry is removed: finding the oldest never rescans them.
+    size: int = 0  # records kept
+    by_event: dict[str, StoredMessage] = field(default_factory=dict)  # the newest record of each event id
+    # By message key: the records kept whose event id has a newer record, from another source.
+    shadowed: dict[str, StoredMessage] = field(default_factory=dict)
+    # The records in order of sequence, and their sequences (bisected for pages). A removed record's slot
+    # is None (nothing of it is kept) until the lists are compacted: below `head` every slot is None,
+    # the one at `head` is not (the oldest is found without a scan); `holes` counts the None after it.
+    entries: list[StoredMessage | None] = field(default_factory=list)
+    sequences: array[int] = field(default_factory=lambda: array("q"))
     head: int = 0
+    holes: int = 0
+    # Message id -> record, for the records up to sequence `indexed` (built when looked up by id).
+    by_id: dict[str, StoredMessage] = field(default_factory=dict)
+    indexed: int = 0
     pull_acked: int = 0  # pull subscriptions: every sequence at or below it is acknowledged
 
 
@@ -65,35 +84,41 @@ class MemoryMessageStore:
         self._clock = clock
         self._logs: dict[ResourceKey, _Log] = {}
         self._sequence = 0
-        self._events: dict[str, dict[ResourceKey, StoredMessage]] = {}  # event id -> key -> message
 
     # ------------------------------------------------------------------------------- writing
 
     def add(self, key: ResourceKey, record: MessageRecord, event: Any) -> StoredMessage:
-        """Store a new record (or return the existing one of the same id: a sender's retry)."""
+        """Store a new record (or return the existing one of the same source and event id: a sender's
+        retry)."""
         log = self._logs.get(key)
         if log is None:
             log = self._logs[key] = _Log()
-        existing = log.by_id.get(record.id)
+        newest = log.by_event.get(record.event_id)
+        if newest is not None and newest.record.source == record.source:
+            return newest
+        existing = log.shadowed.get(_message_key(record)) if log.shadowed else None
         if existing is not None:
             return existing
-        return self._append(key, log, record, event)
+        return self._append(log, newest, record, event)
 
-    def _append(self, key: ResourceKey, log: _Log, record: MessageRecord, event: Any) -> StoredMessage:
+    def _append(
+        self, log: _Log, newest: StoredMessage | None, record: MessageRecord, event: Any
+    ) -> StoredMessage:
+        """Keep ``record``, a new source and event id; ``newest`` is the newest record of its event id."""
         self._sequence = sequence = self._sequence + 1
         record.sequence = sequence
         now = self._clock()
         stored = StoredMessage(record, event, now)
-        log.by_id[record.id] = stored
-        log.by_sequence[sequence] = stored
+        if newest is not None:  # the event id from a second source: the older record stays findable
+            log.shadowed[_message_key(newest.record)] = newest
+        log.by_event[record.event_id] = stored
+        log.size = size = log.size + 1
+        entries = log.entries
+        entries.append(stored)
         log.sequences.append(sequence)
-        holders = self._events.get(record.event_id)
-        if holders is None:
-            self._events[record.event_id] = {key: stored}
-        else:
-            holders[key] = stored
-        if len(log.by_id) > self.max_messages or self._oldest(log).received_at < now - self.max_age:
-            self._evict(key, log)
+        oldest = entries[log.head]  # (there is one kept: this one at least)
+        if size > self.max_messages or (oldest is not None and oldest.received_at < now - self.max_age):
+            self._evict(log, now)
         return stored
 
     # --------------------------------------------------- changes (the MessageWriter of the memory bus)
@@ -106,25 +131,30 @@ class MemoryMessageStore:
         log = self._logs.get(key)
         if log is None:
             log = self._logs[key] = _Log()
-        existing = log.by_id.get(record.id)
+        newest = log.by_event.get(record.event_id)
+        if newest is not None and newest.record.source == record.source:
+            existing: StoredMessage | None = newest
+        else:
+            existing = log.shadowed.get(_message_key(record)) if log.shadowed else None
         if existing is not None:
             existing.record.status = MessageStatus.PENDING
             existing.event = event
             return False
         if sequence is not None and sequence - 1 > self._sequence:
             self._sequence = sequence - 1
-        self._append(key, log, record, event)
+        self._append(log, newest, record, event)
         return True
 
     def attempt(
         self, key: ResourceKey, event_id: str, entry: AttemptRecord | LazyAttempt, *, subscriber: bool
     ) -> None:
-        stored = self.find_event(key, event_id)
+        log = self._logs.get(key)
+        stored = None if log is None else log.by_event.get(event_id)
         if stored is None:
             return
         record = stored.record
         if type(entry) is not AttemptRecord:
-            entry.bind(stored.event, record.id)  # type: ignore[union-attr]
+            entry.bind(stored.event, record)  # type: ignore[union-attr]
         record.add_attempt(entry, _MAX_ATTEMPTS_KEPT)  # the first attempt and the newest ones
         if subscriber:
             retry_in = entry.retry_in
@@ -137,11 +167,13 @@ class MemoryMessageStore:
                 record.next_attempt = None
 
     def outcome(self, key: ResourceKey, event_id: str, status: MessageStatus, reason: str | None) -> None:
-        stored = self.find_event(key, event_id) if event_id else None
+        log = self._logs.get(key)
+        stored = None if log is None or not event_id else log.by_event.get(event_id)
         if stored is not None:
-            stored.record.status = status
-            stored.record.reason = reason
-            stored.record.next_attempt = None
+            record = stored.record
+            record.status = status
+            record.reason = reason
+            record.next_attempt = None
 
     def mark(self, key: ResourceKey, message_id: str, status: MessageStatus, reason: str | None) -> None:
         """Resend and replay: the message is pending again."""
@@ -155,94 +187,138 @@ class MemoryMessageStore:
         if stored is not None:
             self.discard(key, stored)
 
+    def discard_key(self, key: ResourceKey, message_key: str) -> None:
+        """Remove the record of ``message_key`` (source NUL event id): its request was refused."""
+        log = self._logs.get(key)
+        if log is None:
+            return
+        stored = log.shadowed.get(message_key) if log.shadowed else None
+        if stored is None:
+            # The event id: what follows the last NUL (a CloudEvents String holds none); checked.
+            stored = log.by_event.get(message_key[message_key.rfind("\0") + 1 :])
+            if stored is None or _message_key(stored.record) != message_key:
+                return
+        self._remove(log, stored)
+
     def find_event(self, key: ResourceKey, event_id: str) -> StoredMessage | None:
         """The newest record of ``event_id`` in ``key`` (attempts carry only the event id)."""
-        holders = self._events.get(event_id)
-        return None if holders is None else holders.get(key)
+        log = self._logs.get(key)
+        return None if log is None else log.by_event.get(event_id)
 
-    def _evict(self, key: ResourceKey, log: _Log) -> None:
-        over = len(log.by_id) - self.max_messages
-        cutoff = self._clock() - self.max_age
-        if over <= 0 and not (log.by_id and self._oldest(log).received_at < cutoff):
-            return
-        while log.by_id:
-            oldest = self._oldest(log)
-            if len(log.by_id) <= self.max_messages and oldest.received_at >= cutoff:
+    def _evict(self, log: _Log, now: float | None = None) -> None:
+        """Remove the oldest records beyond the count bound and those older than the age bound."""
+        cutoff = (self._clock() if now is None else now) - self.max_age
+        max_messages, entries = self.max_messages, log.entries
+        while log.size:
+            oldest = entries[log.head]
+            assert oldest is not None  # (head is at the oldest kept)
+            if log.size <= max_messages and oldest.received_at >= cutoff:
                 break
-            self._remove(key, log, oldest)
-        self._compact(log)
+            self._remove(log, oldest)  # moves head past it
 
-    def _oldest(self, log: _Log) -> StoredMessage:
-        sequences, by_sequence = log.sequences, log.by_sequence
-        index = log.head
-        while index < len(sequences):
-            stored = by_sequence.get(sequences[index])
-            if stored is not None:
-                log.head = index
-                return stored
-            index += 1
-        log.head = index
-        raise LookupError("empty log")
-
-    def _remove(self, key: ResourceKey, log: _Log, stored: StoredMessage) -> None:
+    def _remove(self, log: _Log, stored: StoredMessage) -> None:
         record = stored.record
-        del log.by_id[record.id]
-        del log.by_sequence[record.sequence]
-        holders = self._events.get(record.event_id)
-        if holders is not None and holders.get(key) is stored:
-            del holders[key]
-            if not holders:
-                del self._events[record.event_id]
-
-    def _compact(self, log: _Log) -> None:
-        if not log.by_sequence:
-            log.sequences.clear()
-            log.head = 0
-            return
-        self._oldest(log)  # moves `head` past the removed ones
-        if log.head > _COMPACT_SLACK:
-            del log.sequences[: log.head]
-            log.head = 0
+        log.size -= 1
+        by_event = log.by_event
+        if by_event.get(record.event_id) is stored:
+            del by_event[record.event_id]
+        elif log.shadowed:
+            log.shadowed.pop(_message_key(record), None)
+        if record.sequence <= log.indexed:
+            by_id = log.by_id
+            if by_id.get(record.id) is stored:
+                del by_id[record.id]
+        entries, sequences, head = log.entries, log.sequences, log.head
+        if entries[head] is stored:  # the oldest: head moves to the next one kept
+            entries[head] = None
+            end = len(entries)
+            head += 1
+            while head < end and entries[head] is None:
+                head += 1
+                log.holes -= 1
+            if head == end:  # none kept
+                entries.clear()
+                del sequences[:]
+                head = log.holes = 0
+            elif head > _COMPACT_SLACK:  # in batches: `del list[:n]` is O(length)
+                del entries[:head]
+                del sequences[:head]
+                head = 0
+            log.head = head
+        elif entries[-1] is stored:  # the newest (a refused request's record, mostly)
+            entries.pop()
+            sequences.pop()
+            while entries[-1] is None:  # (stops at head)
+                entries.pop()
+                sequences.pop()
+                log.holes -= 1
+        else:  # one in between: its slot is emptied, the lists rebuilt once most slots are empty
+            index = bisect.bisect_left(sequences, record.sequence, head)
+            if entries[index] is stored:
+                entries[index] = None
+                log.holes = holes = log.holes + 1
+                if holes > _COMPACT_SLACK and holes > log.size:
+                    kept = [entry for entry in entries[head:] if entry is not None]
+                    entries[:] = kept
+                    log.sequences = array("q", [entry.record.sequence for entry in kept])
+                    log.head = log.holes = 0
 
     def discard(self, key: ResourceKey, stored: StoredMessage) -> None:
         """Remove one record (its request was refused after it was recorded)."""
         log = self._logs.get(key)
-        if log is not None and log.by_id.get(stored.record.id) is stored:
-            self._remove(key, log, stored)
+        if log is not None and self._find(log, stored.record) is stored:
+            self._remove(log, stored)
+
+    @staticmethod
+    def _find(log: _Log, record: MessageRecord) -> StoredMessage | None:
+        """The record kept of ``record``'s source and event id."""
+        newest = log.by_event.get(record.event_id)
+        if newest is not None and newest.record.source == record.source:
+            return newest
+        return log.shadowed.get(_message_key(record)) if log.shadowed else None
 
     def expire(self) -> None:
         """Drop what is older than ``max_age`` (also done on every add)."""
-        for key, log in list(self._logs.items()):
-            self._evict(key, log)
+        for log in list(self._logs.values()):
+            self._evict(log)
 
     def forget(self, key: ResourceKey) -> None:
         """The subscription is gone: its records go with it."""
-        log = self._logs.pop(key, None)
-        if log is None:
-            return
-        for stored in list(log.by_id.values()):
-            self._remove(key, log, stored)
+        self._logs.pop(key, None)
 
     # ------------------------------------------------------------------------------- reading
 
     def count(self, key: ResourceKey) -> int:
         log = self._logs.get(key)
-        return 0 if log is None else len(log.by_id)
+        return 0 if log is None else log.size
 
     def get(self, key: ResourceKey, message_id: str) -> StoredMessage | None:
         log = self._logs.get(key)
-        return None if log is None else log.by_id.get(message_id)
+        if log is None:
+            return None
+        by_id = log.by_id
+        found = by_id.get(message_id)
+        if found is None:
+            sequences = log.sequences
+            if sequences and sequences[-1] > log.indexed:
+                # index the records added since the last look-up by id (their ids hashed now)
+                for stored in log.entries[bisect.bisect_right(sequences, log.indexed) :]:
+                    if stored is not None:
+                        by_id[stored.record.id] = stored
+                log.indexed = sequences[-1]
+                found = by_id.get(message_id)
+        return found
 
     def newest_first(self, key: ResourceKey, before: int | None) -> Iterator[StoredMessage]:
         """Records of ``key`` with a sequence below ``before`` (all when None), newest first."""
         log = self._logs.get(key)
         if log is None:
             return
-        sequences = log.sequences
-        index = len(sequences) if before is None else bisect.bisect_left(sequences, before)
+        entries = log.entries
+        index = len(entries) if before is None else bisect.bisect_left(log.sequences, before)
         while index > 0:
             index -= 1
-            stored = log.by_sequence.get(sequences[index])
+            stored = entries[index]
             if stored is not None:
                 yield stored
 
@@ -251,16 +327,22 @@ class MemoryMessageStore:
         log = self._logs.get(key)
         if log is None:
             return
-        sequences = log.sequences
-        index = bisect.bisect_right(sequences, after)
-        while index < len(sequences):
-            stored = log.by_sequence.get(sequences[index])
+        entries = log.entries
+        index = bisect.bisect_right(log.sequences, after)
+        while index < len(entries):
+            stored = entries[index]
             index += 1
             if stored is not None:
                 yield stored
 
     def for_event(self, event_id: str) -> list[StoredMessage]:
-        return list((self._events.get(event_id) or {}).values())
+        """The newest record of ``event_id`` in every subscription that has one."""
+        found: list[StoredMessage] = []
+        for log in self._logs.values():
+            stored = log.by_event.get(event_id)
+            if stored is not None:
+                found.append(stored)
+        return found
 
     # ------------------------------------------------------------------------------- pull
 
