@@ -87,14 +87,18 @@ class HttpSender:
         started = self._clock()
         begin = time.perf_counter()
         try:
-            async with session.request(
+            # Awaited, not ``async with``: the response is released below, which is all the context
+            # manager's exit does once the request body is written (four coroutines less per request).
+            # The body goes as a BytesPayload: what aiohttp's payload registry makes of bytes, unlooked-up.
+            reply = await session.request(
                 method,
                 url,
                 headers=headers,
-                data=body,
+                data=aiohttp.BytesPayload(body),
                 allow_redirects=False,  # the webhook spec: 3xx is a failure, never followed
                 timeout=_timeout(timeout_s),
-            ) as reply:
+            )
+            try:
                 status = reply.status
                 prefix = b""
                 # Read (a bounded part of) the body so the pooled connection can be reused, and to keep
@@ -118,6 +122,8 @@ class HttpSender:
                     False,
                     reply.headers,
                 )
+            finally:
+                reply.release()
         except TimeoutError:
             error = f"timeout after {timeout_s:g}s"
         except aiohttp.ClientConnectorError as failure:
