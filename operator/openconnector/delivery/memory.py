@@ -34,9 +34,9 @@ Intake
 :meth:`Dispatcher.offer` takes a whole fan-out plan ``[(target_key, event), …]`` and, without awaiting,
 queues all of it or none of it (:class:`OfferResult` says why not). A caller that wants to wait calls
 :meth:`~Dispatcher.wait_for_room` right after the refused offer, and offers again when it returns; the
-wait is bounded by its ``deadline`` (one timer per sleeping waiter, which is what the gateway uses: under
-a closed loop most senders wait once per event) or by the caller's own ``asyncio.timeout``. A refused
-offer is cheap: its ``detail`` is only formatted when read.
+wait is bounded by its ``deadline`` (what the gateway uses: under a closed loop most senders wait once per
+event, so the sleeping waiters share one timer, armed for the earliest deadline) or by the caller's own
+``asyncio.timeout``. A refused offer is cheap: its ``detail`` is only formatted when read.
 
 Room is handed out one waiter at a time, not to a herd: a lane that frees a slot or bytes wakes the
 longest-waiting waiter that has not yet been refused since that room was freed; the byte budget wakes

@@ -1,7 +1,9 @@
 """One delivery attempt and what follows it: retry delay, 410/auto-pause, dead letter or drop.
 
-Shared by both buses. The in-memory bus loops over :meth:`Deliverer.try_once` in a worker that sleeps
-through the backoff; the JetStream bus calls it once per redelivery and NAKs the message with the delay
+Shared by both buses. The in-memory bus's worker makes the first attempt itself (what
+:meth:`Deliverer.try_once` does, settled by :meth:`~Deliverer.delivered` or
+:meth:`~Deliverer.after_failure`) and loops over ``try_once`` for the retries, sleeping through the
+backoff; the JetStream bus calls ``try_once`` once per redelivery and NAKs the message with the delay
 it returns. Either way an event ends delivered, dead-lettered or dropped, and every attempt is recorded
 in the subscription's health and attempt log and reported to the observer.
 
