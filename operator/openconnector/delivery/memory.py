@@ -128,6 +128,7 @@ _NEVER = float("-inf")  # one shared float instead of one per lane
 _DEADLINES_COMPACT_AT = 1024
 # What an accepted offer of one delivery answers (read-only, as every OfferResult: one for all of them).
 _QUEUED_ONE = OfferResult(True, queued=1)
+_NO_KEYS: list[ResourceKey] = []  # the empty key lists of refusals on the hot path (read-only, shared)
 # A lane's idle timer may fire this early (uvloop's clock has millisecond steps): close enough to idle.
 _IDLE_TOLERANCE = 0.002
 
@@ -632,7 +633,8 @@ class Dispatcher(Generic[E]):
             len(runtime.queue.jobs) + runtime.woken >= target.queue_size
             or lane.held_bytes >= target.queue_bytes
         ):  # lane.taken() + 1 > queue_size, inline: the waiting sender's hot path
-            return OfferResult(False, skipped=skipped, full=lane.keys, describe=_describe_full(lane))
+            # Positional, with the shared empty list: no list factories in the waiting sender's hot path.
+            return OfferResult(False, 0, skipped, _NO_KEYS, lane.keys, 0, _NO_KEYS, _describe_full(lane))
         mode = target.content_mode
         if cache is None:
             prepared = prepare_or_reason(event, mode, self._encoder)
@@ -662,7 +664,8 @@ class Dispatcher(Generic[E]):
         if runtime is None:
             runtime = lane.runtime = _LaneRuntime(paused=lane.health.paused)
         runtime.queue.put_nowait(_Job(prepared))
-        self._ensure_workers(lane, runtime)
+        if len(runtime.workers) < target.max_concurrency:  # else every worker slot is taken already
+            self._ensure_workers(lane, runtime)
         return OfferResult(True, queued=1, skipped=skipped) if skipped else _QUEUED_ONE
 
     async def store(self, plan: Sequence[tuple[ResourceKey, E]]) -> OfferResult:
