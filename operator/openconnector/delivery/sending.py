@@ -87,9 +87,10 @@ class HttpSender:
         started = self._clock()
         begin = time.perf_counter()
         try:
-            # Awaited, not ``async with``: the response is released below, which is all the context
-            # manager's exit does once the request body is written (four coroutines less per request).
-            # The body goes as a BytesPayload: what aiohttp's payload registry makes of bytes, unlooked-up.
+            # Awaited and released below instead of ``async with`` (four coroutines less per request):
+            # release() is what the context manager's exit does, except that the exit also waits for a
+            # body writer still running (cancelled by release; the connection returns to the pool when it
+            # stops). The body goes as the BytesPayload aiohttp's payload registry would make of bytes.
             reply = await session.request(
                 method,
                 url,
