@@ -1069,13 +1069,12 @@ class Dispatcher(Generic[E]):
                 self._room_freed(lane, runtime)  # a queue slot is free (its bytes stay held until done)
                 prepared = job.prepared
                 try:
-                    # The first attempt is made from here (one coroutine less per event); a paused lane
-                    # and the retries go through _deliver.
+                    # The first attempt is Deliverer.try_once unrolled: sent and settled from here (two
+                    # coroutines less per event); a failure goes through after_failure, a paused lane and
+                    # the retries through _deliver.
                     if lane.health.paused:
                         await self._deliver(lane, runtime, prepared, {}, 0, None)
                     else:
-                        # Deliverer.try_once, unrolled: the request is sent and settled from here (one
-                        # coroutine less per event); a failure goes through after_failure.
                         target = lane.target
                         converted: dict[ContentMode, tuple[Mapping[str, str], bytes]] = {}
                         request = deliverer.subscriber_request(target, prepared, converted)
