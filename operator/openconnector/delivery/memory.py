@@ -1069,8 +1069,8 @@ class Dispatcher(Generic[E]):
                 self._room_freed(lane, runtime)  # a queue slot is free (its bytes stay held until done)
                 prepared = job.prepared
                 try:
-                    # The first attempt is Deliverer.try_once unrolled: sent and settled from here (two
-                    # coroutines less per event); a failure goes through after_failure, a paused lane and
+                    # The first attempt is Deliverer.try_once unrolled: sent and settled from here (one
+                    # coroutine less per event); a failure goes through after_failure, a paused lane and
                     # the retries through _deliver.
                     if lane.health.paused:
                         await self._deliver(lane, runtime, prepared, {}, 0, None)
