@@ -34,9 +34,9 @@ Intake
 :meth:`Dispatcher.offer` takes a whole fan-out plan ``[(target_key, event), …]`` and, without awaiting,
 queues all of it or none of it (:class:`OfferResult` says why not). A caller that wants to wait calls
 :meth:`~Dispatcher.wait_for_room` right after the refused offer, and offers again when it returns; the
-wait is bounded by its ``deadline`` (one timer per sleeping waiter, which is what the gateway uses: under
-a closed loop most senders wait once per event) or by the caller's own ``asyncio.timeout``. A refused
-offer is cheap: its ``detail`` is only formatted when read.
+wait is bounded by its ``deadline`` (what the gateway uses: under a closed loop most senders wait once per
+event, so the sleeping waiters share one timer, armed for the earliest deadline) or by the caller's own
+``asyncio.timeout``. A refused offer is cheap: its ``detail`` is only formatted when read.
 
 Room is handed out one waiter at a time, not to a herd: a lane that frees a slot or bytes wakes the
 longest-waiting waiter that has not yet been refused since that room was freed; the byte budget wakes
@@ -124,26 +124,30 @@ DEFAULT_MAX_QUEUED_BYTES = 128 * 1024 * 1024
 DEFAULT_IDLE_LANE_SECONDS = 30.0
 _QUEUE_FULL_LOG_INTERVAL = 10.0
 _NEVER = float("-inf")  # one shared float instead of one per lane
+# Entries of the shared deadline timer kept before those of waiters who left are dropped all at once.
+_DEADLINES_COMPACT_AT = 1024
+# What an accepted offer of one delivery answers (read-only, as every OfferResult: one for all of them).
+_QUEUED_ONE = OfferResult(True, queued=1)
+_NO_KEYS: list[ResourceKey] = []  # the empty key lists of refusals on the hot path (read-only, shared)
 # A lane's idle timer may fire this early (uvloop's clock has millisecond steps): close enough to idle.
 _IDLE_TOLERANCE = 0.002
 
 
 @dataclass(slots=True, eq=False)
 class _Share:
-    """One held request and how many lanes still hold it: the budget counts it once, until the last."""
+    """A request held by several lanes of one fan-out: the budget counts it once, until the last."""
 
-    prepared: Prepared
     holders: int = 0
 
 
 @dataclass(slots=True, eq=False)
 class _Job:
-    share: _Share
-    released: bool = False
+    """One request queued in one lane. ``share`` is None when this lane alone holds it (the common
+    case: one object per delivery instead of two)."""
 
-    @property
-    def prepared(self) -> Prepared:
-        return self.share.prepared
+    prepared: Prepared
+    share: _Share | None = None
+    released: bool = False
 
 
 class _Lane:
@@ -156,6 +160,7 @@ class _Lane:
         "closed",
         "health",
         "held_bytes",
+        "keys",
         "queue_full_logged_at",
         "queue_full_suppressed",
         "runtime",
@@ -164,6 +169,9 @@ class _Lane:
 
     def __init__(self, target: DeliveryTarget, clock: Callable[[], float]) -> None:
         self.target = target
+        # ``[key]``: the ``full`` of this lane's refusals, one list for all of them (read-only, as every
+        # OfferResult is). The key never changes: a target replacing this one has the same key.
+        self.keys = [target.key]
         self.health = SubscriptionHealth(target.health, clock=clock)
         self._attempts: AttemptLog | None = None
         self.held_bytes = 0  # queued and in flight
@@ -430,6 +438,11 @@ class Dispatcher(Generic[E]):
         self._budget_waiters: dict[_Waiter, int] = {}  # sleeping waiter -> bytes it needs
         self._budget_promised = 0  # bytes promised to budget waiters woken but not yet run
         self._budget_least_need = 0  # at most the smallest need of the budget waiters: stop scanning below
+        # Waiters with a deadline, in the order they began to wait, and the one timer that expires them.
+        self._deadlines: deque[tuple[float, _Waiter]] = deque()
+        self._deadlines_compact_at = _DEADLINES_COMPACT_AT
+        self._deadline_timer: asyncio.TimerHandle | None = None
+        self._deadline_at = math.inf  # when that timer fires (inf: not armed)
         self._idle_lane_seconds = float(idle_lane_seconds)
         self._closed = False
 
@@ -472,6 +485,11 @@ class Dispatcher(Generic[E]):
         waiters, self._budget_waiters = self._budget_waiters, {}
         for waiter in waiters:
             waiter.wake()
+        if self._deadline_timer is not None:  # every waiter has been woken: nobody left to expire
+            self._deadline_timer.cancel()
+            self._deadline_timer = None
+            self._deadline_at = math.inf
+        self._deadlines.clear()
         dropped = await asyncio.gather(
             *(self._shutdown_lane(lane, drain_deadline, DropReason.SHUTDOWN) for lane in lanes)
         )
@@ -610,8 +628,13 @@ class Dispatcher(Generic[E]):
         common case), with the same checks in the same order and none of their bookkeeping. ``cache``
         keeps the encoding across offers of the same event (None: encoded for this offer only)."""
         target = lane.target
-        if lane.taken() + 1 > target.queue_size or lane.held_bytes >= target.queue_bytes:
-            return OfferResult(False, skipped=skipped, full=[lane.key], describe=_describe_full(lane))
+        runtime = lane.runtime
+        if runtime is not None and (
+            len(runtime.queue.jobs) + runtime.woken >= target.queue_size
+            or lane.held_bytes >= target.queue_bytes
+        ):  # lane.taken() + 1 > queue_size, inline: the waiting sender's hot path
+            # Positional, with the shared empty list: no list factories in the waiting sender's hot path.
+            return OfferResult(False, 0, skipped, _NO_KEYS, lane.keys, 0, _NO_KEYS, _describe_full(lane))
         mode = target.content_mode
         if cache is None:
             prepared = prepare_or_reason(event, mode, self._encoder)
@@ -628,18 +651,22 @@ class Dispatcher(Generic[E]):
             describe = partial(_budget_exceeded_detail, size, self._max_queued_bytes)
             return OfferResult(False, skipped=skipped, too_large=[lane.key], describe=describe)
         if lane.held_bytes + size > target.queue_bytes:
-            return OfferResult(False, skipped=skipped, full=[lane.key], describe=_describe_full(lane))
+            # As _admit answers: the budget's need too, when it lacks room as well.
+            needed = size if self._held_bytes + size > self._max_queued_bytes else 0
+            return OfferResult(
+                False, skipped=skipped, full=lane.keys, budget_needed=needed, describe=_describe_full(lane)
+            )
         if self._held_bytes + size > self._max_queued_bytes:
             describe = partial(_budget_full_detail, self._held_bytes, self._max_queued_bytes)
             return OfferResult(False, skipped=skipped, budget_needed=size, describe=describe)
         lane.held_bytes += size
         self._held_bytes += size
-        runtime = lane.runtime
         if runtime is None:
             runtime = lane.runtime = _LaneRuntime(paused=lane.health.paused)
-        runtime.queue.put_nowait(_Job(_Share(prepared, 1)))
-        self._ensure_workers(lane, runtime)
-        return OfferResult(True, queued=1, skipped=skipped)
+        runtime.queue.put_nowait(_Job(prepared))
+        if len(runtime.workers) < target.max_concurrency:  # else every worker slot is taken already
+            self._ensure_workers(lane, runtime)
+        return OfferResult(True, queued=1, skipped=skipped) if skipped else _QUEUED_ONE
 
     async def store(self, plan: Sequence[tuple[ResourceKey, E]]) -> OfferResult:
         """:meth:`offer` for the :class:`~openconnector.delivery.bus.DeliveryBus` protocol."""
@@ -652,9 +679,9 @@ class Dispatcher(Generic[E]):
         bytes), or (``needed_bytes`` > 0) in the byte budget (``needed_bytes`` free); at once when one
         of ``keys`` is no longer installed or is idle, or the dispatcher is closed. Then offer again.
         Raises :class:`TimeoutError` when its turn has not come by ``deadline`` (the event loop's
-        ``time()``): one timer per waiter, cheaper than an ``asyncio.timeout`` around the call (a sender
-        waits for nearly every event under a closed loop). Without a deadline, bound it with
-        ``asyncio.timeout``.
+        ``time()``): the waiters share one timer, armed for the earliest deadline, instead of an
+        ``asyncio.timeout`` (or a timer) each (a sender waits for nearly every event under a closed
+        loop). Without a deadline, bound it with ``asyncio.timeout``.
 
         Call it right after the refused offer, without awaiting anything in between:
         ``wait_for_room(result.full, needed_bytes=result.budget_needed)``. It waits for room freed
@@ -678,12 +705,11 @@ class Dispatcher(Generic[E]):
         if not runtimes and not watch_budget:
             return
         loop = asyncio.get_running_loop()
-        expiry: asyncio.TimerHandle | None = None
         if deadline is not None and deadline <= loop.time():
             raise TimeoutError  # no turn can come in time (as asyncio.timeout at its next await)
         waiter = _Waiter(loop.create_future())
         if deadline is not None:
-            expiry = loop.call_at(deadline, waiter.expire)
+            self._expire_at(waiter, deadline, loop)
         for runtime in runtimes:
             runtime.waiters[waiter] = runtime.room_version
         if watch_budget:
@@ -697,12 +723,59 @@ class Dispatcher(Generic[E]):
                 waiter.future.exception()  # expired, then cancelled before it ran: nobody reads it
             raise
         finally:
-            if expiry is not None:
-                expiry.cancel()
+            # Its deadline entry stays: the shared timer skips a waiter that has left (its future is done).
             for runtime in runtimes:
                 runtime.waiters.pop(waiter, None)
-            self._budget_waiters.pop(waiter, None)
+            if watch_budget:
+                self._budget_waiters.pop(waiter, None)
             self._hand_on(waiter)
+
+    def _expire_at(self, waiter: _Waiter, deadline: float, loop: asyncio.AbstractEventLoop) -> None:
+        """Expire ``waiter`` at ``deadline`` unless it has left by then: one timer for all waiters.
+
+        Entries are kept in the order the waits began and dropped once their waiter has left (from the
+        front here, all of them when the timer fires or the list has grown long), so a leaving waiter
+        cancels nothing. The timer is armed for the earliest deadline; a later one never re-arms it."""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][1].future.done():
+            deadlines.popleft()
+        deadlines.append((deadline, waiter))
+        if len(deadlines) > self._deadlines_compact_at:
+            # A long wait at the front keeps the entries of those who left behind it: drop them all.
+            self._deadlines = deadlines = deque(entry for entry in deadlines if not entry[1].future.done())
+            self._deadlines_compact_at = max(_DEADLINES_COMPACT_AT, 2 * len(deadlines))
+        if deadline < self._deadline_at:
+            if self._deadline_timer is not None:
+                self._deadline_timer.cancel()
+            self._deadline_at = deadline
+            self._deadline_timer = loop.call_at(deadline, self._expire_due)
+
+    def _expire_due(self) -> None:
+        """The shared deadline timer: waiters past their deadline get TimeoutError (one whose turn came
+        keeps it: its future is done already); the timer is armed again for the earliest of the rest."""
+        self._deadline_timer = None
+        self._deadline_at = math.inf
+        deadlines = self._deadlines
+        if not deadlines:
+            return
+        loop = deadlines[0][1].future.get_loop()
+        now = loop.time() + _IDLE_TOLERANCE  # it may fire that early: close enough to the deadline
+        waiting: deque[tuple[float, _Waiter]] = deque()
+        earliest = math.inf
+        for entry in deadlines:
+            when, waiter = entry
+            if waiter.future.done():
+                continue
+            if when <= now:
+                waiter.expire()
+            else:
+                waiting.append(entry)
+                earliest = min(earliest, when)
+        self._deadlines = waiting
+        self._deadlines_compact_at = max(_DEADLINES_COMPACT_AT, 2 * len(waiting))
+        if earliest != math.inf:
+            self._deadline_at = earliest
+            self._deadline_timer = loop.call_at(earliest, self._expire_due)
 
     def _hand_on(self, waiter: _Waiter) -> None:
         """``waiter`` leaves its wait: give back what it was woken with, and once its caller has had its
@@ -905,13 +978,13 @@ class Dispatcher(Generic[E]):
         for lane, prepared in encoded.entries:
             share = shares.get(id(prepared))
             if share is None:
-                share = shares[id(prepared)] = _Share(prepared)
+                share = shares[id(prepared)] = _Share()
             share.holders += 1
             lane.held_bytes += prepared.size
             runtime = lane.runtime
             if runtime is None:
                 runtime = lane.runtime = _LaneRuntime(paused=lane.health.paused)
-            runtime.queue.put_nowait(_Job(share))
+            runtime.queue.put_nowait(_Job(prepared, share))
         self._held_bytes += total
         for lane in counts:
             if lane.runtime is not None:
@@ -930,16 +1003,18 @@ class Dispatcher(Generic[E]):
         if job.released:
             return
         job.released = True
-        share = job.share
-        size = share.prepared.size
+        size = job.prepared.size
         lane.held_bytes -= size
         if lane.runtime is not None:
             self._room_freed(lane, lane.runtime)
-        share.holders -= 1
-        if share.holders == 0:
-            self._held_bytes -= size
-            if self._budget_waiters:
-                self._wake_for_budget()
+        share = job.share
+        if share is not None:
+            share.holders -= 1
+            if share.holders:
+                return  # other lanes still hold the request
+        self._held_bytes -= size
+        if self._budget_waiters:
+            self._wake_for_budget()
 
     def _log_queue_full(self, lane: _Lane, event: DeliverableEvent, detail: str) -> None:
         # A flood of identical ERROR lines helps nobody: one line per interval, with the count.
@@ -992,18 +1067,31 @@ class Dispatcher(Generic[E]):
                     job = next_job
                 runtime.current[index] = job  # before any await: shutdown counts it as in flight
                 self._room_freed(lane, runtime)  # a queue slot is free (its bytes stay held until done)
-                prepared = job.share.prepared
+                prepared = job.prepared
                 try:
-                    # The first attempt is made from here (one coroutine less per event); a paused lane
-                    # and the retries go through _deliver.
+                    # The first attempt is Deliverer.try_once unrolled: sent and settled from here (one
+                    # coroutine less per event); a failure goes through after_failure, a paused lane and
+                    # the retries through _deliver.
                     if lane.health.paused:
                         await self._deliver(lane, runtime, prepared, {}, 0, None)
                     else:
+                        target = lane.target
                         converted: dict[ContentMode, tuple[Mapping[str, str], bytes]] = {}
-                        delay, last = await deliverer.try_once(lane, prepared, 1, converted)
-                        if delay is not None:
-                            await self._backoff(runtime, delay)
-                            await self._deliver(lane, runtime, prepared, converted, 1, last)
+                        request = deliverer.subscriber_request(target, prepared, converted)
+                        if isinstance(request, Response):
+                            last = request
+                        else:
+                            last = await deliverer.sender.send(
+                                target.method, target.url, request[0], request[1], target.policy.timeout
+                            )
+                        status = last.status
+                        if status is not None and 200 <= status <= 299 and not last.fatal:  # SUCCESS
+                            deliverer.delivered(lane, prepared, 1, last)
+                        else:
+                            delay = await deliverer.after_failure(lane, prepared, 1, last)
+                            if delay is not None:
+                                await self._backoff(runtime, delay)
+                                await self._deliver(lane, runtime, prepared, converted, 1, last)
                 except asyncio.CancelledError:
                     # close()/remove_target() count their own leftovers. Anyone else cancelling us (kopf
                     # cancels tasks created after it started when it stops) must not lose it silently.
@@ -1108,17 +1196,17 @@ class Dispatcher(Generic[E]):
 
 
 def _describe_full(lane: _Lane) -> partial[str]:
-    """Why ``lane`` refused, in the figures of now, formatted only if someone reads it."""
-    target = lane.target
-    return partial(
-        _full_detail, lane.key, lane.queued(), target.queue_size, lane.held_bytes, target.queue_bytes
-    )
+    """Why ``lane`` refused, in the figures of now (its target is immutable: a replacement is another
+    object), formatted only if someone reads it."""
+    runtime = lane.runtime
+    waiting = 0 if runtime is None else len(runtime.queue.jobs)
+    return partial(_full_detail, lane.target, waiting, lane.held_bytes)
 
 
-def _full_detail(key: ResourceKey, waiting: int, queue_size: int, held: int, queue_bytes: int) -> str:
+def _full_detail(target: DeliveryTarget, waiting: int, held: int) -> str:
     return (
-        f"the queue of {key.namespaced_name} is full ({waiting} of {queue_size} events waiting, "
-        f"{_mib(held)} of {_mib(queue_bytes)} held)"
+        f"the queue of {target.key.namespaced_name} is full ({waiting} of {target.queue_size} events "
+        f"waiting, {_mib(held)} of {_mib(target.queue_bytes)} held)"
     )
 
 

@@ -1,7 +1,9 @@
 """One delivery attempt and what follows it: retry delay, 410/auto-pause, dead letter or drop.
 
-Shared by both buses. The in-memory bus loops over :meth:`Deliverer.try_once` in a worker that sleeps
-through the backoff; the JetStream bus calls it once per redelivery and NAKs the message with the delay
+Shared by both buses. The in-memory bus's worker makes the first attempt itself (what
+:meth:`Deliverer.try_once` does, settled by :meth:`~Deliverer.delivered` or
+:meth:`~Deliverer.after_failure`) and loops over ``try_once`` for the retries, sleeping through the
+backoff; the JetStream bus calls ``try_once`` once per redelivery and NAKs the message with the delay
 it returns. Either way an event ends delivered, dead-lettered or dropped, and every attempt is recorded
 in the subscription's health and attempt log and reported to the observer.
 
@@ -55,14 +57,17 @@ __all__ = ["Deliverer", "DeliveryState", "retry_delay"]
 logger = logging.getLogger("openconnector.delivery")
 
 # Attempt request ids: 32 hex digits like uuid4().hex, but a random per-process prefix and a counter,
-# so an attempt does not pay for 16 bytes from os.urandom and a UUID object.
+# so an attempt does not pay for 16 bytes from os.urandom and a UUID object. The prefix is the high
+# 64 bits of one number: one formatting operation per id.
 _REQUEST_ID_PREFIX = os.urandom(8).hex()
+_REQUEST_ID_BASE = int(_REQUEST_ID_PREFIX, 16) << 64
 _request_numbers = itertools.count(1)
 
 
 def new_request_id() -> str:
-    """A request id unique within the process and, by its random prefix, across processes."""
-    return f"{_REQUEST_ID_PREFIX}{next(_request_numbers):016x}"
+    """A request id unique within the process and, by its random prefix, across processes:
+    ``f"{_REQUEST_ID_PREFIX}{number:016x}"`` (the counter stays far below 2**64)."""
+    return "%032x" % (_REQUEST_ID_BASE | next(_request_numbers))  # one formatting operation
 
 
 class DeliveryState(Protocol):
@@ -185,7 +190,6 @@ class Deliverer:
         """Attempt ``attempt`` (1-based) of ``prepared``; returns the delay before the next attempt, or
         None when the event is finished (delivered, dead-lettered or dropped), and the response."""
         target = state.target  # read per attempt: update_target applies to the next attempt
-        is_retry = attempt > 1
         # The request is built here and sent from here: one coroutine less per attempt in the hot path.
         request = self.subscriber_request(target, prepared, converted)
         if isinstance(request, Response):
@@ -194,13 +198,28 @@ class Deliverer:
             response = await self.sender.send(
                 target.method, target.url, request[0], request[1], target.policy.timeout
             )
-        outcome = response.outcome
-        if outcome is Outcome.SUCCESS:
-            assert response.status is not None
-            state.health.record_success(response.status, response.latency_ms, retry=is_retry)
-            self.record_attempt(state, prepared, attempt, response, outcome, Destination.SUBSCRIBER)
-            self.report_outcome(state.key, prepared.id, FinalOutcome.DELIVERED, None)
+        status = response.status
+        if status is not None and 200 <= status <= 299 and not response.fatal:  # Outcome.SUCCESS
+            self.delivered(state, prepared, attempt, response)
             return None, response
+        return await self.after_failure(state, prepared, attempt, response), response
+
+    def delivered(self, state: DeliveryState, prepared: Prepared, attempt: int, response: Response) -> None:
+        """Attempt ``attempt`` of ``prepared`` succeeded (``response`` is a 2xx): record it."""
+        status = response.status
+        assert status is not None
+        state.health.record_success(status, response.latency_ms, retry=attempt > 1)
+        self.record_attempt(state, prepared, attempt, response, Outcome.SUCCESS, Destination.SUBSCRIBER)
+        self.report_outcome(state.key, prepared.id, FinalOutcome.DELIVERED, None)
+
+    async def after_failure(
+        self, state: DeliveryState, prepared: Prepared, attempt: int, response: Response
+    ) -> float | None:
+        """Attempt ``attempt`` of ``prepared`` failed with ``response``: record it and return the delay
+        before the next attempt, or None when the event is finished (dead-lettered or dropped)."""
+        target = state.target
+        is_retry = attempt > 1
+        outcome = response.outcome
         message = describe(response)
         state.health.record_attempt_failure(response.status, message, retry=is_retry)
         policy = target.policy
@@ -219,13 +238,13 @@ class Deliverer:
                 message,
                 delay,
             )
-            return delay, response
+            return delay
         self.record_attempt(state, prepared, attempt, response, outcome, Destination.SUBSCRIBER)
         if outcome is Outcome.GONE:
             self.pause(state, HealthReason.ENDPOINT_GONE, f"{target.redacted_url} answered 410 Gone")
         verdict = "retries exhausted" if outcome is Outcome.RETRYABLE else "not retried"
         await self.give_up(state, prepared, response, f"{verdict} after {attempt} attempt(s): {message}")
-        return None, response
+        return None
 
     async def attempt_subscriber(
         self,

@@ -87,14 +87,19 @@ class HttpSender:
         started = self._clock()
         begin = time.perf_counter()
         try:
-            async with session.request(
+            # Awaited and released below instead of ``async with`` (four coroutines less per request):
+            # release() is what the context manager's exit does, except that the exit also waits for a
+            # body writer still running (cancelled by release; the connection returns to the pool when it
+            # stops). The body goes as the BytesPayload aiohttp's payload registry would make of bytes.
+            reply = await session.request(
                 method,
                 url,
                 headers=headers,
-                data=body,
+                data=aiohttp.BytesPayload(body),
                 allow_redirects=False,  # the webhook spec: 3xx is a failure, never followed
                 timeout=_timeout(timeout_s),
-            ) as reply:
+            )
+            try:
                 status = reply.status
                 prefix = b""
                 # Read (a bounded part of) the body so the pooled connection can be reused, and to keep
@@ -118,6 +123,8 @@ class HttpSender:
                     False,
                     reply.headers,
                 )
+            finally:
+                reply.release()
         except TimeoutError:
             error = f"timeout after {timeout_s:g}s"
         except aiohttp.ClientConnectorError as failure:
