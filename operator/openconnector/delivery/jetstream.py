@@ -744,14 +744,17 @@ class JetStreamBus(Generic[E]):
         for sub in paced:
             waiter: asyncio.Future[int] = loop.create_future()
             sub.pace_waiters.append(waiter)
+            # The deadline answers the waiter itself (no asyncio.timeout: one that fires just as the
+            # waiter is woken could leave a cancellation behind in this task; no asyncio.wait: a
+            # second future and callbacks per paced request).
+            timer = loop.call_at(deadline, _stop_waiting, waiter)
             try:
-                # asyncio.wait, not asyncio.timeout: a timeout that fires just as the waiter is woken
-                # could leave a cancellation behind in this task (Python 3.11).
-                await asyncio.wait((waiter,), timeout=max(0.0, deadline - loop.time()))
+                await waiter
             finally:
+                timer.cancel()
                 if not waiter.done():
                     waiter.cancel()  # _release skips it
-                elif not waiter.cancelled():
+                elif not waiter.cancelled() and waiter.result() != _WAITED_ENOUGH:
                     reserved.append((sub, waiter.result()))  # _release counted it in the backlog
 
     def _release(self, sub: _Subscription) -> None:
@@ -1293,6 +1296,14 @@ def _raise_refusal(answer: bytes, stored_before: int | None = None) -> None:
 
 def _replay_key(key: str) -> str:
     return _REPLAY_KEY_PREFIX + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+_WAITED_ENOUGH = -1  # a pace waiter's answer at its deadline (a backlog reading is never negative)
+
+
+def _stop_waiting(waiter: asyncio.Future[int]) -> None:
+    if not waiter.done():  # _release skips it from now on
+        waiter.set_result(_WAITED_ENOUGH)
 
 
 def _delivery_counts(reply: str | None) -> tuple[int, int] | None:
