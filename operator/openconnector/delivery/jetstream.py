@@ -47,7 +47,8 @@ State that survives a restart
 * suspensions (410, auto-pause) in the KV bucket ``<stream>_suspensions``, tied to the delivery
   configuration (:func:`~openconnector.delivery.durable.suspension_fingerprint`) and watched by
   every process, so a 410 seen by one process stops the others too;
-* the attempt log, the last 100 per subscription, in the stream ``<stream>_ATTEMPTS``;
+* the attempt log, the last 100 per subscription, in the stream ``<stream>_ATTEMPTS`` (published every
+  ``_ATTEMPT_FLUSH_DELAY`` seconds and when the bus closes, best effort);
 * the Standard Webhooks replay-guard ids of Consumers in the KV bucket ``<stream>_replay``
   (:class:`JetStreamReplayStore`).
 
