@@ -10,8 +10,10 @@ Each test runs its own nats-server on 127.0.0.1 (the fixtures of ``test_jetstrea
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
+from nats.aio.msg import Msg
 
 from openconnector.delivery import durable, jetstream
 from openconnector.delivery.policy import DeliveryPolicy
@@ -97,3 +99,51 @@ async def test_a_paced_request_past_its_deadline_is_stored_and_reserves_nothing(
         gate.set()
         await settle(bus)
         assert ids(sink) == ["d-0", "d-1", "d-2", "d-3"]
+
+
+async def test_commands_published_close_together_share_a_socket_write(buses: Buses) -> None:
+    bus = await buses.start()
+    client = bus.nats_client
+    assert client is not None
+    transport = client._transport
+    assert transport is not None
+    writes: list[int] = []
+    write = transport.writelines
+
+    def counting(payload: list[bytes]) -> None:
+        writes.append(len(payload))
+        write(payload)
+
+    received: list[bytes] = []
+    all_in = asyncio.Event()
+    subscription = await client.subscribe("s5.coalesce", cb=_collect(received, 50, all_in))
+    await client.flush()
+    transport.writelines = counting  # type: ignore[method-assign]
+    try:
+        for n in range(50):  # each in a turn of the event loop of its own, as deliveries finish
+            await client.publish("s5.coalesce", str(n).encode())
+            await asyncio.sleep(0)
+        await bounded(client.flush(), "the PING/PONG after the publishes")
+    finally:
+        transport.writelines = write  # type: ignore[method-assign]
+    await bounded(all_in.wait(), "receiving the 50 messages")
+    await subscription.unsubscribe()
+    print(f"50 publishes went out in {len(writes)} writes")
+    assert [int(data) for data in received] == list(range(50))  # all of them, in order
+    assert len(writes) < 50
+
+
+def test_the_overridden_nats_py_flusher_is_still_there() -> None:
+    from nats.aio.client import Client
+
+    assert callable(getattr(Client, "_flusher", None))  # nats-py renamed it: revisit _CoalescingClient
+    assert jetstream._CoalescingClient._flusher is not Client._flusher
+
+
+def _collect(into: list[bytes], count: int, done: asyncio.Event) -> Callable[[Msg], Awaitable[None]]:
+    async def received(message: Msg) -> None:
+        into.append(message.data)
+        if len(into) >= count:
+            done.set()
+
+    return received
