@@ -183,16 +183,21 @@ def suspension_fingerprint(target: DeliveryTarget) -> str:
 
 
 def encode_meta(prepared: Prepared) -> str:
-    return json.dumps(
-        {
-            "id": prepared.id,
-            "type": prepared.type,
-            "source": prepared.source,
-            "mode": prepared.content_mode.value,
-            "headers": dict(prepared.headers),
-        },
-        separators=(",", ":"),
-    )
+    """The ``Oc-Meta`` header of a delivery: compact JSON in ASCII (a NATS header value)."""
+    document = {
+        "id": prepared.id,
+        "type": prepared.type,
+        "source": prepared.source,
+        "mode": prepared.content_mode.value,
+        "headers": dict(prepared.headers),
+    }
+    try:
+        encoded = orjson.dumps(document)
+    except TypeError:  # lone surrogates
+        encoded = b""
+    if encoded.isascii() and encoded:  # the common case: the same text json.dumps writes, faster
+        return encoded.decode("ascii")
+    return json.dumps(document, separators=(",", ":"))
 
 
 def decode_meta(meta: str, body: bytes) -> Prepared:
@@ -250,15 +255,22 @@ def _attempt_from_fields(record: Mapping[str, Any]) -> Attempt:
     )
 
 
+def _json_bytes(document: Any) -> bytes:
+    try:
+        return orjson.dumps(document)
+    except TypeError:  # lone surrogates in a text (an error message): JSON escapes them
+        return json.dumps(document, separators=(",", ":")).encode()
+
+
 def attempt_to_record(attempt: Attempt) -> bytes:
-    return json.dumps(_attempt_fields(attempt), separators=(",", ":")).encode()
+    return _json_bytes(_attempt_fields(attempt))
 
 
 def attempts_to_record(attempts: Sequence[Attempt]) -> bytes:
     """Attempts of one subscription as one message (a JSON array); one as :func:`attempt_to_record`."""
     if len(attempts) == 1:
         return attempt_to_record(attempts[0])
-    return json.dumps([_attempt_fields(attempt) for attempt in attempts], separators=(",", ":")).encode()
+    return _json_bytes([_attempt_fields(attempt) for attempt in attempts])
 
 
 def attempt_from_record(data: bytes) -> Attempt | None:
