@@ -89,8 +89,15 @@ class _GatewayPorts:
         return _client_address(cidrs, remote, forwarded)
 
     def request_now(self, limit: int) -> InboundRequest | None:
-        body = body_now(self._request, limit)  # a 413 Refusal when larger
-        return None if body is None else self._inbound(body)
+        request = self._request
+        body = body_now(request, limit)  # a 413 Refusal when larger
+        if body is None:
+            return None
+        headers = request.headers
+        if headers.get("Content-Type") != "application/json":
+            return self._inbound(body)
+        self._gateway.webhook_bytes()(len(body))  # as _inbound, for the type nearly every sender sends
+        return InboundRequest(headers, request.query, "application/json", body)
 
     async def read_request(self, limit: int) -> InboundRequest:
         return self._inbound(await read_limited(self._request, limit))  # a 413 Refusal when larger
