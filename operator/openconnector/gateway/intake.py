@@ -49,6 +49,23 @@ def _too_large(limit: int) -> Refusal:
     return Refusal(413, "body-too-large", f"the body exceeds {limit} bytes", label="too-large")
 
 
+def body_now(request: web.Request, limit: int) -> bytes | None:
+    """:func:`read_limited` without awaiting when the whole body came with the head (most small
+    requests): the body, or a 413 :class:`Refusal`; None when more is to come (then await
+    :func:`read_limited`)."""
+    declared = request.content_length  # a property that parses the header: read once
+    if declared is not None and declared > limit:
+        raise _too_large(limit)
+    content = request.content
+    if content.is_eof() and content.exception() is None:
+        # Taken as it is: no timer, no chunks.
+        body = content.read_nowait()
+        if len(body) > limit:
+            raise _too_large(limit)
+        return body
+    return None
+
+
 async def read_limited(request: web.Request, limit: int) -> bytes:
     """The body, at most ``limit`` bytes; a 413 :class:`Refusal` as soon as a larger one shows (Content-Length
     or, for a chunked body, while reading), so an oversized body is never buffered whole.
@@ -56,15 +73,8 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
     The whole body must arrive within the gateway's body timeout (408 problem+json otherwise); a client
     that disconnects mid-body raises ClientGone, which the middleware drops without a traceback.
     """
-    declared = request.content_length  # a property that parses the header: read once
-    if declared is not None and declared > limit:
-        raise _too_large(limit)
-    content = request.content
-    if content.is_eof() and content.exception() is None:
-        # The whole body came with the head (most small requests): take it as is, no timer, no chunks.
-        body = content.read_nowait()
-        if len(body) > limit:
-            raise _too_large(limit)
+    body = body_now(request, limit)
+    if body is not None:
         return body
     if request.get(_CONTINUE_DEFERRED):
         # The head passed every check before the body: now invite it.

@@ -29,7 +29,7 @@ from openconnector.consumers.targets import (
     unreachable_reason,
 )
 from openconnector.gateway.core import GATEWAY_KEY, Gateway
-from openconnector.gateway.intake import read_limited, webhook_handshake
+from openconnector.gateway.intake import body_now, read_limited, webhook_handshake
 from openconnector.gateway.problems import problem, refusal_problem
 from openconnector.refusal import Refusal
 from openconnector.resources import ResourceKey
@@ -88,9 +88,22 @@ class _GatewayPorts:
             return _trusted_proxies(cidrs).client_address(remote, forwarded)
         return _client_address(cidrs, remote, forwarded)
 
-    async def read_request(self, limit: int) -> InboundRequest:
+    def request_now(self, limit: int) -> InboundRequest | None:
         request = self._request
-        body = await read_limited(request, limit)  # a 413 Refusal when larger
+        body = body_now(request, limit)  # a 413 Refusal when larger
+        if body is None:
+            return None
+        headers = request.headers
+        if headers.get("Content-Type") != "application/json":
+            return self._inbound(body)
+        self._gateway.webhook_bytes()(len(body))  # as _inbound, for the type nearly every sender sends
+        return InboundRequest(headers, request.query, "application/json", body)
+
+    async def read_request(self, limit: int) -> InboundRequest:
+        return self._inbound(await read_limited(self._request, limit))  # a 413 Refusal when larger
+
+    def _inbound(self, body: bytes) -> InboundRequest:
+        request = self._request
         self._gateway.webhook_bytes()(len(body))
         headers = request.headers
         content_type = headers.get("Content-Type")
