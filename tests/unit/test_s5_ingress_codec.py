@@ -179,3 +179,17 @@ def _reference_rfc3339(value: str) -> bool:
 def test_the_rfc3339_check_agrees_with_the_calendar(year: int, month: int, day: int, rest: str) -> None:
     value = f"{year:04d}-{month:02d}-{day:02d}{rest}"
     assert codec.is_rfc3339(value) == _reference_rfc3339(value)
+
+
+@given(
+    st.sampled_from(list(codec.ContentMode)),
+    st.lists(st.dictionaries(st.text(max_size=3), st.text(max_size=3)), max_size=3),
+)
+def test_parse_results_are_built_as_the_dataclass_builds_them(
+    mode: codec.ContentMode, attribute_sets: list[dict[str, Any]]
+) -> None:
+    events = tuple(CloudEvent(a) for a in attribute_sets)
+    built = codec._parse_result(mode, events)
+    assert built == codec.ParseResult(mode, events)
+    assert repr(built) == repr(codec.ParseResult(mode, events))
+    assert type(built) is codec.ParseResult

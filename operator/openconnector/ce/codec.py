@@ -240,6 +240,18 @@ class ParseResult:
     events: tuple[CloudEvent, ...] = field(default_factory=tuple)
 
 
+_set_mode = vars(ParseResult)["mode"].__set__
+_set_events = vars(ParseResult)["events"].__set__
+
+
+def _parse_result(mode: ContentMode, events: tuple[CloudEvent, ...]) -> ParseResult:
+    """``ParseResult(mode, events)``, built as :func:`_cloud_event` builds an event."""
+    result: ParseResult = _new_cloud_event(ParseResult)
+    _set_mode(result, mode)
+    _set_events(result, events)
+    return result
+
+
 # --- value grammars -----------------------------------------------------------------------------
 
 _NAME_RE = re.compile(r"[a-z0-9]+")
@@ -791,10 +803,10 @@ def parse_http(method: str, headers: Mapping[str, str], body: bytes) -> ParseRes
         assert content_type is not None
         if essence == "application/cloudevents+json":
             _check_format_charset(content_type)
-            return ParseResult(ContentMode.STRUCTURED, (parse_structured(body),))
+            return _parse_result(ContentMode.STRUCTURED, (parse_structured(body),))
         if essence == "application/cloudevents-batch+json":
             _check_format_charset(content_type)
-            return ParseResult(ContentMode.BATCH, _parse_batch(body))
+            return _parse_result(ContentMode.BATCH, _parse_batch(body))
         raise CloudEventError(
             [
                 Problem(
@@ -808,14 +820,14 @@ def parse_http(method: str, headers: Mapping[str, str], body: bytes) -> ParseRes
     if ce_headers is None:
         event = _plain_binary_of_headers(content_type, headers, body)
         if event is not None:
-            return ParseResult(ContentMode.BINARY, (event,))
+            return _parse_result(ContentMode.BINARY, (event,))
         # Only "c" and "C" lower-case to a string starting with "c": the other names need no lower().
         ce_headers = [
             (lower, value)
             for key, value in headers.items()
             if key[:1] in _C_OR_UPPER_C and (lower := key.lower())[:3] == "ce-"
         ]
-    return ParseResult(ContentMode.BINARY, (_parse_binary(content_type, ce_headers, body),))
+    return _parse_result(ContentMode.BINARY, (_parse_binary(content_type, ce_headers, body),))
 
 
 _C_OR_UPPER_C: Final = frozenset("cC")
