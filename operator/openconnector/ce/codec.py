@@ -158,6 +158,23 @@ class CloudEvent:
         return CloudEvent(attributes, self.data, self.data_null)
 
 
+# CloudEvent(attributes, data, data_null) without the frozen dataclass's __init__ (an object.__setattr__ call
+# per field through a global look-up): the slots' own setters, for the parsers' one event per request.
+_new_cloud_event = object.__new__
+_set_attributes = vars(CloudEvent)["attributes"].__set__
+_set_data = vars(CloudEvent)["data"].__set__
+_set_data_null = vars(CloudEvent)["data_null"].__set__
+
+
+def _cloud_event(attributes: dict[str, AttributeValue], data: object | None, data_null: bool) -> CloudEvent:
+    """``CloudEvent(attributes, data, data_null)``, built faster (same fields, same object)."""
+    event: CloudEvent = _new_cloud_event(CloudEvent)
+    _set_attributes(event, attributes)
+    _set_data(event, data)
+    _set_data_null(event, data_null)
+    return event
+
+
 def _as_str(value: AttributeValue) -> str:
     return value if isinstance(value, str) else str(value)
 
@@ -221,6 +238,18 @@ class CloudEventError(ValueError):
 class ParseResult:
     mode: ContentMode
     events: tuple[CloudEvent, ...] = field(default_factory=tuple)
+
+
+_set_mode = vars(ParseResult)["mode"].__set__
+_set_events = vars(ParseResult)["events"].__set__
+
+
+def _parse_result(mode: ContentMode, events: tuple[CloudEvent, ...]) -> ParseResult:
+    """``ParseResult(mode, events)``, built as :func:`_cloud_event` builds an event."""
+    result: ParseResult = _new_cloud_event(ParseResult)
+    _set_mode(result, mode)
+    _set_events(result, events)
+    return result
 
 
 # --- value grammars -----------------------------------------------------------------------------
@@ -393,13 +422,12 @@ def _is_ip_literal(inner: str) -> bool:
 
 def is_rfc3339(value: str) -> bool:
     """RFC 3339 §5.6 date-time, with calendar checks (leap years; second 60 for leap seconds)."""
-    match = _RFC3339_RE.fullmatch(value)
-    if match is None:
+    if _RFC3339_RE.fullmatch(value) is None:
         return False
-    day = int(match.group(3))
-    if day <= 28:
+    # The pattern fixes the date's places (YYYY-MM-DD): two digits compare as text as they do as numbers.
+    if value[8:10] <= "28":
         return True
-    year, month = int(match.group(1)), int(match.group(2))
+    day, year, month = int(value[8:10]), int(value[:4]), int(value[5:7])
     if month == 2 and calendar.isleap(year):
         return day <= 29
     return day <= _DAYS_IN_MONTH[month]
@@ -775,10 +803,10 @@ def parse_http(method: str, headers: Mapping[str, str], body: bytes) -> ParseRes
         assert content_type is not None
         if essence == "application/cloudevents+json":
             _check_format_charset(content_type)
-            return ParseResult(ContentMode.STRUCTURED, (parse_structured(body),))
+            return _parse_result(ContentMode.STRUCTURED, (parse_structured(body),))
         if essence == "application/cloudevents-batch+json":
             _check_format_charset(content_type)
-            return ParseResult(ContentMode.BATCH, _parse_batch(body))
+            return _parse_result(ContentMode.BATCH, _parse_batch(body))
         raise CloudEventError(
             [
                 Problem(
@@ -790,16 +818,59 @@ def parse_http(method: str, headers: Mapping[str, str], body: bytes) -> ParseRes
             ]
         )
     if ce_headers is None:
+        event = _plain_binary_of_headers(content_type, headers, body)
+        if event is not None:
+            return _parse_result(ContentMode.BINARY, (event,))
         # Only "c" and "C" lower-case to a string starting with "c": the other names need no lower().
         ce_headers = [
             (lower, value)
             for key, value in headers.items()
             if key[:1] in _C_OR_UPPER_C and (lower := key.lower())[:3] == "ce-"
         ]
-    return ParseResult(ContentMode.BINARY, (_parse_binary(content_type, ce_headers, body),))
+    return _parse_result(ContentMode.BINARY, (_parse_binary(content_type, ce_headers, body),))
 
 
 _C_OR_UPPER_C: Final = frozenset("cC")
+
+# Header name as sent -> the attribute a ``ce-`` header carries (its lower-cased name after "ce-"), or None
+# for any other header. Senders repeat the same few names: one dict look-up each instead of a lower() and
+# two slices. Names up to _CACHED_NAME_LENGTH only, and emptied when full, so it stays small whatever is sent.
+_CE_ATTRIBUTE_OF: dict[str, str | None] = {}
+_CACHED_NAME_LENGTH: Final = 64
+_CACHED_NAMES: Final = 1024
+_UNSEEN: Final = object()
+
+
+def _ce_attribute_of(name: str) -> str | None:
+    lower = name.lower()
+    attribute = lower[3:] if lower[:3] == "ce-" else None
+    if len(name) <= _CACHED_NAME_LENGTH:
+        if len(_CE_ATTRIBUTE_OF) >= _CACHED_NAMES:
+            _CE_ATTRIBUTE_OF.clear()
+        _CE_ATTRIBUTE_OF[name] = attribute
+    return attribute
+
+
+def _plain_binary_of_headers(
+    content_type: str | None, headers: Mapping[str, str], body: bytes
+) -> CloudEvent | None:
+    """:func:`_parse_plain_binary` reading the ``ce-`` headers straight from ``headers`` (one pass, no list
+    of them): exactly its event, or None when in doubt."""
+    attributes: dict[str, AttributeValue] = {}
+    found = 0
+    attribute_of = _CE_ATTRIBUTE_OF.get
+    for key, raw in headers.items():
+        attribute = attribute_of(key, _UNSEEN)
+        if attribute is _UNSEEN:
+            attribute = _ce_attribute_of(key)
+        if attribute is not None:
+            if raw[:1] == '"' or "%" in raw:
+                return None  # a quoted-string or percent-encoding to decode
+            attributes[attribute] = raw  # type: ignore[index]
+            found += 1
+    if len(attributes) != found:
+        return None  # a repeated header
+    return _plain_binary_event(content_type, attributes, body)
 
 
 def _content_type_and_ce_headers(headers: Mapping[str, str]) -> tuple[list[str], list[tuple[str, str]]]:
@@ -845,21 +916,30 @@ def _parse_plain_binary(
         if raw[:1] == '"' or "%" in raw:
             return None  # a quoted-string or percent-encoding to decode
         attributes[header[3:]] = raw
-    if len(attributes) != len(ce_headers) or "datacontenttype" in attributes:
-        return None  # a repeated header, or ce-datacontenttype (refused in binary mode)
+    if len(attributes) != len(ce_headers):
+        return None  # a repeated header
+    return _plain_binary_event(content_type, attributes, body)
+
+
+def _plain_binary_event(
+    content_type: str | None, attributes: dict[str, AttributeValue], body: bytes
+) -> CloudEvent | None:
+    """The rest of :func:`_parse_plain_binary`, from the ``ce-`` headers' plain values (given once each)."""
+    if "datacontenttype" in attributes:
+        return None  # ce-datacontenttype (refused in binary mode)
     if content_type:
         attributes["datacontenttype"] = content_type
     if not _attributes_pass(attributes):
         return None
     if not body:
-        return CloudEvent(attributes)
+        return _cloud_event(attributes, None, False)
     if not is_json_content_type(content_type):
-        return CloudEvent(attributes, body if isinstance(body, bytes) else bytes(body))
+        return _cloud_event(attributes, body if isinstance(body, bytes) else bytes(body), False)
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    return CloudEvent(attributes, data, data is None)
+    return _cloud_event(attributes, data, data is None)
 
 
 def _parse_binary_checked(
@@ -960,6 +1040,17 @@ def _parse_batch(body: bytes) -> tuple[CloudEvent, ...]:
 
 def _event_from_json(document: object, index: int | None, problems: list[Problem]) -> CloudEvent | None:
     """Build an event from a decoded JSON object; appends problems and returns None when invalid."""
+    if type(document) is dict:
+        event = _plain_event_from_json(document)
+        if event is not None:
+            return event
+    return _checked_event_from_json(document, index, problems)
+
+
+def _checked_event_from_json(
+    document: object, index: int | None, problems: list[Problem]
+) -> CloudEvent | None:
+    """:func:`_event_from_json` attribute by attribute, finding every problem."""
     if not isinstance(document, dict):
         problems.append(
             Problem(None, f"event: must be a JSON object, got {_json_type(document)}", index=index)
@@ -1028,6 +1119,30 @@ def _event_from_json(document: object, index: int | None, problems: list[Problem
         return None
     # every value passed _check_attributes, so each is a str, int or bool
     return CloudEvent(cast("dict[str, AttributeValue]", attributes), data, data_null and data is None)
+
+
+def _plain_event_from_json(document: dict[str, object]) -> CloudEvent | None:
+    """The common case of :func:`_event_from_json` (no nulls, no data_base64, no floats, every attribute
+    valid) with the attributes copied at once instead of one by one: exactly its event, or None when in
+    doubt (that function then decides, and says what is wrong)."""
+    if "data_base64" in document:
+        return None
+    attributes = dict(document)
+    data = attributes.pop("data", None)
+    if data is not None:
+        content_type = attributes.get("datacontenttype")
+        if content_type is None:
+            if "datacontenttype" in attributes:
+                return None  # a null datacontenttype: _event_from_json drops it and appends the default
+            attributes["datacontenttype"] = JSON_CONTENT_TYPE  # as _event_from_json makes it explicit
+        elif type(data) is not str and not (type(content_type) is str and is_json_content_type(content_type)):
+            return None  # maybe non-JSON data under a non-JSON content type
+    elif "data" in document:
+        return None  # an explicit null
+    # A null or float attribute fails this check (it is not a string, integer or boolean).
+    if not _attributes_pass(attributes):
+        return None
+    return _cloud_event(attributes, data, False)  # type: ignore[arg-type]
 
 
 # --- serialising --------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from openconnector.ce.codec import MAX_PROBLEMS
 from openconnector.ce.depth import json_depth_exceeds, json_text_within_depth
 from openconnector.gateway.core import GATEWAY_KEY, Gateway
 from openconnector.gateway.intake import read_limited, webhook_handshake
+from openconnector.gateway.metrics import GatewayMetrics, HistogramSeries, Inc
 from openconnector.gateway.problems import problem, refusal_problem
 from openconnector.gateway.ratelog import RateLimitedLog
 from openconnector.refusal import Refusal
@@ -150,6 +151,43 @@ def check_events(
     return problems, warnings, True
 
 
+class _BoundSeries:
+    """The /events series of one gateway's metrics, looked up once (``inc_of``/``child`` build a key per
+    call). Each is still made on its first use, so a series shows at scrape time once it counted."""
+
+    __slots__ = ("ingress_bytes", "metrics", "parse_seconds", "received")
+
+    def __init__(self, metrics: GatewayMetrics) -> None:
+        self.metrics = metrics
+        self.ingress_bytes: Inc | None = None
+        self.parse_seconds: dict[str, HistogramSeries] = {}
+        self.received: dict[str, Inc] = {}
+
+    def bind_ingress_bytes(self) -> Inc:
+        self.ingress_bytes = self.metrics.inc_of(self.metrics.ingress_bytes, "/events")
+        return self.ingress_bytes
+
+    def bind_parse_seconds(self, mode: str) -> HistogramSeries:
+        found = self.parse_seconds[mode] = self.metrics.child(self.metrics.parse_seconds, mode)
+        return found
+
+    def bind_received(self, mode: str) -> Inc:
+        found = self.received[mode] = self.metrics.inc_of(self.metrics.events_received, mode)
+        return found
+
+
+# The last gateway's series (one gateway per process, except in tests, which rebind when they alternate).
+_bound: _BoundSeries | None = None
+
+
+def _series_of(metrics: GatewayMetrics) -> _BoundSeries:
+    global _bound
+    bound = _bound
+    if bound is None or bound.metrics is not metrics:
+        bound = _bound = _BoundSeries(metrics)
+    return bound
+
+
 def _token_ok(request: web.Request, token: str) -> bool:
     header = request.headers.get("Authorization", "")
     offered = header[7:] if header[:7].lower() == "bearer " else request.query.get("access_token", "")
@@ -175,7 +213,8 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
     except Refusal as refused:
         m.events_refused.labels(refused.label).inc()
         return refusal_problem(refused)
-    m.inc_of(m.ingress_bytes, "/events")(len(body))
+    series = _series_of(m)
+    (series.ingress_bytes or series.bind_ingress_bytes())(len(body))
     started = time.perf_counter()
     try:
         parsed = parse_http(request.method, request.headers, body)
@@ -211,7 +250,7 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
         namespace=namespace,
         definitions_of=definitions_of,
     )
-    m.child(m.parse_seconds, mode).observe(time.perf_counter() - started)
+    (series.parse_seconds.get(mode) or series.bind_parse_seconds(mode)).observe(time.perf_counter() - started)
     event_stats = gateway.event_stats
     for definitions in definitions_of:
         for defined in definitions:
@@ -238,7 +277,7 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
             f"{len(problems)} problem(s); nothing was accepted{stopped}",
             errors=[p.as_dict() for p in problems],
         )
-    m.inc_of(m.events_received, mode)(len(parsed.events))
+    (series.received.get(mode) or series.bind_received(mode))(len(parsed.events))
     try:
         queued = await gateway.publish(parsed.events, namespace=namespace)
     except Refusal as refused:
