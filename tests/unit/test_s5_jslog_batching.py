@@ -43,7 +43,8 @@ def _event(n: int, size: int = 0) -> CloudEvent:
 
 def _record(writer: JetStreamMessageLog, key: ResourceKey, event: CloudEvent) -> None:
     record = MessageRecord.pending(
-        message_id(event), key.namespace, key.name, event.id, event.source, event.type, None, None, 1_767_000_000.0
+        message_id(event), key.namespace, key.name, event.id, event.source, event.type, None, None,
+        1_767_000_000.0,
     )  # fmt: skip
     writer.record(key, record, event)
 
@@ -110,7 +111,8 @@ async def test_grouped_messages_apply_as_one_message_per_change(steps: list[tupl
     assert without_sequences(reader) == without_sequences(single)
     for rows in _view(reader).values():
         sequences = [row[0] for row in rows]
-        assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
+        assert sequences == sorted(sequences)
+        assert len(set(sequences)) == len(sequences)
 
 
 async def test_one_message_per_subscription_per_flush() -> None:
@@ -143,7 +145,9 @@ async def test_a_message_holds_a_bounded_number_of_records_and_bytes() -> None:
     messages = _grouped(batch, writer._origin)
     assert [subject.rsplit(".", 1)[0] for subject, _ in messages].count("T_messages") == len(messages)
     assert all(len(data) < 512 * 1024 for _, data in messages)
-    assert len(messages) >= 2 + 3  # 1027 small records: 2 messages; 10 of 100 KB: 3 or more
+    assert (
+        len(messages) >= 2 + 3
+    )  # RECORDS_PER_MESSAGE + 3 small records: 2 messages; 10 of 100 KB: 3 or more
     reader = _log()
     for sequence, (_, data) in enumerate(messages, start=1):
         reader._apply(orjson.loads(data), sequence)

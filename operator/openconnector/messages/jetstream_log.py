@@ -4,13 +4,13 @@ Every change to the log (a record stored, an attempt, an outcome, a resend, a pu
 record discarded) is JSON on ``<stream>_messages.<ns>.<name>`` in the stream ``<stream>_MESSAGES`` (the
 same pattern as the attempt log, ``<stream>_ATTEMPTS``). The changes are gathered for one turn of the
 event loop and the changes of one subscription are published together in one message (``"op":
-"changes"``; at most 1024 records and about 256 KB per message, a lone change is a message of its
+"changes"``; at most 64 records and about 256 KB per message, a lone change is a message of its
 own): under load the records of many requests and the attempts and outcomes of many deliveries share
 one message to store and to read back. Every gateway process reads the whole stream back with an
 ordered consumer, from the start, and applies each change to its in-memory
 :class:`~openconnector.messages.store.MemoryMessageStore`: reads (pages, cursors, pulls) are served from
 that view, so they are as fast as in memory, and a restarted process rebuilds the log from the stream.
-A record's sequence is the stream sequence of its message times 1024 plus its index among the records
+A record's sequence is the stream sequence of its message times 64 plus its index among the records
 of that message (:func:`record_sequence`): it orders the records as they were recorded and is the same
 in every process, so cursors work against any of them.
 
@@ -59,9 +59,9 @@ _rare = RateLimitedLog(log, interval=60.0)
 _CHANGES_PER_MESSAGE = 8
 _OWN_EVENTS_KEPT = 10_000
 # A record's sequence is its message's stream sequence times this, plus the record's index among the
-# records of that message: ordered and the same in every process (2**53 / 1024: ample room for a
-# cursor's JSON number).
-RECORDS_PER_MESSAGE = 1024
+# records of that message: ordered and the same in every process. 64 also bounds what one message
+# holds: the stream's per-subject bound counts messages, not records.
+RECORDS_PER_MESSAGE = 64
 # A message of many changes stays well below NATS's 1 MB default max_payload.
 _BYTES_PER_MESSAGE = 256 * 1024
 
