@@ -2,18 +2,27 @@
 
 Every change to the log (a record stored, an attempt, an outcome, a resend, a pull acknowledgement, a
 record discarded) is JSON on ``<stream>_messages.<ns>.<name>`` in the stream ``<stream>_MESSAGES`` (the
-same pattern as the attempt log, ``<stream>_ATTEMPTS``): a record is a message of its own, the other
-changes of one subscription published together share one (``"op": "changes"``). Every gateway
-process reads the whole stream back with an ordered consumer, from the start, and applies each change
-to its in-memory :class:`~openconnector.messages.store.MemoryMessageStore`: reads (pages, cursors,
-pulls) are served from that view, so they are as fast as in memory, and a restarted process rebuilds
-the log from the stream. A record's sequence is the stream sequence of its "stored" change, the same in
-every process, so cursors work against any of them.
+same pattern as the attempt log, ``<stream>_ATTEMPTS``). The changes are gathered for one turn of the
+event loop and the changes of one subscription are published together in one message (``"op":
+"changes"``; at most 64 records and about 256 KB per message, a lone change is a message of its
+own): under load the records of many requests and the attempts and outcomes of many deliveries share
+one message to store and to read back. Every gateway process reads the whole stream back with an
+ordered consumer, from the start, and applies each change to its in-memory
+:class:`~openconnector.messages.store.MemoryMessageStore`: reads (pages, cursors, pulls) are served from
+that view, so they are as fast as in memory, and a restarted process rebuilds the log from the stream.
+A record's sequence is the stream sequence of its message times 64 plus its index among the records
+of that message (:func:`record_sequence`): it orders the records as they were recorded and is the same
+in every process, so cursors work against any of them.
+
+A request's records reach the NATS connection before its deliveries are stored
+(:meth:`JetStreamMessageLog.flush`, awaited by ``Gateway.publish``; the requests of one loop turn share
+that hand-over), and one connection keeps publish order, so a record is in the stream before any
+attempt at it, even when the bus delivers before its store returns.
 
 Records, attempts and outcomes become visible once read back (milliseconds); resends and pull
 acknowledgements are applied at once by the process that made them (read your own writes) and read
 back by the others. Bounds: the view keeps ``--message-max`` per subscription and nothing older than
-``--message-max-age``; the stream keeps ``--message-max-age`` and at most 8 changes per kept message per
+``--message-max-age``; the stream keeps ``--message-max-age`` and at most 8 messages per kept message per
 subscription (``max_msgs_per_subject``, oldest discarded). Publishing is best effort: a change made
 while NATS is unreachable is logged and lost (delivery itself is unaffected).
 """
@@ -49,15 +58,27 @@ _rare = RateLimitedLog(log, interval=60.0)
 
 _CHANGES_PER_MESSAGE = 8
 _OWN_EVENTS_KEPT = 10_000
+# A record's sequence is its message's stream sequence times this, plus the record's index among the
+# records of that message: ordered and the same in every process. 64 also bounds what one message
+# holds: the stream's per-subject bound counts messages, not records.
+RECORDS_PER_MESSAGE = 64
+# A message of many changes stays well below NATS's 1 MB default max_payload.
+_BYTES_PER_MESSAGE = 256 * 1024
+
+
+def record_sequence(stream_sequence: int, index: int) -> int:
+    """The sequence of the ``index``-th record (from 0) of the message at ``stream_sequence``."""
+    return stream_sequence * RECORDS_PER_MESSAGE + index
 
 
 def _grouped(batch: list[tuple[str, dict[str, Any]]], origin: str) -> list[tuple[str, bytes]]:
-    """The messages to publish for ``batch``, in order per subscription: a "record" change is one
-    message of its own (its stream sequence is the record's sequence), the other changes of one
-    subscription that follow each other up to its next record (attempts and outcomes, mostly) share
-    one "changes" message: fewer messages to store and to read back."""
+    """The messages to publish for ``batch``: per subscription, its changes in order share one
+    message (``"op": "changes"``; a lone change is a message of its own), split before it would hold
+    more than ``RECORDS_PER_MESSAGE`` records or about ``_BYTES_PER_MESSAGE`` bytes. Fewer messages
+    to publish, store and read back; the order of one subscription's changes is kept, and the
+    subscriptions are independent of each other."""
     out: list[tuple[str, bytes]] = []
-    open_groups: dict[str, list[dict[str, Any]]] = {}
+    open_groups: dict[str, tuple[list[dict[str, Any]], list[int]]] = {}  # changes, [records, bytes]
 
     def emit(subject: str, changes: list[dict[str, Any]]) -> None:
         if len(changes) == 1:
@@ -68,15 +89,21 @@ def _grouped(batch: list[tuple[str, dict[str, Any]]], origin: str) -> list[tuple
         out.append((subject, orjson.dumps(grouped)))
 
     for subject, change in batch:
-        if change.get("op") == "record":
-            group = open_groups.pop(subject, None)
-            if group:
-                emit(subject, group)
-            out.append((subject, orjson.dumps(change)))
-        else:
-            open_groups.setdefault(subject, []).append(change)
-    for subject, group in open_groups.items():
-        emit(subject, group)
+        group = open_groups.get(subject)
+        if group is None:
+            group = open_groups[subject] = ([], [0, 0])
+        changes, counts = group
+        is_record = change.get("op") == "record"
+        size = 512 + (len(change["event"]) if is_record else 0)
+        if changes and (counts[0] + is_record > RECORDS_PER_MESSAGE or counts[1] + size > _BYTES_PER_MESSAGE):
+            emit(subject, changes)
+            changes.clear()
+            counts[0] = counts[1] = 0
+        changes.append(change)
+        counts[0] += is_record
+        counts[1] += size
+    for subject, (changes, _) in open_groups.items():
+        emit(subject, changes)
     return out
 
 
@@ -89,6 +116,12 @@ def _time(value: datetime.datetime | None) -> str | None:
 
 def _parse_time(value: Any) -> datetime.datetime | None:
     return None if value is None else datetime.datetime.fromisoformat(str(value))
+
+
+def _wake(waiters: list[asyncio.Future[None]]) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)
 
 
 class JetStreamMessageLog:
@@ -110,6 +143,8 @@ class JetStreamMessageLog:
         # was unreachable never comes back to claim its entry).
         self._own_events: dict[tuple[ResourceKey, str], Any] = {}
         self._flusher: asyncio.Task[None] | None = None
+        self._flush_scheduled = False
+        self._waiters: list[asyncio.Future[None]] = []  # flush() callers, woken once their changes are sent
         self._follower: asyncio.Task[None] | None = None
         self.caught_up = asyncio.Event()
 
@@ -187,34 +222,57 @@ class JetStreamMessageLog:
         change["key"] = names.path
         subject = f"{self._subject_prefix}.{names.token}"
         self._pending.append((subject, change))
-        if self._flusher is None or self._flusher.done():
+        if not self._flush_scheduled:
+            # A callback, not a task: the request that recorded usually flushes (Gateway.publish)
+            # before it runs, and then there is nothing left to publish and no task to make.
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush_later)
+
+    def _flush_later(self) -> None:
+        self._flush_scheduled = False
+        if self._pending and (self._flusher is None or self._flusher.done()):
             self._flusher = asyncio.ensure_future(self._flush())
 
     async def flush(self) -> None:
-        """Hand what was recorded to the NATS connection now: before the bus stores the deliveries, so
-        a record is in the stream before any attempt at it (one connection keeps publish order)."""
-        await self._flush()
+        """Return once what was recorded is handed to the NATS connection: before the bus stores the
+        deliveries, so a record is in the stream before any attempt at it (one connection keeps publish
+        order). The requests of one turn of the event loop share that hand-over: one message per
+        subscription for all their records."""
+        if not self._pending:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await waiter
 
     async def _flush(self) -> None:
-        """Publish what was recorded, in order (one task for a burst of changes)."""
-        while self._pending:
-            client = self._bus.nats_client
-            batch, self._pending = self._pending, []
-            if client is None or not client.is_connected:
-                _rare.log(
-                    logging.WARNING,
-                    "lost",
-                    "the message log lost %d change(s): NATS is not connected",
-                    len(batch),
-                )
-                return
-            for subject, data in _grouped(batch, self._origin):
-                try:
-                    await client.publish(subject, data)
-                except Exception as failure:
+        """Publish what was recorded, in order (one task for a burst of changes), then wake those
+        waiting for it."""
+        waiters: list[asyncio.Future[None]] = []
+        try:
+            while self._pending:
+                client = self._bus.nats_client
+                batch, self._pending = self._pending, []
+                waiters, self._waiters = self._waiters, []
+                if client is None or not client.is_connected:
                     _rare.log(
-                        logging.WARNING, "publish", "publishing a message-log change failed: %s", failure
+                        logging.WARNING,
+                        "lost",
+                        "the message log lost %d change(s): NATS is not connected",
+                        len(batch),
                     )
+                    return
+                for subject, data in _grouped(batch, self._origin):
+                    try:
+                        await client.publish(subject, data)
+                    except Exception as failure:
+                        _rare.log(
+                            logging.WARNING, "publish", "publishing a message-log change failed: %s", failure
+                        )
+                _wake(waiters)
+        finally:  # best effort: a waiter never waits for a change that will not be published
+            _wake(waiters)
+            _wake(self._waiters)
+            self._waiters = []
 
     def record(
         self, key: ResourceKey, record: MessageRecord, event: Any, *, sequence: int | None = None
@@ -264,13 +322,23 @@ class JetStreamMessageLog:
     # ------------------------------------------------------------------------------ applying
 
     def _apply(self, change: Mapping[str, Any], sequence: int) -> None:
-        op, key = change.get("op"), subscription_key_from_path(str(change.get("key", "")))
-        namespace, name = key.namespace, key.name
+        """Apply the message at stream sequence ``sequence``: one change, or several (``"changes"``)."""
+        key = subscription_key_from_path(str(change.get("key", "")))
         own = change.get("origin") == self._origin
-        if op == "changes":  # several changes of one subscription in one message (see _grouped)
+        if change.get("op") == "changes":  # several changes of one subscription (see _grouped)
+            records = 0
             for part in change.get("changes") or ():
-                self._apply({**part, "origin": change.get("origin"), "key": change.get("key")}, sequence)
-            return
+                if part.get("op") == "record":
+                    self._apply_one(part, key, own, record_sequence(sequence, records))
+                    records += 1
+                else:
+                    self._apply_one(part, key, own, 0)
+        else:
+            self._apply_one(change, key, own, record_sequence(sequence, 0))
+
+    def _apply_one(self, change: Mapping[str, Any], key: ResourceKey, own: bool, sequence: int) -> None:
+        """Apply one change of ``key``'s log; ``sequence`` is a record's (see :func:`record_sequence`)."""
+        op, namespace, name = change.get("op"), key.namespace, key.name
         if op == "record":
             event = self._own_events.pop((key, str(change["id"])), None) if own else None
             if event is None:
