@@ -316,7 +316,7 @@ def _finding_ingest(ingest: dict[str, Any], profile: dict[str, Any] | None) -> s
             text += (
                 " No single hot spot is left: the cost is spread over the Consumer pipeline "
                 "(verification, the JSON depth check, mapping), building the CloudEvent and its NL GOV "
-                "check, encoding it and deriving its `webhook-id`, the message-log record, the lane's "
+                "check, encoding it, the message-log record, the lane's "
                 "queue and worker task, waiting for queue room under the closed loop, the attempt record, "
                 "the health window and the metric series of each attempt. All of these are kept on "
                 "purpose (every check, metric, attempt record and counter stays)."
