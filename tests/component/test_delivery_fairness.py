@@ -4,23 +4,11 @@ room that was just handed to a waiter (under a closed loop that starved some sen
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
-from dataclasses import dataclass
 
-from openconnector.delivery import ContentMode, DeliveryTarget, Dispatcher
+from openconnector.delivery import DeliveryTarget, Dispatcher
+from tests.support.engine_events import Event, encode
 from tests.support.keys import sub_key
 from tests.support.sinks import Reply, Sink
-
-
-@dataclass(frozen=True)
-class Event:
-    id: str
-    type: str = "nl.vng.zgw.zaken.zaak.created"
-    source: str = "urn:example:test"
-
-
-def encode(event: Event, mode: ContentMode) -> tuple[Mapping[str, str], bytes]:
-    return {"Content-Type": "application/json"}, b'{"id": "%s"}' % event.id.encode()
 
 
 async def test_room_handed_to_a_waiter_is_not_taken_by_a_newcomer() -> None:

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
 
-from openconnector.delivery import ContentMode, DeliveryTarget, Dispatcher
+from openconnector.delivery import DeliveryTarget, Dispatcher
 from openconnector.delivery.memory import _DEADLINES_COMPACT_AT
+from tests.support.engine_events import Event, encode
 from tests.support.keys import sub_key
 from tests.support.sinks import Reply, Sink
 
@@ -25,17 +26,6 @@ KEY = sub_key("ns/a")
 OTHER = sub_key("ns/b")
 # The shared timer may expire a waiter this much before its deadline (uvloop's millisecond clock).
 TOLERANCE = 0.002
-
-
-@dataclass(frozen=True)
-class Event:
-    id: str
-    type: str = "nl.vng.zgw.zaken.zaak.created"
-    source: str = "urn:example:test"
-
-
-def encode(event: Event, mode: ContentMode) -> tuple[Mapping[str, str], bytes]:
-    return {"Content-Type": "application/json"}, b'{"id": "%s"}' % event.id.encode()
 
 
 @dataclass

@@ -6,19 +6,12 @@ import gc
 import math
 import tracemalloc
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import pytest
+from tests.support.engine_events import Event
 from tests.support.keys import sub_key
 
 from openconnector.delivery import ContentMode, DeliveryTarget, Dispatcher, OfferResult
-
-
-@dataclass(frozen=True)
-class Event:
-    id: str
-    type: str = "nl.vng.zgw.zaken.zaak.created"
-    source: str = "urn:example:test"
 
 
 def encode(event: Event, mode: ContentMode) -> tuple[Mapping[str, str], bytes]:
