@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from itertools import chain
 from typing import Any, Protocol
 
 from multidict import CIMultiDictProxy
@@ -128,26 +127,27 @@ def _bounded_items(items: Iterable[tuple[str, str]], count: int) -> dict[str, st
     return kept
 
 
-def _kept_headers(headers: Mapping[str, str] | None) -> dict[str, str] | tuple[str, ...]:
+def _kept_headers(headers: Mapping[str, str] | None) -> dict[str, str] | tuple[tuple[str, str], ...]:
     """The response headers an attempt keeps: a response's headers (a CIMultiDictProxy) as one tuple of
-    names and values (name, value, name, value, ...) when they are few and short (bounded when read:
-    :func:`_read_back`; a tuple of strings, which the garbage collector stops tracking), else bounded
-    now. Either way what is kept is bounded however long the record lives, and the response's own
-    objects are not kept."""
-    if (
-        type(headers) is CIMultiDictProxy
-        and len(headers) <= _MAX_RESPONSE_HEADERS
-        and len("".join(headers.values())) <= _MAX_HEADER_VALUE
-    ):
-        return tuple(chain.from_iterable(headers.items()))
+    (name, value) pairs when they are few and short (bounded when read: :func:`_read_back`; tuples of
+    strings, which the garbage collector stops tracking), else bounded now. Either way what is kept is
+    bounded however long the record lives, and the response's own objects are not kept. (One pass over
+    the multidict: iterating one costs more than the few pairs it yields.)"""
+    if type(headers) is CIMultiDictProxy and len(headers) <= _MAX_RESPONSE_HEADERS:
+        items = tuple(headers.items())
+        length = 0
+        for _, value in items:
+            length += len(value)
+        if length <= _MAX_HEADER_VALUE:
+            return items
     return _bounded_headers(headers)
 
 
-def _read_back(kept: dict[str, str] | tuple[str, ...]) -> dict[str, str]:
+def _read_back(kept: dict[str, str] | tuple[tuple[str, str], ...]) -> dict[str, str]:
     """The bounded response headers of what :func:`_kept_headers` kept."""
     if isinstance(kept, dict):
         return kept
-    return _bounded_items(zip(kept[::2], kept[1::2], strict=True), len(kept) // 2)
+    return _bounded_items(kept, len(kept))
 
 
 class PendingAttempt:
