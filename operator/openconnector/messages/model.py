@@ -134,7 +134,11 @@ class MessageRecord:
     Records made on the delivery path (:meth:`pending`) keep the event's ``time`` text, the receive
     timestamp and their attempts as given; ``time``, ``received`` and ``attempts`` turn them into
     datetimes and :class:`AttemptRecord` when first read, and ``id`` (a SHA-256) is derived from the
-    source and event id when first read."""
+    source and event id when first read.
+
+    A record in a store is also the stored message (one object per delivery, not two): ``event`` is
+    the CloudEvent kept for resend, replay and pull, ``received_at`` the store's clock when it was
+    added (the age bound), and ``record`` is the record itself."""
 
     __slots__ = (
         "_attempts",
@@ -143,10 +147,12 @@ class MessageRecord:
         "_received_at",
         "_time",
         "_time_text",
+        "event",
         "event_id",
         "namespace",
         "next_attempt",
         "reason",
+        "received_at",
         "sequence",
         "source",
         "status",
@@ -188,6 +194,8 @@ class MessageRecord:
         self._received = received
         self._received_at: float | None = None
         self.reason = reason
+        self.event: Any = None
+        self.received_at = 0.0
 
     @classmethod
     def pending(
@@ -222,7 +230,14 @@ class MessageRecord:
         record._received = None
         record._received_at = received_at
         record.reason = None
+        record.event = None
+        record.received_at = 0.0
         return record
+
+    @property
+    def record(self) -> MessageRecord:
+        """The record of this stored message: itself (a store keeps the record as its stored message)."""
+        return self
 
     @property
     def id(self) -> str:

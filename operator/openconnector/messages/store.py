@@ -33,11 +33,9 @@ DEFAULT_MAX_AGE = 7 * 24 * 3600.0
 _COMPACT_SLACK = 256  # drop removed entries from the front in small batches: `del list[:n]` is O(n)
 
 
-@dataclass(slots=True)
-class StoredMessage:
-    record: MessageRecord
-    event: Any  # the CloudEvent (resend, replay, pull)
-    received_at: float
+# A stored message is its record: the record keeps the event (resend, replay, pull) and when it was
+# added (`received_at`, the age bound); its `record` is itself. One object per delivery, not two.
+StoredMessage = MessageRecord
 
 
 def _message_key(record: MessageRecord) -> str:
@@ -94,7 +92,7 @@ class MemoryMessageStore:
         if log is None:
             log = self._logs[key] = _Log()
         newest = log.by_event.get(record.event_id)
-        if newest is not None and newest.record.source == record.source:
+        if newest is not None and newest.source == record.source:
             return newest
         existing = log.shadowed.get(_message_key(record)) if log.shadowed else None
         if existing is not None:
@@ -107,19 +105,19 @@ class MemoryMessageStore:
         """Keep ``record``, a new source and event id; ``newest`` is the newest record of its event id."""
         self._sequence = sequence = self._sequence + 1
         record.sequence = sequence
-        now = self._clock()
-        stored = StoredMessage(record, event, now)
+        record.event = event
+        record.received_at = now = self._clock()
         if newest is not None:  # the event id from a second source: the older record stays findable
-            log.shadowed[_message_key(newest.record)] = newest
-        log.by_event[record.event_id] = stored
+            log.shadowed[_message_key(newest)] = newest
+        log.by_event[record.event_id] = record
         log.size = size = log.size + 1
         entries = log.entries
-        entries.append(stored)
+        entries.append(record)
         log.sequences.append(sequence)
         oldest = entries[log.head]  # (there is one kept: this one at least)
         if size > self.max_messages or (oldest is not None and oldest.received_at < now - self.max_age):
             self._evict(log, now)
-        return stored
+        return record
 
     # --------------------------------------------------- changes (the MessageWriter of the memory bus)
 
@@ -132,12 +130,12 @@ class MemoryMessageStore:
         if log is None:
             log = self._logs[key] = _Log()
         newest = log.by_event.get(record.event_id)
-        if newest is not None and newest.record.source == record.source:
-            existing: StoredMessage | None = newest
+        if newest is not None and newest.source == record.source:
+            existing: MessageRecord | None = newest
         else:
             existing = log.shadowed.get(_message_key(record)) if log.shadowed else None
         if existing is not None:
-            existing.record.status = MessageStatus.PENDING
+            existing.status = MessageStatus.PENDING
             existing.event = event
             return False
         if sequence is not None and sequence - 1 > self._sequence:
@@ -149,12 +147,11 @@ class MemoryMessageStore:
         self, key: ResourceKey, event_id: str, entry: AttemptRecord | LazyAttempt, *, subscriber: bool
     ) -> None:
         log = self._logs.get(key)
-        stored = None if log is None else log.by_event.get(event_id)
-        if stored is None:
+        record = None if log is None else log.by_event.get(event_id)
+        if record is None:
             return
-        record = stored.record
         if type(entry) is not AttemptRecord:
-            entry.bind(stored.event, record)  # type: ignore[union-attr]
+            entry.bind(record.event, record)  # type: ignore[union-attr]
         record.add_attempt(entry, _MAX_ATTEMPTS_KEPT)  # the first attempt and the newest ones
         if subscriber:
             retry_in = entry.retry_in
@@ -168,9 +165,8 @@ class MemoryMessageStore:
 
     def outcome(self, key: ResourceKey, event_id: str, status: MessageStatus, reason: str | None) -> None:
         log = self._logs.get(key)
-        stored = None if log is None or not event_id else log.by_event.get(event_id)
-        if stored is not None:
-            record = stored.record
+        record = None if log is None or not event_id else log.by_event.get(event_id)
+        if record is not None:
             record.status = status
             record.reason = reason
             record.next_attempt = None
@@ -179,8 +175,8 @@ class MemoryMessageStore:
         """Resend and replay: the message is pending again."""
         stored = self.get(key, message_id)
         if stored is not None:
-            stored.record.status = status
-            stored.record.reason = reason
+            stored.status = status
+            stored.reason = reason
 
     def discard_id(self, key: ResourceKey, message_id: str) -> None:
         stored = self.get(key, message_id)
@@ -196,7 +192,7 @@ class MemoryMessageStore:
         if stored is None:
             # The event id: what follows the last NUL (a CloudEvents String holds none); checked.
             stored = log.by_event.get(message_key[message_key.rfind("\0") + 1 :])
-            if stored is None or _message_key(stored.record) != message_key:
+            if stored is None or _message_key(stored) != message_key:
                 return
         self._remove(log, stored)
 
@@ -216,8 +212,8 @@ class MemoryMessageStore:
                 break
             self._remove(log, oldest)  # moves head past it
 
-    def _remove(self, log: _Log, stored: StoredMessage) -> None:
-        record = stored.record
+    def _remove(self, log: _Log, record: MessageRecord) -> None:
+        stored = record
         log.size -= 1
         by_event = log.by_event
         if by_event.get(record.event_id) is stored:
@@ -260,20 +256,20 @@ class MemoryMessageStore:
                 if holes > _COMPACT_SLACK and holes > log.size:
                     kept = [entry for entry in entries[head:] if entry is not None]
                     entries[:] = kept
-                    log.sequences = array("q", [entry.record.sequence for entry in kept])
+                    log.sequences = array("q", [entry.sequence for entry in kept])
                     log.head = log.holes = 0
 
     def discard(self, key: ResourceKey, stored: StoredMessage) -> None:
         """Remove one record (its request was refused after it was recorded)."""
         log = self._logs.get(key)
-        if log is not None and self._find(log, stored.record) is stored:
+        if log is not None and self._find(log, stored) is stored:
             self._remove(log, stored)
 
     @staticmethod
     def _find(log: _Log, record: MessageRecord) -> StoredMessage | None:
         """The record kept of ``record``'s source and event id."""
         newest = log.by_event.get(record.event_id)
-        if newest is not None and newest.record.source == record.source:
+        if newest is not None and newest.source == record.source:
             return newest
         return log.shadowed.get(_message_key(record)) if log.shadowed else None
 
@@ -304,7 +300,7 @@ class MemoryMessageStore:
                 # index the records added since the last look-up by id (their ids hashed now)
                 for stored in log.entries[bisect.bisect_right(sequences, log.indexed) :]:
                     if stored is not None:
-                        by_id[stored.record.id] = stored
+                        by_id[stored.id] = stored
                 log.indexed = sequences[-1]
                 found = by_id.get(message_id)
         return found
@@ -358,11 +354,11 @@ class MemoryMessageStore:
             return 0
         acknowledged = 0
         for stored in self.oldest_first(key, log.pull_acked):
-            if stored.record.sequence > upto:
+            if stored.sequence > upto:
                 break
-            if stored.record.status is MessageStatus.PENDING:
-                stored.record.status = MessageStatus.DELIVERED
-                stored.record.reason = f"acknowledged by a pull at {now.isoformat()}"
+            if stored.status is MessageStatus.PENDING:
+                stored.status = MessageStatus.DELIVERED
+                stored.reason = f"acknowledged by a pull at {now.isoformat()}"
                 acknowledged += 1
         log.pull_acked = upto
         return acknowledged
