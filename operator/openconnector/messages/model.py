@@ -16,6 +16,7 @@ from openconnector.refusal import Refusal
 
 __all__ = [
     "AttemptRecord",
+    "AttemptValues",
     "LazyAttempt",
     "MessagePage",
     "MessageRecord",
@@ -116,6 +117,13 @@ class LazyAttempt(Protocol):
     def to_json(self) -> dict[str, Any]: ...
 
 
+# An attempt kept by a store as the values it was made from, in one tuple (one object, no bind: the
+# record holding it has the event and the id): its first item is a function that builds the
+# AttemptRecord from the record and the tuple when the log is read (see
+# openconnector.messages.recorder.MessageRecorder.on_attempt). Only the memory store holds these.
+AttemptValues = tuple[Any, ...]
+
+
 def _event_time(text: object, received: datetime.datetime) -> datetime.datetime:
     """The event's ``time`` attribute, or when it was received (no time, or one that does not parse)."""
     if text is None:
@@ -188,7 +196,9 @@ class MessageRecord:
         self._time: datetime.datetime | None = time
         self._time_text: object = None
         self.status = status
-        self._attempts: list[AttemptRecord | LazyAttempt] = [] if attempts is None else attempts  # type: ignore[assignment]
+        self._attempts: list[AttemptRecord | LazyAttempt | AttemptValues] = (
+            [] if attempts is None else attempts  # type: ignore[assignment]
+        )
         self.next_attempt = next_attempt
         self.sequence = sequence
         self._received = received
@@ -284,8 +294,12 @@ class MessageRecord:
         """The attempts kept, oldest first (the first one and the newest ones)."""
         attempts = self._attempts
         for index, entry in enumerate(attempts):
-            if type(entry) is not AttemptRecord:
-                attempts[index] = entry.materialize()  # type: ignore[union-attr]
+            kind = type(entry)
+            if kind is not AttemptRecord:
+                if kind is tuple:  # values: the first one builds the record (AttemptValues)
+                    attempts[index] = entry[0](self, entry)  # type: ignore[index]
+                else:
+                    attempts[index] = entry.materialize()  # type: ignore[union-attr]
         return attempts  # type: ignore[return-value]
 
     @attempts.setter
@@ -296,7 +310,7 @@ class MessageRecord:
     def attempt_count(self) -> int:
         return len(self._attempts)
 
-    def add_attempt(self, entry: AttemptRecord | LazyAttempt, keep: int) -> None:
+    def add_attempt(self, entry: AttemptRecord | LazyAttempt | AttemptValues, keep: int) -> None:
         """Append ``entry``; beyond ``keep`` attempts the second oldest goes (the first one stays)."""
         attempts = self._attempts
         if len(attempts) >= keep:

@@ -24,9 +24,15 @@ from typing import Any
 from openconnector.api.keys import ResourceKey
 from openconnector.messages.model import AttemptRecord, LazyAttempt, MessageRecord, MessageStatus
 
-_MAX_ATTEMPTS_KEPT = 50  # per message; the first and the newest are what anyone reads
+MAX_ATTEMPTS_KEPT = 50  # per message; the first and the newest are what anyone reads
 
-__all__ = ["DEFAULT_MAX_AGE", "DEFAULT_MAX_MESSAGES", "MemoryMessageStore", "StoredMessage"]
+__all__ = [
+    "DEFAULT_MAX_AGE",
+    "DEFAULT_MAX_MESSAGES",
+    "MAX_ATTEMPTS_KEPT",
+    "MemoryMessageStore",
+    "StoredMessage",
+]
 
 DEFAULT_MAX_MESSAGES = 10_000
 DEFAULT_MAX_AGE = 7 * 24 * 3600.0
@@ -152,7 +158,7 @@ class MemoryMessageStore:
             return
         if type(entry) is not AttemptRecord:
             entry.bind(record.event, record)  # type: ignore[union-attr]
-        record.add_attempt(entry, _MAX_ATTEMPTS_KEPT)  # the first attempt and the newest ones
+        record.add_attempt(entry, MAX_ATTEMPTS_KEPT)  # the first attempt and the newest ones
         if subscriber:
             retry_in = entry.retry_in
             if retry_in is not None:
