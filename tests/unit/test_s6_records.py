@@ -14,6 +14,7 @@ from tests.support.keys import sub_key
 
 from openconnector.api.keys import ResourceKey
 from openconnector.ce import CloudEvent
+from openconnector.consumers.standard_webhooks import webhook_message_id
 from openconnector.delivery.attempts import Attempt, Destination
 from openconnector.delivery.outcomes import FinalOutcome
 from openconnector.delivery.target import ContentMode, DeliveryTarget
@@ -188,3 +189,69 @@ def test_a_writer_set_later_takes_the_attempts() -> None:
     assert [type(entry).__name__ for entry in attempts] == ["PendingAttempt"]
     recorder.writer = store
     assert recorder._direct
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    max_messages=st.integers(1, 30),
+    max_age=st.floats(5, 100),
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["add", "add", "add", "add", "again", "discard", "get", "expire"]),
+            st.integers(0, 10_000),
+            st.sampled_from([0.0, 0.5, 1.0, 3.0, 60.0]),  # seconds passed before it
+        ),
+        min_size=300,
+        max_size=1200,
+    ),
+)
+def test_a_full_log_drops_its_oldest_as_a_plain_model_does(
+    max_messages: int, max_age: float, ops: list[tuple[str, int, float]]
+) -> None:
+    """The full log's cheap drop of its oldest record on an add (done in _append) keeps what a plain
+    list keeps, over long runs that cross the lists' compaction, with look-ups by id (the index by
+    id), refused records (holes), records of a second source for an event id, and expiry."""
+    clock = _Clock()
+    store = MemoryMessageStore(max_messages=max_messages, max_age=max_age, clock=clock)
+    model: list[tuple[str, str, float]] = []  # (source, event id, received), oldest first
+    added = 0
+    for op, number, seconds in ops:
+        clock.now += seconds
+        if op in ("add", "again"):
+            if op == "add" or not model:
+                added += 1
+                source, event_id = "urn:a", f"e-{added}"
+            else:  # the newest event id from a second source: the older record stays findable
+                source, event_id = "urn:b", model[-1][1]
+                if any(entry[:2] == (source, event_id) for entry in model):
+                    continue
+            record = MessageRecord.pending(None, "ns", "sub", event_id, source, "t", None, None, clock.now)
+            assert store.record(KEY, record, None)
+            model.append((source, event_id, clock.now))
+            while len(model) > max_messages or model[0][2] < clock.now - max_age:
+                model.pop(0)
+        elif op == "discard" and model:
+            source, event_id, _ = model[number % len(model)]
+            store.discard_key(KEY, f"{source}\0{event_id}")
+            model.remove(model[number % len(model)])
+        elif op == "get" and model:
+            source, event_id, _ = model[number % len(model)]
+            found = store.get(KEY, webhook_message_id(source, event_id))
+            assert found is not None
+            assert (found.source, found.event_id) == (source, event_id)
+        elif op == "expire":
+            store.expire()
+            model = [entry for entry in model if entry[2] >= clock.now - max_age]
+        kept = [(stored.source, stored.event_id) for stored in store.newest_first(KEY, None)]
+        assert kept == [entry[:2] for entry in reversed(model)]
+        assert store.count(KEY) == len(model)
+    for source, event_id, _ in model:
+        assert store.get(KEY, webhook_message_id(source, event_id)) is not None

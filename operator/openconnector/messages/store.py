@@ -115,14 +115,35 @@ class MemoryMessageStore:
         record.received_at = now = self._clock()
         if newest is not None:  # the event id from a second source: the older record stays findable
             log.shadowed[_message_key(newest)] = newest
-        log.by_event[record.event_id] = record
+        by_event = log.by_event
+        by_event[record.event_id] = record
         log.size = size = log.size + 1
         entries = log.entries
         entries.append(record)
         log.sequences.append(sequence)
-        oldest = entries[log.head]  # (there is one kept: this one at least)
-        if size > self.max_messages or (oldest is not None and oldest.received_at < now - self.max_age):
-            self._evict(log, now)
+        head = log.head
+        oldest = entries[head]  # (there is one kept: this one at least)
+        assert oldest is not None
+        cutoff = now - self.max_age
+        if size > self.max_messages or oldest.received_at < cutoff:
+            # A full log drops its oldest record on every add: done here when it is the plain case that
+            # _remove would handle first (the newest of its event id, not indexed by id yet, the next
+            # slot kept and young enough, no compaction due), else by _evict. Same result either way.
+            following = head + 1
+            if (
+                size == self.max_messages + 1
+                and following <= _COMPACT_SLACK
+                and (successor := entries[following]) is not None  # (the new record at least follows)
+                and successor.received_at >= cutoff
+                and oldest.sequence > log.indexed
+                and by_event.get(oldest.event_id) is oldest
+            ):
+                del by_event[oldest.event_id]
+                entries[head] = None
+                log.head = following
+                log.size = size - 1
+            else:
+                self._evict(log, now)
         return record
 
     # --------------------------------------------------- changes (the MessageWriter of the memory bus)
