@@ -369,7 +369,31 @@ class MessageRecorder:
     def on_attempt(self, target_key: ResourceKey, attempt: Attempt) -> None:
         try:
             if self._direct:
-                self._attempt_in_store(target_key, attempt)
+                # The memory store: what its attempt() does with a bound PendingAttempt, with one object
+                # per attempt instead of an object and its binding: the attempt's values in one tuple
+                # (with the event its record holds now), read back by _attempt_of_values.
+                record = self.store.find_event(target_key, attempt.event_id)
+                if record is not None:
+                    headers = attempt.response_headers
+                    started, took_ms = attempt.time, attempt.latency_ms
+                    retry_in, destination = attempt.retry_in, attempt.destination
+                    record.add_attempt(
+                        (
+                            _attempt_of_values, started, took_ms, retry_in, attempt.status_code,
+                            _kept_headers(headers) if headers else _NO_HEADERS, attempt.body_excerpt,
+                            attempt.error, attempt.attempt, attempt.outcome, destination,
+                            self._target_of(target_key), record.event,
+                        ),
+                        MAX_ATTEMPTS_KEPT,
+                    )  # fmt: skip
+                    if destination is Destination.SUBSCRIBER:
+                        if retry_in is not None:
+                            record.status = MessageStatus.RETRYING
+                            record.next_attempt = utc(started) + datetime.timedelta(
+                                seconds=took_ms / 1000 + retry_in
+                            )
+                        else:
+                            record.next_attempt = None
             else:
                 entry = PendingAttempt(attempt, self._target_of(target_key))
                 subscriber = attempt.destination is Destination.SUBSCRIBER
@@ -378,32 +402,6 @@ class MessageRecorder:
             log.exception("recording an attempt for %s failed", target_key)
         if self._inner is not None:
             self._inner.on_attempt(target_key, attempt)
-
-    def _attempt_in_store(self, target_key: ResourceKey, attempt: Attempt) -> None:
-        """What the memory store's :meth:`~MemoryMessageStore.attempt` does with a
-        :class:`PendingAttempt`, for one object per attempt instead of an object and its binding: the
-        attempt's values in one tuple (with the event its record holds now), read back by
-        :func:`_attempt_of_values`."""
-        record = self.store.find_event(target_key, attempt.event_id)
-        if record is None:
-            return
-        headers = attempt.response_headers
-        started, took_ms = attempt.time, attempt.latency_ms
-        retry_in, destination = attempt.retry_in, attempt.destination
-        record.add_attempt(
-            (
-                _attempt_of_values, started, took_ms, retry_in, attempt.status_code,
-                _kept_headers(headers) if headers else _NO_HEADERS, attempt.body_excerpt, attempt.error,
-                attempt.attempt, attempt.outcome, destination, self._target_of(target_key), record.event,
-            ),
-            MAX_ATTEMPTS_KEPT,
-        )  # fmt: skip
-        if destination is Destination.SUBSCRIBER:
-            if retry_in is not None:
-                record.status = MessageStatus.RETRYING
-                record.next_attempt = utc(started) + datetime.timedelta(seconds=took_ms / 1000 + retry_in)
-            else:
-                record.next_attempt = None
 
     def on_outcome(
         self, target_key: ResourceKey, event_id: str, outcome: FinalOutcome, reason: str | None
