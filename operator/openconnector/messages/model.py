@@ -16,6 +16,7 @@ from openconnector.refusal import Refusal
 
 __all__ = [
     "AttemptRecord",
+    "AttemptValues",
     "LazyAttempt",
     "MessagePage",
     "MessageRecord",
@@ -116,6 +117,13 @@ class LazyAttempt(Protocol):
     def to_json(self) -> dict[str, Any]: ...
 
 
+# An attempt kept by a store as the values it was made from, in one tuple (one object, no bind: the
+# record holding it has the event and the id): its first item is a function that builds the
+# AttemptRecord from the record and the tuple when the log is read (see
+# openconnector.messages.recorder.MessageRecorder.on_attempt). Only the memory store holds these.
+AttemptValues = tuple[Any, ...]
+
+
 def _event_time(text: object, received: datetime.datetime) -> datetime.datetime:
     """The event's ``time`` attribute, or when it was received (no time, or one that does not parse)."""
     if text is None:
@@ -134,7 +142,11 @@ class MessageRecord:
     Records made on the delivery path (:meth:`pending`) keep the event's ``time`` text, the receive
     timestamp and their attempts as given; ``time``, ``received`` and ``attempts`` turn them into
     datetimes and :class:`AttemptRecord` when first read, and ``id`` (a SHA-256) is derived from the
-    source and event id when first read."""
+    source and event id when first read.
+
+    A record in a store is also the stored message (one object per delivery, not two): ``event`` is
+    the CloudEvent kept for resend, replay and pull, ``received_at`` the store's clock when it was
+    added (the age bound), and ``record`` is the record itself."""
 
     __slots__ = (
         "_attempts",
@@ -143,10 +155,12 @@ class MessageRecord:
         "_received_at",
         "_time",
         "_time_text",
+        "event",
         "event_id",
         "namespace",
         "next_attempt",
         "reason",
+        "received_at",
         "sequence",
         "source",
         "status",
@@ -182,12 +196,16 @@ class MessageRecord:
         self._time: datetime.datetime | None = time
         self._time_text: object = None
         self.status = status
-        self._attempts: list[AttemptRecord | LazyAttempt] = [] if attempts is None else attempts  # type: ignore[assignment]
+        self._attempts: list[AttemptRecord | LazyAttempt | AttemptValues] = (
+            [] if attempts is None else attempts  # type: ignore[assignment]
+        )
         self.next_attempt = next_attempt
         self.sequence = sequence
         self._received = received
         self._received_at: float | None = None
         self.reason = reason
+        self.event: Any = None
+        self.received_at = 0.0
 
     @classmethod
     def pending(
@@ -222,7 +240,14 @@ class MessageRecord:
         record._received = None
         record._received_at = received_at
         record.reason = None
+        record.event = None
+        record.received_at = 0.0
         return record
+
+    @property
+    def record(self) -> MessageRecord:
+        """The record of this stored message: itself (a store keeps the record as its stored message)."""
+        return self
 
     @property
     def id(self) -> str:
@@ -269,8 +294,12 @@ class MessageRecord:
         """The attempts kept, oldest first (the first one and the newest ones)."""
         attempts = self._attempts
         for index, entry in enumerate(attempts):
-            if type(entry) is not AttemptRecord:
-                attempts[index] = entry.materialize()  # type: ignore[union-attr]
+            kind = type(entry)
+            if kind is not AttemptRecord:
+                if kind is tuple:  # values: the first one builds the record (AttemptValues)
+                    attempts[index] = entry[0](self, entry)  # type: ignore[index]
+                else:
+                    attempts[index] = entry.materialize()  # type: ignore[union-attr]
         return attempts  # type: ignore[return-value]
 
     @attempts.setter
@@ -281,7 +310,7 @@ class MessageRecord:
     def attempt_count(self) -> int:
         return len(self._attempts)
 
-    def add_attempt(self, entry: AttemptRecord | LazyAttempt, keep: int) -> None:
+    def add_attempt(self, entry: AttemptRecord | LazyAttempt | AttemptValues, keep: int) -> None:
         """Append ``entry``; beyond ``keep`` attempts the second oldest goes (the first one stays)."""
         attempts = self._attempts
         if len(attempts) >= keep:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from itertools import chain
 from typing import Any, Protocol
 
 from multidict import CIMultiDictProxy
@@ -23,8 +22,15 @@ from openconnector.consumers.standard_webhooks import webhook_message_id
 from openconnector.delivery.attempts import Attempt, Destination
 from openconnector.delivery.outcomes import DeliveryObserver, FinalOutcome
 from openconnector.delivery.target import ContentMode, DeliveryTarget
-from openconnector.messages.model import AttemptRecord, LazyAttempt, MessageRecord, MessageStatus, utc
-from openconnector.messages.store import MemoryMessageStore
+from openconnector.messages.model import (
+    AttemptRecord,
+    AttemptValues,
+    LazyAttempt,
+    MessageRecord,
+    MessageStatus,
+    utc,
+)
+from openconnector.messages.store import MAX_ATTEMPTS_KEPT, MemoryMessageStore
 
 __all__ = [
     "REDACTED",
@@ -128,26 +134,27 @@ def _bounded_items(items: Iterable[tuple[str, str]], count: int) -> dict[str, st
     return kept
 
 
-def _kept_headers(headers: Mapping[str, str] | None) -> dict[str, str] | tuple[str, ...]:
+def _kept_headers(headers: Mapping[str, str] | None) -> dict[str, str] | tuple[tuple[str, str], ...]:
     """The response headers an attempt keeps: a response's headers (a CIMultiDictProxy) as one tuple of
-    names and values (name, value, name, value, ...) when they are few and short (bounded when read:
-    :func:`_read_back`; a tuple of strings, which the garbage collector stops tracking), else bounded
-    now. Either way what is kept is bounded however long the record lives, and the response's own
-    objects are not kept."""
-    if (
-        type(headers) is CIMultiDictProxy
-        and len(headers) <= _MAX_RESPONSE_HEADERS
-        and len("".join(headers.values())) <= _MAX_HEADER_VALUE
-    ):
-        return tuple(chain.from_iterable(headers.items()))
+    (name, value) pairs when they are few and short (bounded when read: :func:`_read_back`; tuples of
+    strings, which the garbage collector stops tracking), else bounded now. Either way what is kept is
+    bounded however long the record lives, and the response's own objects are not kept. (One pass over
+    the multidict: iterating one costs more than the few pairs it yields.)"""
+    if type(headers) is CIMultiDictProxy and len(headers) <= _MAX_RESPONSE_HEADERS:
+        items = tuple(headers.items())
+        length = 0
+        for _, value in items:
+            length += len(value)
+        if length <= _MAX_HEADER_VALUE:
+            return items
     return _bounded_headers(headers)
 
 
-def _read_back(kept: dict[str, str] | tuple[str, ...]) -> dict[str, str]:
+def _read_back(kept: dict[str, str] | tuple[tuple[str, str], ...]) -> dict[str, str]:
     """The bounded response headers of what :func:`_kept_headers` kept."""
     if isinstance(kept, dict):
         return kept
-    return _bounded_items(zip(kept[::2], kept[1::2], strict=True), len(kept) // 2)
+    return _bounded_items(kept, len(kept))
 
 
 class PendingAttempt:
@@ -229,20 +236,10 @@ class PendingAttempt:
                     )
                 except Exception:  # built when read: a reader gets the attempt, not an error
                     log.exception("rebuilding the request headers of an attempt failed")
-            excerpt = self.body_excerpt
-            record = self._record = AttemptRecord(
-                time=utc(self.started),
-                latency_ms=self.took_ms,
-                response_status=self.response_status,
-                response_headers=_read_back(self.response_headers),
-                response_body_excerpt=excerpt.decode("utf-8", "replace") if excerpt else "",
-                error=self.error,
-                request_headers=request_headers,
-                number=self.number,
-                outcome=self.outcome,
-                destination=self.destination._value_,
-                retry_in=self.retry_in,
-            )
+            record = self._record = _attempt_record(
+                self.started, self.took_ms, self.retry_in, self.response_status, self.response_headers,
+                self.body_excerpt, self.error, self.number, self.outcome, self.destination, request_headers,
+            )  # fmt: skip
         return record
 
     def to_json(self) -> dict[str, Any]:
@@ -250,6 +247,53 @@ class PendingAttempt:
 
 
 _NO_HEADERS: dict[str, str] = {}
+
+
+def _attempt_record(
+    started: float,
+    took_ms: float,
+    retry_in: float | None,
+    status: int | None,
+    kept_headers: dict[str, str] | tuple[tuple[str, str], ...],
+    excerpt: bytes,
+    error: str | None,
+    number: int,
+    outcome: str,
+    destination: Destination,
+    request_headers: dict[str, str],
+) -> AttemptRecord:
+    """The record of an attempt kept as its values (a :class:`PendingAttempt`, or a store's tuple)."""
+    return AttemptRecord(
+        time=utc(started),
+        latency_ms=took_ms,
+        response_status=status,
+        response_headers=_read_back(kept_headers),
+        response_body_excerpt=excerpt.decode("utf-8", "replace") if excerpt else "",
+        error=error,
+        request_headers=request_headers,
+        number=number,
+        outcome=outcome,
+        destination=destination._value_,
+        retry_in=retry_in,
+    )
+
+
+def _attempt_of_values(message: MessageRecord, values: AttemptValues) -> AttemptRecord:
+    """The record of an attempt the memory store keeps as values (:meth:`MessageRecorder.on_attempt`):
+    what a :class:`PendingAttempt` bound to ``message`` gives. ``values``: this function, then started,
+    took_ms, retry_in, status, kept response headers, body excerpt, error, number, outcome, destination,
+    the subscription's target and the message's event when the attempt was made."""
+    target, event, destination = values[11], values[12], values[10]
+    request_headers: dict[str, str] = {}
+    if target is not None:
+        try:
+            request_headers = redacted_request_headers(target, event, destination, message.id)
+        except Exception:  # built when read: a reader gets the attempt, not an error
+            log.exception("rebuilding the request headers of an attempt failed")
+    return _attempt_record(
+        values[1], values[2], values[3], values[4], values[5], values[6], values[7], values[8], values[9],
+        destination, request_headers,
+    )  # fmt: skip
 
 
 class MessageRecorder:
@@ -263,10 +307,21 @@ class MessageRecorder:
         writer: MessageWriter | None = None,
     ) -> None:
         self.store = store
-        # Where changes go: the store itself (memory), or the JetStream log that feeds every process's store.
-        self.writer: MessageWriter = writer or store
+        self.writer = writer or store
         self._target_of = target_of
         self._inner = inner
+
+    @property
+    def writer(self) -> MessageWriter:
+        """Where changes go: the store itself (memory), or the JetStream log that feeds every process's
+        store (set when the log starts)."""
+        return self._writer
+
+    @writer.setter
+    def writer(self, writer: MessageWriter) -> None:
+        self._writer = writer
+        # The memory store is written directly: an attempt joins its record as one tuple of values.
+        self._direct = writer is self.store
 
     def record_stored(
         self, plan: Sequence[tuple[ResourceKey, CloudEvent]], *, now: float
@@ -276,7 +331,7 @@ class MessageRecorder:
         call returns). Returns (key, message key) of the records that are new: :meth:`discard` them when
         the bus refuses the request."""
         created: list[tuple[ResourceKey, str]] = []
-        record = self.writer.record
+        record = self._writer.record
         pending = MessageRecord.pending
         for key, event in plan:
             attributes = event.attributes
@@ -313,9 +368,36 @@ class MessageRecorder:
 
     def on_attempt(self, target_key: ResourceKey, attempt: Attempt) -> None:
         try:
-            entry = PendingAttempt(attempt, self._target_of(target_key))
-            subscriber = attempt.destination is Destination.SUBSCRIBER
-            self.writer.attempt(target_key, attempt.event_id, entry, subscriber=subscriber)
+            if self._direct:
+                # The memory store: what its attempt() does with a bound PendingAttempt, with one object
+                # per attempt instead of an object and its binding: the attempt's values in one tuple
+                # (with the event its record holds now), read back by _attempt_of_values.
+                record = self.store.find_event(target_key, attempt.event_id)
+                if record is not None:
+                    headers = attempt.response_headers
+                    started, took_ms = attempt.time, attempt.latency_ms
+                    retry_in, destination = attempt.retry_in, attempt.destination
+                    record.add_attempt(
+                        (
+                            _attempt_of_values, started, took_ms, retry_in, attempt.status_code,
+                            _kept_headers(headers) if headers else _NO_HEADERS, attempt.body_excerpt,
+                            attempt.error, attempt.attempt, attempt.outcome, destination,
+                            self._target_of(target_key), record.event,
+                        ),
+                        MAX_ATTEMPTS_KEPT,
+                    )  # fmt: skip
+                    if destination is Destination.SUBSCRIBER:
+                        if retry_in is not None:
+                            record.status = MessageStatus.RETRYING
+                            record.next_attempt = utc(started) + datetime.timedelta(
+                                seconds=took_ms / 1000 + retry_in
+                            )
+                        else:
+                            record.next_attempt = None
+            else:
+                entry = PendingAttempt(attempt, self._target_of(target_key))
+                subscriber = attempt.destination is Destination.SUBSCRIBER
+                self._writer.attempt(target_key, attempt.event_id, entry, subscriber=subscriber)
         except Exception:  # the log must never break delivery
             log.exception("recording an attempt for %s failed", target_key)
         if self._inner is not None:
@@ -326,7 +408,7 @@ class MessageRecorder:
     ) -> None:
         try:
             if event_id:
-                self.writer.outcome(target_key, event_id, _OUTCOMES[outcome._value_], reason)
+                self._writer.outcome(target_key, event_id, _OUTCOMES[outcome._value_], reason)
         except Exception:
             log.exception("recording an outcome for %s failed", target_key)
         if self._inner is not None:

@@ -24,20 +24,24 @@ from typing import Any
 from openconnector.api.keys import ResourceKey
 from openconnector.messages.model import AttemptRecord, LazyAttempt, MessageRecord, MessageStatus
 
-_MAX_ATTEMPTS_KEPT = 50  # per message; the first and the newest are what anyone reads
+MAX_ATTEMPTS_KEPT = 50  # per message; the first and the newest are what anyone reads
 
-__all__ = ["DEFAULT_MAX_AGE", "DEFAULT_MAX_MESSAGES", "MemoryMessageStore", "StoredMessage"]
+__all__ = [
+    "DEFAULT_MAX_AGE",
+    "DEFAULT_MAX_MESSAGES",
+    "MAX_ATTEMPTS_KEPT",
+    "MemoryMessageStore",
+    "StoredMessage",
+]
 
 DEFAULT_MAX_MESSAGES = 10_000
 DEFAULT_MAX_AGE = 7 * 24 * 3600.0
 _COMPACT_SLACK = 256  # drop removed entries from the front in small batches: `del list[:n]` is O(n)
 
 
-@dataclass(slots=True)
-class StoredMessage:
-    record: MessageRecord
-    event: Any  # the CloudEvent (resend, replay, pull)
-    received_at: float
+# A stored message is its record: the record keeps the event (resend, replay, pull) and when it was
+# added (`received_at`, the age bound); its `record` is itself. One object per delivery, not two.
+StoredMessage = MessageRecord
 
 
 def _message_key(record: MessageRecord) -> str:
@@ -94,7 +98,7 @@ class MemoryMessageStore:
         if log is None:
             log = self._logs[key] = _Log()
         newest = log.by_event.get(record.event_id)
-        if newest is not None and newest.record.source == record.source:
+        if newest is not None and newest.source == record.source:
             return newest
         existing = log.shadowed.get(_message_key(record)) if log.shadowed else None
         if existing is not None:
@@ -107,19 +111,40 @@ class MemoryMessageStore:
         """Keep ``record``, a new source and event id; ``newest`` is the newest record of its event id."""
         self._sequence = sequence = self._sequence + 1
         record.sequence = sequence
-        now = self._clock()
-        stored = StoredMessage(record, event, now)
+        record.event = event
+        record.received_at = now = self._clock()
         if newest is not None:  # the event id from a second source: the older record stays findable
-            log.shadowed[_message_key(newest.record)] = newest
-        log.by_event[record.event_id] = stored
+            log.shadowed[_message_key(newest)] = newest
+        by_event = log.by_event
+        by_event[record.event_id] = record
         log.size = size = log.size + 1
         entries = log.entries
-        entries.append(stored)
+        entries.append(record)
         log.sequences.append(sequence)
-        oldest = entries[log.head]  # (there is one kept: this one at least)
-        if size > self.max_messages or (oldest is not None and oldest.received_at < now - self.max_age):
-            self._evict(log, now)
-        return stored
+        head = log.head
+        oldest = entries[head]  # (there is one kept: this one at least)
+        assert oldest is not None
+        cutoff = now - self.max_age
+        if size > self.max_messages or oldest.received_at < cutoff:
+            # A full log drops its oldest record on every add: done here when it is the plain case that
+            # _remove would handle first (the newest of its event id, not indexed by id yet, the next
+            # slot kept and young enough, no compaction due), else by _evict. Same result either way.
+            following = head + 1
+            if (
+                size == self.max_messages + 1
+                and following <= _COMPACT_SLACK
+                and (successor := entries[following]) is not None  # (the new record at least follows)
+                and successor.received_at >= cutoff
+                and oldest.sequence > log.indexed
+                and by_event.get(oldest.event_id) is oldest
+            ):
+                del by_event[oldest.event_id]
+                entries[head] = None
+                log.head = following
+                log.size = size - 1
+            else:
+                self._evict(log, now)
+        return record
 
     # --------------------------------------------------- changes (the MessageWriter of the memory bus)
 
@@ -132,12 +157,12 @@ class MemoryMessageStore:
         if log is None:
             log = self._logs[key] = _Log()
         newest = log.by_event.get(record.event_id)
-        if newest is not None and newest.record.source == record.source:
-            existing: StoredMessage | None = newest
+        if newest is not None and newest.source == record.source:
+            existing: MessageRecord | None = newest
         else:
             existing = log.shadowed.get(_message_key(record)) if log.shadowed else None
         if existing is not None:
-            existing.record.status = MessageStatus.PENDING
+            existing.status = MessageStatus.PENDING
             existing.event = event
             return False
         if sequence is not None and sequence - 1 > self._sequence:
@@ -149,13 +174,12 @@ class MemoryMessageStore:
         self, key: ResourceKey, event_id: str, entry: AttemptRecord | LazyAttempt, *, subscriber: bool
     ) -> None:
         log = self._logs.get(key)
-        stored = None if log is None else log.by_event.get(event_id)
-        if stored is None:
+        record = None if log is None else log.by_event.get(event_id)
+        if record is None:
             return
-        record = stored.record
         if type(entry) is not AttemptRecord:
-            entry.bind(stored.event, record)  # type: ignore[union-attr]
-        record.add_attempt(entry, _MAX_ATTEMPTS_KEPT)  # the first attempt and the newest ones
+            entry.bind(record.event, record)  # type: ignore[union-attr]
+        record.add_attempt(entry, MAX_ATTEMPTS_KEPT)  # the first attempt and the newest ones
         if subscriber:
             retry_in = entry.retry_in
             if retry_in is not None:
@@ -168,9 +192,8 @@ class MemoryMessageStore:
 
     def outcome(self, key: ResourceKey, event_id: str, status: MessageStatus, reason: str | None) -> None:
         log = self._logs.get(key)
-        stored = None if log is None or not event_id else log.by_event.get(event_id)
-        if stored is not None:
-            record = stored.record
+        record = None if log is None or not event_id else log.by_event.get(event_id)
+        if record is not None:
             record.status = status
             record.reason = reason
             record.next_attempt = None
@@ -179,8 +202,8 @@ class MemoryMessageStore:
         """Resend and replay: the message is pending again."""
         stored = self.get(key, message_id)
         if stored is not None:
-            stored.record.status = status
-            stored.record.reason = reason
+            stored.status = status
+            stored.reason = reason
 
     def discard_id(self, key: ResourceKey, message_id: str) -> None:
         stored = self.get(key, message_id)
@@ -196,7 +219,7 @@ class MemoryMessageStore:
         if stored is None:
             # The event id: what follows the last NUL (a CloudEvents String holds none); checked.
             stored = log.by_event.get(message_key[message_key.rfind("\0") + 1 :])
-            if stored is None or _message_key(stored.record) != message_key:
+            if stored is None or _message_key(stored) != message_key:
                 return
         self._remove(log, stored)
 
@@ -216,8 +239,8 @@ class MemoryMessageStore:
                 break
             self._remove(log, oldest)  # moves head past it
 
-    def _remove(self, log: _Log, stored: StoredMessage) -> None:
-        record = stored.record
+    def _remove(self, log: _Log, record: MessageRecord) -> None:
+        stored = record
         log.size -= 1
         by_event = log.by_event
         if by_event.get(record.event_id) is stored:
@@ -260,20 +283,20 @@ class MemoryMessageStore:
                 if holes > _COMPACT_SLACK and holes > log.size:
                     kept = [entry for entry in entries[head:] if entry is not None]
                     entries[:] = kept
-                    log.sequences = array("q", [entry.record.sequence for entry in kept])
+                    log.sequences = array("q", [entry.sequence for entry in kept])
                     log.head = log.holes = 0
 
     def discard(self, key: ResourceKey, stored: StoredMessage) -> None:
         """Remove one record (its request was refused after it was recorded)."""
         log = self._logs.get(key)
-        if log is not None and self._find(log, stored.record) is stored:
+        if log is not None and self._find(log, stored) is stored:
             self._remove(log, stored)
 
     @staticmethod
     def _find(log: _Log, record: MessageRecord) -> StoredMessage | None:
         """The record kept of ``record``'s source and event id."""
         newest = log.by_event.get(record.event_id)
-        if newest is not None and newest.record.source == record.source:
+        if newest is not None and newest.source == record.source:
             return newest
         return log.shadowed.get(_message_key(record)) if log.shadowed else None
 
@@ -304,7 +327,7 @@ class MemoryMessageStore:
                 # index the records added since the last look-up by id (their ids hashed now)
                 for stored in log.entries[bisect.bisect_right(sequences, log.indexed) :]:
                     if stored is not None:
-                        by_id[stored.record.id] = stored
+                        by_id[stored.id] = stored
                 log.indexed = sequences[-1]
                 found = by_id.get(message_id)
         return found
@@ -358,11 +381,11 @@ class MemoryMessageStore:
             return 0
         acknowledged = 0
         for stored in self.oldest_first(key, log.pull_acked):
-            if stored.record.sequence > upto:
+            if stored.sequence > upto:
                 break
-            if stored.record.status is MessageStatus.PENDING:
-                stored.record.status = MessageStatus.DELIVERED
-                stored.record.reason = f"acknowledged by a pull at {now.isoformat()}"
+            if stored.status is MessageStatus.PENDING:
+                stored.status = MessageStatus.DELIVERED
+                stored.reason = f"acknowledged by a pull at {now.isoformat()}"
                 acknowledged += 1
         log.pull_acked = upto
         return acknowledged
