@@ -1054,6 +1054,7 @@ class Dispatcher(Generic[E]):
     async def _work(self, lane: _Lane, runtime: _LaneRuntime, index: int) -> None:
         queue = runtime.queue
         deliverer = self._deliverer
+        sender = deliverer.sender
         try:
             while index < lane.target.max_concurrency:
                 if queue.jobs:
@@ -1077,13 +1078,23 @@ class Dispatcher(Generic[E]):
                     else:
                         target = lane.target
                         converted: dict[ContentMode, tuple[Mapping[str, str], bytes]] = {}
-                        request = deliverer.subscriber_request(target, prepared, converted)
-                        if isinstance(request, Response):
-                            last = request
-                        else:
-                            last = await deliverer.sender.send(
-                                target.method, target.url, request[0], request[1], target.policy.timeout
+                        if target._plain and target.content_mode is prepared.content_mode:
+                            # What subscriber_request answers for a plain target: the request as encoded.
+                            last = await sender.send(
+                                target.method,
+                                target.url,
+                                prepared.headers,
+                                prepared.body,
+                                target.policy.timeout,
                             )
+                        else:
+                            request = deliverer.subscriber_request(target, prepared, converted)
+                            if isinstance(request, Response):
+                                last = request
+                            else:
+                                last = await sender.send(
+                                    target.method, target.url, request[0], request[1], target.policy.timeout
+                                )
                         status = last.status
                         if status is not None and 200 <= status <= 299 and not last.fatal:  # SUCCESS
                             deliverer.delivered(lane, prepared, 1, last)
