@@ -73,7 +73,10 @@ class HttpSender:
 
     async def close(self) -> None:
         if self._owns_session and self._session is not None:
-            await self._session.close()
+            # Forgotten as it closes: a later send makes a new one, and no send has to ask the session
+            # whether it is closed (two property calls per request).
+            session, self._session = self._session, None
+            await session.close()
 
     def fatal(self, error: str) -> Response:
         return Response(status=None, error=error, started=self._clock(), latency_ms=0.0, fatal=True)
@@ -82,7 +85,7 @@ class HttpSender:
         self, method: str, url: str, headers: Mapping[str, str], body: bytes, timeout_s: float
     ) -> Response:
         session = self._session
-        if session is None or (self._owns_session and session.closed):
+        if session is None:  # not made yet, or closed (close() forgets the session it owns)
             session = self._ensure_session()
         started = self._clock()
         begin = time.perf_counter()
