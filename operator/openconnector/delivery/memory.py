@@ -201,11 +201,6 @@ class _Lane:
         runtime = self.runtime
         return 0 if runtime is None else len(runtime.queue.jobs) + runtime.woken
 
-    def has_room(self, runtime: _LaneRuntime) -> bool:
-        """Room for at least one more small event (what any waiter needs at the least)."""
-        target = self.target
-        return len(runtime.queue.jobs) < target.queue_size and self.held_bytes < target.queue_bytes
-
 
 class _JobQueue:
     """A lane's FIFO of jobs: the part of ``asyncio.Queue`` a lane uses (unbounded: the lane bounds it
@@ -599,7 +594,7 @@ class Dispatcher(Generic[E]):
             key, event = plan[0]
             lane = self._lanes.get(key)
             if lane is not None and not lane.closed:
-                return self._offer_one(lane, event, [], None)
+                return self._offer_one(lane, event, _NO_KEYS, None)  # nothing skipped (read-only)
         skipped: list[ResourceKey] = []
         wanted: list[tuple[_Lane, E]] = []
         for key, event in plan:
@@ -799,10 +794,13 @@ class Dispatcher(Generic[E]):
         """Wake the first waiter of ``lane`` that has not been refused since room was last freed, if
         there is room and more free slots than waiters already woken for them."""
         runtime = lane.runtime
-        if runtime is None or not runtime.waiters or lane.closed or not lane.has_room(runtime):
+        if runtime is None or not runtime.waiters or lane.closed:
             return
-        if lane.target.queue_size - len(runtime.queue.jobs) <= runtime.woken:
-            return  # every free slot already has a waiter on its way
+        target = lane.target
+        if lane.held_bytes >= target.queue_bytes:
+            return  # no room for even the smallest event
+        if target.queue_size - len(runtime.queue.jobs) <= runtime.woken:
+            return  # no free slot, or every free slot already has a waiter on its way (woken >= 0)
         version = runtime.room_version
         for waiter, since in runtime.waiters.items():
             if since >= version:
@@ -814,7 +812,7 @@ class Dispatcher(Generic[E]):
         del runtime.waiters[waiter]
         runtime.woken += 1
         waiter.lane, waiter.room = lane, runtime
-        waiter.wake()
+        waiter.future.set_result(None)  # waiter.wake(): its future is not done (checked above)
 
     def _wake_for_budget(self) -> None:
         """Wake, oldest first, the budget waiters the free bytes cover (minus those already promised)."""
@@ -1054,6 +1052,7 @@ class Dispatcher(Generic[E]):
     async def _work(self, lane: _Lane, runtime: _LaneRuntime, index: int) -> None:
         queue = runtime.queue
         deliverer = self._deliverer
+        sender = deliverer.sender
         try:
             while index < lane.target.max_concurrency:
                 if queue.jobs:
@@ -1077,13 +1076,23 @@ class Dispatcher(Generic[E]):
                     else:
                         target = lane.target
                         converted: dict[ContentMode, tuple[Mapping[str, str], bytes]] = {}
-                        request = deliverer.subscriber_request(target, prepared, converted)
-                        if isinstance(request, Response):
-                            last = request
-                        else:
-                            last = await deliverer.sender.send(
-                                target.method, target.url, request[0], request[1], target.policy.timeout
+                        if target._plain and target.content_mode is prepared.content_mode:
+                            # What subscriber_request answers for a plain target: the request as encoded.
+                            last = await sender.send(
+                                target.method,
+                                target.url,
+                                prepared.headers,
+                                prepared.body,
+                                target.policy.timeout,
                             )
+                        else:
+                            request = deliverer.subscriber_request(target, prepared, converted)
+                            if isinstance(request, Response):
+                                last = request
+                            else:
+                                last = await sender.send(
+                                    target.method, target.url, request[0], request[1], target.policy.timeout
+                                )
                         status = last.status
                         if status is not None and 200 <= status <= 299 and not last.fatal:  # SUCCESS
                             deliverer.delivered(lane, prepared, 1, last)

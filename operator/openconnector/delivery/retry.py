@@ -62,6 +62,7 @@ logger = logging.getLogger("openconnector.delivery")
 _REQUEST_ID_PREFIX = os.urandom(8).hex()
 _REQUEST_ID_BASE = int(_REQUEST_ID_PREFIX, 16) << 64
 _request_numbers = itertools.count(1)
+_SUCCESS = Outcome.SUCCESS._value_  # an Attempt's outcome text for a success
 
 
 def new_request_id() -> str:
@@ -205,12 +206,40 @@ class Deliverer:
         return await self.after_failure(state, prepared, attempt, response), response
 
     def delivered(self, state: DeliveryState, prepared: Prepared, attempt: int, response: Response) -> None:
-        """Attempt ``attempt`` of ``prepared`` succeeded (``response`` is a 2xx): record it."""
+        """Attempt ``attempt`` of ``prepared`` succeeded (``response`` is a 2xx): record it.
+
+        :meth:`record_attempt` and :meth:`report_outcome` of a success, inlined (the hot path's one
+        settle per delivery, two calls less): the same Attempt, log entry and observer calls."""
         status = response.status
         assert status is not None
-        state.health.record_success(status, response.latency_ms, retry=attempt > 1)
-        self.record_attempt(state, prepared, attempt, response, Outcome.SUCCESS, Destination.SUBSCRIBER)
-        self.report_outcome(state.key, prepared.id, FinalOutcome.DELIVERED, None)
+        latency_ms = response.latency_ms
+        state.health.record_success(status, latency_ms, retry=attempt > 1)
+        key = state.key
+        event_id = prepared.id
+        entry = Attempt(
+            "%032x" % (_REQUEST_ID_BASE | next(_request_numbers)),  # new_request_id(), inline
+            event_id,
+            attempt,
+            response.started,
+            status,
+            latency_ms,
+            None,
+            _SUCCESS,
+            Destination.SUBSCRIBER,
+            None,
+            response.headers,
+            response.body_prefix,
+        )
+        state.attempts.append(entry)
+        observer = self._observer
+        try:
+            observer.on_attempt(key, entry)
+        except Exception:
+            logger.exception("delivery observer on_attempt failed")
+        try:
+            observer.on_outcome(key, event_id, FinalOutcome.DELIVERED, None)
+        except Exception:
+            logger.exception("delivery observer on_outcome failed")
 
     async def after_failure(
         self, state: DeliveryState, prepared: Prepared, attempt: int, response: Response
@@ -282,9 +311,9 @@ class Deliverer:
                 return self.sender.fatal(
                     f"re-encoding as {mode} failed: {type(error).__name__}: {clip(str(error))}"
                 )
-        signing_key = target._signing_key
-        if signing_key is None and not target.headers and not target.auth_headers:
+        if target._plain:  # no headers, credentials or signature of its own
             return encoded_headers, body
+        signing_key = target._signing_key
         # One dict display: the target's plain headers, the encoding's, then the credentials on top.
         headers = {**target.headers, **encoded_headers, **target.auth_headers}
         if signing_key is not None:

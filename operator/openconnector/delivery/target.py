@@ -104,6 +104,8 @@ class DeliveryTarget:
     queue_bytes: int = DEFAULT_QUEUE_BYTES
     dead_letter_headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     _signing_key: bytes | None = field(default=None, init=False, repr=False, compare=False)
+    # No headers, credentials or signature of its own: an attempt sends the encoded request as it is.
+    _plain: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.key, ResourceKey) or not (self.key.namespace and self.key.name):
@@ -127,6 +129,8 @@ class DeliveryTarget:
         )
         if self.signing_secret is not None:
             object.__setattr__(self, "_signing_key", decode_signing_secret(self.signing_secret))
+        plain = self._signing_key is None and not self.headers and not self.auth_headers
+        object.__setattr__(self, "_plain", plain)
 
     @property
     def redacted_url(self) -> str:
