@@ -3,6 +3,10 @@
 - ``_GatewayPorts`` reads the clock once per request (``received``), and that reading serves ``now()``
   until the request awaits its body; it looks the Consumer's status and metric counters up once for
   ``received`` and ``forwarded``.
+- ``receive`` answers an auth type ``none`` with :data:`NO_AUTH` without calling ``verify`` (what
+  ``verify`` answers for any request): tests/unit/test_s5_request_fast_path.py runs the whole fast path
+  (the inline JSON parse included) against the general one.
+- ``RoutingTable.consumer`` finds an already normal endpoint without normalising it.
 - ``Gateway.publish`` records and counts a publish accepted at once under one clock reading, and reads
   the clock again when it had to wait.
 """
@@ -26,12 +30,12 @@ from openconnector.api.keys import ResourceKey
 from openconnector.ce import CloudEvent
 from openconnector.ce.emit import build_event
 from openconnector.consumers.allow_list import IpAllowList
-from openconnector.consumers.verifiers import InboundAuthConfig, compile_verifier
+from openconnector.consumers.verifiers import NO_AUTH, InboundAuthConfig, compile_verifier
 from openconnector.gateway.core import GATEWAY_KEY, Gateway, GatewaySettings
 from openconnector.gateway.webhooks import _GatewayPorts
 from openconnector.resources import Resource
 from openconnector.routing.compiler import compile_table
-from openconnector.routing.table import ConsumerRoute
+from openconnector.routing.table import ConsumerRoute, RoutingTable, normalise_endpoint
 
 CONSUMER_KEY = ResourceKey("Consumer", "tenant", "zaken")
 
@@ -144,6 +148,37 @@ async def test_forwarded_counts_where_a_lookup_would(requests: int, with_receive
         )
     )
     assert _consumer_samples(gateway) == _consumer_samples(reference)
+
+
+headers = st.dictionaries(st.text(max_size=12), st.text(max_size=24), max_size=4)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    headers=headers,
+    query=st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=2),
+    body=st.binary(max_size=32),
+    now=st.floats(allow_nan=False),
+)
+def test_an_unauthenticated_consumer_verifies_every_request_as_no_auth(
+    headers: dict[str, str], query: dict[str, str], body: bytes, now: float
+) -> None:
+    verifier = compile_verifier(InboundAuthConfig(type="none"))
+    assert verifier.verify(headers=headers, query=query, body=body, now=now) is NO_AUTH
+
+
+endpoints = st.text(alphabet="ab/", max_size=6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(asked=endpoints, served=st.lists(endpoints, max_size=4))
+def test_a_consumer_is_found_as_by_its_normal_endpoint(asked: str, served: list[str]) -> None:
+    consumer = _consumer()
+    by_endpoint = {
+        normalise_endpoint(e): dataclasses.replace(consumer, endpoint=normalise_endpoint(e)) for e in served
+    }
+    table = dataclasses.replace(RoutingTable.empty(), consumers_by_endpoint=by_endpoint)
+    assert table.consumer(asked) is by_endpoint.get(normalise_endpoint(asked))
 
 
 TYPE = "nl.vng.zgw.zaken.zaak.created"
