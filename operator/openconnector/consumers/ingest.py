@@ -25,7 +25,7 @@ from openconnector.ce.depth import json_depth_exceeds
 from openconnector.consumers.allow_list import IpAddress
 from openconnector.consumers.replay import ReplayStore, admit
 from openconnector.consumers.targets import TargetCall, object_id, target_answer, target_call
-from openconnector.consumers.verifiers import AuthOutcome
+from openconnector.consumers.verifiers import NO_AUTH, AuthOutcome
 from openconnector.mapping import MappingError
 from openconnector.mapping.runner import apply_mapping
 from openconnector.refusal import Refusal
@@ -129,7 +129,15 @@ def _parse_payload(request: InboundRequest) -> Any:
     try:
         return orjson.loads(request.body)
     except orjson.JSONDecodeError as error:
-        raise Refusal(400, "invalid-json", f"the body is not valid JSON: {error}") from None
+        raise _invalid_json(error) from None
+
+
+def _invalid_json(error: orjson.JSONDecodeError) -> Refusal:
+    return Refusal(400, "invalid-json", f"the body is not valid JSON: {error}")
+
+
+def _too_deep(max_depth: int) -> Refusal:
+    return Refusal(422, "too-deep", f"the body nests deeper than {max_depth} levels", label="too-deep")
 
 
 def _depth_exceeds(payload: Any, limit: int) -> bool:
@@ -180,9 +188,13 @@ async def receive(consumer: ConsumerRoute, ports: ConsumerPorts) -> WebhookAnswe
         request = ports.request_now(limit)
         if request is None:
             request = await ports.read_request(limit)
-        outcome = consumer.verifier.verify(
-            headers=request.headers, query=request.query, body=request.body, now=ports.now()
-        )
+        verifier = consumer.verifier
+        if verifier.config.type == "none":  # verify()'s answer, without the call: it reads nothing
+            outcome = NO_AUTH
+        else:
+            outcome = verifier.verify(
+                headers=request.headers, query=request.query, body=request.body, now=ports.now()
+            )
         event = consumer.event
         if (
             consumer.mapping is None
@@ -195,7 +207,16 @@ async def receive(consumer: ConsumerRoute, ports: ConsumerPorts) -> WebhookAnswe
             # synchronous, so it runs here, without a coroutine per step: the same steps in the same
             # order as _accept() (tests/unit/test_s5_request_fast_path.py). That matters most for the
             # many senders that wait for queue room: they are resumed through every frame.
-            payload = _checked_payload(request, ports.max_json_depth)
+            max_depth = ports.max_json_depth
+            if request.content_type == "application/json":  # _checked_payload(), inline for the common type
+                try:
+                    payload = orjson.loads(request.body)
+                except orjson.JSONDecodeError as error:
+                    raise _invalid_json(error) from None
+                if _depth_exceeds(payload, max_depth):
+                    raise _too_deep(max_depth)
+            else:
+                payload = _checked_payload(request, max_depth)
             if event.validate_data is not None:
                 _check_schema(event, payload)
             built = _built_event(consumer, event, payload, None, ports)
@@ -245,7 +266,7 @@ def _checked_payload(request: InboundRequest, max_depth: int) -> Any:
     """The decoded JSON body; a Refusal when it is not JSON or nests deeper than ``max_depth``."""
     payload = _parse_payload(request)
     if _depth_exceeds(payload, max_depth):
-        raise Refusal(422, "too-deep", f"the body nests deeper than {max_depth} levels", label="too-deep")
+        raise _too_deep(max_depth)
     return payload
 
 

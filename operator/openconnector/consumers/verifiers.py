@@ -54,6 +54,7 @@ __all__ = [
     "ASYMMETRIC_JWT_ALGORITHMS",
     "HMAC_JWT_ALGORITHMS",
     "JWT_DEFAULT_LIFETIME_SECONDS",
+    "NO_AUTH",
     "SUPPORTED_JWT_ALGORITHMS",
     "AuthFailure",
     "AuthOutcome",
@@ -415,7 +416,8 @@ def _verify_github(verifier: InboundVerifier, headers: Mapping[str, str], body: 
 
 
 # Immutable (frozen, and nothing writes its empty claims): one outcome serves every unauthenticated request.
-_NO_AUTH: Final = AuthOutcome("none")
+NO_AUTH: Final = AuthOutcome("none")
+"""What :meth:`InboundVerifier.verify` answers for every request when the auth type is ``none``."""
 
 
 def _verify(
@@ -427,7 +429,7 @@ def _verify(
 ) -> AuthOutcome:
     config = verifier.config
     if config.type == "none":  # reads no header: nothing to lower
-        return _NO_AUTH
+        return NO_AUTH
     lowered = _lower_headers(headers)
     if config.type == "bearer":
         return _verify_bearer(verifier, lowered, query)

@@ -380,8 +380,12 @@ class Gateway:
         try:
             table = self.table
             plan, placements = self._plan(table, events, namespace)
+            # One clock reading for the records and the status, unless the publish waits (then the status
+            # gets the time it was published).
+            stored_at = self.clock()
+            now: float | None = stored_at
             # Recorded before the bus stores it: a durable bus may deliver before store returns.
-            created = self.recorder.record_stored(plan, now=self.clock()) if plan else []
+            created = self.recorder.record_stored(plan, now=stored_at) if plan else []
             pushed = self._pushed(plan) if self._pull_keys else plan
             try:
                 # The memory bus decides without awaiting: most senders are accepted at once and never pay
@@ -403,6 +407,7 @@ class Gateway:
                     assert offer_now is not None
                     assert wait_for_room is not None
                     deadline = asyncio.get_running_loop().time() + self.settings.submit_timeout
+                    now = None
                     while True:
                         await wait_for_room(result.full, needed_bytes=result.budget_needed, deadline=deadline)
                         if self.table is not table:
@@ -415,6 +420,7 @@ class Gateway:
                         if result.accepted:
                             break
                 elif result is None:  # a bus whose store awaits (JetStream): bound as a whole
+                    now = None
                     async with asyncio.timeout(self.settings.submit_timeout):
                         while True:
                             if result is not None:  # refused just now: wait for this caller's turn first
@@ -449,7 +455,8 @@ class Gateway:
             ) from None
         except EventTooLargeError as error:
             raise Refusal(413, "event-too-large", str(error)) from None
-        now = self.clock()
+        if now is None:
+            now = self.clock()
         events_by_namespace_type = table.events_by_namespace_type
         for event, namespaces in placements:
             type_ = event.type

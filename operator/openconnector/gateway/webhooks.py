@@ -28,12 +28,13 @@ from openconnector.consumers.targets import (
     target_unreachable,
     unreachable_reason,
 )
-from openconnector.gateway.core import GATEWAY_KEY, Gateway
+from openconnector.gateway.core import GATEWAY_KEY, ConsumerCounters, Gateway
 from openconnector.gateway.intake import body_now, read_limited, webhook_handshake
 from openconnector.gateway.problems import problem, refusal_problem
 from openconnector.refusal import Refusal
 from openconnector.resources import ResourceKey
 from openconnector.routing.table import ConsumerRoute, EventRoute
+from openconnector.status.counters import ConsumerStats
 
 __all__ = ["handle_webhook", "handle_webhook_options"]
 
@@ -63,11 +64,16 @@ def _labels(key: ResourceKey) -> tuple[str, str]:
 class _GatewayPorts:
     """The gateway and one request as :class:`openconnector.consumers.ingest.ConsumerPorts`."""
 
-    __slots__ = ("_gateway", "_request")
+    __slots__ = ("_counters", "_gateway", "_now", "_request", "_stats")
 
     def __init__(self, gateway: Gateway, request: web.Request) -> None:
         self._gateway = gateway
         self._request = request
+        # Taken by received(): the request's clock reading, and its Consumer's status and metric counters
+        # (looked up once, for received() and forwarded() both).
+        self._now: float | None = None
+        self._stats: ConsumerStats | None = None
+        self._counters: ConsumerCounters | None = None
 
     @property
     def replay_store(self) -> ReplayStore:
@@ -78,7 +84,10 @@ class _GatewayPorts:
         return self._gateway.settings.limits.max_json_depth
 
     def now(self) -> float:
-        return self._gateway.clock()
+        # received()'s reading, until the request awaits (read_request): until then the steps run without
+        # yielding, microseconds apart, and one clock reading serves them all.
+        now = self._now
+        return self._gateway.clock() if now is None else now
 
     def client_address(self) -> IpAddress | None:
         cidrs = tuple(self._gateway.settings.trusted_proxies)
@@ -100,6 +109,7 @@ class _GatewayPorts:
         return InboundRequest(headers, request.query, "application/json", body)
 
     async def read_request(self, limit: int) -> InboundRequest:
+        self._now = None  # the body may take seconds: later steps read the clock again
         return self._inbound(await read_limited(self._request, limit))  # a 413 Refusal when larger
 
     def _inbound(self, body: bytes) -> InboundRequest:
@@ -116,8 +126,12 @@ class _GatewayPorts:
 
     def received(self, consumer: ConsumerRoute) -> None:
         gateway = self._gateway
-        gateway.consumer_stats[consumer.key].record_received(gateway.clock())
-        gateway.consumer_counters(consumer.key).received(1)
+        key = consumer.key
+        self._now = now = gateway.clock()
+        self._stats = stats = gateway.consumer_stats[key]
+        self._counters = counters = gateway.consumer_counters(key)
+        stats.record_received(now)
+        counters.received(1)
 
     def refused(self, consumer: ConsumerRoute, refusal: Refusal) -> None:
         gateway = self._gateway
@@ -126,9 +140,12 @@ class _GatewayPorts:
         gateway.metrics.webhooks_rejected.labels(*_labels(consumer.key), refusal.label).inc()
 
     def forwarded(self, consumer: ConsumerRoute) -> None:
-        gateway = self._gateway
-        gateway.consumer_stats[consumer.key].record_forwarded()
-        gateway.consumer_counters(consumer.key).forwarded(1)
+        stats, counters = self._stats, self._counters
+        if stats is None or counters is None:  # received() not called for this request: look them up
+            gateway = self._gateway
+            stats, counters = gateway.consumer_stats[consumer.key], gateway.consumer_counters(consumer.key)
+        stats.record_forwarded()
+        counters.forwarded(1)
 
     async def call_target(self, consumer: ConsumerRoute, call: TargetCall) -> tuple[int, bytes]:
         gateway = self._gateway

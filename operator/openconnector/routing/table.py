@@ -201,4 +201,8 @@ class RoutingTable:
         return seen + [s for subs in self.wildcard_subscriptions.values() for s in subs]
 
     def consumer(self, endpoint: str) -> ConsumerRoute | None:
-        return self.consumers_by_endpoint.get(normalise_endpoint(endpoint))
+        consumers = self.consumers_by_endpoint
+        # The keys are normalised, so a key equal to ``endpoint`` is its normal form already: most requests
+        # name it so, and are found without normalising.
+        found = consumers.get(endpoint)
+        return found if found is not None else consumers.get(normalise_endpoint(endpoint))
