@@ -5,6 +5,7 @@ view is the one it had when it parsed its own messages."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -235,3 +236,50 @@ async def test_a_change_that_was_not_published_is_not_held() -> None:
     await writer.log._flush()
     assert not writer.log._held
     assert not stream.messages
+
+
+async def test_other_changes_wait_a_little_for_company_and_records_do_not() -> None:
+    """An attempt or outcome alone is published after a few milliseconds; a record goes at the end of
+    the loop turn and takes what waits with it, in order; flush() and close() take it too."""
+    stream = _Stream()
+    process = _Process(stream)
+    await _act(process, KEYS[0], "delivered", 1, 0)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert not stream.messages  # waiting for company
+    await asyncio.sleep(jetstream_log._CHANGE_DELAY * 3)
+    assert len(stream.messages) == 1  # then it goes on its own
+
+    await _act(process, KEYS[0], "delivered", 2, 0)
+    await _act(process, KEYS[0], "record", 3, 0)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert len(stream.messages) == 2  # with the record, in one message, the outcome first
+    changes = orjson.loads(stream.messages[1][1])["changes"]
+    assert [change["op"] for change in changes] == ["outcome", "record"]
+
+    await _act(process, KEYS[1], "failed", 4, 0)
+    await asyncio.wait_for(process.log.flush(), 1.0)  # a flush does not wait for the delay
+    assert len(stream.messages) == 3
+    await _act(process, KEYS[1], "failed", 5, 0)
+    await process.log.close()
+    assert len(stream.messages) == 4
+
+
+async def test_what_is_held_is_bounded_in_bytes_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A follower that lags behind does not make the writer hold more than the byte bound; what was
+    let go is parsed when read back, and the views agree."""
+    monkeypatch.setattr(jetstream_log, "_HELD_BYTES", 1500)
+    stream = _Stream()
+    writer, reader = _Process(stream), _Process(stream)
+    for n in range(6):
+        await _act(writer, KEYS[0], "record", n, 0)
+        await writer.log._flush()
+        assert writer.log._held_bytes <= 1500
+    assert 0 < len(writer.log._held) < 6
+    assert writer.log._held_bytes == sum(len(data) for _, data in stream.messages[-len(writer.log._held) :])
+    writer.read_back()
+    reader.read_back()
+    assert _view(writer.log) == _view(reader.log)
+    assert not writer.log._held
+    assert writer.log._held_bytes == 0

@@ -369,6 +369,7 @@ class JetStreamBus(Generic[E]):
         self._ack_numbers = itertools.count(1)
         self._ack_waiters: dict[str, asyncio.Future[Msg]] = {}
         self._ack_subscribed = False
+        self._before_disconnect: list[Callable[[], Awaitable[None]]] = []
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -420,6 +421,10 @@ class JetStreamBus(Generic[E]):
         with contextlib.suppress(Exception):  # what waits for the next flush goes out now
             async with asyncio.timeout(_CLOSE_BOUND):
                 await self._flush_attempts()
+        for publish_rest in self._before_disconnect:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_CLOSE_BOUND):
+                    await publish_rest()
         if self._watcher is not None:
             # Ends the watcher's iteration without relying on cancellation, which nats-py can swallow
             # while the watcher is being set up (seen: close() waiting for ever on this task).
@@ -439,6 +444,11 @@ class JetStreamBus(Generic[E]):
                 logger.debug("closing the NATS connection failed: %s", failure)
         await self._sender.close()
         return 0
+
+    def before_disconnect(self, publish_rest: Callable[[], Awaitable[None]]) -> None:
+        """Have :meth:`close` await ``publish_rest`` after the deliveries finished and before the NATS
+        connection closes (the message log publishes what it still holds)."""
+        self._before_disconnect.append(publish_rest)
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)

@@ -3,10 +3,11 @@
 Every change to the log (a record stored, an attempt, an outcome, a resend, a pull acknowledgement, a
 record discarded) is JSON on ``<stream>_messages.<ns>.<name>`` in the stream ``<stream>_MESSAGES`` (the
 same pattern as the attempt log, ``<stream>_ATTEMPTS``). The changes are gathered for one turn of the
-event loop and the changes of one subscription are published together in one message (``"op":
-"changes"``; at most 64 records and about 256 KB per message, a lone change is a message of its
-own): under load the records of many requests and the attempts and outcomes of many deliveries share
-one message to store and to read back. Every gateway process reads the whole stream back with an
+event loop (other changes than records wait up to 5 ms for company) and the changes of one
+subscription are published together in one message (``"op": "changes"``; at most 64 records and
+about 256 KB per message, a lone change is a message of its own): under load the records of many
+requests and the attempts and outcomes of many deliveries share one message to store and to read
+back. Every gateway process reads the whole stream back with an
 ordered consumer, from the start, and applies each change to its in-memory
 :class:`~openconnector.messages.store.MemoryMessageStore`: reads (pages, cursors, pulls) are served from
 that view, so they are as fast as in memory, and a restarted process rebuilds the log from the stream.
@@ -27,7 +28,8 @@ Records, attempts and outcomes become visible once read back (milliseconds); res
 acknowledgements are applied at once by the process that made them (read your own writes) and read
 back by the others. Bounds: the view keeps ``--message-max`` per subscription and nothing older than
 ``--message-max-age``; the stream keeps ``--message-max-age`` and at most 8 messages per kept message per
-subscription (``max_msgs_per_subject``, oldest discarded). Publishing is best effort: a change made
+subscription (``max_msgs_per_subject``, oldest discarded). When the bus closes, what the log still holds is
+published before the connection closes. Publishing is best effort: a change made
 while NATS is unreachable is logged and lost (delivery itself is unaffected).
 """
 
@@ -63,16 +65,21 @@ log = logging.getLogger(__name__)
 _rare = RateLimitedLog(log, interval=60.0)
 
 _CHANGES_PER_MESSAGE = 8
-# Own messages published and not read back yet, whose changes this process holds (bounded: a message
-# lost in transit never comes back to claim its entry; one evicted is parsed when read, as another
-# process's).
+# Own messages published and not read back yet, whose changes this process holds, bounded in count and
+# in bytes of their JSON (a message lost in transit never comes back to claim its entry, and the follower
+# may lag behind: one evicted is parsed when read, as another process's).
 _HELD_MESSAGES = 4096
+_HELD_BYTES = 32 * 1024 * 1024
 # A record's sequence is its message's stream sequence times this, plus the record's index among the
 # records of that message: ordered and the same in every process. 64 also bounds what one message
 # holds: the stream's per-subject bound counts messages, not records.
 RECORDS_PER_MESSAGE = 64
 # A message of many changes stays well below NATS's 1 MB default max_payload.
 _BYTES_PER_MESSAGE = 256 * 1024
+# Seconds a change other than a record (an attempt, an outcome, ...) may wait for company before it is
+# published: under load the attempts and outcomes of a few milliseconds join the next records' message
+# instead of making messages of their own (records go at the end of the loop turn: requests wait).
+_CHANGE_DELAY = 0.005
 
 
 def record_sequence(stream_sequence: int, index: int) -> int:
@@ -171,9 +178,11 @@ class JetStreamMessageLog:
         # made from (applied as they are when the change is read back, see _apply_held).
         self._local: list[_Local] = []
         # Own messages published, by number, until read back: their changes as _pending held them.
-        self._held: dict[int, list[tuple[dict[str, Any], _Local]]] = {}
+        self._held: dict[int, tuple[list[tuple[dict[str, Any], _Local]], int]] = {}
+        self._held_bytes = 0
         self._flusher: asyncio.Task[None] | None = None
         self._flush_scheduled = False
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._waiters: list[asyncio.Future[None]] = []  # flush() callers, woken once their changes are sent
         self._follower: asyncio.Task[None] | None = None
         self.caught_up = asyncio.Event()
@@ -182,9 +191,18 @@ class JetStreamMessageLog:
 
     def start(self) -> None:
         self._follower = asyncio.ensure_future(self._follow_forever())
+        # The changes of the last deliveries (and those waiting for company) go out before the bus
+        # closes the connection, not after.
+        self._bus.before_disconnect(self._flush_now)
+
+    async def _flush_now(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        await self._flush()
 
     async def close(self) -> None:
-        await self._flush()
+        await self._flush_now()
         for task in (self._follower, self._flusher):
             if task is not None:
                 task.cancel()
@@ -252,6 +270,12 @@ class JetStreamMessageLog:
         subject = f"{self._subject_prefix}.{names.token}"
         self._pending.append((subject, change))
         self._local.append((key, objects))
+        if objects is not None:  # a record: published at the end of this loop turn
+            self._flush_soon()
+        elif not self._flush_scheduled and self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(_CHANGE_DELAY, self._flush_later)
+
+    def _flush_soon(self) -> None:
         if not self._flush_scheduled:
             # A callback, not a task: the request that recorded usually flushes (Gateway.publish)
             # before it runs, and then there is nothing left to publish and no task to make.
@@ -260,6 +284,9 @@ class JetStreamMessageLog:
 
     def _flush_later(self) -> None:
         self._flush_scheduled = False
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         if self._pending and (self._flusher is None or self._flusher.done()):
             self._flusher = asyncio.ensure_future(self._flush())
 
@@ -270,6 +297,7 @@ class JetStreamMessageLog:
         subscription for all their records."""
         if not self._pending:
             return
+        self._flush_soon()  # (what waits for company goes now too)
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         await waiter
@@ -292,15 +320,12 @@ class JetStreamMessageLog:
                         len(batch),
                     )
                     return
-                held = self._held
                 for subject, data, number, members in _grouped(batch, self._origin, self._numbers):
-                    if len(held) >= _HELD_MESSAGES:
-                        del held[next(iter(held))]
-                    held[number] = [(batch[index][1], local[index]) for index in members]
+                    self._hold(number, [(batch[index][1], local[index]) for index in members], len(data))
                     try:
                         await client.publish(subject, data)
                     except Exception as failure:
-                        held.pop(number, None)
+                        self._release(number)
                         _rare.log(
                             logging.WARNING, "publish", "publishing a message-log change failed: %s", failure
                         )
@@ -362,6 +387,20 @@ class JetStreamMessageLog:
         else:
             self._apply(orjson.loads(data), sequence)
 
+    def _hold(self, number: int, changes: list[tuple[dict[str, Any], _Local]], size: int) -> None:
+        held = self._held
+        while held and (len(held) >= _HELD_MESSAGES or self._held_bytes + size > _HELD_BYTES):
+            self._release(next(iter(held)))  # the oldest
+        held[number] = (changes, size)
+        self._held_bytes += size
+
+    def _release(self, number: int) -> list[tuple[dict[str, Any], _Local]] | None:
+        found = self._held.pop(number, None)
+        if found is None:
+            return None
+        self._held_bytes -= found[1]
+        return found[0]
+
     def _take_held(self, data: bytes) -> list[tuple[dict[str, Any], _Local]] | None:
         """The changes of this process's message ``data`` that it still holds, else None (another
         process's message, or one no longer held: parsed)."""
@@ -373,7 +412,7 @@ class JetStreamMessageLog:
             number = int(data[start : data.index(b",", start)])
         except ValueError:
             return None
-        return self._held.pop(number, None)
+        return self._release(number)
 
     def _apply_held(self, held: list[tuple[dict[str, Any], _Local]], sequence: int) -> None:
         """Apply this process's message at stream sequence ``sequence`` from the changes it held: what
