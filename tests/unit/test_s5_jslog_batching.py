@@ -97,7 +97,7 @@ async def test_grouped_messages_apply_as_one_message_per_change(steps: list[tupl
     _play(writer, steps)
     batch = await _drain(writer)
     reader, single = _log(), _log()
-    for sequence, (_, data) in enumerate(_grouped(batch, writer._origin), start=1):
+    for sequence, (_, data, *_) in enumerate(_grouped(batch, writer._origin), start=1):
         change = orjson.loads(data)
         writer._apply(change, sequence)
         reader._apply(change, sequence)
@@ -125,7 +125,7 @@ async def test_one_message_per_subscription_per_flush() -> None:
     messages = _grouped(batch, writer._origin)
     assert len(messages) == 2
     reader = _log()
-    for sequence, (_, data) in enumerate(messages, start=1):
+    for sequence, (_, data, *_) in enumerate(messages, start=1):
         reader._apply(orjson.loads(data), sequence)
     assert [s.record.sequence for s in reader.store.oldest_first(KEYS[0], 0)] == [
         record_sequence(1, n) for n in range(5)
@@ -143,13 +143,13 @@ async def test_a_message_holds_a_bounded_number_of_records_and_bytes() -> None:
         _record(writer, KEYS[1], _event(10_000 + n, size=100_000))
     batch = await _drain(writer)
     messages = _grouped(batch, writer._origin)
-    assert [subject.rsplit(".", 1)[0] for subject, _ in messages].count("T_messages") == len(messages)
-    assert all(len(data) < 512 * 1024 for _, data in messages)
+    assert [subject.rsplit(".", 1)[0] for subject, *_ in messages].count("T_messages") == len(messages)
+    assert all(len(data) < 512 * 1024 for _, data, *_ in messages)
     assert (
         len(messages) >= 2 + 3
     )  # RECORDS_PER_MESSAGE + 3 small records: 2 messages; 10 of 100 KB: 3 or more
     reader = _log()
-    for sequence, (_, data) in enumerate(messages, start=1):
+    for sequence, (_, data, *_) in enumerate(messages, start=1):
         reader._apply(orjson.loads(data), sequence)
     assert len(list(reader.store.oldest_first(KEYS[0], 0))) == min(
         RECORDS_PER_MESSAGE + 3, reader.store.max_messages

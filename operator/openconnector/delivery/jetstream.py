@@ -62,6 +62,7 @@ import collections
 import contextlib
 import datetime
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -77,6 +78,7 @@ import nats
 import nats.errors
 import nats.js.errors
 import orjson
+from nats.aio.client import NO_RESPONDERS_STATUS
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -362,6 +364,12 @@ class JetStreamBus(Generic[E]):
         self._attempt_prefix = f"{settings.stream}_attempts"
         self._attempt_backlog: list[tuple[str, Attempt]] = []
         self._attempt_flusher: asyncio.Task[None] | None = None
+        # Publish acknowledgements come to one subscription of this bus, <prefix><number> (see _request).
+        self._ack_prefix = f"_OC_PUBACK.{uuid.uuid4().hex}."
+        self._ack_numbers = itertools.count(1)
+        self._ack_waiters: dict[str, asyncio.Future[Msg]] = {}
+        self._ack_subscribed = False
+        self._before_disconnect: list[Callable[[], Awaitable[None]]] = []
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -413,6 +421,10 @@ class JetStreamBus(Generic[E]):
         with contextlib.suppress(Exception):  # what waits for the next flush goes out now
             async with asyncio.timeout(_CLOSE_BOUND):
                 await self._flush_attempts()
+        for publish_rest in self._before_disconnect:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(_CLOSE_BOUND):
+                    await publish_rest()
         if self._watcher is not None:
             # Ends the watcher's iteration without relying on cancellation, which nats-py can swallow
             # while the watcher is being set up (seen: close() waiting for ever on this task).
@@ -432,6 +444,11 @@ class JetStreamBus(Generic[E]):
                 logger.debug("closing the NATS connection failed: %s", failure)
         await self._sender.close()
         return 0
+
+    def before_disconnect(self, publish_rest: Callable[[], Awaitable[None]]) -> None:
+        """Have :meth:`close` await ``publish_rest`` after the deliveries finished and before the NATS
+        connection closes (the message log publishes what it still holds)."""
+        self._before_disconnect.append(publish_rest)
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -509,6 +526,9 @@ class JetStreamBus(Generic[E]):
         self._connected = True
         while not self._closed:
             try:
+                if not self._ack_subscribed:  # (nats-py renews it after a reconnect)
+                    await self._nc.subscribe(f"{self._ack_prefix}*", cb=self._acknowledged)
+                    self._ack_subscribed = True
                 await self._provision()
                 break
             except Exception as failure:
@@ -847,10 +867,10 @@ class JetStreamBus(Generic[E]):
             if len(messages) == 1:
                 key, prepared = messages[0]
                 headers = {META_HEADER: encode_meta(prepared), MSG_ID_HEADER: msg_id}
-                reply = await nc.request(
-                    delivery_subject(self._prefix, key), prepared.body, timeout=timeout, headers=headers
+                answer = await self._request(
+                    nc, delivery_subject(self._prefix, key), prepared.body, headers, timeout
                 )
-                _raise_refusal(reply.data)
+                _raise_refusal(answer)
                 return
             batch = uuid.uuid4().hex
             last = len(messages)
@@ -866,8 +886,8 @@ class JetStreamBus(Generic[E]):
                     continue
                 headers["Nats-Batch-Commit"] = "1"
                 headers[MSG_ID_HEADER] = msg_id
-                reply = await nc.request(subject, prepared.body, timeout=timeout, headers=headers)
-                _raise_refusal(reply.data, _DUPLICATE_IN_BATCH)
+                answer = await self._request(nc, subject, prepared.body, headers, timeout)
+                _raise_refusal(answer, _DUPLICATE_IN_BATCH)
         except BusUnavailableError:
             raise
         except (nats.errors.Error, TimeoutError, OSError, ValueError) as failure:
@@ -875,6 +895,35 @@ class JetStreamBus(Generic[E]):
                 f"the event bus did not confirm storing the request: {type(failure).__name__}",
                 _RETRY_AFTER,
             ) from None
+
+    async def _request(
+        self, nc: NatsClient, subject: str, body: bytes, headers: dict[str, str], within: float
+    ) -> bytes:
+        """Publish with a reply subject and return the answer (the PubAck) within ``within`` seconds.
+
+        nats-py's ``request`` does the same with a random token (a NUID and ``token_hex``, an os.urandom
+        call) and ``asyncio.wait_for`` (two more futures and callbacks) per request; here the token is a
+        counter under this bus's random prefix and the timeout one timer handle."""
+        token = str(next(self._ack_numbers))
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Msg] = loop.create_future()
+        waiters = self._ack_waiters
+        waiters[token] = waiter
+        timer = loop.call_later(within, _time_out, waiter)
+        try:
+            await nc.publish(subject, body, reply=self._ack_prefix + token, headers=headers)
+            answer = await waiter
+        finally:
+            timer.cancel()
+            waiters.pop(token, None)
+        if not answer.data and answer.headers and answer.headers.get("Status") == NO_RESPONDERS_STATUS:
+            raise nats.errors.NoRespondersError
+        return answer.data
+
+    async def _acknowledged(self, message: Msg) -> None:
+        waiter = self._ack_waiters.pop(message.subject[len(self._ack_prefix) :], None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(message)
 
     async def wait_for_room(self, keys: Collection[ResourceKey], *, needed_bytes: int = 0) -> None:
         """JetStream has no local room to wait for: a full stream refuses (503) instead."""
@@ -1346,6 +1395,11 @@ def _replay_key(key: str) -> str:
 
 
 _WAITED_ENOUGH = -1  # a pace waiter's answer at its deadline (a backlog reading is never negative)
+
+
+def _time_out(waiter: asyncio.Future[Msg]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 def _stop_waiting(waiter: asyncio.Future[int]) -> None:

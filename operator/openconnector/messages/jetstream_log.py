@@ -3,13 +3,18 @@
 Every change to the log (a record stored, an attempt, an outcome, a resend, a pull acknowledgement, a
 record discarded) is JSON on ``<stream>_messages.<ns>.<name>`` in the stream ``<stream>_MESSAGES`` (the
 same pattern as the attempt log, ``<stream>_ATTEMPTS``). The changes are gathered for one turn of the
-event loop and the changes of one subscription are published together in one message (``"op":
-"changes"``; at most 64 records and about 256 KB per message, a lone change is a message of its
-own): under load the records of many requests and the attempts and outcomes of many deliveries share
-one message to store and to read back. Every gateway process reads the whole stream back with an
+event loop (other changes than records wait up to 5 ms for company) and the changes of one
+subscription are published together in one message (``"op": "changes"``; at most 64 records and
+about 256 KB per message, a lone change is a message of its own): under load the records of many
+requests and the attempts and outcomes of many deliveries share one message to store and to read
+back. Every gateway process reads the whole stream back with an
 ordered consumer, from the start, and applies each change to its in-memory
 :class:`~openconnector.messages.store.MemoryMessageStore`: reads (pages, cursors, pulls) are served from
 that view, so they are as fast as in memory, and a restarted process rebuilds the log from the stream.
+A process's own messages are not parsed when read back: each starts with its writer's origin and
+number (``{"origin":…,"n":…,``), and the writer applies the changes it still holds for that number
+(the records with the event objects it recorded), at that point of the stream, so its view is the
+one every other process builds from the JSON.
 A record's sequence is the stream sequence of its message times 64 plus its index among the records
 of that message (:func:`record_sequence`): it orders the records as they were recorded and is the same
 in every process, so cursors work against any of them.
@@ -23,7 +28,8 @@ Records, attempts and outcomes become visible once read back (milliseconds); res
 acknowledgements are applied at once by the process that made them (read your own writes) and read
 back by the others. Bounds: the view keeps ``--message-max`` per subscription and nothing older than
 ``--message-max-age``; the stream keeps ``--message-max-age`` and at most 8 messages per kept message per
-subscription (``max_msgs_per_subject``, oldest discarded). Publishing is best effort: a change made
+subscription (``max_msgs_per_subject``, oldest discarded). When the bus closes, what the log still holds is
+published before the connection closes. Publishing is best effort: a change made
 while NATS is unreachable is logged and lost (delivery itself is unaffected).
 """
 
@@ -32,9 +38,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime
+import itertools
 import logging
 import os
-from collections.abc import Mapping
+import secrets
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -57,13 +65,21 @@ log = logging.getLogger(__name__)
 _rare = RateLimitedLog(log, interval=60.0)
 
 _CHANGES_PER_MESSAGE = 8
-_OWN_EVENTS_KEPT = 10_000
+# Own messages published and not read back yet, whose changes this process holds, bounded in count and
+# in bytes of their JSON (a message lost in transit never comes back to claim its entry, and the follower
+# may lag behind: one evicted is parsed when read, as another process's).
+_HELD_MESSAGES = 4096
+_HELD_BYTES = 32 * 1024 * 1024
 # A record's sequence is its message's stream sequence times this, plus the record's index among the
 # records of that message: ordered and the same in every process. 64 also bounds what one message
 # holds: the stream's per-subject bound counts messages, not records.
 RECORDS_PER_MESSAGE = 64
 # A message of many changes stays well below NATS's 1 MB default max_payload.
 _BYTES_PER_MESSAGE = 256 * 1024
+# Seconds a change other than a record (an attempt, an outcome, ...) may wait for company before it is
+# published: under load the attempts and outcomes of a few milliseconds join the next records' message
+# instead of making messages of their own (records go at the end of the loop turn: requests wait).
+_CHANGE_DELAY = 0.005
 
 
 def record_sequence(stream_sequence: int, index: int) -> int:
@@ -71,39 +87,56 @@ def record_sequence(stream_sequence: int, index: int) -> int:
     return stream_sequence * RECORDS_PER_MESSAGE + index
 
 
-def _grouped(batch: list[tuple[str, dict[str, Any]]], origin: str) -> list[tuple[str, bytes]]:
+def own_prefix(origin: str) -> bytes:
+    """How every message of the writer ``origin`` starts (its number follows): see :func:`_grouped`."""
+    return b'{"origin":"' + origin.encode() + b'","n":'
+
+
+def _grouped(
+    batch: list[tuple[str, dict[str, Any]]], origin: str, numbers: Iterator[int] | None = None
+) -> list[tuple[str, bytes, int, list[int]]]:
     """The messages to publish for ``batch``: per subscription, its changes in order share one
     message (``"op": "changes"``; a lone change is a message of its own), split before it would hold
     more than ``RECORDS_PER_MESSAGE`` records or about ``_BYTES_PER_MESSAGE`` bytes. Fewer messages
     to publish, store and read back; the order of one subscription's changes is kept, and the
-    subscriptions are independent of each other."""
-    out: list[tuple[str, bytes]] = []
-    open_groups: dict[str, tuple[list[dict[str, Any]], list[int]]] = {}  # changes, [records, bytes]
+    subscriptions are independent of each other.
 
-    def emit(subject: str, changes: list[dict[str, Any]]) -> None:
-        if len(changes) == 1:
-            out.append((subject, orjson.dumps(changes[0])))
-            return
-        parts = [{k: v for k, v in change.items() if k not in ("origin", "key")} for change in changes]
-        grouped = {"op": "changes", "origin": origin, "key": changes[0]["key"], "changes": parts}
-        out.append((subject, orjson.dumps(grouped)))
+    Each message is (subject, data, number, the indices in ``batch`` of its changes). Its JSON starts
+    with ``{"origin":<origin>,"n":<number>,`` (:func:`own_prefix`; ``numbers`` counts from 1 when not
+    given), so the writer knows its own messages when it reads them back without parsing them."""
+    numbers = itertools.count(1) if numbers is None else numbers
+    prefix = own_prefix(origin)
+    out: list[tuple[str, bytes, int, list[int]]] = []
+    open_groups: dict[str, tuple[list[int], list[int]]] = {}  # indices, [records, bytes]
 
-    for subject, change in batch:
+    def emit(subject: str, members: list[int]) -> None:
+        number = next(numbers)
+        if len(members) == 1:
+            body: dict[str, Any] = {k: v for k, v in batch[members[0]][1].items() if k != "origin"}
+        else:
+            changes = [batch[index][1] for index in members]
+            parts = [{k: v for k, v in change.items() if k not in ("origin", "key")} for change in changes]
+            body = {"op": "changes", "key": changes[0]["key"], "changes": parts}
+        # The origin and number first, the rest of the object after them (orjson writes it as "{...}").
+        data = b"".join((prefix, str(number).encode(), b",", memoryview(orjson.dumps(body))[1:]))
+        out.append((subject, data, number, members))
+
+    for index, (subject, change) in enumerate(batch):
         group = open_groups.get(subject)
         if group is None:
             group = open_groups[subject] = ([], [0, 0])
-        changes, counts = group
+        members, counts = group
         is_record = change.get("op") == "record"
         size = 512 + (len(change["event"]) if is_record else 0)
-        if changes and (counts[0] + is_record > RECORDS_PER_MESSAGE or counts[1] + size > _BYTES_PER_MESSAGE):
-            emit(subject, changes)
-            changes.clear()
+        if members and (counts[0] + is_record > RECORDS_PER_MESSAGE or counts[1] + size > _BYTES_PER_MESSAGE):
+            emit(subject, members[:])
+            members.clear()
             counts[0] = counts[1] = 0
-        changes.append(change)
+        members.append(index)
         counts[0] += is_record
         counts[1] += size
-    for subject, (changes, _) in open_groups.items():
-        emit(subject, changes)
+    for subject, (members, _) in open_groups.items():
+        emit(subject, members)
     return out
 
 
@@ -133,17 +166,23 @@ class JetStreamMessageLog:
     def __init__(self, bus: JetStreamBus[Any], store: MemoryMessageStore) -> None:
         self._bus = bus
         self.store = store
-        self._origin = f"{os.getpid()}-{id(self):x}"
+        # Random, so no two processes share it (the same pid in every container is common).
+        self._origin = f"{os.getpid()}-{secrets.token_hex(6)}"
+        self._own_prefix = own_prefix(self._origin)
+        self._numbers = itertools.count(1)
         prefix = bus.settings.stream
         self.stream = f"{prefix}_MESSAGES"
         self._subject_prefix = f"{prefix}_messages"
         self._pending: list[tuple[str, dict[str, Any]]] = []
-        # The events this process recorded, until their "record" change is read back: applying it then
-        # needs no parse of the event this process already holds (bounded: a change lost while NATS
-        # was unreachable never comes back to claim its entry).
-        self._own_events: dict[tuple[ResourceKey, str], Any] = {}
+        # Beside each pending change: its subscription, and for a record the record and event it was
+        # made from (applied as they are when the change is read back, see _apply_held).
+        self._local: list[_Local] = []
+        # Own messages published, by number, until read back: their changes as _pending held them.
+        self._held: dict[int, tuple[list[tuple[dict[str, Any], _Local]], int]] = {}
+        self._held_bytes = 0
         self._flusher: asyncio.Task[None] | None = None
         self._flush_scheduled = False
+        self._flush_timer: asyncio.TimerHandle | None = None
         self._waiters: list[asyncio.Future[None]] = []  # flush() callers, woken once their changes are sent
         self._follower: asyncio.Task[None] | None = None
         self.caught_up = asyncio.Event()
@@ -152,9 +191,18 @@ class JetStreamMessageLog:
 
     def start(self) -> None:
         self._follower = asyncio.ensure_future(self._follow_forever())
+        # The changes of the last deliveries (and those waiting for company) go out before the bus
+        # closes the connection, not after.
+        self._bus.before_disconnect(self._flush_now)
+
+    async def _flush_now(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        await self._flush()
 
     async def close(self) -> None:
-        await self._flush()
+        await self._flush_now()
         for task in (self._follower, self._flusher):
             if task is not None:
                 task.cancel()
@@ -189,9 +237,9 @@ class JetStreamMessageLog:
                     self.caught_up.set()
 
                 async def received(message: Msg, last: int = last) -> None:
-                    sequence = message.metadata.sequence.stream
+                    sequence = _stream_sequence(message)
                     try:
-                        self._apply(orjson.loads(message.data), sequence)
+                        self.apply_message(message.data, sequence)
                     except Exception:
                         log.exception("applying a message-log change failed")
                     if sequence >= last:
@@ -216,12 +264,18 @@ class JetStreamMessageLog:
 
     # ------------------------------------------------------------------------------- writing
 
-    def _publish(self, key: ResourceKey, change: dict[str, Any]) -> None:
-        change["origin"] = self._origin
+    def _publish(self, key: ResourceKey, change: dict[str, Any], objects: Any = None) -> None:
         names = subscription_names(key)  # the names a running stream already holds
         change["key"] = names.path
         subject = f"{self._subject_prefix}.{names.token}"
         self._pending.append((subject, change))
+        self._local.append((key, objects))
+        if objects is not None:  # a record: published at the end of this loop turn
+            self._flush_soon()
+        elif not self._flush_scheduled and self._flush_timer is None:
+            self._flush_timer = asyncio.get_running_loop().call_later(_CHANGE_DELAY, self._flush_later)
+
+    def _flush_soon(self) -> None:
         if not self._flush_scheduled:
             # A callback, not a task: the request that recorded usually flushes (Gateway.publish)
             # before it runs, and then there is nothing left to publish and no task to make.
@@ -230,6 +284,9 @@ class JetStreamMessageLog:
 
     def _flush_later(self) -> None:
         self._flush_scheduled = False
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         if self._pending and (self._flusher is None or self._flusher.done()):
             self._flusher = asyncio.ensure_future(self._flush())
 
@@ -240,6 +297,7 @@ class JetStreamMessageLog:
         subscription for all their records."""
         if not self._pending:
             return
+        self._flush_soon()  # (what waits for company goes now too)
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         await waiter
@@ -252,6 +310,7 @@ class JetStreamMessageLog:
             while self._pending:
                 client = self._bus.nats_client
                 batch, self._pending = self._pending, []
+                local, self._local = self._local, []
                 waiters, self._waiters = self._waiters, []
                 if client is None or not client.is_connected:
                     _rare.log(
@@ -261,10 +320,12 @@ class JetStreamMessageLog:
                         len(batch),
                     )
                     return
-                for subject, data in _grouped(batch, self._origin):
+                for subject, data, number, members in _grouped(batch, self._origin, self._numbers):
+                    self._hold(number, [(batch[index][1], local[index]) for index in members], len(data))
                     try:
                         await client.publish(subject, data)
                     except Exception as failure:
+                        self._release(number)
                         _rare.log(
                             logging.WARNING, "publish", "publishing a message-log change failed: %s", failure
                         )
@@ -279,15 +340,11 @@ class JetStreamMessageLog:
     ) -> bool:
         _, body = to_structured(event)
         created = self.store.get(key, record.id) is None
-        own = self._own_events
-        if len(own) >= _OWN_EVENTS_KEPT:
-            del own[next(iter(own))]
-        own[(key, record.id)] = event
         self._publish(key, {
             "op": "record", "id": record.id, "eventId": record.event_id, "source": record.source,
             "type": record.type, "subject": record.subject, "time": _time(record.time),
             "received": _time(record.received), "event": body.decode("utf-8"),
-        })  # fmt: skip
+        }, (record, event))  # fmt: skip
         return created
 
     def attempt(
@@ -321,6 +378,55 @@ class JetStreamMessageLog:
 
     # ------------------------------------------------------------------------------ applying
 
+    def apply_message(self, data: bytes, sequence: int) -> None:
+        """Apply the message ``data`` read back at stream sequence ``sequence``: this process's own
+        from the changes it holds, any other (or an own one no longer held) from its JSON."""
+        held = self._take_held(data)
+        if held is not None:
+            self._apply_held(held, sequence)
+        else:
+            self._apply(orjson.loads(data), sequence)
+
+    def _hold(self, number: int, changes: list[tuple[dict[str, Any], _Local]], size: int) -> None:
+        held = self._held
+        while held and (len(held) >= _HELD_MESSAGES or self._held_bytes + size > _HELD_BYTES):
+            self._release(next(iter(held)))  # the oldest
+        held[number] = (changes, size)
+        self._held_bytes += size
+
+    def _release(self, number: int) -> list[tuple[dict[str, Any], _Local]] | None:
+        found = self._held.pop(number, None)
+        if found is None:
+            return None
+        self._held_bytes -= found[1]
+        return found[0]
+
+    def _take_held(self, data: bytes) -> list[tuple[dict[str, Any], _Local]] | None:
+        """The changes of this process's message ``data`` that it still holds, else None (another
+        process's message, or one no longer held: parsed)."""
+        prefix = self._own_prefix
+        if not data.startswith(prefix):
+            return None
+        start = len(prefix)
+        try:
+            number = int(data[start : data.index(b",", start)])
+        except ValueError:
+            return None
+        return self._release(number)
+
+    def _apply_held(self, held: list[tuple[dict[str, Any], _Local]], sequence: int) -> None:
+        """Apply this process's message at stream sequence ``sequence`` from the changes it held: what
+        :meth:`_apply` makes of its JSON (the same records, sequences, attempts and statuses), without
+        parsing it or the events again."""
+        records = 0
+        for change, (key, objects) in held:
+            if objects is not None:  # a record: the record and event it was made from
+                record, event = objects
+                self.store.record(key, record, event, sequence=record_sequence(sequence, records))
+                records += 1
+            else:
+                self._apply_one(change, key, True, 0)
+
     def _apply(self, change: Mapping[str, Any], sequence: int) -> None:
         """Apply the message at stream sequence ``sequence``: one change, or several (``"changes"``)."""
         key = subscription_key_from_path(str(change.get("key", "")))
@@ -340,11 +446,9 @@ class JetStreamMessageLog:
         """Apply one change of ``key``'s log; ``sequence`` is a record's (see :func:`record_sequence`)."""
         op, namespace, name = change.get("op"), key.namespace, key.name
         if op == "record":
-            event = self._own_events.pop((key, str(change["id"])), None) if own else None
-            if event is None:
-                event = parse_http(
-                    "POST", {"Content-Type": "application/cloudevents+json"}, str(change["event"]).encode()
-                ).events[0]
+            event = parse_http(
+                "POST", {"Content-Type": "application/cloudevents+json"}, str(change["event"]).encode()
+            ).events[0]
             received = _parse_time(change.get("received"))
             record = MessageRecord(
                 id=str(change["id"]), namespace=namespace, subscription=name, event_id=str(change["eventId"]),
@@ -368,3 +472,20 @@ class JetStreamMessageLog:
             self.store.acknowledge(
                 key, int(change["upto"]), _parse_time(change.get("at")) or datetime.datetime.now(datetime.UTC)
             )
+
+
+# A pending change's subscription, and what a record was made from (its MessageRecord and event).
+_Local = tuple[ResourceKey, Any]
+
+
+def _stream_sequence(message: Msg) -> int:
+    """The stream sequence of a message of the ordered consumer, read from its reply subject
+    (``$JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>...``; nats-py's ``Msg.metadata`` parses
+    the same tokens but also builds a datetime and three objects per message)."""
+    tokens = (message.reply or "").split(".")
+    if len(tokens) == _ACK_V1_TOKENS and tokens[0] == "$JS" and tokens[1] == "ACK":
+        return int(tokens[5])
+    return message.metadata.sequence.stream
+
+
+_ACK_V1_TOKENS = 9
