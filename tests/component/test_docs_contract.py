@@ -62,7 +62,7 @@ _SLUG_CHOICE = re.compile(r"\"([a-z-]+)\" if [^\n]* else \"([a-z-]+)\"")
 
 def _answered_slugs() -> set[str]:
     """Every problem slug the source can answer with (calls with a literal slug, the slug choices, the
-    middleware's table for aiohttp's own errors, and the auth failures)."""
+    table of the problem routes for aiohttp's own errors, and the auth failures)."""
     slugs: set[str] = set()
     for path in SOURCE.rglob("*.py"):
         text = path.read_text()
@@ -72,7 +72,7 @@ def _answered_slugs() -> set[str]:
                 if ".labels(" not in line:  # metric labels are chosen the same way; they are not slugs
                     for pair in _SLUG_CHOICE.findall(line):
                         slugs.update(pair)
-    app = (SOURCE / "gateway" / "app.py").read_text()
+    app = (SOURCE / "gateway" / "routes.py").read_text()
     table = app[app.index("_SLUGS = {") : app.index("}", app.index("_SLUGS = {"))]
     slugs.update(re.findall(r"\"([a-z-]+)\"", table))
     return slugs

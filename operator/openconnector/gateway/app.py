@@ -1,9 +1,9 @@
-"""The aiohttp application: routes, the problem+json middleware, status API, probes and metrics."""
+"""The aiohttp application: routes (every error answered as problem+json, see ``gateway/routes.py``),
+status API, probes and metrics."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -12,8 +12,9 @@ from openconnector.api.keys import ResourceKey
 from openconnector.api.kinds import EVENT_SUBSCRIPTION, KINDS_BY_NAME
 from openconnector.gateway.core import GATEWAY_KEY, Gateway
 from openconnector.gateway.events import handle_events, handle_events_options
-from openconnector.gateway.intake import ClientGone, continue_at_body_read
+from openconnector.gateway.intake import continue_at_body_read
 from openconnector.gateway.problems import problem, refusal_problem
+from openconnector.gateway.routes import add_unrouted, problem_routes
 from openconnector.gateway.webhooks import handle_webhook, handle_webhook_options
 from openconnector.messages.api import add_message_routes
 from openconnector.messages.service import AUTHORIZER_KEY
@@ -21,50 +22,6 @@ from openconnector.refusal import Refusal
 from openconnector.ui import add_ui_routes
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-_SLUGS = {
-    404: "not-found",
-    405: "method-not-allowed",
-    408: "request-timeout",
-    413: "body-too-large",
-    400: "bad-request",
-}
-
-
-def _detail(request: web.Request, error: web.HTTPException) -> str:
-    """What went wrong, in terms of this request (aiohttp's own texts are generic)."""
-    if error.status == 404:
-        return f"nothing is served at {request.path}"
-    if error.status == 405:
-        allowed = ", ".join(sorted(m for m in error.headers.get("Allow", "").split(",") if m))
-        return f"{request.method} is not allowed on {request.path}; use {allowed}"
-    text = (error.text or "").strip()
-    # aiohttp's default text is "<status>: <reason>"; a specific text says more than the reason.
-    return text if text and not text.startswith(f"{error.status}:") else error.reason
-
-
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every error leaves as problem+json; no traceback ever reaches a client."""
-    try:
-        return await handler(request)
-    except ClientGone:
-        # Nobody is left to read an answer, and it is not the gateway's fault: no traceback.
-        log.debug("client disconnected mid-body on %s %s", request.method, request.path)
-        return problem(400, "client-disconnected", "the client closed the connection before the body arrived")
-    except web.HTTPException as error:
-        if error.status < 400:
-            raise
-        headers = {
-            k: v for k, v in error.headers.items() if k.lower() in ("allow", "retry-after", "connection")
-        }
-        slug = _SLUGS.get(error.status, "error")
-        return problem(error.status, slug, _detail(request, error), headers=headers)
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return problem(500, "internal-error", "the gateway failed to handle the request; it has been logged")
 
 
 async def handle_status(request: web.Request) -> web.Response:
@@ -141,20 +98,22 @@ async def handle_metrics(request: web.Request) -> web.Response:
 def build_app(gateway: Gateway, *, with_metrics: bool = True) -> web.Application:
     # Bodies are size-checked per route (settings.max_event_bytes, a consumer's maxBodyBytes); this is
     # only the outer bound aiohttp enforces for request.read().
-    app = web.Application(middlewares=[problem_middleware], client_max_size=64 * 1024 * 1024)
+    app = web.Application(client_max_size=64 * 1024 * 1024)
     app[GATEWAY_KEY] = gateway
-    app.router.add_post("/events", handle_events, expect_handler=continue_at_body_read)
-    app.router.add_route("OPTIONS", "/events", handle_events_options)
-    app.router.add_post("/namespaces/{namespace}/events", handle_events, expect_handler=continue_at_body_read)
-    app.router.add_route("OPTIONS", "/namespaces/{namespace}/events", handle_events_options)
-    app.router.add_post("/webhooks/{endpoint:.+}", handle_webhook, expect_handler=continue_at_body_read)
-    app.router.add_route("OPTIONS", "/webhooks/{endpoint:.+}", handle_webhook_options)
-    app.router.add_get("/api/v1alpha1/status", handle_status)
-    app.router.add_get("/api/v1alpha1/subscriptions/{namespace}/{name}/attempts", handle_attempts)
-    app.router.add_get("/healthz", handle_healthz)
-    app.router.add_get("/readyz", handle_readyz)
+    routes = problem_routes(app)
+    routes.add_post("/events", handle_events, expect_handler=continue_at_body_read)
+    routes.add_route("OPTIONS", "/events", handle_events_options)
+    routes.add_post("/namespaces/{namespace}/events", handle_events, expect_handler=continue_at_body_read)
+    routes.add_route("OPTIONS", "/namespaces/{namespace}/events", handle_events_options)
+    routes.add_post("/webhooks/{endpoint:.+}", handle_webhook, expect_handler=continue_at_body_read)
+    routes.add_route("OPTIONS", "/webhooks/{endpoint:.+}", handle_webhook_options)
+    routes.add_get("/api/v1alpha1/status", handle_status)
+    routes.add_get("/api/v1alpha1/subscriptions/{namespace}/{name}/attempts", handle_attempts)
+    routes.add_get("/healthz", handle_healthz)
+    routes.add_get("/readyz", handle_readyz)
     if with_metrics:
-        app.router.add_get("/metrics", handle_metrics)
+        routes.add_get("/metrics", handle_metrics)
     add_message_routes(app, gateway.messages, gateway.authorizer)
     add_ui_routes(app)  # the web page at /ui (docs/ui.md), over the message service and authorizer above
+    add_unrouted(app)  # last: the 404s and 405s of what no route above serves
     return app

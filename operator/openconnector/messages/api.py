@@ -17,6 +17,7 @@ from aiohttp import web
 from openconnector.ce import to_batch
 from openconnector.gateway.intake import continue_at_body_read, read_limited
 from openconnector.gateway.problems import refusal_problem
+from openconnector.gateway.routes import problem_routes
 from openconnector.messages.access import Authorizer, Principal, Verb
 from openconnector.messages.model import MessageRecord
 from openconnector.messages.openapi import openapi_document
@@ -216,11 +217,12 @@ def add_message_routes(app: web.Application, service: MessageService, authorizer
     app[MESSAGES_KEY] = service
     app[AUTHORIZER_KEY] = authorizer
     sub = PREFIX + "/subscriptions/{namespace}/{name}"
-    app.router.add_get(PREFIX + "/subscriptions", handle_subscriptions)
-    app.router.add_get(sub + "/messages", handle_messages)
-    app.router.add_get(sub + "/messages/{id}", handle_message)
-    app.router.add_post(sub + "/messages/{id}/resend", handle_resend, expect_handler=continue_at_body_read)
-    app.router.add_post(sub + "/replay", handle_replay, expect_handler=continue_at_body_read)
-    app.router.add_get(sub + "/pull", handle_pull)
-    app.router.add_get(PREFIX + "/events/{eventId}/messages", handle_event_messages)
-    app.router.add_get(PREFIX + "/openapi.json", handle_openapi)
+    routes = problem_routes(app)
+    routes.add_get(PREFIX + "/subscriptions", handle_subscriptions)
+    routes.add_get(sub + "/messages", handle_messages)
+    routes.add_get(sub + "/messages/{id}", handle_message)
+    routes.add_post(sub + "/messages/{id}/resend", handle_resend, expect_handler=continue_at_body_read)
+    routes.add_post(sub + "/replay", handle_replay, expect_handler=continue_at_body_read)
+    routes.add_get(sub + "/pull", handle_pull)
+    routes.add_get(PREFIX + "/events/{eventId}/messages", handle_event_messages)
+    routes.add_get(PREFIX + "/openapi.json", handle_openapi)

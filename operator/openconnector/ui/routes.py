@@ -22,6 +22,7 @@ from aiohttp import web
 
 from openconnector.gateway.intake import continue_at_body_read, read_limited
 from openconnector.gateway.problems import refusal_problem
+from openconnector.gateway.routes import problem_routes
 from openconnector.messages.access import Authorizer, Principal, Verb
 from openconnector.messages.model import SubscriptionSummary
 from openconnector.messages.service import AUTHORIZER_KEY, MESSAGES_KEY, MessageService
@@ -428,7 +429,7 @@ def add_ui_routes(app: web.Application) -> None:
     """Mount the web page under ``/ui`` (the app must hold the message service and the authorizer)."""
     app[FORM_TOKENS_KEY] = forms.FormTokens()
     subscription = "/ui/subscriptions/{namespace}/{name}"
-    router = app.router
+    router = problem_routes(app)
     router.add_get("/ui", handle_root)
     router.add_get("/ui/", handle_subscriptions)
     router.add_get("/ui/static/ui.css", handle_stylesheet)
