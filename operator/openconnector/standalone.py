@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ from watchfiles import awatch
 from openconnector.gateway.core import GatewaySettings
 from openconnector.manifests import load_manifests
 from openconnector.resources import ResourceStore
-from openconnector.runtime import RunningGateway, Runtime, run_main, settings_from_args
+from openconnector.runtime import RunningGateway, Runtime, run_main, settings_from_args, settle_gc
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +82,7 @@ async def start_standalone(
 async def _serve(args: argparse.Namespace) -> int:
     directory = Path(args.manifests)
     standalone = await start_standalone([directory], settings_from_args(args))
-    # As in `run`: what start-up made lives as long as the process, out of the cyclic GC's reach.
-    gc.freeze()
+    settle_gc()  # as in `run`
     log.info(
         "serving %s on %s (webhooks at /webhooks/<endpoint>, events at /events)", directory, standalone.url
     )

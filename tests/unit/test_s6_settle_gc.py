@@ -1,0 +1,31 @@
+"""After start-up the gateway process freezes what start-up made and collects the youngest generation
+less often (docs/operations.md, "The garbage collector")."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from openconnector.runtime import YOUNG_GC_THRESHOLD, settle_gc
+
+
+@pytest.fixture
+def restored_gc() -> Iterator[None]:
+    threshold = gc.get_threshold()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+
+
+@pytest.mark.usefixtures("restored_gc")
+def test_settle_gc_freezes_start_up_and_raises_only_the_youngest_threshold() -> None:
+    gc.unfreeze()
+    gc.set_threshold(700, 10, 10)
+    settle_gc()
+    assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == (YOUNG_GC_THRESHOLD, 10, 10)
+    assert YOUNG_GC_THRESHOLD == 5000  # the figure docs/operations.md states
