@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import signal
 import sys
 import time
@@ -32,6 +33,10 @@ from aiohttp import web
 HOST = "127.0.0.1"
 #: The event loops a benchmark can run the gateway and its baselines on (the gateway's ``--event-loop``).
 LOOPS = ("asyncio", "uvloop")
+#: The gateway's garbage-collector setting (``openconnector.runtime.YOUNG_GC_THRESHOLD``, applied with
+#: ``gc.freeze()`` once started): the baselines run with it too, so that it is not counted as the gateway's
+#: gain over them.
+BASELINE_YOUNG_GC_THRESHOLD = 5000
 _STAMP = b'"t":'
 _OK = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
 
@@ -213,6 +218,9 @@ async def start_app(app: web.Application, port: int) -> web.AppRunner:
 
 async def serve_aiohttp(kind: str, port: int, forward: str | None) -> None:
     runner = await start_app(baseline_app(kind, forward), port)
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(BASELINE_YOUNG_GC_THRESHOLD, middle, oldest)
     try:
         await _until_signalled(port)
     finally:
