@@ -67,6 +67,14 @@ def test_encode_meta_is_the_json_dumps_text_and_decodes_back(
     assert dict(back.headers) == headers
 
 
+def test_encode_meta_escapes_del_as_json_dumps_does() -> None:
+    """Found by the property above: orjson writes DEL (0x7f) raw, json.dumps as an escape."""
+    prepared = Prepared("i", "t", "\x7f", ContentMode.BINARY, {"h": "a\x7fb"}, b"", 0)
+    assert encode_meta(prepared) == _general_meta(prepared)
+    assert "\x7f" not in encode_meta(prepared)
+    assert decode_meta(encode_meta(prepared), b"").source == "\x7f"
+
+
 def test_encode_meta_with_lone_surrogates_falls_back_to_json() -> None:
     prepared = Prepared("a\ud800", "t", "s", ContentMode.BINARY, {"h": "\udfff"}, b"", 0)
     assert encode_meta(prepared) == _general_meta(prepared)

@@ -195,7 +195,9 @@ def encode_meta(prepared: Prepared) -> str:
         encoded = orjson.dumps(document)
     except TypeError:  # lone surrogates
         encoded = b""
-    if encoded.isascii() and encoded:  # the common case: the same text json.dumps writes, faster
+    # The common case: the same text json.dumps writes, faster. DEL (0x7f) is ASCII but json.dumps
+    # escapes it (and a raw control character does not belong in a header value): json.dumps writes it.
+    if encoded and encoded.isascii() and b"\x7f" not in encoded:
         return encoded.decode("ascii")
     return json.dumps(document, separators=(",", ":"))
 
