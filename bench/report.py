@@ -1103,7 +1103,9 @@ def render(results: Results, plots: dict[str, Path], docs: Path) -> str:
         "On a shared 2-core machine absolute numbers do not carry, so every figure is a ratio against a "
         "baseline measured in the same run, or a count that does not depend on the clock. The gateway, the "
         "baselines, the sink and the load generator are separate processes on 127.0.0.1 and share the two "
-        "cores; runs of the gateway and its baseline alternate (ABBA), and each is repeated. Figures are "
+        "cores; runs of the gateway and its baseline alternate (ABBA), and each is repeated. The bare "
+        "aiohttp baselines (`bench/servers.py`) run on the gateway's event loop and with its "
+        'garbage-collector setting (docs/operations.md, "The garbage collector"). Figures are '
         "*median (min–max, n=runs)*. Load is bounded in count and time. The machine is shared: other "
         "test suites may run at the same time, which slows everything down (absolute rates vary by an order "
         "of magnitude between runs) and makes single runs noisy, so read the ratios, and run it twice.\n",
