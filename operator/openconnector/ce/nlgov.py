@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import functools
 import re
+from collections.abc import Mapping
 
 from openconnector.ce.codec import (
     CORE_ATTRIBUTES,
@@ -22,7 +23,7 @@ from openconnector.ce.codec import (
     is_json_content_type,
 )
 
-__all__ = ["SEQUENCE_TYPE_INTEGER", "Profile", "check_nlgov", "check_source"]
+__all__ = ["SEQUENCE_TYPE_INTEGER", "Profile", "check_nlgov", "check_source", "nlgov_conforms"]
 
 SEQUENCE_TYPE_INTEGER = "Integer"
 
@@ -98,6 +99,72 @@ def _cached_type_verdict(value: str) -> str | None:
 @functools.lru_cache(maxsize=1024)
 def _cached_source_verdict(value: str) -> str | None:
     return check_source(value)
+
+
+# (type, source, datacontenttype) -> whether check_nlgov finds nothing in them; bounded like the verdicts.
+_CONFORMING: dict[tuple[object, object, object], bool] = {}
+# Attribute names known to be within EXTENSION_NAME_SOFT_LIMIT: a set test of all names at once (in C).
+_SHORT_NAMES: set[str] = set(CORE_ATTRIBUTES)
+_CACHED_ENTRIES = 1024
+
+
+def _conforming(key: tuple[object, object, object]) -> bool:
+    """Whether check_nlgov finds nothing in an event's (type, source, datacontenttype), remembered for
+    short values (a hostile sender cannot make the cache hold megabytes)."""
+    type_, source, content_type = key
+    if type(type_) is not str or type(source) is not str:
+        return False
+    if content_type is not None and (type(content_type) is not str or not is_json_content_type(content_type)):
+        verdict = False
+    else:
+        short = len(type_) <= _CACHED_VALUE_LENGTH and len(source) <= _CACHED_VALUE_LENGTH
+        type_detail = _cached_type_verdict(type_) if short else _check_type(type_)
+        verdict = (
+            type_detail is None
+            and (_cached_source_verdict(source) if short else check_source(source)) is None
+        )
+    size = len(type_) + len(source) + (len(content_type) if type(content_type) is str else 0)
+    if size <= _CACHED_VALUE_LENGTH:
+        if len(_CONFORMING) >= _CACHED_ENTRIES:
+            _CONFORMING.clear()
+        _CONFORMING[key] = verdict
+    return verdict
+
+
+def _sequence_conforms(attributes: Mapping[str, object]) -> bool:
+    sequence = attributes.get("sequence")
+    return (
+        attributes.get("sequencetype") == SEQUENCE_TYPE_INTEGER
+        and type(sequence) is str
+        and len(sequence) <= 10  # INT32_MAX has 10 digits; also keeps int() off huge strings
+        and _SEQUENCE_RE.fullmatch(sequence) is not None
+        and int(sequence) <= INT32_MAX
+    )
+
+
+def _names_short(attributes: Mapping[str, object]) -> bool:
+    for name in attributes:
+        if len(name) > EXTENSION_NAME_SOFT_LIMIT:
+            return False
+    if len(_SHORT_NAMES) < _CACHED_ENTRIES:
+        _SHORT_NAMES.update(attributes)
+    return True
+
+
+def nlgov_conforms(event: CloudEvent) -> bool:
+    """True only when :func:`check_nlgov` finds nothing in ``event``; False when it may find something
+    (it then says what). A few look-ups: most events conform, from senders repeating types and sources."""
+    attributes = event.attributes
+    get = attributes.get
+    key = (get("type"), get("source"), get("datacontenttype"))
+    verdict = _CONFORMING.get(key)
+    if not (verdict or (verdict is None and _conforming(key))):
+        return False
+    if key[2] is None and isinstance(event.data, bytes):
+        return False  # binary data without a content type
+    if ("sequence" in attributes or "sequencetype" in attributes) and not _sequence_conforms(attributes):
+        return False
+    return attributes.keys() <= _SHORT_NAMES or _names_short(attributes)
 
 
 def check_nlgov(event: CloudEvent, *, index: int | None = None) -> list[Problem]:

@@ -6,21 +6,25 @@ A batch is accepted or refused as a whole, so a sender never has to work out whi
 
 from __future__ import annotations
 
+import functools
 import hmac
 import logging
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 import orjson
 from aiohttp import web
+from multidict import CIMultiDict
 
 from openconnector.ce import CloudEvent, CloudEventError, check_nlgov, parse_http
 from openconnector.ce.codec import MAX_PROBLEMS
 from openconnector.ce.depth import json_depth_exceeds, json_text_within_depth
+from openconnector.ce.nlgov import nlgov_conforms
 from openconnector.gateway.core import GATEWAY_KEY, Gateway
-from openconnector.gateway.intake import read_limited, webhook_handshake
+from openconnector.gateway.intake import body_now, read_limited, webhook_handshake
 from openconnector.gateway.metrics import GatewayMetrics, HistogramSeries, Inc
 from openconnector.gateway.problems import problem, refusal_problem
 from openconnector.gateway.ratelog import RateLimitedLog
@@ -126,8 +130,8 @@ def check_events(
                 )
             continue
         # The profile check depends on the event only; strict wins when any definition is strict (asked
-        # only when there is something to refuse or warn about: most events conform).
-        found_nlgov = check_nlgov(event, index=index)
+        # only when there is something to refuse or warn about: most events conform, found at once).
+        found_nlgov = () if nlgov_conforms(event) else check_nlgov(event, index=index)
         if found_nlgov:
             strict = any(d.profile == "nl-gov" for d in definitions)
             for found in found_nlgov:
@@ -149,6 +153,50 @@ def check_events(
             for error in defined.validate_data(event.data):
                 problems.append(EventProblem(index, "data", _data_detail(error) + owner, 422, "schema"))
     return problems, warnings, True
+
+
+class _Definitions:
+    """:func:`defining_events` per (namespace, type) of one routing table, worked out once per table (a
+    table never changes; a new one starts afresh), each with whether any of them has a data schema. Bounded:
+    senders choose types freely. Holds its table weakly, so a replaced table is not kept alive."""
+
+    __slots__ = ("found", "table")
+
+    def __init__(self, table: RoutingTable) -> None:
+        self.table = weakref.ref(table)
+        self.found: dict[tuple[str | None, str], tuple[list[EventRoute], bool]] = {}
+
+
+_DEFINITIONS_CACHED: Final = 1024
+_definitions: _Definitions | None = None
+
+
+def _definitions_of(
+    table: RoutingTable, event_type: str, namespace: str | None
+) -> tuple[list[EventRoute], bool]:
+    """``defining_events(table, event_type, namespace)`` (shared: read it, never change it), and whether
+    none of them validates data against a schema."""
+    global _definitions
+    cache = _definitions
+    if cache is None or cache.table() is not table:
+        cache = _definitions = _Definitions(table)
+    key = (namespace, event_type)
+    found = cache.found.get(key)
+    if found is None:
+        definitions = defining_events(table, event_type, namespace)
+        found = (definitions, all(d.validate_data is None for d in definitions))
+        if len(cache.found) < _DEFINITIONS_CACHED:
+            cache.found[key] = found
+    return found
+
+
+@functools.lru_cache(maxsize=256)
+def _accepted_body(accepted: int, deliveries: int) -> bytes:
+    """The 202's body without warnings (the same few counts again and again)."""
+    return orjson.dumps({"accepted": accepted, "deliveries": deliveries})
+
+
+_JSON_HEADERS: Final = CIMultiDict({"Content-Type": "application/json"})  # copied by each Response
 
 
 class _BoundSeries:
@@ -209,7 +257,10 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
             headers={"WWW-Authenticate": 'Bearer realm="openconnector"'},
         )
     try:
-        body = await read_limited(request, settings.max_event_bytes)
+        # Most bodies came with the head: taken without a coroutine (read_limited's answer, at once).
+        body = body_now(request, settings.max_event_bytes)
+        if body is None:
+            body = await read_limited(request, settings.max_event_bytes)
     except Refusal as refused:
         m.events_refused.labels(refused.label).inc()
         return refusal_problem(refused)
@@ -229,27 +280,41 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
             errors=[p.as_dict() for p in error.problems],
         )
     table = gateway.table
+    events = parsed.events
     mode = parsed.mode._value_  # not the .value property: a call per request
     batch = mode == "batch"
-    too_deep = depth_problems(parsed.events, settings.limits.max_json_depth, batch=batch, body=body)
+    max_depth = settings.limits.max_json_depth
+    too_deep = depth_problems(events, max_depth, batch=batch, body=body)
     if too_deep:
         m.events_refused.labels("too-deep").inc(len(too_deep))
         return problem(
             422,
             "too-deep",
-            f"{len(too_deep)} event(s) nest deeper than {settings.limits.max_json_depth} levels; "
-            "nothing was accepted",
+            f"{len(too_deep)} event(s) nest deeper than {max_depth} levels; nothing was accepted",
             errors=[p.as_dict() for p in too_deep],
         )
-    definitions_of = [defining_events(table, event.type, namespace) for event in parsed.events]
-    problems, warnings, complete = check_events(
-        table,
-        parsed.events,
-        allow_unknown_types=settings.allow_unknown_types,
-        batch=batch,
-        namespace=namespace,
-        definitions_of=definitions_of,
-    )
+    problems: Sequence[EventProblem]
+    warnings: Sequence[EventProblem]
+    if batch:
+        definitions_of = [_definitions_of(table, event.type, namespace)[0] for event in events]
+        checked = False
+    else:
+        # One event: check_events' answer is known at once when an Event defines the type, none of them
+        # has a schema and the event conforms to the NL GOV profile (nothing to refuse or warn about).
+        definitions, schemaless = _definitions_of(table, events[0].type, namespace)
+        definitions_of = [definitions]
+        checked = bool(definitions) and schemaless and nlgov_conforms(events[0])
+    if checked:
+        problems, warnings, complete = (), (), True
+    else:
+        problems, warnings, complete = check_events(
+            table,
+            events,
+            allow_unknown_types=settings.allow_unknown_types,
+            batch=batch,
+            namespace=namespace,
+            definitions_of=definitions_of,
+        )
     (series.parse_seconds.get(mode) or series.bind_parse_seconds(mode)).observe(time.perf_counter() - started)
     event_stats = gateway.event_stats
     for definitions in definitions_of:
@@ -277,17 +342,17 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
             f"{len(problems)} problem(s); nothing was accepted{stopped}",
             errors=[p.as_dict() for p in problems],
         )
-    (series.received.get(mode) or series.bind_received(mode))(len(parsed.events))
+    (series.received.get(mode) or series.bind_received(mode))(len(events))
     try:
-        queued = await gateway.publish(parsed.events, namespace=namespace)
+        queued = await gateway.publish(events, namespace=namespace)
     except Refusal as refused:
         m.events_refused.labels(refused.label).inc()
         return refusal_problem(refused)
-    answer: dict[str, Any] = {"accepted": len(parsed.events), "deliveries": queued}
     if warnings:
         # Accepted anyway (lax profile), but the sender learns what the strict profile would refuse.
-        answer["warnings"] = [w.as_dict() for w in warnings]
-    return web.Response(body=orjson.dumps(answer), status=202, content_type="application/json")
+        answer = {"accepted": len(events), "deliveries": queued, "warnings": [w.as_dict() for w in warnings]}
+        return web.Response(body=orjson.dumps(answer), status=202, content_type="application/json")
+    return web.Response(body=_accepted_body(len(events), queued), status=202, headers=_JSON_HEADERS)
 
 
 async def handle_events_options(request: web.Request) -> web.Response:
