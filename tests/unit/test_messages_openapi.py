@@ -21,6 +21,8 @@ def _routes(app: web.Application) -> set[tuple[str, str]]:
         canonical = route.resource.canonical if route.resource is not None else ""
         if canonical.startswith("/ui") or route.method in _IGNORED_METHODS:
             continue
+        if route.method == "*":  # the route added last answers what no route serves (404/405): no API
+            continue
         path = re.sub(r"\{(\w+):[^}]+\}", r"{\1}", canonical)  # {endpoint:.+} -> {endpoint}
         found.add((route.method.lower(), path))
     return found

@@ -23,6 +23,7 @@ from openconnector.ce import CloudEvent, check_nlgov
 from openconnector.ce.nlgov import nlgov_conforms
 from openconnector.gateway import events as events_module
 from openconnector.gateway.events import check_events, defining_events
+from openconnector.gateway.intake import JSON_ANSWER_HEADERS
 from openconnector.routing.table import EventRoute, RoutingTable
 
 PROPERTY_SETTINGS = settings(max_examples=400, deadline=None)
@@ -192,11 +193,11 @@ async def _head_of(response: web.Response) -> tuple[str, list[tuple[str, str]]]:
 async def test_the_202_head_is_the_general_one() -> None:
     body = events_module._accepted_body(1, 0)
     general = web.Response(body=body, status=202, content_type="application/json")
-    fast = web.Response(body=body, status=202, headers=events_module._JSON_HEADERS)
+    fast = web.Response(body=body, status=202, headers=JSON_ANSWER_HEADERS)
     assert fast.body == general.body
     fast_head = await _head_of(fast)
     assert fast_head == await _head_of(general)
     assert fast_head[1][0] == ("Content-Type", "application/json")
     # Each answer has its own headers: the shared block is only copied.
-    assert fast.headers is not events_module._JSON_HEADERS
-    assert list(events_module._JSON_HEADERS.items()) == [("Content-Type", "application/json")]
+    assert fast.headers is not JSON_ANSWER_HEADERS
+    assert list(JSON_ANSWER_HEADERS.items()) == [("Content-Type", "application/json")]

@@ -4,15 +4,21 @@ the CloudEvents abuse-protection handshake."""
 from __future__ import annotations
 
 import asyncio
+from typing import Final
 
 import aiohttp
 import aiohttp.http_exceptions
 from aiohttp import web
 from aiohttp.http import HttpVersion11
+from multidict import CIMultiDict
 
 from openconnector.gateway.core import GATEWAY_KEY
 from openconnector.gateway.problems import problem
 from openconnector.refusal import Refusal
+
+#: The headers of an intake route's JSON answer: what ``web.Response(content_type="application/json")``
+#: sets, built once (a Response copies them) instead of parsing the content type per answer.
+JSON_ANSWER_HEADERS: Final = CIMultiDict({"Content-Type": "application/json"})
 
 # The request rate granted in the handshake when the sender asks for one (requests per minute).
 MAX_ALLOWED_RATE = "120"

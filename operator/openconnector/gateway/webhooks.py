@@ -29,8 +29,9 @@ from openconnector.consumers.targets import (
     unreachable_reason,
 )
 from openconnector.gateway.core import GATEWAY_KEY, ConsumerCounters, Gateway
-from openconnector.gateway.intake import body_now, read_limited, webhook_handshake
+from openconnector.gateway.intake import JSON_ANSWER_HEADERS, body_now, read_limited, webhook_handshake
 from openconnector.gateway.problems import problem, refusal_problem
+from openconnector.gateway.routes import answer_error, answers_own_errors
 from openconnector.refusal import Refusal
 from openconnector.resources import ResourceKey
 from openconnector.routing.table import ConsumerRoute, EventRoute
@@ -197,17 +198,23 @@ class _GatewayPorts:
         gateway.metrics.events_refused.labels("not-emitted-after-store").inc()
 
 
+@answers_own_errors
 async def handle_webhook(request: web.Request) -> web.StreamResponse:
-    gateway: Gateway = request.app[GATEWAY_KEY]
-    endpoint = request.match_info["endpoint"]
-    consumer = gateway.table.consumer(endpoint)
-    if consumer is None:
-        return problem(404, "unknown-endpoint", f"no enabled consumer serves /webhooks/{endpoint.strip('/')}")
-    ports = _GatewayPorts(gateway, request)
-    answer = await receive(consumer, ports)
-    if isinstance(answer, Refusal):
-        return refusal_problem(answer)
-    return web.Response(body=orjson.dumps(answer.body), status=answer.status, content_type="application/json")
+    try:
+        gateway: Gateway = request.app[GATEWAY_KEY]
+        endpoint = request.match_info["endpoint"]
+        consumer = gateway.table.consumer(endpoint)
+        if consumer is None:
+            return problem(
+                404, "unknown-endpoint", f"no enabled consumer serves /webhooks/{endpoint.strip('/')}"
+            )
+        ports = _GatewayPorts(gateway, request)
+        answer = await receive(consumer, ports)
+        if isinstance(answer, Refusal):
+            return refusal_problem(answer)
+        return web.Response(body=orjson.dumps(answer.body), status=answer.status, headers=JSON_ANSWER_HEADERS)
+    except Exception as error:
+        return answer_error(request, error)
 
 
 async def handle_webhook_options(request: web.Request) -> web.Response:
