@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
+from tests.support.header_lists import header_lists
 from tests.support.keys import sub_key
 
 from openconnector.ce import CloudEvent
@@ -75,15 +76,8 @@ def _eager_attempt(
     )
 
 
-_names = st.sampled_from(["Content-Type", "Set-Cookie", "X-A", "x-a", "WWW-Authenticate", "Server", "Date"])
-_header_lists = st.lists(
-    st.tuples(st.one_of(_names, st.text("abcdefghij-", min_size=1, max_size=8)), st.text(max_size=600)),
-    max_size=70,
-)
-
-
 @settings(max_examples=200, deadline=None)
-@given(_header_lists)
+@given(header_lists)
 def test_bounded_response_headers_fast_path_equals_the_general_loop(items: list[tuple[str, str]]) -> None:
     headers = CIMultiDictProxy(CIMultiDict(items))
     assert _bounded_headers(headers) == _eager_bounded(headers)
@@ -108,7 +102,7 @@ _targets = [
     destination=st.sampled_from(list(Destination)),
     retry_in=st.one_of(st.none(), st.floats(0, 3600)),
     excerpt=st.binary(max_size=40),
-    headers=_header_lists,
+    headers=header_lists,
     bound=st.booleans(),
     number=st.integers(1, 60),
 )

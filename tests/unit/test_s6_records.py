@@ -10,6 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
+from tests.support.header_lists import header_lists
 from tests.support.keys import sub_key
 
 from openconnector.api.keys import ResourceKey
@@ -22,15 +23,9 @@ from openconnector.messages.model import AttemptRecord, LazyAttempt, MessageReco
 from openconnector.messages.recorder import MessageRecorder, _bounded_headers, _kept_headers, _read_back
 from openconnector.messages.store import MemoryMessageStore
 
-_names = st.sampled_from(["Content-Type", "Set-Cookie", "X-A", "x-a", "WWW-Authenticate", "Server", "Date"])
-_header_lists = st.lists(
-    st.tuples(st.one_of(_names, st.text("abcdefghij-", min_size=1, max_size=8)), st.text(max_size=600)),
-    max_size=70,
-)
-
 
 @settings(max_examples=300, deadline=None)
-@given(_header_lists)
+@given(header_lists)
 def test_kept_response_headers_read_back_as_the_bounded_headers(items: list[tuple[str, str]]) -> None:
     headers = CIMultiDictProxy(CIMultiDict(items))
     kept = _kept_headers(headers)
@@ -92,7 +87,7 @@ _steps = st.lists(
             st.one_of(st.none(), st.sampled_from([200, 204, 404, 429, 500, 503])),
             st.sampled_from(list(Destination)),
             st.one_of(st.none(), st.floats(0, 3600)),
-            _header_lists,
+            header_lists,
             st.binary(max_size=40),
         ),
         # the sender sends event n again (same source and id, another subject: the stored event changes)
