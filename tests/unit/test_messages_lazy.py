@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
-from tests.support.header_lists import header_lists
 from tests.support.keys import sub_key
+from tests.support.message_log_inputs import attempt_targets, header_lists
 
 from openconnector.ce import CloudEvent
 from openconnector.delivery.attempts import Attempt, Destination
-from openconnector.delivery.target import ContentMode, DeliveryTarget
+from openconnector.delivery.target import DeliveryTarget
 from openconnector.messages.model import AttemptRecord, MessageRecord, MessageStatus, rfc3339, utc
 from openconnector.messages.recorder import (
     REDACTED,
@@ -84,15 +84,7 @@ def test_bounded_response_headers_fast_path_equals_the_general_loop(items: list[
     assert list(_bounded_headers(headers)) == list(_eager_bounded(headers))  # same order too
 
 
-_targets = [
-    None,
-    DeliveryTarget(KEY, "http://127.0.0.1:9/hook"),
-    DeliveryTarget(
-        KEY, "http://127.0.0.1:9/hook", content_mode=ContentMode.BINARY, headers={"X-Team": "a"},
-        auth_headers={"Authorization": "Bearer secret"}, signing_secret="whsec_" + "A" * 32,
-        dead_letter_headers={"X-Dlq-Key": "k"},
-    ),
-]  # fmt: skip
+_targets = attempt_targets
 
 
 @settings(max_examples=150, deadline=None)

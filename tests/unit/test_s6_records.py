@@ -10,15 +10,15 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
-from tests.support.header_lists import header_lists
 from tests.support.keys import sub_key
+from tests.support.message_log_inputs import attempt_targets, header_lists
 
 from openconnector.api.keys import ResourceKey
 from openconnector.ce import CloudEvent
 from openconnector.consumers.standard_webhooks import webhook_message_id
 from openconnector.delivery.attempts import Attempt, Destination
 from openconnector.delivery.outcomes import FinalOutcome
-from openconnector.delivery.target import ContentMode, DeliveryTarget
+from openconnector.delivery.target import DeliveryTarget
 from openconnector.messages.model import AttemptRecord, LazyAttempt, MessageRecord, MessageStatus
 from openconnector.messages.recorder import MessageRecorder, _bounded_headers, _kept_headers, _read_back
 from openconnector.messages.store import MemoryMessageStore
@@ -68,15 +68,7 @@ class _ThroughTheWriter:
 
 
 KEY = sub_key("ns/sub")
-_TARGETS = [
-    None,
-    DeliveryTarget(KEY, "http://127.0.0.1:9/hook"),
-    DeliveryTarget(
-        KEY, "http://127.0.0.1:9/hook", content_mode=ContentMode.BINARY, headers={"X-Team": "a"},
-        auth_headers={"Authorization": "Bearer secret"}, signing_secret="whsec_" + "A" * 32,
-        dead_letter_headers={"X-Dlq-Key": "k"},
-    ),
-]  # fmt: skip
+_TARGETS = attempt_targets
 
 _steps = st.lists(
     st.one_of(
