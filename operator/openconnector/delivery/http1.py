@@ -62,7 +62,12 @@ class BadRequestHead(ValueError):
 
 
 class ResponseError(Exception):
-    """The exchange failed after the request was written: the text says how (no status to report)."""
+    """The exchange failed after the request was written: the text says how (no status to report).
+    ``unanswered``: not one byte came back before the connection closed."""
+
+    def __init__(self, why: str, *, unanswered: bool = False) -> None:
+        super().__init__(why)
+        self.unanswered = unanswered
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,12 +186,15 @@ class _Connection(asyncio.Protocol):
         self.origin = origin
         self._parser = httptools.HttpResponseParser(self)
         self.transport: asyncio.Transport | None = None
-        self.answer: Answer | None = None
+        self.answer: Answer | None = None  # of the last exchange, complete or cut short
+        self._reading: Answer | None = None  # the answer still arriving
         self._waiter: asyncio.Future[Answer] | None = None
         self._head_bytes = 0
         self._interim = False
+        self._stray = False  # a second message came after the answer: the server can't be trusted
         self.reusable = False  # set when an answer completed and keep-alive allows another request
         self.closed = False
+        self.exchanges = 0  # requests written on this connection
         self.idle_since = 0.0
 
     def itself(self) -> _Connection:
@@ -199,8 +207,8 @@ class _Connection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
-        answer = self.answer
-        if answer is None or self._waiter is None:
+        answer = self._reading
+        if answer is None:
             self.close()  # nothing asked: a server talking out of turn can't be trusted with the next one
             return
         if not answer.head_done:
@@ -214,34 +222,43 @@ class _Connection(asyncio.Protocol):
             self._fail("the server switched protocols")
         except httptools.HttpParserError as error:
             self._fail(f"invalid HTTP response: {error}")
+        if self._stray:
+            self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.reusable = False
         self._pool._forget(self)
-        answer, waiter = self.answer, self._waiter
+        answer, waiter = self._reading, self._waiter
+        self._reading = self._waiter = None
         if waiter is not None and not waiter.done():
-            self._waiter = None
             if answer is not None and answer.head_done:
                 # The body ended with the connection (no length given) or was cut: the status stands.
                 answer.complete = True
                 waiter.set_result(answer)
             else:
-                waiter.set_exception(ResponseError("the server closed the connection without answering"))
+                unanswered = answer is not None and self._head_bytes == 0
+                waiter.set_exception(
+                    ResponseError("the server closed the connection without answering", unanswered=unanswered)
+                )
 
     # ------------------------------------------------------------------ llhttp callbacks
+    def on_message_begin(self) -> None:
+        if self._reading is None:
+            self._stray = True
+
     def on_status(self, status: bytes) -> None:
-        answer = self.answer
+        answer = self._reading
         if answer is not None:
             answer.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        answer = self.answer
+        answer = self._reading
         if answer is not None:
             answer.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        answer = self.answer
+        answer = self._reading
         if answer is None:
             return
         status = self._parser.get_status_code()
@@ -252,7 +269,7 @@ class _Connection(asyncio.Protocol):
         answer.head_done = True
 
     def on_body(self, body: bytes) -> None:
-        answer = self.answer
+        answer = self._reading
         if answer is None or self._interim:
             return
         room = self._pool.body_limit - answer.body_size
@@ -266,12 +283,13 @@ class _Connection(asyncio.Protocol):
         self._finish(reusable=False)
 
     def on_message_complete(self) -> None:
+        answer = self._reading
+        if answer is None:
+            return
         if self._interim:
             self._interim = False
-            answer = self.answer
-            if answer is not None:
-                answer.reason = b""
-                answer.headers = []
+            answer.reason = b""
+            answer.headers = []
             self._head_bytes = 0
             return
         self._finish(reusable=self._parser.should_keep_alive())
@@ -281,13 +299,13 @@ class _Connection(asyncio.Protocol):
         """Write one request and wait for its answer (a ResponseError if there is none)."""
         transport = self.transport
         if transport is None or self.closed:
-            raise ResponseError("the connection closed before the request was sent")
-        loop = asyncio.get_running_loop()
-        self.answer = Answer()
-        waiter: asyncio.Future[Answer] = loop.create_future()
+            raise ResponseError("the connection closed before the request was sent", unanswered=True)
+        waiter: asyncio.Future[Answer] = asyncio.get_running_loop().create_future()
+        self.answer = self._reading = Answer()
         self._waiter = waiter
         self._head_bytes = 0
         self.reusable = False
+        self.exchanges += 1
         if len(body) <= 16 * 1024:
             transport.write(head + body)  # one segment: the copy costs less than a second write
         else:
@@ -295,14 +313,15 @@ class _Connection(asyncio.Protocol):
         try:
             return await waiter
         finally:
-            self._waiter = None
+            # Cut short (cancelled): nothing more is read into this answer; release() closes us.
+            self._reading = self._waiter = None
 
     def _finish(self, *, reusable: bool) -> None:
-        waiter, answer = self._waiter, self.answer
+        waiter, answer = self._waiter, self._reading
+        self._reading = self._waiter = None
         if waiter is None or answer is None or waiter.done():
             return
         answer.complete = True
-        self._waiter = None
         self.reusable = reusable
         waiter.set_result(answer)
         if not reusable:
@@ -310,8 +329,7 @@ class _Connection(asyncio.Protocol):
 
     def _fail(self, why: str) -> None:
         waiter = self._waiter
-        self._waiter = None
-        self.reusable = False
+        self._reading = self._waiter = None
         if waiter is not None and not waiter.done():
             waiter.set_exception(ResponseError(why))
         self.close()
@@ -351,9 +369,10 @@ class ConnectionPool:
     def open_connections(self) -> int:
         return len(self._open)
 
-    async def acquire(self, endpoint: Endpoint) -> _Connection:
-        """An idle connection to the endpoint's origin, or a new one (OSError if none can be made)."""
-        idle = self._idle.get(endpoint.origin)
+    async def acquire(self, endpoint: Endpoint, *, fresh: bool = False) -> _Connection:
+        """An idle connection to the endpoint's origin (unless ``fresh``), or a new one (OSError if none
+        can be made)."""
+        idle = None if fresh else self._idle.get(endpoint.origin)
         if idle:
             now = asyncio.get_running_loop().time()
             while idle:

@@ -141,7 +141,18 @@ class HttpSender:
         try:
             try:
                 connection = await pool.acquire(endpoint)
-                answer = await connection.exchange(head, body)
+                try:
+                    answer = await connection.exchange(head, body)
+                except ResponseError as failure:
+                    if not (failure.unanswered and connection.exchanges > 1):
+                        raise
+                    # A kept-alive connection the server closed as the request went out (its idle
+                    # timeout): once more on a new connection, as HTTP clients do (RFC 9112 9.3.1; a
+                    # delivery is at-least-once anyway).
+                    pool.release(connection)
+                    connection = None
+                    connection = await pool.acquire(endpoint, fresh=True)
+                    answer = await connection.exchange(head, body)
             except asyncio.CancelledError:
                 if not _timed_out(deadline):
                     raise
