@@ -205,6 +205,8 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport (uvloop's are not subclasses of asyncio.Transport, so no isinstance check).
         self.transport = cast(asyncio.Transport, transport)
+        if self.closed:  # the pool closed while we were connecting
+            transport.close()
 
     def data_received(self, data: bytes) -> None:
         answer = self._reading
@@ -463,6 +465,10 @@ class ConnectionPool:
         self._room_waiters.append(waiter)
         try:
             await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self._wake_one()  # woken, then cancelled: the room goes to the next in line
+            raise
         finally:
             if not waiter.done():
                 waiter.cancel()
