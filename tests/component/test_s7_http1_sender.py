@@ -25,10 +25,12 @@ from tests.support.http1_peer import (
     CLOSE,
     IDLE_CLOSE,
     KEEP,
+    MalformedRequest,
     Peer,
     ReceivedRequest,
     Reply,
     ok,
+    parse_request_head,
     self_signed_loopback_cert,
 )
 from tests.support.sinks import RefusingEndpoint
@@ -49,13 +51,15 @@ def runner() -> Iterator[asyncio.Runner]:
         yield loop_runner
 
 
-def _plain_failure(response: Response) -> str:
-    """The error of a failed attempt that got no answer: a non-empty, one-line text, no traceback."""
+def _plain_failure(response: Response, *, transient: bool = False) -> str:
+    """The error of a failed attempt that got no answer: a non-empty, one-line text, no traceback
+    (``transient``: a failure a retry may fix, so not fatal)."""
     assert response.status is None
     assert response.error
     assert "Traceback" not in response.error
     assert "\n" not in response.error
-    assert response.fatal is False
+    if transient:
+        assert response.fatal is False
     return response.error
 
 
@@ -503,7 +507,10 @@ async def test_a_refused_connection_names_the_redacted_url() -> None:
         with RefusingEndpoint() as endpoint:
             url = f"http://127.0.0.1:{endpoint.port}/events?token=secret"
             response = await sender.send("POST", url, HEADERS, b"{}", CEILING)
-        assert _plain_failure(response) == f"connection to {redact_url(url)} failed: Connection refused"
+        assert (
+            _plain_failure(response, transient=True)
+            == f"connection to {redact_url(url)} failed: Connection refused"
+        )
         assert "secret" not in (response.error or "")
         await _a_good_send_works(sender)
     finally:
@@ -516,7 +523,7 @@ async def test_a_server_that_closes_without_answering_gives_an_error(at_accept: 
     try:
         async with Peer(lambda request: Reply(then=CLOSE), close_at_accept=at_accept) as peer:
             response = await sender.send("POST", peer.url("/x"), HEADERS, b"{}", CEILING)
-        _plain_failure(response)
+        _plain_failure(response, transient=True)
         await _a_good_send_works(sender)
     finally:
         await sender.close()
@@ -577,7 +584,7 @@ async def test_a_server_that_never_answers_gives_a_timeout(partial: bytes) -> No
     try:
         async with Peer(lambda request: Reply(partial)) as peer:
             response = await sender.send("POST", peer.url("/x"), HEADERS, b"{}", 0.2)
-        assert _plain_failure(response) == "timeout after 0.2s"
+        assert _plain_failure(response, transient=True) == "timeout after 0.2s"
         await _a_good_send_works(sender)
     finally:
         await sender.close()
@@ -701,6 +708,37 @@ async def test_connection_limit_one_never_opens_a_second_connection() -> None:
     assert peer.errors == []
 
 
+@pytest.mark.parametrize("limit", [0, 3])
+async def test_concurrent_sends_each_get_their_own_answer(limit: int) -> None:
+    """Beyond the brief's list: many sends at once (each answer held until all that can be in flight
+    are), each Response is the answer to its own request, never another's."""
+    count = 12
+    in_flight = count if limit == 0 else limit
+
+    async def all_in_flight() -> None:
+        await peer.until(lambda: len(peer.requests) >= in_flight or len(peer.connections) > in_flight)
+
+    def answer(request: ReceivedRequest) -> Reply:
+        body = request.target.encode()
+        reply = b"HTTP/1.1 500 Echo\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+        return Reply(reply, hold=all_in_flight if len(peer.requests) <= in_flight else None)
+
+    sender = HttpSender(connection_limit=limit)
+    try:
+        async with Peer(answer) as peer:
+            for _ in range(2):  # the second round on the connections the first left idle
+                responses = await asyncio.gather(
+                    *(sender.send("POST", peer.url(f"/n/{n}"), HEADERS, b"{}", CEILING) for n in range(count))
+                )
+                assert [r.body_prefix for r in responses] == [f"/n/{n}".encode() for n in range(count)]
+                assert {r.status for r in responses} == {500}
+    finally:
+        await sender.close()
+    assert len(peer.requests) == 2 * count
+    assert peer.max_open <= in_flight
+    assert peer.errors == []
+
+
 # ------------------------------------------------------------------------------------------------------
 # 10. TLS
 
@@ -800,3 +838,37 @@ async def test_close_closes_idle_connections_and_a_later_send_opens_a_new_pool()
     assert [request.connection for request in peer.requests] == [1, 2]
     assert peer.errors == []
     assert other.errors == []
+
+
+# ------------------------------------------------------------------------------------------------------
+# The peer's request parser is strict: a sender's sloppy bytes cannot pass the wire-format test.
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /x HTTP/1.1\r\nHost: a\r\n folded",  # obs-fold
+        b"POST /x HTTP/1.1\r\nHost : a",  # whitespace before the colon
+        b"POST /x HTTP/1.1\r\nX-A: a\nX-B: b",  # a bare LF inside the head
+        b"POST /x HTTP/1.1\r\nX-A: a\rX-B: b",  # a bare CR
+        b"POST  /x HTTP/1.1\r\nHost: a",  # two spaces in the request line
+        b"POST /x HTTP/1.1 \r\nHost: a",
+        b"POST /x\r\nHost: a",  # no version
+        b"POST /x HTTP/1.1\r\nX-A\r\nHost: a",  # no colon
+        b"POST /x HTTP/1.1\r\n: a",  # no name
+        b"POST /x HTTP/1.1\r\nX-A: a\x00b",  # NUL
+    ],
+)
+def test_the_peers_parser_refuses_malformed_heads(head: bytes) -> None:
+    with pytest.raises(MalformedRequest):
+        parse_request_head(head)
+
+
+def test_the_peers_parser_reads_a_well_formed_head() -> None:
+    head = b"PATCH /a?b=c HTTP/1.1\r\nHost: 127.0.0.1:1\r\nX-Empty:\r\nX-Pad: \t v a l \t"
+    assert parse_request_head(head) == (
+        "PATCH",
+        "/a?b=c",
+        "HTTP/1.1",
+        (("Host", "127.0.0.1:1"), ("X-Empty", ""), ("X-Pad", "v a l")),
+    )
