@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -704,16 +704,14 @@ async def test_connection_limit_one_never_opens_a_second_connection() -> None:
         await sender.close()
     assert [(r.status, r.error) for r in responses] == [(200, None), (200, None)]
     assert peer.max_open == 1
+    assert peer.max_outstanding == 1
     assert len(peer.requests) == 2
     assert peer.errors == []
 
 
-@pytest.mark.parametrize("limit", [0, 3])
-async def test_concurrent_sends_each_get_their_own_answer(limit: int) -> None:
-    """Beyond the brief's list: many sends at once (each answer held until all that can be in flight
-    are), each Response is the answer to its own request, never another's."""
-    count = 12
-    in_flight = count if limit == 0 else limit
+def _echo_peer_answer(peer: Peer, in_flight: int) -> Callable[[ReceivedRequest], Reply]:
+    """Answers 500 with the request's target as the body; the first ``in_flight`` answers are held until
+    that many requests are in (or more connections than that are open: the bug)."""
 
     async def all_in_flight() -> None:
         await peer.until(lambda: len(peer.requests) >= in_flight or len(peer.connections) > in_flight)
@@ -723,19 +721,48 @@ async def test_concurrent_sends_each_get_their_own_answer(limit: int) -> None:
         reply = b"HTTP/1.1 500 Echo\r\nContent-Length: %d\r\n\r\n" % len(body) + body
         return Reply(reply, hold=all_in_flight if len(peer.requests) <= in_flight else None)
 
+    return answer
+
+
+async def _two_rounds_at_once(sender: HttpSender, peer: Peer, count: int) -> None:
+    for _ in range(2):  # the second round on the connections the first left idle
+        responses = await asyncio.gather(
+            *(sender.send("POST", peer.url(f"/n/{n}"), HEADERS, b"{}", CEILING) for n in range(count))
+        )
+        assert [r.body_prefix for r in responses] == [f"/n/{n}".encode() for n in range(count)]
+        assert {r.status for r in responses} == {500}
+
+
+@pytest.mark.parametrize("limit", [0, 3])
+async def test_concurrent_sends_each_get_their_own_answer(limit: int) -> None:
+    """Beyond the brief's list: many sends at once, each Response is the answer to its own request,
+    never another's, and no more requests are in flight at once than the limit allows."""
+    count = 12
+    in_flight = count if limit == 0 else limit
     sender = HttpSender(connection_limit=limit)
     try:
-        async with Peer(answer) as peer:
-            for _ in range(2):  # the second round on the connections the first left idle
-                responses = await asyncio.gather(
-                    *(sender.send("POST", peer.url(f"/n/{n}"), HEADERS, b"{}", CEILING) for n in range(count))
-                )
-                assert [r.body_prefix for r in responses] == [f"/n/{n}".encode() for n in range(count)]
-                assert {r.status for r in responses} == {500}
+        async with Peer() as peer:
+            peer.answer = _echo_peer_answer(peer, in_flight)
+            await _two_rounds_at_once(sender, peer, count)
     finally:
         await sender.close()
     assert len(peer.requests) == 2 * count
-    assert peer.max_open <= in_flight
+    assert peer.max_outstanding <= in_flight
+    assert peer.errors == []
+
+
+async def test_a_limited_pool_under_contention_keeps_its_connections_alive() -> None:
+    """Beyond the brief's list (bullet 4 under load): with ``connection_limit=3`` and a server that keeps
+    every connection alive, 24 sends (12 at a time) need no more than 3 connections."""
+    sender = HttpSender(connection_limit=3)
+    try:
+        async with Peer() as peer:
+            peer.answer = _echo_peer_answer(peer, 3)
+            await _two_rounds_at_once(sender, peer, 12)
+    finally:
+        await sender.close()
+    assert len(peer.requests) == 24
+    assert len(peer.connections) <= 3
     assert peer.errors == []
 
 

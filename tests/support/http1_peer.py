@@ -13,7 +13,9 @@ test's, and every byte it receives is parsed strictly and recorded.
   Content-Length; anything else (Transfer-Encoding, a malformed head, bytes after the last request when
   the client closes) is recorded in ``errors``, which a test asserts empty.
 * ``connections`` lists every accepted connection in order, with its bytes received and events for
-  "the client closed" and "the connection is gone"; ``max_open`` is the most open at once.
+  "the client closed" and "the connection is gone"; ``max_open`` is the most open at once (as the
+  server sees them: a connection the client closed counts until its EOF arrives), ``max_outstanding``
+  the most requests received and not yet answered at once.
 * :func:`self_signed_loopback_cert` makes a certificate for 127.0.0.1 to serve TLS with.
 """
 
@@ -128,6 +130,7 @@ Answer = Callable[["ReceivedRequest"], "Reply | Awaitable[Reply]"]
 class Connection:
     number: int
     bytes_received: int = 0
+    awaiting_answer: bool = False
     client_closed: asyncio.Event = field(default_factory=asyncio.Event)  # EOF (or reset) from the client
     gone: asyncio.Event = field(default_factory=asyncio.Event)  # closed on both sides, handler ended
 
@@ -158,6 +161,8 @@ class Peer:
         self.open_now = 0
         self.max_open = 0
         self.answers_written = 0  # replies (with data) written and drained
+        self.outstanding = 0  # requests received and not answered yet (on connections still open)
+        self.max_outstanding = 0
         self._changed = asyncio.Condition()
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -235,6 +240,9 @@ class Peer:
         finally:
             writer.close()
             self.open_now -= 1
+            if connection.awaiting_answer:
+                connection.awaiting_answer = False
+                self.outstanding -= 1
             connection.gone.set()
             await self._notify()
             with contextlib.suppress(Exception):
@@ -292,6 +300,9 @@ class Peer:
             del buffer[:length]
             request = ReceivedRequest(connection.number, method, target, version, headers, body)
             self.requests.append(request)
+            connection.awaiting_answer = True
+            self.outstanding += 1
+            self.max_outstanding = max(self.max_outstanding, self.outstanding)
             await self._notify()
             reply = self.answer(request)
             if not isinstance(reply, Reply):
@@ -302,6 +313,8 @@ class Peer:
                 writer.write(reply.data)
                 await writer.drain()
                 self.answers_written += 1
+                connection.awaiting_answer = False
+                self.outstanding -= 1
                 await self._notify()
             if reply.then == CLOSE:
                 return
