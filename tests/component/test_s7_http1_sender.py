@@ -12,7 +12,6 @@ import re
 import ssl
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -780,18 +779,11 @@ def loopback_tls(tmp_path: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     return server, client
 
 
-def _tls_sender(client: ssl.SSLContext) -> HttpSender:
-    # The ssl_context keyword comes with the lean sender (issue 15); passed through a dict so the
-    # test type-checks before it lands.
-    keywords: dict[str, Any] = {"ssl_context": client}
-    return HttpSender(**keywords)
-
-
 async def test_https_to_a_server_the_given_context_trusts_succeeds(
     loopback_tls: tuple[ssl.SSLContext, ssl.SSLContext],
 ) -> None:
     server, client = loopback_tls
-    sender = _tls_sender(client)
+    sender = HttpSender(ssl_context=client)
     try:
         async with Peer(ssl_context=server) as peer:
             first = await sender.send("POST", peer.url("/tls"), HEADERS, b"{}", CEILING)
