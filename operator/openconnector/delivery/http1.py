@@ -213,19 +213,38 @@ class _Connection(asyncio.Protocol):
         if answer is None:
             self.close()  # nothing asked: a server talking out of turn can't be trusted with the next one
             return
-        if not answer.head_done:
-            self._head_bytes += len(data)
-            if self._head_bytes > HEAD_LIMIT:
+        if not answer.head_done and self._head_bytes + len(data) > HEAD_LIMIT:
+            # Only the head is bounded here (the body by body_limit): parse up to the limit, and go on
+            # only if the head ended within it.
+            room = HEAD_LIMIT - self._head_bytes
+            if not self._feed(data[:room]):
+                return
+            if self._reading is None:  # answered within the limit: what follows is out of turn
+                if len(data) > room:
+                    self.close()
+                return
+            if not answer.head_done:
                 self._fail(f"response head larger than {HEAD_LIMIT} bytes")
                 return
+            data = data[room:]
+        elif not answer.head_done:
+            self._head_bytes += len(data)
+        self._feed(data)
+
+    def _feed(self, data: bytes) -> bool:
+        """Parse ``data``; False when the answer failed (the connection is then closed)."""
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail("the server switched protocols")
+            return False
         except httptools.HttpParserError as error:
             self._fail(f"invalid HTTP response: {error}")
+            return False
         if self._stray:
             self.close()
+            return False
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -374,18 +393,21 @@ class ConnectionPool:
     async def acquire(self, endpoint: Endpoint, *, fresh: bool = False) -> _Connection:
         """An idle connection to the endpoint's origin (unless ``fresh``), or a new one (OSError if none
         can be made)."""
-        idle = None if fresh else self._idle.get(endpoint.origin)
-        if idle:
-            now = asyncio.get_running_loop().time()
-            while idle:
-                connection = idle.pop()
-                if not connection.closed and now - connection.idle_since < self._keepalive_s:
-                    return connection
-                connection.close()
-        while self._limit and len(self._open) >= self._limit:
-            if not self._close_one_idle():
+        while True:
+            idle = None if fresh else self._idle.get(endpoint.origin)
+            if idle:
+                now = asyncio.get_running_loop().time()
+                while idle:
+                    connection = idle.pop()
+                    if not connection.closed and now - connection.idle_since < self._keepalive_s:
+                        return connection
+                    connection.close()
+            if not self._limit or len(self._open) < self._limit:
+                return await self._connect(endpoint)
+            # Full: make room by closing another origin's idle connection, or wait for a release (a
+            # connection to this origin is then taken as it is, on the next round).
+            if not self._close_one_idle(but=endpoint.origin):
                 await self._wait_for_room()
-        return await self._connect(endpoint)
 
     def release(self, connection: _Connection) -> None:
         """Give a connection back after an exchange: kept if its answer allows, else closed."""
@@ -451,8 +473,10 @@ class ConnectionPool:
             if self._room_waiters:
                 self._wake_one()
 
-    def _close_one_idle(self) -> bool:
-        for idle in self._idle.values():
+    def _close_one_idle(self, *, but: tuple[str, str, int]) -> bool:
+        for origin, idle in self._idle.items():
+            if origin == but:
+                continue
             while idle:
                 connection = idle.pop(0)
                 if not connection.closed:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import ssl
 import time
 from collections import deque
@@ -164,7 +165,7 @@ class HttpSender:
             except ResponseError as failure:
                 return self._failed(f"{failure} ({redact_url(url)})", started, begin)
             except OSError as failure:  # resolving (egress refusals too), connecting, TLS
-                detail = failure.strerror or str(failure) or type(failure).__name__
+                detail = _os_error_text(failure)
                 return self._failed(f"connection to {redact_url(url)} failed: {detail}", started, begin)
             latency_ms = (time.perf_counter() - begin) * 1000.0
             status = answer.status
@@ -255,6 +256,15 @@ def _timed_out(deadline: _Deadline | None) -> bool:
         return False
     deadline.expired = False  # withdrawn once, however many awaits the error passes
     return deadline.task.uncancel() <= deadline.cancelling
+
+
+def _os_error_text(failure: OSError) -> str:
+    """The system's words for a failed connection ("Connection refused"), whatever the loop wrote
+    (asyncio's text is "Connect call failed (...)"); TLS and egress errors keep their own text (an
+    SSLError's errno is OpenSSL's, not the system's)."""
+    if isinstance(failure, ConnectionError) and failure.errno:
+        return os.strerror(failure.errno)
+    return failure.strerror or str(failure) or type(failure).__name__
 
 
 def status_text(status: int, phrase: str | None) -> str:
