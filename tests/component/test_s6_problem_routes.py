@@ -8,6 +8,7 @@ and errors raised by handlers (an HTTP error, a redirect, a client that left, a 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -223,3 +224,41 @@ async def test_every_path_of_up_to_two_segments_answers_as_the_middleware_did(
             assert await answer(session, method, wrapped.rstrip("/") + path) == await answer(
                 session, method, reference.rstrip("/") + path
             ), (method, path)
+
+
+async def raw_answer(url: str, request_line: bytes) -> tuple[bytes, bytes, bytes]:
+    """Status line, Content-Type and body of a request sent as raw bytes (request targets no client
+    library sends, such as ``*``)."""
+    host, port = url.split("//", 1)[1].rstrip("/").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request_line + b"\r\nHost: x\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        head, _, body = (await reader.read()).partition(b"\r\n\r\n")
+    finally:
+        writer.close()
+    status, *lines = head.split(b"\r\n")
+    content_type = next(
+        (line.split(b":", 1)[1].strip() for line in lines if line.lower().startswith(b"content-type:")), b""
+    )
+    return status, content_type, body
+
+
+@pytest.mark.parametrize(
+    "request_line",
+    [
+        b"OPTIONS * HTTP/1.1",
+        b"OPTIONS * HTTP/1.0",
+        b"GET http://x/events HTTP/1.1",
+        b"POST //events HTTP/1.1",
+    ],
+)
+async def test_request_targets_without_a_plain_path_answer_as_the_middleware_did(
+    servers: tuple[str, str, aiohttp.ClientSession], request_line: bytes
+) -> None:
+    # Found by the fuzz tier: "OPTIONS *" (path "*") matched no path pattern, so aiohttp answered its
+    # own text/plain 404 instead of the problem.
+    wrapped, reference, _ = servers
+    mine = await raw_answer(wrapped, request_line)
+    assert mine == await raw_answer(reference, request_line)
+    assert mine[1] == b"application/problem+json"

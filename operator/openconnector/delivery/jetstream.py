@@ -73,7 +73,6 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Self
 
-import aiohttp
 import nats
 import nats.errors
 import nats.js.errors
@@ -322,7 +321,7 @@ class JetStreamBus(Generic[E]):
         reencoder: Reencoder = cloudevents_reencoder,
         on_paused: PauseCallback | None = None,
         observer: DeliveryObserver | None = None,
-        session: aiohttp.ClientSession | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         connection_limit: int = 0,
         user_agent: str = "openconnector-delivery",
         egress: EgressPolicy | None = None,
@@ -337,7 +336,7 @@ class JetStreamBus(Generic[E]):
             reencoder=reencoder,
             observer=observer,
             on_paused=on_paused,
-            session=session,
+            ssl_context=ssl_context,
             connection_limit=connection_limit,
             user_agent=user_agent,
             egress=egress,

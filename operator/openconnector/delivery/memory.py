@@ -4,7 +4,7 @@ Shape
 -----
 One :class:`Dispatcher` per gateway process. Every subscription is a :class:`DeliveryTarget` with its
 own *lane*: a bounded FIFO queue and up to ``max_concurrency`` worker tasks. Lanes share nothing but
-the pooled ``aiohttp.ClientSession`` and the byte budget, so one slow or failing subscriber never delays
+the sender's connection pool and the byte budget, so one slow or failing subscriber never delays
 another. A worker holds its event through the backoff waits, so a failing endpoint gets at most
 ``max_concurrency`` requests in flight and its queue fills up, instead of being hammered.
 
@@ -77,14 +77,13 @@ import asyncio
 import contextlib
 import logging
 import math
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Generic, Self
-
-import aiohttp
 
 from openconnector.api.keys import ResourceKey
 from openconnector.delivery.attempts import AttemptLog
@@ -379,8 +378,9 @@ class Dispatcher(Generic[E]):
     ``encoder`` turns an event into a request per content mode; ``reencoder`` rebuilds a held request
     (dead letters, content-mode changes). ``max_queued_bytes`` bounds the bytes held by all lanes
     together. ``clock`` is Unix time (timestamps, Retry-After dates, signatures), ``sleep`` the backoff
-    wait and ``rng`` the jitter source; all three are injectable for tests. A ``session`` passed in is
-    used as is and not closed; otherwise one pooled session is created on first use with
+    wait and ``rng`` the jitter source; all three are injectable for tests. The sender pools
+    keep-alive connections (made on first use; https verified against ``ssl_context``, default the
+    system's trust store) with
     ``connection_limit`` connections in total (0 = unbounded: the sum of the targets'
     ``max_concurrency`` is the bound). A lane's queue and workers are released after
     ``idle_lane_seconds`` without work (0: as soon as it is empty).
@@ -394,7 +394,7 @@ class Dispatcher(Generic[E]):
         max_queued_bytes: int = DEFAULT_MAX_QUEUED_BYTES,
         on_paused: PauseCallback | None = None,
         observer: DeliveryObserver | None = None,
-        session: aiohttp.ClientSession | None = None,
+        ssl_context: ssl.SSLContext | None = None,
         connection_limit: int = 0,
         user_agent: str = "openconnector-delivery",
         egress: EgressPolicy | None = None,
@@ -418,7 +418,7 @@ class Dispatcher(Generic[E]):
             reencoder=reencoder,
             observer=observer,
             on_paused=on_paused,
-            session=session,
+            ssl_context=ssl_context,
             connection_limit=connection_limit,
             user_agent=user_agent,
             egress=egress,
@@ -451,7 +451,7 @@ class Dispatcher(Generic[E]):
         await self.close()
 
     async def start(self) -> None:
-        """Create the pooled session now (otherwise it is created on first delivery)."""
+        """Create the connection pool now (otherwise it is created on first delivery)."""
         self._sender.start()
 
     @property

@@ -22,10 +22,9 @@ import itertools
 import logging
 import os
 import random
+import ssl
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
-
-import aiohttp
 
 from openconnector.api.keys import ResourceKey
 from openconnector.ce import AttributeValue
@@ -114,7 +113,7 @@ class Deliverer:
         reencoder: Reencoder,
         observer: DeliveryObserver | None,
         on_paused: PauseCallback | None,
-        session: aiohttp.ClientSession | None,
+        ssl_context: ssl.SSLContext | None,
         connection_limit: int,
         user_agent: str,
         egress: EgressPolicy | None,
@@ -126,7 +125,7 @@ class Deliverer:
         """The deliverer both buses use: an :class:`HttpSender` with their connection settings (names
         resolved through ``egress``) and the policy's retries."""
         sender = HttpSender(
-            session=session,
+            ssl_context=ssl_context,
             connection_limit=connection_limit,
             user_agent=user_agent,
             clock=clock,
@@ -297,7 +296,7 @@ class Deliverer:
     ) -> tuple[Mapping[str, str], bytes] | Response:
         """The headers and body of an attempt to ``target``, or the fatal Response when the event cannot
         be re-encoded for the target's content mode. Not a copy when the target adds no headers of its
-        own (aiohttp copies them anyway, and leaves them as they are)."""
+        own (the sender only reads them)."""
         mode = target.content_mode
         if mode is prepared.content_mode:
             encoded_headers, body = prepared.headers, prepared.body

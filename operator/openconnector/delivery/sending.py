@@ -1,4 +1,4 @@
-"""HTTP sending: one pooled aiohttp session, one request per attempt, and what it produced.
+"""HTTP sending: one pool of keep-alive connections, one request per attempt, and what it produced.
 
 :class:`HttpSender` never raises for a failed request: timeouts, refused connections, 3xx and error
 statuses become a :class:`Response` with a redacted ``error`` text, classified by
@@ -8,21 +8,20 @@ statuses become a :class:`Response` with a redacted ``error`` text, classified b
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import math
+import os
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-import aiohttp
-
+from openconnector.delivery.http1 import ConnectionPool, ResponseError, endpoint_of, request_head
 from openconnector.delivery.policy import Outcome, classify
 from openconnector.delivery.prepared import clip
 from openconnector.delivery.target import redact_url
 from openconnector.egress import EgressPolicy
-from openconnector.egress_resolver import connector_for
+from openconnector.egress_resolver import EgressResolver
 
 __all__ = ["ERROR_DATA_LIMIT", "HttpSender", "Response", "clip", "describe"]
 
@@ -30,8 +29,6 @@ __all__ = ["ERROR_DATA_LIMIT", "HttpSender", "Response", "clip", "describe"]
 ERROR_DATA_LIMIT = 1024
 #: Bytes of any response body read so the pooled connection can be reused; larger bodies close it.
 _RESPONSE_READ_LIMIT = 64 * 1024
-# aiohttp's own timeouts all off: the sender bounds each request itself, on one timer (see _Deadline).
-_NO_TIMEOUT = aiohttp.ClientTimeout()
 # Entries kept before those of finished requests are dropped all at once (a long request at the front).
 _DEADLINES_COMPACT_AT = 1024
 # The shared timer may fire this early (uvloop's clock has millisecond steps): close enough.
@@ -72,45 +69,48 @@ class Response:
 
 
 class HttpSender:
-    """Sends requests over one pooled session. A ``session`` passed in is used as is and not closed;
-    otherwise one is created on first use with ``connection_limit`` connections (0 = unbounded)."""
+    """Sends requests over one pool of keep-alive connections (:mod:`~openconnector.delivery.http1`),
+    created on first use with ``connection_limit`` connections (0 = unbounded); names resolve through
+    ``egress``, https verifies against ``ssl_context`` (default: the system's trust store)."""
 
     def __init__(
         self,
         *,
-        session: aiohttp.ClientSession | None = None,
         connection_limit: int = 0,
         user_agent: str = "openconnector-delivery",
         clock: Callable[[], float] = time.time,
         egress: EgressPolicy | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self._egress = egress
-        self._session = session
-        self._owns_session = session is None
+        self._pool: ConnectionPool | None = None
         self._connection_limit = connection_limit
         self._user_agent = user_agent
+        self._ssl_context = ssl_context
         self._clock = clock
         # Requests in flight with their deadlines, in the order they began, and the one timer (armed for
-        # the earliest deadline) that cancels those past it: instead of aiohttp's timer and timeout
-        # context per request (a timer handle, two context managers and a callback list each).
+        # the earliest deadline) that cancels those past it: one timer for all requests.
         self._deadlines: deque[_Deadline] = deque()
         self._deadlines_compact_at = _DEADLINES_COMPACT_AT
         self._deadline_timer: asyncio.TimerHandle | None = None
         self._deadline_at = math.inf
 
     def start(self) -> None:
-        self._ensure_session()
+        self._ensure_pool()
 
     async def close(self) -> None:
         if self._deadline_timer is not None:
             self._deadline_timer.cancel()
             self._deadline_timer = None
             self._deadline_at = math.inf
-        if self._owns_session and self._session is not None:
-            # Forgotten as it closes: a later send makes a new one, and no send has to ask the session
-            # whether it is closed (two property calls per request).
-            session, self._session = self._session, None
-            await session.close()
+        if self._pool is not None:
+            # Forgotten as it closes: a later send makes a new one.
+            pool, self._pool = self._pool, None
+            await pool.close()
+
+    @property
+    def open_connections(self) -> int:
+        return 0 if self._pool is None else self._pool.open_connections
 
     def fatal(self, error: str) -> Response:
         return Response(status=None, error=error, started=self._clock(), latency_ms=0.0, fatal=True)
@@ -118,77 +118,79 @@ class HttpSender:
     async def send(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes, timeout_s: float
     ) -> Response:
-        session = self._session
-        if session is None:  # not made yet, or closed (close() forgets the session it owns)
-            session = self._ensure_session()
+        pool = self._pool
+        if pool is None:  # not made yet, or closed (close() forgets it)
+            pool = self._ensure_pool()
         started = self._clock()
         begin = time.perf_counter()
+        try:
+            endpoint = endpoint_of(url)
+            head = request_head(method, endpoint, headers, len(body), self._user_agent)
+        except ValueError as problem:  # BadRequestHead too: nothing is sent, and retrying cannot help
+            return Response(
+                status=None,
+                error=clip(f"request not sent: {problem}"),
+                started=started,
+                latency_ms=0.0,
+                fatal=True,
+            )
         task = asyncio.current_task()
-        deadline = None if task is None else self._begin(task, timeout_s)
+        if task is None:
+            raise RuntimeError("HttpSender.send runs in a task (its deadline cancels the task)")
+        deadline = self._begin(task, timeout_s)
+        connection = None
         try:
             try:
-                # Awaited and released below instead of ``async with`` (four coroutines less per
-                # request): release() is what the context manager's exit does, except that the exit also
-                # waits for a body writer still running (cancelled by release; the connection returns to
-                # the pool when it stops). The body goes as the BytesPayload aiohttp's payload registry
-                # would make of bytes. Outside a task (nothing of ours sends from one) aiohttp's own
-                # timeout bounds the request.
-                reply = await session.request(
-                    method,
-                    url,
-                    headers=headers,
-                    data=aiohttp.BytesPayload(body),
-                    allow_redirects=False,  # the webhook spec: 3xx is a failure, never followed
-                    timeout=_NO_TIMEOUT if deadline is not None else _timeout(timeout_s),
-                )
+                connection = await pool.acquire(endpoint)
                 try:
-                    status = reply.status
-                    prefix = b""
-                    # Read (a bounded part of) the body so the pooled connection can be reused, and to
-                    # keep the start of an error body for ocerrordata. A broken body does not change the
-                    # verdict, nor does running out of time while reading it (as with aiohttp's timeout).
-                    # An empty or fully read body (the usual 2xx) needs no coroutine.
-                    content = reply.content
-                    if not content.at_eof():
-                        try:
-                            with contextlib.suppress(aiohttp.ClientError, TimeoutError, OSError):
-                                prefix = await read_prefix(content, _RESPONSE_READ_LIMIT)
-                        except asyncio.CancelledError:
-                            if not _timed_out(deadline):
-                                raise
-                    latency_ms = (time.perf_counter() - begin) * 1000.0
-                    if 200 <= status <= 299:
-                        # Retry-After only matters for a failed attempt: a success never looks it up.
-                        return Response(status, None, started, latency_ms, None, b"", False, reply.headers)
-                    return Response(
-                        status,
-                        status_text(status, reply.reason),
-                        started,
-                        latency_ms,
-                        reply.headers.get("Retry-After"),
-                        prefix[:ERROR_DATA_LIMIT],
-                        False,
-                        reply.headers,
-                    )
-                finally:
-                    reply.release()
+                    answer = await connection.exchange(head, body)
+                except ResponseError as failure:
+                    if not (failure.unanswered and connection.exchanges > 1):
+                        raise
+                    # A kept-alive connection the server closed as the request went out (its idle
+                    # timeout): once more on a new connection, as HTTP clients do (RFC 9112 9.3.1; a
+                    # delivery is at-least-once anyway).
+                    pool.release(connection)
+                    connection = None
+                    connection = await pool.acquire(endpoint, fresh=True)
+                    answer = await connection.exchange(head, body)
             except asyncio.CancelledError:
                 if not _timed_out(deadline):
                     raise
-                error = f"timeout after {timeout_s:g}s"
-            except TimeoutError:
-                error = f"timeout after {timeout_s:g}s"
-            except aiohttp.ClientConnectorError as failure:
-                detail = failure.os_error.strerror or type(failure.os_error).__name__
-                error = f"connection to {redact_url(url)} failed: {detail}"
-            except (aiohttp.ClientError, OSError) as failure:
-                text = str(failure).replace(url, redact_url(url))
-                error = f"{type(failure).__name__}: {text}" if text else type(failure).__name__
+                cut = None if connection is None else connection.answer
+                if cut is None or not cut.head_done:
+                    return self._failed(f"timeout after {timeout_s:g}s", started, begin)
+                answer = cut
+                # The head came in time and the body did not: the status stands (the rest is not read).
+            except ResponseError as failure:
+                return self._failed(f"{failure} ({redact_url(url)})", started, begin)
+            except OSError as failure:  # resolving (egress refusals too), connecting, TLS
+                detail = _os_error_text(failure)
+                return self._failed(f"connection to {redact_url(url)} failed: {detail}", started, begin)
             latency_ms = (time.perf_counter() - begin) * 1000.0
-            return Response(status=None, error=clip(error), started=started, latency_ms=latency_ms)
+            status = answer.status
+            if 200 <= status <= 299:
+                # Retry-After only matters for a failed attempt: a success never looks it up.
+                return Response(status, None, started, latency_ms, None, b"", False, answer.header_map())
+            reply_headers = answer.header_map()
+            return Response(
+                status,
+                status_text(status, answer.reason.decode("utf-8", "replace")),
+                started,
+                latency_ms,
+                reply_headers.get("Retry-After"),
+                answer.body_prefix()[:ERROR_DATA_LIMIT],
+                False,
+                reply_headers,
+            )
         finally:
-            if deadline is not None:
-                deadline.finished = True  # before anything else is awaited: the timer leaves it alone
+            deadline.finished = True  # before anything else is awaited: the timer leaves it alone
+            if connection is not None:
+                pool.release(connection)
+
+    def _failed(self, error: str, started: float, begin: float) -> Response:
+        latency_ms = (time.perf_counter() - begin) * 1000.0
+        return Response(status=None, error=clip(error), started=started, latency_ms=latency_ms)
 
     def _begin(self, task: asyncio.Task[object], timeout_s: float) -> _Deadline:
         """Bound the request ``task`` begins now by ``timeout_s`` seconds: one timer for all requests.
@@ -235,26 +237,16 @@ class HttpSender:
             self._deadline_at = earliest
             self._deadline_timer = loop.call_at(earliest, self._expire_due, loop)
 
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._session is None or (self._owns_session and self._session.closed):
+    def _ensure_pool(self) -> ConnectionPool:
+        if self._pool is None:
             # Names resolve through the egress policy: DNS rebinding cannot reach a denied address.
-            connector = connector_for(
-                self._egress or EgressPolicy(), limit=self._connection_limit, limit_per_host=0
+            self._pool = ConnectionPool(
+                resolver=EgressResolver(self._egress or EgressPolicy()),
+                limit=self._connection_limit,
+                ssl_context=self._ssl_context,
+                body_limit=_RESPONSE_READ_LIMIT,
             )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                headers={"User-Agent": self._user_agent},
-                # Subscribers must not be able to plant cookies that reach other subscribers.
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-            self._owns_session = True
-        return self._session
-
-
-@functools.lru_cache(maxsize=64)
-def _timeout(total: float) -> aiohttp.ClientTimeout:
-    """One immutable ClientTimeout per distinct value (targets share a handful of timeouts)."""
-    return aiohttp.ClientTimeout(total=total)
+        return self._pool
 
 
 def _timed_out(deadline: _Deadline | None) -> bool:
@@ -266,16 +258,13 @@ def _timed_out(deadline: _Deadline | None) -> bool:
     return deadline.task.uncancel() <= deadline.cancelling
 
 
-async def read_prefix(stream: aiohttp.StreamReader, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while size < limit:
-        chunk = await stream.read(limit - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
+def _os_error_text(failure: OSError) -> str:
+    """The system's words for a failed connection ("Connection refused"), whatever the loop wrote
+    (asyncio's text is "Connect call failed (...)"); TLS and egress errors keep their own text (an
+    SSLError's errno is OpenSSL's, not the system's)."""
+    if isinstance(failure, ConnectionError) and failure.errno:
+        return os.strerror(failure.errno)
+    return failure.strerror or str(failure) or type(failure).__name__
 
 
 def status_text(status: int, phrase: str | None) -> str:

@@ -138,6 +138,23 @@ async def answer_unrouted(request: web.Request) -> web.Response:
     return http_error_problem(request, error)
 
 
+class _EveryTarget(web.PlainResource):
+    """The resource of the unrouted route: it matches every request target, also those no path pattern
+    can match (``OPTIONS * HTTP/1.1``, whose path is ``*``). Indexed under ``/``, where aiohttp's router
+    ends its search for every path, so it is asked after every other resource that could match."""
+
+    def __init__(self) -> None:
+        super().__init__("/")
+
+    def _match(self, path: str) -> dict[str, str]:
+        return {}
+
+    def raw_match(self, path: str) -> bool:
+        return False  # add_route never puts another route on it
+
+
 def add_unrouted(app: web.Application) -> None:
     """Add the route that answers what no other route serves; it must be added last."""
-    app.router.add_route("*", "/{tail:.*}", answering_problems(answer_unrouted))
+    resource = _EveryTarget()
+    app.router.register_resource(resource)
+    resource.add_route("*", answering_problems(answer_unrouted))
