@@ -17,6 +17,7 @@ test's, and every byte it receives is parsed strictly and recorded.
   server sees them: a connection the client closed counts until its EOF arrives), ``max_outstanding``
   the most requests received and not yet answered at once.
 * :func:`self_signed_loopback_cert` makes a certificate for 127.0.0.1 to serve TLS with.
+* ``async with closing(HttpSender()) as sender:`` closes the client under test when the block ends.
 """
 
 from __future__ import annotations
@@ -28,11 +29,11 @@ import ipaddress
 import re
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Protocol, Self, TypeVar
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -48,6 +49,7 @@ __all__ = [
     "Peer",
     "ReceivedRequest",
     "Reply",
+    "closing",
     "parse_request_head",
     "self_signed_loopback_cert",
 ]
@@ -327,6 +329,22 @@ class Peer:
                         while await self._read(connection, reader, buffer):
                             pass
                 return
+
+
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+_Client = TypeVar("_Client", bound=_Closable)
+
+
+@contextlib.asynccontextmanager
+async def closing(client: _Client) -> AsyncIterator[_Client]:
+    """``client`` (e.g. the HttpSender under test), closed when the block ends however it ends."""
+    try:
+        yield client
+    finally:
+        await client.close()
 
 
 def _family(host: str) -> socket.AddressFamily:

@@ -24,10 +24,12 @@ from tests.support.http1_peer import (
     CLOSE,
     IDLE_CLOSE,
     KEEP,
+    Answer,
     MalformedRequest,
     Peer,
     ReceivedRequest,
     Reply,
+    closing,
     ok,
     parse_request_head,
     self_signed_loopback_cert,
@@ -69,6 +71,16 @@ async def _a_good_send_works(sender: HttpSender) -> None:
     assert (response.status, response.error) == (200, None)
     assert [request.target for request in good.requests] == ["/after"]
     assert good.errors == []
+
+
+async def _posts_in_turn(answer: Answer | None, *targets: str) -> tuple[Peer, list[Response]]:
+    """A POST of ``{}`` to each target in turn, by one new sender, to a peer answering by ``answer``
+    (None: 200 to everything); the peer (closed, its records kept) and the responses in order."""
+    async with Peer(answer) as peer, closing(HttpSender()) as sender:
+        responses = [
+            await sender.send("POST", peer.url(target), HEADERS, b"{}", CEILING) for target in targets
+        ]
+    return peer, responses
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -137,14 +149,10 @@ def test_a_request_is_one_well_formed_http11_message_with_every_given_header_onc
     runner: asyncio.Runner, method: str, target: str, headers: dict[str, str], body: bytes
 ) -> None:
     async def scenario() -> tuple[Peer, Response, Response]:
-        async with Peer() as peer:
-            sender = HttpSender(user_agent=USER_AGENT)
-            try:
-                first = await sender.send(method, peer.url(target), headers, body, CEILING)
-                # A second request on the same connection: bytes after the first body would break its head.
-                second = await sender.send("POST", peer.url("/next"), HEADERS, b"2", CEILING)
-            finally:
-                await sender.close()
+        async with Peer() as peer, closing(HttpSender(user_agent=USER_AGENT)) as sender:
+            first = await sender.send(method, peer.url(target), headers, body, CEILING)
+            # A second request on the same connection: bytes after the first body would break its head.
+            second = await sender.send("POST", peer.url("/next"), HEADERS, b"2", CEILING)
         return peer, first, second
 
     peer, first, second = runner.run(scenario())
@@ -159,12 +167,8 @@ def test_a_request_is_one_well_formed_http11_message_with_every_given_header_onc
 
 
 async def test_the_host_header_of_an_ipv6_literal_is_in_brackets() -> None:
-    async with Peer(host="::1") as peer:
-        sender = HttpSender(user_agent=USER_AGENT)
-        try:
-            response = await sender.send("POST", peer.url("/v6?q=1"), HEADERS, b"{}", CEILING)
-        finally:
-            await sender.close()
+    async with Peer(host="::1") as peer, closing(HttpSender(user_agent=USER_AGENT)) as sender:
+        response = await sender.send("POST", peer.url("/v6?q=1"), HEADERS, b"{}", CEILING)
     assert (response.status, response.error) == (200, None)
     assert peer.errors == []
     (request,) = peer.requests
@@ -174,12 +178,8 @@ async def test_the_host_header_of_an_ipv6_literal_is_in_brackets() -> None:
 
 
 async def test_a_url_without_a_path_asks_for_the_root() -> None:
-    async with Peer() as peer:
-        sender = HttpSender(user_agent=USER_AGENT)
-        try:
-            response = await sender.send("POST", f"http://127.0.0.1:{peer.port}", HEADERS, b"{}", CEILING)
-        finally:
-            await sender.close()
+    async with Peer() as peer, closing(HttpSender(user_agent=USER_AGENT)) as sender:
+        response = await sender.send("POST", f"http://127.0.0.1:{peer.port}", HEADERS, b"{}", CEILING)
     assert response.status == 200
     assert [request.target for request in peer.requests] == ["/"]
 
@@ -210,12 +210,8 @@ def test_an_answer_becomes_its_status_error_text_retry_after_body_prefix_and_hea
                 head += f"Retry-After: {retry_after}\r\n"
             return Reply(head.encode() + b"Content-Length: %d\r\n\r\n" % len(body) + body)
 
-        async with Peer(answer) as peer:
-            sender = HttpSender(user_agent=USER_AGENT)
-            try:
-                response = await sender.send("POST", peer.url("/hook"), HEADERS, b"{}", CEILING)
-            finally:
-                await sender.close()
+        async with Peer(answer) as peer, closing(HttpSender(user_agent=USER_AGENT)) as sender:
+            response = await sender.send("POST", peer.url("/hook"), HEADERS, b"{}", CEILING)
         return peer, response
 
     peer, response = runner.run(scenario())
@@ -252,13 +248,7 @@ async def test_bodiless_statuses_answer_and_keep_the_connection(
     def script(request: ReceivedRequest) -> Reply:
         return Reply(answer if request.target == "/first" else ok())
 
-    async with Peer(script) as peer:
-        sender = HttpSender()
-        try:
-            first = await sender.send("POST", peer.url("/first"), HEADERS, b"{}", CEILING)
-            second = await sender.send("POST", peer.url("/second"), HEADERS, b"{}", CEILING)
-        finally:
-            await sender.close()
+    peer, (first, second) = await _posts_in_turn(script, "/first", "/second")
     assert (first.status, first.error, first.body_prefix) == (status, error, b"")
     assert (second.status, second.error) == (200, None)
     assert [request.connection for request in peer.requests] == [1, 1]
@@ -322,13 +312,7 @@ def test_every_body_framing_gives_the_error_body_and_the_next_request_succeeds(
         def answer(request: ReceivedRequest) -> Reply:
             return _framed(status, body, framing, chunked_body) if request.target == "/first" else Reply(ok())
 
-        async with Peer(answer) as peer:
-            sender = HttpSender()
-            try:
-                first = await sender.send("POST", peer.url("/first"), HEADERS, b"{}", CEILING)
-                second = await sender.send("POST", peer.url("/second"), HEADERS, b"{}", CEILING)
-            finally:
-                await sender.close()
+        peer, (first, second) = await _posts_in_turn(answer, "/first", "/second")
         return peer, first, second
 
     peer, first, second = runner.run(scenario())
@@ -356,13 +340,7 @@ async def test_a_body_larger_than_the_read_limit_still_answers_and_the_connectio
     def answer(request: ReceivedRequest) -> Reply:
         return _framed(status, body, framing, chunked_body) if request.target == "/big" else Reply(ok())
 
-    async with Peer(answer) as peer:
-        sender = HttpSender()
-        try:
-            big = await sender.send("POST", peer.url("/big"), HEADERS, b"{}", CEILING)
-            after = await sender.send("POST", peer.url("/after"), HEADERS, b"{}", CEILING)
-        finally:
-            await sender.close()
+    peer, (big, after) = await _posts_in_turn(answer, "/big", "/after")
     assert big.status == status
     if status == 500:
         assert (big.error, big.body_prefix) == ("HTTP 500 Framed", body[:ERROR_DATA_LIMIT])
@@ -379,14 +357,7 @@ async def test_a_body_larger_than_the_read_limit_still_answers_and_the_connectio
 
 
 async def test_sequential_requests_to_one_server_share_one_connection() -> None:
-    async with Peer() as peer:
-        sender = HttpSender()
-        try:
-            responses = [
-                await sender.send("POST", peer.url(f"/n/{n}"), HEADERS, b"{}", CEILING) for n in range(5)
-            ]
-        finally:
-            await sender.close()
+    peer, responses = await _posts_in_turn(None, *(f"/n/{n}" for n in range(5)))
     assert [(r.status, r.error) for r in responses] == [(200, None)] * 5
     assert len(peer.connections) == 1
     assert [request.connection for request in peer.requests] == [1] * 5
@@ -400,13 +371,7 @@ async def test_connection_close_in_an_answer_makes_the_next_request_use_a_new_co
             return Reply(ok(b"bye", extra=b"Connection: close\r\n"), then=then)
         return Reply(ok())
 
-    async with Peer(answer) as peer:
-        sender = HttpSender()
-        try:
-            first = await sender.send("POST", peer.url("/first"), HEADERS, b"{}", CEILING)
-            second = await sender.send("POST", peer.url("/second"), HEADERS, b"{}", CEILING)
-        finally:
-            await sender.close()
+    peer, (first, second) = await _posts_in_turn(answer, "/first", "/second")
     assert (first.status, second.status, second.error) == (200, 200, None)
     assert [request.connection for request in peer.requests] == [1, 2]
     assert peer.errors == []
@@ -421,13 +386,7 @@ async def test_an_http10_answer_without_keep_alive_is_not_followed_by_a_request_
             return Reply(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok")
         return Reply(ok())
 
-    async with Peer(answer) as peer:
-        sender = HttpSender()
-        try:
-            first = await sender.send("POST", peer.url("/first"), HEADERS, b"{}", CEILING)
-            second = await sender.send("POST", peer.url("/second"), HEADERS, b"{}", CEILING)
-        finally:
-            await sender.close()
+    peer, (first, second) = await _posts_in_turn(answer, "/first", "/second")
     assert (first.status, second.status, second.error) == (200, 200, None)
     assert [request.connection for request in peer.requests] == [1, 2]
 
@@ -436,17 +395,13 @@ async def test_a_server_closing_an_idle_connection_before_the_next_request_does_
     def answer(request: ReceivedRequest) -> Reply:
         return Reply(ok(), then=IDLE_CLOSE if request.target == "/first" else KEEP)
 
-    async with Peer(answer) as peer:
-        sender = HttpSender()
-        try:
-            first = await sender.send("POST", peer.url("/first"), HEADERS, b"{}", CEILING)
-            # The server half-closes, waits (bounded) for the client to close its side, then closes: the
-            # close has reached the client before the next request is sent.
-            async with asyncio.timeout(CEILING):
-                await peer.connections[0].gone.wait()
-            second = await sender.send("POST", peer.url("/second"), HEADERS, b"{}", CEILING)
-        finally:
-            await sender.close()
+    async with Peer(answer) as peer, closing(HttpSender()) as sender:
+        first = await sender.send("POST", peer.url("/first"), HEADERS, b"{}", CEILING)
+        # The server half-closes, waits (bounded) for the client to close its side, then closes: the
+        # close has reached the client before the next request is sent.
+        async with asyncio.timeout(CEILING):
+            await peer.connections[0].gone.wait()
+        second = await sender.send("POST", peer.url("/second"), HEADERS, b"{}", CEILING)
     assert (first.status, second.status, second.error) == (200, 200, None)
     assert [request.connection for request in peer.requests] == [1, 2]
     assert peer.errors == []
@@ -484,13 +439,7 @@ async def test_interim_1xx_answers_are_skipped_for_the_final_one(
     def answer(request: ReceivedRequest) -> Reply:
         return Reply(interim + final if request.target == "/first" else ok())
 
-    async with Peer(answer) as peer:
-        sender = HttpSender()
-        try:
-            first = await sender.send("POST", peer.url("/first"), HEADERS, b"{}", CEILING)
-            second = await sender.send("POST", peer.url("/second"), HEADERS, b"{}", CEILING)
-        finally:
-            await sender.close()
+    peer, (first, second) = await _posts_in_turn(answer, "/first", "/second")
     assert (first.status, first.error, first.body_prefix) == (status, error, prefix)
     assert (second.status, second.error) == (200, None)
     assert [request.connection for request in peer.requests] == [1, 1]
@@ -501,8 +450,7 @@ async def test_interim_1xx_answers_are_skipped_for_the_final_one(
 
 
 async def test_a_refused_connection_names_the_redacted_url() -> None:
-    sender = HttpSender()
-    try:
+    async with closing(HttpSender()) as sender:
         with RefusingEndpoint() as endpoint:
             url = f"http://127.0.0.1:{endpoint.port}/events?token=secret"
             response = await sender.send("POST", url, HEADERS, b"{}", CEILING)
@@ -512,20 +460,15 @@ async def test_a_refused_connection_names_the_redacted_url() -> None:
         )
         assert "secret" not in (response.error or "")
         await _a_good_send_works(sender)
-    finally:
-        await sender.close()
 
 
 @pytest.mark.parametrize("at_accept", [True, False], ids=["closed-at-accept", "closed-after-the-request"])
 async def test_a_server_that_closes_without_answering_gives_an_error(at_accept: bool) -> None:
-    sender = HttpSender()
-    try:
+    async with closing(HttpSender()) as sender:
         async with Peer(lambda request: Reply(then=CLOSE), close_at_accept=at_accept) as peer:
             response = await sender.send("POST", peer.url("/x"), HEADERS, b"{}", CEILING)
         _plain_failure(response, transient=True)
         await _a_good_send_works(sender)
-    finally:
-        await sender.close()
 
 
 @pytest.mark.parametrize(
@@ -538,14 +481,11 @@ async def test_a_server_that_closes_without_answering_gives_an_error(at_accept: 
     ids=["not-http", "four-digit-status", "bad-content-length"],
 )
 async def test_a_garbage_answer_gives_an_error(garbage: bytes) -> None:
-    sender = HttpSender()
-    try:
+    async with closing(HttpSender()) as sender:
         async with Peer(lambda request: Reply(garbage)) as peer:
             response = await sender.send("POST", peer.url("/x"), HEADERS, b"{}", CEILING)
         _plain_failure(response)
         await _a_good_send_works(sender)
-    finally:
-        await sender.close()
 
 
 # The limit named in the error text: the brief says "mentions the limit" without a spelling.
@@ -564,29 +504,23 @@ LIMIT_MENTIONED = re.compile(r"65536|65,536|64 ?KiB|64 ?KB|64 ?k", re.IGNORECASE
     ids=["one-long-header", "many-headers", "long-reason"],
 )
 async def test_an_answer_head_larger_than_the_limit_gives_an_error_naming_the_limit(head: bytes) -> None:
-    sender = HttpSender()
-    try:
+    async with closing(HttpSender()) as sender:
         async with Peer(lambda request: Reply(head)) as peer:
             response = await sender.send("POST", peer.url("/x"), HEADERS, b"{}", CEILING)
         error = _plain_failure(response)
         assert LIMIT_MENTIONED.search(error), error
         await _a_good_send_works(sender)
-    finally:
-        await sender.close()
 
 
 @pytest.mark.parametrize(
     "partial", [b"", b"HTTP/1.1 200 OK\r\nContent-"], ids=["silent", "stops-inside-the-head"]
 )
 async def test_a_server_that_never_answers_gives_a_timeout(partial: bytes) -> None:
-    sender = HttpSender()
-    try:
+    async with closing(HttpSender()) as sender:
         async with Peer(lambda request: Reply(partial)) as peer:
             response = await sender.send("POST", peer.url("/x"), HEADERS, b"{}", 0.2)
         assert _plain_failure(response, transient=True) == "timeout after 0.2s"
         await _a_good_send_works(sender)
-    finally:
-        await sender.close()
     task = asyncio.current_task()
     assert task is not None
     assert task.cancelling() == 0
@@ -629,14 +563,10 @@ def test_a_header_that_could_inject_is_refused_as_fatal_and_nothing_is_sent(
     headers = {**good, bad[0]: bad[1]}
 
     async def scenario() -> tuple[Peer, Response, Response, int]:
-        async with Peer() as peer:
-            sender = HttpSender()
-            try:
-                refused = await sender.send("POST", peer.url("/x"), headers, b"{}", CEILING)
-                received_then = peer.bytes_received
-                after = await sender.send("POST", peer.url("/after"), HEADERS, b"{}", CEILING)
-            finally:
-                await sender.close()
+        async with Peer() as peer, closing(HttpSender()) as sender:
+            refused = await sender.send("POST", peer.url("/x"), headers, b"{}", CEILING)
+            received_then = peer.bytes_received
+            after = await sender.send("POST", peer.url("/after"), HEADERS, b"{}", CEILING)
         return peer, refused, after, received_then
 
     peer, refused, after, received_then = runner.run(scenario())
@@ -661,8 +591,7 @@ async def test_a_cancellation_from_outside_propagates_and_the_stale_answer_is_ne
             return Reply(b"HTTP/1.1 500 Stale\r\nContent-Length: 0\r\n\r\n", hold=released.wait)
         return Reply(ok())
 
-    sender = HttpSender()
-    try:
+    async with closing(HttpSender()) as sender:
         async with Peer(answer) as peer:
             task = asyncio.create_task(sender.send("POST", peer.url("/slow"), HEADERS, b"{}", 60.0))
             assert await peer.until(lambda: len(peer.requests) == 1)
@@ -675,8 +604,6 @@ async def test_a_cancellation_from_outside_propagates_and_the_stale_answer_is_ne
         assert (after.status, after.error) == (200, None)
         assert [request.target for request in peer.requests] == ["/slow", "/after"]
         await _a_good_send_works(sender)
-    finally:
-        await sender.close()
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -691,16 +618,12 @@ async def test_connection_limit_one_never_opens_a_second_connection() -> None:
     def answer(request: ReceivedRequest) -> Reply:
         return Reply(ok(b"1"), hold=hold_first) if len(peer.requests) == 1 else Reply(ok(b"2"))
 
-    sender = HttpSender(connection_limit=1)
-    try:
-        async with Peer(answer) as peer:
-            sends = [
-                asyncio.create_task(sender.send("POST", peer.url(f"/{n}"), HEADERS, b"{}", CEILING))
-                for n in range(2)
-            ]
-            responses = await asyncio.gather(*sends)
-    finally:
-        await sender.close()
+    async with closing(HttpSender(connection_limit=1)) as sender, Peer(answer) as peer:
+        sends = [
+            asyncio.create_task(sender.send("POST", peer.url(f"/{n}"), HEADERS, b"{}", CEILING))
+            for n in range(2)
+        ]
+        responses = await asyncio.gather(*sends)
     assert [(r.status, r.error) for r in responses] == [(200, None), (200, None)]
     assert peer.max_outstanding == 1
     assert peer.max_open == 1
@@ -740,13 +663,9 @@ async def test_concurrent_sends_each_get_their_own_answer(limit: int) -> None:
     never another's, and no more requests are in flight at once than the limit allows."""
     count = 12
     in_flight = count if limit == 0 else limit
-    sender = HttpSender(connection_limit=limit)
-    try:
-        async with Peer() as peer:
-            peer.answer = _echo_peer_answer(peer, in_flight)
-            await _two_rounds_at_once(sender, peer, count)
-    finally:
-        await sender.close()
+    async with closing(HttpSender(connection_limit=limit)) as sender, Peer() as peer:
+        peer.answer = _echo_peer_answer(peer, in_flight)
+        await _two_rounds_at_once(sender, peer, count)
     assert len(peer.requests) == 2 * count
     assert peer.max_outstanding <= in_flight
     assert peer.errors == []
@@ -755,13 +674,9 @@ async def test_concurrent_sends_each_get_their_own_answer(limit: int) -> None:
 async def test_a_limited_pool_under_contention_keeps_its_connections_alive() -> None:
     """Beyond the brief's list (bullet 4 under load): with ``connection_limit=3`` and a server that keeps
     every connection alive, 24 sends (12 at a time) need no more than 3 connections."""
-    sender = HttpSender(connection_limit=3)
-    try:
-        async with Peer() as peer:
-            peer.answer = _echo_peer_answer(peer, 3)
-            await _two_rounds_at_once(sender, peer, 12)
-    finally:
-        await sender.close()
+    async with closing(HttpSender(connection_limit=3)) as sender, Peer() as peer:
+        peer.answer = _echo_peer_answer(peer, 3)
+        await _two_rounds_at_once(sender, peer, 12)
     assert len(peer.requests) == 24
     assert len(peer.connections) <= 3
     assert peer.errors == []
@@ -785,13 +700,9 @@ async def test_https_to_a_server_the_given_context_trusts_succeeds(
     loopback_tls: tuple[ssl.SSLContext, ssl.SSLContext],
 ) -> None:
     server, client = loopback_tls
-    sender = HttpSender(ssl_context=client)
-    try:
-        async with Peer(ssl_context=server) as peer:
-            first = await sender.send("POST", peer.url("/tls"), HEADERS, b"{}", CEILING)
-            second = await sender.send("POST", peer.url("/tls2"), HEADERS, b"[]", CEILING)
-    finally:
-        await sender.close()
+    async with closing(HttpSender(ssl_context=client)) as sender, Peer(ssl_context=server) as peer:
+        first = await sender.send("POST", peer.url("/tls"), HEADERS, b"{}", CEILING)
+        second = await sender.send("POST", peer.url("/tls2"), HEADERS, b"[]", CEILING)
     assert peer.url("/tls").startswith("https://127.0.0.1:")
     assert (first.status, first.error, second.status, second.error) == (200, None, 200, None)
     assert [(r.target, r.header("host"), r.body) for r in peer.requests] == [
@@ -805,15 +716,12 @@ async def test_https_to_an_untrusted_certificate_fails_with_the_default_trust(
     loopback_tls: tuple[ssl.SSLContext, ssl.SSLContext],
 ) -> None:
     server, _ = loopback_tls
-    sender = HttpSender()
-    try:
+    async with closing(HttpSender()) as sender:
         async with Peer(ssl_context=server) as peer:
             response = await sender.send("POST", peer.url("/tls"), HEADERS, b"{}", CEILING)
         _plain_failure(response)
         assert peer.requests == []
         await _a_good_send_works(sender)
-    finally:
-        await sender.close()
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -824,8 +732,7 @@ async def test_the_egress_policy_refuses_a_loopback_name_before_connecting() -> 
     # The strict preset denies the name localhost (and loopback); 127.0.0.0/8 allowed again so that the
     # same sender can show it still delivers where the policy allows.
     policy = EgressPolicy.build("strict", allow=["127.0.0.0/8"])
-    sender = HttpSender(egress=policy)
-    try:
+    async with closing(HttpSender(egress=policy)) as sender:
         async with Peer() as peer:
             refused = await sender.send("POST", peer.url("/x", host="localhost"), HEADERS, b"{}", CEILING)
             allowed = await sender.send("POST", peer.url("/ok"), HEADERS, b"{}", CEILING)
@@ -833,8 +740,6 @@ async def test_the_egress_policy_refuses_a_loopback_name_before_connecting() -> 
         assert (allowed.status, allowed.error) == (200, None)
         assert [request.target for request in peer.requests] == ["/ok"]
         assert len(peer.connections) == 1  # the refused name never got a connection
-    finally:
-        await sender.close()
 
 
 # ------------------------------------------------------------------------------------------------------
