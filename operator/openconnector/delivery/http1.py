@@ -275,7 +275,9 @@ class _Connection(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         answer = self._reading
-        if answer is not None:
+        # Trailers of a chunked body come here too, after the head: not kept (as aiohttp), so their
+        # size is bounded by nothing but the deadline, and they cost no memory.
+        if answer is not None and not answer.head_done:
             answer.headers.append((name, value))
 
     def on_headers_complete(self) -> None:

@@ -57,3 +57,18 @@ async def test_a_server_that_sends_more_than_the_answer_loses_the_connection() -
     assert (first.status, first.error) == (200, None)
     assert (second.status, second.error) == (200, None)  # not the stray 500
     assert len(peer.connections) == 2
+
+
+async def test_trailers_of_a_chunked_answer_are_not_kept() -> None:
+    # A subscriber can send trailers without end; they are not response headers and are not kept.
+    trailers = b"".join(b"X-Trailer-%d: %s\r\n" % (n, b"t" * 100) for n in range(2000))
+    head = b"HTTP/1.1 500 Oops\r\nTransfer-Encoding: chunked\r\nX-Head: h\r\n\r\n"
+    chunked = head + b"4\r\nbusy\r\n0\r\n" + trailers
+    async with Peer(lambda request: Reply(chunked + b"\r\n")) as peer, closing(HttpSender()) as sender:
+        answer = await sender.send("POST", peer.url("/deliver"), HEADERS, b"{}", 5.0)
+        again = await sender.send("POST", peer.url("/deliver"), HEADERS, b"{}", 5.0)
+    assert (answer.status, answer.body_prefix) == (500, b"busy")
+    assert answer.headers is not None
+    assert dict(answer.headers) == {"Transfer-Encoding": "chunked", "X-Head": "h"}
+    assert again.status == 500
+    assert len(peer.connections) == 1  # the trailers ended the answer; the connection was kept
