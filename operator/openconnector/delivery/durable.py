@@ -133,13 +133,14 @@ def request_msg_id(deliveries: Iterable[tuple[str, str, str, str]]) -> str:
     The order is irrelevant (sorted), so the same request recomputed from the same table gets the same
     id. Each part is length-prefixed, so no choice of strings makes two different requests collide.
     """
-    digest = hashlib.sha256()
+    chunks: list[bytes] = []
     for part in sorted(set(deliveries)):
         for text in part:
             data = text.encode("utf-8", "surrogatepass")
-            digest.update(len(data).to_bytes(4, "big"))
-            digest.update(data)
-    return "oc-" + digest.hexdigest()[:48]
+            chunks.append(len(data).to_bytes(4, "big"))
+            chunks.append(data)
+    # One digest of the joined parts: the same as one update per part, in one call.
+    return "oc-" + hashlib.sha256(b"".join(chunks)).hexdigest()[:48]
 
 
 @dataclass(frozen=True, slots=True)
