@@ -68,3 +68,32 @@ async def test_a_direct_subscription_receives_what_a_queued_one_receives(nats_cl
         assert direct_subscription._id not in client._direct
     finally:
         await client.close()
+
+
+async def test_publish_now_and_publish_keep_one_order(nats_cluster: NatsCluster) -> None:
+    client = _CoalescingClient()
+    await client.connect(servers=nats_cluster.urls.split(",")[0])
+    try:
+        received: list[Msg] = []
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def collect(message: Msg) -> None:
+            received.append(message)
+            if len(received) == 40 and not done.done():
+                done.set_result(None)
+
+        await client.subscribe_direct("s7.order", collect)
+        await client.flush()
+        for n in range(40):
+            if n % 3:
+                assert client.publish_now("s7.order", str(n).encode(), headers={"N": str(n)}) is None
+            else:
+                await client.publish("s7.order", str(n).encode(), headers={"N": str(n)})
+            if n % 7 == 0:
+                await asyncio.sleep(0)
+        async with asyncio.timeout(10):
+            await done
+        assert [int(m.data) for m in received] == list(range(40))
+        assert [m.headers for m in received] == [{"N": str(n)} for n in range(40)]
+    finally:
+        await client.close()

@@ -2,6 +2,9 @@
 
 * the NATS connection writes the header block (and the whole PUB/HPUB command) nats-py writes, with the
   same counters and the same refusals, without cleaning values that have nothing to clean;
+* ``publish_now`` (acks, NAKs and stored deliveries without a chain of coroutines) queues the command
+  ``publish`` queues and refuses what it refuses; an ack or NAK publishes what ``Msg.ack``/``Msg.nak``
+  publish, once;
 * a request's ``Nats-Msg-Id`` is the digest of its parts hashed one update at a time (the rule of
   ``durable.request_msg_id``), computed in one call.
 """
@@ -11,10 +14,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
+import nats.errors
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
 
 from openconnector.delivery import jetstream
 from openconnector.delivery.durable import request_msg_id
@@ -92,6 +97,7 @@ async def test_an_invalid_header_name_is_refused_as_nats_py_refuses_it() -> None
 
 
 def test_the_overridden_nats_py_internals_are_still_there() -> None:
+    assert NatsClient()._max_pending_size == 0  # the tests' unconnected clients set what connect() sets
     for name in (
         "_send_publish",
         "_process_msg",
@@ -129,3 +135,100 @@ def test_the_request_msg_id_is_the_digest_of_its_parts_one_at_a_time(
 def test_the_request_msg_id_of_a_usual_request(count: int) -> None:
     deliveries = [("default", "https://src", f"e-{n}", f"default/sub-{n}") for n in range(count)]
     assert request_msg_id(deliveries) == _request_msg_id_by_updates(deliveries)
+
+
+class _Recording:
+    """A stand-in connection for nats-py's Msg: records what ack()/nak() publish."""
+
+    def __init__(self) -> None:
+        self.published: list[tuple[str, bytes]] = []
+
+    async def publish(self, subject: str, payload: bytes = b"") -> None:
+        self.published.append((subject, payload))
+
+
+_REPLY = "$JS.ACK.OC.sub_x.1.2.3.1767000000000000000.0"
+
+
+@settings(max_examples=200, deadline=None)
+@given(delay=st.one_of(st.just(0.0), st.just(0.001), st.floats(min_value=0.0, max_value=7 * 24 * 3600.0)))
+async def test_the_nak_payload_is_what_msg_nak_publishes(delay: float) -> None:
+    connection = _Recording()
+    await Msg(_client=connection, reply=_REPLY).nak(delay=delay)  # type: ignore[arg-type]
+    assert connection.published == [(_REPLY, jetstream._nak_payload(delay))]
+
+
+async def test_the_ack_payload_is_what_msg_ack_publishes() -> None:
+    connection = _Recording()
+    await Msg(_client=connection, reply=_REPLY).ack()  # type: ignore[arg-type]
+    assert connection.published == [(_REPLY, jetstream._ACK)]
+
+
+def _unconnected(pending_size: int = 2 * 1024 * 1024) -> _CoalescingClient:
+    """A client as between reconnects: commands are buffered (up to ``pending_size`` bytes), not sent."""
+    client = _CoalescingClient()
+    client._max_pending_size = pending_size
+    return client
+
+
+_PUBLISHES: list[tuple[str, bytes, str, dict[str, str] | None]] = [
+    ("OC.d.ns.name", b"body", "_OC_PUBACK.abc.1", {"Oc-Meta": "{}", "Nats-Msg-Id": "oc-1"}),
+    (_REPLY, b"", "", None),
+    (_REPLY, b'-NAK {"delay": 1000000}', "", None),
+    ("bad subject", b"x", "", None),
+    ("OC.d.ns.name", b"x", "bad reply", None),
+    ("", b"x", "", None),
+    ("OC.d.x", b"x" * (1024 * 1024 + 1), "", None),
+    ("OC.d.x", b"x", "", {"bad name": "v"}),
+]
+
+
+@pytest.mark.parametrize(("subject", "payload", "reply", "headers"), _PUBLISHES)
+async def test_publish_now_queues_what_publish_queues_and_refuses_what_it_refuses(
+    subject: str, payload: bytes, reply: str, headers: dict[str, str] | None
+) -> None:
+    outcomes: list[tuple[object, ...]] = []
+    for now in (True, False):
+        client = _unconnected()
+        try:
+            if now:
+                assert client.publish_now(subject, payload, reply, headers) is None
+            else:
+                await client.publish(subject, payload, reply=reply, headers=headers)
+        except Exception as error:
+            outcomes.append(("raised", type(error), client._pending, dict(client.stats)))
+        else:
+            outcomes.append(("queued", client._pending, client._pending_data_size, dict(client.stats)))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] == (
+        "queued" if subject.startswith(("OC.d.ns", "$JS")) and " " not in reply else "raised"
+    )
+
+
+async def test_publish_now_refuses_on_a_closed_connection_as_publish_does() -> None:
+    closed = _unconnected()
+    closed._status = NatsClient.CLOSED
+    with pytest.raises(nats.errors.ConnectionClosedError):
+        closed.publish_now("OC.d.x", b"x")
+    with pytest.raises(nats.errors.ConnectionClosedError):
+        await closed.publish("OC.d.x", b"x")
+
+
+async def test_publish_now_refuses_when_the_buffer_between_reconnects_is_full_as_publish_does() -> None:
+    for pending_size in (0, 10):
+        with pytest.raises(nats.errors.OutboundBufferLimitError):
+            _unconnected(pending_size).publish_now("OC.d.x", b"x" * 11)
+        with pytest.raises(nats.errors.OutboundBufferLimitError):
+            await _unconnected(pending_size).publish("OC.d.x", b"x" * 11)
+
+
+async def test_settling_marks_the_message_answered_and_a_second_answer_is_not_sent() -> None:
+    client = _unconnected()
+    message = Msg(_client=client, reply=_REPLY)
+    assert jetstream._settle_now(message, jetstream._ACK) is None
+    assert message._ackd
+    assert client._pending == [f"PUB {_REPLY}  0\r\n\r\n".encode()]
+    assert jetstream._settle_now(message, jetstream._nak_payload(1.0)) is None  # logged, not raised
+    assert len(client._pending) == 1
+    assert jetstream._settle_now(Msg(_client=client, reply=""), jetstream._ACK) is None  # not a JS message
+    assert len(client._pending) == 1
