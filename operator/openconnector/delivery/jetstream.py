@@ -503,6 +503,11 @@ class JetStreamBus(Generic[E]):
         self._ack_waiters: dict[str, asyncio.Future[Msg]] = {}
         self._ack_subscribed = False
         self._before_disconnect: list[Callable[[], Awaitable[None]]] = []
+        # Stored requests' deliveries to write at the end of this loop turn (see _send_soon): the
+        # connection, the messages (subject, body, reply, headers) and the PubAck waiter of each request.
+        self._outbox: list[tuple[_CoalescingClient, list[_Outgoing], asyncio.Future[Msg]]] = []
+        self._outbox_scheduled = False
+        self._before_publish: list[Callable[[], object]] = []
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -582,6 +587,12 @@ class JetStreamBus(Generic[E]):
         """Have :meth:`close` await ``publish_rest`` after the deliveries finished and before the NATS
         connection closes (the message log publishes what it still holds)."""
         self._before_disconnect.append(publish_rest)
+
+    def before_publish(self, hand_over: Callable[[], object]) -> None:
+        """Have ``hand_over`` called right before the deliveries of stored requests are written to the
+        connection (the message log hands over what it recorded, the requests' records among it, so a
+        record is in its stream before any attempt at it: one connection keeps order)."""
+        self._before_publish.append(hand_over)
 
     def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
@@ -1007,6 +1018,7 @@ class JetStreamBus(Generic[E]):
                 return
             batch = uuid.uuid4().hex
             last = len(messages)
+            before: list[tuple[str, bytes, dict[str, str]]] = []
             for number, (key, prepared) in enumerate(messages, 1):
                 headers = {
                     META_HEADER: encode_meta(prepared),
@@ -1015,13 +1027,11 @@ class JetStreamBus(Generic[E]):
                 }
                 subject = delivery_subject(self._prefix, key)
                 if number < last:
-                    backpressure = nc.publish_now(subject, prepared.body, headers=headers)
-                    if backpressure is not None:
-                        await backpressure
+                    before.append((subject, prepared.body, headers))
                     continue
                 headers["Nats-Batch-Commit"] = "1"
                 headers[MSG_ID_HEADER] = msg_id
-                answer = await self._request(nc, subject, prepared.body, headers, timeout)
+                answer = await self._request(nc, subject, prepared.body, headers, timeout, before)
                 _raise_refusal(answer, _DUPLICATE_IN_BATCH)
         except BusUnavailableError:
             raise
@@ -1032,13 +1042,22 @@ class JetStreamBus(Generic[E]):
             ) from None
 
     async def _request(
-        self, nc: NatsClient, subject: str, body: bytes, headers: dict[str, str], within: float
+        self,
+        nc: NatsClient,
+        subject: str,
+        body: bytes,
+        headers: dict[str, str],
+        within: float,
+        before: Sequence[tuple[str, bytes, dict[str, str]]] = (),
     ) -> bytes:
-        """Publish with a reply subject and return the answer (the PubAck) within ``within`` seconds.
+        """Publish ``before`` (subject, body, headers each) and then, with a reply subject, this message;
+        return the answer (the PubAck) within ``within`` seconds.
 
         nats-py's ``request`` does the same with a random token (a NUID and ``token_hex``, an os.urandom
         call) and ``asyncio.wait_for`` (two more futures and callbacks) per request; here the token is a
-        counter under this bus's random prefix and the timeout one timer handle."""
+        counter under this bus's random prefix and the timeout one timer handle. On the bus's connection
+        the messages are written at the end of this loop turn, after what the message log recorded meanwhile
+        (see :meth:`_send_soon`)."""
         token = str(next(self._ack_numbers))
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[Msg] = loop.create_future()
@@ -1047,10 +1066,12 @@ class JetStreamBus(Generic[E]):
         timer = loop.call_later(within, _time_out, waiter)
         try:
             if isinstance(nc, _CoalescingClient):
-                backpressure = nc.publish_now(subject, body, self._ack_prefix + token, headers)
-                if backpressure is not None:
-                    await backpressure
+                outgoing = [(s, b, "", h) for s, b, h in before]
+                outgoing.append((subject, body, self._ack_prefix + token, headers))
+                self._send_soon(nc, outgoing, waiter)
             else:  # a plain nats-py client
+                for earlier_subject, earlier_body, earlier_headers in before:
+                    await nc.publish(earlier_subject, earlier_body, headers=earlier_headers)
                 await nc.publish(subject, body, reply=self._ack_prefix + token, headers=headers)
             answer = await waiter
         finally:
@@ -1059,6 +1080,38 @@ class JetStreamBus(Generic[E]):
         if not answer.data and answer.headers and answer.headers.get("Status") == NO_RESPONDERS_STATUS:
             raise nats.errors.NoRespondersError
         return answer.data
+
+    def _send_soon(
+        self, nc: _CoalescingClient, messages: list[_Outgoing], waiter: asyncio.Future[Msg]
+    ) -> None:
+        """Write ``messages`` (one request's deliveries, its PubAck to answer ``waiter``) at the end of this
+        loop turn, with those of the other requests stored in it, after the message log handed over what it
+        recorded (:meth:`before_publish`). Then the records of all those requests share one message-log
+        message per subscription, and no request waits for that hand-over before it is stored: it waits
+        only for its PubAck (the 202 still comes only once JetStream stored the request)."""
+        self._outbox.append((nc, messages, waiter))
+        if not self._outbox_scheduled:
+            self._outbox_scheduled = True
+            asyncio.get_running_loop().call_soon(self._send_outbox)
+
+    def _send_outbox(self) -> None:
+        self._outbox_scheduled = False
+        outbox, self._outbox = self._outbox, []
+        for hand_over in self._before_publish:
+            try:
+                hand_over()
+            except Exception:  # the message log is best effort; the deliveries go anyway
+                logger.exception("handing the message log over before storing deliveries failed")
+        for nc, messages, waiter in outbox:
+            if waiter.done():  # timed out or cancelled meanwhile: the sender is refused, nothing is stored
+                continue
+            try:
+                for subject, body, reply, headers in messages:
+                    backpressure = nc.publish_now(subject, body, reply, headers)
+                    if backpressure is not None:  # (the pending buffer is over its bound: flush it)
+                        self._spawn(backpressure, "jetstream-flush")
+            except Exception as failure:  # as publish would have raised it to the request (_publish maps it)
+                waiter.set_exception(failure)
 
     def _acknowledge(self, message: Msg) -> None:
         waiter = self._ack_waiters.pop(message.subject[len(self._ack_prefix) :], None)
@@ -1538,6 +1591,9 @@ def _raise_refusal(answer: bytes, stored_before: int | None = None) -> None:
 def _replay_key(key: str) -> str:
     return _REPLAY_KEY_PREFIX + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 
+
+# A message to write: subject, body, reply subject ("" for none), headers.
+_Outgoing = tuple[str, bytes, str, dict[str, str]]
 
 _WAITED_ENOUGH = -1  # a pace waiter's answer at its deadline (a backlog reading is never negative)
 
