@@ -5,25 +5,40 @@
 * ``publish_now`` (acks, NAKs and stored deliveries without a chain of coroutines) queues the command
   ``publish`` queues and refuses what it refuses; an ack or NAK publishes what ``Msg.ack``/``Msg.nak``
   publish, once;
+* ``decode_meta`` keeps the decoded headers as they are when they are what ``encode_meta`` writes, and
+  looks a delivery mode up by its text: the general answer, refusals included;
+* a request the pacing pre-check lets through is one pacing would not have held;
 * a request's ``Nats-Msg-Id`` is the digest of its parts hashed one update at a time (the rule of
   ``durable.request_msg_id``), computed in one call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
+import math
+import time
 from collections.abc import Iterable
+from typing import Any
 
 import nats.errors
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
+from tests.support.keys import sub_key
 
 from openconnector.delivery import jetstream
-from openconnector.delivery.durable import request_msg_id
+from openconnector.delivery.durable import decode_meta, encode_meta, request_msg_id
 from openconnector.delivery.jetstream import _CoalescingClient
+from openconnector.delivery.prepared import Prepared
+from openconnector.delivery.target import DELIVERY_MODES, ContentMode, DeliveryTarget
+
+texts = st.text(max_size=40)
+modes = st.sampled_from([ContentMode.STRUCTURED, ContentMode.BINARY])
 
 # Header names: tokens nats-py accepts, with and without surrounding blanks, empty ones, invalid ones.
 _NAME_CHARS = "abcXYZ09-_.!#$%&'*+^`|~"
@@ -232,3 +247,117 @@ async def test_settling_marks_the_message_answered_and_a_second_answer_is_not_se
     assert len(client._pending) == 1
     assert jetstream._settle_now(Msg(_client=client, reply=""), jetstream._ACK) is None  # not a JS message
     assert len(client._pending) == 1
+
+
+def _decode_meta_general(meta: str, body: bytes) -> Prepared:
+    """decode_meta as it was before its fast path: the reference."""
+    try:
+        try:
+            document = orjson.loads(meta)
+        except orjson.JSONDecodeError:
+            document = json.loads(meta)
+        headers = {str(k): str(v) for k, v in dict(document["headers"]).items()}
+        event_id, event_type, source = str(document["id"]), str(document["type"]), str(document["source"])
+        mode = ContentMode(document["mode"])
+        if mode not in DELIVERY_MODES:
+            raise ValueError(f"no delivery is sent in {mode} mode")
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"not a delivery message: {type(error).__name__}") from None
+    return Prepared(
+        id=event_id, type=event_type, source=source, content_mode=mode, headers=headers, body=body,
+        size=len(body),
+    )  # fmt: skip
+
+
+def _decoded(meta: str) -> object:
+    try:
+        return decode_meta(meta, b"body")
+    except ValueError as error:
+        return ("refused", str(error))
+
+
+def _decoded_general(meta: str) -> object:
+    try:
+        return _decode_meta_general(meta, b"body")
+    except ValueError as error:
+        return ("refused", str(error))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+meta_documents = st.fixed_dictionaries(
+    {},
+    optional={
+        "id": st.one_of(st.text(max_size=10), json_values),
+        "type": st.text(max_size=10),
+        "source": st.one_of(st.text(max_size=10), st.integers()),
+        "mode": st.one_of(st.sampled_from([m.value for m in ContentMode]), json_values),
+        "headers": st.one_of(
+            st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=4),
+            st.dictionaries(st.text(max_size=8), json_values, max_size=3),
+            st.lists(st.tuples(st.text(max_size=4), st.text(max_size=4)), max_size=2),
+            json_values,
+        ),
+    },
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(document=st.one_of(meta_documents, json_values))
+def test_decode_meta_gives_the_general_answer(document: object) -> None:
+    meta = json.dumps(document)
+    assert _decoded(meta) == _decoded_general(meta)
+
+
+@settings(max_examples=200, deadline=None)
+@given(event_id=texts, source=texts, mode=modes, headers=st.dictionaries(texts, texts, max_size=4))
+def test_decode_meta_of_what_encode_meta_wrote_gives_the_general_answer(
+    event_id: str, source: str, mode: ContentMode, headers: dict[str, str]
+) -> None:
+    prepared = Prepared(
+        id=event_id, type="t", source=source, content_mode=mode, headers=headers, body=b"b", size=1
+    )
+    meta = encode_meta(prepared)
+    assert decode_meta(meta, b"b") == _decode_meta_general(meta, b"b") == prepared
+
+
+def _no_encoding(event: Any, mode: ContentMode) -> tuple[dict[str, str], bytes]:
+    raise AssertionError("not used")
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    limit=st.integers(0, 4),
+    wait=st.sampled_from([0.0, 1.0]),
+    states=st.lists(st.tuples(st.integers(0, 6), st.booleans(), st.booleans()), min_size=1, max_size=3),
+    plan_picks=st.lists(st.integers(0, 3), min_size=1, max_size=4),
+)
+async def test_a_request_the_pace_check_lets_through_would_not_have_waited(
+    limit: int, wait: float, states: list[tuple[int, bool, bool]], plan_picks: list[int]
+) -> None:
+    """_may_pace False: _pace (the general path) finishes without waiting (its coroutine ends at once)."""
+    bus: jetstream.JetStreamBus[Any] = jetstream.JetStreamBus(
+        _no_encoding, jetstream.JetStreamSettings(pace_backlog=limit, pace_wait=wait)
+    )
+    loop = asyncio.get_running_loop()
+    keys = [sub_key(f"ns/s{n}") for n in range(4)]  # the last is not installed
+    for key, (backlog, waiting, delivering) in zip(keys, states, strict=False):
+        sub = jetstream._Subscription(
+            DeliveryTarget(key, "http://127.0.0.1:9/"), time.time, 0.0, lambda k, a: None
+        )
+        sub.backlog = backlog
+        sub.finished_at = loop.time() if delivering else -math.inf
+        if waiting:
+            sub.pace_waiters.append(loop.create_future())
+        bus._subs[key] = sub
+    plan = [(keys[pick], object()) for pick in plan_picks]
+    if bus._may_pace(plan):
+        return
+    reserved: list[tuple[jetstream._Subscription, int]] = []
+    pace = bus._pace(plan, reserved)
+    with pytest.raises(StopIteration):
+        pace.send(None)
+    assert reserved == []

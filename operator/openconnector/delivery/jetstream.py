@@ -878,7 +878,8 @@ class JetStreamBus(Generic[E]):
             raise DeliveryClosedError("the bus is closed")
         reserved: list[tuple[_Subscription, int]] = []
         try:
-            await self._pace(plan, reserved)
+            if self._may_pace(plan):  # (else _pace would find nothing to wait for: no coroutine for that)
+                await self._pace(plan, reserved)
             return await self._store(plan, msg_id)
         finally:
             for sub, reading in reserved:
@@ -912,7 +913,11 @@ class JetStreamBus(Generic[E]):
                 "can be stored at once",
             )
         if messages:
-            await self._consumers_live(messages)
+            subs = self._subs
+            for key, _ in messages:
+                if not subs[key].consumer_ready.is_set():
+                    await self._consumers_live(messages)
+                    break
             readings = {key: self._subs[key].receipts for key, _ in messages}
             await self._publish(messages, msg_id or request_msg_id(tuples))
             for key, _ in messages:
@@ -926,6 +931,19 @@ class JetStreamBus(Generic[E]):
         return OfferResult(
             True, queued=len(messages), skipped=skipped, dropped=[sub.key for sub, _, _ in dropped]
         )
+
+    def _may_pace(self, plan: Sequence[tuple[ResourceKey, E]]) -> bool:
+        """False when :meth:`_pace` would not wait for ``plan``: no subscription of it has waiters or a
+        backlog at the pace limit (True does not mean it waits: _pace also looks at delivery progress)."""
+        limit = self.settings.pace_backlog
+        if limit <= 0 or self.settings.pace_wait <= 0:
+            return False
+        subs = self._subs
+        for key, _ in plan:
+            sub = subs.get(key)
+            if sub is not None and (sub.pace_waiters or sub.backlog >= limit):
+                return True
+        return False
 
     async def _pace(
         self, plan: Sequence[tuple[ResourceKey, E]], reserved: list[tuple[_Subscription, int]]
