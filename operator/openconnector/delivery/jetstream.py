@@ -257,7 +257,10 @@ class _CoalescingClient(NatsClient):
         if sub is None:  # unsubscribed meanwhile
             return
         sub._received += 1
-        message = self._build_message(sid, subject, reply, data, await self._process_headers(headers))
+        parsed = _plain_headers(headers)
+        if isinstance(parsed, _NotPlain):
+            parsed = await self._process_headers(headers)
+        message = self._build_message(sid, subject, reply, data, parsed)
         try:
             handler(message)
         except Exception as failure:  # as nats-py reports a callback's error, not ending the read loop
@@ -355,6 +358,41 @@ class _CoalescingClient(NatsClient):
         return None
 
 
+class _NotPlain:
+    """A header block :func:`_plain_headers` leaves to nats-py."""
+
+
+_NOT_PLAIN = _NotPlain()
+
+
+def _plain_headers(block: bytes) -> dict[str, str] | _NotPlain | None:
+    """What nats-py's ``_process_headers`` makes of ``block`` (without fast_mail_parser, which the
+    gateway does not install), for a block without an inline status (``NATS/1.0 503``, a heartbeat):
+    those, and anything else not plain, are ``_NOT_PLAIN`` (left to nats-py). The same lines, names and
+    values, without a coroutine and without a generator per line for the whitespace-in-name rule."""
+    if not block:
+        return None
+    if len(block) <= _HEADER_BLOCK_START or block[_HEADER_BLOCK_START - 2] == _SPACE:
+        return _NOT_PLAIN  # an inline status, or too short to be ours: nats-py decides
+    out: dict[str, str] = {}
+    for line in block[_HEADER_BLOCK_START:].split(b"\r\n"):
+        if not line:
+            continue
+        name, colon, value = line.partition(b":")
+        if not colon:
+            continue
+        try:
+            key = name.strip().decode("ascii")
+        except UnicodeDecodeError:
+            continue
+        if key and key.split() != [key]:  # whitespace in the name (str.isspace's): nats-py skips it
+            continue
+        out[key] = value.strip().decode("utf-8", "replace")
+    return out or None
+
+
+_HEADER_BLOCK_START = len(b"NATS/1.0\r\n")
+_SPACE = ord(" ")
 _HEADER_LINE = b"NATS/1.0\r\n"
 #: Header names seen to need no cleaning (stripped already, valid): a few constants in practice.
 _CLEAN_HEADER_NAMES: set[str] = set()
