@@ -1346,7 +1346,8 @@ class JetStreamBus(Generic[E]):
         try:
             converted: dict[ContentMode, tuple[Mapping[str, str], bytes]] = {}
             deliverer = self._deliverer
-            if await deliverer.give_up_if_paused(sub, prepared, None):
+            # (give_up_if_paused answers False at once when not paused: no coroutine for that)
+            if sub.health.paused and await deliverer.give_up_if_paused(sub, prepared, None):
                 delay: float | None = None
             elif attempt > sub.target.policy.retries + 1:
                 # The last attempt's process died before it finished: finish the event now.
