@@ -133,13 +133,14 @@ def request_msg_id(deliveries: Iterable[tuple[str, str, str, str]]) -> str:
     The order is irrelevant (sorted), so the same request recomputed from the same table gets the same
     id. Each part is length-prefixed, so no choice of strings makes two different requests collide.
     """
-    digest = hashlib.sha256()
+    chunks: list[bytes] = []
     for part in sorted(set(deliveries)):
         for text in part:
             data = text.encode("utf-8", "surrogatepass")
-            digest.update(len(data).to_bytes(4, "big"))
-            digest.update(data)
-    return "oc-" + digest.hexdigest()[:48]
+            chunks.append(len(data).to_bytes(4, "big"))
+            chunks.append(data)
+    # One digest of the joined parts: the same as one update per part, in one call.
+    return "oc-" + hashlib.sha256(b"".join(chunks)).hexdigest()[:48]
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,6 +203,9 @@ def encode_meta(prepared: Prepared) -> str:
     return json.dumps(document, separators=(",", ":"))
 
 
+_DELIVERY_MODES = {mode.value: mode for mode in DELIVERY_MODES}
+
+
 def decode_meta(meta: str, body: bytes) -> Prepared:
     """The held request back from a message; ValueError when the meta header is not ours."""
     try:
@@ -209,11 +213,18 @@ def decode_meta(meta: str, body: bytes) -> Prepared:
             document = orjson.loads(meta)
         except orjson.JSONDecodeError:
             document = json.loads(meta)  # what orjson refuses but json.dumps can write (lone surrogates)
-        headers = {str(k): str(v) for k, v in dict(document["headers"]).items()}
+        raw = document["headers"]
+        if type(raw) is dict and all(type(value) is str for value in raw.values()):
+            headers = raw  # what we write: text values (and a JSON object's names are text)
+        else:
+            headers = {str(k): str(v) for k, v in dict(raw).items()}
         event_id, event_type, source = str(document["id"]), str(document["type"]), str(document["source"])
-        mode = ContentMode(document["mode"])
-        if mode not in DELIVERY_MODES:
-            raise ValueError(f"no delivery is sent in {mode} mode")
+        value = document["mode"]
+        mode = _DELIVERY_MODES.get(value) if type(value) is str else None
+        if mode is None:  # not one of ours: the general way, and its error
+            mode = ContentMode(value)
+            if mode not in DELIVERY_MODES:
+                raise ValueError(f"no delivery is sent in {mode} mode")
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"not a delivery message: {type(error).__name__}") from None
     return Prepared(

@@ -19,10 +19,13 @@ A record's sequence is the stream sequence of its message times 64 plus its inde
 of that message (:func:`record_sequence`): it orders the records as they were recorded and is the same
 in every process, so cursors work against any of them.
 
-A request's records reach the NATS connection before its deliveries are stored
-(:meth:`JetStreamMessageLog.flush`, awaited by ``Gateway.publish``; the requests of one loop turn share
-that hand-over), and one connection keeps publish order, so a record is in the stream before any
-attempt at it, even when the bus delivers before its store returns.
+A request's records reach the NATS connection before its deliveries are stored: the bus writes the
+deliveries of the requests stored in one loop turn at its end, right after calling this log's hand-over
+(:meth:`JetStreamBus.before_publish <openconnector.delivery.jetstream.JetStreamBus.before_publish>`;
+the records of those requests share it), and one connection keeps publish order, so a record is in the
+stream before any attempt at it, even when the bus delivers before its store returns. (On a connection
+without the bus's plain-call publish, :meth:`JetStreamMessageLog.flush`, awaited by ``Gateway.publish``,
+hands them over first instead.)
 
 Records, attempts and outcomes become visible once read back (milliseconds); resends and pull
 acknowledgements are applied at once by the process that made them (read your own writes) and read
@@ -185,6 +188,9 @@ class JetStreamMessageLog:
         self._flush_timer: asyncio.TimerHandle | None = None
         self._waiters: list[asyncio.Future[None]] = []  # flush() callers, woken once their changes are sent
         self._follower: asyncio.Task[None] | None = None
+        self._backpressure: asyncio.Future[Any] | None = None
+        # Set by start(): the bus hands what this log recorded over right before it writes deliveries.
+        self._bus_hands_over = False
         self.caught_up = asyncio.Event()
 
     # ---------------------------------------------------------------------------- lifecycle
@@ -194,6 +200,8 @@ class JetStreamMessageLog:
         # The changes of the last deliveries (and those waiting for company) go out before the bus
         # closes the connection, not after.
         self._bus.before_disconnect(self._flush_now)
+        self._bus.before_publish(self._hand_over_now)
+        self._bus_hands_over = True
 
     async def _flush_now(self) -> None:
         if self._flush_timer is not None:
@@ -287,24 +295,72 @@ class JetStreamMessageLog:
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
-        if self._pending and (self._flusher is None or self._flusher.done()):
+        if self._pending and (self._flusher is None or self._flusher.done()) and not self._hand_over_now():
             self._flusher = asyncio.ensure_future(self._flush())
 
     async def flush(self) -> None:
         """Return once what was recorded is handed to the NATS connection: before the bus stores the
         deliveries, so a record is in the stream before any attempt at it (one connection keeps publish
         order). The requests of one turn of the event loop share that hand-over: one message per
-        subscription for all their records."""
+        subscription for all their records. Once started on the bus, at once: the bus hands the records
+        over itself, right before it writes the deliveries (see the module docstring)."""
         if not self._pending:
             return
+        if self._bus_hands_over and hasattr(self._bus.nats_client, "publish_now"):
+            return  # handed over at the end of this loop turn, before any delivery the bus writes
         self._flush_soon()  # (what waits for company goes now too)
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         await waiter
 
+    def _hand_over_now(self) -> bool:
+        """What :meth:`_flush` does, as a plain call, on a connection that publishes with one
+        (``publish_now``, the bus's): no task, no wait. False, doing nothing, on another connection."""
+        client = self._bus.nats_client
+        publish_now = getattr(client, "publish_now", None)
+        if client is None or publish_now is None:
+            return False
+        if self._flush_timer is not None:  # what waits for company goes now too
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        waiters: list[asyncio.Future[None]] = []
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                local, self._local = self._local, []
+                waiters, self._waiters = self._waiters, []
+                if not client.is_connected:
+                    _rare.log(
+                        logging.WARNING,
+                        "lost",
+                        "the message log lost %d change(s): NATS is not connected",
+                        len(batch),
+                    )
+                    return True
+                for subject, data, number, members in _grouped(batch, self._origin, self._numbers):
+                    self._hold(number, [(batch[index][1], local[index]) for index in members], len(data))
+                    try:
+                        backpressure = publish_now(subject, data)
+                    except Exception as failure:
+                        self._release(number)
+                        _rare.log(
+                            logging.WARNING, "publish", "publishing a message-log change failed: %s", failure
+                        )
+                        continue
+                    if backpressure is not None:  # the connection's buffer is over its bound: flush it
+                        self._backpressure = asyncio.ensure_future(backpressure)
+                _wake(waiters)
+        finally:  # as _flush: a waiter never waits for a change that will not be published
+            _wake(waiters)
+            _wake(self._waiters)
+            self._waiters = []
+        return True
+
     async def _flush(self) -> None:
         """Publish what was recorded, in order (one task for a burst of changes), then wake those
         waiting for it."""
+        if self._hand_over_now():
+            return
         waiters: list[asyncio.Future[None]] = []
         try:
             while self._pending:
