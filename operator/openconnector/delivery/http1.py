@@ -164,10 +164,12 @@ class Answer:
         self.complete = False
 
     def header_map(self) -> CIMultiDictProxy[str]:
+        """The headers as text: a value that is not UTF-8 gets U+FFFD for its bad bytes (they go to the
+        message log's JSON, which cannot carry lone surrogates)."""
         return CIMultiDictProxy(
             CIMultiDict(
                 [
-                    (name.decode("latin-1"), value.decode("utf-8", "surrogateescape"))
+                    (name.decode("latin-1"), value.decode("utf-8", "replace"))
                     for name, value in self.headers
                 ]
             )

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
+
 from openconnector.delivery.sending import HttpSender
 from tests.support.http1_peer import CLOSE, Peer, ReceivedRequest, Reply, closing
 
@@ -72,3 +74,12 @@ async def test_trailers_of_a_chunked_answer_are_not_kept() -> None:
     assert dict(answer.headers) == {"Transfer-Encoding": "chunked", "X-Head": "h"}
     assert again.status == 500
     assert len(peer.connections) == 1  # the trailers ended the answer; the connection was kept
+
+
+async def test_a_response_header_that_is_not_utf8_reads_as_text_the_message_log_can_store() -> None:
+    reply = b"HTTP/1.1 500 Oops\r\nX-Bytes: a\xff\xfeb\r\nContent-Length: 0\r\n\r\n"
+    async with Peer(lambda request: Reply(reply)) as peer, closing(HttpSender()) as sender:
+        answer = await sender.send("POST", peer.url("/deliver"), HEADERS, b"{}", 5.0)
+    assert answer.headers is not None
+    assert answer.headers["X-Bytes"] == "a\ufffd\ufffdb"
+    orjson.dumps(list(answer.headers.values()))  # no lone surrogates
