@@ -156,13 +156,18 @@ async def _play(steps: Steps) -> list[_Process]:
     has published and read everything."""
     stream = _Stream()
     processes = [_Process(stream) for _ in range(3)]
+    await _run_steps(processes, steps)
+    return processes
+
+
+async def _run_steps(processes: list[_Process], steps: Steps) -> None:
+    """Each step by its process, then every process publishes what it holds and reads everything."""
     for who, index, action, n, variant in steps:
         await _act(processes[who], KEYS[index], action, n, variant)
     for process in processes:
         await process.log._flush()
     for process in processes:
         process.read_back()
-    return processes
 
 
 @contextmanager

@@ -26,6 +26,7 @@ from tests.unit.test_s6_jslog_own import (
     _act,
     _Client,
     _Process,
+    _run_steps,
     _steps,
     _Stream,
     _view,
@@ -132,12 +133,7 @@ async def _play(steps: Steps, now: bool) -> tuple[_Stream, list[_Process]]:
             stand_in.nats_client = _NowClient(stream)
         process.log._origin = f"origin-{number}"  # the same in both plays: the same bytes
         process.log._own_prefix = own_prefix(process.log._origin)
-    for who, index, action, n, variant in steps:
-        await _act(processes[who], KEYS[index], action, n, variant)
-    for process in processes:
-        await process.log._flush()
-    for process in processes:
-        process.read_back()
+    await _run_steps(processes, steps)
     return stream, processes
 
 
