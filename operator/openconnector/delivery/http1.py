@@ -150,10 +150,10 @@ def _check_name(name: str) -> None:
 
 
 class Answer:
-    """The response to one request as it arrives: status, reason, headers, the kept part of the body,
-    and whether it is complete."""
+    """The response to one request as it arrives: status, reason, headers and the kept part of the
+    body."""
 
-    __slots__ = ("body", "body_size", "complete", "head_done", "headers", "reason", "status")
+    __slots__ = ("body", "body_size", "head_done", "headers", "reason", "status")
 
     def __init__(self) -> None:
         self.status = 0
@@ -162,7 +162,6 @@ class Answer:
         self.body: list[bytes] = []
         self.body_size = 0
         self.head_done = False
-        self.complete = False
 
     def header_map(self) -> CIMultiDictProxy[str]:
         """The headers as text: a value that is not UTF-8 gets U+FFFD for its bad bytes (they go to the
@@ -255,7 +254,6 @@ class _Connection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             if answer is not None and answer.head_done:
                 # The body ended with the connection (no length given) or was cut: the status stands.
-                answer.complete = True
                 waiter.set_result(answer)
             else:
                 unanswered = answer is not None and self._head_bytes == 0
@@ -344,7 +342,6 @@ class _Connection(asyncio.Protocol):
         self._reading = self._waiter = None
         if waiter is None or answer is None or waiter.done():
             return
-        answer.complete = True
         self.reusable = reusable
         waiter.set_result(answer)
         if not reusable:

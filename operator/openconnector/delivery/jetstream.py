@@ -390,9 +390,9 @@ def _plain_headers(block: bytes) -> dict[str, str] | _NotPlain | None:
     return out or None
 
 
-_HEADER_BLOCK_START = len(b"NATS/1.0\r\n")
-_SPACE = ord(" ")
 _HEADER_LINE = b"NATS/1.0\r\n"
+_HEADER_BLOCK_START = len(_HEADER_LINE)
+_SPACE = ord(" ")
 #: Header names seen to need no cleaning (stripped already, valid): a few constants in practice.
 _CLEAN_HEADER_NAMES: set[str] = set()
 _CLEAN_HEADER_NAMES_MAX = 64

@@ -127,13 +127,7 @@ class HttpSender:
             endpoint = endpoint_of(url)
             head = request_head(method, endpoint, headers, len(body), self._user_agent)
         except ValueError as problem:  # BadRequestHead too: nothing is sent, and retrying cannot help
-            return Response(
-                status=None,
-                error=clip(f"request not sent: {problem}"),
-                started=started,
-                latency_ms=0.0,
-                fatal=True,
-            )
+            return self.fatal(clip(f"request not sent: {problem}"))
         task = asyncio.current_task()
         if task is None:
             raise RuntimeError("HttpSender.send runs in a task (its deadline cancels the task)")
