@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pytest
 
 from openconnector.delivery import DeliveryTarget, Dispatcher
-from openconnector.delivery.memory import _DEADLINES_COMPACT_AT
+from openconnector.delivery.deadlines import _COMPACT_AT as _DEADLINES_COMPACT_AT
 from tests.support.engine_events import Event, encode
 from tests.support.keys import sub_key
 from tests.support.sinks import Reply, Sink
@@ -117,7 +117,7 @@ async def test_each_waiter_expires_at_its_own_deadline_in_any_order(
     for deadline, at in zip(deadlines, expired, strict=True):
         assert at >= deadline - TOLERANCE  # never (noticeably) early, however the timer was armed
     # Nobody is left to expire: the timer is disarmed until the next wait with a deadline.
-    assert full.engine._deadline_timer is None
+    assert not full.engine._deadlines.armed
     assert not full.engine._deadlines
 
 

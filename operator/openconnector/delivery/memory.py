@@ -87,6 +87,7 @@ from typing import Generic, Self
 
 from openconnector.api.keys import ResourceKey
 from openconnector.delivery.attempts import AttemptLog
+from openconnector.delivery.deadlines import SharedDeadlines
 from openconnector.delivery.health import SubscriptionHealth
 from openconnector.delivery.outcomes import (
     DeliveryClosedError,
@@ -123,8 +124,6 @@ DEFAULT_MAX_QUEUED_BYTES = 128 * 1024 * 1024
 DEFAULT_IDLE_LANE_SECONDS = 30.0
 _QUEUE_FULL_LOG_INTERVAL = 10.0
 _NEVER = float("-inf")  # one shared float instead of one per lane
-# Entries of the shared deadline timer kept before those of waiters who left are dropped all at once.
-_DEADLINES_COMPACT_AT = 1024
 # What an accepted offer of one delivery answers (read-only, as every OfferResult: one for all of them).
 _QUEUED_ONE = OfferResult(True, queued=1)
 _NO_KEYS: list[ResourceKey] = []  # the empty key lists of refusals on the hot path (read-only, shared)
@@ -354,6 +353,10 @@ class _Waiter:
         if not self.future.done():
             self.future.set_result(None)
 
+    def is_over(self) -> bool:
+        """It has left its wait (or was woken): its deadline no longer matters."""
+        return self.future.done()
+
     def expire(self) -> None:
         """Its deadline passed before its turn came (a waiter already woken keeps its turn)."""
         if not self.future.done():
@@ -433,11 +436,10 @@ class Dispatcher(Generic[E]):
         self._budget_waiters: dict[_Waiter, int] = {}  # sleeping waiter -> bytes it needs
         self._budget_promised = 0  # bytes promised to budget waiters woken but not yet run
         self._budget_least_need = 0  # at most the smallest need of the budget waiters: stop scanning below
-        # Waiters with a deadline, in the order they began to wait, and the one timer that expires them.
-        self._deadlines: deque[tuple[float, _Waiter]] = deque()
-        self._deadlines_compact_at = _DEADLINES_COMPACT_AT
-        self._deadline_timer: asyncio.TimerHandle | None = None
-        self._deadline_at = math.inf  # when that timer fires (inf: not armed)
+        # Waiters with a deadline, and the one timer that expires them.
+        self._deadlines: SharedDeadlines[_Waiter] = SharedDeadlines(
+            _Waiter.is_over, _Waiter.expire, tolerance=_IDLE_TOLERANCE
+        )
         self._idle_lane_seconds = float(idle_lane_seconds)
         self._closed = False
 
@@ -480,11 +482,7 @@ class Dispatcher(Generic[E]):
         waiters, self._budget_waiters = self._budget_waiters, {}
         for waiter in waiters:
             waiter.wake()
-        if self._deadline_timer is not None:  # every waiter has been woken: nobody left to expire
-            self._deadline_timer.cancel()
-            self._deadline_timer = None
-            self._deadline_at = math.inf
-        self._deadlines.clear()
+        self._deadlines.clear()  # every waiter has been woken: nobody left to expire
         dropped = await asyncio.gather(
             *(self._shutdown_lane(lane, drain_deadline, DropReason.SHUTDOWN) for lane in lanes)
         )
@@ -703,8 +701,8 @@ class Dispatcher(Generic[E]):
         if deadline is not None and deadline <= loop.time():
             raise TimeoutError  # no turn can come in time (as asyncio.timeout at its next await)
         waiter = _Waiter(loop.create_future())
-        if deadline is not None:
-            self._expire_at(waiter, deadline, loop)
+        if deadline is not None:  # (a waiter that leaves first cancels nothing: see SharedDeadlines)
+            self._deadlines.add(waiter, deadline, loop)
         for runtime in runtimes:
             runtime.waiters[waiter] = runtime.room_version
         if watch_budget:
@@ -724,53 +722,6 @@ class Dispatcher(Generic[E]):
             if watch_budget:
                 self._budget_waiters.pop(waiter, None)
             self._hand_on(waiter)
-
-    def _expire_at(self, waiter: _Waiter, deadline: float, loop: asyncio.AbstractEventLoop) -> None:
-        """Expire ``waiter`` at ``deadline`` unless it has left by then: one timer for all waiters.
-
-        Entries are kept in the order the waits began and dropped once their waiter has left (from the
-        front here, all of them when the timer fires or the list has grown long), so a leaving waiter
-        cancels nothing. The timer is armed for the earliest deadline; a later one never re-arms it."""
-        deadlines = self._deadlines
-        while deadlines and deadlines[0][1].future.done():
-            deadlines.popleft()
-        deadlines.append((deadline, waiter))
-        if len(deadlines) > self._deadlines_compact_at:
-            # A long wait at the front keeps the entries of those who left behind it: drop them all.
-            self._deadlines = deadlines = deque(entry for entry in deadlines if not entry[1].future.done())
-            self._deadlines_compact_at = max(_DEADLINES_COMPACT_AT, 2 * len(deadlines))
-        if deadline < self._deadline_at:
-            if self._deadline_timer is not None:
-                self._deadline_timer.cancel()
-            self._deadline_at = deadline
-            self._deadline_timer = loop.call_at(deadline, self._expire_due)
-
-    def _expire_due(self) -> None:
-        """The shared deadline timer: waiters past their deadline get TimeoutError (one whose turn came
-        keeps it: its future is done already); the timer is armed again for the earliest of the rest."""
-        self._deadline_timer = None
-        self._deadline_at = math.inf
-        deadlines = self._deadlines
-        if not deadlines:
-            return
-        loop = deadlines[0][1].future.get_loop()
-        now = loop.time() + _IDLE_TOLERANCE  # it may fire that early: close enough to the deadline
-        waiting: deque[tuple[float, _Waiter]] = deque()
-        earliest = math.inf
-        for entry in deadlines:
-            when, waiter = entry
-            if waiter.future.done():
-                continue
-            if when <= now:
-                waiter.expire()
-            else:
-                waiting.append(entry)
-                earliest = min(earliest, when)
-        self._deadlines = waiting
-        self._deadlines_compact_at = max(_DEADLINES_COMPACT_AT, 2 * len(waiting))
-        if earliest != math.inf:
-            self._deadline_at = earliest
-            self._deadline_timer = loop.call_at(earliest, self._expire_due)
 
     def _hand_on(self, waiter: _Waiter) -> None:
         """``waiter`` leaves its wait: give back what it was woken with, and once its caller has had its

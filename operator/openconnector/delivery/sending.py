@@ -8,14 +8,13 @@ statuses become a :class:`Response` with a redacted ``error`` text, classified b
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import ssl
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from openconnector.delivery.deadlines import SharedDeadlines
 from openconnector.delivery.http1 import ConnectionPool, ResponseError, endpoint_of, request_head
 from openconnector.delivery.policy import Outcome, classify
 from openconnector.delivery.prepared import clip
@@ -29,8 +28,6 @@ __all__ = ["ERROR_DATA_LIMIT", "HttpSender", "Response", "clip", "describe"]
 ERROR_DATA_LIMIT = 1024
 #: Bytes of any response body read so the pooled connection can be reused; larger bodies close it.
 _RESPONSE_READ_LIMIT = 64 * 1024
-# Entries kept before those of finished requests are dropped all at once (a long request at the front).
-_DEADLINES_COMPACT_AT = 1024
 # The shared timer may fire this early (uvloop's clock has millisecond steps): close enough.
 _TIMER_TOLERANCE = 0.002
 
@@ -47,6 +44,14 @@ class _Deadline:
         self.cancelling = task.cancelling()
         self.expired = False  # the timer cancelled the task for it
         self.finished = False  # the request is over: the timer leaves it alone
+
+    def is_over(self) -> bool:
+        return self.finished
+
+    def expire(self) -> None:
+        """Its time is up: cancel the task (which turns that into a timeout, :func:`_timed_out`)."""
+        self.expired = self.finished = True
+        self.task.cancel()
 
 
 @dataclass(slots=True)
@@ -88,21 +93,16 @@ class HttpSender:
         self._user_agent = user_agent
         self._ssl_context = ssl_context
         self._clock = clock
-        # Requests in flight with their deadlines, in the order they began, and the one timer (armed for
-        # the earliest deadline) that cancels those past it: one timer for all requests.
-        self._deadlines: deque[_Deadline] = deque()
-        self._deadlines_compact_at = _DEADLINES_COMPACT_AT
-        self._deadline_timer: asyncio.TimerHandle | None = None
-        self._deadline_at = math.inf
+        # Requests in flight with their deadlines: one timer for all requests.
+        self._deadlines: SharedDeadlines[_Deadline] = SharedDeadlines(
+            _Deadline.is_over, _Deadline.expire, tolerance=_TIMER_TOLERANCE
+        )
 
     def start(self) -> None:
         self._ensure_pool()
 
     async def close(self) -> None:
-        if self._deadline_timer is not None:
-            self._deadline_timer.cancel()
-            self._deadline_timer = None
-            self._deadline_at = math.inf
+        self._deadlines.clear()
         if self._pool is not None:
             # Forgotten as it closes: a later send makes a new one.
             pool, self._pool = self._pool, None
@@ -187,49 +187,13 @@ class HttpSender:
         return Response(status=None, error=clip(error), started=started, latency_ms=latency_ms)
 
     def _begin(self, task: asyncio.Task[object], timeout_s: float) -> _Deadline:
-        """Bound the request ``task`` begins now by ``timeout_s`` seconds: one timer for all requests.
-
-        Entries are kept in the order the requests began and dropped once finished (from the front here,
-        all of them when the timer fires or the list has grown long), so a finished request cancels no
-        timer. The timer is armed for the earliest deadline; a later one never re-arms it."""
+        """Bound the request ``task`` begins now by ``timeout_s`` seconds: one timer for all requests
+        (:class:`~openconnector.delivery.deadlines.SharedDeadlines`), so a finished request cancels no
+        timer."""
         loop = task.get_loop()
         deadline = _Deadline(loop.time() + timeout_s, task)
-        deadlines = self._deadlines
-        while deadlines and deadlines[0].finished:
-            deadlines.popleft()
-        deadlines.append(deadline)
-        if len(deadlines) > self._deadlines_compact_at:
-            self._deadlines = deadlines = deque(entry for entry in deadlines if not entry.finished)
-            self._deadlines_compact_at = max(_DEADLINES_COMPACT_AT, 2 * len(deadlines))
-        if deadline.at < self._deadline_at:
-            if self._deadline_timer is not None:
-                self._deadline_timer.cancel()
-            self._deadline_at = deadline.at
-            self._deadline_timer = loop.call_at(deadline.at, self._expire_due, loop)
+        self._deadlines.add(deadline, deadline.at, loop)
         return deadline
-
-    def _expire_due(self, loop: asyncio.AbstractEventLoop) -> None:
-        """The shared timer: cancel the tasks of requests past their deadline (each turns it into a
-        timeout, :func:`_timed_out`); arm the timer again for the earliest of the rest."""
-        self._deadline_timer = None
-        self._deadline_at = math.inf
-        now = loop.time() + _TIMER_TOLERANCE
-        waiting: deque[_Deadline] = deque()
-        earliest = math.inf
-        for entry in self._deadlines:
-            if entry.finished:
-                continue
-            if entry.at <= now:
-                entry.expired = entry.finished = True
-                entry.task.cancel()
-            else:
-                waiting.append(entry)
-                earliest = min(earliest, entry.at)
-        self._deadlines = waiting
-        self._deadlines_compact_at = max(_DEADLINES_COMPACT_AT, 2 * len(waiting))
-        if earliest != math.inf:
-            self._deadline_at = earliest
-            self._deadline_timer = loop.call_at(earliest, self._expire_due, loop)
 
     def _ensure_pool(self) -> ConnectionPool:
         if self._pool is None:
