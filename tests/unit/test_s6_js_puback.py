@@ -1,5 +1,5 @@
 """The JetStream bus reads its publish acknowledgements on one subscription of its own (a counter under
-a random prefix, one timer per request) instead of nats-py's ``request``: it answers what ``request``
+a random prefix, one timer for all of them) instead of nats-py's ``request``: it answers what ``request``
 answered, a PubAck's data, a timeout, or no responders, and keeps nothing behind."""
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ class DeliveryBus(Protocol[E_contra]):
     Intake: :meth:`store` takes a whole fan-out plan ``[(target_key, event), …]`` and stores all of it
     or none of it. A refusal for lack of room says so in the :class:`OfferResult` (``full``,
     ``budget_needed``: call :meth:`wait_for_room`, then store again); a bus that cannot store at all
-    now raises :class:`~openconnector.delivery.outcomes.BusUnavailableError` (answer 503).
+    now raises :class:`~openconnector.delivery.outcomes.BusUnavailableError` (answer 503). A store
+    that waits ends by ``deadline`` (the event loop's ``time()``), raising :class:`TimeoutError` past it.
     """
 
     async def start(self) -> None: ...
@@ -71,7 +72,9 @@ class DeliveryBus(Protocol[E_contra]):
 
     def queue_depth(self, key: ResourceKey) -> int: ...
 
-    async def store(self, plan: Sequence[tuple[ResourceKey, E_contra]]) -> OfferResult: ...
+    async def store(
+        self, plan: Sequence[tuple[ResourceKey, E_contra]], *, deadline: float | None = None
+    ) -> OfferResult: ...
 
     async def wait_for_room(self, keys: Collection[ResourceKey], *, needed_bytes: int = 0) -> None: ...
 

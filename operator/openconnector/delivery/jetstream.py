@@ -96,6 +96,7 @@ from nats.protocol.command import hpub_cmd, pub_cmd
 
 from openconnector.api.keys import ResourceKey
 from openconnector.delivery.attempts import DEFAULT_ATTEMPT_LOG_SIZE, Attempt, AttemptLog
+from openconnector.delivery.deadlines import SharedDeadlines
 from openconnector.delivery.durable import (
     META_HEADER,
     MSG_ID_HEADER,
@@ -158,6 +159,8 @@ _KEEPALIVE_SWEEP = 1.0  # seconds between looks for long attempts that need an i
 _ACK_V1_TOKENS = 9  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
 #: Seconds the NATS connection gathers commands before it writes them (see _CoalescingClient).
 _WRITE_COALESCE = 0.0005
+# A shared deadline timer may fire this early (uvloop's clock has millisecond steps): close enough.
+_TIMER_TOLERANCE = 0.002
 
 
 @dataclass(frozen=True)
@@ -538,6 +541,13 @@ class JetStreamBus(Generic[E]):
         self._ack_prefix = f"_OC_PUBACK.{uuid.uuid4().hex}."
         self._ack_numbers = itertools.count(1)
         self._ack_waiters: dict[str, asyncio.Future[Msg]] = {}
+        # The deadlines of the PubAck waits, and of the requests waiting under intake pacing: one timer each.
+        self._ack_deadlines: SharedDeadlines[asyncio.Future[Msg]] = SharedDeadlines(
+            asyncio.Future.done, _time_out, tolerance=_TIMER_TOLERANCE
+        )
+        self._pace_deadlines: SharedDeadlines[asyncio.Future[int]] = SharedDeadlines(
+            asyncio.Future.done, _stop_waiting, tolerance=_TIMER_TOLERANCE
+        )
         self._ack_subscribed = False
         self._before_disconnect: list[Callable[[], Awaitable[None]]] = []
         # Stored requests' deliveries to write at the end of this loop turn (see _send_soon): the
@@ -906,68 +916,73 @@ class JetStreamBus(Generic[E]):
         within the duplicate window."""
         return await self.store(plan, msg_id=msg_id)
 
-    async def store(self, plan: Sequence[tuple[ResourceKey, E]], *, msg_id: str | None = None) -> OfferResult:
+    async def store(
+        self,
+        plan: Sequence[tuple[ResourceKey, E]],
+        *,
+        msg_id: str | None = None,
+        deadline: float | None = None,
+    ) -> OfferResult:
         """Store every delivery of ``plan`` in one atomic batch, or none (see the module docstring).
 
         Raises :class:`BusUnavailableError` when JetStream cannot store it now (unreachable, stream
-        full, timed out): nothing of the request is delivered then."""
+        full, not confirmed within ``publish_timeout``): nothing of the request is delivered then.
+        ``deadline`` (the event loop's ``time()``) bounds the whole store, pacing included: past it,
+        :class:`TimeoutError` (the caller's own bound, as ``asyncio.timeout`` would raise it, without a
+        timer per request). One coroutine for the common case: the publish and its wait are inline."""
         if self._closed:
             raise DeliveryClosedError("the bus is closed")
         reserved: list[tuple[_Subscription, int]] = []
         try:
             if self._may_pace(plan):  # (else _pace would find nothing to wait for: no coroutine for that)
-                await self._pace(plan, reserved)
-            return await self._store(plan, msg_id)
+                await self._pace(plan, reserved, deadline)
+            skipped: list[ResourceKey] = []
+            dropped: list[tuple[_Subscription, E, str]] = []
+            cache: dict[tuple[int, ContentMode], Prepared | str] = {}
+            messages: list[tuple[ResourceKey, Prepared]] = []
+            tuples: list[tuple[str, str, str, str]] = []
+            subs = self._subs
+            for key, event in plan:
+                sub = subs.get(key)
+                if sub is None or sub.closed:
+                    skipped.append(key)
+                    continue
+                prepared = prepare_once(cache, event, sub.target.content_mode, self._encoder)
+                if isinstance(prepared, str):
+                    dropped.append((sub, event, prepared))
+                    continue
+                messages.append((key, prepared))
+                tuples.append((key.namespace, prepared.source, prepared.id, subscription_names(key).path))
+            if len(messages) > MAX_BATCH:
+                return OfferResult(
+                    False,
+                    skipped=skipped,
+                    too_large=sorted({key for key, _ in messages}),
+                    describe=f"the request fans out to {len(messages)} deliveries; at most {MAX_BATCH} "
+                    "can be stored at once",
+                )
+            if messages:
+                for key, _ in messages:
+                    if not subs[key].consumer_ready.is_set():
+                        await self._consumers_live(messages, deadline)
+                        break
+                readings = {key: subs[key].receipts for key, _ in messages}
+                await self._publish(messages, msg_id or request_msg_id(tuples), deadline)
+                for key, _ in messages:
+                    sub = subs[key]
+                    # A reading taken while this was stored may count it already: count it only when none
+                    # came in between (an undercount lasts until the next reading; an overcount would pace).
+                    if sub.receipts == readings[key]:
+                        sub.backlog += 1
+            for sub, event, message in dropped:
+                self._deliverer.drop(sub, event, DropReason.ENCODING_FAILED, message)
+            return OfferResult(
+                True, queued=len(messages), skipped=skipped, dropped=[sub.key for sub, _, _ in dropped]
+            )
         finally:
             for sub, reading in reserved:
                 if sub.receipts == reading:  # else a newer reading replaced the reservation
-                    sub.backlog -= 1  # the reservation; _store counted what it stored
-
-    async def _store(self, plan: Sequence[tuple[ResourceKey, E]], msg_id: str | None) -> OfferResult:
-        skipped: list[ResourceKey] = []
-        dropped: list[tuple[_Subscription, E, str]] = []
-        cache: dict[tuple[int, ContentMode], Prepared | str] = {}
-        messages: list[tuple[ResourceKey, Prepared]] = []
-        tuples: list[tuple[str, str, str, str]] = []
-        for key, event in plan:
-            sub = self._subs.get(key)
-            if sub is None or sub.closed:
-                skipped.append(key)
-                continue
-            mode = sub.target.content_mode
-            prepared = prepare_once(cache, event, mode, self._encoder)
-            if isinstance(prepared, str):
-                dropped.append((sub, event, prepared))
-                continue
-            messages.append((key, prepared))
-            tuples.append((key.namespace, prepared.source, prepared.id, subscription_names(key).path))
-        if len(messages) > MAX_BATCH:
-            return OfferResult(
-                False,
-                skipped=skipped,
-                too_large=sorted({key for key, _ in messages}),
-                describe=f"the request fans out to {len(messages)} deliveries; at most {MAX_BATCH} "
-                "can be stored at once",
-            )
-        if messages:
-            subs = self._subs
-            for key, _ in messages:
-                if not subs[key].consumer_ready.is_set():
-                    await self._consumers_live(messages)
-                    break
-            readings = {key: self._subs[key].receipts for key, _ in messages}
-            await self._publish(messages, msg_id or request_msg_id(tuples))
-            for key, _ in messages:
-                sub = self._subs[key]
-                # A reading taken while this was stored may count it already: count it only when none
-                # came in between (an undercount lasts until the next reading; an overcount would pace).
-                if sub.receipts == readings[key]:
-                    sub.backlog += 1
-        for sub, event, message in dropped:
-            self._deliverer.drop(sub, event, DropReason.ENCODING_FAILED, message)
-        return OfferResult(
-            True, queued=len(messages), skipped=skipped, dropped=[sub.key for sub, _, _ in dropped]
-        )
+                    sub.backlog -= 1  # the reservation; store counted what it stored
 
     def _may_pace(self, plan: Sequence[tuple[ResourceKey, E]]) -> bool:
         """False when :meth:`_pace` would not wait for ``plan``: no subscription of it has waiters or a
@@ -983,7 +998,10 @@ class JetStreamBus(Generic[E]):
         return False
 
     async def _pace(
-        self, plan: Sequence[tuple[ResourceKey, E]], reserved: list[tuple[_Subscription, int]]
+        self,
+        plan: Sequence[tuple[ResourceKey, E]],
+        reserved: list[tuple[_Subscription, int]],
+        deadline: float | None = None,
     ) -> None:
         """Give delivery its share of the event loop: wait while a subscription of ``plan`` that is
         delivering has ``pace_backlog`` or more stored deliveries waiting, until its deliveries make
@@ -995,7 +1013,7 @@ class JetStreamBus(Generic[E]):
         backoff) is not paced: the stream stores its backlog, which is what it is for. Adds to
         ``reserved`` the subscriptions whose room was reserved for this request, each with the backlog
         reading the reservation counts in (release with ``backlog -= 1`` while that reading is the
-        latest), also when the wait is cancelled."""
+        latest), also when the wait is cancelled. The wait ends by ``deadline`` (the store's) too."""
         limit = self.settings.pace_backlog
         if limit <= 0 or self.settings.pace_wait <= 0:
             return
@@ -1006,18 +1024,19 @@ class JetStreamBus(Generic[E]):
             for sub in {self._subs[key] for key, _ in plan if key in self._subs}
             if now - sub.finished_at < _PACE_PROGRESS and (sub.pace_waiters or sub.backlog >= limit)
         ]
-        deadline = now + self.settings.pace_wait
+        until = now + self.settings.pace_wait
+        if deadline is not None and deadline < until:
+            until = deadline
         for sub in paced:
             waiter: asyncio.Future[int] = loop.create_future()
             sub.pace_waiters.append(waiter)
             # The deadline answers the waiter itself (no asyncio.timeout: one that fires just as the
             # waiter is woken could leave a cancellation behind in this task; no asyncio.wait: a
-            # second future and callbacks per paced request).
-            timer = loop.call_at(deadline, _stop_waiting, waiter)
+            # second future and callbacks per paced request), and all paced requests share one timer.
+            self._pace_deadlines.add(waiter, until, loop)
             try:
                 await waiter
             finally:
-                timer.cancel()
                 if not waiter.done():
                     waiter.cancel()  # _release skips it
                 elif not waiter.cancelled() and waiter.result() != _WAITED_ENOUGH:
@@ -1033,23 +1052,41 @@ class JetStreamBus(Generic[E]):
                 waiter.set_result(sub.receipts)
                 sub.backlog += 1  # reserved for that request until it stored
 
-    async def _consumers_live(self, messages: Sequence[tuple[ResourceKey, Prepared]]) -> None:
+    async def _consumers_live(
+        self, messages: Sequence[tuple[ResourceKey, Prepared]], deadline: float | None = None
+    ) -> None:
         """Interest retention keeps a message only for consumers that exist when it is stored: wait
-        (bounded) until every addressed subscription's consumer does, else refuse (503)."""
+        (bounded by ``publish_timeout``, and ``deadline``: then TimeoutError) until every addressed
+        subscription's consumer does, else refuse (503)."""
         waiting = {key: self._subs[key] for key, _ in messages if not self._subs[key].consumer_ready.is_set()}
         if not waiting:
             return
+        within, by_deadline = self._within(deadline)
         try:
-            async with asyncio.timeout(self.settings.publish_timeout):
+            async with asyncio.timeout(within):
                 for sub in waiting.values():
                     await sub.consumer_ready.wait()
         except TimeoutError:
+            if by_deadline:
+                raise
             names = ", ".join(sorted(key.namespaced_name for key in waiting))
             raise BusUnavailableError(
                 f"the event bus is still setting up delivery to {names}", _RETRY_AFTER
             ) from None
 
-    async def _publish(self, messages: Sequence[tuple[ResourceKey, Prepared]], msg_id: str) -> None:
+    def _within(self, deadline: float | None) -> tuple[float, bool]:
+        """Seconds to wait for JetStream (``publish_timeout``, or less to end by ``deadline``), and whether
+        ``deadline`` is what ends it (then its timeout is the caller's, not JetStream's)."""
+        within = self.settings.publish_timeout
+        if deadline is not None:
+            left = deadline - asyncio.get_running_loop().time()
+            if left < within:
+                return max(left, 0.0), True
+        return within, False
+
+    async def _publish(
+        self, messages: Sequence[tuple[ResourceKey, Prepared]], msg_id: str, deadline: float | None = None
+    ) -> None:
         nc, js = self._nc, self._js
         if nc is None or js is None or not self.ready or not nc.is_connected:
             raise BusUnavailableError(self.readiness_detail or "not connected to NATS", _RETRY_AFTER)
@@ -1059,42 +1096,97 @@ class JetStreamBus(Generic[E]):
                 raise EventTooLargeError(
                     f"the event needs {len(prepared.body)} bytes; the event bus takes at most {limit}"
                 )
-        timeout = self.settings.publish_timeout
-        try:
-            # The publish acknowledgement (PubAck) is read here rather than by JetStreamContext.publish:
-            # only its error matters (nats-py would build a PubAck object per request).
-            if len(messages) == 1:
-                key, prepared = messages[0]
-                headers = {META_HEADER: encode_meta(prepared), MSG_ID_HEADER: msg_id}
-                answer = await self._request(
-                    nc, delivery_subject(self._prefix, key), prepared.body, headers, timeout
-                )
-                _raise_refusal(answer)
-                return
+        within, by_deadline = self._within(deadline)
+        # The publish acknowledgement (PubAck) is read here rather than by JetStreamContext.publish:
+        # only its error matters (nats-py would build a PubAck object per request).
+        before: list[tuple[str, bytes, dict[str, str]]] = []
+        if len(messages) == 1:
+            key, prepared = messages[0]
+            subject, body = delivery_subject(self._prefix, key), prepared.body
+            headers = {META_HEADER: encode_meta(prepared), MSG_ID_HEADER: msg_id}
+            stored_before = None
+        else:
             batch = uuid.uuid4().hex
-            last = len(messages)
-            before: list[tuple[str, bytes, dict[str, str]]] = []
             for number, (key, prepared) in enumerate(messages, 1):
-                headers = {
-                    META_HEADER: encode_meta(prepared),
-                    "Nats-Batch-Id": batch,
-                    "Nats-Batch-Sequence": str(number),
-                }
-                subject = delivery_subject(self._prefix, key)
-                if number < last:
-                    before.append((subject, prepared.body, headers))
-                    continue
-                headers["Nats-Batch-Commit"] = "1"
-                headers[MSG_ID_HEADER] = msg_id
-                answer = await self._request(nc, subject, prepared.body, headers, timeout, before)
-                _raise_refusal(answer, _DUPLICATE_IN_BATCH)
+                before.append(
+                    (
+                        delivery_subject(self._prefix, key),
+                        prepared.body,
+                        {
+                            META_HEADER: encode_meta(prepared),
+                            "Nats-Batch-Id": batch,
+                            "Nats-Batch-Sequence": str(number),
+                        },
+                    )
+                )
+            subject, body, headers = before.pop()
+            headers["Nats-Batch-Commit"] = "1"
+            headers[MSG_ID_HEADER] = msg_id
+            stored_before = _DUPLICATE_IN_BATCH
+        try:
+            if isinstance(nc, _CoalescingClient):  # the bus's own connection: _request inline
+                token, waiter = self._ask(nc, before, subject, body, headers, within)
+                try:
+                    answer = await waiter
+                except BaseException:
+                    self._forget(token, waiter)
+                    raise
+                data = _ack_data(answer)
+            else:
+                data = await self._request(nc, subject, body, headers, within, before)
+            _raise_refusal(data, stored_before)
         except BusUnavailableError:
             raise
-        except (nats.errors.Error, TimeoutError, OSError, ValueError) as failure:
+        except TimeoutError:
+            if by_deadline:
+                raise  # the caller's deadline, not JetStream's silence
+            raise BusUnavailableError(
+                "the event bus did not confirm storing the request: TimeoutError", _RETRY_AFTER
+            ) from None
+        except (nats.errors.Error, OSError, ValueError) as failure:
             raise BusUnavailableError(
                 f"the event bus did not confirm storing the request: {type(failure).__name__}",
                 _RETRY_AFTER,
             ) from None
+
+    def _ask(
+        self,
+        nc: _CoalescingClient,
+        before: Sequence[tuple[str, bytes, dict[str, str]]],
+        subject: str,
+        body: bytes,
+        headers: dict[str, str],
+        within: float,
+    ) -> tuple[str, asyncio.Future[Msg]]:
+        """Write ``before`` and then, with a reply subject, this message at the end of this loop turn
+        (:meth:`_send_soon`); return the reply's token and the future its answer (the PubAck) resolves,
+        or TimeoutError after ``within`` seconds. Who awaits it must :meth:`_forget` it when the wait
+        ends otherwise (an answer removes it itself)."""
+        token, waiter = self._expect_answer(within)
+        outgoing: list[_Outgoing] = [(s, b, "", h) for s, b, h in before]
+        outgoing.append((subject, body, self._ack_prefix + token, headers))
+        self._send_soon(nc, outgoing, waiter)
+        return token, waiter
+
+    def _expect_answer(self, within: float) -> tuple[str, asyncio.Future[Msg]]:
+        """A new reply token and the future its answer resolves, timed out after ``within`` seconds (all
+        requests share one timer: :class:`~openconnector.delivery.deadlines.SharedDeadlines`).
+
+        nats-py's ``request`` does the same with a random token (a NUID and ``token_hex``, an os.urandom
+        call) and ``asyncio.wait_for`` (two more futures and callbacks) per request; here the token is a
+        counter under this bus's random prefix."""
+        token = str(next(self._ack_numbers))
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[Msg] = loop.create_future()
+        self._ack_waiters[token] = waiter
+        self._ack_deadlines.add(waiter, loop.time() + within, loop)
+        return token, waiter
+
+    def _forget(self, token: str, waiter: asyncio.Future[Msg]) -> None:
+        """The wait for ``token``'s answer ended without it (timed out, cancelled, failed to send)."""
+        self._ack_waiters.pop(token, None)
+        if not waiter.done():
+            waiter.cancel()  # its deadline entry is dropped, and _send_outbox skips it
 
     async def _request(
         self,
@@ -1106,35 +1198,23 @@ class JetStreamBus(Generic[E]):
         before: Sequence[tuple[str, bytes, dict[str, str]]] = (),
     ) -> bytes:
         """Publish ``before`` (subject, body, headers each) and then, with a reply subject, this message;
-        return the answer (the PubAck) within ``within`` seconds.
-
-        nats-py's ``request`` does the same with a random token (a NUID and ``token_hex``, an os.urandom
-        call) and ``asyncio.wait_for`` (two more futures and callbacks) per request; here the token is a
-        counter under this bus's random prefix and the timeout one timer handle. On the bus's connection
-        the messages are written at the end of this loop turn, after what the message log recorded meanwhile
-        (see :meth:`_send_soon`)."""
-        token = str(next(self._ack_numbers))
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[Msg] = loop.create_future()
-        waiters = self._ack_waiters
-        waiters[token] = waiter
-        timer = loop.call_later(within, _time_out, waiter)
+        return the answer (the PubAck) within ``within`` seconds. On the bus's connection the messages
+        are written at the end of this loop turn, after what the message log recorded meanwhile (see
+        :meth:`_send_soon`)."""
+        if isinstance(nc, _CoalescingClient):
+            token, waiter = self._ask(nc, before, subject, body, headers, within)
+        else:  # a plain nats-py client
+            token, waiter = self._expect_answer(within)
         try:
-            if isinstance(nc, _CoalescingClient):
-                outgoing = [(s, b, "", h) for s, b, h in before]
-                outgoing.append((subject, body, self._ack_prefix + token, headers))
-                self._send_soon(nc, outgoing, waiter)
-            else:  # a plain nats-py client
+            if not isinstance(nc, _CoalescingClient):
                 for earlier_subject, earlier_body, earlier_headers in before:
                     await nc.publish(earlier_subject, earlier_body, headers=earlier_headers)
                 await nc.publish(subject, body, reply=self._ack_prefix + token, headers=headers)
             answer = await waiter
-        finally:
-            timer.cancel()
-            waiters.pop(token, None)
-        if not answer.data and answer.headers and answer.headers.get("Status") == NO_RESPONDERS_STATUS:
-            raise nats.errors.NoRespondersError
-        return answer.data
+        except BaseException:
+            self._forget(token, waiter)
+            raise
+        return _ack_data(answer)
 
     def _send_soon(
         self, nc: _CoalescingClient, messages: list[_Outgoing], waiter: asyncio.Future[Msg]
@@ -1652,6 +1732,13 @@ def _replay_key(key: str) -> str:
 _Outgoing = tuple[str, bytes, str, dict[str, str]]
 
 _WAITED_ENOUGH = -1  # a pace waiter's answer at its deadline (a backlog reading is never negative)
+
+
+def _ack_data(answer: Msg) -> bytes:
+    """The body of JetStream's answer to a publish; NoRespondersError when no stream took it."""
+    if not answer.data and answer.headers and answer.headers.get("Status") == NO_RESPONDERS_STATUS:
+        raise nats.errors.NoRespondersError
+    return answer.data
 
 
 def _time_out(waiter: asyncio.Future[Msg]) -> None:

@@ -661,8 +661,11 @@ class Dispatcher(Generic[E]):
             self._ensure_workers(lane, runtime)
         return OfferResult(True, queued=1, skipped=skipped) if skipped else _QUEUED_ONE
 
-    async def store(self, plan: Sequence[tuple[ResourceKey, E]]) -> OfferResult:
-        """:meth:`offer` for the :class:`~openconnector.delivery.bus.DeliveryBus` protocol."""
+    async def store(
+        self, plan: Sequence[tuple[ResourceKey, E]], *, deadline: float | None = None
+    ) -> OfferResult:
+        """:meth:`offer` for the :class:`~openconnector.delivery.bus.DeliveryBus` protocol (it never waits,
+        so ``deadline`` does not matter)."""
         return self.offer(plan)
 
     async def wait_for_room(

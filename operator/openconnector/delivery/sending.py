@@ -13,6 +13,7 @@ import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 
 from openconnector.delivery.deadlines import SharedDeadlines
 from openconnector.delivery.http1 import ConnectionPool, ResponseError, endpoint_of, request_head
@@ -44,9 +45,6 @@ class _Deadline:
         self.cancelling = task.cancelling()
         self.expired = False  # the timer cancelled the task for it
         self.finished = False  # the request is over: the timer leaves it alone
-
-    def is_over(self) -> bool:
-        return self.finished
 
     def expire(self) -> None:
         """Its time is up: cancel the task (which turns that into a timeout, :func:`_timed_out`)."""
@@ -95,7 +93,7 @@ class HttpSender:
         self._clock = clock
         # Requests in flight with their deadlines: one timer for all requests.
         self._deadlines: SharedDeadlines[_Deadline] = SharedDeadlines(
-            _Deadline.is_over, _Deadline.expire, tolerance=_TIMER_TOLERANCE
+            attrgetter("finished"), _Deadline.expire, tolerance=_TIMER_TOLERANCE
         )
 
     def start(self) -> None:

@@ -421,23 +421,29 @@ class Gateway:
                             break
                 elif result is None:  # a bus whose store awaits (JetStream): bound as a whole
                     now = None
-                    async with asyncio.timeout(self.settings.submit_timeout):
-                        while True:
-                            if result is not None:  # refused just now: wait for this caller's turn first
+                    # The store ends by this deadline itself (TimeoutError past it): no timer per sender.
+                    deadline = asyncio.get_running_loop().time() + self.settings.submit_timeout
+                    if self.message_log is not None:
+                        await self.message_log.flush()
+                    result = await self.dispatcher.store(pushed, deadline=deadline)
+                    if result.too_large:
+                        raise Refusal(413, "event-too-large", result.detail)
+                    if not result.accepted:  # refused for now: wait for this caller's turn, then again
+                        async with asyncio.timeout_at(deadline):
+                            while True:
                                 full, needed = result.full, result.budget_needed
                                 await self.dispatcher.wait_for_room(full, needed_bytes=needed)
                                 if self.table is not table:
                                     table, plan, placements, created, pushed = self._replan(
                                         events, namespace, created
                                     )
-                            if self.message_log is not None:
-                                await self.message_log.flush()
-                            # (The memory bus's store is its offer: called as such, without a coroutine.)
-                            result = offer_now(pushed) if offer_now else await self.dispatcher.store(pushed)
-                            if result.too_large:
-                                raise Refusal(413, "event-too-large", result.detail)
-                            if result.accepted:
-                                break
+                                if self.message_log is not None:
+                                    await self.message_log.flush()
+                                result = await self.dispatcher.store(pushed, deadline=deadline)
+                                if result.too_large:
+                                    raise Refusal(413, "event-too-large", result.detail)
+                                if result.accepted:
+                                    break
             except BaseException:
                 self.recorder.discard(created)  # nothing of the events was stored
                 raise
