@@ -263,7 +263,11 @@ class _CoalescingClient(NatsClient):
                 if sub is None:  # unsubscribed meanwhile
                     return None
                 sub._received += 1
-                return self._hand(handler, self._build_message(sid, subject, reply, data, parsed))
+                try:
+                    handler(self._build_message(sid, subject, reply, data, parsed))
+                except Exception as failure:  # as nats-py reports a callback's error, not ending the read
+                    return self._error_cb(failure)
+                return None
         return self._process_msg(sid, subject, reply, data, headers)
 
     async def _process_msg(
@@ -284,18 +288,11 @@ class _CoalescingClient(NatsClient):
         parsed = _plain_headers(headers)
         if isinstance(parsed, _NotPlain):
             parsed = await self._process_headers(headers)
-        failed = self._hand(handler, self._build_message(sid, subject, reply, data, parsed))
-        if failed is not None:
-            await failed
-
-    def _hand(self, handler: Callable[[Msg], None], message: Msg) -> Awaitable[None] | None:
-        """``handler(message)``; its error goes where nats-py reports a callback's (returned to await),
-        not ending the read loop."""
+        message = self._build_message(sid, subject, reply, data, parsed)
         try:
             handler(message)
-        except Exception as failure:
-            return self._error_cb(failure)
-        return None
+        except Exception as failure:  # as nats-py reports a callback's error, not ending the read loop
+            await self._error_cb(failure)
 
     def _remove_sub(self, sid: int, max_msgs: int = 0) -> None:
         super()._remove_sub(sid, max_msgs)
