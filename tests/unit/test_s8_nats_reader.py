@@ -327,7 +327,7 @@ async def _connection(reader: type[Parser], chunks: list[bytes]) -> list[object]
 
 
 _sids = st.sampled_from([b"1", b"1", b"2", b"3", b"4", b"5", b"9"])
-_subjects = st.sampled_from([b"d.a", b"q.b", b"m.c", b"r.d"])
+_subjects = st.sampled_from([b"d.a", b"q.b", b"m.c", b"r.d", b"d.\xff"])  # (not UTF-8: nats-py raises)
 
 
 @st.composite

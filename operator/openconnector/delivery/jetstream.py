@@ -263,8 +263,9 @@ class _CoalescingClient(NatsClient):
                 if sub is None:  # unsubscribed meanwhile
                     return None
                 sub._received += 1
+                message = self._build_message(sid, subject, reply, data, parsed)
                 try:
-                    handler(self._build_message(sid, subject, reply, data, parsed))
+                    handler(message)
                 except Exception as failure:  # as nats-py reports a callback's error, not ending the read
                     return self._error_cb(failure)
                 return None

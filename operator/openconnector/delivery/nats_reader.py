@@ -79,6 +79,8 @@ class FrameParser(Parser):
             # The start of a control line, held by nats-py: the frame starts there.
             data = bytes(self.buf) + data
             self.buf.clear()
+        if type(data) is not bytes:  # (a transport's bytearray: slices of bytes, as nats-py's copies)
+            data = bytes(data)
         nc: MessageSink = self.nc
         end = len(data)
         at = 0
