@@ -10,6 +10,7 @@ Run on asyncio's loop and on uvloop.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import json
 import re
@@ -260,7 +261,10 @@ def test_the_nats_py_assumptions_still_hold() -> None:
     client = _CoalescingClient()
     assert type(client._ps) is FrameParser
     assert client._ps.nc is client
-    assert type(NatsClient()._ps) is Parser  # nats-py reads through self._ps in _read_loop
+    assert type(NatsClient()._ps) is Parser
+    assert "await self._ps.parse(b)" in inspect.getsource(NatsClient._read_loop)  # every read goes there
+    # Its payload state: the control line consumed, ``needed`` bytes (header block first) and CR LF wanted.
+    assert "len(self.buf) >= self.needed + CRLF_SIZE" in inspect.getsource(Parser.parse)
 
 
 # ------------------------------------------------------------------------ the real connection class
