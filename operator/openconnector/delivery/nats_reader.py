@@ -39,8 +39,8 @@ from typing import Protocol
 from nats.protocol.parser import AWAITING_CONTROL_LINE, CRLF_SIZE, MAX_CONTROL_LINE_SIZE, Parser
 
 # Strict forms of nats-py's MSG_RE and HMSG_RE (nats/protocol/parser.py), matched where a frame starts.
-_MSG_LINE = re.compile(rb"MSG ([^\s]+) (\d+) (?:([^\s]+) )?(\d+)\r\n")
-_HMSG_LINE = re.compile(rb"HMSG ([^\s]+) (\d+) (?:([^\s]+) )?(\d+) (\d+)\r\n(?![\s\d])")
+_MSG_LINE = re.compile(rb"MSG (\S+) (\d+) (?:(\S+) )?(\d+)\r\n")
+_HMSG_LINE = re.compile(rb"HMSG (\S+) (\d+) (?:(\S+) )?(\d+) (\d+)\r\n(?![\s\d])")
 _M = ord("M")
 _H = ord("H")
 
