@@ -14,9 +14,11 @@ to the client's ``_process_msg_now`` — a plain call that returns what to await
 connection runs the handler of a direct subscription there and then; other messages get nats-py's
 ``_process_msg`` coroutine). At the first thing it does not take, the fast path hands the rest of the
 bytes to nats-py's parser and nats-py decides, as it did before: INFO, PING, PONG, +OK, -ERR, anything
-malformed (protocol errors), a frame not yet complete (nats-py buffers it; the frame that completes it is
-then fed to nats-py alone and the fast path goes on after it), and a frame whose control line is not of
-the strict form below.
+malformed (protocol errors), a frame not yet complete (nats-py buffers it; the bytes that complete it are
+then fed to nats-py alone and the fast path goes on after them; the start of a control line nats-py
+holds is put in front of the next read), and a frame whose control line is not of the strict form below.
+Measured (session 8): the read path of a message for a direct subscription, handler aside, ~6.0 ->
+~4.7 µs; ~2.2 messages per delivery.
 
 Why the fast path does exactly what nats-py would do with the same reads: it only takes a frame whose
 control line is ``MSG <subject> <sid> [<reply> ]<size>`` or ``HMSG <subject> <sid> [<reply> ]<header
@@ -25,9 +27,10 @@ nats-py's looser expressions match such a line with the same fields (pinned by
 tests/unit/test_s8_nats_reader.py). One exception, excluded: nats-py's HMSG expression may read past
 the end of a line without reply when the next line starts with digits (``\\s+`` also matches CR LF),
 so an HMSG frame whose payload starts with whitespace or a digit is left to nats-py (a header block
-starts with ``NATS/1.0``). The payload is cut as nats-py cuts it: ``size`` bytes after the line, header
-block first, then the two bytes after it skipped. Counters, subscriptions, slow consumers, JetStream
-flow control and headers are the client's ``_process_msg``'s business, untouched here.
+starts with ``NATS/1.0``); and a header size over the size (nats-py then cuts the header block out of
+the bytes that follow) is left to nats-py too. The payload is cut as nats-py cuts it: ``size`` bytes
+after the line, header block first, then the two bytes after it skipped. Counters, subscriptions, slow
+consumers, JetStream flow control and headers are the client's ``_process_msg``'s business, untouched.
 """
 
 from __future__ import annotations
