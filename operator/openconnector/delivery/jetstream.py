@@ -113,6 +113,7 @@ from openconnector.delivery.durable import (
     suspension_fingerprint,
 )
 from openconnector.delivery.health import HealthReason, SubscriptionHealth
+from openconnector.delivery.nats_reader import FrameParser
 from openconnector.delivery.outcomes import (
     BusUnavailableError,
     DeliveryClosedError,
@@ -232,6 +233,8 @@ class _CoalescingClient(NatsClient):
         super().__init__()
         # Subscriptions whose messages go straight to a function (see subscribe_direct), by sid.
         self._direct: dict[int, Callable[[Msg], None]] = {}
+        # Whole MSG/HMSG frames read without nats-py's per-message regex, buffer moves and coroutine.
+        self._ps = FrameParser(self)
 
     async def subscribe_direct(self, subject: str, handler: Callable[[Msg], None], queue: str = "") -> Any:
         """``subscribe`` with ``handler`` called for each message as the connection reads it: not queued
@@ -246,10 +249,37 @@ class _CoalescingClient(NatsClient):
         self._direct[subscription._id] = handler
         return subscription
 
-    async def _process_msg(self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes) -> None:
+    def _process_msg_now(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> Awaitable[None] | None:
+        """``_process_msg`` as a plain call where it can be one (for :class:`FrameParser`): a message for a
+        direct subscription with a plain header block (or none) goes to its handler here and now. Returns
+        None, or what the caller must await for the same effect (nats-py's ``_process_msg`` for any other
+        message, the error callback for a handler's error)."""
         handler = self._direct.get(sid)
-        if handler is None:
-            await super()._process_msg(sid, subject, reply, data, headers)
+        if handler is not None:
+            parsed = _plain_headers(headers)
+            if not isinstance(parsed, _NotPlain):
+                self.stats["in_msgs"] += 1
+                self.stats["in_bytes"] += len(data)
+                sub = self._subs.get(sid)
+                if sub is None:  # unsubscribed meanwhile
+                    return None
+                sub._received += 1
+                message = self._build_message(sid, subject, reply, data, parsed)
+                try:
+                    handler(message)
+                except Exception as failure:  # as nats-py reports a callback's error, not ending the read
+                    return self._error_cb(failure)
+                return None
+        return self._process_msg(sid, subject, reply, data, headers)
+
+    async def _process_msg(
+        self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
+    ) -> None:
+        handler = self._direct.get(sid)
+        if handler is None:  # (nats-py's parser passes None for a message without headers)
+            await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
             return
         # nats-py's _process_msg for a plain (not JetStream-managed) subscription without max_msgs or
         # future, minus the pending queue: the same counters, headers and message.
@@ -367,7 +397,7 @@ class _NotPlain:
 _NOT_PLAIN = _NotPlain()
 
 
-def _plain_headers(block: bytes) -> dict[str, str] | _NotPlain | None:
+def _plain_headers(block: bytes | None) -> dict[str, str] | _NotPlain | None:
     """What nats-py's ``_process_headers`` makes of ``block`` (without fast_mail_parser, which the
     gateway does not install), for a block without an inline status (``NATS/1.0 503``, a heartbeat):
     those, and anything else not plain, are ``_NOT_PLAIN`` (left to nats-py). The same lines, names and
