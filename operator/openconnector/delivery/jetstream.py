@@ -260,18 +260,7 @@ class _CoalescingClient(NatsClient):
         if handler is not None:
             parsed = _plain_headers(headers)
             if not isinstance(parsed, _NotPlain):
-                self.stats["in_msgs"] += 1
-                self.stats["in_bytes"] += len(data)
-                sub = self._subs.get(sid)
-                if sub is None:  # unsubscribed meanwhile
-                    return None
-                sub._received += 1
-                message = self._build_message(sid, subject, reply, data, parsed)
-                try:
-                    handler(message)
-                except Exception as failure:  # as nats-py reports a callback's error, not ending the read
-                    return self._error_cb(failure)
-                return None
+                return self._to_handler(handler, sid, subject, reply, data, parsed)
         return self._process_msg(sid, subject, reply, data, headers)
 
     async def _process_msg(
@@ -281,22 +270,38 @@ class _CoalescingClient(NatsClient):
         if handler is None:  # (nats-py's parser passes None for a message without headers)
             await super()._process_msg(sid, subject, reply, data, headers)  # type: ignore[arg-type]
             return
-        # nats-py's _process_msg for a plain (not JetStream-managed) subscription without max_msgs or
-        # future, minus the pending queue: the same counters, headers and message.
+        parsed = _plain_headers(headers)
+        if isinstance(parsed, _NotPlain):
+            parsed = await self._process_headers(headers)
+        error = self._to_handler(handler, sid, subject, reply, data, parsed)
+        if error is not None:
+            await error
+
+    def _to_handler(
+        self,
+        handler: Callable[[Msg], None],
+        sid: int,
+        subject: bytes,
+        reply: bytes,
+        data: bytes,
+        headers: dict[str, str] | None,
+    ) -> Awaitable[None] | None:
+        """nats-py's ``_process_msg`` for a plain (not JetStream-managed) subscription without max_msgs or
+        future, minus the pending queue: the same counters and message, given to ``handler`` at once.
+        Returns None, or the error callback's coroutine for a handler's error (as nats-py reports a
+        callback's error, not ending the read loop)."""
         self.stats["in_msgs"] += 1
         self.stats["in_bytes"] += len(data)
         sub = self._subs.get(sid)
         if sub is None:  # unsubscribed meanwhile
-            return
+            return None
         sub._received += 1
-        parsed = _plain_headers(headers)
-        if isinstance(parsed, _NotPlain):
-            parsed = await self._process_headers(headers)
-        message = self._build_message(sid, subject, reply, data, parsed)
+        message = self._build_message(sid, subject, reply, data, headers)
         try:
             handler(message)
-        except Exception as failure:  # as nats-py reports a callback's error, not ending the read loop
-            await self._error_cb(failure)
+        except Exception as failure:
+            return self._error_cb(failure)
+        return None
 
     def _remove_sub(self, sid: int, max_msgs: int = 0) -> None:
         super()._remove_sub(sid, max_msgs)
