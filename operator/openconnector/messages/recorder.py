@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -28,6 +29,7 @@ from openconnector.messages.model import (
     LazyAttempt,
     MessageRecord,
     MessageStatus,
+    rfc3339_of,
     utc,
 )
 from openconnector.messages.store import MAX_ATTEMPTS_KEPT, MemoryMessageStore
@@ -221,29 +223,96 @@ class PendingAttempt:
     def materialize(self) -> AttemptRecord:
         record = self._record
         if record is None:
-            target = self.target
-            # Without its message (JetStream: published, not yet read back) the CloudEvents headers of a
-            # binary delivery are left out, never the redaction.
-            request_headers: dict[str, str] = {}
-            if target is not None:
-                try:
-                    source = self.source
-                    webhook_id = self.message_id
-                    if webhook_id is None:  # the message's id: its source and event id hashed
-                        webhook_id = "" if source is None else webhook_message_id(source, self.event_id)
-                    request_headers = redacted_request_headers(
-                        target, self.event, self.destination, webhook_id
-                    )
-                except Exception:  # built when read: a reader gets the attempt, not an error
-                    log.exception("rebuilding the request headers of an attempt failed")
             record = self._record = _attempt_record(
                 self.started, self.took_ms, self.retry_in, self.response_status, self.response_headers,
-                self.body_excerpt, self.error, self.number, self.outcome, self.destination, request_headers,
+                self.body_excerpt, self.error, self.number, self.outcome, self.destination,
+                self._request_headers(),
             )  # fmt: skip
         return record
 
+    def _request_headers(self) -> dict[str, str]:
+        target = self.target
+        # Without its message (JetStream: published, not yet read back) the CloudEvents headers of a
+        # binary delivery are left out, never the redaction.
+        if target is not None:
+            try:
+                source = self.source
+                webhook_id = self.message_id
+                if webhook_id is None:  # the message's id: its source and event id hashed
+                    webhook_id = "" if source is None else webhook_message_id(source, self.event_id)
+                return redacted_request_headers(target, self.event, self.destination, webhook_id)
+            except Exception:  # built when read: a reader gets the attempt, not an error
+                log.exception("rebuilding the request headers of an attempt failed")
+        return {}
+
+    @property
+    def reads_message(self) -> bool:
+        """Whether its request headers read the message it is bound to (:meth:`bind`): the event's
+        attributes (a binary delivery) or the message's id (a signed one)."""
+        target = self.target
+        return (
+            target is not None
+            and self.destination is not Destination.DEAD_LETTER
+            and (target.content_mode is ContentMode.BINARY or target.signing_secret is not None)
+        )
+
     def to_json(self) -> dict[str, Any]:
         return self.materialize().to_json()
+
+    def published(self) -> tuple[dict[str, Any], AttemptRecord]:
+        """:meth:`to_json`, and the record every process makes of that JSON when it reads it back
+        (``AttemptRecord.from_json(orjson.loads(orjson.dumps(...)))``: the time to the millisecond, the
+        numbers rounded), both made from the values at once: the message log publishes the JSON, and
+        applies the record when it reads its own message back (no record to build first, no JSON to
+        read). The JSON's dicts are not copied: it is serialized, never changed."""
+        request_headers = self._request_headers()
+        time_text = rfc3339_of(utc(self.started))
+        latency = round(self.took_ms, 3)
+        retry_in = self.retry_in
+        if retry_in is not None:
+            retry_in = round(retry_in, 3)
+        response_headers = _read_back(self.response_headers)
+        excerpt = self.body_excerpt
+        excerpt_text = excerpt.decode("utf-8", "replace") if excerpt else ""
+        status, error, number, outcome = self.response_status, self.error, self.number, self.outcome
+        destination = self.destination._value_
+        body = {
+            "time": time_text,
+            "number": number,
+            "destination": destination,
+            "latencyMs": latency,
+            "responseStatus": status,
+            "responseHeaders": response_headers,
+            "responseBodyExcerpt": excerpt_text,
+            "error": error,
+            "outcome": outcome,
+            "retryInSeconds": retry_in,
+            "requestHeaders": request_headers,
+        }
+        # What AttemptRecord.from_json makes of it, field by field (JSON writes a NaN or an infinity as null).
+        return body, AttemptRecord(
+            time=_FROM_ISOFORMAT(time_text),
+            latency_ms=float(_as_json_number(latency) or 0.0),
+            response_status=status,
+            response_headers=dict(response_headers),
+            response_body_excerpt=excerpt_text,
+            error=error,
+            request_headers=dict(request_headers),
+            number=int(number or 1),
+            outcome=str(outcome or ""),
+            destination=str(destination or "subscriber"),
+            retry_in=_as_json_number(retry_in),
+        )
+
+
+_FROM_ISOFORMAT = datetime.datetime.fromisoformat
+
+
+def _as_json_number(value: float | None) -> float | None:
+    """``value`` as JSON carries it: a NaN or an infinity becomes null."""
+    if type(value) is float and not math.isfinite(value):
+        return None
+    return value
 
 
 _NO_HEADERS: dict[str, str] = {}

@@ -223,6 +223,12 @@ class MemoryMessageStore:
                 return
         self._remove(log, stored)
 
+    def holds(self, key: ResourceKey, record: MessageRecord) -> bool:
+        """Whether ``key`` keeps a record of ``record``'s source and event id (``get(key, record.id)``
+        finds one: the id is their hash), found without hashing ids."""
+        log = self._logs.get(key)
+        return log is not None and self._find(log, record) is not None
+
     def find_event(self, key: ResourceKey, event_id: str) -> StoredMessage | None:
         """The newest record of ``event_id`` in ``key`` (attempts carry only the event id)."""
         log = self._logs.get(key)
