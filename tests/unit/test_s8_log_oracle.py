@@ -43,7 +43,7 @@ from openconnector.messages.jetstream_log import (
     record_sequence,
 )
 from openconnector.messages.model import AttemptRecord, LazyAttempt, MessageRecord, MessageStatus
-from openconnector.messages.recorder import PendingAttempt
+from openconnector.messages.recorder import MessageRecorder, PendingAttempt
 from openconnector.messages.store import MemoryMessageStore
 
 log = logging.getLogger(__name__)
@@ -545,6 +545,8 @@ class _Attempts:
         self.retry_in = draw(st.one_of(st.none(), numbers))
         self.headers = draw(st.sampled_from(_RESPONSE_HEADERS))
         self.excerpt = draw(st.sampled_from(_EXCERPTS))
+        self.via_recorder = draw(st.booleans())  # (else the log's attempt() of a PendingAttempt)
+        self.target_gone = draw(st.sampled_from([False, False, False, True]))
 
     def __repr__(self) -> str:
         return f"_Attempts({vars(self)!r})"
@@ -618,8 +620,13 @@ async def _act(process: _Process, key: ResourceKey, action: str, n: int, values:
         process.created.append(log.record(key, record, event))
     elif action == "attempt":
         attempt = values.attempt(event_id)
-        entry = PendingAttempt(attempt, TARGETS[key])
-        log.attempt(key, event_id, entry, subscriber=attempt.destination is Destination.SUBSCRIBER)
+        target = None if values.target_gone else TARGETS[key]
+        if values.via_recorder:  # the new log takes the Attempt itself (attempt_made), the old one did not
+            writer: Any = log
+            MessageRecorder(log.store, lambda _: target, writer=writer).on_attempt(key, attempt)
+        else:
+            entry = PendingAttempt(attempt, target)
+            log.attempt(key, event_id, entry, subscriber=attempt.destination is Destination.SUBSCRIBER)
     elif action == "delivered":
         log.outcome(key, event_id, MessageStatus.DELIVERED, None)
     elif action == "failed":

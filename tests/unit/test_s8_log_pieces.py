@@ -19,7 +19,7 @@ from openconnector.ce import CloudEvent
 from openconnector.delivery.attempts import Attempt, Destination
 from openconnector.messages import model
 from openconnector.messages.model import AttemptRecord, MessageRecord
-from openconnector.messages.recorder import PendingAttempt
+from openconnector.messages.recorder import PendingAttempt, published_attempt, reads_message
 from openconnector.messages.store import MemoryMessageStore
 
 _ZONES: st.SearchStrategy[Any] = st.sampled_from([
@@ -129,6 +129,41 @@ def test_published_is_the_json_of_the_record_and_the_record_read_back_from_it(
     assert orjson.dumps(published) == orjson.dumps(eager.materialize().to_json())
     assert applied.response_headers is not published["responseHeaders"]
     assert applied.request_headers is not published["requestHeaders"]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    _attempts(), st.sampled_from(attempt_targets), st.sampled_from(["none", "id", "derived"]), st.booleans()
+)
+def test_published_attempt_is_what_a_pending_attempt_publishes(
+    attempt: Attempt, target: Any, binding: str, binary_data: bool
+) -> None:
+    """The JetStream log takes the Attempt itself: the JSON and record of the PendingAttempt the recorder
+    made before, bound to the message when its headers read it (the target's headers, made once, else)."""
+    message = None
+    pending = PendingAttempt(attempt, target)
+    if binding != "none":
+        message = MessageRecord.pending(
+            "msg_given" if binding == "id" else None,
+            "ns",
+            "sub",
+            attempt.event_id,
+            "urn:s",
+            "t",
+            None,
+            None,
+            1.0,
+        )
+        pending.bind(_event(binary_data), message)
+        message.event = _event(binary_data)
+    expected = pending.published()
+    passed = message if reads_message(target, attempt.destination) else None
+    for _ in range(2):  # (the second time the target's headers are the ones made the first time)
+        for given_message in (passed, message):
+            published, applied = published_attempt(attempt, target, given_message)
+            assert repr(published) == repr(expected[0])
+            assert orjson.dumps(published) == orjson.dumps(expected[0])
+            assert applied == expected[1]
 
 
 @st.composite

@@ -55,11 +55,13 @@ from nats.js.api import DeliverPolicy, DiscardPolicy, RetentionPolicy, StreamCon
 from openconnector.api.keys import ResourceKey
 from openconnector.ce import parse_http, to_structured
 from openconnector.consumers.standard_webhooks import webhook_message_id_of_key
+from openconnector.delivery.attempts import Attempt, Destination
 from openconnector.delivery.durable import subscription_key_from_path, subscription_names
 from openconnector.delivery.jetstream import JetStreamBus
+from openconnector.delivery.target import DeliveryTarget
 from openconnector.gateway.ratelog import RateLimitedLog
 from openconnector.messages.model import AttemptRecord, LazyAttempt, MessageRecord, MessageStatus, isoformat
-from openconnector.messages.recorder import PendingAttempt
+from openconnector.messages.recorder import PendingAttempt, published_attempt, reads_message
 from openconnector.messages.store import MemoryMessageStore
 
 __all__ = ["JetStreamMessageLog"]
@@ -147,10 +149,6 @@ def _grouped(
 
 
 _RETRY = 1.0
-
-
-def _time(value: datetime.datetime | None) -> str | None:
-    return None if value is None else isoformat(value)
 
 
 def _parse_time(value: Any) -> datetime.datetime | None:
@@ -334,6 +332,8 @@ class JetStreamMessageLog:
         if self._flush_timer is not None:  # what waits for company goes now too
             self._flush_timer.cancel()
             self._flush_timer = None
+        if not self._pending and not self._waiters:  # (the bus calls this before every write)
+            return True
         with contextlib.closing(self._messages()) as messages:
             for _, subject, data, number in messages:
                 try:
@@ -396,10 +396,11 @@ class JetStreamMessageLog:
     ) -> bool:
         _, body = to_structured(event)
         created = not self.store.holds(key, record)
+        received = record.received
         self._publish(key, {
             "op": "record", "id": record.id, "eventId": record.event_id, "source": record.source,
             "type": record.type, "subject": record.subject, "time": isoformat(record.time),
-            "received": _time(record.received), "event": body.decode("utf-8"),
+            "received": None if received is None else isoformat(received), "event": body.decode("utf-8"),
         }, (record, event), True)  # fmt: skip
         return created
 
@@ -407,17 +408,42 @@ class JetStreamMessageLog:
         self, key: ResourceKey, event_id: str, entry: AttemptRecord | LazyAttempt, *, subscriber: bool
     ) -> None:
         kind = type(entry)
-        if kind is not AttemptRecord and (kind is not PendingAttempt or entry.reads_message):  # type: ignore[union-attr]
-            stored = self.store.find_event(key, event_id)  # this process's view: it may not have it yet
-            if stored is not None:
-                entry.bind(stored.event, stored.record)  # type: ignore[union-attr]
-        if kind is PendingAttempt:  # the JSON, and the record read back from it, made at once
-            published, applied = entry.published()  # type: ignore[union-attr]
+        if kind is PendingAttempt:
+            pending: PendingAttempt = entry  # type: ignore[assignment]
+            if reads_message(pending.target, pending.destination):
+                stored = self.store.find_event(key, event_id)  # this process's view: it may not have it yet
+                if stored is not None:
+                    pending.bind(stored.event, stored.record)
+            published, applied = pending.published()  # the JSON, and the record read back from it
         else:
+            if kind is not AttemptRecord:
+                stored = self.store.find_event(key, event_id)
+                if stored is not None:
+                    entry.bind(stored.event, stored.record)  # type: ignore[union-attr]
             published, applied = entry.to_json(), None
         self._publish(
             key,
             {"op": "attempt", "eventId": event_id, "subscriber": subscriber, "attempt": published},
+            applied,
+            False,
+        )
+
+    def attempt_made(self, key: ResourceKey, attempt: Attempt, target: DeliveryTarget | None) -> None:
+        """:meth:`attempt` of the recorder's ``PendingAttempt(attempt, target)`` (see
+        :meth:`MessageRecorder.on_attempt <openconnector.messages.recorder.MessageRecorder.on_attempt>`),
+        without making one: the same change."""
+        event_id, destination = attempt.event_id, attempt.destination
+        # The message's record in this process's view (it may not have it yet), when its headers read it.
+        message = self.store.find_event(key, event_id) if reads_message(target, destination) else None
+        published, applied = published_attempt(attempt, target, message)
+        self._publish(
+            key,
+            {
+                "op": "attempt",
+                "eventId": event_id,
+                "subscriber": destination is Destination.SUBSCRIBER,
+                "attempt": published,
+            },
             applied,
             False,
         )

@@ -63,21 +63,29 @@ def isoformat(moment: datetime.datetime) -> str:
 _UTC = datetime.UTC
 _DATETIME = datetime.datetime
 _ONE_SECOND = datetime.timedelta(seconds=1)
-# The last whole second formatted: its start, its end (excluded), and "YYYY-MM-DDTHH:MM:SS".
-_last_second = (_DATETIME.max.replace(tzinfo=_UTC), _DATETIME.max.replace(tzinfo=_UTC), "")
+_LAST = _DATETIME.max.replace(tzinfo=_UTC)
+_NEVER = (_LAST, _LAST, "")
+# The last two whole seconds formatted (an event's own time and when it was received may differ): each
+# its start, its end (excluded), and "YYYY-MM-DDTHH:MM:SS". An entry is checked before it is used, so
+# whatever entry a reader finds, what it returns is right.
+_last_seconds = [_NEVER, _NEVER]
 
 
 def _whole_second(moment: datetime.datetime) -> str:
     """``YYYY-MM-DDTHH:MM:SS`` of the UTC datetime ``moment``: what isoformat writes before the
     fraction and the offset."""
-    global _last_second
-    start, end, text = _last_second
+    seconds = _last_seconds
+    start, end, text = seconds[0]
+    if start <= moment < end:
+        return text
+    start, end, text = seconds[1]
     if start <= moment < end:
         return text
     start = moment.replace(microsecond=0)
     text = start.isoformat()[:19]
-    if start < _DATETIME.max.replace(tzinfo=_UTC) - _ONE_SECOND:  # (no end to the last second there is)
-        _last_second = (start, start + _ONE_SECOND, text)
+    if start < _LAST - _ONE_SECOND:  # (the last second there is has no end to keep)
+        seconds[1] = seconds[0]
+        seconds[0] = (start, start + _ONE_SECOND, text)
     return text
 
 
