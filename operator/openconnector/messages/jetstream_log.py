@@ -13,8 +13,8 @@ ordered consumer, from the start, and applies each change to its in-memory
 that view, so they are as fast as in memory, and a restarted process rebuilds the log from the stream.
 A process's own messages are not parsed when read back: each starts with its writer's origin and
 number (``{"origin":…,"n":…,``), and the writer applies the changes it still holds for that number
-(the records with the event objects it recorded), at that point of the stream, so its view is the
-one every other process builds from the JSON.
+(the records with the event objects it recorded, an attempt as the record its JSON reads back as), at
+that point of the stream, so its view is the one every other process builds from the JSON.
 A record's sequence is the stream sequence of its message times 64 plus its index among the records
 of that message (:func:`record_sequence`): it orders the records as they were recorded and is the same
 in every process, so cursors work against any of them.

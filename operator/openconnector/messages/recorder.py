@@ -275,8 +275,7 @@ def published_attempt(
     return _published(
         attempt.time, attempt.latency_ms, attempt.retry_in, attempt.status_code,
         _bounded_items(headers.items(), len(headers)) if headers else _NO_HEADERS, attempt.body_excerpt,
-        attempt.error,
-        attempt.attempt, attempt.outcome, destination, request_headers,
+        attempt.error, attempt.attempt, attempt.outcome, destination, request_headers,
     )  # fmt: skip
 
 
@@ -308,20 +307,21 @@ def _target_request_headers(target: DeliveryTarget | None, destination: Destinat
     destination (shared: never change the dict returned)."""
     if target is None:
         return {}
-    cached = _TARGET_HEADERS.get((id(target), destination))
-    if cached is not None and cached[0] is target:  # (the cache holds the target: its id is not reused)
+    cached = _TARGET_HEADERS.get((target.key, destination))
+    if cached is not None and cached[0] is target:  # (a subscription's new target replaces the old one)
         return cached[1]
     headers = _request_headers(target, destination, None, None, None, "")
     if headers:  # (never empty when made: empty when making them failed, logged each time as before)
         if len(_TARGET_HEADERS) >= _TARGETS_KEPT:
             _TARGET_HEADERS.clear()
-        _TARGET_HEADERS[(id(target), destination)] = (target, headers)
+        _TARGET_HEADERS[(target.key, destination)] = (target, headers)
     return headers
 
 
-# Request headers of attempts that do not read their message, by target (its id, checked) and destination.
-_TARGET_HEADERS: dict[tuple[int, Destination], tuple[DeliveryTarget, dict[str, str]]] = {}
-_TARGETS_KEPT = 1024
+# Request headers of attempts that do not read their message, by subscription and destination, with the
+# target they were made for (one per subscription: the one its attempts are made for).
+_TARGET_HEADERS: dict[tuple[ResourceKey, Destination], tuple[DeliveryTarget, dict[str, str]]] = {}
+_TARGETS_KEPT = 4096
 
 
 def _published(
