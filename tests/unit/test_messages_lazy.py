@@ -322,7 +322,7 @@ async def test_the_jetstream_log_publishes_the_attempt_the_eager_code_published(
     )  # fmt: skip
     journal.attempt(KEY, event.id, PendingAttempt(attempt, target), subscriber=True)
     expected = _eager_attempt(attempt, target, event, message_id(event)).to_json()
-    published = [change for _, change in journal._pending if change["op"] == "attempt"]
+    published = [change for _, _, change, *_ in journal._pending if change["op"] == "attempt"]
     assert [change["attempt"] for change in published] == [expected]
     await journal.close()
     applied = AttemptRecord.from_json(published[0]["attempt"])

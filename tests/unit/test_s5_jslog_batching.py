@@ -81,10 +81,16 @@ def _view(log: JetStreamMessageLog) -> dict[ResourceKey, list[tuple[int, str, st
     }
 
 
-async def _drain(writer: JetStreamMessageLog) -> list[tuple[str, dict[str, Any]]]:
+async def _drain(writer: JetStreamMessageLog) -> list[Any]:
     batch, writer._pending = writer._pending, []
     await writer.close()
     return batch
+
+
+def _alone(pending: Any) -> dict[str, Any]:
+    """A pending change as a message of its own carries it: the change, then its subscription's path."""
+    _, path, change, *_ = pending
+    return {**change, "key": path}
 
 
 @settings(max_examples=60, deadline=None)
@@ -101,8 +107,8 @@ async def test_grouped_messages_apply_as_one_message_per_change(steps: list[tupl
         change = orjson.loads(data)
         writer._apply(change, sequence)
         reader._apply(change, sequence)
-    for sequence, (_, change) in enumerate(batch, start=1):  # the format of one change per message
-        single._apply(orjson.loads(orjson.dumps(change)), sequence)
+    for sequence, pending in enumerate(batch, start=1):  # the format of one change per message
+        single._apply(orjson.loads(orjson.dumps(_alone(pending))), sequence)
     assert _view(writer) == _view(reader)
 
     def without_sequences(log: JetStreamMessageLog) -> dict[ResourceKey, list[tuple[str, str, str | None]]]:
@@ -163,9 +169,9 @@ async def test_a_message_of_the_earlier_format_still_applies() -> None:
     _record(writer, KEYS[0], _event(1))
     batch = await _drain(writer)
     reader = _log()
-    reader._apply(orjson.loads(orjson.dumps(batch[0][1])), 7)
+    reader._apply(orjson.loads(orjson.dumps(_alone(batch[0]))), 7)
     reader._apply(
-        {"op": "changes", "origin": "elsewhere", "key": batch[0][1]["key"],
+        {"op": "changes", "origin": "elsewhere", "key": _alone(batch[0])["key"],
          "changes": [{"op": "outcome", "eventId": "e-1", "status": "delivered", "reason": None}]},
         8,
     )  # fmt: skip

@@ -13,8 +13,8 @@ ordered consumer, from the start, and applies each change to its in-memory
 that view, so they are as fast as in memory, and a restarted process rebuilds the log from the stream.
 A process's own messages are not parsed when read back: each starts with its writer's origin and
 number (``{"origin":…,"n":…,``), and the writer applies the changes it still holds for that number
-(the records with the event objects it recorded), at that point of the stream, so its view is the
-one every other process builds from the JSON.
+(the records with the event objects it recorded, an attempt as the record its JSON reads back as), at
+that point of the stream, so its view is the one every other process builds from the JSON.
 A record's sequence is the stream sequence of its message times 64 plus its index among the records
 of that message (:func:`record_sequence`): it orders the records as they were recorded and is the same
 in every process, so cursors work against any of them.
@@ -45,7 +45,7 @@ import itertools
 import logging
 import os
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -55,10 +55,13 @@ from nats.js.api import DeliverPolicy, DiscardPolicy, RetentionPolicy, StreamCon
 from openconnector.api.keys import ResourceKey
 from openconnector.ce import parse_http, to_structured
 from openconnector.consumers.standard_webhooks import webhook_message_id_of_key
+from openconnector.delivery.attempts import Attempt, Destination
 from openconnector.delivery.durable import subscription_key_from_path, subscription_names
 from openconnector.delivery.jetstream import JetStreamBus
+from openconnector.delivery.target import DeliveryTarget
 from openconnector.gateway.ratelog import RateLimitedLog
-from openconnector.messages.model import AttemptRecord, LazyAttempt, MessageRecord, MessageStatus
+from openconnector.messages.model import AttemptRecord, LazyAttempt, MessageRecord, MessageStatus, isoformat
+from openconnector.messages.recorder import PendingAttempt, published_attempt, reads_message
 from openconnector.messages.store import MemoryMessageStore
 
 __all__ = ["JetStreamMessageLog"]
@@ -83,6 +86,8 @@ _BYTES_PER_MESSAGE = 256 * 1024
 # published: under load the attempts and outcomes of a few milliseconds join the next records' message
 # instead of making messages of their own (records go at the end of the loop turn: requests wait).
 _CHANGE_DELAY = 0.005
+# Subscriptions whose subject and path a log keeps at hand (then it starts again).
+_NAMES_KEPT = 8192
 
 
 def record_sequence(stream_sequence: int, index: int) -> int:
@@ -96,46 +101,46 @@ def own_prefix(origin: str) -> bytes:
 
 
 def _grouped(
-    batch: list[tuple[str, dict[str, Any]]], origin: str, numbers: Iterator[int] | None = None
-) -> list[tuple[str, bytes, int, list[int]]]:
+    batch: list[_Change], origin: str, numbers: Iterator[int] | None = None
+) -> list[tuple[str, bytes, int, list[_Change]]]:
     """The messages to publish for ``batch``: per subscription, its changes in order share one
     message (``"op": "changes"``; a lone change is a message of its own), split before it would hold
     more than ``RECORDS_PER_MESSAGE`` records or about ``_BYTES_PER_MESSAGE`` bytes. Fewer messages
     to publish, store and read back; the order of one subscription's changes is kept, and the
     subscriptions are independent of each other.
 
-    Each message is (subject, data, number, the indices in ``batch`` of its changes). Its JSON starts
-    with ``{"origin":<origin>,"n":<number>,`` (:func:`own_prefix`; ``numbers`` counts from 1 when not
+    Each message is (subject, data, number, its changes). Its JSON starts with
+    ``{"origin":<origin>,"n":<number>,`` (:func:`own_prefix`; ``numbers`` counts from 1 when not
     given), so the writer knows its own messages when it reads them back without parsing them."""
     numbers = itertools.count(1) if numbers is None else numbers
     prefix = own_prefix(origin)
-    out: list[tuple[str, bytes, int, list[int]]] = []
-    open_groups: dict[str, tuple[list[int], list[int]]] = {}  # indices, [records, bytes]
+    out: list[tuple[str, bytes, int, list[_Change]]] = []
+    open_groups: dict[str, tuple[list[_Change], list[int]]] = {}  # changes, [records, bytes]
 
-    def emit(subject: str, members: list[int]) -> None:
+    def emit(subject: str, members: list[_Change]) -> None:
         number = next(numbers)
-        if len(members) == 1:
-            body: dict[str, Any] = {k: v for k, v in batch[members[0]][1].items() if k != "origin"}
+        if len(members) == 1:  # the change and its subscription's path ("key") last
+            _, path, change, _, _ = members[0]
+            body: dict[str, Any] = {**change, "key": path}
         else:
-            changes = [batch[index][1] for index in members]
-            parts = [{k: v for k, v in change.items() if k not in ("origin", "key")} for change in changes]
-            body = {"op": "changes", "key": changes[0]["key"], "changes": parts}
+            body = {"op": "changes", "key": members[0][1], "changes": [member[2] for member in members]}
         # The origin and number first, the rest of the object after them (orjson writes it as "{...}").
         data = b"".join((prefix, str(number).encode(), b",", memoryview(orjson.dumps(body))[1:]))
         out.append((subject, data, number, members))
 
-    for index, (subject, change) in enumerate(batch):
+    for member in batch:
+        subject, _, change, _, _ = member
         group = open_groups.get(subject)
         if group is None:
             group = open_groups[subject] = ([], [0, 0])
         members, counts = group
-        is_record = change.get("op") == "record"
+        is_record = change["op"] == "record"
         size = 512 + (len(change["event"]) if is_record else 0)
         if members and (counts[0] + is_record > RECORDS_PER_MESSAGE or counts[1] + size > _BYTES_PER_MESSAGE):
             emit(subject, members[:])
             members.clear()
             counts[0] = counts[1] = 0
-        members.append(index)
+        members.append(member)
         counts[0] += is_record
         counts[1] += size
     for subject, (members, _) in open_groups.items():
@@ -144,10 +149,6 @@ def _grouped(
 
 
 _RETRY = 1.0
-
-
-def _time(value: datetime.datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
 
 
 def _parse_time(value: Any) -> datetime.datetime | None:
@@ -176,12 +177,11 @@ class JetStreamMessageLog:
         prefix = bus.settings.stream
         self.stream = f"{prefix}_MESSAGES"
         self._subject_prefix = f"{prefix}_messages"
-        self._pending: list[tuple[str, dict[str, Any]]] = []
-        # Beside each pending change: its subscription, and for a record the record and event it was
-        # made from (applied as they are when the change is read back, see _apply_held).
-        self._local: list[_Local] = []
+        self._pending: list[_Change] = []
         # Own messages published, by number, until read back: their changes as _pending held them.
-        self._held: dict[int, tuple[list[tuple[dict[str, Any], _Local]], int]] = {}
+        self._held: dict[int, tuple[list[_Change], int]] = {}
+        # A subscription's message-log subject and path, by key.
+        self._names: dict[ResourceKey, tuple[str, str]] = {}
         self._held_bytes = 0
         self._flusher: asyncio.Task[None] | None = None
         self._flush_scheduled = False
@@ -272,16 +272,25 @@ class JetStreamMessageLog:
 
     # ------------------------------------------------------------------------------- writing
 
-    def _publish(self, key: ResourceKey, change: dict[str, Any], objects: Any = None) -> None:
-        names = subscription_names(key)  # the names a running stream already holds
-        change["key"] = names.path
-        subject = f"{self._subject_prefix}.{names.token}"
-        self._pending.append((subject, change))
-        self._local.append((key, objects))
-        if objects is not None:  # a record: published at the end of this loop turn
+    def _publish(self, key: ResourceKey, change: dict[str, Any], local: Any, soon: bool) -> None:
+        """Queue ``change`` of ``key``'s log; ``local`` is what this process applies when it reads the
+        change back (see :meth:`_apply_held`); ``soon``: published at the end of this loop turn (a
+        record), else it may wait a little for company."""
+        names = self._names.get(key)
+        if names is None:
+            names = self._names_of(key)
+        self._pending.append((names[0], names[1], change, key, local))
+        if soon:
             self._flush_soon()
         elif not self._flush_scheduled and self._flush_timer is None:
             self._flush_timer = asyncio.get_running_loop().call_later(_CHANGE_DELAY, self._flush_later)
+
+    def _names_of(self, key: ResourceKey) -> tuple[str, str]:
+        names = subscription_names(key)  # the names a running stream already holds
+        if len(self._names) >= _NAMES_KEPT:
+            self._names.clear()
+        found = self._names[key] = (f"{self._subject_prefix}.{names.token}", names.path)
+        return found
 
     def _flush_soon(self) -> None:
         if not self._flush_scheduled:
@@ -323,37 +332,17 @@ class JetStreamMessageLog:
         if self._flush_timer is not None:  # what waits for company goes now too
             self._flush_timer.cancel()
             self._flush_timer = None
-        waiters: list[asyncio.Future[None]] = []
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                local, self._local = self._local, []
-                waiters, self._waiters = self._waiters, []
-                if not client.is_connected:
-                    _rare.log(
-                        logging.WARNING,
-                        "lost",
-                        "the message log lost %d change(s): NATS is not connected",
-                        len(batch),
-                    )
-                    return True
-                for subject, data, number, members in _grouped(batch, self._origin, self._numbers):
-                    self._hold(number, [(batch[index][1], local[index]) for index in members], len(data))
-                    try:
-                        backpressure = publish_now(subject, data)
-                    except Exception as failure:
-                        self._release(number)
-                        _rare.log(
-                            logging.WARNING, "publish", "publishing a message-log change failed: %s", failure
-                        )
-                        continue
-                    if backpressure is not None:  # the connection's buffer is over its bound: flush it
-                        self._backpressure = asyncio.ensure_future(backpressure)
-                _wake(waiters)
-        finally:  # as _flush: a waiter never waits for a change that will not be published
-            _wake(waiters)
-            _wake(self._waiters)
-            self._waiters = []
+        if not self._pending and not self._waiters:  # (the bus calls this before every write)
+            return True
+        with contextlib.closing(self._messages()) as messages:
+            for _, subject, data, number in messages:
+                try:
+                    backpressure = publish_now(subject, data)
+                except Exception as failure:
+                    self._not_published(number, failure)
+                    continue
+                if backpressure is not None:  # the connection's buffer is over its bound: flush it
+                    self._backpressure = asyncio.ensure_future(backpressure)
         return True
 
     async def _flush(self) -> None:
@@ -361,12 +350,25 @@ class JetStreamMessageLog:
         waiting for it."""
         if self._hand_over_now():
             return
+        with contextlib.closing(self._messages()) as messages:
+            for client, subject, data, number in messages:
+                try:
+                    await client.publish(subject, data)
+                except Exception as failure:
+                    self._not_published(number, failure)
+
+    def _messages(self) -> Generator[tuple[Any, str, bytes, int], None, None]:
+        """The one hand-over of :meth:`_hand_over_now` and :meth:`_flush`: take what is pending (again
+        while the caller's publishing let more be recorded), and yield the messages to publish, each
+        with the connection, each held before it is published (:meth:`_not_published` lets go of one
+        that was not); wake the waiters of what was taken once its messages are published. On a
+        connection that is not connected what was taken is logged and lost (best effort); either way
+        a waiter never waits for a change that will not be published."""
         waiters: list[asyncio.Future[None]] = []
         try:
             while self._pending:
                 client = self._bus.nats_client
                 batch, self._pending = self._pending, []
-                local, self._local = self._local, []
                 waiters, self._waiters = self._waiters, []
                 if client is None or not client.is_connected:
                     _rare.log(
@@ -377,59 +379,98 @@ class JetStreamMessageLog:
                     )
                     return
                 for subject, data, number, members in _grouped(batch, self._origin, self._numbers):
-                    self._hold(number, [(batch[index][1], local[index]) for index in members], len(data))
-                    try:
-                        await client.publish(subject, data)
-                    except Exception as failure:
-                        self._release(number)
-                        _rare.log(
-                            logging.WARNING, "publish", "publishing a message-log change failed: %s", failure
-                        )
+                    self._hold(number, members, len(data))
+                    yield client, subject, data, number
                 _wake(waiters)
-        finally:  # best effort: a waiter never waits for a change that will not be published
+        finally:
             _wake(waiters)
             _wake(self._waiters)
             self._waiters = []
+
+    def _not_published(self, number: int, failure: Exception) -> None:
+        self._release(number)
+        _rare.log(logging.WARNING, "publish", "publishing a message-log change failed: %s", failure)
 
     def record(
         self, key: ResourceKey, record: MessageRecord, event: Any, *, sequence: int | None = None
     ) -> bool:
         _, body = to_structured(event)
-        created = self.store.get(key, record.id) is None
+        created = not self.store.holds(key, record)
+        received = record.received
         self._publish(key, {
             "op": "record", "id": record.id, "eventId": record.event_id, "source": record.source,
-            "type": record.type, "subject": record.subject, "time": _time(record.time),
-            "received": _time(record.received), "event": body.decode("utf-8"),
-        }, (record, event))  # fmt: skip
+            "type": record.type, "subject": record.subject, "time": isoformat(record.time),
+            "received": None if received is None else isoformat(received), "event": body.decode("utf-8"),
+        }, (record, event), True)  # fmt: skip
         return created
 
     def attempt(
         self, key: ResourceKey, event_id: str, entry: AttemptRecord | LazyAttempt, *, subscriber: bool
     ) -> None:
-        if type(entry) is not AttemptRecord:
-            stored = self.store.find_event(key, event_id)  # this process's view: it may not have it yet
-            if stored is not None:
-                entry.bind(stored.event, stored.record)  # type: ignore[union-attr]
+        kind = type(entry)
+        if kind is PendingAttempt:
+            pending: PendingAttempt = entry  # type: ignore[assignment]
+            if reads_message(pending.target, pending.destination):
+                stored = self.store.find_event(key, event_id)  # this process's view: it may not have it yet
+                if stored is not None:
+                    pending.bind(stored.event, stored.record)
+            published, applied = pending.published()  # the JSON, and the record read back from it
+        else:
+            if kind is not AttemptRecord:
+                stored = self.store.find_event(key, event_id)
+                if stored is not None:
+                    entry.bind(stored.event, stored.record)  # type: ignore[union-attr]
+            published, applied = entry.to_json(), None
         self._publish(
-            key, {"op": "attempt", "eventId": event_id, "subscriber": subscriber, "attempt": entry.to_json()}
+            key,
+            {"op": "attempt", "eventId": event_id, "subscriber": subscriber, "attempt": published},
+            applied,
+            False,
+        )
+
+    def attempt_made(self, key: ResourceKey, attempt: Attempt, target: DeliveryTarget | None) -> None:
+        """:meth:`attempt` of the recorder's ``PendingAttempt(attempt, target)`` (see
+        :meth:`MessageRecorder.on_attempt <openconnector.messages.recorder.MessageRecorder.on_attempt>`),
+        without making one: the same change."""
+        event_id, destination = attempt.event_id, attempt.destination
+        # The message's record in this process's view (it may not have it yet), when its headers read it.
+        message = self.store.find_event(key, event_id) if reads_message(target, destination) else None
+        published, applied = published_attempt(attempt, target, message)
+        self._publish(
+            key,
+            {
+                "op": "attempt",
+                "eventId": event_id,
+                "subscriber": destination is Destination.SUBSCRIBER,
+                "attempt": published,
+            },
+            applied,
+            False,
         )
 
     def outcome(self, key: ResourceKey, event_id: str, status: MessageStatus, reason: str | None) -> None:
-        self._publish(key, {"op": "outcome", "eventId": event_id, "status": status.value, "reason": reason})
+        self._publish(
+            key,
+            {"op": "outcome", "eventId": event_id, "status": status._value_, "reason": reason},
+            status,
+            False,
+        )
 
     def mark(self, key: ResourceKey, message_id: str, status: MessageStatus, reason: str | None) -> None:
         self.store.mark(key, message_id, status, reason)  # read your own writes
-        self._publish(key, {"op": "mark", "id": message_id, "status": status.value, "reason": reason})
+        self._publish(
+            key, {"op": "mark", "id": message_id, "status": status.value, "reason": reason}, None, False
+        )
 
     def discard_id(self, key: ResourceKey, message_id: str) -> None:
-        self._publish(key, {"op": "discard", "id": message_id})
+        self._publish(key, {"op": "discard", "id": message_id}, None, False)
 
     def discard_key(self, key: ResourceKey, message_key: str) -> None:
         self.discard_id(key, webhook_message_id_of_key(message_key))
 
     def acknowledge(self, key: ResourceKey, upto: int, now: datetime.datetime) -> int:
         acknowledged = self.store.acknowledge(key, upto, now)  # read your own writes
-        self._publish(key, {"op": "ack", "upto": upto, "at": now.isoformat()})
+        self._publish(key, {"op": "ack", "upto": upto, "at": now.isoformat()}, None, False)
         return acknowledged
 
     # ------------------------------------------------------------------------------ applying
@@ -443,21 +484,21 @@ class JetStreamMessageLog:
         else:
             self._apply(orjson.loads(data), sequence)
 
-    def _hold(self, number: int, changes: list[tuple[dict[str, Any], _Local]], size: int) -> None:
+    def _hold(self, number: int, changes: list[_Change], size: int) -> None:
         held = self._held
         while held and (len(held) >= _HELD_MESSAGES or self._held_bytes + size > _HELD_BYTES):
             self._release(next(iter(held)))  # the oldest
         held[number] = (changes, size)
         self._held_bytes += size
 
-    def _release(self, number: int) -> list[tuple[dict[str, Any], _Local]] | None:
+    def _release(self, number: int) -> list[_Change] | None:
         found = self._held.pop(number, None)
         if found is None:
             return None
         self._held_bytes -= found[1]
         return found[0]
 
-    def _take_held(self, data: bytes) -> list[tuple[dict[str, Any], _Local]] | None:
+    def _take_held(self, data: bytes) -> list[_Change] | None:
         """The changes of this process's message ``data`` that it still holds, else None (another
         process's message, or one no longer held: parsed)."""
         prefix = self._own_prefix
@@ -470,16 +511,23 @@ class JetStreamMessageLog:
             return None
         return self._release(number)
 
-    def _apply_held(self, held: list[tuple[dict[str, Any], _Local]], sequence: int) -> None:
+    def _apply_held(self, held: list[_Change], sequence: int) -> None:
         """Apply this process's message at stream sequence ``sequence`` from the changes it held: what
         :meth:`_apply` makes of its JSON (the same records, sequences, attempts and statuses), without
-        parsing it or the events again."""
+        parsing it or the events again: a record from the record and event it was made from, an
+        attempt from the record its JSON reads back as, an outcome from its status."""
         records = 0
-        for change, (key, objects) in held:
-            if objects is not None:  # a record: the record and event it was made from
-                record, event = objects
-                self.store.record(key, record, event, sequence=record_sequence(sequence, records))
+        store = self.store
+        for _, _, change, key, local in held:
+            kind = type(local)
+            if kind is tuple:  # a record
+                record, event = local
+                store.record(key, record, event, sequence=record_sequence(sequence, records))
                 records += 1
+            elif kind is AttemptRecord:
+                store.attempt(key, str(change["eventId"]), local, subscriber=bool(change["subscriber"]))
+            elif kind is MessageStatus:  # an outcome
+                store.outcome(key, str(change["eventId"]), local, change["reason"])
             else:
                 self._apply_one(change, key, True, 0)
 
@@ -530,8 +578,12 @@ class JetStreamMessageLog:
             )
 
 
-# A pending change's subscription, and what a record was made from (its MessageRecord and event).
-_Local = tuple[ResourceKey, Any]
+# A change waiting to be published, and then held until read back: its subject, its subscription's path
+# (the message's "key"), the change (JSON, without the key), the subscription's key, and what this
+# process applies when it reads the change back (see JetStreamMessageLog._apply_held): a record's
+# MessageRecord and event, an attempt's AttemptRecord, an outcome's MessageStatus, else None (applied
+# from the change as another process does).
+_Change = tuple[str, str, dict[str, Any], ResourceKey, Any]
 
 
 def _stream_sequence(message: Msg) -> int:

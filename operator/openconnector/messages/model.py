@@ -24,7 +24,9 @@ __all__ = [
     "SubscriptionSummary",
     "decode_cursor",
     "encode_cursor",
+    "isoformat",
     "rfc3339",
+    "rfc3339_of",
 ]
 
 
@@ -37,9 +39,54 @@ class MessageStatus(StrEnum):
 
 
 def rfc3339(moment: datetime.datetime | None) -> str | None:
-    if moment is None:
-        return None
+    return None if moment is None else rfc3339_of(moment)
+
+
+def rfc3339_of(moment: datetime.datetime) -> str:
+    """:func:`rfc3339` of a datetime: UTC, to the millisecond (truncated), ``Z``."""
+    if moment.tzinfo is _UTC and type(moment) is _DATETIME:  # (the common case) formatted once a second
+        return f"{_whole_second(moment)}.{moment.microsecond // 1000:03d}Z"
     return moment.astimezone(datetime.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def isoformat(moment: datetime.datetime) -> str:
+    """``moment.isoformat()``; for a UTC datetime (the common case) its date and time of day are
+    formatted once a second."""
+    if moment.tzinfo is _UTC and type(moment) is _DATETIME:
+        microsecond = moment.microsecond
+        if microsecond:
+            return f"{_whole_second(moment)}.{microsecond:06d}+00:00"
+        return f"{_whole_second(moment)}+00:00"
+    return moment.isoformat()
+
+
+_UTC = datetime.UTC
+_DATETIME = datetime.datetime
+_ONE_SECOND = datetime.timedelta(seconds=1)
+_LAST = _DATETIME.max.replace(tzinfo=_UTC)
+_NEVER = (_LAST, _LAST, "")
+# The last two whole seconds formatted (an event's own time and when it was received may differ): each
+# its start, its end (excluded), and "YYYY-MM-DDTHH:MM:SS". An entry is checked before it is used, so
+# whatever entry a reader finds, what it returns is right.
+_last_seconds = [_NEVER, _NEVER]
+
+
+def _whole_second(moment: datetime.datetime) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of the UTC datetime ``moment``: what isoformat writes before the
+    fraction and the offset."""
+    seconds = _last_seconds
+    start, end, text = seconds[0]
+    if start <= moment < end:
+        return text
+    start, end, text = seconds[1]
+    if start <= moment < end:
+        return text
+    start = moment.replace(microsecond=0)
+    text = start.isoformat()[:19]
+    if start < _LAST - _ONE_SECOND:  # (the last second there is has no end to keep)
+        seconds[1] = seconds[0]
+        seconds[0] = (start, start + _ONE_SECOND, text)
+    return text
 
 
 def utc(timestamp: float) -> datetime.datetime:

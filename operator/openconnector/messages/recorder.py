@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -28,6 +29,7 @@ from openconnector.messages.model import (
     LazyAttempt,
     MessageRecord,
     MessageStatus,
+    rfc3339_of,
     utc,
 )
 from openconnector.messages.store import MAX_ATTEMPTS_KEPT, MemoryMessageStore
@@ -221,29 +223,166 @@ class PendingAttempt:
     def materialize(self) -> AttemptRecord:
         record = self._record
         if record is None:
-            target = self.target
-            # Without its message (JetStream: published, not yet read back) the CloudEvents headers of a
-            # binary delivery are left out, never the redaction.
-            request_headers: dict[str, str] = {}
-            if target is not None:
-                try:
-                    source = self.source
-                    webhook_id = self.message_id
-                    if webhook_id is None:  # the message's id: its source and event id hashed
-                        webhook_id = "" if source is None else webhook_message_id(source, self.event_id)
-                    request_headers = redacted_request_headers(
-                        target, self.event, self.destination, webhook_id
-                    )
-                except Exception:  # built when read: a reader gets the attempt, not an error
-                    log.exception("rebuilding the request headers of an attempt failed")
             record = self._record = _attempt_record(
                 self.started, self.took_ms, self.retry_in, self.response_status, self.response_headers,
-                self.body_excerpt, self.error, self.number, self.outcome, self.destination, request_headers,
+                self.body_excerpt, self.error, self.number, self.outcome, self.destination,
+                self._request_headers(),
             )  # fmt: skip
         return record
 
+    def _request_headers(self) -> dict[str, str]:
+        return _request_headers(
+            self.target, self.destination, self.event, self.message_id, self.source, self.event_id
+        )
+
     def to_json(self) -> dict[str, Any]:
         return self.materialize().to_json()
+
+    def published(self) -> tuple[dict[str, Any], AttemptRecord]:
+        """:meth:`to_json`, and the record every process makes of that JSON when it reads it back: see
+        :func:`_published`."""
+        return _published(
+            self.started, self.took_ms, self.retry_in, self.response_status,
+            _read_back(self.response_headers), self.body_excerpt, self.error, self.number, self.outcome,
+            self.destination, self._request_headers(),
+        )  # fmt: skip
+
+
+def reads_message(target: DeliveryTarget | None, destination: Destination) -> bool:
+    """Whether the request headers shown for an attempt at ``target`` read its message (the event's
+    attributes: a binary delivery; the message's id: a signed one); else they are the target's alone."""
+    return (
+        target is not None
+        and destination is not Destination.DEAD_LETTER
+        and (target.content_mode is ContentMode.BINARY or target.signing_secret is not None)
+    )
+
+
+def published_attempt(
+    attempt: Attempt, target: DeliveryTarget | None, message: MessageRecord | None
+) -> tuple[dict[str, Any], AttemptRecord]:
+    """``PendingAttempt(attempt, target)``, bound to ``message`` (its record in this process's view; None:
+    not there, or not read: :func:`reads_message`), then :meth:`~PendingAttempt.published`, without
+    making the PendingAttempt: what the JetStream message log publishes of an attempt."""
+    destination = attempt.destination
+    if message is None or not reads_message(target, destination):
+        request_headers = _target_request_headers(target, destination)
+    else:
+        request_headers = _request_headers(
+            target, destination, message.event, message.known_id, message.source, attempt.event_id
+        )
+    headers = attempt.response_headers
+    return _published(
+        attempt.time, attempt.latency_ms, attempt.retry_in, attempt.status_code,
+        _bounded_items(headers.items(), len(headers)) if headers else _NO_HEADERS, attempt.body_excerpt,
+        attempt.error, attempt.attempt, attempt.outcome, destination, request_headers,
+    )  # fmt: skip
+
+
+def _request_headers(
+    target: DeliveryTarget | None,
+    destination: Destination,
+    event: CloudEvent | None,
+    message_id: str | None,
+    source: str | None,
+    event_id: str,
+) -> dict[str, str]:
+    """The request headers of an attempt at ``target``, its message's event, id and source (None: not
+    known; the id, if not derived yet, is derived from the source)."""
+    # Without its message (JetStream: published, not yet read back) the CloudEvents headers of a
+    # binary delivery are left out, never the redaction.
+    if target is not None:
+        try:
+            webhook_id = message_id
+            if webhook_id is None:  # the message's id: its source and event id hashed
+                webhook_id = "" if source is None else webhook_message_id(source, event_id)
+            return redacted_request_headers(target, event, destination, webhook_id)
+        except Exception:  # built when read: a reader gets the attempt, not an error
+            log.exception("rebuilding the request headers of an attempt failed")
+    return {}
+
+
+def _target_request_headers(target: DeliveryTarget | None, destination: Destination) -> dict[str, str]:
+    """:func:`_request_headers` without the message: the target's alone, made once per target and
+    destination (shared: never change the dict returned)."""
+    if target is None:
+        return {}
+    cached = _TARGET_HEADERS.get((target.key, destination))
+    if cached is not None and cached[0] is target:  # (a subscription's new target replaces the old one)
+        return cached[1]
+    headers = _request_headers(target, destination, None, None, None, "")
+    if headers:  # (never empty when made: empty when making them failed, logged each time as before)
+        if len(_TARGET_HEADERS) >= _TARGETS_KEPT:
+            _TARGET_HEADERS.clear()
+        _TARGET_HEADERS[(target.key, destination)] = (target, headers)
+    return headers
+
+
+# Request headers of attempts that do not read their message, by subscription and destination, with the
+# target they were made for (one per subscription: the one its attempts are made for).
+_TARGET_HEADERS: dict[tuple[ResourceKey, Destination], tuple[DeliveryTarget, dict[str, str]]] = {}
+_TARGETS_KEPT = 4096
+
+
+def _published(
+    started: float,
+    took_ms: float,
+    retry_in: float | None,
+    status: int | None,
+    response_headers: dict[str, str],
+    excerpt: bytes,
+    error: str | None,
+    number: int,
+    outcome: str,
+    destination: Destination,
+    request_headers: dict[str, str],
+) -> tuple[dict[str, Any], AttemptRecord]:
+    """The JSON of the record of an attempt of these values (``AttemptRecord.to_json``: same keys, same
+    order, same values), and the record every process makes of that JSON when it reads it back
+    (``AttemptRecord.from_json(orjson.loads(orjson.dumps(...)))``: the time to the millisecond, the
+    numbers rounded), both at once: the message log publishes the JSON, and applies the record when it
+    reads its own message back (no record to build first, no JSON to read). The JSON's dicts are not
+    copied (it is serialized, never changed); the record's are its own."""
+    time_text = rfc3339_of(_FROM_TIMESTAMP(started, _UTC))  # (utc(started))
+    latency = round(took_ms, 3)
+    if retry_in is not None:
+        retry_in = round(retry_in, 3)
+    excerpt_text = excerpt.decode("utf-8", "replace") if excerpt else ""
+    destination_text = destination._value_
+    body = {
+        "time": time_text,
+        "number": number,
+        "destination": destination_text,
+        "latencyMs": latency,
+        "responseStatus": status,
+        "responseHeaders": response_headers,
+        "responseBodyExcerpt": excerpt_text,
+        "error": error,
+        "outcome": outcome,
+        "retryInSeconds": retry_in,
+        "requestHeaders": request_headers,
+    }
+    # What AttemptRecord.from_json makes of it, field by field (JSON writes a NaN or an infinity as null:
+    # neither is between the infinities).
+    return body, AttemptRecord(
+        time=_FROM_ISOFORMAT(time_text),
+        latency_ms=float(latency or 0.0) if -_INFINITY < latency < _INFINITY else 0.0,
+        response_status=status,
+        response_headers=dict(response_headers),
+        response_body_excerpt=excerpt_text,
+        error=error,
+        request_headers=dict(request_headers),
+        number=int(number or 1),
+        outcome=str(outcome or ""),
+        destination=str(destination_text or "subscriber"),
+        retry_in=retry_in if retry_in is None or -_INFINITY < retry_in < _INFINITY else None,
+    )
+
+
+_FROM_ISOFORMAT = datetime.datetime.fromisoformat
+_FROM_TIMESTAMP = datetime.datetime.fromtimestamp
+_UTC = datetime.UTC
+_INFINITY = math.inf
 
 
 _NO_HEADERS: dict[str, str] = {}
@@ -322,6 +461,10 @@ class MessageRecorder:
         self._writer = writer
         # The memory store is written directly: an attempt joins its record as one tuple of values.
         self._direct = writer is self.store
+        # A writer that takes an attempt as it was made (the JetStream log: attempt_made) gets it so.
+        self._attempt_made: Callable[[ResourceKey, Attempt, DeliveryTarget | None], None] | None = getattr(
+            writer, "attempt_made", None
+        )
 
     def record_stored(
         self, plan: Sequence[tuple[ResourceKey, CloudEvent]], *, now: float
@@ -394,6 +537,8 @@ class MessageRecorder:
                             )
                         else:
                             record.next_attempt = None
+            elif self._attempt_made is not None:  # the JetStream log: the PendingAttempt below, not made
+                self._attempt_made(target_key, attempt, self._target_of(target_key))
             else:
                 entry = PendingAttempt(attempt, self._target_of(target_key))
                 subscriber = attempt.destination is Destination.SUBSCRIBER

@@ -223,6 +223,17 @@ class MemoryMessageStore:
                 return
         self._remove(log, stored)
 
+    def holds(self, key: ResourceKey, record: MessageRecord) -> bool:
+        """Whether ``key`` keeps a record of ``record``'s source and event id (``get(key, record.id)``
+        finds one: the id is their hash), found without hashing ids."""
+        log = self._logs.get(key)
+        if log is None:
+            return False
+        newest = log.by_event.get(record.event_id)  # (_find, inlined: once per record on JetStream)
+        if newest is not None and newest.source == record.source:
+            return True
+        return bool(log.shadowed) and _message_key(record) in log.shadowed
+
     def find_event(self, key: ResourceKey, event_id: str) -> StoredMessage | None:
         """The newest record of ``event_id`` in ``key`` (attempts carry only the event id)."""
         log = self._logs.get(key)
