@@ -423,7 +423,7 @@ class Gateway:
                     now = None
                     # The store ends by this deadline itself (TimeoutError past it): no timer per sender.
                     deadline = asyncio.get_running_loop().time() + self.settings.submit_timeout
-                    if self.message_log is not None:
+                    if self.message_log is not None and self.message_log.flush_needed:
                         await self.message_log.flush()
                     result = await self.dispatcher.store(pushed, deadline=deadline)
                     if result.too_large:

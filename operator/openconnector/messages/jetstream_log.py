@@ -307,16 +307,23 @@ class JetStreamMessageLog:
         if self._pending and (self._flusher is None or self._flusher.done()) and not self._hand_over_now():
             self._flusher = asyncio.ensure_future(self._flush())
 
+    @property
+    def flush_needed(self) -> bool:
+        """Whether :meth:`flush` would wait: False when nothing is pending, or once started on the bus's
+        connection (the bus hands the records over itself, right before it writes the deliveries), so
+        a caller need not make the coroutine."""
+        if not self._pending:
+            return False
+        return not (self._bus_hands_over and hasattr(self._bus.nats_client, "publish_now"))
+
     async def flush(self) -> None:
         """Return once what was recorded is handed to the NATS connection: before the bus stores the
         deliveries, so a record is in the stream before any attempt at it (one connection keeps publish
         order). The requests of one turn of the event loop share that hand-over: one message per
         subscription for all their records. Once started on the bus, at once: the bus hands the records
         over itself, right before it writes the deliveries (see the module docstring)."""
-        if not self._pending:
-            return
-        if self._bus_hands_over and hasattr(self._bus.nats_client, "publish_now"):
-            return  # handed over at the end of this loop turn, before any delivery the bus writes
+        if not self.flush_needed:
+            return  # (handed over at the end of this loop turn, before any delivery the bus writes)
         self._flush_soon()  # (what waits for company goes now too)
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
