@@ -27,6 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 from tests.support.keys import sub_key
+from tests.unit.test_s6_jslog_own import _Client, _Stream
 
 from openconnector.api.keys import ResourceKey
 from openconnector.ce import CloudEvent, parse_http, to_structured
@@ -456,24 +457,6 @@ TARGETS = {
     ),
 }  # fmt: skip
 ACKNOWLEDGED = datetime.datetime(2026, 1, 1, 12, 0, 0, 250000, tzinfo=datetime.UTC)
-
-
-class _Stream:
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, bytes]] = []
-        self.refuse = False
-
-
-class _Client:
-    is_connected = True
-
-    def __init__(self, stream: _Stream) -> None:
-        self._stream = stream
-
-    async def publish(self, subject: str, data: bytes) -> None:
-        if self._stream.refuse:
-            raise OSError("refused")
-        self._stream.messages.append((subject, data))
 
 
 class _NowClient(_Client):
