@@ -16,10 +16,12 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-__all__ = ["SharedDeadlines"]
+__all__ = ["TIMER_TOLERANCE", "SharedDeadlines"]
 
 T = TypeVar("T")
 
+#: Seconds a loop timer may fire early (uvloop's clock has millisecond steps): what is due by then is due.
+TIMER_TOLERANCE = 0.002
 # Entries kept before those that are over are dropped all at once (a long wait at the front keeps them).
 _COMPACT_AT = 1024
 
@@ -36,7 +38,7 @@ class SharedDeadlines(Generic[T]):
     __slots__ = ("_at", "_compact_at", "_entries", "_expire", "_is_over", "_timer", "_tolerance")
 
     def __init__(
-        self, is_over: Callable[[T], bool], expire: Callable[[T], None], *, tolerance: float
+        self, is_over: Callable[[T], bool], expire: Callable[[T], None], *, tolerance: float = TIMER_TOLERANCE
     ) -> None:
         self._is_over = is_over
         self._expire = expire

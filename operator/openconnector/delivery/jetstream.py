@@ -160,8 +160,6 @@ _KEEPALIVE_SWEEP = 1.0  # seconds between looks for long attempts that need an i
 _ACK_V1_TOKENS = 9  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>
 #: Seconds the NATS connection gathers commands before it writes them (see _CoalescingClient).
 _WRITE_COALESCE = 0.0005
-# A shared deadline timer may fire this early (uvloop's clock has millisecond steps): close enough.
-_TIMER_TOLERANCE = 0.002
 
 
 @dataclass(frozen=True)
@@ -578,10 +576,10 @@ class JetStreamBus(Generic[E]):
         self._ack_waiters: dict[str, asyncio.Future[Msg]] = {}
         # The deadlines of the PubAck waits, and of the requests waiting under intake pacing: one timer each.
         self._ack_deadlines: SharedDeadlines[asyncio.Future[Msg]] = SharedDeadlines(
-            asyncio.Future.done, _time_out, tolerance=_TIMER_TOLERANCE
+            asyncio.Future.done, _time_out
         )
         self._pace_deadlines: SharedDeadlines[asyncio.Future[int]] = SharedDeadlines(
-            asyncio.Future.done, _stop_waiting, tolerance=_TIMER_TOLERANCE
+            asyncio.Future.done, _stop_waiting
         )
         self._ack_subscribed = False
         self._before_disconnect: list[Callable[[], Awaitable[None]]] = []

@@ -87,7 +87,7 @@ from typing import Generic, Self
 
 from openconnector.api.keys import ResourceKey
 from openconnector.delivery.attempts import AttemptLog
-from openconnector.delivery.deadlines import SharedDeadlines
+from openconnector.delivery.deadlines import TIMER_TOLERANCE, SharedDeadlines
 from openconnector.delivery.health import SubscriptionHealth
 from openconnector.delivery.outcomes import (
     DeliveryClosedError,
@@ -127,8 +127,6 @@ _NEVER = float("-inf")  # one shared float instead of one per lane
 # What an accepted offer of one delivery answers (read-only, as every OfferResult: one for all of them).
 _QUEUED_ONE = OfferResult(True, queued=1)
 _NO_KEYS: list[ResourceKey] = []  # the empty key lists of refusals on the hot path (read-only, shared)
-# A lane's idle timer may fire this early (uvloop's clock has millisecond steps): close enough to idle.
-_IDLE_TOLERANCE = 0.002
 
 
 @dataclass(slots=True, eq=False)
@@ -280,7 +278,7 @@ class _JobQueue:
         if not getters:
             return
         loop = getters[0][0].get_loop()
-        now = loop.time() + _IDLE_TOLERANCE
+        now = loop.time() + TIMER_TOLERANCE
         for entry in [entry for entry in getters if entry[1] <= now]:
             getters.remove(entry)
             if not entry[0].done():
@@ -437,9 +435,7 @@ class Dispatcher(Generic[E]):
         self._budget_promised = 0  # bytes promised to budget waiters woken but not yet run
         self._budget_least_need = 0  # at most the smallest need of the budget waiters: stop scanning below
         # Waiters with a deadline, and the one timer that expires them.
-        self._deadlines: SharedDeadlines[_Waiter] = SharedDeadlines(
-            _Waiter.is_over, _Waiter.expire, tolerance=_IDLE_TOLERANCE
-        )
+        self._deadlines: SharedDeadlines[_Waiter] = SharedDeadlines(_Waiter.is_over, _Waiter.expire)
         self._idle_lane_seconds = float(idle_lane_seconds)
         self._closed = False
 

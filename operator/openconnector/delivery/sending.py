@@ -29,8 +29,6 @@ __all__ = ["ERROR_DATA_LIMIT", "HttpSender", "Response", "clip", "describe"]
 ERROR_DATA_LIMIT = 1024
 #: Bytes of any response body read so the pooled connection can be reused; larger bodies close it.
 _RESPONSE_READ_LIMIT = 64 * 1024
-# The shared timer may fire this early (uvloop's clock has millisecond steps): close enough.
-_TIMER_TOLERANCE = 0.002
 
 
 class _Deadline:
@@ -93,7 +91,7 @@ class HttpSender:
         self._clock = clock
         # Requests in flight with their deadlines: one timer for all requests.
         self._deadlines: SharedDeadlines[_Deadline] = SharedDeadlines(
-            attrgetter("finished"), _Deadline.expire, tolerance=_TIMER_TOLERANCE
+            attrgetter("finished"), _Deadline.expire
         )
 
     def start(self) -> None:
