@@ -71,9 +71,17 @@ chart-lint: $(STAMP) ## helm lint + template the chart (default and full values)
 ui-screenshots: $(STAMP) ## regenerate docs/img/ui-*.png with the browser test (Debian's chromium)
 	OPENCONNECTOR_UI_SCREENSHOTS=docs/img $(BIN)/pytest -q -p no:cacheprovider tests/browser -k resend_a_failed_message
 
+.PHONY: wrk
+wrk: ## install wrk, the benchmarks' closed-loop load generator, when it is missing (apt-get, root)
+	@if ! command -v wrk > /dev/null; then \
+	  echo "[bench] installing wrk, the closed-loop load generator of docs/benchmarks.md (apt-get, under a minute)"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "[bench] needs root: sudo apt-get install wrk"; exit 1; fi; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk; \
+	fi
+
 .PHONY: bench
-bench: $(STAMP) ## run the benchmarks and regenerate docs/benchmarks.md
-	$(BIN)/python -m bench.run
+bench: $(STAMP) wrk ## run the benchmarks (with wrk, installed if missing) and regenerate docs/benchmarks.md
+	$(BIN)/python -m bench.run --loadgen wrk
 
 .PHONY: cluster
 cluster: $(STAMP) ## start the loopback test bed (etcd + kube-apiserver), then: eval "$(make -s env)"

@@ -35,3 +35,13 @@ def test_cluster_announces_its_steps_and_expected_times() -> None:
     assert "expected" in recipe
     assert "make -s env" in recipe
     assert "kubectl" in recipe
+
+
+def test_bench_installs_and_insists_on_wrk() -> None:
+    # The ratios in docs/benchmarks.md are measured with wrk; a fresh machine must not silently fall back
+    # to the costlier Python load generator and publish figures that do not compare.
+    recipe = make("-n", "bench", "VENV=.venv")
+    assert "apt-get install -y -qq wrk" in recipe
+    assert "command -v wrk" in recipe
+    assert "-m bench.run --loadgen wrk" in recipe
+    assert recipe.index("command -v wrk") < recipe.index("-m bench.run")
