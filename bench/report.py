@@ -345,13 +345,20 @@ def _finding_ingress(ingress: dict[str, Any], events: dict[str, Any] | None) -> 
         return None
     micro = ingress["micro"]["structured"]["ratio_vs_json_loads"]
     shown = ", ".join(f"{mode} {r:.2f}" for mode, r in ratios.items())
+    cpu = ", ".join(
+        f"{mode} {1 / r:.2f}×" for mode, s in ingress["http"].items() if (r := _median(s["cpu_ratio"]))
+    )
     return (
-        f"- **CloudEvents ingress: {shown} of a bare accept-only server (goal 0.60).** Parsing with the "
-        f"CloudEvents and NL GOV checks costs {micro['parse_http+check_nlgov']:.1f}× a `json.loads` of the "
-        f"same body (the `orjson.loads` inside it {micro['orjson.loads']:.2f}×); the rest is per-request "
-        "bookkeeping: metric series, Event statistics, the problem middleware and the JSON "
-        f"answer (`handle_events` {_pct(share_of(events, 'handle_events'))} of the /events profile, of "
-        f"which `parse_http` {_pct(share_of(events, 'parse_http'))})."
+        f"- **CloudEvents ingress: {shown} of a bare accept-only server (goal 0.60).** The gateway is "
+        f"CPU-bound here, so the ratio follows its CPU per request against the bare server's ({cpu}); on "
+        "these two shared cores that figure, and with it the ratio, moves by up to ±0.1 between runs (see "
+        "every run below), while the instruction count per request (`python -m bench.instructions`, "
+        "valgrind) does not. Parsing with the CloudEvents and NL GOV checks costs "
+        f"{micro['parse_http+check_nlgov']:.1f}× a `json.loads` of the same body (the `orjson.loads` inside "
+        f"it {micro['orjson.loads']:.2f}×); the rest is per-request work the bare server does not do: the "
+        "depth check, metric series, Event statistics, the fan-out plan and the JSON answer "
+        f"(`handle_events` {_pct(share_of(events, 'handle_events'))} of the /events profile, of which "
+        f"`parse_http` {_pct(share_of(events, 'parse_http'))})."
     )
 
 
@@ -1118,7 +1125,11 @@ def render(results: Results, plots: dict[str, Path], docs: Path) -> str:
         "fanout, match, memory, messages, profile, reconcile, replicas (`--size tiny` runs everything in "
         "seconds); a part re-renders its own section and goal rows and keeps the others as the last run "
         "wrote them. `--loop uvloop|asyncio` (repeatable) picks the event loops of ingest and ingress (the "
-        "first in full, the others at 1 KB; default: uvloop, the gateway's default, then asyncio).\n",
+        "first in full, the others at 1 KB; default: uvloop, the gateway's default, then asyncio). Not "
+        "part of `make bench`: `python -m bench.instructions` counts the user-space instructions per "
+        "`/events` request of the gateway and of the bare accept server under valgrind, a figure the "
+        "shared cores do not move (`--gateway-operator DIR` measures another version's gateway, for a "
+        "before/after).\n",
         "## Goals\n",
         section_goals(results),
         "### Where we fall short\n",
