@@ -267,3 +267,96 @@ def test_the_scan_stops_after_limit_plus_one_openings() -> None:
     assert json_text_within_depth(b"[" * 5 + b"{" * 5, 10)
     assert not json_text_within_depth(b"[" * 5 + b"{" * 6, 10)
     assert not json_text_within_depth(b"[" * 100_000, 10)
+
+
+string_attribute_sets = st.dictionaries(attribute_names, attribute_strings, max_size=10)
+
+
+@PROPERTY_SETTINGS
+@given(string_attribute_sets, st.booleans())
+def test_the_string_check_passes_exactly_what_the_one_pass_check_passes(
+    attributes: dict[str, str], with_required: bool
+) -> None:
+    # Binary mode's headers: every value a string; the caller has checked them printable ASCII, and the
+    # datacontenttype a media type. On such attributes both checks must say the same.
+    if with_required:
+        attributes = {**REQUIRED, **attributes}
+    values = "".join(attributes.values())
+    content_type = attributes.get("datacontenttype")
+    if not (values.isascii() and values.isprintable()):
+        return
+    if content_type is not None and not codec._media_type(content_type):
+        return
+    assert codec._printable_strings_pass(attributes) == codec._attributes_pass(attributes)
+
+
+TYPICAL = {
+    **REQUIRED,
+    "time": "2026-11-28T12:00:00.000Z",
+    "subject": "zaak-17",
+    "datacontenttype": "application/json",
+    "dataschema": "https://x.nl/s",
+    "sequence": "1",
+    "sequencetype": "Integer",
+}
+
+
+@PROPERTY_SETTINGS
+@given(attribute_names, attribute_strings, st.booleans())
+def test_one_changed_attribute_of_a_typical_event_gets_the_same_verdict_from_both_checks(
+    name: str, value: str, drop: bool
+) -> None:
+    # Random sets are rarely valid but for one value; this starts from a valid event and changes one.
+    attributes = dict(TYPICAL)
+    if drop:
+        attributes.pop(name, None)
+    else:
+        attributes[name] = value
+    values = "".join(attributes.values())
+    content_type = attributes.get("datacontenttype")
+    if not (values.isascii() and values.isprintable()):
+        return
+    if content_type is not None and not codec._media_type(content_type):
+        return
+    assert codec._printable_strings_pass(attributes) == codec._attributes_pass(attributes)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("subject", 'a "quoted" word'), ("x1", 'say "hi"'), ("subject", "tab\there"), ("subject", "é")],
+)
+def test_a_quote_anywhere_or_a_character_to_check_leaves_the_plain_path_with_the_same_answer(
+    name: str, value: str
+) -> None:
+    headers = [("ce-" + k, v) for k, v in REQUIRED.items()] + [("ce-" + name, value)]
+    assert codec._parse_plain_binary("application/json", headers, b"{}") is None
+    assert _binary_answer("application/json", headers, b"{}") == _public_binary_answer(headers)
+
+
+def _public_binary_answer(headers: list[tuple[str, str]]) -> object:
+    try:
+        parsed = codec._parse_binary("application/json", headers, b"{}")
+    except CloudEventError as error:
+        return [p.as_dict() for p in error.problems]
+    return (list(parsed.attributes.items()), parsed.data, parsed.data_null)
+
+
+@PROPERTY_SETTINGS
+@given(ce_header_names, ce_header_values, content_types, bodies)
+def test_one_changed_header_of_a_typical_binary_event_parses_as_the_checked_parser_parses(
+    name: str, value: str, content_type: str | None, body: bytes
+) -> None:
+    headers = {"ce-" + k: v for k, v in TYPICAL.items() if k != "datacontenttype"}
+    headers[name] = value
+    pairs = list(headers.items())
+    event = codec._parse_plain_binary(content_type, pairs, body)
+    if event is not None:
+        assert (list(event.attributes.items()), event.data, event.data_null) == _binary_answer(
+            content_type, pairs, body
+        )
+    try:
+        parsed = codec._parse_binary(content_type, pairs, body)
+        answer: object = (list(parsed.attributes.items()), parsed.data, parsed.data_null)
+    except CloudEventError as error:
+        answer = [p.as_dict() for p in error.problems]
+    assert answer == _binary_answer(content_type, pairs, body)
