@@ -475,7 +475,11 @@ async def test_a_message_jetstream_gives_up_on_is_counted_dropped_once_across_pr
         sub = DeliveryTarget(key=sub_key("default/sub"), url=sink.url, policy=FAST)
         first.set_target(sub)
         second.set_target(sub)
+        # Both processes create the consumer (the same config); wait for both, or the second one's
+        # create can land after the change below and put MaxDeliver back (then the process retries in
+        # full and JetStream never gives up: seen twice in CI).
         await bounded(first.join(sub.key), "the consumer")
+        await bounded(second.join(sub.key), "the second process's consumer")
         # Stand-in for "the process of the last delivery died": the server may deliver each message
         # only once, so the NAK of the first (failed) attempt makes it give up with the advisory.
         client = await bounded(
