@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from openconnector.delivery.jetstream import JetStreamSettings
+from openconnector.delivery.jetstream import JetStreamBus, JetStreamSettings
 from openconnector.gateway.core import GatewaySettings
 from openconnector.standalone import StandaloneGateway, start_standalone
 from tests.component.test_messages_api import AUTH, CE, NS, TOKEN, event, manifests
@@ -41,11 +41,19 @@ async def _view(gateway: StandaloneGateway) -> dict[str, list[Any]]:
 
 
 async def _ready(gateway: StandaloneGateway) -> bool:
-    """Ready, and its message log is following the stream (a change made before the log's stream exists
-    is lost: best effort)."""
+    """Ready, its message log is following the stream (a change made before the log's stream exists is
+    lost: best effort), and every subscription's consumer exists (until then a request for one may get
+    503 bus-unavailable: readiness does not wait for them)."""
     log = gateway.gateway.message_log
+    bus = gateway.gateway.dispatcher
     answer = await call("GET", f"{gateway.url}/readyz")
-    return answer.status == 200 and log is not None and log.caught_up.is_set()
+    return (
+        answer.status == 200
+        and log is not None
+        and log.caught_up.is_set()
+        and isinstance(bus, JetStreamBus)
+        and bus.consumers_ready
+    )
 
 
 def _settled(view: dict[str, list[Any]], events: int) -> bool:

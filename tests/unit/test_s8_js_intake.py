@@ -3,12 +3,15 @@ longer puts an ``asyncio.timeout`` (a timer per request) around it, and the PubA
 
 * past the deadline the store raises TimeoutError, as the gateway's ``asyncio.timeout`` did (the 503
   "delivery-backlog"); JetStream's own silence within ``publish_timeout`` stays BusUnavailableError;
-* a wait that ends (answered, timed out, cancelled) leaves nothing behind: no waiter, no pending deadline.
+* a wait that ends (answered, timed out, cancelled) leaves nothing behind: no waiter, no pending deadline;
+* a wait for a subscription's consumer that is still being set up is BusUnavailableError whichever bound
+  ends it (503 "bus-unavailable" naming the subscription, not "delivery queues are full").
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import pytest
@@ -16,10 +19,10 @@ from nats.aio.client import Client as NatsClient
 from tests.unit.test_s7_js_handover import _answer, _Connection, _encode
 
 from openconnector.api.keys import ResourceKey
-from openconnector.delivery.jetstream import JetStreamBus, JetStreamSettings
+from openconnector.delivery.jetstream import JetStreamBus, JetStreamSettings, _Subscription
 from openconnector.delivery.outcomes import BusUnavailableError
 from openconnector.delivery.prepared import Prepared
-from openconnector.delivery.target import ContentMode
+from openconnector.delivery.target import ContentMode, DeliveryTarget
 
 KEY = ResourceKey("EventSubscription", "ns", "sub")
 PREPARED = Prepared(
@@ -91,3 +94,21 @@ async def test_a_cancelled_store_leaves_nothing_behind_and_is_not_written() -> N
     await asyncio.sleep(0)
     assert connection.written == []
     assert _nothing_left(bus)
+
+
+async def test_a_consumer_still_being_set_up_is_bus_unavailable_whichever_bound_ends_the_wait() -> None:
+    """Past the caller's deadline too: the sender learns that JetStream is setting up delivery (503
+    bus-unavailable, naming the subscription), not that delivery queues are full."""
+    for publish_timeout, deadline_in in ((4.0, 0.05), (0.05, 60.0)):
+        bus, _ = _connected_bus(publish_timeout=publish_timeout)
+        sub = _Subscription(DeliveryTarget(KEY, "http://127.0.0.1:9/"), time.time, 0.0, lambda k, a: None)
+        bus._subs[KEY] = sub
+        assert not bus.consumers_ready
+        deadline = asyncio.get_running_loop().time() + deadline_in
+        with pytest.raises(BusUnavailableError, match="still setting up delivery to ns/sub"):
+            await bus._consumers_live([(KEY, PREPARED)], deadline)
+        sub.consumer_ready.set()
+        assert bus.consumers_ready
+        sub.closed = True
+        sub.consumer_ready.clear()
+        assert bus.consumers_ready  # (a removed subscription's consumer is not waited for)

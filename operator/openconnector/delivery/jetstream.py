@@ -617,6 +617,13 @@ class JetStreamBus(Generic[E]):
         return not self._closed and self._connected and self._provisioned.is_set()
 
     @property
+    def consumers_ready(self) -> bool:
+        """Every installed subscription's consumer exists (until then a request addressed to one waits,
+        at most ``publish_timeout``, then gets 503 bus-unavailable). Not part of readiness: one consumer
+        JetStream cannot create must not keep the others' traffic away."""
+        return all(sub.consumer_ready.is_set() for sub in self._subs.values() if not sub.closed)
+
+    @property
     def readiness_detail(self) -> str:
         if self._closed:
             return "the delivery bus is closed"
@@ -962,7 +969,9 @@ class JetStreamBus(Generic[E]):
         full, not confirmed within ``publish_timeout``): nothing of the request is delivered then.
         ``deadline`` (the event loop's ``time()``) bounds the whole store, pacing included: past it,
         :class:`TimeoutError` (the caller's own bound, as ``asyncio.timeout`` would raise it, without a
-        timer per request). One coroutine for the common case: the publish and its wait are inline."""
+        timer per request), except while a subscription's consumer is still being set up (that is
+        JetStream's: BusUnavailableError). One coroutine for the common case: the publish and its wait are
+        inline."""
         if self._closed:
             raise DeliveryClosedError("the bus is closed")
         reserved: list[tuple[_Subscription, int]] = []
@@ -1089,19 +1098,20 @@ class JetStreamBus(Generic[E]):
         self, messages: Sequence[tuple[ResourceKey, Prepared]], deadline: float | None = None
     ) -> None:
         """Interest retention keeps a message only for consumers that exist when it is stored: wait
-        (bounded by ``publish_timeout``, and ``deadline``: then TimeoutError) until every addressed
-        subscription's consumer does, else refuse (503)."""
+        (bounded by ``publish_timeout`` and ``deadline``) until every addressed subscription's consumer
+        does, else refuse (503) naming them. Whichever bound ends the wait, what the request waited for
+        is JetStream setting up delivery, not room: BusUnavailableError, not the caller's TimeoutError
+        (with ``submit_timeout`` and ``publish_timeout`` both 5 s the deadline nearly always comes first,
+        and the sender would read "delivery queues are full")."""
         waiting = {key: self._subs[key] for key, _ in messages if not self._subs[key].consumer_ready.is_set()}
         if not waiting:
             return
-        within, by_deadline = self._within(deadline)
+        within, _ = self._within(deadline)
         try:
             async with asyncio.timeout(within):
                 for sub in waiting.values():
                     await sub.consumer_ready.wait()
         except TimeoutError:
-            if by_deadline:
-                raise
             names = ", ".join(sorted(key.namespaced_name for key in waiting))
             raise BusUnavailableError(
                 f"the event bus is still setting up delivery to {names}", _RETRY_AFTER
