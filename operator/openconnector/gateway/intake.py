@@ -59,17 +59,25 @@ def body_now(request: web.Request, limit: int) -> bytes | None:
     """:func:`read_limited` without awaiting when the whole body came with the head (most small
     requests): the body, or a 413 :class:`Refusal`; None when more is to come (then await
     :func:`read_limited`)."""
+    content = request.content
+    body: bytes | None = None
+    if content.is_eof():
+        # Taken as it is: no timer, no chunks.
+        try:
+            body = content.read_nowait()
+        except Exception:
+            if content.exception() is None:
+                raise
+            # The stream failed: read_limited answers for that (after the declared length's check).
+        else:
+            if body:  # complete, so its length is the declared one: the header need not be parsed
+                if len(body) > limit:
+                    raise _too_large(limit)
+                return body
     declared = request.content_length  # a property that parses the header: read once
     if declared is not None and declared > limit:
         raise _too_large(limit)
-    content = request.content
-    if content.is_eof() and content.exception() is None:
-        # Taken as it is: no timer, no chunks.
-        body = content.read_nowait()
-        if len(body) > limit:
-            raise _too_large(limit)
-        return body
-    return None
+    return body
 
 
 async def read_limited(request: web.Request, limit: int) -> bytes:
