@@ -121,7 +121,11 @@ def test_the_one_pass_check_passes_a_typical_event() -> None:
 
 ce_header_names = st.sampled_from([*("ce-" + n for n in CORE_NAMES), "ce-x1", "ce-Bad", "ce-data", "ce-"])
 ce_header_values = attribute_strings | st.sampled_from(['"quoted"', '"bad', "a%20b", "a%zz", "%C3%A9", "%FF"])
-content_types = st.sampled_from([None, "application/json", "text/plain", "application/x+json", "bad"])
+content_types = st.sampled_from(
+    [None, "application/json", "text/plain", "application/x+json", "bad", " application/json ", "Text/JSON",
+     "application/json; charset=utf-8", "application/jsön", "text/plain\x7f", "",
+     "application/" + "x" * 300 + "+json"]
+)  # fmt: skip
 bodies = st.sampled_from([b"", b"{}", b"null", b'{"a":[1,2]}', b"[", b"\xff", b"plain text"])
 
 
@@ -353,3 +357,32 @@ def test_one_changed_header_of_a_typical_binary_event_parses_as_the_checked_pars
     headers = {"ce-" + k: v for k, v in TYPICAL.items() if k != "datacontenttype"}
     headers[name] = value
     _assert_binary_paths_agree(content_type, list(headers.items()), body)
+
+
+CONTENT_TYPE_VALUES = [
+    "application/json", " application/json ", "Application/JSON; charset=utf-8", "text/json", "text/plain",
+    "application/x+json", "application/cloudevents+json", "bad", "", "  ", "application/jsön",
+    "text/plain\x7f", 'application/json; charset="utf-8"', "application/" + "x" * 300 + "+json",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("raw", CONTENT_TYPE_VALUES)
+def test_the_cached_content_type_facts_are_the_uncached_answers(raw: str) -> None:
+    stripped = raw.strip()
+    expected = (
+        stripped,
+        stripped.split(";", 1)[0].strip().lower(),
+        stripped.isascii() and stripped.isprintable() and codec.parse_media_type(stripped) is not None,
+        codec.is_json_content_type(stripped),
+    )
+    assert codec._content_type_facts(raw) == expected
+    assert (codec._CONTENT_TYPES.get(raw) or codec._content_type_facts(raw)) == expected  # cached or not
+
+
+def test_the_content_type_cache_holds_short_values_only_and_stays_bounded() -> None:
+    for n in range(codec._CACHED_CONTENT_TYPES + 10):
+        codec._content_type_facts(f"application/x{n}+json")
+        assert len(codec._CONTENT_TYPES) <= codec._CACHED_CONTENT_TYPES
+    long = "application/" + "x" * 300 + "+json"
+    codec._content_type_facts(long)
+    assert long not in codec._CONTENT_TYPES

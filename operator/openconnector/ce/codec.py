@@ -458,6 +458,30 @@ def _essence(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
 
 
+# Content-Type value as sent -> _content_type_facts(value). Senders repeat the same few: one dict look-up
+# per request instead of a strip, an essence, a media-type parse and a JSON check. Values up to
+# _CACHED_MEDIA_TYPE_LENGTH only, and emptied when full, so it stays small whatever is sent.
+_CONTENT_TYPES: dict[str, tuple[str, str, bool, bool]] = {}
+_CACHED_CONTENT_TYPES: Final = 256
+
+
+def _content_type_facts(raw: str) -> tuple[str, str, bool, bool]:
+    """``raw`` (a Content-Type value) stripped; its essence (lower-case); whether binary mode's plain path
+    takes it as datacontenttype as it is (printable ASCII and a media type); whether it is JSON."""
+    content_type = raw.strip()
+    facts = (
+        content_type,
+        _essence(content_type) if content_type else "",
+        content_type.isascii() and content_type.isprintable() and _media_type(content_type) is not None,
+        is_json_content_type(content_type),
+    )
+    if len(raw) <= _CACHED_MEDIA_TYPE_LENGTH:
+        if len(_CONTENT_TYPES) >= _CACHED_CONTENT_TYPES:
+            _CONTENT_TYPES.clear()
+        _CONTENT_TYPES[raw] = facts
+    return facts
+
+
 def is_json_content_type(content_type: str | None) -> bool:
     """True for application/json, text/json and any `+json` structured syntax suffix."""
     if content_type is None:
@@ -801,7 +825,7 @@ def parse_http(method: str, headers: Mapping[str, str], body: bytes) -> ParseRes
     application/cloudevents-batch+json is batch, another application/cloudevents* format is 415,
     anything else is binary.
     """
-    if method.upper() != "POST":
+    if method != "POST" and method.upper() != "POST":  # (aiohttp's method is upper-case already)
         raise CloudEventError(
             [
                 Problem(
@@ -813,7 +837,7 @@ def parse_http(method: str, headers: Mapping[str, str], body: bytes) -> ParseRes
         )
     content_types: list[str]
     ce_headers: list[tuple[str, str]] | None = None
-    if isinstance(headers, CIMultiDictProxy | CIMultiDict):
+    if isinstance(headers, _MULTIDICTS):
         # aiohttp's headers: a C look-up finds every Content-Type (multidict matches names by str.lower,
         # as the loop below does); the ce- headers are collected only for binary mode, which needs them.
         content_types = headers.getall("content-type", [])
@@ -822,8 +846,12 @@ def parse_http(method: str, headers: Mapping[str, str], body: bytes) -> ParseRes
 
     if len(content_types) > 1:
         raise CloudEventError([Problem("content-type", "content-type: header present more than once")])
-    content_type = content_types[0].strip() if content_types else None
-    essence = _essence(content_type) if content_type else ""
+    content_type: str | None = None
+    essence = ""
+    if content_types:
+        raw_content_type = content_types[0]
+        facts = _CONTENT_TYPES.get(raw_content_type) or _content_type_facts(raw_content_type)
+        content_type, essence = facts[0], facts[1]
 
     if essence.startswith("application/cloudevents"):
         assert content_type is not None
@@ -857,6 +885,7 @@ def parse_http(method: str, headers: Mapping[str, str], body: bytes) -> ParseRes
 
 
 _C_OR_UPPER_C: Final = frozenset("cC")
+_MULTIDICTS: Final = (CIMultiDictProxy, CIMultiDict)
 
 # Header name as sent -> the attribute a ``ce-`` header carries (its lower-cased name after "ce-"), or None
 # for any other header. Senders repeat the same few names: one dict look-up each instead of a lower() and
@@ -954,15 +983,18 @@ def _plain_binary_event(
     values = "".join(attributes.values())  # type: ignore[arg-type]
     if '"' in values or "%" in values or not (values.isascii() and values.isprintable()):
         return None
+    json_body = False
     if content_type:
-        if not (content_type.isascii() and content_type.isprintable() and _media_type(content_type)):
+        facts = _CONTENT_TYPES.get(content_type) or _content_type_facts(content_type)
+        if not facts[2] or facts[0] != content_type:  # (parse_http passes it stripped: the same str)
             return None
         attributes["datacontenttype"] = content_type
+        json_body = facts[3]
     if not _printable_strings_pass(attributes):  # type: ignore[arg-type]
         return None
     if not body:
         return _cloud_event(attributes, None, False)
-    if not is_json_content_type(content_type):
+    if not json_body:
         return _cloud_event(attributes, body if isinstance(body, bytes) else bytes(body), False)
     try:
         data = orjson.loads(body)
