@@ -325,23 +325,28 @@ class Gateway:
 
     def _plan(
         self, table: RoutingTable, events: Sequence[CloudEvent], namespace: str | None
-    ) -> tuple[list[tuple[ResourceKey, CloudEvent]], list[tuple[CloudEvent, Sequence[str]]]]:
-        """Every (subscription, event) delivery, and where each event is published."""
+    ) -> tuple[list[tuple[ResourceKey, CloudEvent]], list[tuple[str, Sequence[str]]]]:
+        """Every (subscription, event) delivery, and each event's type and where it is published."""
         plan: list[tuple[ResourceKey, CloudEvent]] = []
-        placements: list[tuple[CloudEvent, Sequence[str]]] = []
+        placements: list[tuple[str, Sequence[str]]] = []
+        defining = table.namespaces_defining_by_type
         for event in events:
+            attributes = event.attributes
+            type_ = attributes["type"]  # event.type without the property call
+            if type(type_) is not str:
+                type_ = str(type_)
             namespaces: Sequence[str]
             if namespace is not None:
                 namespaces = (namespace,)
             else:
                 # An undefined type only gets here with --allow-unknown-types: the admin's opt-in to
                 # publish it wherever it is subscribed.
-                namespaces = table.namespaces_defining(event.type) or table.namespaces_subscribing(event.type)
-            attributes, data = event.attributes, event.data
+                namespaces = defining.get(type_) or table.namespaces_subscribing(type_)
+            data = event.data
             for ns in namespaces:
                 for route in table.match(ns, attributes, data):
                     plan.append((route.target.key, event))
-            placements.append((event, namespaces))
+            placements.append((type_, namespaces))
         return plan, placements
 
     def _replan(
@@ -349,7 +354,7 @@ class Gateway:
     ) -> tuple[
         RoutingTable,
         list[tuple[ResourceKey, CloudEvent]],
-        list[tuple[CloudEvent, Sequence[str]]],
+        list[tuple[str, Sequence[str]]],
         list[tuple[ResourceKey, str]],
         list[tuple[ResourceKey, CloudEvent]],
     ]:
@@ -464,8 +469,7 @@ class Gateway:
         if now is None:
             now = self.clock()
         events_by_namespace_type = table.events_by_namespace_type
-        for event, namespaces in placements:
-            type_ = event.type
+        for type_, namespaces in placements:
             published = False
             for ns in namespaces:
                 defined = events_by_namespace_type.get((ns, type_))
@@ -474,7 +478,7 @@ class Gateway:
                     published = True
             # Types no Event defines (--allow-unknown-types) share one label: senders choose them freely.
             # (An Event found above defines the type: namespaces_defining lists its namespace.)
-            label = type_ if published or table.namespaces_defining(type_) else "other"
+            label = type_ if published or type_ in table.namespaces_defining_by_type else "other"
             emitted = self._emitted.get(label)
             if emitted is None:
                 emitted = self._emitted[label] = self.metrics.inc_of(self.metrics.events_emitted, label)

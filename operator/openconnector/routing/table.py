@@ -175,7 +175,12 @@ class RoutingTable:
 
     def namespaces_defining(self, event_type: str) -> tuple[str, ...]:
         """Namespaces with an enabled Event of this type: where the shared /events publishes it."""
-        return self._namespaces_by_type[0].get(event_type, ())
+        return self.namespaces_defining_by_type.get(event_type, ())
+
+    @functools.cached_property
+    def namespaces_defining_by_type(self) -> Mapping[str, tuple[str, ...]]:
+        """:meth:`namespaces_defining` of every defined type (the publish path reads it without a call)."""
+        return self._namespaces_by_type[0]
 
     def namespaces_subscribing(self, event_type: str) -> tuple[str, ...]:
         """Namespaces with a subscription to this type (for undefined types, with --allow-unknown-types)."""
