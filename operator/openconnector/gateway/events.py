@@ -263,7 +263,9 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
         except Refusal as refused:
             m.events_refused.labels(refused.label).inc()
             return refusal_problem(refused)
-        series = _series_of(m)
+        series = _bound
+        if series is None or series.metrics is not m:
+            series = _series_of(m)
         (series.ingress_bytes or series.bind_ingress_bytes())(len(body))
         started = time.perf_counter()
         try:
@@ -283,7 +285,9 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
         mode = parsed.mode._value_  # not the .value property: a call per request
         batch = mode == "batch"
         max_depth = settings.limits.max_json_depth
-        too_deep = depth_problems(events, max_depth, batch=batch, body=body)
+        # (The small-body scan inline: depth_problems' first step, a call saved on every request.)
+        shallow = len(body) <= _SCANNED_BODY_BYTES and json_text_within_depth(body, max_depth)
+        too_deep = [] if shallow else depth_problems(events, max_depth, batch=batch, body=body)
         if too_deep:
             m.events_refused.labels("too-deep").inc(len(too_deep))
             return problem(
@@ -300,7 +304,8 @@ async def handle_events(request: web.Request) -> web.StreamResponse:
         else:
             # One event: check_events' answer is known at once when an Event defines the type, none of them
             # has a schema and the event conforms to the NL GOV profile (nothing to refuse or warn about).
-            definitions, schemaless = _definitions_of(table, events[0].type, namespace)
+            # (attributes["type"]: a parsed event's type is a str, so event.type's call is not needed.)
+            definitions, schemaless = _definitions_of(table, events[0].attributes["type"], namespace)  # type: ignore[arg-type]
             definitions_of = [definitions]
             checked = bool(definitions) and schemaless and nlgov_conforms(events[0])
         if checked:
