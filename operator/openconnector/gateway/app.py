@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from openconnector.api.keys import ResourceKey
 from openconnector.api.kinds import EVENT_SUBSCRIPTION, KINDS_BY_NAME
 from openconnector.gateway.core import GATEWAY_KEY, Gateway
-from openconnector.gateway.events import handle_events, handle_events_options
+from openconnector.gateway.events import events_handler, handle_events_options
 from openconnector.gateway.intake import continue_at_body_read
 from openconnector.gateway.problems import problem, refusal_problem
 from openconnector.gateway.routes import add_unrouted, problem_routes
@@ -101,9 +101,15 @@ def build_app(gateway: Gateway, *, with_metrics: bool = True) -> web.Application
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app[GATEWAY_KEY] = gateway
     routes = problem_routes(app)
-    routes.add_post("/events", handle_events, expect_handler=continue_at_body_read)
+    routes.add_post(
+        "/events", events_handler(gateway, namespaced=False), expect_handler=continue_at_body_read
+    )
     routes.add_route("OPTIONS", "/events", handle_events_options)
-    routes.add_post("/namespaces/{namespace}/events", handle_events, expect_handler=continue_at_body_read)
+    routes.add_post(
+        "/namespaces/{namespace}/events",
+        events_handler(gateway, namespaced=True),
+        expect_handler=continue_at_body_read,
+    )
     routes.add_route("OPTIONS", "/namespaces/{namespace}/events", handle_events_options)
     routes.add_post("/webhooks/{endpoint:.+}", handle_webhook, expect_handler=continue_at_body_read)
     routes.add_route("OPTIONS", "/webhooks/{endpoint:.+}", handle_webhook_options)

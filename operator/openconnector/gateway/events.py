@@ -22,12 +22,12 @@ from openconnector.ce import CloudEvent, CloudEventError, check_nlgov, parse_htt
 from openconnector.ce.codec import MAX_PROBLEMS
 from openconnector.ce.depth import json_depth_exceeds, json_text_within_depth
 from openconnector.ce.nlgov import nlgov_conforms
-from openconnector.gateway.core import GATEWAY_KEY, Gateway
+from openconnector.gateway.core import Gateway
 from openconnector.gateway.intake import JSON_ANSWER_HEADERS, body_now, read_limited, webhook_handshake
 from openconnector.gateway.metrics import GatewayMetrics, HistogramSeries, Inc
 from openconnector.gateway.problems import problem, refusal_problem
 from openconnector.gateway.ratelog import RateLimitedLog
-from openconnector.gateway.routes import answer_error, answers_own_errors
+from openconnector.gateway.routes import Handler, answer_error, answers_own_errors
 from openconnector.refusal import Refusal
 from openconnector.routing.table import EventRoute, RoutingTable
 
@@ -239,132 +239,141 @@ def _token_ok(request: web.Request, token: str) -> bool:
     return bool(offered) and hmac.compare_digest(offered.encode(), token.encode())
 
 
-@answers_own_errors
-async def handle_events(request: web.Request) -> web.StreamResponse:
-    """``POST /events`` (published where Events define the type) and ``POST /namespaces/{ns}/events``."""
-    try:
-        gateway: Gateway = request.app[GATEWAY_KEY]
-        namespace = request.match_info.get("namespace")
-        settings = gateway.settings
-        m = gateway.metrics
-        if settings.events_token and not _token_ok(request, settings.events_token):
-            m.events_refused.labels("unauthorized").inc()
-            return problem(
-                401,
-                "unauthorized",
-                "a valid bearer token is required",
-                headers={"WWW-Authenticate": 'Bearer realm="openconnector"'},
-            )
+def events_handler(gateway: Gateway, *, namespaced: bool) -> Handler:
+    """``POST /events`` of ``gateway`` (published where Events define the type), or with ``namespaced``
+    ``POST /namespaces/{namespace}/events``. Bound to its gateway: a request does not look it up in the
+    app, nor (on /events) the path's namespace, through aiohttp's ``request.app`` and ``match_info``
+    properties (about 1 % of the gateway's instructions per request)."""
+
+    @answers_own_errors
+    async def handle_events(request: web.Request) -> web.StreamResponse:
         try:
-            # Most bodies came with the head: taken without a coroutine (read_limited's answer, at once).
-            body = body_now(request, settings.max_event_bytes)
-            if body is None:
-                body = await read_limited(request, settings.max_event_bytes)
-        except Refusal as refused:
-            m.events_refused.labels(refused.label).inc()
-            return refusal_problem(refused)
-        series = _bound
-        if series is None or series.metrics is not m:
-            series = _series_of(m)
-        (series.ingress_bytes or series.bind_ingress_bytes())(len(body))
-        started = time.perf_counter()
-        try:
-            parsed = parse_http(request.method, request.headers, body)
-        except CloudEventError as error:
-            m.events_refused.labels("malformed" if error.status == 400 else "unsupported-media-type").inc()
-            slug = "invalid-cloudevent" if error.status == 400 else "unsupported-media-type"
-            stopped = "" if error.complete else f"; checking stopped after {len(error.problems)} problems"
-            return problem(
-                error.status,
-                slug,
-                f"the request is not a valid CloudEvent{stopped}",
-                errors=[p.as_dict() for p in error.problems],
+            namespace = request.match_info["namespace"] if namespaced else None
+            settings = gateway.settings
+            m = gateway.metrics
+            if settings.events_token and not _token_ok(request, settings.events_token):
+                m.events_refused.labels("unauthorized").inc()
+                return problem(
+                    401,
+                    "unauthorized",
+                    "a valid bearer token is required",
+                    headers={"WWW-Authenticate": 'Bearer realm="openconnector"'},
+                )
+            try:
+                # Most bodies came with the head: taken without a coroutine (read_limited's answer, at once).
+                body = body_now(request, settings.max_event_bytes)
+                if body is None:
+                    body = await read_limited(request, settings.max_event_bytes)
+            except Refusal as refused:
+                m.events_refused.labels(refused.label).inc()
+                return refusal_problem(refused)
+            series = _bound
+            if series is None or series.metrics is not m:
+                series = _series_of(m)
+            (series.ingress_bytes or series.bind_ingress_bytes())(len(body))
+            started = time.perf_counter()
+            try:
+                parsed = parse_http(request.method, request.headers, body)
+            except CloudEventError as error:
+                refusals = m.events_refused
+                refusals.labels("malformed" if error.status == 400 else "unsupported-media-type").inc()
+                slug = "invalid-cloudevent" if error.status == 400 else "unsupported-media-type"
+                stopped = "" if error.complete else f"; checking stopped after {len(error.problems)} problems"
+                return problem(
+                    error.status,
+                    slug,
+                    f"the request is not a valid CloudEvent{stopped}",
+                    errors=[p.as_dict() for p in error.problems],
+                )
+            table = gateway.table
+            events = parsed.events
+            mode = parsed.mode._value_  # not the .value property: a call per request
+            batch = mode == "batch"
+            max_depth = settings.limits.max_json_depth
+            # (The small-body scan inline: depth_problems' first step, a call saved on every request.)
+            shallow = len(body) <= _SCANNED_BODY_BYTES and json_text_within_depth(body, max_depth)
+            too_deep = [] if shallow else depth_problems(events, max_depth, batch=batch, body=body)
+            if too_deep:
+                m.events_refused.labels("too-deep").inc(len(too_deep))
+                return problem(
+                    422,
+                    "too-deep",
+                    f"{len(too_deep)} event(s) nest deeper than {max_depth} levels; nothing was accepted",
+                    errors=[p.as_dict() for p in too_deep],
+                )
+            problems: Sequence[EventProblem]
+            warnings: Sequence[EventProblem]
+            if batch:
+                definitions_of = [_definitions_of(table, event.type, namespace)[0] for event in events]
+                checked = False
+            else:
+                # One event: check_events' answer is known at once when an Event defines the type, none of
+                # them has a schema and the event conforms to the NL GOV profile (nothing to refuse or warn
+                # about). (attributes["type"]: a parsed event's type is a str: no call of event.type.)
+                definitions, schemaless = _definitions_of(table, events[0].attributes["type"], namespace)  # type: ignore[arg-type]
+                definitions_of = [definitions]
+                checked = bool(definitions) and schemaless and nlgov_conforms(events[0])
+            if checked:
+                problems, warnings, complete = (), (), True
+            else:
+                problems, warnings, complete = check_events(
+                    table,
+                    events,
+                    allow_unknown_types=settings.allow_unknown_types,
+                    batch=batch,
+                    namespace=namespace,
+                    definitions_of=definitions_of,
+                )
+            (series.parse_seconds.get(mode) or series.bind_parse_seconds(mode)).observe(
+                time.perf_counter() - started
             )
-        table = gateway.table
-        events = parsed.events
-        mode = parsed.mode._value_  # not the .value property: a call per request
-        batch = mode == "batch"
-        max_depth = settings.limits.max_json_depth
-        # (The small-body scan inline: depth_problems' first step, a call saved on every request.)
-        shallow = len(body) <= _SCANNED_BODY_BYTES and json_text_within_depth(body, max_depth)
-        too_deep = [] if shallow else depth_problems(events, max_depth, batch=batch, body=body)
-        if too_deep:
-            m.events_refused.labels("too-deep").inc(len(too_deep))
-            return problem(
-                422,
-                "too-deep",
-                f"{len(too_deep)} event(s) nest deeper than {max_depth} levels; nothing was accepted",
-                errors=[p.as_dict() for p in too_deep],
+            event_stats = gateway.event_stats
+            for definitions in definitions_of:
+                for defined in definitions:
+                    stats = event_stats[defined.key]
+                    if problems:
+                        stats.refused += 1
+                    else:
+                        stats.received += 1
+            for warning in warnings:
+                # Counted per event; logged at most once a minute per event type (a sender controls the rate).
+                _LAX_LOG.warning(
+                    warning.event_type, "NL GOV profile (lax) %s: %s", warning.event_type, warning.detail
+                )
+                m.events_profile_warnings.labels(warning.event_type).inc()
+            if problems:
+                status = 400 if any(p.status == 400 for p in problems) else 422
+                for p in problems:
+                    m.events_refused.labels(p.reason).inc()
+                slug = "invalid-cloudevent" if status == 400 else "event-not-acceptable"
+                stopped = "" if complete else f"; checking stopped after {len(problems)} problems"
+                return problem(
+                    status,
+                    slug,
+                    f"{len(problems)} problem(s); nothing was accepted{stopped}",
+                    errors=[p.as_dict() for p in problems],
+                )
+            (series.received.get(mode) or series.bind_received(mode))(len(events))
+            try:
+                queued = await gateway.publish(events, namespace=namespace)
+            except Refusal as refused:
+                m.events_refused.labels(refused.label).inc()
+                return refusal_problem(refused)
+            if warnings:
+                # Accepted anyway (lax profile), but the sender learns what the strict profile would refuse.
+                answer = {
+                    "accepted": len(events),
+                    "deliveries": queued,
+                    "warnings": [w.as_dict() for w in warnings],
+                }
+                return web.Response(body=orjson.dumps(answer), status=202, content_type="application/json")
+            return web.Response(
+                body=_accepted_body(len(events), queued), status=202, headers=JSON_ANSWER_HEADERS
             )
-        problems: Sequence[EventProblem]
-        warnings: Sequence[EventProblem]
-        if batch:
-            definitions_of = [_definitions_of(table, event.type, namespace)[0] for event in events]
-            checked = False
-        else:
-            # One event: check_events' answer is known at once when an Event defines the type, none of them
-            # has a schema and the event conforms to the NL GOV profile (nothing to refuse or warn about).
-            # (attributes["type"]: a parsed event's type is a str, so event.type's call is not needed.)
-            definitions, schemaless = _definitions_of(table, events[0].attributes["type"], namespace)  # type: ignore[arg-type]
-            definitions_of = [definitions]
-            checked = bool(definitions) and schemaless and nlgov_conforms(events[0])
-        if checked:
-            problems, warnings, complete = (), (), True
-        else:
-            problems, warnings, complete = check_events(
-                table,
-                events,
-                allow_unknown_types=settings.allow_unknown_types,
-                batch=batch,
-                namespace=namespace,
-                definitions_of=definitions_of,
-            )
-        (series.parse_seconds.get(mode) or series.bind_parse_seconds(mode)).observe(
-            time.perf_counter() - started
-        )
-        event_stats = gateway.event_stats
-        for definitions in definitions_of:
-            for defined in definitions:
-                stats = event_stats[defined.key]
-                if problems:
-                    stats.refused += 1
-                else:
-                    stats.received += 1
-        for warning in warnings:
-            # Counted per event; logged at most once a minute per event type (a sender controls the rate).
-            _LAX_LOG.warning(
-                warning.event_type, "NL GOV profile (lax) %s: %s", warning.event_type, warning.detail
-            )
-            m.events_profile_warnings.labels(warning.event_type).inc()
-        if problems:
-            status = 400 if any(p.status == 400 for p in problems) else 422
-            for p in problems:
-                m.events_refused.labels(p.reason).inc()
-            slug = "invalid-cloudevent" if status == 400 else "event-not-acceptable"
-            stopped = "" if complete else f"; checking stopped after {len(problems)} problems"
-            return problem(
-                status,
-                slug,
-                f"{len(problems)} problem(s); nothing was accepted{stopped}",
-                errors=[p.as_dict() for p in problems],
-            )
-        (series.received.get(mode) or series.bind_received(mode))(len(events))
-        try:
-            queued = await gateway.publish(events, namespace=namespace)
-        except Refusal as refused:
-            m.events_refused.labels(refused.label).inc()
-            return refusal_problem(refused)
-        if warnings:
-            # Accepted anyway (lax profile), but the sender learns what the strict profile would refuse.
-            answer = {
-                "accepted": len(events),
-                "deliveries": queued,
-                "warnings": [w.as_dict() for w in warnings],
-            }
-            return web.Response(body=orjson.dumps(answer), status=202, content_type="application/json")
-        return web.Response(body=_accepted_body(len(events), queued), status=202, headers=JSON_ANSWER_HEADERS)
-    except Exception as error:
-        return answer_error(request, error)
+        except Exception as error:
+            return answer_error(request, error)
+
+    return handle_events
 
 
 async def handle_events_options(request: web.Request) -> web.Response:

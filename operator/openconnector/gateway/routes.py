@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -74,7 +75,8 @@ def answer_error(request: web.Request, error: Exception) -> web.StreamResponse:
 
 # The handlers that catch every Exception themselves and answer it with answer_error (the two intake
 # routes: no wrapper's coroutine frame on every webhook and event).
-_ANSWERING_THEMSELVES: set[Handler] = set()
+# Weak: a handler bound to a gateway (events_handler) goes with its app.
+_ANSWERING_THEMSELVES: weakref.WeakSet[Handler] = weakref.WeakSet()
 
 
 def answers_own_errors(handler: H) -> H:
