@@ -363,6 +363,8 @@ CONTENT_TYPE_VALUES = [
     "application/json", " application/json ", "Application/JSON; charset=utf-8", "text/json", "text/plain",
     "application/x+json", "application/cloudevents+json", "bad", "", "  ", "application/jsön",
     "text/plain\x7f", 'application/json; charset="utf-8"', "application/" + "x" * 300 + "+json",
+    "application/cloudevents+json; charset=latin-1", "application/cloudevents+json; charset=UTF-8",
+    'application/cloudevents-batch+json; charset="utf-8"', "application/cloudevents+json; charset",
 ]  # fmt: skip
 
 
@@ -374,8 +376,10 @@ def test_the_cached_content_type_facts_are_the_uncached_answers(raw: str) -> Non
         stripped.split(";", 1)[0].strip().lower(),
         stripped.isascii() and stripped.isprintable() and codec.parse_media_type(stripped) is not None,
         codec.is_json_content_type(stripped),
+        codec._media_parameters(stripped).get("charset", "utf-8").lower() == "utf-8",
     )
     assert codec._content_type_facts(raw) == expected
+    assert expected[3] == codec.is_json_content_type(raw)  # (the JSON check strips: the same for raw)
     assert (codec._CONTENT_TYPES.get(raw) or codec._content_type_facts(raw)) == expected  # cached or not
 
 

@@ -461,19 +461,21 @@ def _essence(content_type: str) -> str:
 # Content-Type value as sent -> _content_type_facts(value). Senders repeat the same few: one dict look-up
 # per request instead of a strip, an essence, a media-type parse and a JSON check. Values up to
 # _CACHED_MEDIA_TYPE_LENGTH only, and emptied when full, so it stays small whatever is sent.
-_CONTENT_TYPES: dict[str, tuple[str, str, bool, bool]] = {}
+_CONTENT_TYPES: dict[str, tuple[str, str, bool, bool, bool]] = {}
 _CACHED_CONTENT_TYPES: Final = 256
 
 
-def _content_type_facts(raw: str) -> tuple[str, str, bool, bool]:
+def _content_type_facts(raw: str) -> tuple[str, str, bool, bool, bool]:
     """``raw`` (a Content-Type value) stripped; its essence (lower-case); whether binary mode's plain path
-    takes it as datacontenttype as it is (printable ASCII and a media type); whether it is JSON."""
+    takes it as datacontenttype as it is (printable ASCII and a media type); whether it is JSON (also of
+    ``raw`` itself: the JSON check strips); whether its charset, if any, is UTF-8 (the JSON formats')."""
     content_type = raw.strip()
     facts = (
         content_type,
         _essence(content_type) if content_type else "",
         content_type.isascii() and content_type.isprintable() and _media_type(content_type) is not None,
         is_json_content_type(content_type),
+        _format_charset_ok(content_type),
     )
     if len(raw) <= _CACHED_MEDIA_TYPE_LENGTH:
         if len(_CONTENT_TYPES) >= _CACHED_CONTENT_TYPES:
@@ -848,18 +850,21 @@ def parse_http(method: str, headers: Mapping[str, str], body: bytes) -> ParseRes
         raise CloudEventError([Problem("content-type", "content-type: header present more than once")])
     content_type: str | None = None
     essence = ""
+    utf8 = True
     if content_types:
         raw_content_type = content_types[0]
         facts = _CONTENT_TYPES.get(raw_content_type) or _content_type_facts(raw_content_type)
-        content_type, essence = facts[0], facts[1]
+        content_type, essence, utf8 = facts[0], facts[1], facts[4]
 
     if essence.startswith("application/cloudevents"):
         assert content_type is not None
         if essence == "application/cloudevents+json":
-            _check_format_charset(content_type)
+            if not utf8:
+                _check_format_charset(content_type)
             return _parse_result(ContentMode.STRUCTURED, (parse_structured(body),))
         if essence == "application/cloudevents-batch+json":
-            _check_format_charset(content_type)
+            if not utf8:
+                _check_format_charset(content_type)
             return _parse_result(ContentMode.BATCH, _parse_batch(body))
         raise CloudEventError(
             [
@@ -939,9 +944,14 @@ def _content_type_and_ce_headers(headers: Mapping[str, str]) -> tuple[list[str],
     return content_types, ce_headers
 
 
-def _check_format_charset(content_type: str) -> None:
+def _format_charset_ok(content_type: str) -> bool:
     charset = _media_parameters(content_type).get("charset")
-    if charset is not None and charset.lower() != "utf-8":
+    return charset is None or charset.lower() == "utf-8"
+
+
+def _check_format_charset(content_type: str) -> None:
+    if not _format_charset_ok(content_type):
+        charset = _media_parameters(content_type).get("charset")
         raise CloudEventError(
             [
                 Problem(
@@ -1196,7 +1206,10 @@ def _plain_event_from_json(document: dict[str, object]) -> CloudEvent | None:
             if "datacontenttype" in attributes:
                 return None  # a null datacontenttype: _event_from_json drops it and appends the default
             attributes["datacontenttype"] = JSON_CONTENT_TYPE  # as _event_from_json makes it explicit
-        elif type(data) is not str and not (type(content_type) is str and is_json_content_type(content_type)):
+        elif type(data) is not str and not (
+            type(content_type) is str
+            and (_CONTENT_TYPES.get(content_type) or _content_type_facts(content_type))[3]  # JSON
+        ):
             return None  # maybe non-JSON data under a non-JSON content type
     elif "data" in document:
         return None  # an explicit null
