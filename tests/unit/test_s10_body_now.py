@@ -11,20 +11,10 @@ from aiohttp import web
 from aiohttp.streams import StreamReader
 from aiohttp.test_utils import make_mocked_request
 from multidict import CIMultiDict
+from tests.unit.test_s5_request_ports import _Protocol
 
 from openconnector.gateway.intake import body_now
 from openconnector.refusal import Refusal
-
-
-class _Protocol:
-    _reading_paused = False
-    transport = None
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self, resume_parser: bool = True) -> None:
-        pass
 
 
 def _request(body: bytes, *, declared: int | None, eof: bool = True, failed: bool = False) -> web.Request:
