@@ -390,3 +390,44 @@ def test_the_content_type_cache_holds_short_values_only_and_stays_bounded() -> N
     long = "application/" + "x" * 300 + "+json"
     codec._content_type_facts(long)
     assert long not in codec._CONTENT_TYPES
+
+
+def _json_answer(document: dict[str, Any]) -> object:
+    problems: list[Any] = []
+    event = codec._checked_event_from_json(dict(document), None, problems)
+    return [p.as_dict() for p in problems] if problems or event is None else _event_answer(event)
+
+
+@PROPERTY_SETTINGS
+@given(
+    attribute_names,
+    attribute_values | st.sampled_from([" application/json ", "Application/JSON", "text/plain\x7f", None]),
+    st.booleans(),
+    st.sampled_from([{"a": 1}, "text", None, [1]]),
+)
+def test_one_changed_member_of_a_typical_structured_event_parses_as_the_checked_parser_parses(
+    name: str, value: Any, drop: bool, data: Any
+) -> None:
+    """The structured plain path (all-string attributes checked together, else value by value) gives
+    exactly the checked parser's event, or leaves the decision to it."""
+    document: dict[str, Any] = {**TYPICAL, "data": data}
+    if drop:
+        document.pop(name, None)
+    else:
+        document[name] = value
+    event = codec._plain_event_from_json(dict(document))
+    if event is not None:
+        assert _event_answer(event) == _json_answer(document)
+
+
+@pytest.mark.parametrize("content_type", CONTENT_TYPE_VALUES)
+@pytest.mark.parametrize("data", [{"a": 1}, "text"])
+def test_a_structured_events_datacontenttype_is_taken_as_the_checked_parser_takes_it(
+    content_type: str, data: Any
+) -> None:
+    document: dict[str, Any] = {**TYPICAL, "datacontenttype": content_type, "data": data}
+    event = codec._plain_event_from_json(dict(document))
+    if event is not None:
+        assert _event_answer(event) == _json_answer(document)
+    if content_type == "application/json":
+        assert event is not None  # the common case takes the plain path

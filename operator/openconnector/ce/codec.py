@@ -1213,9 +1213,25 @@ def _plain_event_from_json(document: dict[str, object]) -> CloudEvent | None:
             return None  # maybe non-JSON data under a non-JSON content type
     elif "data" in document:
         return None  # an explicit null
-    # A null or float attribute fails this check (it is not a string, integer or boolean).
-    if not _attributes_pass(attributes):
-        return None
+    # Every value a string (most events): their characters checked together, as binary mode's header
+    # values are (one join and two scans instead of a type test and two calls per value), the content type
+    # by its cached facts, then _printable_strings_pass. A null, a number or a boolean makes the join raise
+    # TypeError: then _attributes_pass, value by value (a null or a float fails it).
+    try:
+        values = "".join(attributes.values())  # type: ignore[arg-type]
+    except TypeError:
+        if not _attributes_pass(attributes):
+            return None
+    else:
+        if not (values.isascii() and values.isprintable()):
+            return None
+        content_type = cast("str | None", attributes.get("datacontenttype"))  # (every value is a str)
+        if content_type is not None:
+            facts = _CONTENT_TYPES.get(content_type) or _content_type_facts(content_type)
+            if not facts[2] or facts[0] != content_type:  # a media type as it is
+                return None
+        if not _printable_strings_pass(attributes):  # type: ignore[arg-type]
+            return None
     return _cloud_event(attributes, data, False)  # type: ignore[arg-type]
 
 
