@@ -475,7 +475,7 @@ def _content_type_facts(raw: str) -> tuple[str, str, bool, bool, bool]:
         _essence(content_type) if content_type else "",
         content_type.isascii() and content_type.isprintable() and _media_type(content_type) is not None,
         is_json_content_type(content_type),
-        _format_charset_ok(content_type),
+        _bad_format_charset(content_type) is None,
     )
     if len(raw) <= _CACHED_MEDIA_TYPE_LENGTH:
         if len(_CONTENT_TYPES) >= _CACHED_CONTENT_TYPES:
@@ -944,14 +944,15 @@ def _content_type_and_ce_headers(headers: Mapping[str, str]) -> tuple[list[str],
     return content_types, ce_headers
 
 
-def _format_charset_ok(content_type: str) -> bool:
+def _bad_format_charset(content_type: str) -> str | None:
+    """The charset of ``content_type`` when it is not UTF-8 (the JSON event formats'), else None."""
     charset = _media_parameters(content_type).get("charset")
-    return charset is None or charset.lower() == "utf-8"
+    return None if charset is None or charset.lower() == "utf-8" else charset
 
 
 def _check_format_charset(content_type: str) -> None:
-    if not _format_charset_ok(content_type):
-        charset = _media_parameters(content_type).get("charset")
+    charset = _bad_format_charset(content_type)
+    if charset is not None:
         raise CloudEventError(
             [
                 Problem(

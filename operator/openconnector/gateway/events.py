@@ -290,9 +290,10 @@ def events_handler(gateway: Gateway, *, namespaced: bool) -> Handler:
             mode = parsed.mode._value_  # not the .value property: a call per request
             batch = mode == "batch"
             max_depth = settings.limits.max_json_depth
-            # (The small-body scan inline: depth_problems' first step, a call saved on every request.)
+            # (The small-body scan inline: depth_problems' first step, a call saved on every request. Not
+            # shallow: the walk, without the body, so the scan is not made twice.)
             shallow = len(body) <= _SCANNED_BODY_BYTES and json_text_within_depth(body, max_depth)
-            too_deep = [] if shallow else depth_problems(events, max_depth, batch=batch, body=body)
+            too_deep = [] if shallow else depth_problems(events, max_depth, batch=batch)
             if too_deep:
                 m.events_refused.labels("too-deep").inc(len(too_deep))
                 return problem(
