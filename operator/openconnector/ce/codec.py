@@ -83,6 +83,12 @@ class ContentMode(enum.StrEnum):
     BATCH = "batch"
 
 
+# The modes as module constants: an attribute of an Enum class goes through its metaclass's __getattr__ hook.
+_BINARY: Final = ContentMode.BINARY
+_STRUCTURED: Final = ContentMode.STRUCTURED
+_BATCH: Final = ContentMode.BATCH
+
+
 @dataclass(frozen=True, slots=True)
 class CloudEvent:
     """One CloudEvent: context attributes plus data.
@@ -861,11 +867,11 @@ def parse_http(method: str, headers: Mapping[str, str], body: bytes) -> ParseRes
         if essence == "application/cloudevents+json":
             if not utf8:
                 _check_format_charset(content_type)
-            return _parse_result(ContentMode.STRUCTURED, (parse_structured(body),))
+            return _parse_result(_STRUCTURED, (parse_structured(body),))
         if essence == "application/cloudevents-batch+json":
             if not utf8:
                 _check_format_charset(content_type)
-            return _parse_result(ContentMode.BATCH, _parse_batch(body))
+            return _parse_result(_BATCH, _parse_batch(body))
         raise CloudEventError(
             [
                 Problem(
@@ -879,14 +885,14 @@ def parse_http(method: str, headers: Mapping[str, str], body: bytes) -> ParseRes
     if ce_headers is None:
         event = _plain_binary_of_headers(content_type, headers, body)
         if event is not None:
-            return _parse_result(ContentMode.BINARY, (event,))
+            return _parse_result(_BINARY, (event,))
         # Only "c" and "C" lower-case to a string starting with "c": the other names need no lower().
         ce_headers = [
             (lower, value)
             for key, value in headers.items()
             if key[:1] in _C_OR_UPPER_C and (lower := key.lower())[:3] == "ce-"
         ]
-    return _parse_result(ContentMode.BINARY, (_parse_binary(content_type, ce_headers, body),))
+    return _parse_result(_BINARY, (_parse_binary(content_type, ce_headers, body),))
 
 
 _C_OR_UPPER_C: Final = frozenset("cC")
@@ -898,7 +904,6 @@ _MULTIDICTS: Final = (CIMultiDictProxy, CIMultiDict)
 _CE_ATTRIBUTE_OF: dict[str, str | None] = {}
 _CACHED_NAME_LENGTH: Final = 64
 _CACHED_NAMES: Final = 1024
-_UNSEEN: Final = object()
 
 
 def _ce_attribute_of(name: str) -> str | None:
@@ -918,13 +923,16 @@ def _plain_binary_of_headers(
     of them): exactly its event, or None when in doubt."""
     attributes: dict[str, AttributeValue] = {}
     found = 0
-    attribute_of = _CE_ATTRIBUTE_OF.get
+    attribute_of = _CE_ATTRIBUTE_OF
     for key, raw in headers.items():
-        attribute = attribute_of(key, _UNSEEN)
-        if attribute is _UNSEEN:
+        # A subscript, not .get: no call per header. KeyError only for a name not seen yet (or too long
+        # to be kept), once per name.
+        try:
+            attribute = attribute_of[key]
+        except KeyError:
             attribute = _ce_attribute_of(key)
         if attribute is not None:
-            attributes[attribute] = raw  # type: ignore[index]
+            attributes[attribute] = raw
             found += 1
     if len(attributes) != found:
         return None  # a repeated header
