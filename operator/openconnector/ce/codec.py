@@ -704,25 +704,59 @@ def _attributes_pass(attributes: Mapping[str, object]) -> bool:
 # What _printable_strings_pass checks before its loop (datacontenttype: its caller).
 _CHECKED_FIRST: Final = frozenset({"id", "source", "specversion", "type", "datacontenttype"})
 
+# Attribute names in order -> the value checks the others need, (name, check) each; None when a name is
+# not a valid attribute name. A sender repeats the same names (the same str objects, from the header-name
+# cache or orjson's key cache), so this is one tuple and one look-up instead of a loop over every name.
+# Bounded like the other caches: only name sets up to _CACHED_NAME_SET_LENGTH characters, emptied when full.
+_VALUE_CHECKS_OF: dict[tuple[str, ...], tuple[tuple[str, Callable[[str], object]], ...] | None] = {}
+_CACHED_NAME_SETS: Final = 256
+_CACHED_NAME_SET_LENGTH: Final = 512
+
+
+def _value_checks_of(names: tuple[str, ...]) -> tuple[tuple[str, Callable[[str], object]], ...] | None:
+    checks: list[tuple[str, Callable[[str], object]]] = []
+    verdict: tuple[tuple[str, Callable[[str], object]], ...] | None = None
+    for name in names:
+        if name in _CHECKED_FIRST:
+            continue
+        passes = _VALUE_PASSES.get(name)
+        if passes is not None:
+            checks.append((name, passes))
+        elif _NAME_RE.fullmatch(name) is None or name == "data":
+            break
+    else:
+        verdict = tuple(checks)
+    if sum(map(len, names)) <= _CACHED_NAME_SET_LENGTH:
+        if len(_VALUE_CHECKS_OF) >= _CACHED_NAME_SETS:
+            _VALUE_CHECKS_OF.clear()
+        _VALUE_CHECKS_OF[names] = verdict
+    return verdict
+
 
 def _printable_strings_pass(attributes: Mapping[str, str]) -> bool:
     """:func:`_attributes_pass` for attributes whose values are all strings of printable ASCII and whose
     ``datacontenttype``, if any, is known to be a media type (binary mode's headers, checked together by
     the caller): the required attributes without a loop, then only the others' value checks."""
-    get = attributes.get
-    source = get("source")
-    if not (get("id") and get("type") and source and get("specversion") == SPECVERSION):
-        return False  # id and type must be non-empty as well as present
+    try:
+        source = attributes["source"]
+        # id and type must be non-empty as well as present
+        if not (attributes["id"] and attributes["type"] and source):
+            return False
+        if attributes["specversion"] != SPECVERSION:
+            return False
+    except KeyError:
+        return False
     if not is_uri_reference(source):
         return False
-    for name, value in attributes.items():
-        if name in _CHECKED_FIRST:
-            continue
-        passes = _VALUE_PASSES.get(name)
-        if passes is None:
-            if _NAME_RE.fullmatch(name) is None or name == "data":
-                return False
-        elif not passes(value):
+    names = tuple(attributes)
+    try:
+        checks = _VALUE_CHECKS_OF[names]
+    except KeyError:
+        checks = _value_checks_of(names)
+    if checks is None:
+        return False  # a name that is not an attribute name
+    for name, passes in checks:  # noqa: SIM110 - a loop, not all(): no generator per event
+        if not passes(attributes[name]):
             return False
     return True
 
