@@ -100,6 +100,33 @@ def _built_nlgov_problems(type_: str, source: str) -> tuple[Problem, ...]:
 _NOTHING_QUEUED: Final = OfferResult(True, queued=0)
 
 
+class WaitingPublish(NamedTuple):
+    """A :meth:`Gateway.publish_now` the memory bus refused for now: what it prepared (its records stand),
+    for :meth:`Gateway.publish_waiting` to offer again once there is room."""
+
+    table: RoutingTable
+    plan: list[tuple[ResourceKey, CloudEvent]]
+    placements: list[tuple[str, Sequence[str]]]
+    created: list[tuple[ResourceKey, str]]
+    pushed: list[tuple[ResourceKey, CloudEvent]]
+    result: OfferResult
+
+
+def _refusal_of(
+    error: TimeoutError | DeliveryClosedError | BusUnavailableError | EventTooLargeError,
+) -> Refusal:
+    """What a sender is told when publishing stopped on ``error`` (nothing of its events was queued)."""
+    if isinstance(error, BusUnavailableError):
+        return Refusal(503, "bus-unavailable", error.detail, headers={"Retry-After": str(error.retry_after)})
+    if isinstance(error, DeliveryClosedError):
+        return Refusal(503, "shutting-down", "the gateway is shutting down", headers={"Retry-After": "5"})
+    if isinstance(error, EventTooLargeError):
+        return Refusal(413, "event-too-large", str(error))
+    return Refusal(
+        503, "delivery-backlog", "delivery queues are full; retry later", headers={"Retry-After": "5"}
+    )
+
+
 class ConsumerCounters(NamedTuple):
     """The counters one Consumer's webhooks count in, bound once instead of looked up per request."""
 
@@ -382,37 +409,73 @@ class Gateway:
         never causes a duplicate of half a fan-out. Raises a :class:`~openconnector.refusal.Refusal`
         (nothing of the events was queued).
         """
+        started = self.publish_now(events, namespace)
+        if isinstance(started, int):
+            return started
+        return await self.publish_waiting(events, namespace, started)
+
+    def publish_now(
+        self, events: Sequence[CloudEvent], namespace: str | None = None
+    ) -> int | WaitingPublish | None:
+        """The part of :meth:`publish` that never awaits: with the memory bus most publishes end here
+        (no coroutine, no timer). Returns the deliveries queued (or raises the Refusal); a
+        :class:`WaitingPublish` when the memory bus lacks room now; None when the bus's store awaits
+        (JetStream). Either of the last two goes on in :meth:`publish_waiting`."""
+        offer_now = self._offer_now
+        if offer_now is None:
+            return None
         try:
             table = self.table
             plan, placements = self._plan(table, events, namespace)
             # One clock reading for the records and the status, unless the publish waits (then the status
             # gets the time it was published).
-            stored_at = self.clock()
-            now: float | None = stored_at
-            # Recorded before the bus stores it: a durable bus may deliver before store returns.
-            created = self.recorder.record_stored(plan, now=stored_at) if plan else []
+            now = self.clock()
+            if not plan:  # nothing to queue: only a closed bus refuses
+                if self.dispatcher.closed:
+                    raise DeliveryClosedError("the dispatcher is closed")
+                self._count_published(table, placements, now)
+                return 0
+            # Recorded before the bus stores it, as a durable bus needs (it may deliver before its store
+            # call returns); discarded if the bus refuses.
+            created = self.recorder.record_stored(plan, now=now)
             pushed = self._pushed(plan) if self._pull_keys else plan
             try:
-                # The memory bus decides without awaiting: most senders are accepted at once and never pay
-                # for a timer or a coroutine. The others (and every JetStream store) go the bounded way.
-                offer_now = self._offer_now
-                result: OfferResult | None
-                if offer_now is not None and not pushed:  # nothing to queue: only a closed bus refuses
-                    if self.dispatcher.closed:
-                        raise DeliveryClosedError("the dispatcher is closed")
-                    result = _NOTHING_QUEUED
+                if pushed:
+                    result = offer_now(pushed)
+                elif self.dispatcher.closed:
+                    raise DeliveryClosedError("the dispatcher is closed")
                 else:
-                    result = offer_now(pushed) if offer_now is not None else None
-                if result is not None and result.too_large:
+                    result = _NOTHING_QUEUED
+                if result.too_large:
                     raise Refusal(413, "event-too-large", result.detail)
-                if result is not None and not result.accepted:
+            except BaseException:
+                self.recorder.discard(created)  # nothing of the events was stored
+                raise
+        except (DeliveryClosedError, EventTooLargeError) as error:
+            raise _refusal_of(error) from None
+        if not result.accepted:
+            return WaitingPublish(table, plan, placements, created, pushed, result)
+        self._count_published(table, placements, now)
+        return result.queued + (len(plan) - len(pushed))
+
+    async def publish_waiting(
+        self, events: Sequence[CloudEvent], namespace: str | None, waiting: WaitingPublish | None
+    ) -> int:
+        """The rest of a :meth:`publish` that :meth:`publish_now` could not end: wait for room in the
+        memory bus (``waiting``: what it prepared and was refused), or store with a bus whose store
+        awaits (``waiting`` None), within ``submit_timeout``."""
+        created: list[tuple[ResourceKey, str]] = []
+        try:
+            try:
+                if waiting is not None:
                     # The memory bus, refused for now: its waits end at one deadline (a timer per wait,
                     # not an asyncio.timeout per sender; nothing else is awaited here).
+                    table, plan, placements, created, pushed, result = waiting
+                    offer_now = self._offer_now
                     wait_for_room = self._wait_for_room
                     assert offer_now is not None
                     assert wait_for_room is not None
                     deadline = asyncio.get_running_loop().time() + self.settings.submit_timeout
-                    now = None
                     while True:
                         await wait_for_room(result.full, needed_bytes=result.budget_needed, deadline=deadline)
                         if self.table is not table:
@@ -424,8 +487,12 @@ class Gateway:
                             raise Refusal(413, "event-too-large", result.detail)
                         if result.accepted:
                             break
-                elif result is None:  # a bus whose store awaits (JetStream): bound as a whole
-                    now = None
+                else:  # a bus whose store awaits (JetStream): bound as a whole
+                    table = self.table
+                    plan, placements = self._plan(table, events, namespace)
+                    # Recorded before the bus stores it: a durable bus may deliver before store returns.
+                    created = self.recorder.record_stored(plan, now=self.clock()) if plan else []
+                    pushed = self._pushed(plan) if self._pull_keys else plan
                     # The store ends by this deadline itself (TimeoutError past it): no timer per sender.
                     deadline = asyncio.get_running_loop().time() + self.settings.submit_timeout
                     if self.message_log is not None and self.message_log.flush_needed:
@@ -452,22 +519,15 @@ class Gateway:
             except BaseException:
                 self.recorder.discard(created)  # nothing of the events was stored
                 raise
-        except TimeoutError:
-            raise Refusal(
-                503, "delivery-backlog", "delivery queues are full; retry later", headers={"Retry-After": "5"}
-            ) from None
-        except DeliveryClosedError:
-            raise Refusal(
-                503, "shutting-down", "the gateway is shutting down", headers={"Retry-After": "5"}
-            ) from None
-        except BusUnavailableError as error:
-            raise Refusal(
-                503, "bus-unavailable", error.detail, headers={"Retry-After": str(error.retry_after)}
-            ) from None
-        except EventTooLargeError as error:
-            raise Refusal(413, "event-too-large", str(error)) from None
-        if now is None:
-            now = self.clock()
+        except (TimeoutError, DeliveryClosedError, BusUnavailableError, EventTooLargeError) as error:
+            raise _refusal_of(error) from None
+        self._count_published(table, placements, self.clock())
+        return result.queued + (len(plan) - len(pushed))
+
+    def _count_published(
+        self, table: RoutingTable, placements: list[tuple[str, Sequence[str]]], now: float
+    ) -> None:
+        """The status counters and the emitted metric of published events (each type, where it went)."""
         events_by_namespace_type = table.events_by_namespace_type
         for type_, namespaces in placements:
             published = False
@@ -483,7 +543,6 @@ class Gateway:
             if emitted is None:
                 emitted = self._emitted[label] = self.metrics.inc_of(self.metrics.events_emitted, label)
             emitted(1)
-        return result.queued + (len(plan) - len(pushed))
 
     def _pushed(self, plan: list[tuple[ResourceKey, CloudEvent]]) -> list[tuple[ResourceKey, CloudEvent]]:
         """The deliveries of ``plan`` the bus delivers: pull subscriptions keep theirs in the message log."""

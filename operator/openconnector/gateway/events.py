@@ -356,7 +356,12 @@ def events_handler(gateway: Gateway, *, namespaced: bool) -> Handler:
                 )
             (series.received.get(mode) or series.bind_received(mode))(len(events))
             try:
-                queued = await gateway.publish(events, namespace=namespace)
+                # Most publishes are decided at once (no coroutine); the others wait for room or the bus.
+                publishing = gateway.publish_now(events, namespace)
+                if isinstance(publishing, int):
+                    queued = publishing
+                else:
+                    queued = await gateway.publish_waiting(events, namespace, publishing)
             except Refusal as refused:
                 m.events_refused.labels(refused.label).inc()
                 return refusal_problem(refused)
