@@ -36,7 +36,13 @@ from openconnector.delivery.target import ContentMode, DeliveryTarget
 from openconnector.egress import EgressPolicy
 from openconnector.egress_resolver import connector_for
 from openconnector.gateway.limits import RequestLimits
-from openconnector.gateway.metrics import DeliveryMetricsObserver, GatewayMetrics, Inc, SubscriptionHealth
+from openconnector.gateway.metrics import (
+    CounterSeries,
+    DeliveryMetricsObserver,
+    GatewayMetrics,
+    Inc,
+    SubscriptionHealth,
+)
 from openconnector.messages.access import Authorizer, TokenAuthorizer
 from openconnector.messages.recorder import MessageRecorder
 from openconnector.messages.service import MessageService
@@ -199,7 +205,8 @@ class Gateway:
         self.source_stats = self.status.source_stats
         self._consumer_counters: dict[ResourceKey, ConsumerCounters] = {}
         self._webhook_bytes: Inc | None = None
-        self._emitted: dict[str, Inc] = {}  # events_emitted per type label, bound once
+        # events_emitted per type label, bound once (its plain series: added to without a call)
+        self._emitted: dict[str, CounterSeries] = {}
         self.sequences = SequenceCounter()
         self.ready = asyncio.Event()
         # Set first on shutdown (runtime.py), before the drain: /readyz answers 503 from then on.
@@ -541,8 +548,8 @@ class Gateway:
             label = type_ if published or type_ in table.namespaces_defining_by_type else "other"
             emitted = self._emitted.get(label)
             if emitted is None:
-                emitted = self._emitted[label] = self.metrics.inc_of(self.metrics.events_emitted, label)
-            emitted(1)
+                emitted = self._emitted[label] = self.metrics.child(self.metrics.events_emitted, label)
+            emitted.value += 1
 
     def _pushed(self, plan: list[tuple[ResourceKey, CloudEvent]]) -> list[tuple[ResourceKey, CloudEvent]]:
         """The deliveries of ``plan`` the bus delivers: pull subscriptions keep theirs in the message log."""

@@ -24,7 +24,7 @@ from openconnector.ce.depth import json_depth_exceeds, json_text_within_depth
 from openconnector.ce.nlgov import nlgov_conforms
 from openconnector.gateway.core import Gateway
 from openconnector.gateway.intake import JSON_ANSWER_HEADERS, body_now, read_limited, webhook_handshake
-from openconnector.gateway.metrics import GatewayMetrics, HistogramSeries, Inc
+from openconnector.gateway.metrics import CounterSeries, GatewayMetrics, HistogramSeries
 from openconnector.gateway.problems import problem, refusal_problem
 from openconnector.gateway.ratelog import RateLimitedLog
 from openconnector.gateway.routes import Handler, answer_error, answers_own_errors
@@ -198,26 +198,28 @@ def _accepted_body(accepted: int, deliveries: int) -> bytes:
 
 class _BoundSeries:
     """The /events series of one gateway's metrics, looked up once (``inc_of``/``child`` build a key per
-    call). Each is still made on its first use, so a series shows at scrape time once it counted."""
+    call). Each is still made on its first use, so a series shows at scrape time once it counted. The
+    counters are the plain series themselves: the handler adds to their ``value`` (what
+    :meth:`CounterSeries.add` does) without a call."""
 
     __slots__ = ("ingress_bytes", "metrics", "parse_seconds", "received")
 
     def __init__(self, metrics: GatewayMetrics) -> None:
         self.metrics = metrics
-        self.ingress_bytes: Inc | None = None
+        self.ingress_bytes: CounterSeries | None = None
         self.parse_seconds: dict[str, HistogramSeries] = {}
-        self.received: dict[str, Inc] = {}
+        self.received: dict[str, CounterSeries] = {}
 
-    def bind_ingress_bytes(self) -> Inc:
-        self.ingress_bytes = self.metrics.inc_of(self.metrics.ingress_bytes, "/events")
+    def bind_ingress_bytes(self) -> CounterSeries:
+        self.ingress_bytes = self.metrics.child(self.metrics.ingress_bytes, "/events")
         return self.ingress_bytes
 
     def bind_parse_seconds(self, mode: str) -> HistogramSeries:
         found = self.parse_seconds[mode] = self.metrics.child(self.metrics.parse_seconds, mode)
         return found
 
-    def bind_received(self, mode: str) -> Inc:
-        found = self.received[mode] = self.metrics.inc_of(self.metrics.events_received, mode)
+    def bind_received(self, mode: str) -> CounterSeries:
+        found = self.received[mode] = self.metrics.child(self.metrics.events_received, mode)
         return found
 
 
@@ -270,7 +272,7 @@ def events_handler(gateway: Gateway, *, namespaced: bool) -> Handler:
             series = _bound
             if series is None or series.metrics is not m:
                 series = _series_of(m)
-            (series.ingress_bytes or series.bind_ingress_bytes())(len(body))
+            (series.ingress_bytes or series.bind_ingress_bytes()).value += len(body)
             started = time.perf_counter()
             try:
                 parsed = parse_http(request.method, request.headers, body)
@@ -354,7 +356,7 @@ def events_handler(gateway: Gateway, *, namespaced: bool) -> Handler:
                     f"{len(problems)} problem(s); nothing was accepted{stopped}",
                     errors=[p.as_dict() for p in problems],
                 )
-            (series.received.get(mode) or series.bind_received(mode))(len(events))
+            (series.received.get(mode) or series.bind_received(mode)).value += len(events)
             try:
                 # Most publishes are decided at once (no coroutine); the others wait for room or the bus.
                 publishing = gateway.publish_now(events, namespace)
