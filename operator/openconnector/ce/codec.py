@@ -269,10 +269,13 @@ _NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
 _BAD_STRING_CHAR_RE = re.compile(f"[\x00-\x1f\x7f-\x9f\ud800-\udfff{_NONCHARACTERS}]")
 
 # Field ranges in the pattern; only days 29-31 need a calendar look-up afterwards.
-_RFC3339_RE = re.compile(
+# RFC 3339 date-time in two parts: the date and time of day, 19 characters in fixed places
+# (YYYY-MM-DDTHH:MM:SS), and what follows (fraction, then Z or an offset).
+_RFC3339_HEAD_RE = re.compile(
     r"([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)"
-    r"(?:\.[0-9]+)?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
 )
+_RFC3339_HEAD_LENGTH: Final = 19
+_RFC3339_TAIL_RE = re.compile(r"(?:\.[0-9]+)?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])")
 _DAYS_IN_MONTH = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 # RFC 9110 §5.6.2 tchar and §5.6.4 quoted-string (qdtext / quoted-pair), as character sets.
@@ -426,14 +429,48 @@ def _is_ip_literal(inner: str) -> bool:
     return True
 
 
+# Verdicts on the two parts of a date-time, kept: events of a sender share the date and time of day within
+# a second, and the few fraction-and-offset texts of one precision (at most _CACHED_TAIL_LENGTH characters
+# kept), so most events cost two look-ups instead of a match. Bounded: emptied when full.
+_RFC3339_HEADS: dict[str, bool] = {}
+_RFC3339_TAILS: dict[str, bool] = {}
+_CACHED_DATE_TIME_PARTS: Final = 4096
+_CACHED_TAIL_LENGTH: Final = 16
+
+
 def is_rfc3339(value: str) -> bool:
     """RFC 3339 §5.6 date-time, with calendar checks (leap years; second 60 for leap seconds)."""
-    if _RFC3339_RE.fullmatch(value) is None:
+    head = value[:_RFC3339_HEAD_LENGTH]
+    verdict = _RFC3339_HEADS.get(head)
+    if verdict is None:
+        verdict = _rfc3339_head(head)
+    if not verdict:
         return False
+    tail = value[_RFC3339_HEAD_LENGTH:]
+    verdict = _RFC3339_TAILS.get(tail)
+    if verdict is None:
+        verdict = _RFC3339_TAIL_RE.fullmatch(tail) is not None
+        if len(tail) <= _CACHED_TAIL_LENGTH:
+            if len(_RFC3339_TAILS) >= _CACHED_DATE_TIME_PARTS:
+                _RFC3339_TAILS.clear()
+            _RFC3339_TAILS[tail] = verdict
+    return verdict
+
+
+def _rfc3339_head(head: str) -> bool:
+    """Whether ``head`` (a value's first 19 characters) is an RFC 3339 date and time of day (kept)."""
+    verdict = _RFC3339_HEAD_RE.fullmatch(head) is not None and _day_in_month(head)
+    if len(_RFC3339_HEADS) >= _CACHED_DATE_TIME_PARTS:
+        _RFC3339_HEADS.clear()
+    _RFC3339_HEADS[head] = verdict
+    return verdict
+
+
+def _day_in_month(date: str) -> bool:
     # The pattern fixes the date's places (YYYY-MM-DD): two digits compare as text as they do as numbers.
-    if value[8:10] <= "28":
+    if date[8:10] <= "28":
         return True
-    day, year, month = int(value[8:10]), int(value[:4]), int(value[5:7])
+    day, year, month = int(date[8:10]), int(date[:4]), int(date[5:7])
     if month == 2 and calendar.isleap(year):
         return day <= 29
     return day <= _DAYS_IN_MONTH[month]
