@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -108,3 +110,14 @@ def test_the_date_time_caches_stay_bounded_and_keep_no_long_tails() -> None:
     long_tail = "." + "1" * codec._CACHED_TAIL_LENGTH + "Z"
     assert codec.is_rfc3339("2026-11-28T12:00:00" + long_tail)
     assert long_tail not in codec._RFC3339_TAILS
+
+
+def test_binary_attribute_names_are_the_interned_names() -> None:
+    # An event's names are then the very str objects the code looks up ("type", "source", ...).
+    codec._CE_ATTRIBUTE_OF.clear()
+    headers = CIMultiDictProxy(
+        CIMultiDict([("Ce-Subject", "zaak-17"), *(("ce-" + k, v) for k, v in REQUIRED.items())])
+    )
+    event = codec._plain_binary_of_headers(None, headers, b"")
+    assert event is not None
+    assert all(name is sys.intern(name) for name in event.attributes)

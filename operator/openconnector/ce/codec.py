@@ -19,6 +19,7 @@ import functools
 import ipaddress
 import json
 import re
+import sys
 from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final, cast
@@ -979,7 +980,10 @@ _CACHED_NAMES: Final = 1024
 
 def _ce_attribute_of(name: str) -> str | None:
     lower = name.lower()
-    attribute = lower[3:] if lower[:3] == "ce-" else None
+    # Interned: the attribute names the code spells ("type", "source", ...) are then the same str objects,
+    # so every look-up of them in an event's attributes, and of the event's names in the NL GOV name set,
+    # matches by identity instead of comparing characters.
+    attribute = sys.intern(lower[3:]) if lower[:3] == "ce-" else None
     if len(name) <= _CACHED_NAME_LENGTH:
         if len(_CE_ATTRIBUTE_OF) >= _CACHED_NAMES:
             _CE_ATTRIBUTE_OF.clear()
