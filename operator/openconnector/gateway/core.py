@@ -458,7 +458,7 @@ class Gateway:
             except BaseException:
                 self.recorder.discard(created)  # nothing of the events was stored
                 raise
-        except (DeliveryClosedError, EventTooLargeError) as error:
+        except (DeliveryClosedError, BusUnavailableError, EventTooLargeError) as error:
             raise _refusal_of(error) from None
         if not result.accepted:
             return WaitingPublish(table, plan, placements, created, pushed, result)
