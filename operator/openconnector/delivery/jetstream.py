@@ -147,6 +147,9 @@ logger = logging.getLogger("openconnector.delivery")
 MAX_BATCH = 1000
 _DUPLICATE_IN_BATCH = 10201  # "atomic publish batch contains duplicate message id": stored before
 _RETRY_AFTER = 5  # seconds a refused sender is asked to wait
+# A publish no stream took (no responders) is sent again after these pauses (doubling), within its bound.
+_NO_RESPONDERS_FIRST_PAUSE = 0.02
+_NO_RESPONDERS_LAST_PAUSE = 0.5
 _RECONNECT_WAIT = 1.0
 _CONNECT_TIMEOUT = 2.0  # one TCP/TLS/handshake attempt to one server
 _CLOSE_BOUND = 5.0  # seconds close() waits for each step of shutting down (tasks, the connection)
@@ -1140,6 +1143,44 @@ class JetStreamBus(Generic[E]):
                     f"the event needs {len(prepared.body)} bytes; the event bus takes at most {limit}"
                 )
         within, by_deadline = self._within(deadline)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + within
+        pause = _NO_RESPONDERS_FIRST_PAUSE
+        while True:
+            try:
+                await self._publish_once(nc, messages, msg_id, within)
+                return
+            except nats.errors.NoRespondersError:
+                # No stream took it: the stream's interest in the subject has not reached the server this
+                # connection uses yet (just after the stream was made, or a change in the cluster). Nothing
+                # was stored, so it is sent again (same message id) after a short pause, within the bound.
+                within = end - loop.time() - pause
+                if within <= 0:
+                    raise BusUnavailableError(
+                        "the event bus did not confirm storing the request: NoRespondersError", _RETRY_AFTER
+                    ) from None
+                await asyncio.sleep(pause)
+                pause = min(2 * pause, _NO_RESPONDERS_LAST_PAUSE)
+                if self._nc is not nc or not nc.is_connected:
+                    raise BusUnavailableError(self.readiness_detail or "not connected to NATS", _RETRY_AFTER)
+            except BusUnavailableError:
+                raise
+            except TimeoutError:
+                if by_deadline:
+                    raise  # the caller's deadline, not JetStream's silence
+                raise BusUnavailableError(
+                    "the event bus did not confirm storing the request: TimeoutError", _RETRY_AFTER
+                ) from None
+            except (nats.errors.Error, OSError, ValueError) as failure:
+                raise BusUnavailableError(
+                    f"the event bus did not confirm storing the request: {type(failure).__name__}",
+                    _RETRY_AFTER,
+                ) from None
+
+    async def _publish_once(
+        self, nc: NatsClient, messages: Sequence[tuple[ResourceKey, Prepared]], msg_id: str, within: float
+    ) -> None:
+        """One attempt of :meth:`_publish`: the messages sent, the PubAck read within ``within`` seconds."""
         # The publish acknowledgement (PubAck) is read here rather than by JetStreamContext.publish:
         # only its error matters (nats-py would build a PubAck object per request).
         before: list[tuple[str, bytes, dict[str, str]]] = []
@@ -1149,7 +1190,7 @@ class JetStreamBus(Generic[E]):
             headers = {META_HEADER: encode_meta(prepared), MSG_ID_HEADER: msg_id}
             stored_before = None
         else:
-            batch = uuid.uuid4().hex
+            batch = uuid.uuid4().hex  # a new batch per attempt: a batch never committed is dropped by NATS
             for number, (key, prepared) in enumerate(messages, 1):
                 before.append(
                     (
@@ -1166,31 +1207,17 @@ class JetStreamBus(Generic[E]):
             headers["Nats-Batch-Commit"] = "1"
             headers[MSG_ID_HEADER] = msg_id
             stored_before = _DUPLICATE_IN_BATCH
-        try:
-            if isinstance(nc, _CoalescingClient):  # the bus's own connection: _request inline
-                token, waiter = self._ask(nc, before, subject, body, headers, within)
-                try:
-                    answer = await waiter
-                except BaseException:
-                    self._forget(token, waiter)
-                    raise
-                data = _ack_data(answer)
-            else:
-                data = await self._request(nc, subject, body, headers, within, before)
-            _raise_refusal(data, stored_before)
-        except BusUnavailableError:
-            raise
-        except TimeoutError:
-            if by_deadline:
-                raise  # the caller's deadline, not JetStream's silence
-            raise BusUnavailableError(
-                "the event bus did not confirm storing the request: TimeoutError", _RETRY_AFTER
-            ) from None
-        except (nats.errors.Error, OSError, ValueError) as failure:
-            raise BusUnavailableError(
-                f"the event bus did not confirm storing the request: {type(failure).__name__}",
-                _RETRY_AFTER,
-            ) from None
+        if isinstance(nc, _CoalescingClient):  # the bus's own connection: _request inline
+            token, waiter = self._ask(nc, before, subject, body, headers, within)
+            try:
+                answer = await waiter
+            except BaseException:
+                self._forget(token, waiter)
+                raise
+            data = _ack_data(answer)
+        else:
+            data = await self._request(nc, subject, body, headers, within, before)
+        _raise_refusal(data, stored_before)
 
     def _ask(
         self,
