@@ -1162,7 +1162,8 @@ class JetStreamBus(Generic[E]):
                 await asyncio.sleep(pause)
                 pause = min(2 * pause, _NO_RESPONDERS_LAST_PAUSE)
                 if self._nc is not nc or not nc.is_connected:
-                    raise BusUnavailableError(self.readiness_detail or "not connected to NATS", _RETRY_AFTER)
+                    detail = self.readiness_detail or "not connected to NATS"
+                    raise BusUnavailableError(detail, _RETRY_AFTER) from None
             except BusUnavailableError:
                 raise
             except TimeoutError:
