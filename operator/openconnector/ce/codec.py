@@ -22,7 +22,7 @@ import re
 import sys
 from collections.abc import Callable, Container, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Final, cast
+from typing import Final, TypeVar, cast
 from urllib.parse import quote, unquote_to_bytes
 
 import orjson
@@ -82,6 +82,19 @@ class ContentMode(enum.StrEnum):
     BINARY = "binary"
     STRUCTURED = "structured"
     BATCH = "batch"
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def keep_bounded(cache: dict[_K, _V], key: _K, value: _V, entries: int) -> _V:
+    """``value``, kept in ``cache`` under ``key``; a cache holding ``entries`` is emptied first (what
+    senders repeat stays cheap, and a sender who varies everything cannot make it grow)."""
+    if len(cache) >= entries:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 # The modes as module constants: an attribute of an Enum class goes through its metaclass's __getattr__ hook.
@@ -269,9 +282,9 @@ _NONCHARACTERS = "\ufdd0-\ufdef" + "".join(
 )
 _BAD_STRING_CHAR_RE = re.compile(f"[\x00-\x1f\x7f-\x9f\ud800-\udfff{_NONCHARACTERS}]")
 
-# Field ranges in the pattern; only days 29-31 need a calendar look-up afterwards.
 # RFC 3339 date-time in two parts: the date and time of day, 19 characters in fixed places
-# (YYYY-MM-DDTHH:MM:SS), and what follows (fraction, then Z or an offset).
+# (YYYY-MM-DDTHH:MM:SS), and what follows (fraction, then Z or an offset). Field ranges in the pattern;
+# only days 29-31 need a calendar look-up afterwards.
 _RFC3339_HEAD_RE = re.compile(
     r"([0-9]{4})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:(?:[0-5][0-9]|60)"
 )
@@ -452,19 +465,14 @@ def is_rfc3339(value: str) -> bool:
     if verdict is None:
         verdict = _RFC3339_TAIL_RE.fullmatch(tail) is not None
         if len(tail) <= _CACHED_TAIL_LENGTH:
-            if len(_RFC3339_TAILS) >= _CACHED_DATE_TIME_PARTS:
-                _RFC3339_TAILS.clear()
-            _RFC3339_TAILS[tail] = verdict
+            keep_bounded(_RFC3339_TAILS, tail, verdict, _CACHED_DATE_TIME_PARTS)
     return verdict
 
 
 def _rfc3339_head(head: str) -> bool:
     """Whether ``head`` (a value's first 19 characters) is an RFC 3339 date and time of day (kept)."""
     verdict = _RFC3339_HEAD_RE.fullmatch(head) is not None and _day_in_month(head)
-    if len(_RFC3339_HEADS) >= _CACHED_DATE_TIME_PARTS:
-        _RFC3339_HEADS.clear()
-    _RFC3339_HEADS[head] = verdict
-    return verdict
+    return keep_bounded(_RFC3339_HEADS, head, verdict, _CACHED_DATE_TIME_PARTS)
 
 
 def _day_in_month(date: str) -> bool:
@@ -522,9 +530,7 @@ def _content_type_facts(raw: str) -> tuple[str, str, bool, bool, bool]:
         _bad_format_charset(content_type) is None,
     )
     if len(raw) <= _CACHED_MEDIA_TYPE_LENGTH:
-        if len(_CONTENT_TYPES) >= _CACHED_CONTENT_TYPES:
-            _CONTENT_TYPES.clear()
-        _CONTENT_TYPES[raw] = facts
+        keep_bounded(_CONTENT_TYPES, raw, facts, _CACHED_CONTENT_TYPES)
     return facts
 
 
@@ -765,9 +771,7 @@ def _value_checks_of(names: tuple[str, ...]) -> tuple[tuple[str, Callable[[str],
     else:
         verdict = tuple(checks)
     if sum(map(len, names)) <= _CACHED_NAME_SET_LENGTH:
-        if len(_VALUE_CHECKS_OF) >= _CACHED_NAME_SETS:
-            _VALUE_CHECKS_OF.clear()
-        _VALUE_CHECKS_OF[names] = verdict
+        keep_bounded(_VALUE_CHECKS_OF, names, verdict, _CACHED_NAME_SETS)
     return verdict
 
 
@@ -985,9 +989,7 @@ def _ce_attribute_of(name: str) -> str | None:
     # matches by identity instead of comparing characters.
     attribute = sys.intern(lower[3:]) if lower[:3] == "ce-" else None
     if len(name) <= _CACHED_NAME_LENGTH:
-        if len(_CE_ATTRIBUTE_OF) >= _CACHED_NAMES:
-            _CE_ATTRIBUTE_OF.clear()
-        _CE_ATTRIBUTE_OF[name] = attribute
+        keep_bounded(_CE_ATTRIBUTE_OF, name, attribute, _CACHED_NAMES)
     return attribute
 
 

@@ -21,6 +21,7 @@ from openconnector.ce.codec import (
     _show,
     is_absolute_uri,
     is_json_content_type,
+    keep_bounded,
 )
 
 __all__ = ["SEQUENCE_TYPE_INTEGER", "Profile", "check_nlgov", "check_source", "nlgov_conforms"]
@@ -125,9 +126,7 @@ def _conforming(key: tuple[object, object, object]) -> bool:
         )
     size = len(type_) + len(source) + (len(content_type) if type(content_type) is str else 0)
     if size <= _CACHED_VALUE_LENGTH:
-        if len(_CONFORMING) >= _CACHED_ENTRIES:
-            _CONFORMING.clear()
-        _CONFORMING[key] = verdict
+        keep_bounded(_CONFORMING, key, verdict, _CACHED_ENTRIES)
     return verdict
 
 
