@@ -41,12 +41,13 @@ class OperatorProcess:
     """`openconnector run` as a child process, with its log kept for failure messages."""
 
     def __init__(self, cluster: Cluster, workdir: Path, *, kubeconfig: Path | None = None,
-                 namespaces: Sequence[str] = (), status_interval: float = 1.0,
+                 namespaces: Sequence[str] = (), status_interval: float = 1.0, drain_seconds: float = 2.0,
                  extra_args: Sequence[str] = (), env: dict[str, str] | None = None) -> None:  # fmt: skip
         self.cluster = cluster
         self.kubeconfig = kubeconfig or cluster.kubeconfig
         self.namespaces = tuple(namespaces)
         self.status_interval = status_interval
+        self.drain_seconds = drain_seconds
         self.extra_args = tuple(extra_args)
         # The status shards' Leases live where the chart grants them (a pod gets this from the downward API).
         self.env = {"POD_NAMESPACE": RELEASE_NAMESPACE, **(env or {})}
@@ -62,7 +63,7 @@ class OperatorProcess:
         self.port = free_port()
         argv = [
             str(OPENCONNECTOR), "run", "--host", "127.0.0.1", "--port", str(self.port), "--health-port", "0",
-            "--status-interval", str(self.status_interval), "--drain-seconds", "2",
+            "--status-interval", str(self.status_interval), "--drain-seconds", str(self.drain_seconds),
         ]  # fmt: skip
         for namespace in self.namespaces:
             argv += ["--namespace", namespace]

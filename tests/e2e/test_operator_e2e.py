@@ -277,6 +277,9 @@ async def test_restart_keeps_routes_and_counts_without_duplicates(
         assert [orjson.loads(r.body)["id"] for r in sink.requests] == ["first", "second"]
 
 
+SLOW_REPLY_SECONDS = 2.0
+
+
 async def test_sigterm_drains_in_flight_deliveries(
     testbed: Cluster, operator: OperatorProcess, namespace: str, tmp_path_factory: Any
 ) -> None:
@@ -287,12 +290,15 @@ async def test_sigterm_drains_in_flight_deliveries(
         tmp_path_factory.mktemp("drain"),
         namespaces=[namespace],
         kubeconfig=operator.kubeconfig,
+        # The drain deadline must outlast the subscriber's reply by a wide margin: with both at 2 s the
+        # reply raced the deadline (a CI run dropped it 8 ms short). The drain ends when the delivery does.
+        drain_seconds=SLOW_REPLY_SECONDS * 5,
         # One named namespace needs no discovery; without it Kopf would list namespaces, which the
         # chart grants only when watchNamespaces is set.
         extra_args=["--no-kopf-scanning"],
     )
     try:
-        async with Sink(Reply(200, delay=2.0)) as sink:
+        async with Sink(Reply(200, delay=SLOW_REPLY_SECONDS)) as sink:
             await apply(testbed, namespace, EVENT, subscription("slow", f"http://127.0.0.1:{sink.port}/in"))
             await asyncio.to_thread(own.start)
             await wait_ready(testbed, namespace, "eventsubscription", "slow")
