@@ -13,7 +13,7 @@ from aiohttp.http import HttpVersion11
 from multidict import CIMultiDict
 
 from openconnector.gateway.core import GATEWAY_KEY
-from openconnector.gateway.problems import problem
+from openconnector.gateway.problems import body_error_detail, problem
 from openconnector.refusal import Refusal
 
 #: The headers of an intake route's JSON answer: what ``web.Response(content_type="application/json")``
@@ -44,6 +44,24 @@ async def continue_at_body_read(request: web.Request) -> web.StreamResponse | No
     if expect.lower() == "100-continue":
         request[_CONTINUE_DEFERRED] = True
         return None
+    return _expectation_failed(expect)
+
+
+async def continue_at_once(request: web.Request) -> web.StreamResponse | None:
+    """The Expect handler of the routes that read no body with :func:`read_limited` (the default of
+    :class:`~openconnector.gateway.routes.ProblemRoutes`): ``100 Continue`` at once, as aiohttp's own
+    handler answers, and any other expectation 417 problem+json instead of aiohttp's text/plain."""
+    if request.version != HttpVersion11:
+        return None
+    expect = request.headers.get("Expect", "")
+    if expect.lower() == "100-continue":
+        await request.writer.write(_CONTINUE)
+        request.writer.output_size = 0  # an interim response: the real one has not started
+        return None
+    return _expectation_failed(expect)
+
+
+def _expectation_failed(expect: str) -> web.Response:
     return problem(417, "expectation-failed", f"unsupported Expect: {expect[:64]!r}; only 100-continue is")
 
 
@@ -113,10 +131,12 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
         ConnectionError,
         aiohttp.ClientPayloadError,
         aiohttp.http_exceptions.HttpProcessingError,
+        web.RequestPayloadError,  # e.g. a corrupt gzip body
     ) as error:
         if request.transport is None or request.transport.is_closing():
             raise ClientGone(str(error)) from None
-        raise web.HTTPBadRequest(text=f"the body could not be read: {error}") from None
+        detail = body_error_detail(request.headers.get("Content-Encoding"), error)
+        raise web.HTTPBadRequest(text=detail, headers={"Connection": "close"}) from None
     return b"".join(chunks)
 
 

@@ -542,7 +542,12 @@ METRICS_KEY = web.AppKey("metrics", GatewayMetrics)
 
 def build_metrics_app(metrics: GatewayMetrics) -> web.Application:
     """``/metrics`` alone, for ``--metrics-port`` (scraped without exposing the gateway's routes)."""
+    # Imported here: the routes' module imports the gateway's core, which imports this one.
+    from openconnector.gateway.routes import add_unrouted, problem_routes
+
     app = web.Application()
     app[METRICS_KEY] = metrics
-    app.router.add_get("/metrics", _serve_metrics)
+    # Refusals in the gateway's problem+json form too (a 404, a 405, an Expect it cannot meet).
+    problem_routes(app).add_get("/metrics", _serve_metrics)
+    add_unrouted(app)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -87,3 +88,22 @@ def refusal_problem(refusal: Refusal) -> web.Response:
         headers=refusal.headers,
         **refusal.members,
     )
+
+
+_NAMED_CODING = re.compile(r"content-encoding: (?:\w+ \((\w+)\)|(\w+))", re.IGNORECASE)
+
+
+def body_error_detail(content_encoding: str | None, error: BaseException) -> str:
+    """Why a request body could not be read, in terms of the request: aiohttp's texts carry its status
+    prefix, and name Python packages to install. ``content_encoding`` is the request's header, when the
+    request is at hand (a parser error comes without it; the coding is then read from the error)."""
+    text = " ".join(str(error).split()).removeprefix("400, message: ")
+    named = _NAMED_CODING.search(text)
+    if named is None and text != "deflate":  # aiohttp's text for a deflate body that ends early
+        return f"the body could not be read: {text[:200]}"
+    coding = " ".join((content_encoding or "").split())[:40] or (
+        (named.group(1) or named.group(2)) if named else text
+    )
+    if "install" in text:  # aiohttp lacks the decoder (br, zstd)
+        return f"Content-Encoding {coding} is not supported; send the body as is, gzip or deflate"
+    return f"the body is not valid {coding} (Content-Encoding)"

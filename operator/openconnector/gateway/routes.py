@@ -19,10 +19,12 @@ from typing import Any, TypeVar
 
 from aiohttp import web
 
-from openconnector.gateway.intake import ClientGone
-from openconnector.gateway.problems import problem
+from openconnector.gateway.intake import ClientGone, continue_at_body_read, continue_at_once
+from openconnector.gateway.problems import body_error_detail, problem
+from openconnector.gateway.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
+_BODY_ERRORS = RateLimitedLog(log, interval=10.0)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)
@@ -69,6 +71,13 @@ def answer_error(request: web.Request, error: Exception) -> web.StreamResponse:
         if error.status < 400:
             raise error
         return http_error_problem(request, error)
+    if isinstance(error, web.RequestPayloadError):
+        # The body failed while it was read (a corrupt gzip body): the client's fault, no traceback.
+        _BODY_ERRORS.info(
+            "body-error", "refused a request body on %s %s: %s", request.method, request.path, error
+        )
+        detail = body_error_detail(request.headers.get("Content-Encoding"), error)
+        return problem(400, "bad-request", detail, headers={"Connection": "close"})
     log.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
     return problem(500, "internal-error", _INTERNAL_ERROR)
 
@@ -110,13 +119,19 @@ class ProblemRoutes:
     def __init__(self, router: web.UrlDispatcher) -> None:
         self._router = router
 
+    # Every route answers an Expect it cannot meet with 417 problem+json (aiohttp's default handler
+    # answers text/plain); a route that reads its body with read_limited passes continue_at_body_read.
+
     def add_get(self, path: str, handler: Handler, **kwargs: Any) -> web.AbstractRoute:
+        kwargs.setdefault("expect_handler", continue_at_once)
         return self._router.add_get(path, answering_problems(handler), **kwargs)
 
     def add_post(self, path: str, handler: Handler, **kwargs: Any) -> web.AbstractRoute:
+        kwargs.setdefault("expect_handler", continue_at_once)
         return self._router.add_post(path, answering_problems(handler), **kwargs)
 
     def add_route(self, method: str, path: str, handler: Handler, **kwargs: Any) -> web.AbstractRoute:
+        kwargs.setdefault("expect_handler", continue_at_once)
         return self._router.add_route(method, path, answering_problems(handler), **kwargs)
 
 
@@ -159,4 +174,5 @@ def add_unrouted(app: web.Application) -> None:
     """Add the route that answers what no other route serves; it must be added last."""
     resource = _EveryTarget()
     app.router.register_resource(resource)
-    resource.add_route("*", answering_problems(answer_unrouted))
+    # 404 and 405 are answered on the head: a "100-continue" is never invited (continue_at_body_read).
+    resource.add_route("*", answering_problems(answer_unrouted), expect_handler=continue_at_body_read)

@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import ContentEncodingError
 from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
 from openconnector.gateway.limits import RequestLimits
-from openconnector.gateway.problems import PROBLEM_CONTENT_TYPE, problem_body
+from openconnector.gateway.problems import PROBLEM_CONTENT_TYPE, body_error_detail, problem_body
 from openconnector.gateway.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
@@ -71,8 +72,8 @@ class GatewayRequestHandler(RequestHandler):
             # aiohttp's data_received ignores what a closing protocol receives: no parsing, no answers.
             self._force_close = True
             _LOOP_ERRORS.warning("connection-cap", "refused a connection: %d open", len(manager.connections))
-            writer = transport
-            assert isinstance(writer, asyncio.Transport)
+            # A stream transport; not an isinstance check: uvloop's TCPTransport is no asyncio.Transport.
+            writer = cast(asyncio.WriteTransport, transport)
             writer.write(_REFUSAL)
             # Half-close, then close shortly: the client can read the answer before seeing a reset.
             if writer.can_write_eof():
@@ -99,6 +100,15 @@ class GatewayRequestHandler(RequestHandler):
             return
         super().connection_lost(exc)
 
+    def log_exception(self, *args: Any, **kwargs: Any) -> None:
+        # A body that failed while aiohttp drained it after the answer (a corrupt gzip body the handler
+        # already refused with 400): the client's fault, logged as a parser error, with no traceback.
+        error = kwargs.get("exc_info")
+        if isinstance(error, web.RequestPayloadError):
+            _PARSER_ERRORS.info("parser-error", "refused a request body: %r", error)
+            return
+        super().log_exception(*args, **kwargs)
+
     def handle_error(
         self,
         request: BaseRequest,
@@ -109,6 +119,9 @@ class GatewayRequestHandler(RequestHandler):
         if status >= 500:
             _PARSER_ERRORS.error("server-error", "error handling a request: %r", exc)
             detail = "the gateway failed to handle the request; it has been logged"
+        elif isinstance(exc, ContentEncodingError):
+            _PARSER_ERRORS.info("parser-error", "refused a request body: %r", exc)
+            detail = body_error_detail(request.headers.get("Content-Encoding"), exc)
         else:
             _PARSER_ERRORS.info("parser-error", "refused a malformed request: %r", exc)
             detail = (message or "the request could not be parsed").strip()[:_MAX_ECHO]
