@@ -56,6 +56,7 @@ __all__ = [
 #: Bytes of status line and headers a response may have (aiohttp's parser allows 8 KiB per line).
 HEAD_LIMIT = 64 * 1024
 _KEEPALIVE_S = 15.0  # aiohttp's default keep-alive for idle pooled connections
+_SWEEP_SLACK = 0.05  # how long after an idle connection is due the sweep runs (timers may fire early)
 
 
 class BadRequestHead(ValueError):
@@ -510,7 +511,7 @@ class ConnectionPool:
         self._sweeper = None
         loop = asyncio.get_running_loop()
         now = loop.time()
-        left = False
+        oldest: float | None = None
         for origin, idle in list(self._idle.items()):
             kept = [c for c in idle if not c.closed and now - c.idle_since < self._keepalive_s]
             for connection in idle:
@@ -518,11 +519,14 @@ class ConnectionPool:
                     connection.close()
             if kept:
                 self._idle[origin] = kept
-                left = True
+                since = min(c.idle_since for c in kept)
+                oldest = since if oldest is None else min(oldest, since)
             else:
                 del self._idle[origin]
-        if left:
-            self._sweeper = loop.call_later(self._keepalive_s, self._sweep)
+        if oldest is not None:
+            # Again when the oldest kept one has been idle keepalive_s (not a whole period later, which
+            # would let a connection stay open up to twice as long); a little after, so it is due then.
+            self._sweeper = loop.call_at(oldest + self._keepalive_s + _SWEEP_SLACK, self._sweep)
 
 
 @lru_cache(maxsize=1)
