@@ -6,6 +6,7 @@ Each field is a flag of ``serve`` and ``run`` and a chart value (docs/operations
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
@@ -42,41 +43,70 @@ class RequestLimits:
             raise ValueError("max_connections must be at least 1")
 
 
+def _int_in(low: int, high: int | None) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high`` (no upper bound: None), else a usage error."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(
+                f"must be at least {low}, got {value}"
+                if high is None
+                else f"must be {low}..{high}, got {value}"
+            )
+        return value
+
+    return parse
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
+
+
 def add_limit_flags(parser: argparse.ArgumentParser) -> None:
     """The flags of :class:`RequestLimits` and the egress policy (``serve`` and ``run``)."""
     d = RequestLimits()
     add = parser.add_argument
     add(
         "--max-json-depth",
-        type=int,
+        type=_int_in(1, MAX_ALLOWED_DEPTH),
         default=d.max_json_depth,
         metavar="N",
         help=f"deepest JSON nesting accepted anywhere (1..{MAX_ALLOWED_DEPTH})",
     )
     add(
         "--header-timeout",
-        type=float,
+        type=_positive_seconds,
         default=d.header_timeout,
         metavar="SECONDS",
         help="time a connection has to send a complete request head",
     )
     add(
         "--body-timeout",
-        type=float,
+        type=_positive_seconds,
         default=d.body_timeout,
         metavar="SECONDS",
         help="time a request body has to arrive",
     )
     add(
         "--keepalive-timeout",
-        type=float,
+        type=_positive_seconds,
         default=d.keepalive_timeout,
         metavar="SECONDS",
         help="idle keep-alive connections are closed after this",
     )
     add(
         "--max-connections",
-        type=int,
+        type=_int_in(1, None),
         default=d.max_connections,
         metavar="N",
         help="open client connections; more are answered 503 and closed",
