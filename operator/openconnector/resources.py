@@ -12,6 +12,7 @@ import sys
 import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -52,7 +53,7 @@ class Resource:
     # Where it came from, for messages: "examples/zgw.yaml:3" in standalone mode, "" in a cluster.
     origin: str = ""
     annotations: Mapping[str, str] = field(default_factory=lambda: NO_ANNOTATIONS)
-    # metadata.creationTimestamp; orders conflicting resources (the older one wins).
+    # metadata.creationTimestamp (standalone: when the store first held it); the older one wins a conflict.
     created: str = ""
     # Built once: the store, the routing table, its results and routes then share one key object.
     key: ResourceKey = field(init=False, repr=False, compare=False)
@@ -211,10 +212,14 @@ class ResourceStore:
     def replace_all(self, items: Iterable[Resource | SecretOrConfigMap]) -> bool:
         """Make the store hold exactly ``items`` (a directory rescan); returns whether anything changed.
 
-        Files carry no metadata.generation, so the store counts it as the apiserver does: a resource
-        whose spec changed gets its stored generation + 1. observedGeneration then moves, and a
-        subscription suspended by 410 or autoPauseAfter resumes when its spec changes."""
-        resources = {i.key: self._next_generation(i) for i in items if isinstance(i, Resource)}
+        Files carry no metadata, so the store keeps two fields as the apiserver would:
+        - generation: a resource whose spec changed gets its stored generation + 1. observedGeneration
+          then moves, and a subscription suspended by 410 or autoPauseAfter resumes when its spec changes.
+        - creationTimestamp: the time the store first held the resource, so that in a conflict (two
+          Consumers on one endpoint) the one already there keeps it, as in a cluster. Resources first
+          read in the same scan tie, and name order decides."""
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        resources = {i.key: self._as_stored(i, now) for i in items if isinstance(i, Resource)}
         secrets = {i.key: i for i in items if isinstance(i, SecretOrConfigMap)}
         if resources == self.resources and secrets == self.secrets:
             return False
@@ -222,9 +227,11 @@ class ResourceStore:
         self.revision += 1
         return True
 
-    def _next_generation(self, resource: Resource) -> Resource:
+    def _as_stored(self, resource: Resource, now: str) -> Resource:
         stored = self.resources.get(resource.key)
         if stored is None:
-            return resource
+            return resource if resource.created else dataclasses.replace(resource, created=now)
         generation = stored.generation + 1 if stored.spec != resource.spec else stored.generation
-        return dataclasses.replace(resource, generation=generation)
+        return dataclasses.replace(
+            resource, generation=generation, created=resource.created or stored.created
+        )

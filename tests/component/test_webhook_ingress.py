@@ -6,6 +6,7 @@ status, and a refused request reaches neither the target nor any subscriber.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import functools
 import hashlib
@@ -602,6 +603,43 @@ async def test_newer_consumer_with_the_same_endpoint_gets_endpoint_conflict(
     answer = await post(f"{gw.url}/webhooks/shared/hook", PAYLOAD, JSON)
     assert answer.status == 200, answer.body
     assert [r.path for r in target.requests] == ["/first"]
+
+
+async def test_a_consumer_added_later_in_standalone_mode_does_not_take_a_served_endpoint(
+    tmp_path: Path, start_gateway: StartGateway, target: Sink
+) -> None:
+    # Files carry no creationTimestamp: the store stamps when it first held each resource, so the
+    # Consumer already serving the endpoint keeps it, though the newcomer's name sorts first.
+    sources = [
+        resource("Source", "first", {"location": target.url_for("/first")}),
+        resource("Source", "second", {"location": target.url_for("/second")}),
+    ]
+    serving = resource(
+        "Consumer", "zz-serving", {"endpoint": "shared", "targetType": "source", "targetId": "first"}
+    )
+    directory = write(tmp_path / "m", *sources, serving)
+    gw = await start_gateway(directory)
+    assert ready((await resources(gw))[("Consumer", "zz-serving")])["status"] == "True"
+
+    newcomer = resource(
+        "Consumer", "aa-newcomer", {"endpoint": "shared", "targetType": "source", "targetId": "second"}
+    )
+    write(directory, *sources, serving, newcomer)
+    gw.reload()
+    deadline = asyncio.get_running_loop().time() + 10
+    while ("Consumer", "aa-newcomer") not in (status := await resources(gw)):
+        assert asyncio.get_running_loop().time() < deadline, status
+        await asyncio.sleep(0.02)
+
+    assert ready(status[("Consumer", "zz-serving")])["status"] == "True"
+    assert ready(status[("Consumer", "aa-newcomer")])["reason"] == "EndpointConflict"
+    assert "zz-serving" in ready(status[("Consumer", "aa-newcomer")])["message"]
+    answer = await post(f"{gw.url}/webhooks/shared", PAYLOAD, JSON)
+    assert answer.status == 200, answer.body
+    assert [r.path for r in target.requests] == ["/first"]
+
+    # An unchanged rescan keeps both stamps: nothing changes hands.
+    assert gw.reload() is False
 
 
 async def test_event_with_a_source_that_is_not_a_uri_reference_is_not_ready(
