@@ -8,13 +8,14 @@ problem+json. The routes and their documentation live together in :func:`add_mes
 from __future__ import annotations
 
 import datetime
+import re
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from openconnector.ce import to_batch
+from openconnector.ce import is_rfc3339, to_batch
 from openconnector.gateway.intake import continue_at_body_read, read_limited
 from openconnector.gateway.problems import refusal_problem
 from openconnector.gateway.routes import problem_routes
@@ -85,15 +86,25 @@ def _time(request: web.Request, name: str) -> datetime.datetime | None:
 
 
 def parse_time(raw: str, name: str) -> datetime.datetime:
+    """An RFC 3339 date-time with a zone (§5.6: ``T`` and ``Z`` in either case, ``Z`` or ``±hh:mm``);
+    anything else (another ISO 8601 form, no zone, a date alone) is refused with 400."""
+    if len(raw) > 64 or not is_rfc3339(raw):
+        if len(raw) <= 64 and _NO_ZONE.fullmatch(raw):
+            raise Refusal(400, "invalid-filter", f"{name}: give a time zone (e.g. 2026-01-02T03:04:05Z)")
+        raise Refusal(400, "invalid-filter", f"{name}: not an RFC 3339 time: {raw[:64]!r}")
+    text = raw.upper()
+    leap = text[17:19] == "60"  # a leap second: the first moment of the next minute
+    if leap:
+        text = f"{text[:17]}59{text[19:]}"
     try:
-        if len(raw) > 64:
-            raise ValueError
-        moment = datetime.datetime.fromisoformat(raw)
-    except ValueError:
-        raise Refusal(400, "invalid-filter", f"{name}: not an RFC 3339 time: {raw[:64]!r}") from None
-    if moment.tzinfo is None:
-        raise Refusal(400, "invalid-filter", f"{name}: give a time zone (e.g. 2026-01-02T03:04:05Z)")
-    return moment
+        moment = datetime.datetime.fromisoformat(text)
+        return moment + datetime.timedelta(seconds=1) if leap else moment
+    except (ValueError, OverflowError):  # year 0000, or a leap second after the last there is
+        raise Refusal(400, "invalid-filter", f"{name}: not a time this API can use: {raw!r}") from None
+
+
+# An RFC 3339 date and time of day without the zone (said apart: the common mistake).
+_NO_ZONE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?")
 
 
 def _limit(request: web.Request) -> int:

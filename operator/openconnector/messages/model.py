@@ -439,21 +439,33 @@ class SubscriptionSummary:
         }
 
 
-def encode_cursor(kind: str, sequence: int) -> str:
-    """An opaque cursor: clients pass it back unchanged, never build one."""
-    raw = json.dumps({"k": kind, "s": sequence}, separators=(",", ":")).encode()
+#: The longest cursor taken: a pull cursor names its subscription (a namespace of up to 63 and a name of
+#: up to 253 characters), in base64.
+_MAX_CURSOR = 1024
+
+
+def encode_cursor(kind: str, sequence: int, subscription: str | None = None) -> str:
+    """An opaque cursor: clients pass it back unchanged, never build one. ``subscription``
+    (``namespace/name``) ties it to one subscription: :func:`decode_cursor` refuses it for another."""
+    fields: dict[str, Any] = {"k": kind, "s": sequence}
+    if subscription is not None:
+        fields["p"] = subscription
+    raw = json.dumps(fields, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
 
 
-def decode_cursor(cursor: str, kind: str) -> int:
-    """The sequence in ``cursor``; a cursor that is not one of ours is refused with 400."""
+def decode_cursor(cursor: str, kind: str, subscription: str | None = None) -> int:
+    """The sequence in ``cursor``; a cursor that is not one of ours is refused with 400, and so is,
+    when ``subscription`` is given, one handed out for another subscription (or naming none)."""
     try:
-        if len(cursor) > 200:
+        if len(cursor) > _MAX_CURSOR:
             raise ValueError("too long")
         padded = cursor + "=" * (-len(cursor) % 4)
         data = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
         if not isinstance(data, dict) or data.get("k") != kind:
             raise ValueError("wrong kind")
+        if subscription is not None and data.get("p") != subscription:
+            raise ValueError("another subscription's")
         sequence = data["s"]
         if isinstance(sequence, bool) or not isinstance(sequence, int) or sequence < 0:
             raise ValueError("bad sequence")

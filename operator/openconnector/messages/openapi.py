@@ -255,7 +255,12 @@ _PATHS: dict[str, dict[str, Any]] = {
                 _NS,
                 _NAME,
                 {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
-                {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                {
+                    "name": "cursor",
+                    "in": "query",
+                    "schema": {"type": "string"},
+                    "description": "opaque: the Next-Cursor of this subscription's previous pull",
+                },
             ],
             security=_SECURED,
         ),

@@ -7,6 +7,7 @@ bad filter or cursor, 409 wrong style, 503 bus unavailable); access control is t
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import logging
 import uuid
@@ -60,6 +61,11 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500
 #: ``--status failed`` and the default of replay: what did not reach the subscriber.
 FAILED_STATUSES = frozenset({MessageStatus.DEAD_LETTERED, MessageStatus.DROPPED})
+#: Seconds a pull on a durable log waits for this process's view to reach a cursor's position (another
+#: process handed it out, and this one has not read the stream that far yet, or is still reading it
+#: back after a start), checked every ``_CURSOR_POLL`` seconds, before it refuses the cursor.
+_CURSOR_WAIT = 2.0
+_CURSOR_POLL = 0.02
 
 
 def parse_statuses(values: Collection[str] | str | None) -> frozenset[MessageStatus] | None:
@@ -112,6 +118,17 @@ class MessageService:
         if result is None:
             raise Refusal(404, "unknown-subscription", f"no subscription {namespace}/{name} is known to you")
         return str(result.extra.get("style", "push"))
+
+    def _require_routed(self, namespace: str, name: str, what: str) -> None:
+        """409 ``not-routed`` unless the subscription is routed now: compiled (ready) and not paused
+        (``spec.status: paused``). Nothing is handed to the bus for one that is not."""
+        key = _key(namespace, name)
+        for route in self._gateway.table.subscriptions():
+            if route.key == key:
+                if not route.paused:
+                    return
+                break
+        raise _not_routed(key, what)
 
     def subscriptions(self) -> list[tuple[str, str]]:
         """(namespace, name) of every EventSubscription the gateway knows, sorted."""
@@ -223,6 +240,7 @@ class MessageService:
         if self._route_style(namespace, name) == "pull":
             raise Refusal(409, "pull-subscription", f"{namespace}/{name} is a pull subscription: read it")
         stored = self._stored(namespace, name, message_id)
+        self._require_routed(namespace, name, "resent")
         key = _key(namespace, name)
         await self._deliver_again(key, [stored])
         self.writer.mark(key, message_id, MessageStatus.PENDING, f"resent by {by}" if by else "resent")
@@ -241,6 +259,7 @@ class MessageService:
         if self._route_style(namespace, name) == "pull":
             raise Refusal(409, "pull-subscription", f"{namespace}/{name} is a pull subscription: read it")
         wanted = parse_statuses(list(statuses)) or FAILED_STATUSES
+        self._require_routed(namespace, name, "replayed")
         key = _key(namespace, name)
         chosen: list[StoredMessage] = []
         for stored in self.store.newest_first(key, None):
@@ -278,11 +297,7 @@ class MessageService:
         except EventTooLargeError as error:
             raise Refusal(413, "event-too-large", str(error)) from None
         if result.skipped:
-            raise Refusal(
-                409,
-                "not-routed",
-                f"{key.namespaced_name} is not routed now (paused, not ready or removed): nothing was resent",
-            )
+            raise _not_routed(key, "resent")
         if not result.accepted:
             raise Refusal(
                 503, "delivery-backlog", f"cannot queue it now: {result.detail}", headers={"Retry-After": "5"}
@@ -300,9 +315,14 @@ class MessageService:
         if not 1 <= limit <= MAX_PAGE_SIZE:
             raise Refusal(400, "invalid-filter", f"limit: must be 1 to {MAX_PAGE_SIZE}, got {limit}")
         key = _key(namespace, name)
+        path = key.namespaced_name
         acknowledged = 0
         if cursor:
-            position = decode_cursor(cursor, "pull")
+            # Only a cursor of this subscription, and never beyond what its pulls could have returned:
+            # another subscription's cursor, or a made-up one, would acknowledge events nobody read.
+            position = decode_cursor(cursor, "pull", path)
+            if not await self._reaches(key, position):
+                raise Refusal(400, "invalid-cursor", "cursor: not a cursor this API handed out")
             acknowledged = self.writer.acknowledge(key, position, datetime.datetime.now(datetime.UTC))
         after = self.store.pull_position(key)
         events: list[CloudEvent] = []
@@ -315,7 +335,23 @@ class MessageService:
             last = stored.record.sequence
         if acknowledged:
             self._gateway.count_pulled(key, acknowledged)
-        return PullBatch(events, encode_cursor("pull", last), acknowledged)
+        return PullBatch(events, encode_cursor("pull", last, path), acknowledged)
+
+    async def _reaches(self, key: ResourceKey, position: int) -> bool:
+        """Whether a pull of ``key`` could have handed out ``position``: at most the newest sequence its
+        log has kept (:meth:`MemoryMessageStore.pull_bound`). On a durable log, another process may have
+        handed it out before this one read that far: wait a little (``_CURSOR_WAIT``) for it."""
+        if position <= self.store.pull_bound(key):
+            return True
+        if not self.durable:
+            return False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _CURSOR_WAIT
+        while loop.time() < deadline:
+            await asyncio.sleep(_CURSOR_POLL)
+            if position <= self.store.pull_bound(key):
+                return True
+        return False
 
     def pending_pull(self, key: ResourceKey) -> int:
         return sum(
@@ -329,6 +365,14 @@ class MessageService:
             "maxMessages": self.store.max_messages,
             "maxAgeSeconds": self.store.max_age,
         }
+
+
+def _not_routed(key: ResourceKey, what: str) -> Refusal:
+    return Refusal(
+        409,
+        "not-routed",
+        f"{key.namespaced_name} is not routed now (paused, not ready or removed): nothing was {what}",
+    )
 
 
 MESSAGES_KEY = web.AppKey("messages", MessageService)

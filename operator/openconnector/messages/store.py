@@ -65,6 +65,7 @@ class _Log:
     by_id: dict[str, StoredMessage] = field(default_factory=dict)
     indexed: int = 0
     pull_acked: int = 0  # pull subscriptions: every sequence at or below it is acknowledged
+    newest: int = 0  # the highest sequence ever kept here (removing records does not lower it)
 
 
 class MemoryMessageStore:
@@ -113,6 +114,7 @@ class MemoryMessageStore:
         record.sequence = sequence
         record.event = event
         record.received_at = now = self._clock()
+        log.newest = sequence
         if newest is not None:  # the event id from a second source: the older record stays findable
             log.shadowed[_message_key(newest)] = newest
         by_event = log.by_event
@@ -383,6 +385,12 @@ class MemoryMessageStore:
     def pull_position(self, key: ResourceKey) -> int:
         log = self._logs.get(key)
         return 0 if log is None else log.pull_acked
+
+    def pull_bound(self, key: ResourceKey) -> int:
+        """The highest sequence a pull of ``key`` could have handed out in a cursor: the newest record
+        ever kept for it (removed or not), or its acknowledged position if that is higher."""
+        log = self._logs.get(key)
+        return 0 if log is None else max(log.newest, log.pull_acked)
 
     def acknowledge(self, key: ResourceKey, upto: int, now: datetime.datetime) -> int:
         """Pull: every pending record of ``key`` at or below sequence ``upto`` is acknowledged
