@@ -12,7 +12,7 @@ import hmac
 import secrets
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from openconnector.refusal import Refusal
 
@@ -105,16 +105,47 @@ def sign_in_token(fields: Mapping[str, str]) -> str:
 
 
 def safe_next(value: str | None, default: str = "/ui/") -> str:
-    """Where to go after signing in: only a path of this UI (never another host: no open redirect)."""
-    if not value or len(value) > 2000:
+    """Where to go after signing in: only a path of this UI (never another host: no open redirect).
+
+    The path is judged as a browser resolves it: its dot segments (``.``, ``..``, also percent-encoded
+    as ``%2e``) are removed first, and what remains must still be ``/ui`` or under ``/ui/`` (and not the
+    sign-in form itself); anything else, or anything that is not plain printable ASCII, goes to
+    ``default``. The answer is the resolved path (no dot segments left) with the query.
+    """
+    if not value or len(value) > 2000 or not value.startswith("/") or value.startswith("//"):
+        return default
+    # A browser drops tabs and line breaks from a URL and reads "\" as "/": "/<tab>/x" would be "//x".
+    if any(not "!" <= ch <= "~" for ch in value):
         return default
     parts = urlsplit(value)
-    in_ui = parts.path == "/ui" or parts.path.startswith("/ui/")
-    if parts.scheme or parts.netloc or not in_ui or "\\" in value:
+    if parts.scheme or parts.netloc or "\\" in value or "\\" in unquote(parts.path):
         return default
-    if value.startswith("//") or parts.path.startswith("/ui/login"):
+    path = _remove_dot_segments(parts.path)
+    if not (path == "/ui" or path.startswith("/ui/")) or unquote(path).startswith("/ui/login"):
         return default
-    return value
+    return path + (f"?{parts.query}" if parts.query else "")
+
+
+def _remove_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4 on an absolute path, as the WHATWG URL parser does it: a segment that is
+    ``.`` or ``..`` once percent-decoded is a dot segment (``%2e%2e`` climbs like ``..``); a ``%2f`` in a
+    segment does not split it (a browser does not either), so it cannot hide a climb."""
+    segments = path.split("/")[1:]
+    kept: list[str] = []
+    for index, segment in enumerate(segments):
+        last = index == len(segments) - 1
+        decoded = unquote(segment)
+        if decoded == ".":
+            if last:
+                kept.append("")
+        elif decoded == "..":
+            if kept:
+                kept.pop()
+            if last:
+                kept.append("")
+        else:
+            kept.append(segment)
+    return "/" + "/".join(kept)
 
 
 def parse_status_filter(value: str | None) -> str | None:

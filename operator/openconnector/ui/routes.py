@@ -25,7 +25,7 @@ from openconnector.gateway.problems import refusal_problem
 from openconnector.gateway.routes import problem_routes
 from openconnector.messages.access import Authorizer, Principal, Verb
 from openconnector.messages.model import SubscriptionSummary
-from openconnector.messages.service import AUTHORIZER_KEY, MESSAGES_KEY, MessageService
+from openconnector.messages.service import AUTHORIZER_KEY, MESSAGES_KEY, MessageService, parse_statuses
 from openconnector.refusal import Refusal
 from openconnector.ui import forms
 from openconnector.ui.render import message_url, render, subscription_url
@@ -332,7 +332,9 @@ async def handle_subscriptions(request: web.Request) -> web.StreamResponse:
 async def handle_messages(request: web.Request) -> web.StreamResponse:
     namespace, name = request.match_info["namespace"], request.match_info["name"]
     visitor = await _authorize(request, "get", namespace, name)
-    status = forms.parse_status_filter(request.query.get("status"))
+    asked = request.query.get("status")
+    parse_statuses(asked)  # an unknown status: refused with the API's own words
+    status = forms.parse_status_filter(asked)  # the page shows one status (or failed) at a time
     cursor = request.query.get("cursor") or None
     service = _service(request)
     found = await service.list_messages(namespace, name, status=status, limit=PAGE_SIZE, cursor=cursor)
@@ -372,7 +374,8 @@ async def handle_message(request: web.Request) -> web.StreamResponse:
     namespace, name = request.match_info["namespace"], request.match_info["name"]
     message_id = request.match_info["message_id"]
     visitor = await _authorize(request, "get", namespace, name)
-    record = await _service(request).get_message(namespace, name, message_id)
+    service = _service(request)
+    record = await service.get_message(namespace, name, message_id)
     return _html(
         "message.html",
         visitor=visitor,
@@ -380,6 +383,7 @@ async def handle_message(request: web.Request) -> web.StreamResponse:
         name=name,
         message=record,
         notice=_NOTICES.get(request.query.get("notice", "")),
+        store=service.describe(),
     )
 
 
