@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,24 +21,12 @@ from openconnector.standalone import StandaloneGateway, start_standalone
 from tests.component.conftest import StartGateway
 from tests.component.natsserver import NatsServer
 from tests.component.test_messages_api import AUTH, CE, NS, OTHER, TOKEN, event, manifests
+from tests.component.test_messages_api import bus as bus  # the same buses: memory, and a nats-server
 from tests.support.http import Answer, assert_problem, call, post
 from tests.support.polling import eventually
 from tests.support.sinks import Reply, Sink
 
-_streams = itertools.count(1)
 JSON = {**AUTH, "Content-Type": "application/json"}
-
-
-@pytest.fixture(params=["memory", "jetstream"])
-def bus(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    if request.param == "memory":
-        yield {"bus": "memory"}
-        return
-    with NatsServer() as server:
-        settings = JetStreamSettings(
-            servers=(server.url,), stream=f"S12M{next(_streams)}", publish_timeout=2.0
-        )
-        yield {"bus": "jetstream", "jetstream": settings}
 
 
 def documents(ok: Sink, failing: Sink, *, paused: bool = False) -> list[dict[str, Any]]:

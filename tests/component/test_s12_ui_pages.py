@@ -5,29 +5,15 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
-from openconnector.messages.model import MessageStatus
-from tests.component.test_ui_http import BEARER, COOKIE, FORM, HTML, TOKEN, World, fetch, publish, start_world
+from tests.component.test_ui_http import BEARER, COOKIE, FORM, HTML, TOKEN, World, fetch
+from tests.component.test_ui_http import world as world  # the same world: one failed message, an API token
 from tests.support.http import assert_problem
-from tests.support.sinks import Reply, Sink
 
 MEMORY_NOTE = b"Messages are kept in this gateway's memory (at most 10000 per subscription): a restart loses"
-
-
-@pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    async with Sink(Reply(500), default=Reply(200)) as sink:
-        world = await start_world(tmp_path, sink, token=TOKEN)
-        try:
-            await publish(world, "failed-1", MessageStatus.DROPPED)
-            yield world
-        finally:
-            await world.standalone.stop()
 
 
 def footer(page: bytes) -> bytes:
