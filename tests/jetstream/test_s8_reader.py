@@ -14,12 +14,9 @@ from typing import Any
 import pytest
 import uvloop
 from nats.aio.msg import Msg
-from nats.errors import NoRespondersError
-from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import APIError
 
-from openconnector.delivery.jetstream import _CoalescingClient
+from openconnector.delivery.jetstream import _CoalescingClient, until_stream_takes_publishes
 from openconnector.delivery.nats_reader import FrameParser
 from tests.jetstream.natscluster import NatsCluster
 
@@ -55,23 +52,6 @@ class _Watched(_CoalescingClient):
         return super()._process_msg(sid, subject, reply, data, headers)
 
 
-async def _until_the_stream_takes_publishes(js: JetStreamContext, subject: str) -> None:
-    """Until the new stream answers publishes on the connection's server. In a cluster its interest in
-    the subject reaches the other servers a little later, and a publish before that is answered "no
-    responders" and not stored: the raw publishes below would then never be delivered. The probe expects
-    a last sequence the stream does not have, so the stream refuses it and stores nothing."""
-    for _ in range(200):
-        try:
-            await js.publish(subject, b"", timeout=1.0, headers={"Nats-Expected-Last-Sequence": "999999"})
-        except NoRespondersError:
-            await asyncio.sleep(0.05)
-            continue
-        except APIError:  # the stream answered (wrong last sequence): it takes publishes now
-            return
-        raise AssertionError("the stream stored a probe that expected a sequence it does not have")
-    raise AssertionError(f"no stream took publishes on {subject} within 10 s")
-
-
 async def _scenario(server: str, stream: str) -> dict[str, Any]:
     client = _Watched()
     await client.connect(servers=server)
@@ -79,7 +59,9 @@ async def _scenario(server: str, stream: str) -> dict[str, Any]:
     try:
         js = client.jetstream()
         await js.add_stream(name=stream, subjects=[f"{stream}.d.>"], num_replicas=1)
-        await _until_the_stream_takes_publishes(js, f"{stream}.d.probe")
+        # Until the new stream's interest reaches this server, the raw publishes below are answered
+        # "no responders" and not stored.
+        assert await until_stream_takes_publishes(js, f"{stream}.d.probe", within=10.0)
         total = _ROUNDS * _PER_ROUND
         acks: list[Msg] = []
         delivered: list[Msg] = []

@@ -1927,3 +1927,31 @@ async def _create_or_update_stream(js: JetStreamContext, config: StreamConfig) -
         await js.add_stream(config)
     except nats.js.errors.BadRequestError:
         await js.update_stream(config)  # exists with other settings: ours win (idempotent start-up)
+
+
+#: A last sequence no stream has: a publish that expects it is refused by the stream and never stored.
+_NO_SUCH_SEQUENCE = str(2**63)
+
+
+async def until_stream_takes_publishes(js: JetStreamContext, subject: str, *, within: float) -> bool:
+    """Wait until a stream answers publishes on ``subject`` on this connection's server; whether it did
+    within ``within`` seconds. Just after a stream is made, its interest in its subjects reaches the
+    other servers of a cluster a little later: until then a publish there is answered "no responders"
+    (a plain publish is dropped unseen). The probe expects a last sequence the stream does not have, so
+    the stream refuses it (an API error: it answered) and stores nothing."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        try:
+            await js.publish(
+                subject, b"", timeout=1.0, headers={"Nats-Expected-Last-Sequence": _NO_SUCH_SEQUENCE}
+            )
+        except (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError):
+            pass  # (nats-py raises the second for the first)
+        except nats.js.errors.APIError:
+            return True  # the stream answered
+        else:
+            raise RuntimeError(f"a stream stored the probe on {subject}, which expected no such sequence")
+        if loop.time() >= deadline:
+            return False
+        await asyncio.sleep(0.05)

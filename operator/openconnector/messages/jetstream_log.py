@@ -33,7 +33,10 @@ back by the others. Bounds: the view keeps ``--message-max`` per subscription an
 ``--message-max-age``; the stream keeps ``--message-max-age`` and at most 8 messages per kept message per
 subscription (``max_msgs_per_subject``, oldest discarded). When the bus closes, what the log still holds is
 published before the connection closes. Publishing is best effort: a change made
-while NATS is unreachable is logged and lost (delivery itself is unaffected).
+while NATS is unreachable is logged and lost (delivery itself is unaffected). The follower first waits
+until the stream takes publishes on this connection's server (a new stream's interest reaches the other
+servers of a cluster a little later; a plain publish there before that is dropped unseen), and only then
+counts as caught up.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ from openconnector.ce import parse_http, to_structured
 from openconnector.consumers.standard_webhooks import webhook_message_id_of_key
 from openconnector.delivery.attempts import Attempt, Destination
 from openconnector.delivery.durable import subscription_key_from_path, subscription_names
-from openconnector.delivery.jetstream import JetStreamBus
+from openconnector.delivery.jetstream import JetStreamBus, until_stream_takes_publishes
 from openconnector.delivery.target import DeliveryTarget
 from openconnector.gateway.ratelog import RateLimitedLog
 from openconnector.messages.model import AttemptRecord, LazyAttempt, MessageRecord, MessageStatus, isoformat
@@ -239,6 +242,10 @@ class JetStreamMessageLog:
                     await js.add_stream(config)
                 except Exception:
                     await js.update_stream(config)
+                # Changes are plain publishes, dropped unseen until the stream's interest reaches this
+                # connection's server: caught_up waits for that too.
+                if not await until_stream_takes_publishes(js, f"{self._subject_prefix}._probe", within=10.0):
+                    _rare.log(logging.WARNING, "probe", "the message log's stream takes no publishes yet")
                 info = await js.stream_info(self.stream)
                 last = int(info.state.last_seq or 0)
                 if last == 0:
