@@ -20,11 +20,9 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from openconnector.gateway.intake import ClientGone, continue_at_body_read, continue_at_once
-from openconnector.gateway.problems import body_error_detail, problem
-from openconnector.gateway.ratelog import RateLimitedLog
+from openconnector.gateway.problems import problem
 
 log = logging.getLogger(__name__)
-_BODY_ERRORS = RateLimitedLog(log, interval=10.0)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)
@@ -71,13 +69,6 @@ def answer_error(request: web.Request, error: Exception) -> web.StreamResponse:
         if error.status < 400:
             raise error
         return http_error_problem(request, error)
-    if isinstance(error, web.RequestPayloadError):
-        # The body failed while it was read (a corrupt gzip body): the client's fault, no traceback.
-        _BODY_ERRORS.info(
-            "body-error", "refused a request body on %s %s: %s", request.method, request.path, error
-        )
-        detail = body_error_detail(request.headers.get("Content-Encoding"), error)
-        return problem(400, "bad-request", detail, headers={"Connection": "close"})
     log.error("unhandled error on %s %s", request.method, request.path, exc_info=error)
     return problem(500, "internal-error", _INTERNAL_ERROR)
 

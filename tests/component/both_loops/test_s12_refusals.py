@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import zlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,20 +20,11 @@ from openconnector.standalone import StandaloneGateway
 from tests.component.client import call
 from tests.component.conftest import StartGateway
 from tests.component.sinks import Sink
+from tests.component.test_hardening_gateway import gw as gw  # the hardening manifests' gateway
 from tests.component.test_hardening_gateway import hardening_manifests, problem_from_raw, raw_exchange
+from tests.component.test_hardening_gateway import sink as sink
 
 CE_JSON = b"Content-Type: application/cloudevents+json\r\n"
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[Sink]:
-    async with Sink() as started:
-        yield started
-
-
-@pytest.fixture
-async def gw(tmp_path: Path, start_gateway: StartGateway, sink: Sink) -> StandaloneGateway:
-    return await start_gateway(hardening_manifests(tmp_path / "m", sink))
 
 
 def post_with_coding(path: str, coding: str, body: bytes) -> bytes:
