@@ -237,6 +237,10 @@ class Gateway:
             found = self._webhook_bytes = self.metrics.inc_of(self.metrics.ingress_bytes, "/webhooks")
         return found
 
+    def route_of(self, key: ResourceKey) -> SubscriptionRoute | None:
+        """The installed route of subscription ``key`` (ready), paused or not; None if it has none."""
+        return self._routes_by_target.get(key)
+
     def _installed_target(self, key: ResourceKey) -> DeliveryTarget | None:
         route = self._routes_by_target.get(key)
         return None if route is None else route.target

@@ -123,12 +123,9 @@ class MessageService:
         """409 ``not-routed`` unless the subscription is routed now: compiled (ready) and not paused
         (``spec.status: paused``). Nothing is handed to the bus for one that is not."""
         key = _key(namespace, name)
-        for route in self._gateway.table.subscriptions():
-            if route.key == key:
-                if not route.paused:
-                    return
-                break
-        raise _not_routed(key, what)
+        route = self._gateway.route_of(key)
+        if route is None or route.paused:
+            raise _not_routed(key, what)
 
     def subscriptions(self) -> list[tuple[str, str]]:
         """(namespace, name) of every EventSubscription the gateway knows, sorted."""
